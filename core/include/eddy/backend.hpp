@@ -1,0 +1,63 @@
+// The seam between the platform-free loop core and a platform. A backend waits for I/O with the
+// core's timeout, reports completions by scheduling callbacks on the loop, and can be woken from
+// any thread. It says up front, in a capability table, which loop methods its target supports.
+// libuv (native/) and the emulated selector (wasm/) implement it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace eddy {
+
+class EventLoop;
+class Executor;
+
+// One row of the capability table: a loop method and whether this target can do it.
+struct Capability {
+  std::string method;
+  bool supported = false;
+  std::string note;  // why not, or what it does differently here
+};
+
+struct Capabilities {
+  std::string target;  // e.g. "native (libuv 1.44.2)", "wasm (node)", "virtual-clock"
+  std::vector<Capability> methods;
+
+  const Capability* find(std::string_view method) const noexcept;
+  bool supports(std::string_view method) const noexcept;
+  // Throws NotSupportedError naming `method` and the target unless it is supported.
+  void require(std::string_view method) const;
+};
+
+// The one list of loop methods the capability table covers (docs/targets.md mirrors it).
+const std::vector<std::string_view>& capability_method_names();
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Monotonic time in seconds; the loop's time().
+  virtual double now() = 0;
+  // Wait for I/O for at most `timeout` seconds (negative: no limit, zero: just look) and report
+  // what completed. Returns early after wakeup(). Only the loop's thread calls this.
+  virtual void poll(double timeout) = 0;
+  // Makes a blocked or future poll() return promptly. Any thread.
+  virtual void wakeup() noexcept = 0;
+  // Whether poll() may block the calling thread (false on a browser page's main thread).
+  virtual bool can_block() const noexcept { return true; }
+  // The default executor for run_in_executor, or null when the target has none.
+  virtual std::shared_ptr<Executor> make_default_executor();
+  // Fills the capability table for this target.
+  virtual void describe(Capabilities& caps) const = 0;
+  // Called by EventLoop::close(); releases platform resources.
+  virtual void close() {}
+
+  void attach(EventLoop* loop) noexcept { loop_ = loop; }
+
+ protected:
+  EventLoop* loop_ = nullptr;
+};
+
+}  // namespace eddy

@@ -1,0 +1,83 @@
+// asyncio's exceptions as C++ types. Python's OSError is std::system_error with the errno;
+// CancelledError deliberately does not derive from std::exception, as asyncio made it a
+// BaseException so that `catch (const std::exception&)` cannot swallow a cancellation.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+namespace eddy {
+
+// Root of the exceptions that must not be caught by a generic std::exception handler.
+class BaseException {
+ public:
+  explicit BaseException(std::string message) : message_(std::move(message)) {}
+  virtual ~BaseException() = default;
+  const std::string& message() const noexcept { return message_; }
+  virtual const char* what() const noexcept { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
+// asyncio.CancelledError: carries the message given to cancel(msg).
+class CancelledError : public BaseException {
+ public:
+  explicit CancelledError(std::string message = {}) : BaseException(std::move(message)) {}
+};
+
+// Python's RuntimeError (closed loop, loop already running, ...).
+class RuntimeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Python's ValueError (NaN delays, futures of another loop, invalid limits, ...).
+class ValueError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Python's TypeError.
+class TypeError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// asyncio.InvalidStateError: an operation on a Future in the wrong state.
+class InvalidStateError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// asyncio.TimeoutError (the builtin TimeoutError, an OSError with ETIMEDOUT since 3.11).
+class TimeoutError : public std::system_error {
+ public:
+  explicit TimeoutError(const std::string& what = "timed out")
+      : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
+};
+
+// A call the current target cannot do (the browser has no subprocesses, ...). Names the call
+// and the target; the loop's capability table lists the same facts up front.
+class NotSupportedError : public RuntimeError {
+ public:
+  NotSupportedError(std::string method, std::string target, std::string why = {})
+      : RuntimeError(method + " is not supported on " + target + (why.empty() ? "" : ": " + why)),
+        method_(std::move(method)),
+        target_(std::move(target)) {}
+  const std::string& method() const noexcept { return method_; }
+  const std::string& target() const noexcept { return target_; }
+
+ private:
+  std::string method_;
+  std::string target_;
+};
+
+// asyncio.SendfileNotAvailableError.
+class SendfileNotAvailableError : public RuntimeError {
+ public:
+  using RuntimeError::RuntimeError;
+};
+
+}  // namespace eddy

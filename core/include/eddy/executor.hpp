@@ -1,0 +1,108 @@
+// Executors for loop.run_in_executor (asyncio's concurrent.futures executors). The loop never
+// blocks on them: a job's result comes back through the loop's thread-safe inbox and completes an
+// asyncio-style Future on the loop's thread. ThreadPoolExecutor is the default on native targets.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "eddy/detail/callback.hpp"
+#include "eddy/future.hpp"
+
+namespace eddy {
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs `job` on another thread. RuntimeError after shutdown().
+  virtual void submit(detail::UniqueFunction job) = 0;
+  // Stops accepting jobs; with `wait`, returns once every accepted job has finished. With
+  // `cancel_queued`, jobs that have not started are dropped.
+  virtual void shutdown(bool wait = true, bool cancel_queued = false) = 0;
+};
+
+// concurrent.futures.ThreadPoolExecutor: threads are started on demand up to max_workers.
+class ThreadPoolExecutor final : public Executor {
+ public:
+  // 0 picks asyncio's default: min(32, hardware threads + 4).
+  explicit ThreadPoolExecutor(std::size_t max_workers = 0);
+  ~ThreadPoolExecutor() override;
+  void submit(detail::UniqueFunction job) override;
+  void shutdown(bool wait = true, bool cancel_queued = false) override;
+  std::size_t max_workers() const noexcept { return max_workers_; }
+  std::size_t thread_count() const;
+
+ private:
+  void worker();
+  const std::size_t max_workers_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<detail::UniqueFunction> queue_;
+  std::vector<std::thread> threads_;
+  std::size_t idle_ = 0;
+  bool shutdown_ = false;
+};
+
+namespace detail {
+
+// Loop-side bookkeeping of run_in_executor jobs (defined in executor.cpp).
+std::uint64_t register_executor_job(EventLoop& loop, Ref<FutureBase> future);
+void unregister_executor_job(EventLoop& loop, std::uint64_t id) noexcept;
+// Called on a worker thread: hands `complete` to the loop, which calls it with the job's future
+// if that future still waits for it. Dropped silently if the loop has closed.
+void post_executor_result(const std::shared_ptr<Inbox>& inbox, EventLoop* loop, std::uint64_t id,
+                          std::function<void(FutureBase&)> complete);
+
+template <class R>
+struct ExecutorOutcome {
+  Slot<R> value;
+  std::exception_ptr error;
+};
+
+}  // namespace detail
+
+template <class F>
+auto EventLoop::run_in_executor(std::shared_ptr<Executor> executor, F&& fn) {
+  using Fn = std::decay_t<F>;
+  using R = std::invoke_result_t<Fn&>;
+  check_closed();
+  if (debug_) check_thread("run_in_executor");
+  if (!executor) executor = default_executor();
+  Future<R> future = create_future<R>();
+  const std::uint64_t id = detail::register_executor_job(*this, future.state());
+  try {
+    executor->submit([fn = Fn(std::forward<F>(fn)), inbox = inbox_, loop = this, id]() mutable {
+      auto outcome = std::make_shared<detail::ExecutorOutcome<R>>();
+      try {
+        if constexpr (std::is_void_v<R>) {
+          fn();
+          outcome->value.emplace();
+        } else {
+          outcome->value.emplace(fn());
+        }
+      } catch (...) {
+        outcome->error = std::current_exception();
+      }
+      detail::post_executor_result(inbox, loop, id, [outcome](FutureBase& f) {
+        if (outcome->error) {
+          f.set_exception(outcome->error);
+        } else {
+          *static_cast<detail::Slot<R>*>(f.value_slot()) = std::move(outcome->value);
+          f.finish_with_result();
+        }
+      });
+    });
+  } catch (...) {
+    detail::unregister_executor_job(*this, id);
+    throw;
+  }
+  return future;
+}
+
+}  // namespace eddy

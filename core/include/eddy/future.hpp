@@ -1,0 +1,269 @@
+// asyncio.Future: a result that will exist later. FutureBase holds the state machine
+// (pending -> finished | cancelled), the exception, the cancel message and the done callbacks,
+// which run through the loop's call_soon, never inline. Future<T> is a typed counted reference;
+// the value lives in the derived object (or, for a Task, in its coroutine's promise).
+//
+//   auto fut = loop->create_future<int>();
+//   fut.add_done_callback([](eddy::Future<int> f) { use(f.result()); });
+//   fut.set_result(42);
+#pragma once
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "eddy/loop.hpp"
+
+namespace eddy {
+
+enum class FutureState : std::uint8_t { pending, cancelled, finished };
+const char* to_string(FutureState s) noexcept;
+
+namespace detail {
+
+struct Unit {};
+template <class T>
+struct SlotType {
+  using type = std::optional<T>;
+};
+template <>
+struct SlotType<void> {
+  using type = std::optional<Unit>;
+};
+template <class T>
+using Slot = typename SlotType<T>::type;
+
+// A done callback: a callable taking the future, stored inline when small.
+struct DoneCallbackOps {
+  void (*invoke)(void* storage, FutureBase& future);
+  void (*destroy)(void* storage) noexcept;
+  const char* (*name)(const void* storage);
+  bool (*equals)(const void* storage, const void* other) noexcept;  // null: never equal
+  const void* type_key;
+};
+
+struct DoneCallback {
+  static constexpr std::size_t kInline = 24;
+  const DoneCallbackOps* ops = nullptr;
+  alignas(8) unsigned char storage[kInline];
+  DoneCallback* next = nullptr;
+  bool scheduled = false;      // handed to a handle that will run it
+  bool owned_by_node = false;  // heap node (not the future's inline first slot)
+};
+
+template <class F>
+inline constexpr bool done_fits_inline = sizeof(F) <= DoneCallback::kInline &&
+                                         alignof(F) <= 8 &&
+                                         std::is_nothrow_move_constructible_v<F>;
+
+template <class F>
+struct TypeKey {
+  static constexpr char key = 0;
+};
+
+template <class F, class Invoke>
+struct DoneCallbackOpsFor {
+  static F& get(void* s) noexcept {
+    if constexpr (done_fits_inline<F>)
+      return *std::launder(reinterpret_cast<F*>(s));
+    else
+      return **reinterpret_cast<F**>(s);
+  }
+  static const F& get(const void* s) noexcept { return get(const_cast<void*>(s)); }
+  static void invoke(void* s, FutureBase& f) { Invoke::call(get(s), f); }
+  static void destroy(void* s) noexcept {
+    if constexpr (done_fits_inline<F>)
+      get(s).~F();
+    else
+      delete *reinterpret_cast<F**>(s);
+  }
+  static const char* name(const void*) { return callable_name<F>(); }
+  static bool equals(const void* s, const void* other) noexcept {
+    if constexpr (requires(const F& a, const F& b) { bool(a == b); })
+      return bool(get(s) == *static_cast<const F*>(other));
+    else
+      return false;
+  }
+  static constexpr DoneCallbackOps ops{&invoke, &destroy, &name, &equals, &TypeKey<F>::key};
+  template <class G>
+  static void construct(void* s, G&& g) {
+    if constexpr (done_fits_inline<F>)
+      ::new (s) F(std::forward<G>(g));
+    else
+      *reinterpret_cast<F**>(s) = new F(std::forward<G>(g));
+  }
+};
+
+}  // namespace detail
+
+class FutureBase : public RefCounted {
+ public:
+  explicit FutureBase(EventLoop& loop);
+  ~FutureBase() override;
+
+  bool done() const noexcept { return state_ != FutureState::pending; }
+  bool cancelled() const noexcept { return state_ == FutureState::cancelled; }
+  FutureState state() const noexcept { return state_; }
+  // Cancels a pending future (callbacks are scheduled); false if it was already done.
+  virtual bool cancel(std::string message = {});
+  // The exception (null if it finished with a result). CancelledError if cancelled,
+  // InvalidStateError if not done.
+  std::exception_ptr exception();
+  // Throws what result() would throw (CancelledError, InvalidStateError, the exception).
+  void check_result();
+  void set_exception(std::exception_ptr exception);
+  EventLoop& get_loop() const noexcept { return *loop_; }
+  const std::string& cancel_message() const noexcept { return cancel_message_; }
+  bool is_task() const noexcept { return is_task_; }
+  // A one-line description, as asyncio's repr: <Future finished result=...> etc.
+  virtual std::string describe() const;
+
+  // Done callbacks receive this future. They run through call_soon once it is done (at once
+  // through call_soon if it already is).
+  template <class F, class Invoke>
+  void add_done_callback_as(F&& callback);
+  // Removes every callback equal to `callback` (function pointers and equality-comparable
+  // callables); returns how many were removed.
+  template <class F>
+  std::size_t remove_done_callback(const F& callback);
+  // Used by Task: wakes `task` when this future is done.
+  void add_task_wakeup(TaskBase* task);
+
+  // Completion primitives for subclasses and for Future<T> (the value was already stored).
+  void finish_with_result();
+  void finish_cancelled(std::string message);
+  void finish_with_exception(std::exception_ptr e);
+  void* value_slot() const noexcept { return slot_; }
+  // Destroys a done callback after its handle ran (or was dropped).
+  static void release_callback(detail::DoneCallback* cb) noexcept;
+  // InvalidStateError if done; RuntimeError if the loop is closed.
+  void check_settable(const char* method) const;
+
+ protected:
+  void destroy_self() noexcept override;
+  // For a task whose loop closed under it: cancelled, callbacks dropped, nothing scheduled.
+  void mark_abandoned() noexcept;
+  void* slot_ = nullptr;
+  bool is_task_ = false;
+  bool log_traceback_ = false;
+
+ private:
+  void schedule_callbacks();
+  void schedule_one(detail::DoneCallback* cb);
+  void append_callback(detail::DoneCallback* cb);
+  detail::DoneCallback* new_callback_slot();
+  std::size_t remove_matching(const void* type_key, const void* value);
+
+  LoopRef loop_;
+  FutureState state_ = FutureState::pending;
+  std::exception_ptr exception_;
+  std::string cancel_message_;
+  detail::DoneCallback first_;
+  detail::DoneCallback* more_ = nullptr;  // further callbacks, in order
+};
+
+// Storage for a plain Future's value.
+template <class T>
+class FutureImpl final : public FutureBase {
+ public:
+  explicit FutureImpl(EventLoop& loop) : FutureBase(loop) { slot_ = &value_; }
+  std::string describe() const override { return FutureBase::describe(); }
+
+ private:
+  detail::Slot<T> value_;
+};
+
+template <class T>
+class Future {
+ public:
+  using value_type = T;
+  Future() noexcept = default;
+  explicit Future(Ref<FutureBase> state) noexcept : state_(std::move(state)) {}
+
+  bool done() const noexcept { return state_->done(); }
+  bool cancelled() const noexcept { return state_->cancelled(); }
+  bool cancel(std::string message = {}) { return state_->cancel(std::move(message)); }
+  std::exception_ptr exception() { return state_->exception(); }
+  EventLoop& get_loop() const noexcept { return state_->get_loop(); }
+
+  // The result; throws the exception, CancelledError, or InvalidStateError if not done.
+  std::add_lvalue_reference_t<T> result() const {
+    state_->check_result();
+    if constexpr (!std::is_void_v<T>) return **slot();
+  }
+  template <class U = T, class = std::enable_if_t<!std::is_void_v<U>>>
+  void set_result(U value) {
+    state_->check_settable("set_result");
+    slot()->emplace(std::move(value));
+    state_->finish_with_result();
+  }
+  template <class U = T, class = std::enable_if_t<std::is_void_v<U>>>
+  void set_result() {
+    state_->check_settable("set_result");
+    slot()->emplace();
+    state_->finish_with_result();
+  }
+  void set_exception(std::exception_ptr e) { state_->set_exception(std::move(e)); }
+  template <class E, class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
+  void set_exception(E&& e) {
+    state_->set_exception(std::make_exception_ptr(std::forward<E>(e)));
+  }
+
+  // `callback` is called (through call_soon) with this Future<T>.
+  template <class F>
+  void add_done_callback(F&& callback) {
+    state_->template add_done_callback_as<std::decay_t<F>, Invoker<std::decay_t<F>>>(
+        std::forward<F>(callback));
+  }
+  template <class F>
+  std::size_t remove_done_callback(const F& callback) {
+    return state_->remove_done_callback(callback);
+  }
+
+  FutureBase* base() const noexcept { return state_.get(); }
+  const Ref<FutureBase>& state() const noexcept { return state_; }
+  explicit operator bool() const noexcept { return bool(state_); }
+  friend bool operator==(const Future& a, const Future& b) noexcept {
+    return a.state_ == b.state_;
+  }
+
+ protected:
+  template <class F>
+  struct Invoker {
+    static void call(F& f, FutureBase& fb) { f(Future<T>(Ref<FutureBase>(&fb))); }
+  };
+  detail::Slot<T>* slot() const noexcept {
+    return static_cast<detail::Slot<T>*>(state_->value_slot());
+  }
+  Ref<FutureBase> state_;
+};
+
+// ---- FutureBase templates -------------------------------------------------------------------------
+
+template <class F, class Invoke>
+void FutureBase::add_done_callback_as(F&& callback) {
+  using Ops = detail::DoneCallbackOpsFor<std::decay_t<F>, Invoke>;
+  detail::DoneCallback* cb = new_callback_slot();
+  Ops::construct(cb->storage, std::forward<F>(callback));
+  cb->ops = &Ops::ops;
+  append_callback(cb);
+}
+
+template <class F>
+std::size_t FutureBase::remove_done_callback(const F& callback) {
+  static_assert(requires(const F& a, const F& b) { bool(a == b); },
+                "remove_done_callback needs a function pointer or an equality-comparable "
+                "callable (lambdas cannot be compared)");
+  const std::decay_t<F> value = callback;
+  return remove_matching(&detail::TypeKey<std::decay_t<F>>::key, &value);
+}
+
+template <class T>
+Future<T> EventLoop::create_future() {
+  check_closed();
+  return Future<T>(Ref<FutureBase>(new FutureImpl<T>(*this)));
+}
+
+}  // namespace eddy

@@ -1,0 +1,393 @@
+// EventLoop: asyncio's event loop on a pluggable Backend. It owns the ready queue (FIFO), the timer
+// heap and the thread-safe inbox; run_once() is the one place where callbacks are called (see
+// loop.cpp). Create loops with new_event_loop() (policy.hpp) or, for tests, the virtual-clock loop.
+//
+//   auto loop = eddy::new_event_loop();
+//   loop->call_later(0.5, [&] { loop->stop(); });
+//   loop->run_forever();
+//   loop->close();
+#pragma once
+
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "eddy/backend.hpp"
+#include "eddy/config.hpp"
+#include "eddy/errors.hpp"
+#include "eddy/handle.hpp"
+#include "eddy/ref.hpp"
+
+namespace eddy {
+
+class FutureBase;
+class TaskBase;
+class Executor;
+template <class T>
+class Future;
+template <class T>
+class Task;
+template <class T>
+class Coro;
+class CoroutineFrame;
+
+// create_task's keyword arguments.
+struct TaskOptions {
+  std::string name;                 // default "Task-N"
+  std::optional<bool> eager_start;  // start running inside create_task (if the loop runs)
+  SourceLocation created_at;        // filled in by create_task: where it was called
+};
+
+// What call_exception_handler() receives: asyncio's context dict as a struct. `message` is always
+// set; the other keys only when they apply ("exception", "future", "task", "handle", ...).
+struct ExceptionContext {
+  std::string message;
+  std::exception_ptr exception;
+  Ref<FutureBase> future;
+  Ref<TaskBase> task;
+  Handle handle;
+  SourceLocation source;  // where the handle was scheduled or the task created
+  std::map<std::string, std::string> extra;
+
+  ExceptionContext();
+  ExceptionContext(std::string message, std::exception_ptr exception = nullptr);
+  ExceptionContext(const ExceptionContext&);
+  ExceptionContext(ExceptionContext&&) noexcept;
+  ExceptionContext& operator=(const ExceptionContext&);
+  ExceptionContext& operator=(ExceptionContext&&) noexcept;
+  ~ExceptionContext();
+
+  // Text of the exception, if any ("" otherwise).
+  std::string exception_text() const;
+};
+
+using ExceptionHandler = std::function<void(EventLoop&, const ExceptionContext&)>;
+using TaskFactory =
+    std::function<Ref<TaskBase>(EventLoop&, CoroutineFrame&&, const TaskOptions&)>;
+
+// Counters that prove a loop ended clean: tests assert they are all zero after close().
+struct LoopStats {
+  std::size_t live_handles = 0;    // handle records not yet freed (queued or held by user code)
+  std::size_t ready = 0;           // handles in the ready queue
+  std::size_t timers = 0;          // entries in the timer heap (cancelled ones included)
+  std::size_t cancelled_timers = 0;
+  std::size_t live_futures = 0;    // Future and Task objects alive
+  std::size_t live_tasks = 0;      // Task objects alive
+  std::size_t pending_tasks = 0;   // Tasks not done
+  std::size_t executor_jobs = 0;   // run_in_executor calls whose result has not come back
+  std::uint64_t iterations = 0;    // run_once() passes so far
+};
+
+// Lets a host that owns the thread (a browser page, a GUI frame loop) drive the loop: the loop
+// calls schedule() when it has work and no pass is in progress; `delay` is 0 for ready work,
+// else seconds until the nearest timer.
+class HostDriver {
+ public:
+  virtual ~HostDriver() = default;
+  virtual void schedule(double delay) = 0;
+};
+
+namespace detail {
+
+// Cross-thread queue for call_soon_threadsafe and executor completions. Shared with worker
+// threads so that a completion arriving after the loop is gone is dropped safely.
+class Inbox {
+ public:
+  explicit Inbox(Backend* backend) : backend_(backend) {}
+  // Returns false when the loop is closed (the callback is then dropped).
+  bool post(HandleRecord* rec);
+  void take(std::vector<HandleRecord*>& out);
+  void close();
+  bool has_work() const noexcept { return pending_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<HandleRecord*> queue_;
+  Backend* backend_;
+  std::atomic<bool> pending_{false};
+  bool closed_ = false;
+};
+
+// FIFO ring of handle records; grows by doubling, never shrinks while the loop lives.
+class ReadyQueue {
+ public:
+  ReadyQueue() : buf_(1024), mask_(1023) {}
+  bool empty() const noexcept { return head_ == tail_; }
+  std::size_t size() const noexcept { return tail_ - head_; }
+  void push(HandleRecord* r) {
+    if (EDDY_UNLIKELY(tail_ - head_ == buf_.size())) grow();
+    buf_[tail_++ & mask_] = r;
+  }
+  HandleRecord* pop() noexcept { return buf_[head_++ & mask_]; }
+  HandleRecord* at(std::size_t i) const noexcept { return buf_[(head_ + i) & mask_]; }
+
+ private:
+  void grow();
+  std::vector<HandleRecord*> buf_;
+  std::size_t mask_;
+  std::size_t head_ = 0;
+  std::size_t tail_ = 0;
+};
+
+// Timer heap entry: the record's pool index and an arming sequence number (FIFO among equal
+// deadlines). The deadline itself lives in the record.
+struct TimerEntry {
+  std::uint32_t index;
+  std::uint32_t seq;
+};
+
+}  // namespace detail
+
+class EventLoop : public RefCounted {
+ public:
+  explicit EventLoop(std::unique_ptr<Backend> backend);
+  ~EventLoop() override;
+
+  // ---- Lifecycle ---------------------------------------------------------------------------
+  // Runs until stop(). RuntimeError if closed, already running, or another loop runs here.
+  void run_forever();
+  // Runs until the future, task or coroutine is done and returns its result (or throws its
+  // exception). A coroutine is wrapped in a Task. Not available where poll cannot block
+  // (a browser page): see wasm/host_driver.hpp for the non-blocking alternative.
+  template <class T>
+  T run_until_complete(Future<T> future);
+  template <class T>
+  T run_until_complete(Task<T> task);
+  template <class T>
+  T run_until_complete(Coro<T> coro);
+  // Callbacks already scheduled still run; the loop stops after the current pass.
+  void stop() noexcept;
+  // Drops pending callbacks and timers, releases the executor and backend. Idempotent;
+  // RuntimeError while running. Tasks still pending are reported and destroyed.
+  void close();
+  bool is_running() const noexcept { return running_; }
+  bool is_closed() const noexcept { return closed_; }
+  // Monotonic seconds (the backend's clock; virtual in the test loop).
+  double time() { return backend_->now(); }
+
+  // ---- Scheduling ----------------------------------------------------------------------------
+  template <class F>
+  Handle call_soon(F&& callback, SourceLocation where = SourceLocation::current());
+  // Any thread. Wakes the loop if it is blocked in its backend.
+  template <class F>
+  Handle call_soon_threadsafe(F&& callback, SourceLocation where = SourceLocation::current());
+  // Runs `callback` once loop.time() >= time() + delay (never earlier). ValueError for NaN.
+  template <class F>
+  TimerHandle call_later(double delay, F&& callback,
+                         SourceLocation where = SourceLocation::current());
+  template <class F>
+  TimerHandle call_at(double when, F&& callback, SourceLocation where = SourceLocation::current());
+
+  // ---- Futures and tasks ---------------------------------------------------------------------
+  template <class T = void>
+  Future<T> create_future();
+  template <class T>
+  Task<T> create_task(Coro<T> coro, TaskOptions options = {},
+                      SourceLocation where = SourceLocation::current());
+  template <class T, class Name>
+    requires std::is_convertible_v<const Name&, std::string_view>
+  Task<T> create_task(Coro<T> coro, const Name& name,
+                      SourceLocation where = SourceLocation::current());
+  void set_task_factory(TaskFactory factory) { task_factory_ = std::move(factory); }
+  const TaskFactory& get_task_factory() const noexcept { return task_factory_; }
+  TaskBase* current_task() const noexcept { return current_task_; }
+  std::vector<Ref<TaskBase>> all_tasks() const;
+
+  // ---- Errors ------------------------------------------------------------------------------
+  void call_exception_handler(const ExceptionContext& context) noexcept;
+  void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
+  const ExceptionHandler& get_exception_handler() const noexcept { return exception_handler_; }
+  void default_exception_handler(const ExceptionContext& context) noexcept;
+
+  // ---- Debug ---------------------------------------------------------------------------------
+  void set_debug(bool enabled) noexcept { debug_ = enabled; }
+  bool get_debug() const noexcept { return debug_; }
+  double slow_callback_duration() const noexcept { return slow_callback_duration_; }
+  void set_slow_callback_duration(double seconds);
+
+  // ---- Executors -------------------------------------------------------------------------------
+  // Runs `fn` on `executor` (null: the default one) and returns a Future for its result.
+  template <class F>
+  auto run_in_executor(std::shared_ptr<Executor> executor, F&& fn);
+  void set_default_executor(std::shared_ptr<Executor> executor);
+  // Waits (without blocking the loop) for the default executor's jobs and joins its threads.
+  // `timeout` < 0: no limit; past it the threads are left to finish and a warning is logged.
+  Future<void> shutdown_default_executor(double timeout = -1);
+
+  // ---- Guest mode ------------------------------------------------------------------------------
+  // Runs one pass of the loop algorithm: polls I/O for at most `max_wait` seconds (0: don't
+  // wait), fires due timers, runs what was ready. For hosts that own the thread. Returns the
+  // number of callbacks run.
+  std::size_t run_once(double max_wait = 0);
+  // Seconds until the loop has work: 0 when callbacks are ready, the time to the nearest timer,
+  // or nothing when only I/O or another thread can bring work.
+  std::optional<double> time_until_work();
+  // Installs (or removes, with null) a host driver that is told when the loop has work.
+  void set_host_driver(HostDriver* driver);
+
+  // ---- Introspection -------------------------------------------------------------------------
+  LoopStats stats() const noexcept;
+  const Capabilities& capabilities() const noexcept { return capabilities_; }
+  Backend& backend() noexcept { return *backend_; }
+  // Debug-mode check used by non-thread-safe methods (asyncio's _check_thread).
+  void check_thread(const char* method) const;
+  void check_closed() const;
+
+  // ---- Used by Eddy's own types (not part of asyncio's API) --------------------------------------
+  void register_task(TaskBase* task) noexcept;
+  void unregister_task(TaskBase* task) noexcept;
+  void future_created() noexcept { ++live_futures_; }
+  void future_destroyed() noexcept { --live_futures_; }
+  void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
+  void timer_cancelled() noexcept { ++timer_cancelled_count_; }
+  // Queues an already-built record, taking over its one reference (used by futures to run
+  // their done callbacks). RuntimeError if the loop is closed.
+  void schedule_record(detail::HandleRecord* rec);
+  detail::HandleRecord* new_record(SourceLocation where) {
+    detail::HandleRecord* r = pool_->allocate();
+    r->file = where.file;
+    r->line = where.line;
+    r->flags = 0;
+    r->refs = 1;
+    return r;
+  }
+  // For run_in_executor: hands a completion from a worker thread to the loop.
+  std::shared_ptr<detail::Inbox> inbox() const noexcept { return inbox_; }
+  std::shared_ptr<Executor> default_executor();
+  std::uint64_t add_executor_job(Ref<FutureBase> future);
+  Ref<FutureBase> take_executor_job(std::uint64_t id) noexcept;
+
+ private:
+  friend class Runner;
+  void destroy_self() noexcept override;
+  std::size_t run_pass(double max_wait);
+  void run_ready(std::size_t count);
+  void push_timer(detail::HandleRecord* rec);
+  void fire_due_timers();
+  void purge_cancelled_timers();
+  void drain_inbox();
+  double compute_timeout();
+  void enter_running(const char* method);
+  void leave_running() noexcept;
+  void notify_host();
+  void report_slow_callback(detail::HandleRecord* rec, double seconds);
+  void report_callback_exception(detail::HandleRecord* rec, std::exception_ptr e);
+  template <class F>
+  detail::HandleRecord* make_record(F&& callback, SourceLocation where) {
+    using Fn = std::decay_t<F>;
+    detail::HandleRecord* r = new_record(where);
+    detail::CallbackOpsFor<Fn>::construct(r->storage, std::forward<F>(callback));
+    r->ops = &detail::CallbackOpsFor<Fn>::ops;
+    return r;
+  }
+  bool timer_less(detail::TimerEntry a, detail::TimerEntry b) const noexcept {
+    const double wa = pool_->at(a.index)->when, wb = pool_->at(b.index)->when;
+    return wa < wb || (wa == wb && static_cast<std::int32_t>(a.seq - b.seq) < 0);
+  }
+  void schedule_ready(detail::HandleRecord* rec) {
+    ready_.push(rec);
+    if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
+  }
+
+  std::unique_ptr<Backend> backend_;
+  detail::HandlePool* pool_;
+  detail::ReadyQueue ready_;
+  std::vector<detail::TimerEntry> timers_;
+  std::uint32_t timer_seq_ = 0;
+  std::size_t timer_cancelled_count_ = 0;
+  std::shared_ptr<detail::Inbox> inbox_;
+  std::vector<detail::HandleRecord*> inbox_scratch_;
+
+  bool running_ = false;
+  bool stopping_ = false;
+  bool closed_ = false;
+  bool debug_ = false;
+  bool in_pass_ = false;
+  std::thread::id thread_id_;
+  double slow_callback_duration_ = 0.1;
+  std::uint64_t iterations_ = 0;
+
+  ExceptionHandler exception_handler_;
+  TaskFactory task_factory_;
+  TaskBase* current_task_ = nullptr;
+  TaskBase* tasks_head_ = nullptr;
+  std::size_t task_count_ = 0;
+  std::size_t live_futures_ = 0;
+
+  std::shared_ptr<Executor> default_executor_;
+  bool executor_shutdown_called_ = false;
+  std::unordered_map<std::uint64_t, Ref<FutureBase>> executor_jobs_;
+  std::uint64_t next_executor_job_ = 0;
+  std::thread executor_shutdown_thread_;
+
+  HostDriver* host_driver_ = nullptr;
+  Capabilities capabilities_;
+};
+
+using LoopRef = Ref<EventLoop>;
+
+// ---- Template definitions that need only this header --------------------------------------------
+
+template <class F>
+Handle EventLoop::call_soon(F&& callback, SourceLocation where) {
+  if (EDDY_UNLIKELY(closed_)) check_closed();
+  if (EDDY_UNLIKELY(debug_)) check_thread("call_soon");
+  detail::HandleRecord* r = make_record(std::forward<F>(callback), where);
+  r->refs = 2;  // the ready queue's reference and the returned Handle's
+  schedule_ready(r);
+  return Handle::adopt(r);
+}
+
+template <class F>
+Handle EventLoop::call_soon_threadsafe(F&& callback, SourceLocation where) {
+  if (EDDY_UNLIKELY(closed_)) check_closed();
+  using Fn = std::decay_t<F>;
+  auto* r = new detail::HandleRecord;
+  r->file = where.file;
+  r->line = where.line;
+  r->flags = detail::kHandleShared;
+  r->refs = 2;
+  r->when = 0;
+  detail::CallbackOpsFor<Fn>::construct(r->storage, std::forward<F>(callback));
+  r->ops = &detail::CallbackOpsFor<Fn>::ops;
+  if (!inbox_->post(r)) {
+    detail::release_handle(r);
+    check_closed();
+  }
+  return Handle::adopt(r);
+}
+
+template <class F>
+TimerHandle EventLoop::call_at(double when, F&& callback, SourceLocation where) {
+  if (EDDY_UNLIKELY(std::isnan(when))) throw ValueError("call_at: when must not be NaN");
+  if (EDDY_UNLIKELY(closed_)) check_closed();
+  if (EDDY_UNLIKELY(debug_)) check_thread("call_at");
+  detail::HandleRecord* r = make_record(std::forward<F>(callback), where);
+  r->refs = 2;  // the timer heap's reference and the returned handle's
+  r->when = when;
+  r->flags = detail::kHandleTimer | detail::kHandleScheduled;
+  push_timer(r);
+  return TimerHandle(Handle::adopt(r));
+}
+
+template <class F>
+TimerHandle EventLoop::call_later(double delay, F&& callback, SourceLocation where) {
+  if (EDDY_UNLIKELY(std::isnan(delay))) throw ValueError("call_later: delay must not be NaN");
+  return call_at(time() + delay, std::forward<F>(callback), where);
+}
+
+}  // namespace eddy

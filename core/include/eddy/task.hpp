@@ -1,0 +1,443 @@
+// Coroutines and Tasks. Coro<T> is a coroutine object (asyncio's "coroutine"): lazy, run either by
+// a Task (create_task) or inline by `co_await` from another coroutine. TaskBase is asyncio.Task: a
+// Future that drives a coroutine; it is resumed only from loop callbacks (its step), and a
+// cancellation is delivered at the await point where the coroutine is suspended, as
+// CancelledError. Each await records what it waits for and where, so a task's await chain can be
+// read at any time (await_chain()).
+//
+//   eddy::Coro<int> answer() { co_await eddy::sleep(0.1); co_return 42; }
+//   eddy::Coro<void> main_() {
+//     auto t = eddy::get_running_loop().create_task(answer(), {.name = "answer"});
+//     int v = co_await t;            // awaits the Task (a Future)
+//     int w = co_await answer();     // runs the coroutine inline, in this task
+//   }
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "eddy/future.hpp"
+
+namespace eddy {
+
+class TaskBase;
+class PromiseBase;
+
+// What a suspended coroutine frame is waiting for.
+struct AwaitRecord {
+  enum class Kind : std::uint8_t { none, future, task, coroutine, yield };
+  Kind kind = Kind::none;
+  const void* target = nullptr;  // FutureBase*, TaskBase* or PromiseBase*
+  SourceLocation where;
+};
+
+// One line of a task's await chain, outermost first.
+struct AwaitFrame {
+  std::string function;  // the coroutine that is awaiting
+  SourceLocation where;  // the co_await expression
+  std::string awaiting;  // what it awaits: "coroutine", "<Future pending>", "Task 'name'", ...
+};
+
+namespace detail {
+template <class T>
+struct IsCoro : std::false_type {};
+template <class T>
+struct IsCoro<Coro<T>> : std::true_type {};
+template <class A>
+concept FutureLike = requires(A& a) { a.state(); typename std::decay_t<A>::value_type; } &&
+                     std::is_base_of_v<Future<typename std::decay_t<A>::value_type>, std::decay_t<A>>;
+
+// The awaitable for sleep(0) (asyncio's bare `yield`): gives up one loop pass.
+struct YieldOnce {};
+}  // namespace detail
+
+// Per-frame state shared by every Coro<T> promise.
+class PromiseBase {
+ public:
+  TaskBase* task = nullptr;              // the task running this frame
+  PromiseBase* parent = nullptr;         // the frame awaiting this one inline
+  coro::coroutine_handle<> parent_handle;
+  std::exception_ptr exception;
+  AwaitRecord awaiting;
+  const char* function = "";             // the coroutine function's name (from its first await)
+  bool inline_start = false;             // true while the parent's co_await is starting us
+  bool consumed = false;                 // already awaited or handed to a task
+
+  void unhandled_exception() noexcept { exception = std::current_exception(); }
+
+  template <class A>
+  auto await_transform(A&& awaitable, SourceLocation where = SourceLocation::current());
+
+  struct FinalAwaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    void await_suspend(coro::coroutine_handle<P> h) noexcept {
+      finish(h.promise());
+    }
+    void await_resume() noexcept {}
+    static void finish(PromiseBase& p) noexcept;
+  };
+};
+
+// A root coroutine frame handed to a task factory, without its result type.
+class CoroutineFrame {
+ public:
+  CoroutineFrame() = default;
+  CoroutineFrame(coro::coroutine_handle<> h, PromiseBase* p, void* slot) noexcept
+      : handle_(h), promise_(p), slot_(slot) {}
+  CoroutineFrame(CoroutineFrame&& o) noexcept
+      : handle_(std::exchange(o.handle_, {})), promise_(o.promise_), slot_(o.slot_) {}
+  CoroutineFrame& operator=(CoroutineFrame&& o) noexcept {
+    std::swap(handle_, o.handle_);
+    promise_ = o.promise_;
+    slot_ = o.slot_;
+    return *this;
+  }
+  ~CoroutineFrame() {
+    if (handle_) handle_.destroy();
+  }
+  coro::coroutine_handle<> handle() const noexcept { return handle_; }
+  PromiseBase* promise() const noexcept { return promise_; }
+  void* slot() const noexcept { return slot_; }
+  explicit operator bool() const noexcept { return bool(handle_); }
+  void destroy() noexcept {
+    if (handle_) std::exchange(handle_, {}).destroy();
+  }
+
+ private:
+  coro::coroutine_handle<> handle_;
+  PromiseBase* promise_ = nullptr;
+  void* slot_ = nullptr;
+};
+
+// A coroutine returning T. Move-only; awaiting it twice is a RuntimeError.
+template <class T>
+class [[nodiscard]] Coro {
+ public:
+  using value_type = T;
+  struct promise_type;
+  using handle_type = coro::coroutine_handle<promise_type>;
+
+  struct ValueHolder {
+    detail::Slot<T> value;
+  };
+  struct ReturnValue : ValueHolder {
+    template <class U = T>
+    void return_value(U&& v) {
+      this->value.emplace(std::forward<U>(v));
+    }
+  };
+  struct ReturnVoid : ValueHolder {
+    void return_void() { this->value.emplace(); }
+  };
+  struct promise_type : PromiseBase, std::conditional_t<std::is_void_v<T>, ReturnVoid, ReturnValue> {
+    Coro get_return_object() noexcept { return Coro(handle_type::from_promise(*this)); }
+    coro::suspend_always initial_suspend() noexcept { return {}; }
+    FinalAwaiter final_suspend() noexcept { return {}; }
+  };
+
+  Coro() noexcept = default;
+  Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  Coro& operator=(Coro&& o) noexcept {
+    std::swap(h_, o.h_);
+    return *this;
+  }
+  ~Coro() {
+    if (h_) h_.destroy();
+  }
+
+  explicit operator bool() const noexcept { return bool(h_); }
+  handle_type handle() const noexcept { return h_; }
+  // Gives the frame to a task (create_task).
+  CoroutineFrame release_frame();
+
+ private:
+  explicit Coro(handle_type h) noexcept : h_(h) {}
+  handle_type h_;
+};
+
+// asyncio.Task.
+class TaskBase : public FutureBase {
+ public:
+  TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& options);
+  ~TaskBase() override;
+
+  // The default task factory: a new Task, scheduled (or started eagerly).
+  static Ref<TaskBase> create(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options);
+
+  bool cancel(std::string message = {}) override;
+  int cancelling() const noexcept { return num_cancels_requested_; }
+  int uncancel() noexcept;
+  const std::string& get_name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+  std::uint64_t id() const noexcept { return id_; }
+  SourceLocation created_at() const noexcept { return created_at_; }
+  std::uint64_t run_count() const noexcept { return run_count_; }
+  // The chain of awaits this task is suspended in, outermost first.
+  std::vector<AwaitFrame> await_chain() const;
+  std::string describe() const override;
+
+  // ---- Used by the coroutine machinery ----
+  void start(bool eager);
+  void step();
+  void wait_on(FutureBase* future, coro::coroutine_handle<> resume_at);
+  void yield_once(coro::coroutine_handle<> resume_at);
+  void finish_wait() noexcept { fut_waiter_.reset(); }
+  // Throws CancelledError if a cancellation is pending (asyncio's _must_cancel).
+  void deliver_pending_cancel();
+  void on_coroutine_done() noexcept;
+  // Destroys the coroutine of a task that can never run again (its loop closed).
+  void abandon() noexcept;
+
+  TaskBase* next_task = nullptr;  // the loop's intrusive list of tasks
+  TaskBase* prev_task = nullptr;
+
+ protected:
+  void destroy_self() noexcept override;
+
+ private:
+  void schedule_step();
+  CoroutineFrame frame_;
+  coro::coroutine_handle<> resume_point_;
+  Ref<FutureBase> fut_waiter_;
+  std::string name_;
+  std::string pending_cancel_message_;
+  std::uint64_t id_;
+  std::uint64_t run_count_ = 0;
+  SourceLocation created_at_;
+  int num_cancels_requested_ = 0;
+  bool must_cancel_ = false;
+  bool started_ = false;
+  bool scheduled_ = false;
+};
+
+Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options);
+
+template <class T>
+class Task : public Future<T> {
+ public:
+  Task() noexcept = default;
+  explicit Task(Ref<TaskBase> t) noexcept : Future<T>(Ref<FutureBase>(std::move(t))) {}
+
+  TaskBase* task() const noexcept { return static_cast<TaskBase*>(this->state_.get()); }
+  bool cancel(std::string message = {}) { return task()->cancel(std::move(message)); }
+  int cancelling() const noexcept { return task()->cancelling(); }
+  int uncancel() noexcept { return task()->uncancel(); }
+  const std::string& get_name() const noexcept { return task()->get_name(); }
+  void set_name(std::string name) { task()->set_name(std::move(name)); }
+  std::vector<AwaitFrame> await_chain() const { return task()->await_chain(); }
+  // `callback` is called (through call_soon) with this Task<T>.
+  template <class F>
+  void add_done_callback(F&& callback) {
+    this->state_->template add_done_callback_as<std::decay_t<F>, TaskInvoker<std::decay_t<F>>>(
+        std::forward<F>(callback));
+  }
+
+ private:
+  template <class F>
+  struct TaskInvoker {
+    static void call(F& f, FutureBase& fb) {
+      f(Task<T>(Ref<TaskBase>(static_cast<TaskBase*>(&fb))));
+    }
+  };
+};
+
+// ---- Free functions (asyncio module level) ------------------------------------------------------
+
+// The running loop of this thread; RuntimeError("no running event loop") if none.
+EventLoop& get_running_loop();
+// The running loop or null (asyncio._get_running_loop).
+EventLoop* running_loop() noexcept;
+// The task running on `loop` (default: the running loop), or null.
+TaskBase* current_task(EventLoop* loop = nullptr);
+// The tasks of `loop` (default: the running loop) that are not done.
+std::vector<Ref<TaskBase>> all_tasks(EventLoop* loop = nullptr);
+// A task factory that starts every task eagerly (asyncio.eager_task_factory).
+Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options);
+
+// Suspends the current task for `delay` seconds; sleep(0) yields exactly one loop pass.
+Coro<void> sleep(double delay);
+// Integer seconds (and a better match than POSIX ::sleep under `using namespace eddy`).
+template <class N>
+  requires std::is_integral_v<N>
+Coro<void> sleep(N delay) {
+  return sleep(static_cast<double>(delay));
+}
+template <class Rep, class Period>
+Coro<void> sleep(std::chrono::duration<Rep, Period> delay) {
+  return sleep(std::chrono::duration<double>(delay).count());
+}
+template <class T>
+Coro<T> sleep(double delay, T result) {
+  co_await sleep(delay);
+  co_return result;
+}
+
+// ---- Awaiters ------------------------------------------------------------------------------------
+
+namespace detail {
+
+void check_future_awaitable(PromiseBase& p, FutureBase* f);
+
+template <class T>
+struct FutureAwaiter {
+  Ref<FutureBase> future;
+  PromiseBase* promise;
+  SourceLocation where;
+  bool suspended = false;
+
+  bool await_ready() const noexcept { return future->done(); }
+  void await_suspend(coro::coroutine_handle<> h) {
+    check_future_awaitable(*promise, future.get());
+    promise->awaiting = {future->is_task() ? AwaitRecord::Kind::task : AwaitRecord::Kind::future,
+                         future.get(), where};
+    suspended = true;
+    promise->task->wait_on(future.get(), h);
+  }
+  T await_resume() {
+    if (suspended) {
+      promise->awaiting = {};
+      promise->task->finish_wait();
+      promise->task->deliver_pending_cancel();
+    }
+    future->check_result();
+    if constexpr (!std::is_void_v<T>) {
+      auto& v = **static_cast<Slot<T>*>(future->value_slot());
+      if constexpr (std::is_copy_constructible_v<T>)
+        return v;
+      else
+        return std::move(v);
+    }
+  }
+};
+
+template <class T>
+struct CoroAwaiter {
+  typename Coro<T>::handle_type child;
+  PromiseBase* promise;
+  SourceLocation where;
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(coro::coroutine_handle<> h) {
+    auto& cp = child.promise();
+    cp.task = promise->task;
+    cp.parent = promise;
+    cp.parent_handle = h;
+    promise->awaiting = {AwaitRecord::Kind::coroutine, &cp, where};
+    cp.inline_start = true;
+    child.resume();
+    cp.inline_start = false;
+    return !child.done();  // finished without suspending: continue at once
+  }
+  T await_resume() {
+    promise->awaiting = {};
+    auto& cp = child.promise();
+    if (cp.exception) std::rethrow_exception(cp.exception);
+    if constexpr (!std::is_void_v<T>) return std::move(*cp.value);
+  }
+};
+
+struct YieldAwaiter {
+  PromiseBase* promise;
+  SourceLocation where;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(coro::coroutine_handle<> h) {
+    promise->awaiting = {AwaitRecord::Kind::yield, nullptr, where};
+    promise->task->yield_once(h);
+  }
+  void await_resume() {
+    promise->awaiting = {};
+    promise->task->deliver_pending_cancel();
+  }
+};
+
+[[noreturn]] void throw_coroutine_reused();
+
+}  // namespace detail
+
+template <class A>
+auto PromiseBase::await_transform(A&& awaitable, SourceLocation where) {
+  using D = std::decay_t<A>;
+  if (!*function) function = where.function;
+  if constexpr (detail::IsCoro<D>::value) {
+    auto h = awaitable.handle();
+    if (!h || h.promise().consumed || h.done()) detail::throw_coroutine_reused();
+    h.promise().consumed = true;
+    return detail::CoroAwaiter<typename D::value_type>{h, this, where};
+  } else if constexpr (detail::FutureLike<D>) {
+    return detail::FutureAwaiter<typename D::value_type>{awaitable.state(), this, where};
+  } else if constexpr (std::is_same_v<D, detail::YieldOnce>) {
+    return detail::YieldAwaiter{this, where};
+  } else {
+    static_assert(detail::FutureLike<D>,
+                  "Eddy coroutines await Futures, Tasks, Coros and Eddy awaitables");
+  }
+}
+
+template <class T>
+CoroutineFrame Coro<T>::release_frame() {
+  if (!h_ || h_.promise().consumed || h_.done()) detail::throw_coroutine_reused();
+  h_.promise().consumed = true;
+  auto h = std::exchange(h_, {});
+  return CoroutineFrame(h, &h.promise(), &h.promise().value);
+}
+
+// ---- EventLoop templates that need Tasks -------------------------------------------------------------
+
+template <class T>
+Task<T> EventLoop::create_task(Coro<T> coro, TaskOptions options, SourceLocation where) {
+  check_closed();
+  CoroutineFrame frame = coro.release_frame();
+  options.created_at = where;
+  Ref<TaskBase> t = task_factory_ ? task_factory_(*this, std::move(frame), options)
+                                  : TaskBase::create(*this, std::move(frame), options);
+  return Task<T>(std::move(t));
+}
+
+template <class T, class Name>
+  requires std::is_convertible_v<const Name&, std::string_view>
+Task<T> EventLoop::create_task(Coro<T> coro, const Name& name, SourceLocation where) {
+  TaskOptions options;
+  options.name = std::string(std::string_view(name));
+  return create_task(std::move(coro), std::move(options), where);
+}
+
+namespace detail {
+// Runs `loop` until `f` is done (asyncio's run_until_complete without the result).
+void run_until_done(EventLoop& loop, FutureBase* f, bool new_task);
+}  // namespace detail
+
+template <class T>
+T EventLoop::run_until_complete(Future<T> future) {
+  detail::run_until_done(*this, future.base(), false);
+  if constexpr (std::is_void_v<T>) {
+    future.result();
+  } else if constexpr (std::is_copy_constructible_v<T>) {
+    return future.result();
+  } else {
+    return std::move(future.result());
+  }
+}
+
+template <class T>
+T EventLoop::run_until_complete(Task<T> task) {
+  return run_until_complete(static_cast<Future<T>&&>(task));
+}
+
+template <class T>
+T EventLoop::run_until_complete(Coro<T> coro) {
+  check_closed();
+  Task<T> task = create_task(std::move(coro));
+  detail::run_until_done(*this, task.base(), true);
+  if constexpr (std::is_void_v<T>)
+    task.result();
+  else
+    return std::move(task.result());
+}
+
+}  // namespace eddy

@@ -1,0 +1,228 @@
+// FutureBase's state machine and done callbacks. Callbacks are never called inline: each one is
+// queued with call_soon semantics when the future completes, through a pooled handle record.
+#include "eddy/future.hpp"
+
+#include <sstream>
+
+#include "eddy/log.hpp"
+#include "eddy/task.hpp"
+
+namespace eddy {
+
+const char* to_string(FutureState s) noexcept {
+  switch (s) {
+    case FutureState::pending:
+      return "PENDING";
+    case FutureState::cancelled:
+      return "CANCELLED";
+    case FutureState::finished:
+      return "FINISHED";
+  }
+  return "?";
+}
+
+namespace {
+
+// The handle callback that runs one done callback with its future. It keeps the future alive
+// until the callback has run (or was dropped because the loop closed).
+struct DoneCallbackRunner {
+  FutureBase* future;
+  detail::DoneCallback* cb;
+  DoneCallbackRunner(FutureBase* f, detail::DoneCallback* c) noexcept : future(f), cb(c) {
+    f->retain();
+  }
+  DoneCallbackRunner(DoneCallbackRunner&& o) noexcept
+      : future(std::exchange(o.future, nullptr)), cb(o.cb) {}
+  ~DoneCallbackRunner() {
+    if (!future) return;
+    FutureBase::release_callback(cb);
+    future->release();
+  }
+  void operator()() { cb->ops->invoke(cb->storage, *future); }
+  const char* callback_name() const { return cb->ops->name(cb->storage); }
+};
+
+}  // namespace
+
+FutureBase::FutureBase(EventLoop& loop) : loop_(&loop) { loop.future_created(); }
+
+FutureBase::~FutureBase() {
+  if (first_.ops && !first_.scheduled) {
+    first_.ops->destroy(first_.storage);
+    first_.ops = nullptr;
+  }
+  while (more_) {
+    detail::DoneCallback* cb = more_;
+    more_ = cb->next;
+    if (cb->ops) cb->ops->destroy(cb->storage);
+    delete cb;
+  }
+  loop_->future_destroyed();
+}
+
+void FutureBase::destroy_self() noexcept {
+  if (log_traceback_ && exception_) {
+    ExceptionContext ctx(is_task_ ? "Task exception was never retrieved"
+                                  : "Future exception was never retrieved",
+                         exception_);
+    ctx.extra[is_task_ ? "task" : "future"] = describe();
+    if (is_task_) ctx.source = static_cast<TaskBase*>(this)->created_at();
+    loop_->call_exception_handler(ctx);
+  }
+  delete this;
+}
+
+void FutureBase::release_callback(detail::DoneCallback* cb) noexcept {
+  if (cb->ops) {
+    const detail::DoneCallbackOps* ops = cb->ops;
+    cb->ops = nullptr;
+    ops->destroy(cb->storage);
+  }
+  cb->scheduled = false;
+  if (cb->owned_by_node) delete cb;
+}
+
+bool FutureBase::cancel(std::string message) {
+  log_traceback_ = false;
+  if (state_ != FutureState::pending) return false;
+  finish_cancelled(std::move(message));
+  return true;
+}
+
+std::exception_ptr FutureBase::exception() {
+  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_);
+  if (state_ != FutureState::finished) throw InvalidStateError("Exception is not set.");
+  log_traceback_ = false;
+  return exception_;
+}
+
+void FutureBase::check_result() {
+  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_);
+  if (state_ != FutureState::finished) throw InvalidStateError("Result is not ready.");
+  log_traceback_ = false;
+  if (exception_) std::rethrow_exception(exception_);
+}
+
+void FutureBase::check_settable(const char* method) const {
+  if (state_ != FutureState::pending)
+    throw InvalidStateError(std::string(method) + ": invalid state " + to_string(state_) + ": " +
+                            describe());
+}
+
+void FutureBase::set_exception(std::exception_ptr e) {
+  check_settable("set_exception");
+  if (!e) throw TypeError("set_exception: the exception must not be null");
+  finish_with_exception(std::move(e));
+}
+
+void FutureBase::finish_with_result() {
+  state_ = FutureState::finished;
+  schedule_callbacks();
+}
+
+void FutureBase::finish_cancelled(std::string message) {
+  state_ = FutureState::cancelled;
+  cancel_message_ = std::move(message);
+  schedule_callbacks();
+}
+
+void FutureBase::finish_with_exception(std::exception_ptr e) {
+  exception_ = std::move(e);
+  state_ = FutureState::finished;
+  log_traceback_ = true;
+  schedule_callbacks();
+}
+
+void FutureBase::mark_abandoned() noexcept {
+  state_ = FutureState::cancelled;
+  cancel_message_ = "event loop closed";
+  if (first_.ops && !first_.scheduled) {
+    first_.ops->destroy(first_.storage);
+    first_.ops = nullptr;
+  }
+  while (more_) {
+    detail::DoneCallback* cb = more_;
+    more_ = cb->next;
+    if (cb->ops) cb->ops->destroy(cb->storage);
+    delete cb;
+  }
+}
+
+detail::DoneCallback* FutureBase::new_callback_slot() {
+  if (!first_.ops && !first_.scheduled && !more_) return &first_;
+  auto* cb = new detail::DoneCallback;
+  cb->owned_by_node = true;
+  return cb;
+}
+
+void FutureBase::append_callback(detail::DoneCallback* cb) {
+  if (done()) {
+    schedule_one(cb);
+    return;
+  }
+  if (cb == &first_) return;
+  detail::DoneCallback** tail = &more_;
+  while (*tail) tail = &(*tail)->next;
+  *tail = cb;
+}
+
+void FutureBase::schedule_one(detail::DoneCallback* cb) {
+  cb->scheduled = true;
+  detail::HandleRecord* r = loop_->new_record(SourceLocation{});
+  using Ops = detail::CallbackOpsFor<DoneCallbackRunner>;
+  Ops::construct(r->storage, DoneCallbackRunner(this, cb));
+  r->ops = &Ops::ops;
+  loop_->schedule_record(r);
+}
+
+void FutureBase::schedule_callbacks() {
+  // Detach the list first: the callbacks now belong to their handles (asyncio copies and clears).
+  detail::DoneCallback* chain = std::exchange(more_, nullptr);
+  if (first_.ops && !first_.scheduled) schedule_one(&first_);
+  while (chain) {
+    detail::DoneCallback* next = chain->next;
+    chain->next = nullptr;
+    schedule_one(chain);
+    chain = next;
+  }
+}
+
+std::size_t FutureBase::remove_matching(const void* type_key, const void* value) {
+  std::size_t removed = 0;
+  auto matches = [&](const detail::DoneCallback* cb) {
+    return cb->ops && !cb->scheduled && cb->ops->type_key == type_key &&
+           cb->ops->equals(cb->storage, value);
+  };
+  if (matches(&first_)) {
+    first_.ops->destroy(first_.storage);
+    first_.ops = nullptr;
+    ++removed;
+  }
+  for (detail::DoneCallback** p = &more_; *p;) {
+    if (matches(*p)) {
+      detail::DoneCallback* dead = *p;
+      *p = dead->next;
+      dead->ops->destroy(dead->storage);
+      delete dead;
+      ++removed;
+    } else {
+      p = &(*p)->next;
+    }
+  }
+  return removed;
+}
+
+std::string FutureBase::describe() const {
+  std::ostringstream os;
+  os << "<Future " << (state_ == FutureState::pending     ? "pending"
+                       : state_ == FutureState::cancelled ? "cancelled"
+                                                          : "finished");
+  if (state_ == FutureState::finished && exception_) {
+    ExceptionContext c("", exception_);
+    os << " exception=" << c.exception_text();
+  }
+  os << '>';
+  return os.str();
+}
+
+}  // namespace eddy

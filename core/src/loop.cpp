@@ -1,0 +1,541 @@
+// The loop algorithm (asyncio's BaseEventLoop._run_once) and the loop's lifecycle. run_ready() is
+// the only place where callbacks are called: slow-callback checks, exception reporting and (later)
+// introspection hooks live there and nowhere else.
+#include "eddy/loop.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <sstream>
+
+#include "eddy/executor.hpp"
+#include "eddy/future.hpp"
+#include "eddy/log.hpp"
+#include "eddy/task.hpp"
+
+namespace eddy {
+
+namespace {
+thread_local EventLoop* t_running_loop = nullptr;
+
+// asyncio's heap-compaction thresholds (_MIN_SCHEDULED_TIMER_HANDLES and the fraction).
+constexpr std::size_t kMinTimersForCompaction = 100;
+constexpr double kCancelledFractionForCompaction = 0.5;
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+}  // namespace
+
+EventLoop* running_loop() noexcept { return t_running_loop; }
+
+EventLoop& get_running_loop() {
+  if (!t_running_loop) throw RuntimeError("no running event loop");
+  return *t_running_loop;
+}
+
+// ---- ExceptionContext ---------------------------------------------------------------------------
+
+ExceptionContext::ExceptionContext() = default;
+ExceptionContext::ExceptionContext(std::string m, std::exception_ptr e)
+    : message(std::move(m)), exception(std::move(e)) {}
+ExceptionContext::ExceptionContext(const ExceptionContext&) = default;
+ExceptionContext::ExceptionContext(ExceptionContext&&) noexcept = default;
+ExceptionContext& ExceptionContext::operator=(const ExceptionContext&) = default;
+ExceptionContext& ExceptionContext::operator=(ExceptionContext&&) noexcept = default;
+ExceptionContext::~ExceptionContext() = default;
+
+std::string ExceptionContext::exception_text() const {
+  if (!exception) return {};
+  try {
+    std::rethrow_exception(exception);
+  } catch (const CancelledError& e) {
+    return std::string("CancelledError(") + e.message() + ")";
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (const BaseException& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+// ---- Inbox and ReadyQueue -------------------------------------------------------------------------
+
+namespace detail {
+
+bool Inbox::post(HandleRecord* rec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return false;
+  queue_.push_back(rec);
+  pending_.store(true, std::memory_order_release);
+  backend_->wakeup();  // under the lock: close() cannot free the backend meanwhile
+  return true;
+}
+
+void Inbox::take(std::vector<HandleRecord*>& out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  out.swap(queue_);
+  pending_.store(false, std::memory_order_release);
+}
+
+void Inbox::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  backend_ = nullptr;
+}
+
+void ReadyQueue::grow() {
+  std::vector<HandleRecord*> bigger(buf_.size() * 2);
+  const std::size_t n = size();
+  for (std::size_t i = 0; i < n; ++i) bigger[i] = at(i);
+  buf_.swap(bigger);
+  mask_ = buf_.size() - 1;
+  head_ = 0;
+  tail_ = n;
+}
+
+}  // namespace detail
+
+// ---- Construction and lifecycle -----------------------------------------------------------------
+
+EventLoop::EventLoop(std::unique_ptr<Backend> backend)
+    : backend_(std::move(backend)), pool_(new detail::HandlePool(this)) {
+  if (!backend_) throw ValueError("EventLoop needs a backend");
+  backend_->attach(this);
+  inbox_ = std::make_shared<detail::Inbox>(backend_.get());
+  backend_->describe(capabilities_);
+  debug_ = env_flag("EDDY_DEBUG");  // asyncio reads PYTHONASYNCIODEBUG
+  timers_.reserve(64);
+}
+
+EventLoop::~EventLoop() {
+  if (!closed_) {
+    if (debug_) log(LogLevel::warning, "unclosed event loop destroyed; closing it");
+    try {
+      close();
+    } catch (...) {
+    }
+  }
+  pool_->orphan();
+}
+
+void EventLoop::destroy_self() noexcept { delete this; }
+
+void EventLoop::check_closed() const {
+  if (closed_) throw RuntimeError("Event loop is closed");
+}
+
+void EventLoop::check_thread(const char* method) const {
+  if (thread_id_ == std::thread::id()) return;
+  if (std::this_thread::get_id() != thread_id_)
+    throw RuntimeError(std::string("Non-thread-safe operation invoked on an event loop other "
+                                   "than the current one (") +
+                       method + ")");
+}
+
+void EventLoop::enter_running(const char* method) {
+  check_closed();
+  if (running_) throw RuntimeError("This event loop is already running");
+  if (t_running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
+  (void)method;
+  thread_id_ = std::this_thread::get_id();
+  t_running_loop = this;
+  running_ = true;
+}
+
+void EventLoop::leave_running() noexcept {
+  stopping_ = false;
+  running_ = false;
+  t_running_loop = nullptr;
+  thread_id_ = std::thread::id();
+}
+
+void EventLoop::run_forever() {
+  capabilities_.require("run_forever");
+  LoopRef keep(this);  // released last, after leave_running()
+  enter_running("run_forever");
+  try {
+    for (;;) {
+      run_pass(-1.0);
+      if (stopping_) break;
+    }
+  } catch (...) {
+    leave_running();
+    throw;
+  }
+  leave_running();
+}
+
+std::size_t EventLoop::run_once(double max_wait) {
+  LoopRef keep(this);
+  enter_running("run_once");
+  std::size_t n = 0;
+  try {
+    n = run_pass(backend_->can_block() ? max_wait : 0.0);
+  } catch (...) {
+    leave_running();
+    throw;
+  }
+  leave_running();
+  return n;
+}
+
+void EventLoop::stop() noexcept { stopping_ = true; }
+
+void EventLoop::close() {
+  if (running_) throw RuntimeError("Cannot close a running event loop");
+  if (closed_) return;
+  closed_ = true;
+  executor_shutdown_called_ = true;
+  inbox_->close();
+
+  // Drop everything that can never run now. Destroying a callback or a coroutine frame may
+  // release futures, tasks and handles, which may in turn release more, so repeat until stable.
+  for (;;) {
+    std::vector<detail::HandleRecord*> posted;
+    inbox_->take(posted);
+    for (auto* r : posted) detail::release_handle(r);
+    while (!ready_.empty()) detail::release_handle(ready_.pop());
+    std::vector<detail::TimerEntry> timers;
+    timers.swap(timers_);
+    for (auto e : timers) {
+      detail::HandleRecord* r = pool_->at(e.index);
+      r->flags &= ~detail::kHandleScheduled;
+      detail::release_handle(r);
+    }
+    timer_cancelled_count_ = 0;
+    std::unordered_map<std::uint64_t, Ref<FutureBase>> jobs;
+    jobs.swap(executor_jobs_);
+    jobs.clear();
+
+    std::vector<Ref<TaskBase>> pending;
+    for (TaskBase* t = tasks_head_; t; t = t->next_task)
+      if (!t->done()) pending.emplace_back(t);
+    if (pending.empty() && ready_.empty() && timers_.empty() && !inbox_->has_work()) break;
+    for (auto& t : pending) {
+      ExceptionContext ctx("Task was destroyed but it is pending!");
+      ctx.task = t;
+      ctx.source = t->created_at();
+      call_exception_handler(ctx);
+      t->abandon();
+    }
+  }
+
+  if (default_executor_) {
+    default_executor_->shutdown(/*wait=*/false);
+    default_executor_.reset();
+  }
+  if (executor_shutdown_thread_.joinable()) executor_shutdown_thread_.join();
+  backend_->close();
+}
+
+// ---- One pass of the loop ----------------------------------------------------------------------
+
+double EventLoop::compute_timeout() {
+  if (!ready_.empty() || stopping_ || inbox_->has_work()) return 0.0;
+  if (timers_.empty()) return -1.0;
+  const double dt = pool_->at(timers_.front().index)->when - time();
+  return dt > 0 ? dt : 0.0;
+}
+
+std::size_t EventLoop::run_pass(double max_wait) {
+  in_pass_ = true;
+  ++iterations_;
+  purge_cancelled_timers();
+  double timeout = compute_timeout();
+  if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
+  backend_->poll(timeout);
+  drain_inbox();
+  fire_due_timers();
+  const std::size_t n = ready_.size();
+  run_ready(n);
+  in_pass_ = false;
+  if (host_driver_) notify_host();
+  return n;
+}
+
+void EventLoop::drain_inbox() {
+  if (!inbox_->has_work()) return;
+  inbox_->take(inbox_scratch_);
+  for (auto* r : inbox_scratch_) ready_.push(r);
+  inbox_scratch_.clear();
+}
+
+void EventLoop::purge_cancelled_timers() {
+  if (timers_.size() > kMinTimersForCompaction &&
+      static_cast<double>(timer_cancelled_count_) >
+          kCancelledFractionForCompaction * static_cast<double>(timers_.size())) {
+    std::size_t kept = 0;
+    for (auto e : timers_) {
+      detail::HandleRecord* r = pool_->at(e.index);
+      if (r->has(detail::kHandleCancelled)) {
+        r->flags &= ~detail::kHandleScheduled;
+        detail::release_handle(r);
+      } else {
+        timers_[kept++] = e;
+      }
+    }
+    timers_.resize(kept);
+    std::make_heap(timers_.begin(), timers_.end(),
+                   [this](auto a, auto b) { return timer_less(b, a); });
+    timer_cancelled_count_ = 0;
+    return;
+  }
+  auto greater = [this](auto a, auto b) { return timer_less(b, a); };
+  while (!timers_.empty()) {
+    detail::HandleRecord* r = pool_->at(timers_.front().index);
+    if (!r->has(detail::kHandleCancelled)) break;
+    std::pop_heap(timers_.begin(), timers_.end(), greater);
+    timers_.pop_back();
+    --timer_cancelled_count_;
+    r->flags &= ~detail::kHandleScheduled;
+    detail::release_handle(r);
+  }
+}
+
+void EventLoop::push_timer(detail::HandleRecord* rec) {
+  timers_.push_back({detail::HandlePool::index_of(rec), timer_seq_++});
+  std::push_heap(timers_.begin(), timers_.end(),
+                 [this](auto a, auto b) { return timer_less(b, a); });
+  if (EDDY_UNLIKELY(host_driver_ != nullptr) && !in_pass_ &&
+      timers_.front().index == detail::HandlePool::index_of(rec))
+    notify_host();
+}
+
+void EventLoop::fire_due_timers() {
+  if (timers_.empty()) return;
+  const double now = time();
+  auto greater = [this](auto a, auto b) { return timer_less(b, a); };
+  while (!timers_.empty()) {
+    detail::HandleRecord* r = pool_->at(timers_.front().index);
+    if (r->when > now) break;  // never early: due means when <= time()
+    std::pop_heap(timers_.begin(), timers_.end(), greater);
+    timers_.pop_back();
+    r->flags &= ~detail::kHandleScheduled;
+    if (r->has(detail::kHandleCancelled)) {
+      --timer_cancelled_count_;
+      detail::release_handle(r);
+      continue;
+    }
+    ready_.push(r);  // the heap's reference moves to the ready queue
+  }
+}
+
+// This is the only place where callbacks are called.
+void EventLoop::run_ready(std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) {
+    detail::HandleRecord* r = ready_.pop();
+    if (r->has(detail::kHandleCancelled) || r->ops == nullptr) {
+      detail::release_handle(r);
+      continue;
+    }
+    r->flags |= detail::kHandleRunning;
+    try {
+      if (EDDY_UNLIKELY(debug_)) {
+        const double t0 = time();
+        r->ops->invoke(r->storage);
+        const double dt = time() - t0;
+        if (dt >= slow_callback_duration_) report_slow_callback(r, dt);
+      } else {
+        r->ops->invoke(r->storage);
+      }
+    } catch (...) {
+      report_callback_exception(r, std::current_exception());
+    }
+    r->flags &= ~detail::kHandleRunning;
+    r->destroy_callback();
+    detail::release_handle(r);
+  }
+}
+
+void EventLoop::report_slow_callback(detail::HandleRecord* r, double seconds) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3f", seconds);
+  std::ostringstream os;
+  os << "Executing <Handle " << r->ops->name(r->storage) << " scheduled at " << r->file << ':'
+     << r->line << "> took " << buf << " seconds";
+  log(LogLevel::warning, os.str());
+}
+
+void EventLoop::report_callback_exception(detail::HandleRecord* r, std::exception_ptr e) {
+  ExceptionContext ctx(std::string("Exception in callback ") + r->ops->name(r->storage),
+                       std::move(e));
+  detail::retain_handle(r);
+  ctx.handle = Handle::adopt(r);
+  ctx.source = SourceLocation{r->file, "", r->line};
+  call_exception_handler(ctx);
+}
+
+void EventLoop::schedule_record(detail::HandleRecord* rec) {
+  if (EDDY_UNLIKELY(closed_)) {
+    detail::release_handle(rec);
+    check_closed();
+  }
+  schedule_ready(rec);
+}
+
+// ---- Guest mode -----------------------------------------------------------------------------------
+
+std::optional<double> EventLoop::time_until_work() {
+  if (!ready_.empty() || inbox_->has_work()) return 0.0;
+  purge_cancelled_timers();
+  if (timers_.empty()) return std::nullopt;
+  const double dt = pool_->at(timers_.front().index)->when - time();
+  return dt > 0 ? dt : 0.0;
+}
+
+void EventLoop::set_host_driver(HostDriver* driver) {
+  host_driver_ = driver;
+  if (driver) notify_host();
+}
+
+void EventLoop::notify_host() {
+  if (closed_) return;
+  if (auto delay = time_until_work()) host_driver_->schedule(*delay);
+}
+
+// ---- Errors ---------------------------------------------------------------------------------------
+
+void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+  if (!exception_handler_) {
+    default_exception_handler(context);
+    return;
+  }
+  try {
+    exception_handler_(*this, context);
+  } catch (...) {
+    ExceptionContext ctx("Unhandled error in exception handler", std::current_exception());
+    ctx.extra["context"] = context.message;
+    default_exception_handler(ctx);
+  }
+}
+
+void EventLoop::default_exception_handler(const ExceptionContext& c) noexcept {
+  try {
+    std::ostringstream os;
+    os << (c.message.empty() ? "Unhandled exception in event loop" : c.message);
+    if (c.future) os << "\nfuture: " << c.future->describe();
+    if (c.task) os << "\ntask: " << c.task->describe();
+    if (c.handle) os << "\nhandle: <Handle " << c.handle.callback_name() << '>';
+    if (c.source.known()) os << "\nsource: " << c.source.file << ':' << c.source.line;
+    for (const auto& [k, v] : c.extra) os << '\n' << k << ": " << v;
+    if (c.exception) os << "\nexception: " << c.exception_text();
+    log(LogLevel::error, os.str());
+  } catch (...) {
+    std::fputs("eddy: exception while reporting an exception\n", stderr);
+  }
+}
+
+void EventLoop::set_slow_callback_duration(double seconds) {
+  if (!(seconds >= 0)) throw ValueError("slow_callback_duration must be a non-negative number");
+  slow_callback_duration_ = seconds;
+}
+
+// ---- Tasks and introspection -------------------------------------------------------------------
+
+void EventLoop::register_task(TaskBase* t) noexcept {
+  t->next_task = tasks_head_;
+  t->prev_task = nullptr;
+  if (tasks_head_) tasks_head_->prev_task = t;
+  tasks_head_ = t;
+  ++task_count_;
+}
+
+void EventLoop::unregister_task(TaskBase* t) noexcept {
+  if (t->prev_task)
+    t->prev_task->next_task = t->next_task;
+  else
+    tasks_head_ = t->next_task;
+  if (t->next_task) t->next_task->prev_task = t->prev_task;
+  --task_count_;
+}
+
+std::vector<Ref<TaskBase>> EventLoop::all_tasks() const {
+  std::vector<Ref<TaskBase>> out;
+  for (TaskBase* t = tasks_head_; t; t = t->next_task)
+    if (!t->done()) out.emplace_back(t);
+  std::reverse(out.begin(), out.end());  // creation order
+  return out;
+}
+
+LoopStats EventLoop::stats() const noexcept {
+  LoopStats s;
+  s.live_handles = pool_->live();
+  s.ready = ready_.size();
+  s.timers = timers_.size();
+  s.cancelled_timers = timer_cancelled_count_;
+  s.live_futures = live_futures_;
+  s.live_tasks = task_count_;
+  for (TaskBase* t = tasks_head_; t; t = t->next_task)
+    if (!t->done()) ++s.pending_tasks;
+  s.executor_jobs = executor_jobs_.size();
+  s.iterations = iterations_;
+  return s;
+}
+
+// ---- Executors ----------------------------------------------------------------------------------
+
+std::shared_ptr<Executor> EventLoop::default_executor() {
+  if (executor_shutdown_called_) throw RuntimeError("Executor shutdown has been called");
+  if (!default_executor_) {
+    default_executor_ = backend_->make_default_executor();
+    if (!default_executor_)
+      throw NotSupportedError("run_in_executor", capabilities_.target,
+                              "this build has no threads for a default executor");
+  }
+  return default_executor_;
+}
+
+void EventLoop::set_default_executor(std::shared_ptr<Executor> executor) {
+  if (!executor) throw TypeError("set_default_executor: executor must not be null");
+  default_executor_ = std::move(executor);
+}
+
+std::uint64_t EventLoop::add_executor_job(Ref<FutureBase> future) {
+  const std::uint64_t id = ++next_executor_job_;
+  executor_jobs_.emplace(id, std::move(future));
+  return id;
+}
+
+Ref<FutureBase> EventLoop::take_executor_job(std::uint64_t id) noexcept {
+  auto it = executor_jobs_.find(id);
+  if (it == executor_jobs_.end()) return {};
+  Ref<FutureBase> f = std::move(it->second);
+  executor_jobs_.erase(it);
+  return f;
+}
+
+Future<void> EventLoop::shutdown_default_executor(double timeout) {
+  check_closed();
+  executor_shutdown_called_ = true;
+  Future<void> done = create_future<void>();
+  if (!default_executor_) {
+    done.set_result();
+    return done;
+  }
+  if (executor_shutdown_thread_.joinable()) executor_shutdown_thread_.join();
+  std::shared_ptr<Executor> executor = default_executor_;
+  const std::uint64_t id = add_executor_job(done.state());
+  executor_shutdown_thread_ = std::thread([executor, inbox = inbox_, loop = this, id] {
+    executor->shutdown(/*wait=*/true);
+    detail::post_executor_result(inbox, loop, id, [](FutureBase& f) { f.finish_with_result(); });
+  });
+  if (timeout >= 0) {
+    call_later(timeout, [this, id, timeout] {
+      Ref<FutureBase> f = take_executor_job(id);
+      if (!f || f->done()) return;
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%g", timeout);
+      log(LogLevel::warning, std::string("The executor did not finish joining its threads within ") +
+                                 buf + " seconds.");
+      f->finish_with_result();
+    });
+  }
+  return done;
+}
+
+}  // namespace eddy

@@ -1,0 +1,316 @@
+// Task: drives a coroutine from loop callbacks (asyncio's Task.__step and __wakeup). A pending
+// cancellation is delivered by the awaiter where the coroutine is suspended; a task that never
+// started is cancelled without running its body.
+#include "eddy/task.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <sstream>
+
+namespace eddy {
+
+namespace {
+
+std::atomic<std::uint64_t> g_task_counter{0};
+
+// The done callback by which a future wakes the task awaiting it.
+struct TaskWakeup {
+  TaskBase* task;
+  explicit TaskWakeup(TaskBase* t) noexcept : task(t) { t->retain(); }
+  TaskWakeup(TaskWakeup&& o) noexcept : task(std::exchange(o.task, nullptr)) {}
+  ~TaskWakeup() {
+    if (task) task->release();
+  }
+  struct Invoke {
+    static void call(TaskWakeup& w, FutureBase&) { w.task->step(); }
+  };
+};
+
+// Stops the loop when the future run_until_complete waits for is done.
+struct StopLoop {
+  bool operator==(const StopLoop&) const noexcept { return true; }
+  struct Invoke {
+    static void call(StopLoop&, FutureBase& f) { f.get_loop().stop(); }
+  };
+};
+
+}  // namespace
+
+void FutureBase::add_task_wakeup(TaskBase* task) {
+  add_done_callback_as<TaskWakeup, TaskWakeup::Invoke>(TaskWakeup(task));
+}
+
+// ---- PromiseBase ----------------------------------------------------------------------------------
+
+void PromiseBase::FinalAwaiter::finish(PromiseBase& p) noexcept {
+  if (p.parent) {
+    if (p.inline_start) return;  // the parent's co_await sees done() and continues itself
+    coro::coroutine_handle<> parent = p.parent_handle;
+    parent.resume();  // nothing of this frame may be touched after this line
+    return;
+  }
+  if (p.task) p.task->on_coroutine_done();
+}
+
+namespace detail {
+
+void throw_coroutine_reused() { throw RuntimeError("cannot reuse already awaited coroutine"); }
+
+void check_future_awaitable(PromiseBase& p, FutureBase* f) {
+  if (!p.task) throw RuntimeError("a Future was awaited outside of a Task");
+  if (&f->get_loop() != &p.task->get_loop())
+    throw RuntimeError("Task " + p.task->describe() + " got Future " + f->describe() +
+                       " attached to a different loop");
+  if (f == p.task) throw RuntimeError("Task cannot await on itself: " + p.task->describe());
+}
+
+void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
+  loop.check_closed();
+  if (&f->get_loop() != &loop)
+    throw ValueError("The future belongs to a different loop than the one specified as the loop "
+                     "argument");
+  f->add_done_callback_as<StopLoop, StopLoop::Invoke>(StopLoop{});
+  try {
+    loop.run_forever();
+  } catch (...) {
+    if (new_task && f->done() && !f->cancelled()) (void)f->exception();  // mark retrieved
+    f->remove_done_callback(StopLoop{});
+    throw;
+  }
+  f->remove_done_callback(StopLoop{});
+  if (!f->done()) throw RuntimeError("Event loop stopped before Future completed.");
+}
+
+}  // namespace detail
+
+// ---- TaskBase -------------------------------------------------------------------------------------
+
+TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& options)
+    : FutureBase(loop), frame_(std::move(frame)), created_at_(options.created_at) {
+  is_task_ = true;
+  slot_ = frame_.slot();
+  frame_.promise()->task = this;
+  id_ = ++g_task_counter;
+  name_ = options.name.empty() ? "Task-" + std::to_string(id_) : options.name;
+  loop.register_task(this);
+}
+
+TaskBase::~TaskBase() { get_loop().unregister_task(this); }
+
+Ref<TaskBase> TaskBase::create(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options) {
+  Ref<TaskBase> t(new TaskBase(loop, std::move(frame), options));
+  t->start(options.eager_start.value_or(false));
+  return t;
+}
+
+Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame,
+                                 const TaskOptions& options) {
+  TaskOptions eager = options;
+  if (!eager.eager_start) eager.eager_start = true;
+  return TaskBase::create(loop, std::move(frame), eager);
+}
+
+void TaskBase::destroy_self() noexcept {
+  if (!done() && frame_) {
+    ExceptionContext ctx("Task was destroyed but it is pending!");
+    ctx.extra["task"] = describe();
+    ctx.source = created_at_;
+    get_loop().call_exception_handler(ctx);
+  }
+  FutureBase::destroy_self();
+}
+
+void TaskBase::start(bool eager) {
+  EventLoop& loop = get_loop();
+  if (eager && loop.is_running()) {
+    // asyncio's eager start: run the first step now, in place of the current task.
+    TaskBase* outer = loop.current_task();
+    Ref<TaskBase> keep(this);
+    loop.set_current_task(nullptr);
+    try {
+      step();
+    } catch (...) {
+      loop.set_current_task(outer);
+      throw;
+    }
+    loop.set_current_task(outer);
+    return;
+  }
+  schedule_step();
+}
+
+void TaskBase::schedule_step() {
+  scheduled_ = true;
+  get_loop().call_soon([t = Ref<TaskBase>(this)] { t->step(); }, created_at_);
+}
+
+void TaskBase::step() {
+  scheduled_ = false;
+  if (done()) return;
+  EventLoop& loop = get_loop();
+  if (TaskBase* other = loop.current_task())
+    throw RuntimeError("Cannot enter into task " + describe() + " while another task " +
+                       other->describe() + " is being executed.");
+  if (must_cancel_ && !started_) {
+    // The coroutine never ran: cancelling it is final, its body never starts.
+    must_cancel_ = false;
+    finish_cancelled(pending_cancel_message_);
+    return;
+  }
+  started_ = true;
+  ++run_count_;
+  Ref<TaskBase> keep(this);
+  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle();
+  loop.set_current_task(this);
+  h.resume();
+  loop.set_current_task(nullptr);
+}
+
+void TaskBase::wait_on(FutureBase* future, coro::coroutine_handle<> resume_at) {
+  fut_waiter_ = Ref<FutureBase>(future);
+  resume_point_ = resume_at;
+  future->add_task_wakeup(this);
+  if (must_cancel_) {
+    // Cancelled during this step, before the await: pass it on to what we now wait for.
+    if (future->cancel(pending_cancel_message_)) must_cancel_ = false;
+  }
+}
+
+void TaskBase::yield_once(coro::coroutine_handle<> resume_at) {
+  resume_point_ = resume_at;
+  schedule_step();
+}
+
+void TaskBase::deliver_pending_cancel() {
+  if (!must_cancel_) return;
+  must_cancel_ = false;
+  throw CancelledError(pending_cancel_message_);
+}
+
+bool TaskBase::cancel(std::string message) {
+  log_traceback_ = false;
+  if (done()) return false;
+  ++num_cancels_requested_;
+  if (fut_waiter_ && fut_waiter_->cancel(message)) return true;
+  must_cancel_ = true;
+  pending_cancel_message_ = std::move(message);
+  return true;
+}
+
+int TaskBase::uncancel() noexcept {
+  if (num_cancels_requested_ > 0) {
+    --num_cancels_requested_;
+    if (num_cancels_requested_ == 0) must_cancel_ = false;
+  }
+  return num_cancels_requested_;
+}
+
+void TaskBase::on_coroutine_done() noexcept {
+  PromiseBase* p = frame_.promise();
+  resume_point_ = {};
+  fut_waiter_.reset();
+  try {
+    if (p->exception) {
+      std::exception_ptr e = std::exchange(p->exception, nullptr);
+      try {
+        std::rethrow_exception(e);
+      } catch (const CancelledError& c) {
+        must_cancel_ = false;
+        finish_cancelled(c.message());
+      } catch (...) {
+        finish_with_exception(std::current_exception());
+      }
+    } else if (must_cancel_) {
+      must_cancel_ = false;  // cancelled right before the coroutine returned
+      finish_cancelled(pending_cancel_message_);
+    } else {
+      finish_with_result();
+    }
+  } catch (...) {
+    // Scheduling the done callbacks failed (the loop is closed); the state is final anyway.
+  }
+}
+
+void TaskBase::abandon() noexcept {
+  Ref<TaskBase> keep(this);
+  resume_point_ = {};
+  fut_waiter_.reset();
+  mark_abandoned();
+  frame_.destroy();
+}
+
+std::vector<AwaitFrame> TaskBase::await_chain() const {
+  std::vector<AwaitFrame> chain;
+  const PromiseBase* p = frame_.promise();
+  while (p && !done()) {
+    AwaitFrame f;
+    f.function = p->function;
+    f.where = p->awaiting.where;
+    const PromiseBase* next = nullptr;
+    switch (p->awaiting.kind) {
+      case AwaitRecord::Kind::none:
+        f.awaiting = started_ ? "running" : "not started";
+        break;
+      case AwaitRecord::Kind::coroutine:
+        f.awaiting = "coroutine";
+        next = static_cast<const PromiseBase*>(p->awaiting.target);
+        break;
+      case AwaitRecord::Kind::future:
+        f.awaiting = static_cast<const FutureBase*>(p->awaiting.target)->describe();
+        break;
+      case AwaitRecord::Kind::task:
+        f.awaiting = "Task '" + static_cast<const TaskBase*>(p->awaiting.target)->get_name() + "'";
+        break;
+      case AwaitRecord::Kind::yield:
+        f.awaiting = "sleep(0)";
+        break;
+    }
+    chain.push_back(std::move(f));
+    p = next;
+  }
+  return chain;
+}
+
+std::string TaskBase::describe() const {
+  std::ostringstream os;
+  os << "<Task " << (state() == FutureState::pending     ? "pending"
+                     : state() == FutureState::cancelled ? "cancelled"
+                                                         : "finished")
+     << " name='" << name_ << "'";
+  if (created_at_.known()) os << " created at " << created_at_.file << ':' << created_at_.line;
+  os << '>';
+  return os.str();
+}
+
+// ---- Module-level functions -----------------------------------------------------------------------
+
+TaskBase* current_task(EventLoop* loop) {
+  if (!loop) loop = &get_running_loop();
+  return loop->current_task();
+}
+
+std::vector<Ref<TaskBase>> all_tasks(EventLoop* loop) {
+  if (!loop) loop = &get_running_loop();
+  return loop->all_tasks();
+}
+
+Coro<void> sleep(double delay) {
+  if (std::isnan(delay)) throw ValueError("sleep: delay must not be NaN");
+  if (delay <= 0) {
+    co_await detail::YieldOnce{};
+    co_return;
+  }
+  EventLoop& loop = get_running_loop();
+  Future<void> done = loop.create_future<void>();
+  TimerHandle timer = loop.call_later(delay, [done]() mutable {
+    if (!done.done()) done.set_result();
+  });
+  try {
+    co_await done;
+  } catch (...) {
+    timer.cancel();
+    throw;
+  }
+}
+
+}  // namespace eddy

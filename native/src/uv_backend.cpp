@@ -1,0 +1,80 @@
+// The native backend: libuv waits for I/O with the core's timeout and wakes on
+// call_soon_threadsafe (uv_async). libuv timers are millisecond-grained, so waits are rounded up;
+// the core fires a timer only once loop.time() has reached its deadline, never early.
+#include <uv.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "eddy/backend.hpp"
+#include "eddy/errors.hpp"
+#include "eddy/policy.hpp"
+
+namespace eddy::native {
+
+class UvBackend final : public Backend {
+ public:
+  UvBackend() {
+    if (int rc = uv_loop_init(&loop_)) throw std::system_error(-rc, std::generic_category(), "uv_loop_init");
+    uv_async_init(&loop_, &async_, [](uv_async_t*) {});
+    uv_timer_init(&loop_, &timer_);
+  }
+  ~UvBackend() override { close(); }
+
+  double now() override { return static_cast<double>(uv_hrtime()) * 1e-9; }
+
+  void poll(double timeout) override {
+    if (closed_) return;
+    if (timeout == 0) {
+      uv_run(&loop_, UV_RUN_NOWAIT);
+      return;
+    }
+    if (timeout > 0) {
+      uv_update_time(&loop_);
+      const double ms = std::ceil(timeout * 1000.0);
+      uv_timer_start(&timer_, [](uv_timer_t*) {}, ms > 1e12 ? std::uint64_t(1e12) : std::uint64_t(ms), 0);
+    }
+    uv_run(&loop_, UV_RUN_ONCE);
+    uv_timer_stop(&timer_);
+  }
+
+  void wakeup() noexcept override { uv_async_send(&async_); }
+
+  void describe(Capabilities& caps) const override {
+    caps.target = std::string("native (libuv ") + uv_version_string() + ")";
+    for (auto name : capability_method_names()) {
+      Capability c{std::string(name), false, {}};
+      if (name == "run_forever" || name == "run_until_complete" || name == "run_once" ||
+          name == "call_soon_threadsafe" || name == "run_in_executor") {
+        c.supported = true;
+      } else if (name == "shutdown_asyncgens") {
+        c.note = "not implemented yet: async generators come with the high-level layer";
+      } else {
+        c.note = "not implemented yet: native I/O on libuv is the next milestone";
+      }
+      caps.methods.push_back(std::move(c));
+    }
+  }
+
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+
+ private:
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_timer_t timer_;
+  bool closed_ = false;
+};
+
+}  // namespace eddy::native
+
+namespace eddy::platform {
+std::unique_ptr<Backend> new_default_backend() { return std::make_unique<native::UvBackend>(); }
+}  // namespace eddy::platform

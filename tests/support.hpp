@@ -1,0 +1,50 @@
+// Test support: every LOOP_TEST body runs on each loop kind of this build (the platform loop:
+// libuv natively, the emulated selector in WebAssembly; and the virtual-clock loop), and ends by
+// proving the loop closed with no handle, future, task or executor job left and no exception
+// reported that the test did not expect.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "catch_amalgamated.hpp"
+#include "eddy/eddy.hpp"
+#include "selector/selector_backend.hpp"
+
+struct PlatformLoop {
+  static eddy::LoopRef make() { return eddy::new_event_loop(); }
+  static constexpr bool virtual_time = false;
+};
+struct VirtualLoop {
+  static eddy::LoopRef make() { return eddy::testing::new_virtual_clock_loop(); }
+  static constexpr bool virtual_time = true;
+};
+
+template <class Kind>
+struct LoopFixture {
+  eddy::LoopRef loop = Kind::make();
+  std::vector<eddy::ExceptionContext> reported;  // what reached the exception handler
+
+  LoopFixture() {
+    loop->set_exception_handler(
+        [this](eddy::EventLoop&, const eddy::ExceptionContext& c) { reported.push_back(c); });
+  }
+  ~LoopFixture() {
+    if (!loop->is_closed()) loop->close();
+    const eddy::LoopStats s = loop->stats();
+    CHECK(s.ready == 0);
+    CHECK(s.timers == 0);
+    CHECK(s.live_futures == 0);
+    CHECK(s.live_tasks == 0);
+    CHECK(s.executor_jobs == 0);
+    for (const auto& c : reported) UNSCOPED_INFO("unexpected report: " << c.message);
+    CHECK(reported.empty());
+    reported.clear();
+    CHECK(s.live_handles == 0);
+    CHECK(loop->ref_count() == 1);
+  }
+  bool threads() const { return loop->capabilities().supports("run_in_executor"); }
+};
+
+#define LOOP_TEST(name, tags) \
+  TEMPLATE_TEST_CASE_METHOD(LoopFixture, name, tags, PlatformLoop, VirtualLoop)

@@ -1,0 +1,106 @@
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+LOOP_TEST("an exception escaping a callback reaches the handler and the loop keeps running",
+          "[errors]") {
+  auto& loop = *this->loop;
+  bool after = false;
+  loop.call_soon([] { throw ValueError("callback failed"); });
+  loop.call_soon([&] {
+    after = true;
+    loop.stop();
+  });
+  loop.run_forever();
+  CHECK(after);
+  REQUIRE(this->reported.size() == 1);
+  const auto& c = this->reported[0];
+  CHECK(c.message.rfind("Exception in callback ", 0) == 0);
+  CHECK(c.exception_text() == "callback failed");
+  CHECK(bool(c.handle));
+  CHECK(std::string(c.source.file).find("test_errors_debug.cpp") != std::string::npos);
+  this->reported.clear();
+}
+
+LOOP_TEST("exception handler: get/set, default handler, and a handler that throws", "[errors]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> logged;
+  std::mutex mu;
+  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
+    std::lock_guard<std::mutex> lock(mu);
+    logged.push_back(std::string(to_string(level)) + " " + std::string(m));
+  });
+  CHECK(bool(loop.get_exception_handler()));
+  loop.set_exception_handler(nullptr);
+  CHECK_FALSE(loop.get_exception_handler());
+  loop.call_exception_handler(ExceptionContext("plain report"));
+  loop.default_exception_handler(ExceptionContext("direct", std::make_exception_ptr(ValueError("v"))));
+  loop.set_exception_handler([](EventLoop&, const ExceptionContext&) { throw TypeError("handler bug"); });
+  loop.call_soon([] { throw ValueError("original"); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  set_log_sink(std::move(old));
+  REQUIRE(logged.size() == 3);
+  CHECK(logged[0] == "ERROR plain report");
+  CHECK(logged[1].find("direct") != std::string::npos);
+  CHECK(logged[1].find("exception: v") != std::string::npos);
+  CHECK(logged[2].find("Unhandled error in exception handler") != std::string::npos);
+  CHECK(logged[2].find("handler bug") != std::string::npos);
+}
+
+LOOP_TEST("debug mode reports slow callbacks with their name and where they were scheduled",
+          "[debug]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> logged;
+  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warning) logged.emplace_back(m);
+  });
+  CHECK_FALSE(loop.get_debug());
+  CHECK(loop.slow_callback_duration() == 0.1);
+  CHECK_THROWS_AS(loop.set_slow_callback_duration(-1), ValueError);
+  loop.set_debug(true);
+  loop.set_slow_callback_duration(0.05);
+  auto take_time = [&] {
+    if (testing::is_virtual_clock_loop(loop))
+      testing::advance_virtual_clock(loop, 0.06);
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  };
+  loop.call_soon([] {});  // fast: not reported
+  const std::uint32_t line = __LINE__ + 1;
+  loop.call_soon(take_time);
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  set_log_sink(std::move(old));
+  loop.set_debug(false);
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find("Executing <Handle ") == 0);
+  CHECK(logged[0].find("test_errors_debug.cpp:" + std::to_string(line)) != std::string::npos);
+  CHECK(logged[0].find("lambda") != std::string::npos);
+  CHECK(logged[0].find(" seconds") != std::string::npos);
+}
+
+LOOP_TEST("debug mode rejects non-thread-safe calls from another thread", "[debug][threads]") {
+  auto& loop = *this->loop;
+  if (!this->threads()) return;  // one thread only: nothing to check
+  loop.set_debug(true);
+  std::string error;
+  loop.call_soon([&] {
+    std::thread other([&] {
+      try {
+        loop.call_soon([] {});
+      } catch (const RuntimeError& e) {
+        error = e.what();
+      }
+    });
+    other.join();
+    loop.stop();
+  });
+  loop.run_forever();
+  loop.set_debug(false);
+  CHECK(error.find("Non-thread-safe operation") == 0);
+}

@@ -1,0 +1,170 @@
+#include <memory>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+LOOP_TEST("run_until_complete returns the future's result", "[lifecycle]") {
+  auto fut = this->loop->template create_future<int>();
+  this->loop->call_soon([fut]() mutable { fut.set_result(7); });
+  CHECK(this->loop->run_until_complete(fut) == 7);
+  CHECK_FALSE(this->loop->is_running());
+}
+
+LOOP_TEST("run_until_complete rethrows the future's exception", "[lifecycle]") {
+  auto fut = this->loop->template create_future<int>();
+  this->loop->call_soon([fut]() mutable { fut.set_exception(ValueError("boom")); });
+  CHECK_THROWS_MATCHES(this->loop->run_until_complete(fut), ValueError,
+                       Catch::Matchers::Message("boom"));
+}
+
+LOOP_TEST("stop lets the current pass finish; callbacks it schedules wait", "[lifecycle]") {
+  std::vector<std::string> trace;
+  auto& loop = *this->loop;
+  loop.call_soon([&] {
+    trace.push_back("a");
+    loop.stop();
+    loop.call_soon([&] { trace.push_back("c"); });
+  });
+  loop.call_soon([&] { trace.push_back("b"); });
+  loop.run_forever();
+  CHECK(trace == std::vector<std::string>{"a", "b"});
+  loop.stop();  // the next run is one pass: it runs what the first run left ready
+  loop.run_forever();
+  CHECK(trace == std::vector<std::string>{"a", "b", "c"});
+}
+
+LOOP_TEST("stop before run_forever runs exactly one pass", "[lifecycle]") {
+  auto& loop = *this->loop;
+  int ran = 0;
+  loop.call_soon([&] {
+    ++ran;
+    loop.call_soon([&] { ++ran; });
+  });
+  loop.stop();
+  loop.run_forever();
+  CHECK(ran == 1);
+  loop.stop();
+  loop.run_forever();
+  CHECK(ran == 2);
+}
+
+LOOP_TEST("is_running is true inside callbacks and the running loop is visible", "[lifecycle]") {
+  auto& loop = *this->loop;
+  bool running = false;
+  EventLoop* seen = nullptr;
+  loop.call_soon([&] {
+    running = loop.is_running();
+    seen = &get_running_loop();
+    loop.stop();
+  });
+  loop.run_forever();
+  CHECK(running);
+  CHECK(seen == &loop);
+  CHECK_THROWS_AS(get_running_loop(), RuntimeError);
+}
+
+LOOP_TEST("misuse of the lifecycle is rejected as asyncio does", "[lifecycle][bad-input]") {
+  auto& loop = *this->loop;
+  SECTION("running a running loop") {
+    std::string what;
+    loop.call_soon([&] {
+      try {
+        loop.run_forever();
+      } catch (const RuntimeError& e) {
+        what = e.what();
+      }
+      loop.stop();
+    });
+    loop.run_forever();
+    CHECK(what == "This event loop is already running");
+  }
+  SECTION("closing a running loop") {
+    std::string what;
+    loop.call_soon([&] {
+      try {
+        loop.close();
+      } catch (const RuntimeError& e) {
+        what = e.what();
+      }
+      loop.stop();
+    });
+    loop.run_forever();
+    CHECK(what == "Cannot close a running event loop");
+    CHECK_FALSE(loop.is_closed());
+  }
+  SECTION("a closed loop") {
+    loop.close();
+    loop.close();  // idempotent
+    CHECK(loop.is_closed());
+    CHECK_THROWS_MATCHES(loop.run_forever(), RuntimeError,
+                         Catch::Matchers::Message("Event loop is closed"));
+    CHECK_THROWS_AS(loop.call_soon([] {}), RuntimeError);
+    CHECK_THROWS_AS(loop.call_later(1.0, [] {}), RuntimeError);
+    CHECK_THROWS_AS(loop.call_soon_threadsafe([] {}), RuntimeError);
+    CHECK_THROWS_AS(loop.template create_future<int>(), RuntimeError);
+  }
+  SECTION("another loop running in this thread") {
+    LoopRef other = TestType::make();
+    std::string what;
+    loop.call_soon([&] {
+      try {
+        other->run_forever();
+      } catch (const RuntimeError& e) {
+        what = e.what();
+      }
+      loop.stop();
+    });
+    loop.run_forever();
+    other->close();
+    CHECK(what == "Cannot run the event loop while another loop is running");
+  }
+  SECTION("a future of another loop") {
+    LoopRef other = TestType::make();
+    {
+      auto fut = other->create_future<int>();
+      CHECK_THROWS_AS(loop.run_until_complete(fut), ValueError);
+    }
+    other->close();
+  }
+}
+
+LOOP_TEST("run_until_complete on a future nobody completes reports the stop", "[lifecycle]") {
+  auto& loop = *this->loop;
+  auto fut = loop.template create_future<int>();
+  loop.call_soon([&] { loop.stop(); });
+  CHECK_THROWS_MATCHES(loop.run_until_complete(fut), RuntimeError,
+                       Catch::Matchers::Message("Event loop stopped before Future completed."));
+}
+
+LOOP_TEST("close drops pending callbacks and timers and releases what they captured",
+          "[lifecycle]") {
+  auto& loop = *this->loop;
+  auto token = std::make_shared<int>(1);
+  loop.call_soon([token] {});
+  loop.call_later(100.0, [token] {});
+  CHECK(token.use_count() == 3);
+  loop.close();
+  CHECK(token.use_count() == 1);
+}
+
+LOOP_TEST("time() is monotonic and finer than a millisecond", "[lifecycle]") {
+  auto& loop = *this->loop;
+  double prev = loop.time();
+  for (int i = 0; i < 1000; ++i) {
+    double t = loop.time();
+    REQUIRE(t >= prev);
+    prev = t;
+  }
+  if (!TestType::virtual_time) {
+    // Sub-millisecond: some consecutive reads differ by less than a millisecond but not zero.
+    bool fine = false;
+    double a = loop.time();
+    for (int i = 0; i < 100000 && !fine; ++i) {
+      double b = loop.time();
+      if (b > a && b - a < 1e-3) fine = true;
+      a = b;
+    }
+    CHECK(fine);
+  }
+}

@@ -1,0 +1,132 @@
+#include "support.hpp"
+
+using namespace eddy;
+
+namespace {
+Coro<int> forty_two() {
+  co_await sleep(0.001);
+  co_return 42;
+}
+Coro<void> forever(bool* cancelled) {
+  try {
+    co_await sleep(3600);
+  } catch (const CancelledError&) {
+    *cancelled = true;
+    throw;
+  }
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("eddy::run and Runner", "[runner]", PlatformLoop, VirtualLoop) {
+  RunOptions options;
+  options.loop_factory = [] { return TestType::make(); };
+  CHECK(run(forty_two(), options) == 42);
+
+  LoopRef seen;
+  {
+    options.debug = true;
+    Runner runner(options);
+    CHECK(runner.run(forty_two()) == 42);
+    CHECK(runner.run(forty_two()) == 42);  // the same loop serves several runs
+    seen = LoopRef(&runner.get_loop());
+    CHECK(seen->get_debug());
+    bool cancelled = false;
+    auto main_ = [](bool* c) -> Coro<void> {
+      get_running_loop().create_task(forever(c), "left over");
+      co_return;
+    };
+    runner.run(main_(&cancelled));
+    runner.close();  // cancels the left-over task and waits for it
+    CHECK(cancelled);
+    CHECK(seen->is_closed());
+    CHECK_THROWS_AS(runner.run(forty_two()), RuntimeError);
+  }
+  CHECK(seen->stats().live_tasks == 0);
+  CHECK(seen->stats().live_handles == 0);
+
+  auto nested = [](RunOptions o) -> Coro<void> {
+    CHECK_THROWS_WITH(run(forty_two(), o),
+                      "Runner.run() cannot be called from a running event loop");
+    co_return;
+  };
+  run(nested(options), options);
+}
+
+TEST_CASE("policy calls: get_running_loop, get/set/new_event_loop", "[policy]") {
+  CHECK(running_loop() == nullptr);
+  CHECK_THROWS_WITH(get_running_loop(), "no running event loop");
+  CHECK_THROWS_AS(get_event_loop(), RuntimeError);
+  LoopRef loop = new_event_loop();
+  set_event_loop(loop);
+  CHECK(get_event_loop() == loop);
+  LoopRef in_loop;
+  loop->call_soon([&] {
+    in_loop = get_event_loop();  // the running loop
+    loop->stop();
+  });
+  loop->run_forever();
+  CHECK(in_loop == loop);
+  set_event_loop(nullptr);
+  CHECK_THROWS_AS(get_event_loop(), RuntimeError);
+
+  struct CountingPolicy : EventLoopPolicy {
+    int made = 0;
+    LoopRef new_event_loop() override {
+      ++made;
+      return eddy::testing::new_virtual_clock_loop();
+    }
+  };
+  auto policy = std::make_shared<CountingPolicy>();
+  set_event_loop_policy(policy);
+  CHECK(get_event_loop_policy() == policy);
+  LoopRef v = new_event_loop();
+  CHECK(policy->made == 1);
+  CHECK(testing::is_virtual_clock_loop(*v));
+  set_event_loop_policy(nullptr);
+  CHECK(get_event_loop_policy() != policy);
+  v->close();
+  loop->close();
+  in_loop = {};
+  CHECK(loop->ref_count() == 1);
+}
+
+LOOP_TEST("guest mode: run_once steps the loop; time_until_work tells the host when", "[guest]") {
+  auto& loop = *this->loop;
+  CHECK_FALSE(loop.time_until_work().has_value());
+  std::vector<std::string> trace;
+  loop.call_soon([&] {
+    trace.push_back("a");
+    loop.call_soon([&] { trace.push_back("b"); });
+  });
+  CHECK(loop.time_until_work() == 0.0);
+  CHECK(loop.run_once() == 1);
+  CHECK(trace == std::vector<std::string>{"a"});
+  CHECK(loop.run_once() == 1);
+  CHECK(trace == std::vector<std::string>{"a", "b"});
+  CHECK_FALSE(loop.is_running());
+
+  loop.call_later(0.05, [&] { trace.push_back("timer"); });
+  auto wait = loop.time_until_work();
+  REQUIRE(wait.has_value());
+  CHECK(*wait > 0.0);
+  CHECK(*wait <= 0.05);
+  CHECK(loop.run_once(0) == 0);  // not due yet, and run_once(0) never waits
+  while (trace.size() < 3) loop.run_once(*loop.time_until_work());
+  CHECK(trace.back() == "timer");
+
+  struct RecordingHost : HostDriver {
+    std::vector<double> delays;
+    void schedule(double delay) override { delays.push_back(delay); }
+  } host;
+  loop.set_host_driver(&host);
+  CHECK(host.delays.empty());  // nothing to do
+  loop.call_soon([] {});
+  REQUIRE(host.delays.size() == 1);
+  CHECK(host.delays[0] == 0.0);
+  loop.run_once();
+  host.delays.clear();
+  loop.call_later(1.0, [] {});
+  REQUIRE(host.delays.size() == 1);
+  CHECK(host.delays[0] > 0.5);
+  loop.set_host_driver(nullptr);
+}

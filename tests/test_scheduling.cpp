@@ -1,0 +1,158 @@
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <thread>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+LOOP_TEST("call_soon runs callbacks in FIFO order", "[scheduling]") {
+  auto& loop = *this->loop;
+  std::vector<int> order;
+  for (int i = 0; i < 100; ++i) loop.call_soon([&order, i] { order.push_back(i); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  REQUIRE(order.size() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(order[i] == i);
+}
+
+LOOP_TEST("a callback scheduled by a callback runs in the next pass", "[scheduling]") {
+  auto& loop = *this->loop;
+  std::vector<std::pair<std::string, std::uint64_t>> seen;
+  auto pass = [&] { return loop.stats().iterations; };
+  loop.call_soon([&] {
+    seen.emplace_back("first", pass());
+    loop.call_soon([&] {
+      seen.emplace_back("nested", pass());
+      loop.stop();
+    });
+  });
+  loop.call_soon([&] { seen.emplace_back("second", pass()); });
+  loop.run_forever();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].first == "first");
+  CHECK(seen[1].first == "second");
+  CHECK(seen[1].second == seen[0].second);
+  CHECK(seen[2].first == "nested");
+  CHECK(seen[2].second == seen[0].second + 1);
+}
+
+LOOP_TEST("timers fire in deadline order, FIFO among equal deadlines, never early",
+          "[scheduling][timers]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> order;
+  std::vector<double> lateness;
+  const double base = loop.time();
+  auto at = [&](double offset, std::string name) {
+    const double when = base + offset;
+    loop.call_at(when, [&, when, name] {
+      lateness.push_back(loop.time() - when);
+      order.push_back(name);
+    });
+  };
+  at(0.0030, "c");
+  at(0.0004, "a");  // sub-millisecond: libuv's timers are millisecond-grained
+  at(0.0010, "b1");
+  at(0.0010, "b2");
+  at(0.0010, "b3");
+  loop.call_later(0.005, [&] { loop.stop(); });
+  loop.run_forever();
+  CHECK(order == std::vector<std::string>{"a", "b1", "b2", "b3", "c"});
+  for (double l : lateness) CHECK(l >= 0.0);
+}
+
+LOOP_TEST("TimerHandle: when, cancel, cancelled; cancel releases the callback at once",
+          "[scheduling][timers]") {
+  auto& loop = *this->loop;
+  auto token = std::make_shared<int>(0);
+  const double t0 = loop.time();
+  TimerHandle h = loop.call_later(0.01, [token] { ++*token; });
+  CHECK(h.when() >= t0 + 0.01);
+  CHECK_FALSE(h.cancelled());
+  CHECK(token.use_count() == 2);
+  h.cancel();
+  CHECK(h.cancelled());
+  CHECK(token.use_count() == 1);
+  h.cancel();  // idempotent
+  Handle soon = loop.call_soon([token] { ++*token; });
+  soon.cancel();
+  loop.call_later(0.02, [&] { loop.stop(); });
+  loop.run_forever();
+  CHECK(*token == 0);
+}
+
+LOOP_TEST("a handle may cancel itself while running", "[scheduling]") {
+  auto& loop = *this->loop;
+  auto token = std::make_shared<int>(0);
+  Handle self;
+  self = loop.call_soon([&, token] {
+    self.cancel();  // the running callback is released only after it returns
+    *token += 1;
+    loop.stop();
+  });
+  loop.run_forever();
+  CHECK(*token == 1);
+  CHECK(token.use_count() == 1);
+  CHECK(self.cancelled());
+}
+
+LOOP_TEST("NaN deadlines are rejected; infinite ones never fire", "[scheduling][bad-input]") {
+  auto& loop = *this->loop;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(loop.call_later(nan, [] {}), ValueError);
+  CHECK_THROWS_AS(loop.call_at(nan, [] {}), ValueError);
+  bool fired = false;
+  TimerHandle never = loop.call_later(std::numeric_limits<double>::infinity(), [&] { fired = true; });
+  loop.call_later(0.001, [&] { loop.stop(); });
+  loop.run_forever();
+  CHECK_FALSE(fired);
+  never.cancel();
+}
+
+LOOP_TEST("cancelled timers are purged once they dominate the heap", "[scheduling][timers]") {
+  auto& loop = *this->loop;
+  std::vector<TimerHandle> handles;
+  for (int i = 0; i < 1000; ++i) handles.push_back(loop.call_later(100.0 + i, [] {}));
+  for (int i = 0; i < 900; ++i) handles[i].cancel();
+  CHECK(loop.stats().cancelled_timers == 900);
+  loop.stop();
+  loop.run_forever();  // one pass computes its timeout, which purges
+  CHECK(loop.stats().timers == 100);
+  CHECK(loop.stats().cancelled_timers == 0);
+  for (auto& h : handles) h.cancel();
+}
+
+LOOP_TEST("call_soon_threadsafe wakes a loop blocked in its backend", "[scheduling][threads]") {
+  auto& loop = *this->loop;
+  if (!this->threads()) {
+    // Single-threaded WebAssembly: it is call_soon, and the capability table says so.
+    CHECK(loop.capabilities().find("call_soon_threadsafe")->note.find("single-threaded") !=
+          std::string::npos);
+    loop.call_soon_threadsafe([&] { loop.stop(); });
+    loop.run_forever();
+    return;
+  }
+  std::atomic<bool> ran{false};
+  std::thread other([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    loop.call_soon_threadsafe([&] {
+      ran = true;
+      loop.stop();
+    });
+  });
+  loop.run_forever();  // nothing scheduled: blocks in the backend until the other thread posts
+  other.join();
+  CHECK(ran);
+}
+
+LOOP_TEST("handles report their callback's name and where they were scheduled",
+          "[scheduling][debug]") {
+  auto& loop = *this->loop;
+  Handle h = loop.call_soon([] {});
+  CHECK(std::string(h.where().file).find("test_scheduling.cpp") != std::string::npos);
+  CHECK(h.where().line == __LINE__ - 2);
+  CHECK(std::string(h.callback_name()).find("lambda") != std::string::npos);
+  h.cancel();
+}

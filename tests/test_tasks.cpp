@@ -1,0 +1,288 @@
+#include <memory>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+namespace {
+
+Coro<int> add_later(int a, int b) {
+  co_await sleep(0.01);
+  co_return a + b;
+}
+
+Coro<int> nested() {
+  int x = co_await add_later(1, 2);       // inline coroutine
+  auto t = get_running_loop().create_task(add_later(10, 20), "inner");
+  int y = co_await t;                      // a Task
+  co_return x + y;
+}
+
+Coro<void> wait_forever(Future<void> f, std::vector<std::string>* trace) {
+  try {
+    co_await f;
+    trace->push_back("woke");
+  } catch (const CancelledError& e) {
+    trace->push_back("cancelled:" + e.message());
+    throw;
+  }
+}
+
+Coro<int> thrower() {
+  co_await sleep(0);
+  throw ValueError("bad value");
+}
+
+Coro<int> catcher() {
+  try {
+    co_await thrower();
+  } catch (const ValueError& e) {
+    co_return 1;
+  }
+  co_return 0;
+}
+
+}  // namespace
+
+LOOP_TEST("tasks run coroutines that await coroutines, tasks and timers", "[task]") {
+  CHECK(this->loop->run_until_complete(nested()) == 33);
+  CHECK(this->loop->run_until_complete(catcher()) == 1);
+}
+
+LOOP_TEST("create_task names, get_name/set_name, current_task and all_tasks", "[task]") {
+  auto& loop = *this->loop;
+  auto t = loop.create_task(add_later(1, 1), {.name = "adder"});
+  CHECK(t.get_name() == "adder");
+  t.set_name("renamed");
+  CHECK(t.get_name() == "renamed");
+  auto unnamed = loop.create_task(add_later(2, 2));
+  CHECK(unnamed.get_name().rfind("Task-", 0) == 0);
+  CHECK(loop.all_tasks().size() == 2);
+  CHECK(current_task(&loop) == nullptr);
+  TaskBase* seen = nullptr;
+  auto probe = [](TaskBase** out) -> Coro<void> {
+    *out = current_task();
+    co_return;
+  };
+  auto p = loop.create_task(probe(&seen));
+  loop.run_until_complete(p);
+  CHECK(seen == p.task());
+  CHECK(loop.run_until_complete(t) == 2);
+  CHECK(loop.run_until_complete(unnamed) == 4);
+  CHECK(loop.all_tasks().empty());
+}
+
+LOOP_TEST("cancellation is delivered at the await point with the message", "[task][cancel]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> trace;
+  auto blocker = loop.template create_future<void>();
+  auto t = loop.create_task(wait_forever(blocker, &trace));
+  loop.call_soon([&] { CHECK(t.cancel("enough")); });
+  CHECK_THROWS_AS(loop.run_until_complete(t), CancelledError);
+  CHECK(t.cancelled());
+  CHECK(blocker.cancelled());  // the awaited future was cancelled on the task's behalf
+  CHECK(trace == std::vector<std::string>{"cancelled:enough"});
+}
+
+LOOP_TEST("a task cancelled before it starts never runs its body", "[task][cancel]") {
+  auto& loop = *this->loop;
+  bool ran = false;
+  auto body = [](bool* ran) -> Coro<void> {
+    *ran = true;
+    co_return;
+  };
+  auto t = loop.create_task(body(&ran));
+  CHECK(t.cancel("early"));
+  CHECK(t.cancelling() == 1);
+  try {
+    loop.run_until_complete(t);
+    FAIL("expected CancelledError");
+  } catch (const CancelledError& e) {
+    CHECK(e.message() == "early");
+  }
+  CHECK_FALSE(ran);
+}
+
+LOOP_TEST("a cancelled task can catch the CancelledError and finish; uncancel", "[task][cancel]") {
+  auto& loop = *this->loop;
+  auto body = []() -> Coro<int> {
+    try {
+      co_await sleep(10);
+    } catch (const CancelledError&) {
+      TaskBase* me = current_task();
+      CHECK(me->cancelling() == 1);
+      CHECK(me->uncancel() == 0);
+      co_return 99;
+    }
+    co_return 0;
+  };
+  auto t = loop.create_task(body());
+  loop.call_later(0.01, [t]() mutable { t.cancel(); });
+  CHECK(loop.run_until_complete(t) == 99);
+  CHECK_FALSE(t.cancelled());
+}
+
+LOOP_TEST("a cancel pending while the task is ready is delivered at its next await",
+          "[task][cancel]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> trace;
+  auto body = [](std::vector<std::string>* trace) -> Coro<void> {
+    trace->push_back("start");
+    co_await sleep(0);  // yields; cancel() lands while the task is scheduled, not waiting
+    trace->push_back("not reached");
+  };
+  auto t = loop.create_task(body(&trace));
+  loop.call_soon([&] { t.cancel("now"); });  // runs after the task's first step
+  CHECK_THROWS_AS(loop.run_until_complete(t), CancelledError);
+  CHECK(trace == std::vector<std::string>{"start"});
+}
+
+LOOP_TEST("eager_start runs the first step inside create_task", "[task]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> trace;
+  auto body = [](std::vector<std::string>* trace) -> Coro<int> {
+    trace->push_back("body");
+    co_return 5;
+  };
+  auto main_ = [](std::vector<std::string>* trace, Coro<int> b) -> Coro<void> {
+    auto t = get_running_loop().create_task(std::move(b), {.eager_start = true});
+    trace->push_back(t.done() ? "done at once" : "pending");
+    co_await t;
+  };
+  loop.run_until_complete(main_(&trace, body(&trace)));
+  CHECK(trace == std::vector<std::string>{"body", "done at once"});
+  // Not running: eager_start falls back to a normal start.
+  auto lazy = loop.create_task(body(&trace), {.eager_start = true});
+  CHECK_FALSE(lazy.done());
+  loop.run_until_complete(lazy);
+}
+
+LOOP_TEST("set_task_factory / get_task_factory; eager_task_factory", "[task]") {
+  auto& loop = *this->loop;
+  int made = 0;
+  CHECK_FALSE(loop.get_task_factory());
+  loop.set_task_factory([&](EventLoop& l, CoroutineFrame&& f, const TaskOptions& o) {
+    ++made;
+    return TaskBase::create(l, std::move(f), o);
+  });
+  CHECK(bool(loop.get_task_factory()));
+  CHECK(loop.run_until_complete(add_later(2, 3)) == 5);
+  CHECK(made == 1);
+  loop.set_task_factory(eager_task_factory);
+  auto body = []() -> Coro<int> { co_return 8; };
+  auto main_ = [](Coro<int> b) -> Coro<bool> {
+    auto t = get_running_loop().create_task(std::move(b));
+    co_return t.done();
+  };
+  CHECK(loop.run_until_complete(main_(body())));
+  loop.set_task_factory(nullptr);
+}
+
+LOOP_TEST("awaiting a coroutine twice, a task awaiting itself, a future of another loop",
+          "[task][bad-input]") {
+  auto& loop = *this->loop;
+  auto twice = []() -> Coro<void> {
+    auto c = sleep(0);
+    co_await c;
+    co_await c;
+  };
+  CHECK_THROWS_MATCHES(loop.run_until_complete(twice()), RuntimeError,
+                       Catch::Matchers::Message("cannot reuse already awaited coroutine"));
+  auto c = sleep(0);
+  loop.run_until_complete(loop.create_task(std::move(c)));
+  CHECK_THROWS_AS(loop.create_task(std::move(c)), RuntimeError);
+
+  auto self_await = [](Task<void>* self) -> Coro<void> {
+    co_await sleep(0);
+    co_await *self;
+  };
+  Task<void> me;
+  me = loop.create_task(self_await(&me));
+  CHECK_THROWS_WITH(loop.run_until_complete(me),
+                    Catch::Matchers::StartsWith("Task cannot await on itself"));
+  me = {};
+
+  LoopRef other = TestType::make();
+  {
+    auto foreign = other->create_future<int>();
+    auto await_foreign = [](Future<int> f) -> Coro<int> { co_return co_await f; };
+    CHECK_THROWS_WITH(loop.run_until_complete(await_foreign(foreign)),
+                      Catch::Matchers::ContainsSubstring("attached to a different loop"));
+  }
+  other->close();
+}
+
+LOOP_TEST("a task's exception never retrieved is reported when the task is destroyed",
+          "[task][errors]") {
+  auto& loop = *this->loop;
+  {
+    auto t = loop.create_task(thrower());
+    loop.stop();
+    loop.run_forever();
+    loop.stop();
+    loop.run_forever();
+    REQUIRE(t.done());
+  }
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].message == "Task exception was never retrieved");
+  CHECK(this->reported[0].exception_text() == "bad value");
+  CHECK(std::string(this->reported[0].source.file).find("test_tasks.cpp") != std::string::npos);
+  this->reported.clear();
+}
+
+LOOP_TEST("a pending task left at close is reported and destroyed", "[task][errors]") {
+  auto& loop = *this->loop;
+  auto blocker = loop.template create_future<void>();
+  std::vector<std::string> trace;
+  loop.create_task(wait_forever(blocker, &trace), "stuck");
+  loop.stop();
+  loop.run_forever();
+  blocker = {};
+  loop.close();
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].message == "Task was destroyed but it is pending!");
+  this->reported.clear();
+}
+
+namespace {
+Coro<void> leaf_wait(Future<void> f) { co_await f; }
+Coro<void> middle(Future<void> f) { co_await leaf_wait(f); }
+}  // namespace
+
+LOOP_TEST("a task records its await chain with source locations", "[task][introspection]") {
+  auto& loop = *this->loop;
+  auto gate = loop.template create_future<void>();
+  auto t = loop.create_task(middle(gate), "chained");
+  loop.stop();
+  loop.run_forever();
+  auto chain = t.await_chain();
+  REQUIRE(chain.size() == 2);
+  CHECK(chain[0].function == std::string("middle"));
+  CHECK(chain[0].awaiting == "coroutine");
+  CHECK(chain[1].function == std::string("leaf_wait"));
+  CHECK(chain[1].awaiting == "<Future pending>");
+  CHECK(std::string(chain[1].where.file).find("test_tasks.cpp") != std::string::npos);
+  CHECK(chain[1].where.line > 0);
+  gate.set_result();
+  loop.run_until_complete(t);
+  CHECK(t.await_chain().empty());
+}
+
+LOOP_TEST("sleep(0) yields exactly one pass", "[task]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> trace;
+  auto yielder = [](std::vector<std::string>* trace) -> Coro<void> {
+    trace->push_back("before");
+    co_await sleep(0);
+    trace->push_back("after");
+  };
+  auto t = loop.create_task(yielder(&trace));
+  loop.call_soon([&] { trace.push_back("other1"); });
+  loop.stop();
+  loop.run_forever();  // pass 1: task step 1, other1
+  CHECK(trace == std::vector<std::string>{"before", "other1"});
+  loop.stop();
+  loop.run_forever();  // pass 2: task resumes
+  CHECK(trace == std::vector<std::string>{"before", "other1", "after"});
+  CHECK(t.done());
+}

@@ -1,0 +1,58 @@
+// The WebAssembly default loop: the emulated selector with the host's clock. Under Node a wait
+// sleeps the thread with Atomics.wait (no busy loop); on a browser page's main thread nothing may
+// block, so run_forever/run_until_complete are unsupported there and the host driver runs the loop.
+#include <emscripten.h>
+
+#include "../selector/selector_backend.hpp"
+
+// clang-format off
+EM_JS(int, eddy_js_is_node, (), {
+  return (typeof process === 'object' && process.versions && typeof process.versions.node === 'string') ? 1 : 0;
+});
+EM_JS(void, eddy_js_sleep_ms, (double ms), {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+});
+// clang-format on
+
+namespace eddy::selector {
+namespace {
+
+// Single-threaded waits: Node can sleep its thread; a page cannot block at all.
+class HostWaiter final : public Waiter {
+ public:
+  explicit HostWaiter(bool node) : node_(node) {}
+  void wait(double timeout) override {
+    if (woken_ || timeout == 0 || !node_) {
+      woken_ = false;
+      return;
+    }
+    if (timeout < 0) throw RuntimeError("deadlock: nothing scheduled and no thread can wake the loop");
+    eddy_js_sleep_ms(timeout * 1000.0);
+  }
+  void wake() noexcept override { woken_ = true; }
+  bool can_block() const noexcept override { return node_; }
+
+ private:
+  bool node_;
+  bool woken_ = false;
+};
+
+}  // namespace
+}  // namespace eddy::selector
+
+namespace eddy::platform {
+
+std::unique_ptr<Backend> new_default_backend() {
+  const bool node = eddy_js_is_node() != 0;
+  selector::SelectorOptions o;
+  o.target = node ? "wasm (node)" : "wasm (browser)";
+  o.clock = std::make_unique<selector::SteadyClock>();
+  o.waiter = std::make_unique<selector::HostWaiter>(node);
+  o.has_threads = false;
+  o.blocking_note =
+      "a browser page's thread cannot block; drive the loop with eddy::wasm::run_main or "
+      "eddy::wasm::drive (wasm/host/host_driver.hpp)";
+  return std::make_unique<selector::SelectorBackend>(std::move(o));
+}
+
+}  // namespace eddy::platform

@@ -1,0 +1,100 @@
+// The emulated selector backend, platform-free so it builds on every target: in WebAssembly it is
+// the default loop's backend (with the host's clock), and with a virtual clock it is the
+// deterministic test loop on every target. Waiting is delegated to a Waiter: a condition variable
+// natively, the host's sleep under Node, and nothing at all on a browser page, where the host's
+// event loop drives Eddy instead (see wasm/host/host_driver.hpp).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "eddy/backend.hpp"
+#include "eddy/loop.hpp"
+
+namespace eddy::selector {
+
+// How poll() waits when nothing is due.
+class Waiter {
+ public:
+  virtual ~Waiter() = default;
+  // Blocks for at most `timeout` seconds (negative: until woken); returns at once if woken since
+  // the last call.
+  virtual void wait(double timeout) = 0;
+  virtual void wake() noexcept = 0;
+  virtual bool can_block() const noexcept { return true; }
+};
+
+// A condition variable (native targets, and WebAssembly builds with threads).
+class ConditionWaiter final : public Waiter {
+ public:
+  void wait(double timeout) override;
+  void wake() noexcept override;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool woken_ = false;
+};
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual double now() = 0;
+};
+
+class SteadyClock final : public Clock {
+ public:
+  double now() override;
+};
+
+// Time that moves only when the loop would otherwise wait: a wait of `t` seconds is skipped and
+// the clock advanced by `t`. Tests can also advance it by hand.
+class VirtualClock final : public Clock {
+ public:
+  double now() override { return now_; }
+  void advance(double seconds) { now_ += seconds; }
+
+ private:
+  double now_ = 0.0;
+};
+
+struct SelectorOptions {
+  std::string target;
+  std::unique_ptr<Clock> clock;
+  std::unique_ptr<Waiter> waiter;
+  bool virtual_time = false;       // skip timed waits by advancing the clock
+  bool has_threads = true;         // run_in_executor and cross-thread wakeups available
+  std::string blocking_note;       // why run_forever is unavailable, if the waiter cannot block
+};
+
+class SelectorBackend final : public Backend {
+ public:
+  explicit SelectorBackend(SelectorOptions options);
+  double now() override { return clock_->now(); }
+  void poll(double timeout) override;
+  void wakeup() noexcept override { waiter_->wake(); }
+  bool can_block() const noexcept override { return waiter_->can_block(); }
+  std::shared_ptr<Executor> make_default_executor() override;
+  void describe(Capabilities& caps) const override;
+  Clock& clock() noexcept { return *clock_; }
+
+ private:
+  SelectorOptions options_;
+  Clock* clock_;
+  Waiter* waiter_;
+};
+
+}  // namespace eddy::selector
+
+namespace eddy::testing {
+
+// A loop on the emulated selector with a virtual clock: timers fire in order without sleeping.
+LoopRef new_virtual_clock_loop();
+// Advances a virtual-clock loop's time by hand (e.g. to make a callback look slow).
+void advance_virtual_clock(EventLoop& loop, double seconds);
+bool is_virtual_clock_loop(EventLoop& loop);
+
+}  // namespace eddy::testing
