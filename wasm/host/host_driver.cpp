@@ -110,7 +110,7 @@ void run_main(Coro<int> main) {
 extern "C" EMSCRIPTEN_KEEPALIVE void eddy_host_tick(int from_timer) {
   using namespace eddy::wasm;
   if (!g_driver.loop) return;
-  EventLoop& loop = *g_driver.loop;
+  eddy::EventLoop& loop = *g_driver.loop;
   if (from_timer)
     ++g_driver.stats.host_timers;
   else

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what Eddy needs from Debian's packages (idempotent) and fetches Catch2's source.
+# Runs as root, or with sudo when not root.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+PACKAGES="build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev emscripten nodejs python3 dpkg-dev"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+"$ROOT/scripts/fetch-third-party.sh"
+echo "setup: ready"
