@@ -1,0 +1,146 @@
+// Eddy's micro benchmarks for the harness in ../shared/bench (same semantics as its
+// impls/python/micro.py): `micro TEST N` prints one JSON line.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eddy/eddy.hpp"
+
+using namespace eddy;
+using Clock = std::chrono::steady_clock;
+
+static double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+static long peak_rss_kb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+static void call_soon_chain(EventLoop& loop, long n) {
+  long count = 0;
+  struct Step {
+    EventLoop* loop;
+    long* count;
+    long n;
+    void operator()() const {
+      if (++*count < n)
+        loop->call_soon(*this);
+      else
+        loop->stop();
+    }
+  };
+  auto t0 = Clock::now();
+  loop.call_soon(Step{&loop, &count, n});
+  loop.run_forever();
+  std::printf("{\"test\": \"call_soon_chain\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+              since(t0), peak_rss_kb());
+}
+
+static void call_soon_batch(EventLoop& loop, long n) {
+  long count = 0;
+  auto cb = [&] {
+    if (++count == n) loop.stop();
+  };
+  auto t0 = Clock::now();
+  for (long i = 0; i < n; ++i) loop.call_soon(cb);
+  double sched = since(t0);
+  loop.run_forever();
+  std::printf("{\"test\": \"call_soon_batch\", \"n\": %ld, \"seconds\": %.6f, \"schedule_ns\": %.1f, \"peak_rss_kb\": %ld}\n",
+              n, since(t0), sched / n * 1e9, peak_rss_kb());
+}
+
+static void timers(EventLoop& loop, long n) {
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<double> dist(0.0, 1.0);
+  std::vector<double> delays(n);
+  for (auto& d : delays) d = dist(rng);
+  long fired = 0;
+  const long target = n - (n + 1) / 2;
+  auto cb = [&] {
+    if (++fired == target) loop.stop();
+  };
+  std::vector<TimerHandle> handles;
+  handles.reserve(n);
+  auto t0 = Clock::now();
+  for (long i = 0; i < n; ++i) handles.push_back(loop.call_later(delays[i], cb));
+  double t1 = since(t0);
+  for (long i = 0; i < n; i += 2) handles[i].cancel();
+  double t2 = since(t0);
+  std::clock_t c2 = std::clock();
+  if (target) loop.run_forever();
+  double t3 = since(t0);
+  double cpu = double(std::clock() - c2) / CLOCKS_PER_SEC;
+  std::printf("{\"test\": \"timers\", \"n\": %ld, \"seconds\": %.6f, \"schedule_ns\": %.1f, \"cancel_ns\": %.1f, "
+              "\"run_s\": %.6f, \"fire_cpu_ns\": %.1f, \"peak_rss_kb\": %ld}\n",
+              n, t3, t1 / n * 1e9, (t2 - t1) / ((n + 1) / 2) * 1e9, t3 - t2, cpu / (target ? target : 1) * 1e9,
+              peak_rss_kb());
+}
+
+static Coro<void> noop() { co_return; }
+
+static Coro<void> tasks_main(long n) {
+  EventLoop& loop = get_running_loop();
+  std::vector<Task<void>> ts;
+  ts.reserve(n);
+  auto t0 = Clock::now();
+  for (long i = 0; i < n; ++i) ts.push_back(loop.create_task(noop()));
+  double created = since(t0);
+  for (auto& t : ts) co_await t;  // gather() arrives with the high-level layer
+  std::printf("{\"test\": \"tasks\", \"n\": %ld, \"seconds\": %.6f, \"create_ns\": %.1f, \"peak_rss_kb\": %ld}\n", n,
+              since(t0), created / n * 1e9, peak_rss_kb());
+}
+
+static Coro<void> ponger(long n, Future<void>* ping, Future<void>* pong) {
+  EventLoop& loop = get_running_loop();
+  for (long i = 0; i < n; ++i) {
+    co_await *ping;
+    *ping = loop.create_future<void>();
+    pong->set_result();
+  }
+}
+
+static Coro<void> pingpong_main(long n) {
+  EventLoop& loop = get_running_loop();
+  Future<void> ping = loop.create_future<void>();
+  Future<void> pong;
+  auto t0 = Clock::now();
+  auto t = loop.create_task(ponger(n, &ping, &pong));
+  for (long i = 0; i < n; ++i) {
+    pong = loop.create_future<void>();
+    ping.set_result();
+    co_await pong;
+  }
+  co_await t;
+  std::printf("{\"test\": \"pingpong_future\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+              since(t0), peak_rss_kb());
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s call_soon_chain|call_soon_batch|timers|tasks|pingpong_future [N]\n", argv[0]);
+    return 2;
+  }
+  const std::string test = argv[1];
+  const long n = argc > 2 ? std::atol(argv[2]) : 1000000;
+  LoopRef loop = new_event_loop();
+  if (test == "call_soon_chain") call_soon_chain(*loop, n);
+  else if (test == "call_soon_batch") call_soon_batch(*loop, n);
+  else if (test == "timers") timers(*loop, n);
+  else if (test == "tasks") loop->run_until_complete(tasks_main(n));
+  else if (test == "pingpong_future") loop->run_until_complete(pingpong_main(n));
+  else {
+    std::fprintf(stderr, "unknown test %s\n", test.c_str());
+    return 2;
+  }
+  loop->close();
+  return 0;
+}
