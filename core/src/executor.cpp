@@ -81,7 +81,8 @@ void post_executor_result(const std::shared_ptr<Inbox>& inbox, EventLoop* loop, 
   auto* r = new HandleRecord;
   r->file = __FILE__;
   r->line = __LINE__;
-  r->flags = kHandleShared;
+  r->flags = 0;
+  r->shared = 1;
   r->refs = 1;
   r->when = 0;
   Ops::construct(r->storage, std::move(deliver));

@@ -23,7 +23,6 @@ namespace detail {
 enum HandleFlag : std::uint8_t {
   kHandleCancelled = 1,  // cancel() was called
   kHandleTimer = 2,      // a TimerHandle (made by call_at / call_later)
-  kHandleShared = 4,     // made by call_soon_threadsafe: own allocation, atomic count
   kHandleScheduled = 8,  // a timer still in the loop's timer heap
   kHandleRunning = 16,   // its callback is executing right now
 };
@@ -37,10 +36,16 @@ struct HandleRecord {
   const char* file;   // where it was scheduled
   double when;        // timers: the loop.time() at which it is due
   std::uint32_t refs;
-  std::uint32_t line : 24;
-  std::uint32_t flags : 8;
+  std::uint16_t line;   // clamped to 65535
+  std::uint8_t flags;   // HandleFlag bits; written by the loop's thread only
+  std::uint8_t shared;  // made by call_soon_threadsafe: own allocation, atomic count. A byte of
+                        // its own, set before publication, so other threads may read it while
+                        // the loop updates `flags`.
 
   bool has(HandleFlag f) const noexcept { return (flags & f) != 0; }
+  static std::uint16_t clamp_line(std::uint32_t line) noexcept {
+    return line > 0xFFFF ? 0xFFFF : static_cast<std::uint16_t>(line);
+  }
   void destroy_callback() noexcept {
     if (ops) {
       const CallbackOps* o = ops;
@@ -119,14 +124,14 @@ class HandlePool {
 void cancel_handle(HandleRecord* r) noexcept;
 
 inline void retain_handle(HandleRecord* r) noexcept {
-  if (EDDY_UNLIKELY(r->has(kHandleShared)))
+  if (EDDY_UNLIKELY(r->shared))
     __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
   else
     ++r->refs;
 }
 void release_shared_handle(HandleRecord* r) noexcept;
 inline void release_handle(HandleRecord* r) noexcept {
-  if (EDDY_UNLIKELY(r->has(kHandleShared)))
+  if (EDDY_UNLIKELY(r->shared))
     release_shared_handle(r);
   else if (--r->refs == 0)
     HandlePool::pool_of(r)->free(r);

@@ -260,8 +260,9 @@ class EventLoop : public RefCounted {
   detail::HandleRecord* new_record(SourceLocation where) {
     detail::HandleRecord* r = pool_->allocate();
     r->file = where.file;
-    r->line = where.line;
+    r->line = detail::HandleRecord::clamp_line(where.line);
     r->flags = 0;
+    r->shared = 0;
     r->refs = 1;
     return r;
   }
@@ -358,8 +359,9 @@ Handle EventLoop::call_soon_threadsafe(F&& callback, SourceLocation where) {
   using Fn = std::decay_t<F>;
   auto* r = new detail::HandleRecord;
   r->file = where.file;
-  r->line = where.line;
-  r->flags = detail::kHandleShared;
+  r->line = detail::HandleRecord::clamp_line(where.line);
+  r->flags = 0;
+  r->shared = 1;
   r->refs = 2;
   r->when = 0;
   detail::CallbackOpsFor<Fn>::construct(r->storage, std::forward<F>(callback));
