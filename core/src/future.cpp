@@ -47,16 +47,7 @@ struct DoneCallbackRunner {
 FutureBase::FutureBase(EventLoop& loop) : loop_(&loop) { loop.future_created(); }
 
 FutureBase::~FutureBase() {
-  if (first_.ops && !first_.scheduled) {
-    first_.ops->destroy(first_.storage);
-    first_.ops = nullptr;
-  }
-  while (more_) {
-    detail::DoneCallback* cb = more_;
-    more_ = cb->next;
-    if (cb->ops) cb->ops->destroy(cb->storage);
-    delete cb;
-  }
+  drop_pending_callbacks();
   loop_->future_destroyed();
 }
 
@@ -136,6 +127,11 @@ void FutureBase::finish_with_exception(std::exception_ptr e) {
 void FutureBase::mark_abandoned() noexcept {
   state_ = FutureState::cancelled;
   cancel_message_ = "event loop closed";
+  drop_pending_callbacks();
+}
+
+// Destroys the callbacks not yet handed to a handle.
+void FutureBase::drop_pending_callbacks() noexcept {
   if (first_.ops && !first_.scheduled) {
     first_.ops->destroy(first_.storage);
     first_.ops = nullptr;

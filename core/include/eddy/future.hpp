@@ -151,6 +151,7 @@ class FutureBase : public RefCounted {
 
  private:
   void schedule_callbacks();
+  void drop_pending_callbacks() noexcept;
   void schedule_one(detail::DoneCallback* cb);
   void append_callback(detail::DoneCallback* cb);
   detail::DoneCallback* new_callback_slot();
