@@ -5,6 +5,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "eddy/detail/pages.hpp"
 #include "eddy/loop.hpp"
 
 namespace eddy {
@@ -13,21 +14,31 @@ namespace detail {
 void HandlePool::grow() {
   if (capacity() + kPerBlock > std::numeric_limits<std::uint32_t>::max())
     throw std::length_error("eddy: too many live handles");
-  void* mem = ::operator new(kBlockBytes, std::align_val_t{kBlockBytes});
+  blocks_.reserve(blocks_.size() + 1);
+  void* mem;
+  if (blocks_.size() < kHeapBlocks) {
+    mem = ::operator new(kBlockBytes, std::align_val_t{kBlockBytes});
+  } else {
+    if (arena_blocks_left_ == 0) {
+      arenas_.reserve(arenas_.size() + 1);
+      arenas_.push_back(platform::allocate_pages(kHugePageBytes, kHugePageBytes));
+      arena_blocks_left_ = kHugePageBytes / kBlockBytes;
+    }
+    mem = static_cast<char*>(arenas_.back()) + (kHugePageBytes / kBlockBytes - arena_blocks_left_) * kBlockBytes;
+    --arena_blocks_left_;
+  }
   auto* header = static_cast<BlockHeader*>(mem);
   header->pool = this;
   header->base_index = static_cast<std::uint32_t>(capacity());
   blocks_.push_back(header);
-  HandleRecord* recs = records_of(header);
-  for (std::size_t i = kPerBlock; i-- > 0;) {  // lowest address handed out first
-    recs[i].ops = nullptr;
-    recs[i].next_free = free_;
-    free_ = &recs[i];
-  }
+  fresh_ = records_of(header);
+  fresh_end_ = fresh_ + kPerBlock;
 }
 
 HandlePool::~HandlePool() {
-  for (BlockHeader* b : blocks_) ::operator delete(b, std::align_val_t{kBlockBytes});
+  for (std::size_t i = 0; i < blocks_.size() && i < kHeapBlocks; ++i)
+    ::operator delete(blocks_[i], std::align_val_t{kBlockBytes});
+  for (void* a : arenas_) platform::free_pages(a, kHugePageBytes, kHugePageBytes);
 }
 
 void HandlePool::orphan() noexcept {

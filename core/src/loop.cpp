@@ -10,6 +10,7 @@
 #include <exception>
 #include <sstream>
 
+#include "eddy/detail/pages.hpp"
 #include "eddy/executor.hpp"
 #include "eddy/future.hpp"
 #include "eddy/log.hpp"
@@ -88,12 +89,32 @@ void Inbox::close() {
   backend_ = nullptr;
 }
 
+namespace {
+HandleRecord** allocate_ring(std::size_t slots) {
+  const std::size_t bytes = slots * sizeof(HandleRecord*);
+  if (bytes >= kHugePageBytes) return static_cast<HandleRecord**>(platform::allocate_pages(bytes, kHugePageBytes));
+  return static_cast<HandleRecord**>(::operator new(bytes));
+}
+void free_ring(HandleRecord** ring, std::size_t slots) noexcept {
+  const std::size_t bytes = slots * sizeof(HandleRecord*);
+  if (bytes >= kHugePageBytes)
+    platform::free_pages(ring, bytes, kHugePageBytes);
+  else
+    ::operator delete(ring);
+}
+}  // namespace
+
+ReadyQueue::ReadyQueue() : buf_(allocate_ring(1024)), mask_(1023) {}
+ReadyQueue::~ReadyQueue() { free_ring(buf_, mask_ + 1); }
+
 void ReadyQueue::grow() {
-  std::vector<HandleRecord*> bigger(buf_.size() * 2);
+  const std::size_t slots = (mask_ + 1) * 2;
+  HandleRecord** bigger = allocate_ring(slots);
   const std::size_t n = size();
   for (std::size_t i = 0; i < n; ++i) bigger[i] = at(i);
-  buf_.swap(bigger);
-  mask_ = buf_.size() - 1;
+  free_ring(buf_, mask_ + 1);
+  buf_ = bigger;
+  mask_ = slots - 1;
   head_ = 0;
   tail_ = n;
 }

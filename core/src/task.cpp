@@ -91,7 +91,7 @@ TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& opt
   slot_ = frame_.slot();
   frame_.promise()->task = this;
   id_ = ++g_task_counter;
-  name_ = options.name.empty() ? "Task-" + std::to_string(id_) : options.name;
+  if (!options.name.empty()) set_name(options.name);
   loop.register_task(this);
 }
 
@@ -276,7 +276,7 @@ std::string TaskBase::describe() const {
   os << "<Task " << (state() == FutureState::pending     ? "pending"
                      : state() == FutureState::cancelled ? "cancelled"
                                                          : "finished")
-     << " name='" << name_ << "'";
+     << " name='" << get_name() << "'";
   if (created_at_.known()) os << " created at " << created_at_.file << ':' << created_at_.line;
   os << '>';
   return os.str();

@@ -19,6 +19,9 @@ class UvBackend final : public Backend {
     if (int rc = uv_loop_init(&loop_)) throw std::system_error(-rc, std::generic_category(), "uv_loop_init");
     uv_async_init(&loop_, &async_, [](uv_async_t*) {});
     uv_timer_init(&loop_, &timer_);
+    // The wakeup handle does not keep libuv alive by itself: with nothing else registered, a
+    // zero-timeout poll has nothing to report and is skipped (see poll()).
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
   }
   ~UvBackend() override { close(); }
 
@@ -27,6 +30,9 @@ class UvBackend final : public Backend {
   void poll(double timeout) override {
     if (closed_) return;
     if (timeout == 0) {
+      // No transport, server, signal or request is registered: no I/O can be ready, and a
+      // cross-thread wakeup is seen through the core's inbox, so the syscall would only cost.
+      if (!uv_loop_alive(&loop_)) return;
       uv_run(&loop_, UV_RUN_NOWAIT);
       return;
     }
@@ -35,7 +41,9 @@ class UvBackend final : public Backend {
       const double ms = std::ceil(timeout * 1000.0);
       uv_timer_start(&timer_, [](uv_timer_t*) {}, ms > 1e12 ? std::uint64_t(1e12) : std::uint64_t(ms), 0);
     }
+    uv_ref(reinterpret_cast<uv_handle_t*>(&async_));  // a blocking wait must end on wakeup()
     uv_run(&loop_, UV_RUN_ONCE);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
     uv_timer_stop(&timer_);
   }
 

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "eddy/detail/slab.hpp"
 #include "eddy/loop.hpp"
 
 namespace eddy {
@@ -98,7 +99,7 @@ struct DoneCallbackOpsFor {
 
 }  // namespace detail
 
-class FutureBase : public RefCounted {
+class FutureBase : public RefCounted, public detail::SlabAllocated {
  public:
   explicit FutureBase(EventLoop& loop);
   ~FutureBase() override;

@@ -74,9 +74,14 @@ class HandlePool {
   HandlePool& operator=(const HandlePool&) = delete;
 
   HandleRecord* allocate() {
-    if (EDDY_UNLIKELY(free_ == nullptr)) grow();
     HandleRecord* r = free_;
-    free_ = r->next_free;
+    if (EDDY_LIKELY(r != nullptr)) {
+      free_ = r->next_free;
+    } else {
+      if (EDDY_UNLIKELY(fresh_ == fresh_end_)) grow();
+      r = fresh_++;  // never-used records are handed out in address order, touched on first use
+      r->ops = nullptr;
+    }
     ++live_;
     return r;
   }
@@ -115,10 +120,18 @@ class HandlePool {
     return reinterpret_cast<HandleRecord*>(b + 1);
   }
 
+  // The first blocks are single heap allocations (a small loop stays small); later ones are
+  // carved from 2 MiB page arenas (see detail/pages.hpp).
+  static constexpr std::size_t kHeapBlocks = 4;
+
   EventLoop* loop_;
   HandleRecord* free_ = nullptr;
+  HandleRecord* fresh_ = nullptr;
+  HandleRecord* fresh_end_ = nullptr;
   std::size_t live_ = 0;
   std::vector<BlockHeader*> blocks_;
+  std::vector<void*> arenas_;
+  std::size_t arena_blocks_left_ = 0;
 };
 
 void cancel_handle(HandleRecord* r) noexcept;

@@ -125,11 +125,14 @@ class Inbox {
 // FIFO ring of handle records; grows by doubling, never shrinks while the loop lives.
 class ReadyQueue {
  public:
-  ReadyQueue() : buf_(1024), mask_(1023) {}
+  ReadyQueue();
+  ~ReadyQueue();
+  ReadyQueue(const ReadyQueue&) = delete;
+  ReadyQueue& operator=(const ReadyQueue&) = delete;
   bool empty() const noexcept { return head_ == tail_; }
   std::size_t size() const noexcept { return tail_ - head_; }
   void push(HandleRecord* r) {
-    if (EDDY_UNLIKELY(tail_ - head_ == buf_.size())) grow();
+    if (EDDY_UNLIKELY(tail_ - head_ == mask_ + 1)) grow();
     buf_[tail_++ & mask_] = r;
   }
   HandleRecord* pop() noexcept { return buf_[head_++ & mask_]; }
@@ -137,7 +140,7 @@ class ReadyQueue {
 
  private:
   void grow();
-  std::vector<HandleRecord*> buf_;
+  HandleRecord** buf_;  // a power-of-two ring; large rings live in page arenas
   std::size_t mask_;
   std::size_t head_ = 0;
   std::size_t tail_ = 0;

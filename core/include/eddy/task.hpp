@@ -57,7 +57,7 @@ struct YieldOnce {};
 }  // namespace detail
 
 // Per-frame state shared by every Coro<T> promise.
-class PromiseBase {
+class PromiseBase : public detail::SlabAllocated {
  public:
   TaskBase* task = nullptr;              // the task running this frame
   PromiseBase* parent = nullptr;         // the frame awaiting this one inline
@@ -173,8 +173,18 @@ class TaskBase : public FutureBase {
   bool cancel(std::string message = {}) override;
   int cancelling() const noexcept { return num_cancels_requested_; }
   int uncancel() noexcept;
-  const std::string& get_name() const noexcept { return name_; }
-  void set_name(std::string name) { name_ = std::move(name); }
+  // The default name "Task-<id>" is formatted on first use, not at creation.
+  const std::string& get_name() const {
+    if (EDDY_UNLIKELY(!name_set_)) {
+      name_ = "Task-" + std::to_string(id_);
+      name_set_ = true;
+    }
+    return name_;
+  }
+  void set_name(std::string name) {
+    name_ = std::move(name);
+    name_set_ = true;
+  }
   std::uint64_t id() const noexcept { return id_; }
   SourceLocation created_at() const noexcept { return created_at_; }
   std::uint64_t run_count() const noexcept { return run_count_; }
@@ -205,7 +215,7 @@ class TaskBase : public FutureBase {
   CoroutineFrame frame_;
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
-  std::string name_;
+  mutable std::string name_;
   std::string pending_cancel_message_;
   std::uint64_t id_;
   std::uint64_t run_count_ = 0;
@@ -213,6 +223,7 @@ class TaskBase : public FutureBase {
   int num_cancels_requested_ = 0;
   bool must_cancel_ = false;
   bool started_ = false;
+  mutable bool name_set_ = false;
   bool scheduled_ = false;
 };
 
