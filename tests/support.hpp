@@ -37,6 +37,7 @@ struct LoopFixture {
     CHECK(s.live_futures == 0);
     CHECK(s.live_tasks == 0);
     CHECK(s.executor_jobs == 0);
+    CHECK(s.live_transports == 0);
     for (const auto& c : reported) UNSCOPED_INFO("unexpected report: " << c.message);
     CHECK(reported.empty());
     reported.clear();

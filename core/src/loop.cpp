@@ -494,6 +494,7 @@ LoopStats EventLoop::stats() const noexcept {
   for (TaskBase* t = tasks_head_; t; t = t->next_task)
     if (!t->done()) ++s.pending_tasks;
   s.executor_jobs = executor_jobs_.size();
+  s.live_transports = live_transports_;
   s.iterations = iterations_;
   return s;
 }

@@ -1,85 +1,58 @@
 // The native backend: libuv waits for I/O with the core's timeout and wakes on
 // call_soon_threadsafe (uv_async). libuv timers are millisecond-grained, so waits are rounded up;
 // the core fires a timer only once loop.time() has reached its deadline, never early.
-#include <uv.h>
+#include "uv_backend.hpp"
+
+#include <sys/socket.h>
 
 #include <cmath>
-#include <memory>
-#include <string>
-
-#include "eddy/backend.hpp"
-#include "eddy/errors.hpp"
-#include "eddy/policy.hpp"
 
 namespace eddy::native {
 
-class UvBackend final : public Backend {
- public:
-  UvBackend() {
-    if (int rc = uv_loop_init(&loop_)) throw std::system_error(-rc, std::generic_category(), "uv_loop_init");
-    uv_async_init(&loop_, &async_, [](uv_async_t*) {});
-    uv_timer_init(&loop_, &timer_);
-    // The wakeup handle does not keep libuv alive by itself: with nothing else registered, a
-    // zero-timeout poll has nothing to report and is skipped (see poll()).
-    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
-  }
-  ~UvBackend() override { close(); }
+const std::error_category& resolver_category() noexcept {
+  struct Category final : std::error_category {
+    const char* name() const noexcept override { return "resolver"; }
+    std::string message(int code) const override { return uv_strerror(-code); }
+  };
+  static const Category category;
+  return category;
+}
 
-  double now() override { return static_cast<double>(uv_hrtime()) * 1e-9; }
+std::error_code uv_error(int status) noexcept {
+  if (status <= UV_EAI_ADDRFAMILY && status >= UV_EAI_PROTOCOL) return {-status, resolver_category()};
+  return {-status, std::generic_category()};
+}
 
-  void poll(double timeout) override {
-    if (closed_) return;
-    if (timeout == 0) {
-      // No transport, server, signal or request is registered: no I/O can be ready, and a
-      // cross-thread wakeup is seen through the core's inbox, so the syscall would only cost.
-      if (!uv_loop_alive(&loop_)) return;
-      uv_run(&loop_, UV_RUN_NOWAIT);
-      return;
-    }
-    if (timeout > 0) {
-      uv_update_time(&loop_);
-      const double ms = std::ceil(timeout * 1000.0);
-      uv_timer_start(&timer_, [](uv_timer_t*) {}, ms > 1e12 ? std::uint64_t(1e12) : std::uint64_t(ms), 0);
-    }
-    uv_ref(reinterpret_cast<uv_handle_t*>(&async_));  // a blocking wait must end on wakeup()
-    uv_run(&loop_, UV_RUN_ONCE);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
-    uv_timer_stop(&timer_);
-  }
+StreamEndpointPtr connect_tcp(uv_loop_t*, const SocketAddress&, const ConnectOptions&, StreamEndpoint::ConnectDone);
+StreamListenerPtr bind_tcp(uv_loop_t*, const SocketAddress&, const ListenOptions&);
+StreamEndpointPtr adopt_tcp(uv_loop_t*, int fd, const ConnectOptions&);
+StreamEndpointPtr connect_unix(uv_loop_t*, const SocketAddress&, StreamEndpoint::ConnectDone);
+StreamListenerPtr bind_unix(uv_loop_t*, const SocketAddress&, const ListenOptions&);
+StreamEndpointPtr adopt_unix(uv_loop_t*, int fd);
 
-  void wakeup() noexcept override { uv_async_send(&async_); }
+StreamEndpointPtr UvBackend::connect_stream(const SocketAddress& remote, const ConnectOptions& options,
+                                            StreamEndpoint::ConnectDone done) {
+  if (remote.family == AddressFamily::unix_socket) return connect_unix(&loop_, remote, std::move(done));
+  return connect_tcp(&loop_, remote, options, std::move(done));
+}
 
-  void describe(Capabilities& caps) const override {
-    caps.target = std::string("native (libuv ") + uv_version_string() + ")";
-    for (auto name : capability_method_names()) {
-      Capability c{std::string(name), false, {}};
-      if (name == "run_forever" || name == "run_until_complete" || name == "run_once" ||
-          name == "call_soon_threadsafe" || name == "run_in_executor") {
-        c.supported = true;
-      } else if (name == "shutdown_asyncgens") {
-        c.note = "not implemented yet: async generators come with the high-level layer";
-      } else {
-        c.note = "not implemented yet: native I/O on libuv is the next milestone";
-      }
-      caps.methods.push_back(std::move(c));
-    }
-  }
+StreamListenerPtr UvBackend::bind_stream(const SocketAddress& local, const ListenOptions& options) {
+  if (local.family == AddressFamily::unix_socket) return bind_unix(&loop_, local, options);
+  return bind_tcp(&loop_, local, options);
+}
 
-  void close() override {
-    if (closed_) return;
-    closed_ = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    uv_loop_close(&loop_);
-  }
-
- private:
-  uv_loop_t loop_;
-  uv_async_t async_;
-  uv_timer_t timer_;
-  bool closed_ = false;
-};
+StreamEndpointPtr UvBackend::adopt_stream(int fd, const ConnectOptions& options) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len))
+    throw std::system_error(errno, std::generic_category(), "not a socket");
+  int type = 0;
+  len = sizeof type;
+  ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+  if (type != SOCK_STREAM) throw ValueError("A Stream Socket was expected, got a socket of another type");
+  if (domain == AF_UNIX) return adopt_unix(&loop_, fd);
+  return adopt_tcp(&loop_, fd, options);
+}
 
 }  // namespace eddy::native
 

@@ -4,10 +4,15 @@
 // libuv (native/) and the emulated selector (wasm/) implement it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
+
+#include "eddy/endpoints.hpp"
+#include "eddy/net.hpp"
 
 namespace eddy {
 
@@ -53,6 +58,22 @@ class Backend {
   virtual void describe(Capabilities& caps) const = 0;
   // Called by EventLoop::close(); releases platform resources.
   virtual void close() {}
+
+  // ---- Streams and names (TCP, Unix sockets, pipes, DNS). The defaults throw
+  // NotSupportedError; the capability table says which a target has. -----------------------
+  // Starts connecting; `done` is called once from poll() unless the endpoint is closed first.
+  virtual StreamEndpointPtr connect_stream(const SocketAddress& remote, const ConnectOptions& options,
+                                           StreamEndpoint::ConnectDone done);
+  // Binds (system_error on failure); the listener accepts once listen() is called.
+  virtual StreamListenerPtr bind_stream(const SocketAddress& local, const ListenOptions& options);
+  // Takes over a connected stream socket or pipe fd (connect_accepted_socket, sock=).
+  virtual StreamEndpointPtr adopt_stream(int fd, const ConnectOptions& options);
+  using ResolveDone = std::function<void(std::vector<AddrInfo>, std::error_code)>;
+  // `done` is called once from poll(). Errors use the platform's resolver category.
+  virtual void getaddrinfo(const std::string& host, const std::string& service,
+                           const AddrInfoOptions& options, ResolveDone done);
+  using NameInfoDone = std::function<void(NameInfo, std::error_code)>;
+  virtual void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done);
 
   void attach(EventLoop* loop) noexcept { loop_ = loop; }
 

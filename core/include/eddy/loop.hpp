@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "eddy/backend.hpp"
+#include "eddy/io_options.hpp"
 #include "eddy/config.hpp"
 #include "eddy/errors.hpp"
 #include "eddy/handle.hpp"
@@ -89,6 +90,7 @@ struct LoopStats {
   std::size_t live_tasks = 0;      // Task objects alive
   std::size_t pending_tasks = 0;   // Tasks not done
   std::size_t executor_jobs = 0;   // run_in_executor calls whose result has not come back
+  std::size_t live_transports = 0; // transports not yet destroyed
   std::uint64_t iterations = 0;    // run_once() passes so far
 };
 
@@ -210,6 +212,26 @@ class EventLoop : public RefCounted {
   TaskBase* current_task() const noexcept { return current_task_; }
   std::vector<Ref<TaskBase>> all_tasks() const;
 
+  // ---- Streams and names (see server.hpp, transports.hpp; native only for now) ---------------
+  // Resolves `host` (all addresses of `options.family`), connects to the first that answers
+  // (staggered by happy_eyeballs_delay if set), and returns once connection_made has run.
+  Coro<Connection> create_connection(ProtocolFactory factory, std::string host, std::uint16_t port,
+                                     ConnectionOptions options = {});
+  // `hosts` empty: all interfaces. One listening socket per resolved address.
+  Coro<Ref<Server>> create_server(ProtocolFactory factory, std::vector<std::string> hosts,
+                                  std::uint16_t port, ServerOptions options = {});
+  Coro<Ref<Server>> create_server(ProtocolFactory factory, std::string host, std::uint16_t port,
+                                  ServerOptions options = {});
+  Coro<Connection> create_unix_connection(ProtocolFactory factory, std::string path,
+                                          ConnectionOptions options = {});
+  Coro<Ref<Server>> create_unix_server(ProtocolFactory factory, std::string path,
+                                       ServerOptions options = {});
+  // Wraps a socket the caller accepted (or connected) itself; the transport owns it from now.
+  Coro<Connection> connect_accepted_socket(ProtocolFactory factory, int sock);
+  Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
+                                          AddrInfoOptions options = {});
+  Coro<NameInfo> getnameinfo(SocketAddress address, int flags = 0);
+
   // ---- Errors ------------------------------------------------------------------------------
   void call_exception_handler(const ExceptionContext& context) noexcept;
   void set_exception_handler(ExceptionHandler handler) { exception_handler_ = std::move(handler); }
@@ -254,6 +276,8 @@ class EventLoop : public RefCounted {
   void register_task(TaskBase* task) noexcept;
   void unregister_task(TaskBase* task) noexcept;
   void future_created() noexcept { ++live_futures_; }
+  void transport_created() noexcept { ++live_transports_; }
+  void transport_destroyed() noexcept { --live_transports_; }
   void future_destroyed() noexcept { --live_futures_; }
   void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
   void timer_cancelled() noexcept { ++timer_cancelled_count_; }
@@ -331,6 +355,7 @@ class EventLoop : public RefCounted {
   TaskBase* tasks_head_ = nullptr;
   std::size_t task_count_ = 0;
   std::size_t live_futures_ = 0;
+  std::size_t live_transports_ = 0;
 
   std::shared_ptr<Executor> default_executor_;
   bool executor_shutdown_called_ = false;

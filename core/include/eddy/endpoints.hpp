@@ -1,0 +1,103 @@
+// The byte-moving half of stream transports: what a backend implements for TCP, Unix sockets
+// and pipes. Completion-shaped, so libuv's own queues are used directly. The core's
+// StreamTransport owns the protocol state machine, the write buffer and flow control; an
+// endpoint only reads, writes, shuts down and closes. Every event is delivered on the loop's
+// thread from inside Backend::poll(), and none after close().
+#pragma once
+
+#include <any>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <system_error>
+
+#include "eddy/net.hpp"
+
+namespace eddy {
+
+class StreamEvents {
+ public:
+  virtual ~StreamEvents() = default;
+  // Where the next read lands (the endpoint reads at most buffer.size() bytes).
+  virtual std::span<char> read_buffer(std::size_t suggested) = 0;
+  virtual void read_done(std::size_t nbytes) = 0;  // nbytes > 0, into the last read_buffer
+  virtual void read_eof() = 0;
+  virtual void read_failed(std::error_code error) = 0;
+  // A write() finished (all of it, or failed); writes complete in submission order.
+  virtual void write_done(std::error_code error) = 0;
+  virtual void shutdown_done(std::error_code error) = 0;
+};
+
+class StreamEndpoint {
+ public:
+  // Connecting endpoints report once through this callback (from poll()).
+  using ConnectDone = std::function<void(std::error_code)>;
+
+  virtual void set_events(StreamEvents* events) noexcept = 0;
+  virtual void read_start() = 0;
+  virtual void read_stop() noexcept = 0;
+  // Writes what the kernel takes now, without blocking; returns the byte count (0 when it would
+  // block). Errors are returned in `error`.
+  virtual std::size_t try_write(std::string_view data, std::error_code& error) noexcept = 0;
+  // Queues `data`; the memory must stay valid until the matching write_done.
+  virtual void write(std::string_view data) = 0;
+  // Bytes queued by write() that the platform has not handed to the kernel yet.
+  virtual std::size_t queued_bytes() const noexcept = 0;
+  // Half-close after queued writes (write_eof).
+  virtual void shutdown() = 0;
+  // Stops everything; no event after this returns. The endpoint frees itself once the platform
+  // has released it. `reset`: abortive close (RST) where the platform supports it.
+  virtual void close(bool reset = false) noexcept = 0;
+  // "peername", "sockname" (SocketAddress), "socket" or "pipe" (int fd); empty if unknown.
+  virtual std::any extra_info(std::string_view name) const = 0;
+
+ protected:
+  virtual ~StreamEndpoint() = default;
+};
+
+struct EndpointCloser {
+  void operator()(StreamEndpoint* e) const noexcept { e->close(); }
+};
+using StreamEndpointPtr = std::unique_ptr<StreamEndpoint, EndpointCloser>;
+
+struct ListenOptions {
+  int backlog = 100;
+  bool reuse_address = true;
+  bool reuse_port = false;
+  bool ipv6_only = true;  // IPv6 sockets do not also accept IPv4, as asyncio sets it
+  bool keep_alive = false;
+  bool nodelay = true;
+  bool unlink_on_close = false;  // Unix sockets: remove the path when the listener closes
+};
+
+class StreamListener {
+ public:
+  // `accepted` gets each new connection; `failed` gets accept errors (the listener keeps going).
+  struct Events {
+    std::function<void(StreamEndpointPtr)> accepted;
+    std::function<void(std::error_code)> failed;
+  };
+  virtual void listen(Events events) = 0;  // starts accepting
+  virtual SocketAddress address() const = 0;
+  virtual int fileno() const noexcept = 0;
+  virtual void close() noexcept = 0;  // no event after this; frees itself later
+
+ protected:
+  virtual ~StreamListener() = default;
+};
+
+struct ListenerCloser {
+  void operator()(StreamListener* l) const noexcept { l->close(); }
+};
+using StreamListenerPtr = std::unique_ptr<StreamListener, ListenerCloser>;
+
+struct ConnectOptions {
+  std::optional<SocketAddress> local_addr;
+  bool nodelay = true;
+  bool keep_alive = false;
+};
+
+}  // namespace eddy

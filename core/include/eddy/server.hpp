@@ -1,0 +1,69 @@
+// asyncio's Server: what create_server and create_unix_server return. It owns the listening
+// sockets and knows its live connections, so close_clients/abort_clients and wait_closed (which
+// waits until the server is closed *and* every connection is gone, as in Python 3.12+) work.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eddy/endpoints.hpp"
+#include "eddy/io_options.hpp"
+#include "eddy/future.hpp"
+#include "eddy/protocols.hpp"
+#include "eddy/task.hpp"
+#include "eddy/transports.hpp"
+
+namespace eddy {
+
+class StreamTransport;
+
+// One listening socket: Server.sockets' entries.
+struct ServerSocket {
+  int fd = -1;
+  SocketAddress address;
+};
+
+class Server : public RefCounted {
+ public:
+  Server(EventLoop& loop, std::vector<StreamListenerPtr> listeners, ProtocolFactory factory);
+  ~Server() override;
+
+  EventLoop& get_loop() const noexcept { return *loop_; }
+  bool is_serving() const noexcept { return serving_; }
+  // Stops listening; existing connections stay open. Idempotent.
+  void close();
+  void close_clients();
+  void abort_clients();
+  // Starts accepting (no-op if already serving or closed).
+  Coro<void> start_serving();
+  // Serves until cancelled; then closes and waits for connections to finish.
+  Coro<void> serve_forever();
+  // Returns once the server is closed and no connection is left.
+  Coro<void> wait_closed();
+  std::vector<ServerSocket> sockets() const;
+  std::size_t active_connections() const noexcept { return transports_.size(); }
+
+  // Used by StreamTransport.
+  void attach(StreamTransport* t);
+  void detach(StreamTransport* t);
+
+ private:
+  void start_listening();
+  void accepted(StreamEndpointPtr endpoint);
+  void wakeup();
+
+  Ref<EventLoop> loop_;
+  std::vector<StreamListenerPtr> listeners_;
+  std::vector<ServerSocket> sockets_;
+  ProtocolFactory factory_;
+  std::vector<StreamTransport*> transports_;
+  std::vector<Future<void>> waiters_;
+  Future<void> serving_forever_;
+  bool serving_ = false;
+  bool closed_ = false;
+  double accept_paused_until_ = 0;
+};
+
+}  // namespace eddy

@@ -1,0 +1,389 @@
+// Server (create_server's result) and the loop's stream methods: name resolution, connecting
+// with happy eyeballs, binding listeners, wrapping accepted sockets. All platform work goes
+// through the backend's endpoints; the semantics (error messages, ordering, waiting) are
+// asyncio's base_events.
+#include "eddy/server.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "eddy/errors.hpp"
+#include "eddy/log.hpp"
+#include "eddy/loop.hpp"
+#include "stream_transport.hpp"
+
+namespace eddy {
+
+// gcc 12 may destroy the temporary of `co_return co_await f();` twice: results are named first.
+
+// ---- Server -------------------------------------------------------------------------------------
+
+Server::Server(EventLoop& loop, std::vector<StreamListenerPtr> listeners, ProtocolFactory factory)
+    : loop_(&loop), listeners_(std::move(listeners)), factory_(std::move(factory)) {
+  for (auto& l : listeners_) sockets_.push_back({l->fileno(), l->address()});
+}
+
+Server::~Server() = default;
+
+void Server::attach(StreamTransport* t) { transports_.push_back(t); }
+
+void Server::detach(StreamTransport* t) {
+  auto it = std::find(transports_.begin(), transports_.end(), t);
+  if (it != transports_.end()) transports_.erase(it);
+  if (transports_.empty() && closed_) wakeup();
+}
+
+void Server::wakeup() {
+  auto waiters = std::move(waiters_);
+  waiters_.clear();
+  for (auto& w : waiters)
+    if (!w.done()) w.set_result();
+}
+
+void Server::start_listening() {
+  if (serving_ || closed_) return;
+  serving_ = true;
+  for (auto& l : listeners_) {
+    l->listen({[this](StreamEndpointPtr ep) { accepted(std::move(ep)); },
+               [this](std::error_code ec) {
+                 // EMFILE/ENFILE/ENOBUFS/ENOMEM: asyncio logs and keeps serving (libuv itself
+                 // backs off by accepting and dropping with its reserved descriptor).
+                 ExceptionContext ctx("socket.accept() out of system resource",
+                                      std::make_exception_ptr(std::system_error(ec, "accept")));
+                 loop_->call_exception_handler(ctx);
+               }});
+  }
+}
+
+void Server::accepted(StreamEndpointPtr endpoint) {
+  if (closed_) return;  // endpoint closes on scope exit
+  std::shared_ptr<BaseProtocol> protocol;
+  try {
+    protocol = factory_();
+  } catch (...) {
+    ExceptionContext ctx("Error on transport creation for incoming connection", std::current_exception());
+    loop_->call_exception_handler(ctx);
+    return;
+  }
+  StreamTransport::create(*loop_, std::move(endpoint), std::move(protocol), this, {});
+}
+
+void Server::close() {
+  if (closed_) return;
+  closed_ = true;
+  serving_ = false;
+  listeners_.clear();  // closes the listening sockets
+  if (serving_forever_ && !serving_forever_.done()) serving_forever_.cancel();
+  serving_forever_ = {};
+  if (transports_.empty()) wakeup();
+}
+
+void Server::close_clients() {
+  auto copy = transports_;
+  for (StreamTransport* t : copy) t->close();
+}
+
+void Server::abort_clients() {
+  auto copy = transports_;
+  for (StreamTransport* t : copy) t->abort();
+}
+
+std::vector<ServerSocket> Server::sockets() const {
+  return closed_ ? std::vector<ServerSocket>{} : sockets_;
+}
+
+Coro<void> Server::start_serving() {
+  start_listening();
+  // asyncio yields once (sleep(0)) so that the listening sockets are set up.
+  co_await sleep(0);
+}
+
+Coro<void> Server::serve_forever() {
+  if (serving_forever_) throw RuntimeError("server is already being awaited on serve_forever()");
+  if (closed_) throw RuntimeError("server is closed");
+  Ref<Server> keep(this);
+  start_listening();
+  serving_forever_ = loop_->create_future<void>();
+  Future<void> f = serving_forever_;
+  try {
+    co_await f;
+  } catch (const CancelledError&) {
+    close();
+    // asyncio closes and then waits for the connections before re-raising.
+  }
+  co_await wait_closed();
+  throw CancelledError();
+}
+
+Coro<void> Server::wait_closed() {
+  Ref<Server> keep(this);
+  if (closed_ && transports_.empty()) co_return;
+  Future<void> w = loop_->create_future<void>();
+  waiters_.push_back(w);
+  co_await w;
+}
+
+// ---- Name resolution ----------------------------------------------------------------------------
+
+Coro<std::vector<AddrInfo>> EventLoop::getaddrinfo(std::string host, std::string port,
+                                                   AddrInfoOptions options) {
+  capabilities().require("getaddrinfo");
+  Future<std::vector<AddrInfo>> f = create_future<std::vector<AddrInfo>>();
+  backend().getaddrinfo(host, port, options, [f](std::vector<AddrInfo> r, std::error_code ec) mutable {
+    if (f.done()) return;
+    if (ec)
+      f.set_exception(std::system_error(ec, "getaddrinfo"));
+    else
+      f.set_result(std::move(r));
+  });
+  std::vector<AddrInfo> result = std::move(co_await f);
+  co_return result;
+}
+
+Coro<NameInfo> EventLoop::getnameinfo(SocketAddress address, int flags) {
+  capabilities().require("getnameinfo");
+  Future<NameInfo> f = create_future<NameInfo>();
+  backend().getnameinfo(address, flags, [f](NameInfo r, std::error_code ec) mutable {
+    if (f.done()) return;
+    if (ec)
+      f.set_exception(std::system_error(ec, "getnameinfo"));
+    else
+      f.set_result(std::move(r));
+  });
+  NameInfo result = std::move(co_await f);
+  co_return result;
+}
+
+namespace {
+
+std::vector<AddrInfo> interleave_by_family(std::vector<AddrInfo> infos, int first_family_count) {
+  // RFC 8305 section 4: alternate families, starting with the first address's family.
+  if (infos.empty()) return infos;
+  std::vector<AddrInfo> first, rest;
+  for (auto& a : infos) (a.family == infos.front().family ? first : rest).push_back(a);
+  std::vector<AddrInfo> out;
+  std::size_t i = 0, j = 0;
+  while (i < first.size() || j < rest.size()) {
+    for (int k = 0; k < first_family_count && i < first.size(); ++k) out.push_back(first[i++]);
+    if (j < rest.size()) out.push_back(rest[j++]);
+  }
+  return out;
+}
+
+std::string port_text(std::uint16_t port) { return std::to_string(port); }
+
+// Connection attempts, one after another or staggered (happy eyeballs): the first to connect
+// wins, the others are closed. Errors are collected for asyncio's combined message.
+struct ConnectRace : RefCounted {
+  EventLoop* loop;
+  std::vector<AddrInfo> targets;
+  ConnectOptions options;
+  std::optional<double> delay;
+  std::vector<StreamEndpointPtr> attempts;
+  std::vector<std::system_error> errors;
+  std::size_t started = 0, failed = 0;
+  Future<StreamEndpointPtr> result;
+  TimerHandle stagger;
+
+  void start_next() {
+    if (result.done() || started >= targets.size()) return;
+    const std::size_t index = started++;
+    Ref<ConnectRace> self(this);
+    try {
+      attempts.push_back(loop->backend().connect_stream(
+          targets[index].address, options, [self, index](std::error_code ec) { self->finished(index, ec); }));
+    } catch (const std::system_error& e) {
+      attempts.emplace_back();
+      errors.push_back(e);
+      ++failed;
+      start_next();
+      check_all_failed();
+      return;
+    }
+    if (delay && started < targets.size())
+      stagger = loop->call_later(*delay, [self] { self->start_next(); });
+  }
+  void finished(std::size_t index, std::error_code ec) {
+    if (result.done()) return;
+    if (!ec) {
+      stagger.cancel();
+      StreamEndpointPtr winner = std::move(attempts[index]);
+      attempts.clear();  // closes the others
+      result.set_result(std::move(winner));
+      return;
+    }
+    attempts[index].reset();
+    errors.emplace_back(ec, "Connect call failed " + targets[index].address.to_string());
+    ++failed;
+    // The next attempt starts now rather than at the stagger timer (RFC 8305).
+    stagger.cancel();
+    start_next();
+    check_all_failed();
+  }
+  void check_all_failed() {
+    if (result.done() || failed < targets.size()) return;
+    std::set<std::string> messages;
+    for (auto& e : errors) messages.insert(e.what());
+    if (messages.size() == 1) {
+      result.set_exception(errors.front());
+    } else {
+      std::string all = "Multiple exceptions: ";
+      bool first = true;
+      for (auto& e : errors) {
+        all += (first ? "" : ", ") + std::string(e.what());
+        first = false;
+      }
+      result.set_exception(std::system_error(errors.front().code(), all));
+    }
+  }
+  void cancel() {
+    stagger.cancel();
+    attempts.clear();
+  }
+};
+
+Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint, ProtocolFactory factory) {
+  std::shared_ptr<BaseProtocol> protocol = factory();
+  Future<void> waiter = loop.create_future<void>();
+  Ref<StreamTransport> transport = StreamTransport::create(loop, std::move(endpoint), protocol, nullptr, waiter);
+  try {
+    co_await waiter;
+  } catch (...) {
+    transport->close();
+    throw;
+  }
+  co_return Connection{Ref<Transport>(transport.get()), std::move(protocol)};
+}
+
+}  // namespace
+
+Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::string host, std::uint16_t port,
+                                              ConnectionOptions options) {
+  capabilities().require("create_connection");
+  ConnectOptions copts;
+  copts.keep_alive = options.keep_alive;
+  if (options.sock) {
+    if (!host.empty() || port) throw ValueError("host/port and sock can not be specified at the same time");
+    StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, copts);
+    Connection c = co_await make_transport(*this, std::move(adopted), std::move(factory));
+    co_return c;
+  }
+  if (host.empty()) throw ValueError("host and port was not specified and no sock specified");
+  AddrInfoOptions ai{.family = options.family, .kind = SocketKind::stream};
+  std::vector<AddrInfo> infos = co_await getaddrinfo(host, port_text(port), ai);
+  if (infos.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+  if (options.local_addr) {
+    // Resolve the local address too; bind to the first one of a matching family.
+    std::vector<AddrInfo> local =
+        co_await getaddrinfo(options.local_addr->host, port_text(options.local_addr->port), ai);
+    if (local.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+    copts.local_addr = local.front().address;
+    std::erase_if(infos, [&](const AddrInfo& a) { return a.family != copts.local_addr->family; });
+    if (infos.empty()) throw std::system_error(std::make_error_code(std::errc::address_family_not_supported),
+                                               "no matching local address with family found");
+  }
+  int interleave = options.interleave.value_or(options.happy_eyeballs_delay ? 1 : 0);
+  if (interleave > 0) infos = interleave_by_family(std::move(infos), interleave);
+
+  Ref<ConnectRace> race(new ConnectRace);
+  race->loop = this;
+  race->targets = std::move(infos);
+  race->options = copts;
+  race->delay = options.happy_eyeballs_delay;
+  race->result = create_future<StreamEndpointPtr>();
+  race->start_next();
+  StreamEndpointPtr endpoint;
+  try {
+    endpoint = std::move(co_await race->result);
+  } catch (...) {
+    race->cancel();
+    throw;
+  }
+  race->cancel();
+  Connection c = co_await make_transport(*this, std::move(endpoint), std::move(factory));
+  co_return c;
+}
+
+Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
+                                                   ConnectionOptions options) {
+  capabilities().require("create_unix_connection");
+  if (options.sock) {
+    if (!path.empty()) throw ValueError("path and sock can not be specified at the same time");
+    StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, {});
+    Connection c = co_await make_transport(*this, std::move(adopted), std::move(factory));
+    co_return c;
+  }
+  if (path.empty()) throw ValueError("no path and sock were specified");
+  Future<void> done = create_future<void>();
+  StreamEndpointPtr endpoint = backend().connect_stream(SocketAddress::unix_path(path), {},
+                                                       [done, path](std::error_code ec) mutable {
+                                                         if (done.done()) return;
+                                                         if (ec)
+                                                           done.set_exception(std::system_error(ec, "connect " + path));
+                                                         else
+                                                           done.set_result();
+                                                       });
+  co_await done;
+  Connection c = co_await make_transport(*this, std::move(endpoint), std::move(factory));
+  co_return c;
+}
+
+Coro<Connection> EventLoop::connect_accepted_socket(ProtocolFactory factory, int sock) {
+  capabilities().require("connect_accepted_socket");
+  StreamEndpointPtr adopted = backend().adopt_stream(sock, {});
+  Connection c = co_await make_transport(*this, std::move(adopted), std::move(factory));
+  co_return c;
+}
+
+Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::string host, std::uint16_t port,
+                                           ServerOptions options) {
+  std::vector<std::string> hosts;
+  if (!host.empty()) hosts.push_back(std::move(host));
+  Ref<Server> server = co_await create_server(std::move(factory), std::move(hosts), port, std::move(options));
+  co_return server;
+}
+
+Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<std::string> hosts,
+                                           std::uint16_t port, ServerOptions options) {
+  capabilities().require("create_server");
+  AddrInfoOptions ai{.family = options.family, .kind = SocketKind::stream, .flags = kPassiveFlag};
+  if (hosts.empty()) hosts.push_back("");  // all interfaces
+  std::vector<AddrInfo> infos;
+  for (const std::string& h : hosts) {
+    std::vector<AddrInfo> r = co_await getaddrinfo(h, port_text(port), ai);
+    for (auto& a : r)
+      if (std::none_of(infos.begin(), infos.end(), [&](const AddrInfo& b) { return b.address == a.address; }))
+        infos.push_back(a);
+  }
+  ListenOptions lo;
+  lo.backlog = options.backlog;
+  lo.reuse_address = options.reuse_address.value_or(true);
+  lo.reuse_port = options.reuse_port;
+  lo.keep_alive = options.keep_alive;
+  std::vector<StreamListenerPtr> listeners;
+  for (const AddrInfo& a : infos) {
+    try {
+      listeners.push_back(backend().bind_stream(a.address, lo));
+    } catch (const std::system_error& e) {
+      throw std::system_error(e.code(), "error while attempting to bind on address " + a.address.to_string());
+    }
+  }
+  Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
+  if (options.start_serving) co_await server->start_serving();
+  co_return server;
+}
+
+Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::string path, ServerOptions options) {
+  capabilities().require("create_unix_server");
+  if (path.empty()) throw ValueError("path was not specified, and no sock specified");
+  ListenOptions lo;
+  lo.backlog = options.backlog;
+  lo.unlink_on_close = options.cleanup_socket;
+  std::vector<StreamListenerPtr> listeners;
+  listeners.push_back(backend().bind_stream(SocketAddress::unix_path(path), lo));
+  Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
+  if (options.start_serving) co_await server->start_serving();
+  co_return server;
+}
+
+}  // namespace eddy

@@ -1,0 +1,84 @@
+// StreamTransport: asyncio's socket transport logic over any backend's StreamEndpoint. It owns
+// the protocol state machine (connection_made -> data_received* -> eof_received? ->
+// connection_lost), close/abort/write_eof ordering, and the write buffer's flow control. The
+// backend only moves bytes. Private to core/.
+#pragma once
+
+#include <any>
+#include <memory>
+#include <string>
+
+#include "eddy/endpoints.hpp"
+#include "eddy/future.hpp"
+#include "eddy/transports.hpp"
+
+namespace eddy {
+
+class Server;
+
+class StreamTransport final : public Transport, private StreamEvents {
+ public:
+  // Schedules connection_made (then reading, then `waiter`'s result) with call_soon, as asyncio.
+  static Ref<StreamTransport> create(EventLoop& loop, StreamEndpointPtr endpoint,
+                                     std::shared_ptr<BaseProtocol> protocol, Server* server,
+                                     Future<void> waiter);
+
+  void close() override;
+  bool is_closing() const override { return closing_; }
+  std::any get_extra_info(std::string_view name, std::any default_value = {}) const override;
+  void set_protocol(std::shared_ptr<BaseProtocol> protocol) override;
+  std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
+
+  bool is_reading() const override { return !paused_ && !closing_; }
+  void pause_reading() override;
+  void resume_reading() override;
+
+  using WriteTransport::write;
+  void write(std::string_view data) override;
+  bool can_write_eof() const override { return true; }
+  void write_eof() override;
+  void abort() override;
+  std::size_t get_write_buffer_size() const override;
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
+    return {flow_.low(), flow_.high()};
+  }
+  void set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) override;
+
+ private:
+  StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint, std::shared_ptr<BaseProtocol> protocol,
+                  Server* server);
+  ~StreamTransport() override;
+
+  // StreamEvents (from the backend, inside poll()).
+  std::span<char> read_buffer(std::size_t suggested) override;
+  void read_done(std::size_t nbytes) override;
+  void read_eof() override;
+  void read_failed(std::error_code error) override;
+  void write_done(std::error_code error) override;
+  void shutdown_done(std::error_code error) override;
+
+  void connection_made();
+  void fatal_error(std::exception_ptr exc, const char* message);
+  void force_close(std::exception_ptr exc);
+  void call_connection_lost(std::exception_ptr exc);
+  void report(const char* message, std::exception_ptr exc);
+
+  Ref<EventLoop> loop_;
+  StreamEndpointPtr endpoint_;
+  std::shared_ptr<BaseProtocol> protocol_;
+  Protocol* stream_protocol_ = nullptr;
+  BufferedProtocol* buffered_protocol_ = nullptr;
+  Ref<Server> server_;
+  Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
+  WriteFlowControl flow_;
+  std::any peername_, sockname_;
+  std::size_t writes_in_flight_ = 0;
+  int conn_lost_ = 0;
+  bool closing_ = false;
+  bool paused_ = false;       // pause_reading()
+  bool eof_written_ = false;  // write_eof() was called
+  bool eof_received_ = false;
+  bool protocol_connected_ = false;
+};
+
+}  // namespace eddy

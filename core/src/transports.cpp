@@ -1,0 +1,373 @@
+// Write flow control, socket addresses, the backends' default "not supported" stream methods,
+// and StreamTransport: asyncio's _SelectorSocketTransport semantics over a byte-moving endpoint.
+#include "eddy/transports.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "eddy/backend.hpp"
+#include "eddy/errors.hpp"
+#include "eddy/log.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/server.hpp"
+#include "stream_transport.hpp"
+
+namespace eddy {
+
+// ---- Addresses ----------------------------------------------------------------------------------
+
+SocketAddress SocketAddress::ip(std::string host, std::uint16_t port) {
+  SocketAddress a;
+  a.family = host.find(':') != std::string::npos ? AddressFamily::inet6 : AddressFamily::inet;
+  a.host = std::move(host);
+  a.port = port;
+  return a;
+}
+
+SocketAddress SocketAddress::unix_path(std::string path) {
+  SocketAddress a;
+  a.family = AddressFamily::unix_socket;
+  a.host = std::move(path);
+  return a;
+}
+
+std::string SocketAddress::to_string() const {
+  switch (family) {
+    case AddressFamily::inet: return host + ":" + std::to_string(port);
+    case AddressFamily::inet6: return "[" + host + "]:" + std::to_string(port);
+    case AddressFamily::unix_socket: return host.empty() ? "<unnamed unix socket>" : host;
+    default: return "<unspecified address>";
+  }
+}
+
+// ---- Backend defaults ---------------------------------------------------------------------------
+
+namespace {
+[[noreturn]] void backend_lacks(const char* method) {
+  throw NotSupportedError(method, "this backend", "it has no stream sockets");
+}
+}  // namespace
+
+StreamEndpointPtr Backend::connect_stream(const SocketAddress&, const ConnectOptions&, StreamEndpoint::ConnectDone) {
+  backend_lacks("create_connection");
+}
+StreamListenerPtr Backend::bind_stream(const SocketAddress&, const ListenOptions&) { backend_lacks("create_server"); }
+StreamEndpointPtr Backend::adopt_stream(int, const ConnectOptions&) { backend_lacks("connect_accepted_socket"); }
+void Backend::getaddrinfo(const std::string&, const std::string&, const AddrInfoOptions&, ResolveDone) {
+  backend_lacks("getaddrinfo");
+}
+void Backend::getnameinfo(const SocketAddress&, int, NameInfoDone) { backend_lacks("getnameinfo"); }
+
+// ---- Flow control -------------------------------------------------------------------------------
+
+void WriteFlowControl::set_limits(std::optional<long long> high, std::optional<long long> low) {
+  long long h, l;
+  if (!high) {
+    h = low ? 4 * *low : static_cast<long long>(kDefaultHigh);
+  } else {
+    h = *high;
+  }
+  l = low ? *low : h / 4;
+  if (!(h >= l && l >= 0))
+    throw ValueError("high (" + std::to_string(h) + ") must be >= low (" + std::to_string(l) + ") must be >= 0");
+  high_ = static_cast<std::size_t>(h);
+  low_ = static_cast<std::size_t>(l);
+}
+
+namespace {
+void report_protocol_failure(EventLoop& loop, const char* message, const BaseTransport* transport) {
+  ExceptionContext ctx(message, std::current_exception());
+  ctx.extra["transport"] = transport ? "stream transport" : "";
+  ctx.extra["protocol"] = "protocol";
+  loop.call_exception_handler(ctx);
+}
+}  // namespace
+
+void WriteFlowControl::maybe_pause(std::size_t size, BaseProtocol* protocol, EventLoop& loop,
+                                   const BaseTransport* transport) {
+  if (size <= high_ || paused_) return;
+  paused_ = true;
+  if (!protocol) return;
+  try {
+    protocol->pause_writing();
+  } catch (...) {
+    report_protocol_failure(loop, "protocol.pause_writing() failed", transport);
+  }
+}
+
+void WriteFlowControl::maybe_resume(std::size_t size, BaseProtocol* protocol, EventLoop& loop,
+                                    const BaseTransport* transport) {
+  if (!paused_ || size > low_) return;
+  paused_ = false;
+  if (!protocol) return;
+  try {
+    protocol->resume_writing();
+  } catch (...) {
+    report_protocol_failure(loop, "protocol.resume_writing() failed", transport);
+  }
+}
+
+// ---- StreamTransport ----------------------------------------------------------------------------
+
+namespace {
+// Protocol (not Buffered) transports read into this; data_received sees it for the call only.
+constexpr std::size_t kReadBufferBytes = 256 * 1024;
+thread_local std::unique_ptr<char[]> shared_read_buffer;
+// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+constexpr int kConnLostWritesLogThreshold = 5;
+}  // namespace
+
+Ref<StreamTransport> StreamTransport::create(EventLoop& loop, StreamEndpointPtr endpoint,
+                                             std::shared_ptr<BaseProtocol> protocol, Server* server,
+                                             Future<void> waiter) {
+  Ref<StreamTransport> t(new StreamTransport(loop, std::move(endpoint), std::move(protocol), server));
+  loop.call_soon([t, waiter]() mutable {
+    t->connection_made();
+    if (waiter && !waiter.done()) waiter.set_result();
+  });
+  return t;
+}
+
+StreamTransport::StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint,
+                                 std::shared_ptr<BaseProtocol> protocol, Server* server)
+    : loop_(&loop), endpoint_(std::move(endpoint)), server_(server) {
+  set_protocol(std::move(protocol));
+  endpoint_->set_events(this);
+  peername_ = endpoint_->extra_info("peername");
+  sockname_ = endpoint_->extra_info("sockname");
+  self_ = Ref<StreamTransport>(this);
+  loop.transport_created();
+  if (server_) server_->attach(this);
+}
+
+StreamTransport::~StreamTransport() { loop_->transport_destroyed(); }
+
+void StreamTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
+  if (!protocol) throw TypeError("set_protocol: protocol must not be null");
+  buffered_protocol_ = dynamic_cast<BufferedProtocol*>(protocol.get());
+  stream_protocol_ = buffered_protocol_ ? nullptr : dynamic_cast<Protocol*>(protocol.get());
+  if (!buffered_protocol_ && !stream_protocol_)
+    throw TypeError("a stream transport needs a Protocol or a BufferedProtocol");
+  protocol_ = std::move(protocol);
+}
+
+void StreamTransport::connection_made() {
+  if (conn_lost_) return;  // aborted before the first pass
+  protocol_connected_ = true;
+  Ref<Transport> self(this);
+  if (buffered_protocol_)
+    buffered_protocol_->connection_made(self);
+  else
+    stream_protocol_->connection_made(self);
+  if (!paused_ && !closing_ && endpoint_) {
+    try {
+      endpoint_->read_start();
+    } catch (const std::system_error&) {
+      fatal_error(std::current_exception(), "Fatal read error on socket transport");
+    }
+  }
+}
+
+std::any StreamTransport::get_extra_info(std::string_view name, std::any default_value) const {
+  if (name == "peername") return peername_.has_value() ? peername_ : default_value;
+  if (name == "sockname") return sockname_.has_value() ? sockname_ : default_value;
+  if (endpoint_) {
+    std::any v = endpoint_->extra_info(name);
+    if (v.has_value()) return v;
+  }
+  return default_value;
+}
+
+void StreamTransport::pause_reading() {
+  if (closing_ || paused_) return;
+  paused_ = true;
+  if (endpoint_) endpoint_->read_stop();
+}
+
+void StreamTransport::resume_reading() {
+  if (closing_ || !paused_) return;
+  paused_ = false;
+  if (endpoint_ && protocol_connected_ && !eof_received_) endpoint_->read_start();
+}
+
+std::size_t StreamTransport::get_write_buffer_size() const {
+  return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0;
+}
+
+void StreamTransport::set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) {
+  flow_.set_limits(high, low);
+  flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
+}
+
+void StreamTransport::write(std::string_view data) {
+  if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
+  if (data.empty()) return;
+  if (conn_lost_) {
+    if (conn_lost_ >= kConnLostWritesLogThreshold) log(LogLevel::warning, "socket.send() raised exception.");
+    ++conn_lost_;
+    return;
+  }
+  if (writes_in_flight_ == 0) {
+    std::error_code ec;
+    const std::size_t n = endpoint_->try_write(data, ec);
+    if (ec) {
+      fatal_error(std::make_exception_ptr(std::system_error(ec)), "Fatal write error on socket transport");
+      return;
+    }
+    data.remove_prefix(n);
+    if (data.empty()) return;
+  }
+  endpoint_->write(data);
+  ++writes_in_flight_;
+  flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
+}
+
+void StreamTransport::write_eof() {
+  if (closing_ || eof_written_) return;
+  eof_written_ = true;
+  if (endpoint_) endpoint_->shutdown();  // the platform sends FIN after queued writes
+}
+
+void StreamTransport::close() {
+  if (closing_) return;
+  closing_ = true;
+  if (endpoint_) endpoint_->read_stop();
+  if (writes_in_flight_ == 0) {
+    ++conn_lost_;
+    Ref<StreamTransport> self(this);
+    loop_->call_soon([self] { self->call_connection_lost(nullptr); });
+  }
+}
+
+void StreamTransport::abort() { force_close(nullptr); }
+
+void StreamTransport::force_close(std::exception_ptr exc) {
+  if (conn_lost_) return;
+  if (writes_in_flight_ && endpoint_) {
+    // Drop what is still queued: only closing the endpoint cancels the platform's writes.
+    endpoint_->read_stop();
+    endpoint_.reset();
+    writes_in_flight_ = 0;
+  }
+  if (!closing_) {
+    closing_ = true;
+    if (endpoint_) endpoint_->read_stop();
+  }
+  ++conn_lost_;
+  Ref<StreamTransport> self(this);
+  loop_->call_soon([self, exc] { self->call_connection_lost(exc); });
+}
+
+void StreamTransport::call_connection_lost(std::exception_ptr exc) {
+  Ref<StreamTransport> keep(this);
+  // The endpoint, the server's count and our self-reference go even if connection_lost throws
+  // (run_ready then reports the exception, as asyncio reports a failing callback).
+  struct Release {
+    StreamTransport* t;
+    ~Release() {
+      t->endpoint_.reset();
+      if (t->server_) std::exchange(t->server_, nullptr)->detach(t);
+      t->self_.reset();
+    }
+  } release{this};
+  if (protocol_connected_) protocol_->connection_lost(exc);
+}
+
+void StreamTransport::report(const char* message, std::exception_ptr exc) {
+  ExceptionContext ctx(message, exc);
+  ctx.extra["transport"] = "stream transport";
+  if (auto pn = std::any_cast<SocketAddress>(&peername_)) ctx.extra["peername"] = pn->to_string();
+  loop_->call_exception_handler(ctx);
+}
+
+void StreamTransport::fatal_error(std::exception_ptr exc, const char* message) {
+  // OSErrors (connection reset, broken pipe...) are normal network weather: asyncio logs them
+  // only in debug mode. Anything else (a protocol callback that threw) is reported.
+  bool os_error = false;
+  try {
+    std::rethrow_exception(exc);
+  } catch (const std::system_error&) {
+    os_error = true;
+  } catch (...) {
+  }
+  if (!os_error)
+    report(message, exc);
+  else if (loop_->get_debug())
+    log(LogLevel::debug, std::string(message));
+  force_close(exc);
+}
+
+// ---- Endpoint events ----------------------------------------------------------------------------
+
+std::span<char> StreamTransport::read_buffer(std::size_t suggested) {
+  if (buffered_protocol_) {
+    try {
+      std::span<char> buf = buffered_protocol_->get_buffer(suggested);
+      if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
+      return buf;
+    } catch (...) {
+      fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
+      return {};
+    }
+  }
+  if (!shared_read_buffer) shared_read_buffer.reset(new char[kReadBufferBytes]);
+  return {shared_read_buffer.get(), kReadBufferBytes};
+}
+
+void StreamTransport::read_done(std::size_t nbytes) {
+  if (conn_lost_) return;
+  Ref<StreamTransport> keep(this);
+  try {
+    if (buffered_protocol_)
+      buffered_protocol_->buffer_updated(nbytes);
+    else
+      stream_protocol_->data_received(std::string_view(shared_read_buffer.get(), nbytes));
+  } catch (...) {
+    fatal_error(std::current_exception(), buffered_protocol_
+                                              ? "Fatal error: protocol.buffer_updated() call failed."
+                                              : "Fatal error: protocol.data_received() call failed.");
+  }
+}
+
+void StreamTransport::read_eof() {
+  if (conn_lost_) return;
+  Ref<StreamTransport> keep(this);
+  eof_received_ = true;
+  bool keep_open = false;
+  try {
+    keep_open = buffered_protocol_ ? buffered_protocol_->eof_received() : stream_protocol_->eof_received();
+  } catch (...) {
+    fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
+    return;
+  }
+  if (keep_open) {
+    if (endpoint_) endpoint_->read_stop();
+  } else {
+    close();
+  }
+}
+
+void StreamTransport::read_failed(std::error_code error) {
+  if (conn_lost_) return;
+  Ref<StreamTransport> keep(this);
+  fatal_error(std::make_exception_ptr(std::system_error(error, "read")), "Fatal read error on socket transport");
+}
+
+void StreamTransport::write_done(std::error_code error) {
+  Ref<StreamTransport> keep(this);
+  if (writes_in_flight_) --writes_in_flight_;
+  if (conn_lost_) return;
+  if (error) {
+    fatal_error(std::make_exception_ptr(std::system_error(error, "write")), "Fatal write error on socket transport");
+    return;
+  }
+  flow_.maybe_resume(get_write_buffer_size(), protocol_.get(), *loop_, this);
+  if (writes_in_flight_ == 0 && closing_ && !conn_lost_) {
+    ++conn_lost_;
+    loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });
+  }
+}
+
+void StreamTransport::shutdown_done(std::error_code) {}
+
+}  // namespace eddy

@@ -1,0 +1,39 @@
+// Unix-domain stream sockets for the native backend (libuv pipes): connect, bind (removing a
+// stale socket file first, as asyncio does), adopt. The path is removed again on close when
+// the server asked for it (cleanup_socket).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uv_backend.hpp"
+#include "uv_stream.hpp"
+
+namespace eddy::native {
+
+StreamEndpointPtr connect_unix(uv_loop_t* loop, const SocketAddress& remote, StreamEndpoint::ConnectDone done) {
+  auto* ep = new UvStreamEndpoint(loop, UvStreamEndpoint::Kind::unix_socket);
+  StreamEndpointPtr owned(ep);
+  ep->connect_unix(remote.host, std::move(done));
+  return owned;
+}
+
+StreamListenerPtr bind_unix(uv_loop_t* loop, const SocketAddress& local, const ListenOptions& options) {
+  const std::string& path = local.host;
+  struct stat st;
+  if (!path.empty() && path[0] != '\0' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+    ::unlink(path.c_str());
+  auto* l = new UvListener(loop, UvStreamEndpoint::Kind::unix_socket, options);
+  StreamListenerPtr owned(l);
+  if (int rc = uv_pipe_bind(l->pipe(), path.c_str()))
+    throw std::system_error(uv_error(rc), "bind " + path);
+  if (options.unlink_on_close) l->set_unlink_path(path);
+  return owned;
+}
+
+StreamEndpointPtr adopt_unix(uv_loop_t* loop, int fd) {
+  auto* ep = new UvStreamEndpoint(loop, UvStreamEndpoint::Kind::unix_socket);
+  StreamEndpointPtr owned(ep);
+  if (int rc = uv_pipe_open(ep->pipe(), fd)) throw std::system_error(uv_error(rc), "uv_pipe_open");
+  return owned;
+}
+
+}  // namespace eddy::native

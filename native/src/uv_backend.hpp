@@ -1,0 +1,102 @@
+// The native backend's class, shared by the files that implement its parts: the loop's wait and
+// wakeup (uv_backend.cpp), TCP (tcp.cpp), Unix sockets (unix_socket.cpp), names (dns.cpp).
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include "eddy/backend.hpp"
+#include "eddy/errors.hpp"
+#include "eddy/policy.hpp"
+
+namespace eddy::native {
+
+class UvBackend final : public Backend {
+ public:
+  UvBackend() {
+    if (int rc = uv_loop_init(&loop_)) throw std::system_error(-rc, std::generic_category(), "uv_loop_init");
+    uv_async_init(&loop_, &async_, [](uv_async_t*) {});
+    uv_timer_init(&loop_, &timer_);
+    // The wakeup handle does not keep libuv alive by itself: with nothing else registered, a
+    // zero-timeout poll has nothing to report and is skipped (see poll()).
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  }
+  ~UvBackend() override { close(); }
+
+  double now() override { return static_cast<double>(uv_hrtime()) * 1e-9; }
+
+  void poll(double timeout) override {
+    if (closed_) return;
+    if (timeout == 0) {
+      // No transport, server, signal or request is registered: no I/O can be ready, and a
+      // cross-thread wakeup is seen through the core's inbox, so the syscall would only cost.
+      if (!uv_loop_alive(&loop_)) return;
+      uv_run(&loop_, UV_RUN_NOWAIT);
+      return;
+    }
+    if (timeout > 0) {
+      uv_update_time(&loop_);
+      const double ms = std::ceil(timeout * 1000.0);
+      uv_timer_start(&timer_, [](uv_timer_t*) {}, ms > 1e12 ? std::uint64_t(1e12) : std::uint64_t(ms), 0);
+    }
+    uv_ref(reinterpret_cast<uv_handle_t*>(&async_));  // a blocking wait must end on wakeup()
+    uv_run(&loop_, UV_RUN_ONCE);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+    uv_timer_stop(&timer_);
+  }
+
+  void wakeup() noexcept override { uv_async_send(&async_); }
+
+  void describe(Capabilities& caps) const override {
+    caps.target = std::string("native (libuv ") + uv_version_string() + ")";
+    for (auto name : capability_method_names()) {
+      Capability c{std::string(name), false, {}};
+      if (name == "run_forever" || name == "run_until_complete" || name == "run_once" ||
+          name == "call_soon_threadsafe" || name == "run_in_executor" || name == "create_connection" ||
+          name == "create_server" || name == "create_unix_connection" || name == "create_unix_server" ||
+          name == "connect_accepted_socket" || name == "getaddrinfo" || name == "getnameinfo") {
+        c.supported = true;
+      } else if (name == "shutdown_asyncgens") {
+        c.note = "not implemented yet: async generators come with the high-level layer";
+      } else {
+        c.note = "not implemented yet on the native backend (see docs/targets.md)";
+      }
+      caps.methods.push_back(std::move(c));
+    }
+  }
+
+  StreamEndpointPtr connect_stream(const SocketAddress& remote, const ConnectOptions& options,
+                                   StreamEndpoint::ConnectDone done) override;
+  StreamListenerPtr bind_stream(const SocketAddress& local, const ListenOptions& options) override;
+  StreamEndpointPtr adopt_stream(int fd, const ConnectOptions& options) override;
+  void getaddrinfo(const std::string& host, const std::string& service, const AddrInfoOptions& options,
+                   ResolveDone done) override;
+  void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) override;
+  uv_loop_t* uv() noexcept { return &loop_; }
+
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  }
+
+ private:
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_timer_t timer_;
+  bool closed_ = false;
+};
+
+
+// libuv status codes as std::error_code: errno values in the generic category (so they compare
+// equal to std::errc), resolver (EAI) failures in a category of their own.
+std::error_code uv_error(int status) noexcept;
+const std::error_category& resolver_category() noexcept;
+
+}  // namespace eddy::native

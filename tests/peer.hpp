@@ -1,0 +1,80 @@
+// Real peers for the native socket tests: Python's asyncio (tests/peers/asyncio_peer.py) run as
+// a child process. A server peer prints "READY <port|path>" once listening.
+#pragma once
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+class PythonPeer {
+ public:
+  explicit PythonPeer(std::vector<std::string> args) {
+    int fds[2];
+    if (::pipe(fds) != 0) std::abort();
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    std::vector<std::string> argv_s{"python3", EDDY_PEER_SCRIPT};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    if (posix_spawnp(&pid_, "python3", &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    out_ = fds[0];
+  }
+  PythonPeer(const PythonPeer&) = delete;
+  ~PythonPeer() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    ::close(out_);
+  }
+  // Blocks for one line of the peer's stdout ("" at EOF).
+  std::string read_line() {
+    std::string line;
+    char c;
+    while (::read(out_, &c, 1) == 1 && c != '\n') line += c;
+    return line;
+  }
+  // For server peers: the value after "READY".
+  std::string ready() {
+    std::string l = read_line();
+    return l.rfind("READY ", 0) == 0 ? l.substr(6) : "peer did not start: " + l;
+  }
+  // Everything the peer still prints, then waits for it to exit; returns its output.
+  std::string finish() {
+    std::string all, l;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(out_, buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
+    ::waitpid(pid_, &status_, 0);
+    pid_ = -1;
+    return all;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  int status_ = 0;
+};
+
+// The pattern the peer checks: byte i is ((i % 4096) * 7 + i / 4096) % 251.
+inline std::string peer_pattern(std::size_t start, std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t k = start + i;
+    s[i] = static_cast<char>(((k % 4096) * 7 + k / 4096) % 251);
+  }
+  return s;
+}

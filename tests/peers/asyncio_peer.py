@@ -1,0 +1,153 @@
+"""Python asyncio as the other end of Eddy's socket tests.
+
+    asyncio_peer.py MODE ADDR [N]
+
+ADDR is "tcp:HOST:PORT" (PORT 0 picks one) or "unix:PATH". Servers print "READY <port or
+path>" once listening and exit after one connection is done; clients print "OK ..." or
+"FAIL ...". Payloads use pattern(): byte i is ((i % 4096) * 7 + i // 4096) % 251, so loss,
+duplication and reordering of blocks are detected.
+"""
+import asyncio
+import socket
+import struct
+import sys
+
+
+_BLOCKS = [bytes(((j * 7 + k) % 251) for j in range(4096)) for k in range(251)]
+
+
+def pattern(start, n):
+    out = bytearray()
+    i = start
+    while len(out) < n:
+        k, j = divmod(i, 4096)
+        take = min(4096 - j, n - len(out))
+        out += _BLOCKS[k % 251][j:j + take]
+        i += take
+    return bytes(out)
+
+
+def check_pattern(data):
+    step = 1 << 20
+    for off in range(0, len(data), step):
+        if data[off:off + step] != pattern(off, min(step, len(data) - off)):
+            return off
+    return -1
+
+
+async def serve(addr, handler):
+    done = asyncio.get_running_loop().create_future()
+
+    async def wrapped(reader, writer):
+        try:
+            await handler(reader, writer)
+        except ConnectionError:
+            pass  # the tests abort connections on purpose
+        finally:
+            if not done.done():
+                done.set_result(None)
+
+    kind, _, rest = addr.partition(":")
+    if kind == "unix":
+        server = await asyncio.start_unix_server(wrapped, rest)
+        print("READY", rest, flush=True)
+    else:
+        host, _, port = rest.rpartition(":")
+        server = await asyncio.start_server(wrapped, host, int(port))
+        print("READY", server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await asyncio.wait_for(done, 60)
+
+
+async def connect(addr):
+    kind, _, rest = addr.partition(":")
+    if kind == "unix":
+        return await asyncio.open_unix_connection(rest)
+    host, _, port = rest.rpartition(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def echo_handler(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()  # our EOF after theirs
+
+
+async def reset_handler(reader, writer):
+    await reader.read(1)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def half_close_handler(reader, writer):
+    # Reads until the peer's EOF, then answers and closes: the peer half-closed, we did not.
+    data = await reader.read()
+    writer.write(b"after-eof:%d" % len(data))
+    await writer.drain()
+    writer.close()
+
+
+async def eof_first_handler(reader, writer):
+    # Sends, half-closes, and still listens: the peer keeps writing after our EOF.
+    writer.write(b"hello")
+    writer.write_eof()
+    data = await reader.read()
+    print("GOT", data.decode(), flush=True)
+    writer.close()
+
+
+async def client_echo(addr, n):
+    reader, writer = await connect(addr)
+    payload = pattern(0, n)
+
+    async def send():
+        for off in range(0, n, 65536):
+            writer.write(payload[off:off + 65536])
+            await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    got = await reader.read()
+    await sender
+    writer.close()
+    if got == payload:
+        print("OK", len(got), flush=True)
+    else:
+        print("FAIL got", len(got), "bytes, first difference at", check_pattern(got), flush=True)
+
+
+async def slow_reader(addr, n):
+    # Reads with pauses so that the sender's buffer fills and drains repeatedly.
+    reader, writer = await connect(addr)
+    got = bytearray()
+    while chunk := await reader.read(1 << 20):
+        got += chunk
+        if len(got) % (8 << 20) < len(chunk):
+            await asyncio.sleep(0.02)
+    writer.close()
+    bad = check_pattern(bytes(got))
+    if len(got) == n and bad < 0:
+        print("OK", len(got), flush=True)
+    else:
+        print("FAIL got", len(got), "bytes, first difference at", bad, flush=True)
+
+
+def main():
+    mode, addr = sys.argv[1], sys.argv[2]
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    handlers = {"echo-server": echo_handler, "reset-server": reset_handler,
+                "half-close-server": half_close_handler, "eof-first-server": eof_first_handler}
+    if mode in handlers:
+        asyncio.run(serve(addr, handlers[mode]))
+    elif mode == "client-echo":
+        asyncio.run(client_echo(addr, n))
+    elif mode == "slow-reader":
+        asyncio.run(slow_reader(addr, n))
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()
