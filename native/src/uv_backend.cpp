@@ -5,6 +5,8 @@
 
 #include <sys/socket.h>
 
+#include <csignal>
+
 #include <cmath>
 
 namespace eddy::native {
@@ -16,6 +18,15 @@ const std::error_category& resolver_category() noexcept {
   };
   static const Category category;
   return category;
+}
+
+void ignore_sigpipe() noexcept {
+  static const bool done = [] {
+    struct sigaction current;
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)done;
 }
 
 std::error_code uv_error(int status) noexcept {

@@ -14,9 +14,14 @@
 
 namespace eddy::native {
 
+// A write to a reset socket must fail with EPIPE, not kill the process: like Python and Node,
+// the first native loop sets SIGPIPE to SIG_IGN (unless the program installed a handler).
+void ignore_sigpipe() noexcept;
+
 class UvBackend final : public Backend {
  public:
   UvBackend() {
+    ignore_sigpipe();
     if (int rc = uv_loop_init(&loop_)) throw std::system_error(-rc, std::generic_category(), "uv_loop_init");
     uv_async_init(&loop_, &async_, [](uv_async_t*) {});
     uv_timer_init(&loop_, &timer_);

@@ -1,0 +1,56 @@
+// Echo client with asyncio's Protocol API: `eddy_echo_client [HOST PORT | unix:PATH] MESSAGE...`.
+// Sends the messages, half-closes (write_eof), prints what comes back, and checks it is what it
+// sent. Exit status 0 when the echo matched.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "eddy/eddy.hpp"
+
+using namespace eddy;
+
+struct Client final : Protocol {
+  explicit Client(Future<void> done) : done(std::move(done)) {}
+  Future<void> done;
+  std::string received;
+  void data_received(std::string_view data) override { received += data; }
+  bool eof_received() override {
+    std::printf("server finished sending\n");
+    return false;  // close our side too
+  }
+  void connection_lost(std::exception_ptr) override { done.set_result(); }
+};
+
+static Coro<int> talk(std::vector<std::string> args) {
+  EventLoop& loop = get_running_loop();
+  auto client = std::make_shared<Client>(loop.create_future<void>());
+  ProtocolFactory factory = [client] { return client; };
+  std::size_t first_message = 2;
+  Connection c;
+  if (args[0].rfind("unix:", 0) == 0) {
+    c = co_await loop.create_unix_connection(factory, args[0].substr(5));
+    first_message = 1;
+  } else {
+    c = co_await loop.create_connection(factory, args[0], static_cast<std::uint16_t>(std::stoi(args[1])));
+  }
+  std::string sent;
+  for (std::size_t i = first_message; i < args.size(); ++i) {
+    c.first->write(args[i] + "\n");
+    sent += args[i] + "\n";
+  }
+  c.first->write_eof();
+  co_await client->done;
+  std::printf("echoed: %s", client->received.c_str());
+  const bool ok = client->received == sent;
+  std::printf("%s\n", ok ? "echo matches" : "echo DIFFERS");
+  co_return ok ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() < 2) {
+    std::fprintf(stderr, "usage: %s HOST PORT MESSAGE... | unix:PATH MESSAGE...\n", argv[0]);
+    return 2;
+  }
+  return eddy::run(talk(std::move(args)));
+}
