@@ -213,6 +213,8 @@ void EventLoop::close() {
   closed_ = true;
   executor_shutdown_called_ = true;
   inbox_->close();
+  for (auto& [sig, handler] : signal_handlers_) backend_->unwatch_signal(sig);
+  signal_handlers_.clear();
 
   // Drop everything that can never run now. Destroying a callback or a coroutine frame may
   // release futures, tasks and handles, which may in turn release more, so repeat until stable.
@@ -497,6 +499,31 @@ LoopStats EventLoop::stats() const noexcept {
   s.live_transports = live_transports_;
   s.iterations = iterations_;
   return s;
+}
+
+// ---- Signals ------------------------------------------------------------------------------------
+
+void EventLoop::add_signal_handler_impl(int sig, std::function<void()> callback) {
+  check_closed();
+  capabilities_.require("add_signal_handler");
+  auto handler = std::make_shared<std::function<void()>>(std::move(callback));
+  backend_->watch_signal(sig, [this, sig] {
+    auto it = signal_handlers_.find(sig);
+    if (it == signal_handlers_.end()) return;
+    std::shared_ptr<std::function<void()>> h = it->second;
+    call_soon([h] { (*h)(); });
+  });
+  signal_handlers_[sig] = std::move(handler);
+}
+
+bool EventLoop::remove_signal_handler(int sig) {
+  capabilities_.require("remove_signal_handler");
+  backend_->check_signal(sig);
+  auto it = signal_handlers_.find(sig);
+  if (it == signal_handlers_.end()) return false;
+  signal_handlers_.erase(it);
+  backend_->unwatch_signal(sig);
+  return true;
 }
 
 // ---- Executors ----------------------------------------------------------------------------------

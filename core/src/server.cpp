@@ -275,7 +275,7 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   if (options.local_addr) {
     // Resolve the local address too; bind to the first one of a matching family.
     std::vector<AddrInfo> local =
-        co_await getaddrinfo(options.local_addr->host, port_text(options.local_addr->port), ai);
+        co_await getaddrinfo(std::string(options.local_addr->host()), port_text(options.local_addr->port), ai);
     if (local.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
     copts.local_addr = local.front().address;
     std::erase_if(infos, [&](const AddrInfo& a) { return a.family != copts.local_addr->family; });

@@ -16,26 +16,35 @@ namespace eddy {
 
 // ---- Addresses ----------------------------------------------------------------------------------
 
-SocketAddress SocketAddress::ip(std::string host, std::uint16_t port) {
+void SocketAddress::set_host(std::string_view host) {
+  if (host.size() > kMaxHost)
+    throw ValueError("address too long (" + std::to_string(host.size()) + " > " + std::to_string(kMaxHost) + " bytes)");
+  std::memset(host_, 0, sizeof host_);
+  std::memcpy(host_, host.data(), host.size());
+  host_len_ = static_cast<std::uint16_t>(host.size());
+}
+
+SocketAddress SocketAddress::ip(std::string_view host, std::uint16_t port) {
   SocketAddress a;
-  a.family = host.find(':') != std::string::npos ? AddressFamily::inet6 : AddressFamily::inet;
-  a.host = std::move(host);
+  a.family = host.find(':') != std::string_view::npos ? AddressFamily::inet6 : AddressFamily::inet;
+  a.set_host(host);
   a.port = port;
   return a;
 }
 
-SocketAddress SocketAddress::unix_path(std::string path) {
+SocketAddress SocketAddress::unix_path(std::string_view path) {
   SocketAddress a;
   a.family = AddressFamily::unix_socket;
-  a.host = std::move(path);
+  a.set_host(path);
   return a;
 }
 
 std::string SocketAddress::to_string() const {
+  const std::string h(host());
   switch (family) {
-    case AddressFamily::inet: return host + ":" + std::to_string(port);
-    case AddressFamily::inet6: return "[" + host + "]:" + std::to_string(port);
-    case AddressFamily::unix_socket: return host.empty() ? "<unnamed unix socket>" : host;
+    case AddressFamily::inet: return h + ":" + std::to_string(port);
+    case AddressFamily::inet6: return "[" + h + "]:" + std::to_string(port);
+    case AddressFamily::unix_socket: return h.empty() ? "<unnamed unix socket>" : h;
     default: return "<unspecified address>";
   }
 }
@@ -57,6 +66,14 @@ void Backend::getaddrinfo(const std::string&, const std::string&, const AddrInfo
   backend_lacks("getaddrinfo");
 }
 void Backend::getnameinfo(const SocketAddress&, int, NameInfoDone) { backend_lacks("getnameinfo"); }
+void Backend::watch_signal(int, std::function<void()>) {
+  throw NotSupportedError("add_signal_handler", "this backend", "it has no signals");
+}
+void Backend::check_signal(int) const {
+  throw NotSupportedError("remove_signal_handler", "this backend", "it has no signals");
+}
+DatagramEndpointPtr Backend::open_datagram(const DatagramOptions&) { backend_lacks("create_datagram_endpoint"); }
+DatagramEndpointPtr Backend::adopt_datagram(int) { backend_lacks("create_datagram_endpoint"); }
 
 // ---- Flow control -------------------------------------------------------------------------------
 

@@ -12,12 +12,12 @@ namespace eddy::native {
 StreamEndpointPtr connect_unix(uv_loop_t* loop, const SocketAddress& remote, StreamEndpoint::ConnectDone done) {
   auto* ep = new UvStreamEndpoint(loop, UvStreamEndpoint::Kind::unix_socket);
   StreamEndpointPtr owned(ep);
-  ep->connect_unix(remote.host, std::move(done));
+  ep->connect_unix(std::string(remote.host()), std::move(done));
   return owned;
 }
 
 StreamListenerPtr bind_unix(uv_loop_t* loop, const SocketAddress& local, const ListenOptions& options) {
-  const std::string& path = local.host;
+  const std::string path(local.host());
   struct stat st;
   if (!path.empty() && path[0] != '\0' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
     ::unlink(path.c_str());

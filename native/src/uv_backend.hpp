@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -62,7 +63,9 @@ class UvBackend final : public Backend {
       if (name == "run_forever" || name == "run_until_complete" || name == "run_once" ||
           name == "call_soon_threadsafe" || name == "run_in_executor" || name == "create_connection" ||
           name == "create_server" || name == "create_unix_connection" || name == "create_unix_server" ||
-          name == "connect_accepted_socket" || name == "getaddrinfo" || name == "getnameinfo") {
+          name == "connect_accepted_socket" || name == "getaddrinfo" || name == "getnameinfo" ||
+          name == "create_datagram_endpoint" || name == "add_signal_handler" ||
+          name == "remove_signal_handler") {
         c.supported = true;
       } else if (name == "shutdown_asyncgens") {
         c.note = "not implemented yet: async generators come with the high-level layer";
@@ -80,11 +83,17 @@ class UvBackend final : public Backend {
   void getaddrinfo(const std::string& host, const std::string& service, const AddrInfoOptions& options,
                    ResolveDone done) override;
   void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) override;
+  DatagramEndpointPtr open_datagram(const DatagramOptions& options) override;
+  void watch_signal(int sig, std::function<void()> on_signal) override;
+  void unwatch_signal(int sig) noexcept override;
+  void check_signal(int sig) const override;
+  DatagramEndpointPtr adopt_datagram(int fd) override;
   uv_loop_t* uv() noexcept { return &loop_; }
 
   void close() override {
     if (closed_) return;
     closed_ = true;
+    while (!signals_.empty()) unwatch_signal(signals_.begin()->first);
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -96,6 +105,7 @@ class UvBackend final : public Backend {
   uv_async_t async_;
   uv_timer_t timer_;
   bool closed_ = false;
+  std::map<int, uv_signal_t*> signals_;
 };
 
 

@@ -17,7 +17,7 @@ SocketAddress to_socket_address(const sockaddr* sa) {
       auto* in = reinterpret_cast<const sockaddr_in*>(sa);
       inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
       a.family = AddressFamily::inet;
-      a.host = text;
+      a.set_host(text);
       a.port = ntohs(in->sin_port);
       break;
     }
@@ -25,7 +25,7 @@ SocketAddress to_socket_address(const sockaddr* sa) {
       auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
       inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
       a.family = AddressFamily::inet6;
-      a.host = text;
+      a.set_host(text);
       a.port = ntohs(in6->sin6_port);
       a.flowinfo = ntohl(in6->sin6_flowinfo);
       a.scope_id = in6->sin6_scope_id;
@@ -34,7 +34,7 @@ SocketAddress to_socket_address(const sockaddr* sa) {
     case AF_UNIX: {
       auto* un = reinterpret_cast<const sockaddr_un*>(sa);
       a.family = AddressFamily::unix_socket;
-      a.host = un->sun_path;
+      a.set_host(un->sun_path);
       break;
     }
     default: break;
@@ -46,9 +46,9 @@ void to_sockaddr(const SocketAddress& a, sockaddr_storage& out) {
   std::memset(&out, 0, sizeof out);
   int rc = UV_EINVAL;
   if (a.family == AddressFamily::inet) {
-    rc = uv_ip4_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in*>(&out));
+    rc = uv_ip4_addr(a.host_c_str(), a.port, reinterpret_cast<sockaddr_in*>(&out));
   } else if (a.family == AddressFamily::inet6) {
-    rc = uv_ip6_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in6*>(&out));
+    rc = uv_ip6_addr(a.host_c_str(), a.port, reinterpret_cast<sockaddr_in6*>(&out));
     auto* in6 = reinterpret_cast<sockaddr_in6*>(&out);
     if (rc == 0 && a.scope_id) in6->sin6_scope_id = a.scope_id;
     if (rc == 0) in6->sin6_flowinfo = htonl(a.flowinfo);

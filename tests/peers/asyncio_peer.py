@@ -134,6 +134,57 @@ async def slow_reader(addr, n):
         print("FAIL got", len(got), "bytes, first difference at", bad, flush=True)
 
 
+class UdpEcho(asyncio.DatagramProtocol):
+    def __init__(self, count, done):
+        self.count, self.done = count, done
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(data, addr)
+        self.count -= 1
+        if self.count == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+async def udp_echo_server(addr, n):
+    # Echoes n datagrams, then exits.
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    transport, _ = await loop.create_datagram_endpoint(lambda: UdpEcho(n, done), local_addr=(host, int(port)))
+    print("READY", transport.get_extra_info("sockname")[1], flush=True)
+    await asyncio.wait_for(done, 60)
+    transport.close()
+
+
+class UdpClient(asyncio.DatagramProtocol):
+    def __init__(self, n, done):
+        self.n, self.done, self.got = n, done, []
+
+    def datagram_received(self, data, addr):
+        self.got.append(data)
+        if len(self.got) == self.n and not self.done.done():
+            self.done.set_result(None)
+
+
+async def udp_client(addr, n):
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    transport, proto = await loop.create_datagram_endpoint(lambda: UdpClient(n, done), remote_addr=(host, int(port)))
+    sent = [b"datagram %d" % i for i in range(n)]
+    for d in sent:
+        transport.sendto(d)
+    try:
+        await asyncio.wait_for(done, 20)
+    except asyncio.TimeoutError:
+        pass
+    transport.close()
+    print("OK" if sorted(proto.got) == sorted(sent) else "FAIL %r" % proto.got, len(proto.got), flush=True)
+
+
 def main():
     mode, addr = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -143,6 +194,10 @@ def main():
         asyncio.run(serve(addr, handlers[mode]))
     elif mode == "client-echo":
         asyncio.run(client_echo(addr, n))
+    elif mode == "udp-echo-server":
+        asyncio.run(udp_echo_server(addr, n))
+    elif mode == "udp-client":
+        asyncio.run(udp_client(addr, n))
     elif mode == "slow-reader":
         asyncio.run(slow_reader(addr, n))
     else:

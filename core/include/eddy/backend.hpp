@@ -72,6 +72,15 @@ class Backend {
   // `done` is called once from poll(). Errors use the platform's resolver category.
   virtual void getaddrinfo(const std::string& host, const std::string& service,
                            const AddrInfoOptions& options, ResolveDone done);
+  // A bound and/or connected datagram socket (system_error on failure).
+  virtual DatagramEndpointPtr open_datagram(const DatagramOptions& options);
+  virtual DatagramEndpointPtr adopt_datagram(int fd);
+  // Signals: `on_signal` is called from poll() after each delivery of `sig`. ValueError for an
+  // invalid number, RuntimeError for an uncatchable one.
+  virtual void watch_signal(int sig, std::function<void()> on_signal);
+  virtual void unwatch_signal(int sig) noexcept {}
+  // Throws what watch_signal would for a bad number (remove_signal_handler validates too).
+  virtual void check_signal(int sig) const;
   using NameInfoDone = std::function<void(NameInfo, std::error_code)>;
   virtual void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done);
 

@@ -101,3 +101,48 @@ struct ConnectOptions {
 };
 
 }  // namespace eddy
+
+namespace eddy {
+
+// The byte-moving half of datagram transports (UDP; Unix datagram sockets where supported).
+class DatagramEvents {
+ public:
+  virtual ~DatagramEvents() = default;
+  virtual std::span<char> receive_buffer(std::size_t suggested) = 0;
+  virtual void received(std::size_t nbytes, const SocketAddress& from) = 0;
+  virtual void receive_failed(std::error_code error) = 0;
+  virtual void send_done(std::error_code error) = 0;  // a queued send() finished
+};
+
+class DatagramEndpoint {
+ public:
+  virtual void set_events(DatagramEvents* events) noexcept = 0;
+  virtual void receive_start() = 0;
+  virtual void receive_stop() noexcept = 0;
+  // Sends now if the kernel takes it: true when sent, false when it would block; errors in
+  // `error`. `to` null: the connected peer.
+  virtual bool try_send(std::string_view data, const SocketAddress* to, std::error_code& error) noexcept = 0;
+  // Queues a copy; send_done follows.
+  virtual void send(std::string_view data, const SocketAddress* to) = 0;
+  virtual std::size_t queued_bytes() const noexcept = 0;
+  virtual void close() noexcept = 0;
+  virtual std::any extra_info(std::string_view name) const = 0;
+
+ protected:
+  virtual ~DatagramEndpoint() = default;
+};
+
+struct DatagramCloser {
+  void operator()(DatagramEndpoint* e) const noexcept { e->close(); }
+};
+using DatagramEndpointPtr = std::unique_ptr<DatagramEndpoint, DatagramCloser>;
+
+struct DatagramOptions {
+  std::optional<SocketAddress> local;   // bind here (resolved)
+  std::optional<SocketAddress> remote;  // connect here (resolved)
+  AddressFamily family = AddressFamily::unspec;
+  bool reuse_port = false;
+  bool allow_broadcast = false;
+};
+
+}  // namespace eddy

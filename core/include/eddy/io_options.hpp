@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "eddy/net.hpp"
@@ -40,5 +41,26 @@ struct ServerOptions {
   bool keep_alive = false;
   bool cleanup_socket = true;  // Unix servers: remove the path on close (Python 3.13)
 };
+
+struct DatagramEndpointOptions {
+  std::optional<SocketAddress> local_addr;   // host (name or numeric) and port to bind
+  std::optional<SocketAddress> remote_addr;  // host and port to connect to (sendto without addr)
+  AddressFamily family = AddressFamily::unspec;
+  bool reuse_port = false;
+  bool allow_broadcast = false;
+  std::optional<int> sock;  // an existing datagram socket to wrap
+};
+
+// Kept trivially destructible on purpose: gcc 12 may destroy an aggregate temporary twice when
+// it appears inside a co_await expression (`co_await loop.create_server(f, h, p, {.backlog = 5})`).
+static_assert(std::is_trivially_destructible_v<ConnectionOptions>);
+static_assert(std::is_trivially_destructible_v<ServerOptions>);
+static_assert(std::is_trivially_destructible_v<DatagramEndpointOptions>);
+
+class DatagramTransport;
+class DatagramProtocol;
+using DatagramProtocolFactory = std::function<std::shared_ptr<DatagramProtocol>()>;
+// create_datagram_endpoint's result.
+using DatagramConnection = std::pair<Ref<DatagramTransport>, std::shared_ptr<DatagramProtocol>>;
 
 }  // namespace eddy

@@ -228,9 +228,23 @@ class EventLoop : public RefCounted {
                                        ServerOptions options = {});
   // Wraps a socket the caller accepted (or connected) itself; the transport owns it from now.
   Coro<Connection> connect_accepted_socket(ProtocolFactory factory, int sock);
+  // A UDP (or Unix datagram) endpoint; returns once connection_made has run.
+  Coro<DatagramConnection> create_datagram_endpoint(DatagramProtocolFactory factory,
+                                                    DatagramEndpointOptions options = {});
   Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
                                           AddrInfoOptions options = {});
   Coro<NameInfo> getnameinfo(SocketAddress address, int flags = 0);
+
+  // ---- Signals (asyncio's Unix-only add_signal_handler) --------------------------------------
+  // `callback` runs from the loop (never inside the OS signal handler) each time `sig` arrives.
+  // Replaces an earlier handler for `sig`. ValueError for an invalid signal number,
+  // RuntimeError for one that cannot be caught (SIGKILL, SIGSTOP).
+  template <class F>
+  void add_signal_handler(int sig, F&& callback) {
+    add_signal_handler_impl(sig, std::function<void()>(std::forward<F>(callback)));
+  }
+  // False if no handler was set for `sig`; the signal's default disposition is restored.
+  bool remove_signal_handler(int sig);
 
   // ---- Errors ------------------------------------------------------------------------------
   void call_exception_handler(const ExceptionContext& context) noexcept;
@@ -277,6 +291,7 @@ class EventLoop : public RefCounted {
   void unregister_task(TaskBase* task) noexcept;
   void future_created() noexcept { ++live_futures_; }
   void transport_created() noexcept { ++live_transports_; }
+  void add_signal_handler_impl(int sig, std::function<void()> callback);
   void transport_destroyed() noexcept { --live_transports_; }
   void future_destroyed() noexcept { --live_futures_; }
   void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
@@ -356,6 +371,7 @@ class EventLoop : public RefCounted {
   std::size_t task_count_ = 0;
   std::size_t live_futures_ = 0;
   std::size_t live_transports_ = 0;
+  std::map<int, std::shared_ptr<std::function<void()>>> signal_handlers_;
 
   std::shared_ptr<Executor> default_executor_;
   bool executor_shutdown_called_ = false;

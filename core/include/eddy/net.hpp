@@ -3,8 +3,11 @@
 // sockets. Backends convert to and from their native sockaddr.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace eddy {
@@ -12,19 +15,35 @@ namespace eddy {
 enum class AddressFamily : std::uint8_t { unspec, inet, inet6, unix_socket };
 enum class SocketKind : std::uint8_t { any, stream, datagram };
 
+// A plain value (trivially copyable, like sockaddr_storage): option structs that hold addresses
+// stay trivially destructible, which also keeps them safe from gcc 12's double destruction of
+// aggregate temporaries inside co_await expressions.
 struct SocketAddress {
+  static constexpr std::size_t kMaxHost = 255;  // a DNS name; Unix paths are shorter (108)
+
   AddressFamily family = AddressFamily::unspec;
-  std::string host;  // "127.0.0.1", "::1"; for unix_socket: the path ("" if unnamed)
   std::uint16_t port = 0;
   std::uint32_t flowinfo = 0;  // IPv6 only
   std::uint32_t scope_id = 0;  // IPv6 only
 
-  static SocketAddress ip(std::string host, std::uint16_t port);  // family from the text
-  static SocketAddress unix_path(std::string path);
+  // IP: "127.0.0.1", "::1" (or a name to resolve, in local_addr / remote_addr); for
+  // unix_socket: the path ("" if unnamed).
+  std::string_view host() const noexcept { return {host_, host_len_}; }
+  const char* host_c_str() const noexcept { return host_; }
+  void set_host(std::string_view host);  // ValueError if longer than kMaxHost
+
+  // family from the text: inet6 if it contains ':', else inet (names resolve as inet here).
+  static SocketAddress ip(std::string_view host, std::uint16_t port);
+  static SocketAddress unix_path(std::string_view path);
   // "127.0.0.1:8888", "[::1]:8888", "/tmp/x.sock"
   std::string to_string() const;
   friend bool operator==(const SocketAddress&, const SocketAddress&) = default;
+
+ private:
+  std::uint16_t host_len_ = 0;
+  char host_[kMaxHost + 1] = {};
 };
+static_assert(std::is_trivially_copyable_v<SocketAddress>);
 
 // One result of getaddrinfo (asyncio's (family, type, proto, canonname, sockaddr) tuple).
 struct AddrInfo {

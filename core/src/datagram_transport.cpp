@@ -1,0 +1,224 @@
+// asyncio's datagram transport over a backend's DatagramEndpoint, and
+// loop.create_datagram_endpoint. Datagrams are sent whole; what the kernel cannot take at once is
+// queued (counted by get_write_buffer_size, with the same water marks as streams). Send and
+// receive errors go to protocol.error_received and the transport stays open, as in asyncio.
+#include <deque>
+
+#include "eddy/errors.hpp"
+#include "eddy/log.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/task.hpp"
+#include "eddy/transports.hpp"
+
+namespace eddy {
+
+namespace {
+
+constexpr std::size_t kMaxDatagram = 256 * 1024;
+
+class UdpTransport final : public DatagramTransport, private DatagramEvents {
+ public:
+  UdpTransport(EventLoop& loop, DatagramEndpointPtr endpoint, std::shared_ptr<DatagramProtocol> protocol,
+               std::optional<SocketAddress> remote)
+      : loop_(&loop), endpoint_(std::move(endpoint)), protocol_(std::move(protocol)), remote_(std::move(remote)) {
+    endpoint_->set_events(this);
+    sockname_ = endpoint_->extra_info("sockname");
+    if (remote_) peername_ = *remote_;
+    self_ = Ref<UdpTransport>(this);
+    loop.transport_created();
+  }
+
+  void start(Future<void> waiter) {
+    Ref<UdpTransport> t(this);
+    loop_->call_soon([t, waiter]() mutable {
+      if (!t->conn_lost_) {
+        t->protocol_connected_ = true;
+        t->protocol_->connection_made(Ref<DatagramTransport>(t.get()));
+        if (t->endpoint_ && !t->closing_) t->endpoint_->receive_start();
+      }
+      if (!waiter.done()) waiter.set_result();
+    });
+  }
+
+  void close() override {
+    if (closing_) return;
+    closing_ = true;
+    if (endpoint_) endpoint_->receive_stop();
+    if (sends_in_flight_ == 0) schedule_connection_lost(nullptr);
+  }
+  bool is_closing() const override { return closing_; }
+  std::any get_extra_info(std::string_view name, std::any default_value) const override {
+    if (name == "peername") return peername_.has_value() ? peername_ : default_value;
+    if (name == "sockname") return sockname_.has_value() ? sockname_ : default_value;
+    if (endpoint_) {
+      std::any v = endpoint_->extra_info(name);
+      if (v.has_value()) return v;
+    }
+    return default_value;
+  }
+  void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
+    auto p = std::dynamic_pointer_cast<DatagramProtocol>(protocol);
+    if (!p) throw TypeError("a datagram transport needs a DatagramProtocol");
+    protocol_ = std::move(p);
+  }
+  std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
+
+  void sendto(std::string_view data, std::optional<SocketAddress> addr) override {
+    if (addr && remote_ && !(*addr == *remote_))
+      throw ValueError("Invalid address: must be None or " + remote_->to_string());
+    if (!addr && !remote_) throw ValueError("sendto() without an address on an unconnected datagram transport");
+    if (conn_lost_) {
+      if (conn_lost_ >= 5) log(LogLevel::warning, "socket.send() raised exception.");
+      ++conn_lost_;
+      return;
+    }
+    const SocketAddress* to = remote_ ? nullptr : &*addr;
+    if (sends_in_flight_ == 0) {
+      std::error_code ec;
+      if (endpoint_->try_send(data, to, ec)) return;
+      if (ec) {
+        error_received(ec);
+        return;
+      }
+    }
+    endpoint_->send(data, to);
+    ++sends_in_flight_;
+    flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
+  }
+  void abort() override { force_close(nullptr); }
+  std::size_t get_write_buffer_size() const override { return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0; }
+
+ private:
+  ~UdpTransport() override { loop_->transport_destroyed(); }
+
+  std::span<char> receive_buffer(std::size_t) override {
+    if (!buffer_) buffer_.reset(new char[kMaxDatagram]);
+    return {buffer_.get(), kMaxDatagram};
+  }
+  void received(std::size_t n, const SocketAddress& from) override {
+    if (conn_lost_) return;
+    Ref<UdpTransport> keep(this);
+    try {
+      protocol_->datagram_received(std::string_view(buffer_.get(), n), from);
+    } catch (...) {
+      fatal_error(std::current_exception(), "Fatal error: protocol.datagram_received() call failed.");
+    }
+  }
+  void receive_failed(std::error_code ec) override {
+    Ref<UdpTransport> keep(this);
+    error_received(ec);
+  }
+  void send_done(std::error_code ec) override {
+    Ref<UdpTransport> keep(this);
+    if (sends_in_flight_) --sends_in_flight_;
+    if (conn_lost_) return;
+    if (ec) error_received(ec);
+    flow_.maybe_resume(get_write_buffer_size(), protocol_.get(), *loop_, this);
+    if (sends_in_flight_ == 0 && closing_) schedule_connection_lost(nullptr);
+  }
+
+  void error_received(std::error_code ec) {
+    try {
+      protocol_->error_received(std::make_exception_ptr(std::system_error(ec, "sendto/recvfrom")));
+    } catch (...) {
+      fatal_error(std::current_exception(), "Fatal error: protocol.error_received() call failed.");
+    }
+  }
+  void fatal_error(std::exception_ptr exc, const char* message) {
+    ExceptionContext ctx(message, exc);
+    ctx.extra["transport"] = "datagram transport";
+    loop_->call_exception_handler(ctx);
+    force_close(exc);
+  }
+  void force_close(std::exception_ptr exc) {
+    if (conn_lost_) return;
+    if (sends_in_flight_) {
+      endpoint_.reset();  // drops what is queued
+      sends_in_flight_ = 0;
+    }
+    closing_ = true;
+    if (endpoint_) endpoint_->receive_stop();
+    schedule_connection_lost(exc);
+  }
+  void schedule_connection_lost(std::exception_ptr exc) {
+    if (conn_lost_) return;
+    ++conn_lost_;
+    Ref<UdpTransport> self(this);
+    loop_->call_soon([self, exc] {
+      struct Release {
+        UdpTransport* t;
+        ~Release() {
+          t->endpoint_.reset();
+          t->self_.reset();
+        }
+      } release{self.get()};
+      if (self->protocol_connected_) self->protocol_->connection_lost(exc);
+    });
+  }
+
+  Ref<EventLoop> loop_;
+  DatagramEndpointPtr endpoint_;
+  std::shared_ptr<DatagramProtocol> protocol_;
+  std::optional<SocketAddress> remote_;
+  std::any peername_, sockname_;
+  Ref<UdpTransport> self_;
+  WriteFlowControl flow_;
+  std::unique_ptr<char[]> buffer_;
+  std::size_t sends_in_flight_ = 0;
+  int conn_lost_ = 0;
+  bool closing_ = false;
+  bool protocol_connected_ = false;
+};
+
+}  // namespace
+
+Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFactory factory,
+                                                             DatagramEndpointOptions options) {
+  capabilities().require("create_datagram_endpoint");
+  DatagramEndpointPtr endpoint;
+  std::optional<SocketAddress> remote;
+  if (options.sock) {
+    if (options.local_addr || options.remote_addr)
+      throw ValueError("socket modifier keyword arguments can not be used when sock is specified");
+    endpoint = backend().adopt_datagram(*options.sock);
+  } else {
+    DatagramOptions d;
+    d.family = options.family;
+    d.reuse_port = options.reuse_port;
+    d.allow_broadcast = options.allow_broadcast;
+    AddrInfoOptions ai{.family = options.family, .kind = SocketKind::datagram};
+    const bool unix_socket = options.family == AddressFamily::unix_socket;
+    if (options.local_addr) {
+      if (unix_socket) {
+        d.local = options.local_addr;
+      } else {
+        std::vector<AddrInfo> r = co_await getaddrinfo(std::string(options.local_addr->host()), std::to_string(options.local_addr->port), ai);
+        if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+        d.local = r.front().address;
+        ai.family = d.local->family;
+      }
+    }
+    if (options.remote_addr) {
+      if (unix_socket) {
+        d.remote = options.remote_addr;
+      } else {
+        std::vector<AddrInfo> r = co_await getaddrinfo(std::string(options.remote_addr->host()), std::to_string(options.remote_addr->port), ai);
+        if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+        d.remote = r.front().address;
+      }
+      remote = d.remote;
+    }
+    if (!d.local && !d.remote && options.family == AddressFamily::unspec)
+      throw ValueError("unexpected address family");
+    endpoint = backend().open_datagram(d);
+  }
+  std::shared_ptr<DatagramProtocol> protocol = factory();
+  Ref<UdpTransport> transport(new UdpTransport(*this, std::move(endpoint), protocol, remote));
+  Future<void> waiter = create_future<void>();
+  transport->start(waiter);
+  co_await waiter;
+  DatagramConnection result{Ref<DatagramTransport>(transport.get()), protocol};
+  co_return result;
+}
+
+}  // namespace eddy
