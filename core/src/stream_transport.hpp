@@ -18,10 +18,13 @@ class Server;
 
 class StreamTransport final : public Transport, private StreamEvents {
  public:
+  // Sockets read and write; a read pipe always closes after EOF; a write pipe never reads, and
+  // its write_eof() is close() (asyncio's _UnixReadPipeTransport / _UnixWritePipeTransport).
+  enum class Mode { socket, read_pipe, write_pipe };
   // Schedules connection_made (then reading, then `waiter`'s result) with call_soon, as asyncio.
   static Ref<StreamTransport> create(EventLoop& loop, StreamEndpointPtr endpoint,
                                      std::shared_ptr<BaseProtocol> protocol, Server* server,
-                                     Future<void> waiter);
+                                     Future<void> waiter, Mode mode = Mode::socket);
 
   void close() override;
   bool is_closing() const override { return closing_; }
@@ -35,7 +38,7 @@ class StreamTransport final : public Transport, private StreamEvents {
 
   using WriteTransport::write;
   void write(std::string_view data) override;
-  bool can_write_eof() const override { return true; }
+  bool can_write_eof() const override { return mode_ != Mode::read_pipe; }
   void write_eof() override;
   void abort() override;
   std::size_t get_write_buffer_size() const override;
@@ -58,6 +61,7 @@ class StreamTransport final : public Transport, private StreamEvents {
   void shutdown_done(std::error_code error) override;
 
   void connection_made();
+  void peer_closed_write_pipe();
   void fatal_error(std::exception_ptr exc, const char* message);
   void force_close(std::exception_ptr exc);
   void call_connection_lost(std::exception_ptr exc);
@@ -71,6 +75,7 @@ class StreamTransport final : public Transport, private StreamEvents {
   Ref<Server> server_;
   Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
   WriteFlowControl flow_;
+  Mode mode_ = Mode::socket;
   std::any peername_, sockname_;
   std::size_t writes_in_flight_ = 0;
   int conn_lost_ = 0;

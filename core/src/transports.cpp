@@ -66,6 +66,10 @@ void Backend::getaddrinfo(const std::string&, const std::string&, const AddrInfo
   backend_lacks("getaddrinfo");
 }
 void Backend::getnameinfo(const SocketAddress&, int, NameInfoDone) { backend_lacks("getnameinfo"); }
+StreamEndpointPtr Backend::adopt_pipe(int) { backend_lacks("connect_read_pipe"); }
+SpawnedProcess Backend::spawn_process(const ProcessSpec&, std::function<void(int)>) {
+  throw NotSupportedError("subprocess_exec", "this backend", "it has no processes");
+}
 void Backend::watch_signal(int, std::function<void()>) {
   throw NotSupportedError("add_signal_handler", "this backend", "it has no signals");
 }
@@ -136,8 +140,9 @@ constexpr int kConnLostWritesLogThreshold = 5;
 
 Ref<StreamTransport> StreamTransport::create(EventLoop& loop, StreamEndpointPtr endpoint,
                                              std::shared_ptr<BaseProtocol> protocol, Server* server,
-                                             Future<void> waiter) {
+                                             Future<void> waiter, Mode mode) {
   Ref<StreamTransport> t(new StreamTransport(loop, std::move(endpoint), std::move(protocol), server));
+  t->mode_ = mode;
   loop.call_soon([t, waiter]() mutable {
     t->connection_made();
     if (waiter && !waiter.done()) waiter.set_result();
@@ -176,7 +181,10 @@ void StreamTransport::connection_made() {
     buffered_protocol_->connection_made(self);
   else
     stream_protocol_->connection_made(self);
-  if (!paused_ && !closing_ && endpoint_) {
+  // libuv cannot read-watch a write-only pipe (asyncio's trick for noticing that the reader went
+  // away): a write pipe learns it from EPIPE on its next write, and a child's stdin pipe is
+  // closed when the child exits.
+  if (!paused_ && !closing_ && endpoint_ && mode_ != Mode::write_pipe) {
     try {
       endpoint_->read_start();
     } catch (const std::system_error&) {
@@ -217,6 +225,7 @@ void StreamTransport::set_write_buffer_limits(std::optional<long long> high, std
 }
 
 void StreamTransport::write(std::string_view data) {
+  if (mode_ == Mode::read_pipe) throw RuntimeError("write() on a read pipe transport");
   if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
   if (data.empty()) return;
   if (conn_lost_) {
@@ -240,6 +249,11 @@ void StreamTransport::write(std::string_view data) {
 }
 
 void StreamTransport::write_eof() {
+  if (mode_ == Mode::read_pipe) throw RuntimeError("write_eof() on a read pipe transport");
+  if (mode_ == Mode::write_pipe) {
+    close();
+    return;
+  }
   if (closing_ || eof_written_) return;
   eof_written_ = true;
   if (endpoint_) endpoint_->shutdown();  // the platform sends FIN after queued writes
@@ -346,9 +360,18 @@ void StreamTransport::read_done(std::size_t nbytes) {
   }
 }
 
+void StreamTransport::peer_closed_write_pipe() {
+  if (writes_in_flight_)
+    fatal_error(std::make_exception_ptr(std::system_error(std::make_error_code(std::errc::broken_pipe), "write pipe")),
+                "Fatal write error on pipe transport");
+  else
+    close();
+}
+
 void StreamTransport::read_eof() {
   if (conn_lost_) return;
   Ref<StreamTransport> keep(this);
+  if (mode_ == Mode::write_pipe) return peer_closed_write_pipe();
   eof_received_ = true;
   bool keep_open = false;
   try {
@@ -357,7 +380,7 @@ void StreamTransport::read_eof() {
     fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
     return;
   }
-  if (keep_open) {
+  if (keep_open && mode_ == Mode::socket) {
     if (endpoint_) endpoint_->read_stop();
   } else {
     close();
@@ -367,6 +390,7 @@ void StreamTransport::read_eof() {
 void StreamTransport::read_failed(std::error_code error) {
   if (conn_lost_) return;
   Ref<StreamTransport> keep(this);
+  if (mode_ == Mode::write_pipe) return peer_closed_write_pipe();
   fatal_error(std::make_exception_ptr(std::system_error(error, "read")), "Fatal read error on socket transport");
 }
 

@@ -65,7 +65,8 @@ class UvBackend final : public Backend {
           name == "create_server" || name == "create_unix_connection" || name == "create_unix_server" ||
           name == "connect_accepted_socket" || name == "getaddrinfo" || name == "getnameinfo" ||
           name == "create_datagram_endpoint" || name == "add_signal_handler" ||
-          name == "remove_signal_handler") {
+          name == "remove_signal_handler" || name == "connect_read_pipe" || name == "connect_write_pipe" ||
+          name == "subprocess_exec" || name == "subprocess_shell") {
         c.supported = true;
       } else if (name == "shutdown_asyncgens") {
         c.note = "not implemented yet: async generators come with the high-level layer";
@@ -84,6 +85,8 @@ class UvBackend final : public Backend {
                    ResolveDone done) override;
   void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) override;
   DatagramEndpointPtr open_datagram(const DatagramOptions& options) override;
+  StreamEndpointPtr adopt_pipe(int fd) override;
+  SpawnedProcess spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit) override;
   void watch_signal(int sig, std::function<void()> on_signal) override;
   void unwatch_signal(int sig) noexcept override;
   void check_signal(int sig) const override;

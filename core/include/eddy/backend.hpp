@@ -75,6 +75,11 @@ class Backend {
   // A bound and/or connected datagram socket (system_error on failure).
   virtual DatagramEndpointPtr open_datagram(const DatagramOptions& options);
   virtual DatagramEndpointPtr adopt_datagram(int fd);
+  // Pipes: takes over a pipe, socket or character-device fd (connect_read/write_pipe).
+  virtual StreamEndpointPtr adopt_pipe(int fd);
+  // Starts a child; `on_exit(returncode)` is called once from poll() (negative: killed by that
+  // signal, as asyncio reports it) unless the process endpoint is closed first.
+  virtual SpawnedProcess spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit);
   // Signals: `on_signal` is called from poll() after each delivery of `sig`. ValueError for an
   // invalid number, RuntimeError for an uncatchable one.
   virtual void watch_signal(int sig, std::function<void()> on_signal);

@@ -12,7 +12,9 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "eddy/net.hpp"
 
@@ -143,6 +145,41 @@ struct DatagramOptions {
   AddressFamily family = AddressFamily::unspec;
   bool reuse_port = false;
   bool allow_broadcast = false;
+};
+
+}  // namespace eddy
+
+namespace eddy {
+
+// Child processes (subprocess_exec / subprocess_shell). stdio entries use the values of
+// eddy::subprocess (PIPE, STDOUT, DEVNULL, INHERIT) or an fd >= 0.
+struct ProcessSpec {
+  std::vector<std::string> args;  // args[0] is looked up in PATH
+  std::optional<std::string> cwd;
+  std::optional<std::vector<std::string>> env;  // "NAME=value"; nullopt: inherit ours
+  int stdio[3] = {-1, -1, -1};
+};
+
+class ProcessEndpoint {
+ public:
+  virtual int pid() const noexcept = 0;
+  // system_error(ESRCH) when the process is gone.
+  virtual void send_signal(int sig) = 0;
+  // No exit report after this; frees itself.
+  virtual void close() noexcept = 0;
+
+ protected:
+  virtual ~ProcessEndpoint() = default;
+};
+
+struct ProcessCloser {
+  void operator()(ProcessEndpoint* p) const noexcept { p->close(); }
+};
+using ProcessEndpointPtr = std::unique_ptr<ProcessEndpoint, ProcessCloser>;
+
+struct SpawnedProcess {
+  ProcessEndpointPtr process;
+  StreamEndpointPtr pipes[3];  // our ends of the PIPE entries (null otherwise)
 };
 
 }  // namespace eddy

@@ -6,7 +6,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -56,6 +58,34 @@ struct DatagramEndpointOptions {
 static_assert(std::is_trivially_destructible_v<ConnectionOptions>);
 static_assert(std::is_trivially_destructible_v<ServerOptions>);
 static_assert(std::is_trivially_destructible_v<DatagramEndpointOptions>);
+
+// asyncio.subprocess's constants for stdin/stdout/stderr (any value >= 0 is an fd to use).
+namespace subprocess {
+inline constexpr int PIPE = -1;
+inline constexpr int STDOUT = -2;  // stderr only: into the same place as stdout
+inline constexpr int DEVNULL = -3;
+inline constexpr int INHERIT = -4;  // Python's None: the child shares ours
+}  // namespace subprocess
+
+// subprocess_exec / subprocess_shell keyword arguments. cwd and env are read when the child is
+// spawned, before the call first suspends (so temporaries in the co_await expression are fine).
+struct SubprocessOptions {
+  int stdin_ = subprocess::PIPE;
+  int stdout_ = subprocess::PIPE;
+  int stderr_ = subprocess::PIPE;
+  std::optional<std::string_view> cwd;
+  std::optional<std::span<const std::string_view>> env;  // "NAME=value" entries; nullopt: ours
+};
+static_assert(std::is_trivially_destructible_v<SubprocessOptions>);
+
+class SubprocessTransport;
+class SubprocessProtocol;
+using SubprocessProtocolFactory = std::function<std::shared_ptr<SubprocessProtocol>()>;
+using SubprocessConnection = std::pair<Ref<SubprocessTransport>, std::shared_ptr<SubprocessProtocol>>;
+class ReadTransport;
+class WriteTransport;
+using ReadPipeConnection = std::pair<Ref<ReadTransport>, std::shared_ptr<BaseProtocol>>;
+using WritePipeConnection = std::pair<Ref<WriteTransport>, std::shared_ptr<BaseProtocol>>;
 
 class DatagramTransport;
 class DatagramProtocol;

@@ -231,6 +231,16 @@ class EventLoop : public RefCounted {
   // A UDP (or Unix datagram) endpoint; returns once connection_made has run.
   Coro<DatagramConnection> create_datagram_endpoint(DatagramProtocolFactory factory,
                                                     DatagramEndpointOptions options = {});
+  // Pipes: the fd must be a pipe, socket or character device (ValueError otherwise). A read
+  // pipe's protocol sees eof_received() and then connection_lost(); write_eof() on a write pipe
+  // closes it once the buffer is flushed.
+  Coro<ReadPipeConnection> connect_read_pipe(ProtocolFactory factory, int fd);
+  Coro<WritePipeConnection> connect_write_pipe(ProtocolFactory factory, int fd);
+  // Child processes, asyncio's SubprocessTransport/SubprocessProtocol model.
+  Coro<SubprocessConnection> subprocess_exec(SubprocessProtocolFactory factory, std::vector<std::string> args,
+                                             SubprocessOptions options = {});
+  Coro<SubprocessConnection> subprocess_shell(SubprocessProtocolFactory factory, std::string command,
+                                              SubprocessOptions options = {});
   Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
                                           AddrInfoOptions options = {});
   Coro<NameInfo> getnameinfo(SocketAddress address, int flags = 0);

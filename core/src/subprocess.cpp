@@ -1,0 +1,254 @@
+// Pipes (connect_read_pipe, connect_write_pipe) and child processes (subprocess_exec,
+// subprocess_shell) with asyncio's base_subprocess semantics: connection_made once the pipes are
+// connected; pipe_data_received / pipe_connection_lost per fd; process_exited when the child
+// ends; connection_lost(null) once it has exited *and* every pipe is closed.
+#include "eddy/errors.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/task.hpp"
+#include "stream_transport.hpp"
+
+namespace eddy {
+
+// ---- Pipes ----------------------------------------------------------------------------------------
+
+Coro<ReadPipeConnection> EventLoop::connect_read_pipe(ProtocolFactory factory, int fd) {
+  capabilities().require("connect_read_pipe");
+  StreamEndpointPtr endpoint = backend().adopt_pipe(fd);
+  std::shared_ptr<BaseProtocol> protocol = factory();
+  Future<void> waiter = create_future<void>();
+  Ref<StreamTransport> t = StreamTransport::create(*this, std::move(endpoint), protocol, nullptr, waiter,
+                                                   StreamTransport::Mode::read_pipe);
+  co_await waiter;
+  ReadPipeConnection result{Ref<ReadTransport>(t.get()), protocol};
+  co_return result;
+}
+
+Coro<WritePipeConnection> EventLoop::connect_write_pipe(ProtocolFactory factory, int fd) {
+  capabilities().require("connect_write_pipe");
+  StreamEndpointPtr endpoint = backend().adopt_pipe(fd);
+  std::shared_ptr<BaseProtocol> protocol = factory();
+  Future<void> waiter = create_future<void>();
+  Ref<StreamTransport> t = StreamTransport::create(*this, std::move(endpoint), protocol, nullptr, waiter,
+                                                   StreamTransport::Mode::write_pipe);
+  co_await waiter;
+  WritePipeConnection result{Ref<WriteTransport>(t.get()), protocol};
+  co_return result;
+}
+
+// ---- Processes ------------------------------------------------------------------------------------
+
+namespace {
+
+class ProcessTransport;
+
+// Relays one pipe's protocol events to the process transport, tagged with the child's fd.
+class PipeRelay final : public Protocol {
+ public:
+  PipeRelay(ProcessTransport* owner, int fd) : owner_(owner), fd_(fd) {}
+  void data_received(std::string_view data) override;
+  bool eof_received() override { return false; }
+  void connection_lost(std::exception_ptr exc) override;
+  void pause_writing() override;
+  void resume_writing() override;
+  void disown() noexcept { owner_ = nullptr; }
+
+ private:
+  ProcessTransport* owner_;
+  int fd_;
+};
+
+class ProcessTransport final : public SubprocessTransport {
+ public:
+  ProcessTransport(EventLoop& loop, std::shared_ptr<SubprocessProtocol> protocol)
+      : loop_(&loop), protocol_(std::move(protocol)) {
+    loop.transport_created();
+  }
+
+  Coro<void> start(SpawnedProcess spawned) {
+    Ref<ProcessTransport> keep(this);
+    process_ = std::move(spawned.process);
+    pid_ = process_->pid();
+    self_ = keep;  // until connection_lost
+    for (int fd = 0; fd < 3; ++fd) {
+      if (!spawned.pipes[fd]) continue;
+      relays_[fd] = std::make_shared<PipeRelay>(this, fd);
+      Future<void> waiter = loop_->create_future<void>();
+      pipes_[fd] = StreamTransport::create(*loop_, std::move(spawned.pipes[fd]), relays_[fd], nullptr, waiter,
+                                           fd == 0 ? StreamTransport::Mode::write_pipe
+                                                   : StreamTransport::Mode::read_pipe);
+      ++open_pipes_;
+      co_await waiter;
+    }
+    connected_ = true;
+    protocol_->connection_made(Ref<SubprocessTransport>(this));
+    // Events that arrived while connecting are delivered now, in asyncio's order.
+    for (auto& f : pending_) f();
+    pending_.clear();
+  }
+
+  void process_exited(int returncode) {
+    returncode_ = returncode;
+    if (pipes_[0] && !pipes_[0]->is_closing()) pipes_[0]->close();  // nobody reads it any more
+    call([this] {
+      protocol_->process_exited();
+      try_finish();
+    });
+  }
+  void pipe_data(int fd, std::string_view data) {
+    if (!connected_) {
+      pending_.push_back([this, fd, d = std::string(data)] { protocol_->pipe_data_received(fd, d); });
+      return;
+    }
+    protocol_->pipe_data_received(fd, data);
+  }
+  void pipe_lost(int fd, std::exception_ptr exc) {
+    --open_pipes_;
+    call([this, fd, exc] {
+      protocol_->pipe_connection_lost(fd, exc);
+      try_finish();
+    });
+  }
+  void pipe_pause(bool pause) {
+    if (pause)
+      protocol_->pause_writing();
+    else
+      protocol_->resume_writing();
+  }
+
+  // SubprocessTransport
+  int get_pid() const override { return pid_; }
+  Ref<BaseTransport> get_pipe_transport(int fd) const override {
+    if (fd < 0 || fd > 2 || !pipes_[fd]) return nullptr;
+    return Ref<BaseTransport>(pipes_[fd].get());
+  }
+  std::optional<int> get_returncode() const override { return returncode_; }
+  void send_signal(int sig) override {
+    if (!process_) throw std::system_error(std::make_error_code(std::errc::no_such_process), "process closed");
+    if (returncode_) return;  // already reaped, as Popen.send_signal
+    process_->send_signal(sig);
+  }
+  void terminate() override { send_signal(15); }
+  void kill() override { send_signal(9); }
+
+  // BaseTransport
+  void close() override {
+    if (closed_) return;
+    closed_ = true;
+    for (auto& p : pipes_)
+      if (p) p->close();
+    if (process_ && !returncode_) {
+      try {
+        process_->send_signal(9);  // asyncio kills a child still running at close()
+      } catch (const std::system_error&) {
+      }
+    }
+  }
+  bool is_closing() const override { return closed_; }
+  std::any get_extra_info(std::string_view name, std::any default_value) const override {
+    if (name == "subprocess") return pid_;
+    return default_value;
+  }
+  void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
+    auto p = std::dynamic_pointer_cast<SubprocessProtocol>(protocol);
+    if (!p) throw TypeError("a subprocess transport needs a SubprocessProtocol");
+    protocol_ = std::move(p);
+  }
+  std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
+
+ private:
+  ~ProcessTransport() override {
+    for (auto& r : relays_)
+      if (r) r->disown();
+    loop_->transport_destroyed();
+  }
+  template <class F>
+  void call(F f) {
+    if (!connected_) {
+      pending_.push_back(std::move(f));
+      return;
+    }
+    f();
+  }
+  void try_finish() {
+    if (!returncode_ || open_pipes_ > 0 || finished_) return;
+    finished_ = true;
+    Ref<ProcessTransport> self(this);
+    loop_->call_soon([self] {
+      struct Release {
+        ProcessTransport* t;
+        ~Release() {
+          t->process_.reset();
+          for (auto& p : t->pipes_) p.reset();
+          t->self_.reset();
+        }
+      } release{self.get()};
+      self->protocol_->connection_lost(nullptr);
+    });
+  }
+
+  Ref<EventLoop> loop_;
+  std::shared_ptr<SubprocessProtocol> protocol_;
+  ProcessEndpointPtr process_;
+  Ref<StreamTransport> pipes_[3];
+  std::shared_ptr<PipeRelay> relays_[3];
+  std::vector<std::function<void()>> pending_;
+  Ref<ProcessTransport> self_;
+  std::optional<int> returncode_;
+  int pid_ = -1;
+  int open_pipes_ = 0;
+  bool connected_ = false;
+  bool closed_ = false;
+  bool finished_ = false;
+};
+
+void PipeRelay::data_received(std::string_view data) {
+  if (owner_) owner_->pipe_data(fd_, data);
+}
+void PipeRelay::connection_lost(std::exception_ptr exc) {
+  if (owner_) owner_->pipe_lost(fd_, exc);
+}
+void PipeRelay::pause_writing() {
+  if (owner_) owner_->pipe_pause(true);
+}
+void PipeRelay::resume_writing() {
+  if (owner_) owner_->pipe_pause(false);
+}
+
+}  // namespace
+
+Coro<SubprocessConnection> EventLoop::subprocess_exec(SubprocessProtocolFactory factory, std::vector<std::string> args,
+                                                      SubprocessOptions options) {
+  capabilities().require("subprocess_exec");
+  if (args.empty()) throw ValueError("subprocess_exec needs at least the program");
+  if (options.stdin_ == subprocess::STDOUT || options.stdout_ == subprocess::STDOUT)
+    throw ValueError("STDOUT can only be used for stderr");
+  ProcessSpec spec;
+  spec.args = std::move(args);
+  if (options.cwd) spec.cwd = std::string(*options.cwd);
+  if (options.env) spec.env = std::vector<std::string>(options.env->begin(), options.env->end());
+  spec.stdio[0] = options.stdin_;
+  spec.stdio[1] = options.stdout_;
+  spec.stdio[2] = options.stderr_;
+  std::shared_ptr<SubprocessProtocol> protocol = factory();
+  Ref<ProcessTransport> transport(new ProcessTransport(*this, protocol));
+  ProcessTransport* raw = transport.get();
+  // The exit report holds a reference: the transport lives until the child is reaped.
+  SpawnedProcess spawned = backend().spawn_process(spec, [keep = transport](int rc) { keep->process_exited(rc); });
+  (void)raw;
+  co_await transport->start(std::move(spawned));
+  SubprocessConnection result{Ref<SubprocessTransport>(transport.get()), protocol};
+  co_return result;
+}
+
+Coro<SubprocessConnection> EventLoop::subprocess_shell(SubprocessProtocolFactory factory, std::string command,
+                                                       SubprocessOptions options) {
+  capabilities().require("subprocess_shell");
+  std::vector<std::string> args;
+  args.emplace_back("/bin/sh");
+  args.emplace_back("-c");
+  args.push_back(std::move(command));
+  SubprocessConnection result = co_await subprocess_exec(std::move(factory), std::move(args), options);
+  co_return result;
+}
+
+}  // namespace eddy

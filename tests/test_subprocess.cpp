@@ -1,0 +1,204 @@
+// Child processes (real /bin/sh, cat, sleep) and pipes: asyncio's SubprocessProtocol order,
+// return codes (negative for a signal), stdio redirection, cwd and env; connect_read_pipe and
+// connect_write_pipe over an OS pipe. Loop kinds without processes say NotSupportedError.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include <algorithm>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+struct ProcessRecorder : SubprocessProtocol {
+  explicit ProcessRecorder(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  Ref<SubprocessTransport> transport;
+  std::string out[3];
+  std::vector<std::string> events;
+  Future<void> lost;
+  void connection_made(Ref<SubprocessTransport> t) override {
+    transport = t;
+    events.push_back("made");
+  }
+  void pipe_data_received(int fd, std::string_view data) override { out[fd] += data; }
+  void pipe_connection_lost(int fd, std::exception_ptr) override { events.push_back("pipe" + std::to_string(fd)); }
+  void process_exited() override { events.push_back("exited"); }
+  void connection_lost(std::exception_ptr) override {
+    events.push_back("lost");
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+static SubprocessProtocolFactory give(std::shared_ptr<ProcessRecorder> r) {
+  return [r] { return std::static_pointer_cast<SubprocessProtocol>(r); };
+}
+
+template <class... S>
+static std::vector<std::string> strings(S... s) {
+  std::vector<std::string> v;
+  (v.emplace_back(s), ...);
+  return v;
+}
+
+LOOP_TEST("subprocess and pipe methods: NotSupportedError where there are no processes", "[subprocess]") {
+  auto& loop = *this->loop;
+  if (loop.capabilities().supports("subprocess_exec")) return;
+  auto attempt = [](EventLoop& l) -> Coro<void> {
+    co_await l.subprocess_shell([] { return std::shared_ptr<SubprocessProtocol>(); }, "true");
+  };
+  CHECK_THROWS_AS(loop.run_until_complete(attempt(loop)), NotSupportedError);
+}
+
+#ifndef __EMSCRIPTEN__
+using NativeFixture = LoopFixture<PlatformLoop>;
+
+static Coro<void> cat_roundtrip(EventLoop& loop, std::shared_ptr<ProcessRecorder> r) {
+  SubprocessConnection c = co_await loop.subprocess_exec(give(r), strings("cat"));
+  CHECK(c.first->get_pid() > 0);
+  CHECK_FALSE(c.first->get_returncode());
+  auto in = c.first->get_pipe_transport(0);
+  REQUIRE(in);
+  auto* stdin_pipe = dynamic_cast<WriteTransport*>(in.get());
+  REQUIRE(stdin_pipe);
+  stdin_pipe->write("hello, ");
+  stdin_pipe->write("cat");
+  stdin_pipe->write_eof();  // closes cat's stdin: it exits after echoing
+  co_await r->lost;
+  CHECK(c.first->get_returncode() == 0);
+}
+
+TEST_CASE_METHOD(NativeFixture, "subprocess_exec: cat echoes stdin; asyncio's callback order", "[subprocess]") {
+  auto r = std::make_shared<ProcessRecorder>(*loop);
+  loop->run_until_complete(cat_roundtrip(*loop, r));
+  CHECK(r->out[1] == "hello, cat");
+  CHECK(r->out[2].empty());
+  REQUIRE(r->events.size() == 6);
+  CHECK(r->events.front() == "made");
+  CHECK(r->events.back() == "lost");
+  for (const char* e : {"pipe0", "pipe1", "pipe2", "exited"})
+    CHECK(std::count(r->events.begin(), r->events.end(), e) == 1);
+}
+
+static Coro<void> shell(EventLoop& loop, std::shared_ptr<ProcessRecorder> r, std::string cmd, SubprocessOptions o,
+                        std::optional<int>* rc) {
+  SubprocessConnection c = co_await loop.subprocess_shell(give(r), cmd, o);
+  co_await r->lost;
+  *rc = c.first->get_returncode();
+}
+
+TEST_CASE_METHOD(NativeFixture, "subprocess_shell: stderr=STDOUT, exit status, cwd, env, DEVNULL", "[subprocess]") {
+  std::optional<int> rc;
+  SECTION("stderr merged into stdout, exit status 3") {
+    auto r = std::make_shared<ProcessRecorder>(*loop);
+    loop->run_until_complete(
+        shell(*loop, r, "echo out; echo err 1>&2; exit 3", {.stdin_ = subprocess::DEVNULL, .stderr_ = subprocess::STDOUT}, &rc));
+    CHECK(r->out[1] == "out\nerr\n");
+    CHECK(rc == 3);
+  }
+  SECTION("cwd and a replaced environment") {
+    auto r = std::make_shared<ProcessRecorder>(*loop);
+    const std::vector<std::string_view> env{"EDDY_X=42", "PATH=/usr/bin:/bin"};
+    loop->run_until_complete(shell(*loop, r, "pwd; echo $EDDY_X; echo ${HOME:-unset}",
+                                   {.cwd = "/tmp", .env = std::span<const std::string_view>(env)}, &rc));
+    CHECK(r->out[1] == "/tmp\n42\nunset\n");
+    CHECK(rc == 0);
+  }
+  SECTION("DEVNULL has no pipe transport") {
+    auto r = std::make_shared<ProcessRecorder>(*loop);
+    loop->run_until_complete(shell(*loop, r, "echo hidden", {.stdout_ = subprocess::DEVNULL}, &rc));
+    CHECK(r->out[1].empty());
+    CHECK(std::count(r->events.begin(), r->events.end(), "pipe1") == 0);
+    CHECK(rc == 0);
+  }
+}
+
+static Coro<void> kill_child(EventLoop& loop, std::shared_ptr<ProcessRecorder> r, std::optional<int>* rc) {
+  SubprocessConnection c = co_await loop.subprocess_exec(give(r), strings("sleep", "30"));
+  co_await sleep(0.05);
+  c.first->kill();
+  co_await r->lost;
+  *rc = c.first->get_returncode();
+  try {
+    c.first->send_signal(SIGTERM);  // after connection_lost: ProcessLookupError, as asyncio
+    FAIL("send_signal after the end");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::no_such_process);
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "a child killed by a signal reports a negative return code", "[subprocess][faults]") {
+  auto r = std::make_shared<ProcessRecorder>(*loop);
+  std::optional<int> rc;
+  loop->run_until_complete(kill_child(*loop, r, &rc));
+  CHECK(rc == -SIGKILL);
+}
+
+static Coro<void> missing_program(EventLoop& loop, std::error_code* got) {
+  try {
+    co_await loop.subprocess_exec([] { return std::make_shared<SubprocessProtocol>(); },
+                                  strings("/nonexistent/program"));
+  } catch (const std::system_error& e) {
+    *got = e.code();
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "subprocess_exec of a missing program raises ENOENT", "[subprocess][faults]") {
+  std::error_code got;
+  loop->run_until_complete(missing_program(*loop, &got));
+  CHECK(got == std::errc::no_such_file_or_directory);
+}
+
+struct PipeReader : Protocol {
+  explicit PipeReader(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  std::string data;
+  std::vector<std::string> events;
+  Future<void> lost;
+  void connection_made(Ref<Transport>) override { events.push_back("made"); }
+  void data_received(std::string_view d) override { data += d; }
+  bool eof_received() override {
+    events.push_back("eof");
+    return true;  // a read pipe closes anyway
+  }
+  void connection_lost(std::exception_ptr) override {
+    events.push_back("lost");
+    lost.set_result();
+  }
+};
+
+static Coro<void> pipe_pair(EventLoop& loop, int rfd, int wfd, std::shared_ptr<PipeReader> reader) {
+  auto writer = std::make_shared<PipeReader>(loop);
+  ReadPipeConnection r = co_await loop.connect_read_pipe([reader] { return reader; }, rfd);
+  WritePipeConnection w = co_await loop.connect_write_pipe([writer] { return writer; }, wfd);
+  CHECK(std::any_cast<int>(w.first->get_extra_info("pipe")) == wfd);
+  CHECK_FALSE(r.first->get_extra_info("peername").has_value());
+  w.first->write("through ");
+  w.first->write("a pipe");
+  w.first->write_eof();  // closes the write end after flushing
+  co_await writer->lost;
+  co_await reader->lost;
+  CHECK(writer->events == strings("made", "lost"));
+}
+
+TEST_CASE_METHOD(NativeFixture, "connect_read_pipe and connect_write_pipe over an OS pipe", "[pipes]") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  auto reader = std::make_shared<PipeReader>(*loop);
+  loop->run_until_complete(pipe_pair(*loop, fds[0], fds[1], reader));
+  CHECK(reader->data == "through a pipe");
+  CHECK(reader->events == strings("made", "eof", "lost"));
+}
+
+static Coro<void> regular_file(EventLoop& loop, int fd) {
+  co_await loop.connect_read_pipe([] { return std::make_shared<Protocol>(); }, fd);
+}
+
+TEST_CASE_METHOD(NativeFixture, "pipe transports refuse regular files", "[pipes][faults]") {
+  int fd = ::open("/etc/hostname", O_RDONLY);
+  REQUIRE(fd >= 0);
+  CHECK_THROWS_AS(loop->run_until_complete(regular_file(*loop, fd)), ValueError);
+  ::close(fd);
+}
+#endif  // __EMSCRIPTEN__
