@@ -214,6 +214,8 @@ void EventLoop::close() {
   executor_shutdown_called_ = true;
   inbox_->close();
   for (auto& [sig, handler] : signal_handlers_) backend_->unwatch_signal(sig);
+  for (auto& [fd, watch] : fd_watches_) backend_->unwatch_fd(fd);
+  fd_watches_.clear();
   signal_handlers_.clear();
 
   // Drop everything that can never run now. Destroying a callback or a coroutine frame may

@@ -70,6 +70,14 @@ StreamEndpointPtr Backend::adopt_pipe(int) { backend_lacks("connect_read_pipe");
 SpawnedProcess Backend::spawn_process(const ProcessSpec&, std::function<void(int)>) {
   throw NotSupportedError("subprocess_exec", "this backend", "it has no processes");
 }
+void Backend::watch_fd(int, bool, bool, std::function<void(bool, bool)>) { backend_lacks("add_reader"); }
+std::size_t Backend::sock_recv(int, std::span<char>, SocketAddress*, std::error_code&) { backend_lacks("sock_recv"); }
+std::size_t Backend::sock_send(int, std::string_view, const SocketAddress*, std::error_code&) {
+  backend_lacks("sock_sendall");
+}
+int Backend::sock_accept(int, SocketAddress*, std::error_code&) { backend_lacks("sock_accept"); }
+void Backend::sock_connect(int, const SocketAddress&, std::error_code&) { backend_lacks("sock_connect"); }
+std::error_code Backend::sock_connect_result(int) { backend_lacks("sock_connect"); }
 void Backend::watch_signal(int, std::function<void()>) {
   throw NotSupportedError("add_signal_handler", "this backend", "it has no signals");
 }

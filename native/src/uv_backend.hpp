@@ -66,7 +66,10 @@ class UvBackend final : public Backend {
           name == "connect_accepted_socket" || name == "getaddrinfo" || name == "getnameinfo" ||
           name == "create_datagram_endpoint" || name == "add_signal_handler" ||
           name == "remove_signal_handler" || name == "connect_read_pipe" || name == "connect_write_pipe" ||
-          name == "subprocess_exec" || name == "subprocess_shell") {
+          name == "subprocess_exec" || name == "subprocess_shell" || name == "add_reader" ||
+          name == "remove_reader" || name == "add_writer" || name == "remove_writer" || name == "sock_recv" ||
+          name == "sock_recv_into" || name == "sock_recvfrom" || name == "sock_recvfrom_into" ||
+          name == "sock_sendall" || name == "sock_sendto" || name == "sock_connect" || name == "sock_accept") {
         c.supported = true;
       } else if (name == "shutdown_asyncgens") {
         c.note = "not implemented yet: async generators come with the high-level layer";
@@ -87,6 +90,13 @@ class UvBackend final : public Backend {
   DatagramEndpointPtr open_datagram(const DatagramOptions& options) override;
   StreamEndpointPtr adopt_pipe(int fd) override;
   SpawnedProcess spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit) override;
+  void watch_fd(int fd, bool readable, bool writable, std::function<void(bool, bool)> on_ready) override;
+  void unwatch_fd(int fd) noexcept override;
+  std::size_t sock_recv(int fd, std::span<char> buffer, SocketAddress* from, std::error_code& error) override;
+  std::size_t sock_send(int fd, std::string_view data, const SocketAddress* to, std::error_code& error) override;
+  int sock_accept(int fd, SocketAddress* peer, std::error_code& error) override;
+  void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
+  std::error_code sock_connect_result(int fd) override;
   void watch_signal(int sig, std::function<void()> on_signal) override;
   void unwatch_signal(int sig) noexcept override;
   void check_signal(int sig) const override;
@@ -97,6 +107,7 @@ class UvBackend final : public Backend {
     if (closed_) return;
     closed_ = true;
     while (!signals_.empty()) unwatch_signal(signals_.begin()->first);
+    while (!polls_.empty()) unwatch_fd(polls_.begin()->first);
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
     uv_run(&loop_, UV_RUN_DEFAULT);
@@ -109,6 +120,7 @@ class UvBackend final : public Backend {
   uv_timer_t timer_;
   bool closed_ = false;
   std::map<int, uv_signal_t*> signals_;
+  std::map<int, uv_poll_t*> polls_;
 };
 
 

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -80,6 +81,18 @@ class Backend {
   // Starts a child; `on_exit(returncode)` is called once from poll() (negative: killed by that
   // signal, as asyncio reports it) unless the process endpoint is closed first.
   virtual SpawnedProcess spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit);
+  // Readiness watching for add_reader/add_writer (level-triggered): `on_ready(readable,
+  // writable)` is called from poll(). Calling again for the same fd changes the interest.
+  virtual void watch_fd(int fd, bool readable, bool writable, std::function<void(bool, bool)> on_ready);
+  virtual void unwatch_fd(int fd) noexcept {}
+  // Non-blocking socket calls for sock_*: `error` is std::errc::operation_would_block when the
+  // call must wait for readiness. sock_accept returns the new fd; sock_connect may report
+  // operation_in_progress, after which sock_connect_result gives SO_ERROR.
+  virtual std::size_t sock_recv(int fd, std::span<char> buffer, SocketAddress* from, std::error_code& error);
+  virtual std::size_t sock_send(int fd, std::string_view data, const SocketAddress* to, std::error_code& error);
+  virtual int sock_accept(int fd, SocketAddress* peer, std::error_code& error);
+  virtual void sock_connect(int fd, const SocketAddress& address, std::error_code& error);
+  virtual std::error_code sock_connect_result(int fd);
   // Signals: `on_signal` is called from poll() after each delivery of `sig`. ValueError for an
   // invalid number, RuntimeError for an uncatchable one.
   virtual void watch_signal(int sig, std::function<void()> on_signal);

@@ -15,6 +15,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <span>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -241,6 +242,29 @@ class EventLoop : public RefCounted {
                                              SubprocessOptions options = {});
   Coro<SubprocessConnection> subprocess_shell(SubprocessProtocolFactory factory, std::string command,
                                               SubprocessOptions options = {});
+  // ---- File descriptors and raw sockets (asyncio's add_reader family and sock_* calls) -------
+  // `callback` runs from the loop while `fd` is readable / writable (level-triggered). A second
+  // add replaces the callback. remove_* return whether a callback was registered.
+  template <class F>
+  void add_reader(int fd, F&& callback) {
+    add_fd_callback(fd, 0, std::function<void()>(std::forward<F>(callback)));
+  }
+  template <class F>
+  void add_writer(int fd, F&& callback) {
+    add_fd_callback(fd, 1, std::function<void()>(std::forward<F>(callback)));
+  }
+  bool remove_reader(int fd) { return remove_fd_callback(fd, 0); }
+  bool remove_writer(int fd) { return remove_fd_callback(fd, 1); }
+  // The socket must be non-blocking. Results and errors as asyncio's (std::system_error).
+  Coro<std::string> sock_recv(int fd, std::size_t nbytes);
+  Coro<std::size_t> sock_recv_into(int fd, std::span<char> buffer);
+  Coro<std::pair<std::string, SocketAddress>> sock_recvfrom(int fd, std::size_t bufsize);
+  Coro<std::pair<std::size_t, SocketAddress>> sock_recvfrom_into(int fd, std::span<char> buffer);
+  Coro<void> sock_sendall(int fd, std::string_view data);  // `data` must outlive the call
+  Coro<std::size_t> sock_sendto(int fd, std::string_view data, SocketAddress address);
+  Coro<void> sock_connect(int fd, SocketAddress address);  // names are resolved first
+  Coro<std::pair<int, SocketAddress>> sock_accept(int fd);
+
   Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
                                           AddrInfoOptions options = {});
   Coro<NameInfo> getnameinfo(SocketAddress address, int flags = 0);
@@ -302,6 +326,9 @@ class EventLoop : public RefCounted {
   void future_created() noexcept { ++live_futures_; }
   void transport_created() noexcept { ++live_transports_; }
   void add_signal_handler_impl(int sig, std::function<void()> callback);
+  void add_fd_callback(int fd, int which, std::function<void()> callback);
+  bool remove_fd_callback(int fd, int which);
+  Coro<void> wait_fd(int fd, int which);
   void transport_destroyed() noexcept { --live_transports_; }
   void future_destroyed() noexcept { --live_futures_; }
   void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
@@ -382,6 +409,11 @@ class EventLoop : public RefCounted {
   std::size_t live_futures_ = 0;
   std::size_t live_transports_ = 0;
   std::map<int, std::shared_ptr<std::function<void()>>> signal_handlers_;
+  struct FdWatch {
+    std::shared_ptr<std::function<void()>> callbacks[2];  // reader, writer
+  };
+  std::map<int, FdWatch> fd_watches_;
+  void rewatch_fd(int fd, const FdWatch& w);
 
   std::shared_ptr<Executor> default_executor_;
   bool executor_shutdown_called_ = false;

@@ -1,0 +1,170 @@
+// add_reader / add_writer and asyncio's sock_* coroutines: try the non-blocking call, and when it
+// would block, wait for readiness with a one-shot reader or writer (removed again on success,
+// error or cancellation), then retry. The backend supplies readiness and the syscalls.
+#include "eddy/errors.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/task.hpp"
+
+namespace eddy {
+
+namespace {
+bool would_block(const std::error_code& ec) {
+  return ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again ||
+         ec == std::errc::interrupted;
+}
+}  // namespace
+
+void EventLoop::rewatch_fd(int fd, const FdWatch& w) {
+  backend_->watch_fd(fd, bool(w.callbacks[0]), bool(w.callbacks[1]), [this, fd](bool readable, bool writable) {
+    auto it = fd_watches_.find(fd);
+    if (it == fd_watches_.end()) return;
+    // asyncio: readiness adds the handles to the ready queue of this very pass.
+    if (readable && it->second.callbacks[0]) call_soon([cb = it->second.callbacks[0]] { (*cb)(); });
+    if (writable && it->second.callbacks[1]) call_soon([cb = it->second.callbacks[1]] { (*cb)(); });
+  });
+}
+
+void EventLoop::add_fd_callback(int fd, int which, std::function<void()> callback) {
+  check_closed();
+  capabilities_.require(which == 0 ? "add_reader" : "add_writer");
+  if (fd < 0) throw ValueError("Invalid file descriptor: " + std::to_string(fd));
+  FdWatch& w = fd_watches_[fd];
+  w.callbacks[which] = std::make_shared<std::function<void()>>(std::move(callback));
+  try {
+    rewatch_fd(fd, w);
+  } catch (...) {
+    w.callbacks[which].reset();
+    if (!w.callbacks[0] && !w.callbacks[1]) fd_watches_.erase(fd);
+    throw;
+  }
+}
+
+bool EventLoop::remove_fd_callback(int fd, int which) {
+  if (closed_) return false;
+  auto it = fd_watches_.find(fd);
+  if (it == fd_watches_.end() || !it->second.callbacks[which]) return false;
+  it->second.callbacks[which].reset();
+  FdWatch& w = it->second;
+  if (!w.callbacks[0] && !w.callbacks[1]) {
+    fd_watches_.erase(it);
+    backend_->unwatch_fd(fd);
+  } else {
+    rewatch_fd(fd, w);
+  }
+  return true;
+}
+
+Coro<void> EventLoop::wait_fd(int fd, int which) {
+  Future<void> ready = create_future<void>();
+  add_fd_callback(fd, which, [ready]() mutable {
+    if (!ready.done()) ready.set_result();
+  });
+  try {
+    co_await ready;
+  } catch (...) {
+    remove_fd_callback(fd, which);
+    throw;
+  }
+  remove_fd_callback(fd, which);
+}
+
+Coro<std::size_t> EventLoop::sock_recv_into(int fd, std::span<char> buffer) {
+  capabilities().require("sock_recv_into");
+  for (;;) {
+    std::error_code ec;
+    const std::size_t n = backend().sock_recv(fd, buffer, nullptr, ec);
+    if (!ec) co_return n;
+    if (!would_block(ec)) throw std::system_error(ec, "recv");
+    co_await wait_fd(fd, 0);
+  }
+}
+
+Coro<std::string> EventLoop::sock_recv(int fd, std::size_t nbytes) {
+  capabilities().require("sock_recv");
+  std::string data(nbytes, '\0');
+  const std::size_t n = co_await sock_recv_into(fd, std::span<char>(data.data(), data.size()));
+  data.resize(n);
+  co_return data;
+}
+
+Coro<std::pair<std::size_t, SocketAddress>> EventLoop::sock_recvfrom_into(int fd, std::span<char> buffer) {
+  capabilities().require("sock_recvfrom_into");
+  for (;;) {
+    std::error_code ec;
+    SocketAddress from;
+    const std::size_t n = backend().sock_recv(fd, buffer, &from, ec);
+    if (!ec) {
+      std::pair<std::size_t, SocketAddress> result{n, from};
+      co_return result;
+    }
+    if (!would_block(ec)) throw std::system_error(ec, "recvfrom");
+    co_await wait_fd(fd, 0);
+  }
+}
+
+Coro<std::pair<std::string, SocketAddress>> EventLoop::sock_recvfrom(int fd, std::size_t bufsize) {
+  capabilities().require("sock_recvfrom");
+  std::string data(bufsize, '\0');
+  std::pair<std::size_t, SocketAddress> r = co_await sock_recvfrom_into(fd, std::span<char>(data.data(), data.size()));
+  data.resize(r.first);
+  std::pair<std::string, SocketAddress> result{std::move(data), r.second};
+  co_return result;
+}
+
+Coro<void> EventLoop::sock_sendall(int fd, std::string_view data) {
+  capabilities().require("sock_sendall");
+  while (!data.empty()) {
+    std::error_code ec;
+    const std::size_t n = backend().sock_send(fd, data, nullptr, ec);
+    if (ec && !would_block(ec)) throw std::system_error(ec, "send");
+    data.remove_prefix(ec ? 0 : n);
+    if (!data.empty()) co_await wait_fd(fd, 1);
+  }
+}
+
+Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string_view data, SocketAddress address) {
+  capabilities().require("sock_sendto");
+  for (;;) {
+    std::error_code ec;
+    const std::size_t n = backend().sock_send(fd, data, &address, ec);
+    if (!ec) co_return n;
+    if (!would_block(ec)) throw std::system_error(ec, "sendto");
+    co_await wait_fd(fd, 1);
+  }
+}
+
+Coro<void> EventLoop::sock_connect(int fd, SocketAddress address) {
+  capabilities().require("sock_connect");
+  if (address.family == AddressFamily::inet || address.family == AddressFamily::inet6) {
+    // asyncio resolves a name first (numeric hosts resolve to themselves).
+    std::vector<AddrInfo> r = co_await getaddrinfo(std::string(address.host()), std::to_string(address.port),
+                                                   {.family = address.family});
+    if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+    address = r.front().address;
+  }
+  std::error_code ec;
+  backend().sock_connect(fd, address, ec);
+  if (!ec) co_return;
+  if (ec != std::errc::operation_in_progress && !would_block(ec))
+    throw std::system_error(ec, "Connect call failed " + address.to_string());
+  co_await wait_fd(fd, 1);
+  ec = backend().sock_connect_result(fd);
+  if (ec) throw std::system_error(ec, "Connect call failed " + address.to_string());
+}
+
+Coro<std::pair<int, SocketAddress>> EventLoop::sock_accept(int fd) {
+  capabilities().require("sock_accept");
+  for (;;) {
+    std::error_code ec;
+    SocketAddress peer;
+    const int conn = backend().sock_accept(fd, &peer, ec);
+    if (!ec) {
+      std::pair<int, SocketAddress> result{conn, peer};
+      co_return result;
+    }
+    if (!would_block(ec)) throw std::system_error(ec, "accept");
+    co_await wait_fd(fd, 0);
+  }
+}
+
+}  // namespace eddy

@@ -1,0 +1,136 @@
+// add_reader/add_writer and the sock_* coroutines on raw non-blocking sockets: a socketpair,
+// a listening socket accepted with sock_accept and connected with sock_connect, UDP with
+// sock_sendto/sock_recvfrom, and a refused sock_connect. Loop kinds without sockets refuse.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+LOOP_TEST("add_reader and sock_*: NotSupportedError where there are no file descriptors", "[sockets]") {
+  auto& loop = *this->loop;
+  if (loop.capabilities().supports("add_reader")) return;
+  CHECK_THROWS_AS(loop.add_reader(0, [] {}), NotSupportedError);
+  CHECK_FALSE(loop.remove_reader(0));
+}
+
+#ifndef __EMSCRIPTEN__
+using NativeFixture = LoopFixture<PlatformLoop>;
+
+static int nonblocking_socket(int family, int type) { return ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
+
+TEST_CASE_METHOD(NativeFixture, "add_reader/add_writer: level-triggered callbacks, replace, remove", "[sockets]") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  int writable = 0, first = 0, second = 0;
+  loop->add_writer(sv[0], [&] {
+    ++writable;
+    CHECK(loop->remove_writer(sv[0]));
+    CHECK(::write(sv[0], "ping", 4) == 4);
+  });
+  loop->add_reader(sv[1], [&] { ++first; });  // replaced before it can run
+  loop->add_reader(sv[1], [&] {
+    ++second;
+    char buf[16];
+    CHECK(::read(sv[1], buf, sizeof buf) == 4);
+    CHECK(loop->remove_reader(sv[1]));
+    loop->stop();
+  });
+  loop->run_forever();
+  CHECK(writable == 1);
+  CHECK(first == 0);
+  CHECK(second == 1);
+  CHECK_FALSE(loop->remove_reader(sv[1]));
+  CHECK_FALSE(loop->remove_writer(sv[0]));
+  CHECK_THROWS_AS(loop->add_reader(-1, [] {}), ValueError);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+static Coro<void> tcp_roundtrip(EventLoop& loop, int listener, std::uint16_t port) {
+  int client = nonblocking_socket(AF_INET, SOCK_STREAM);
+  Task<std::pair<int, SocketAddress>> accepting = loop.create_task(loop.sock_accept(listener));
+  co_await loop.sock_connect(client, SocketAddress::ip("127.0.0.1", port));
+  std::pair<int, SocketAddress> conn = co_await accepting;
+  CHECK(conn.second.host() == "127.0.0.1");
+  const std::string big(3 << 20, 'q');  // more than the socket buffers: sendall must wait
+  Task<void> sending = loop.create_task(loop.sock_sendall(client, big));
+  std::size_t got = 0;
+  std::string chunk;
+  while (got < big.size()) {
+    chunk = co_await loop.sock_recv(conn.first, 65536);
+    REQUIRE_FALSE(chunk.empty());
+    got += chunk.size();
+  }
+  co_await sending;
+  ::shutdown(client, SHUT_WR);
+  std::array<char, 8> buf;
+  CHECK(co_await loop.sock_recv_into(conn.first, std::span<char>(buf)) == 0);  // EOF
+  ::close(client);
+  ::close(conn.first);
+  CHECK(got == big.size());
+}
+
+TEST_CASE_METHOD(NativeFixture, "sock_accept, sock_connect, sock_sendall, sock_recv over TCP", "[sockets]") {
+  int listener = nonblocking_socket(AF_INET, SOCK_STREAM);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(listener, 8) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  loop->run_until_complete(tcp_roundtrip(*loop, listener, ntohs(a.sin_port)));
+  ::close(listener);
+}
+
+static Coro<void> udp_roundtrip(EventLoop& loop, int a, int b, std::uint16_t bport) {
+  Task<std::pair<std::string, SocketAddress>> receiving = loop.create_task(loop.sock_recvfrom(b, 1024));
+  CHECK(co_await loop.sock_sendto(a, "datagram", SocketAddress::ip("127.0.0.1", bport)) == 8);
+  std::pair<std::string, SocketAddress> r = co_await receiving;
+  CHECK(r.first == "datagram");
+  CHECK(r.second.family == AddressFamily::inet);
+}
+
+TEST_CASE_METHOD(NativeFixture, "sock_sendto and sock_recvfrom over UDP", "[sockets]") {
+  int a = nonblocking_socket(AF_INET, SOCK_DGRAM), b = nonblocking_socket(AF_INET, SOCK_DGRAM);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(b, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(b, reinterpret_cast<sockaddr*>(&addr), &len);
+  loop->run_until_complete(udp_roundtrip(*loop, a, b, ntohs(addr.sin_port)));
+  ::close(a);
+  ::close(b);
+}
+
+static Coro<void> refused(EventLoop& loop, int s, std::uint16_t port, std::error_code* got) {
+  try {
+    co_await loop.sock_connect(s, SocketAddress::ip("127.0.0.1", port));
+  } catch (const std::system_error& e) {
+    *got = e.code();
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "sock_connect to a closed port raises ECONNREFUSED", "[sockets][faults]") {
+  int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(probe);
+  int s = nonblocking_socket(AF_INET, SOCK_STREAM);
+  std::error_code got;
+  loop->run_until_complete(refused(*loop, s, ntohs(a.sin_port), &got));
+  CHECK(got == std::errc::connection_refused);
+  ::close(s);
+}
+#endif  // __EMSCRIPTEN__
