@@ -2,7 +2,9 @@
 // a child process. A server peer prints "READY <port|path>" once listening.
 #pragma once
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +70,19 @@ class PythonPeer {
   int out_ = -1;
   int status_ = 0;
 };
+
+// A loopback TCP port nobody listens on (bound, then closed).
+inline std::uint16_t unused_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);  // nobody listens there now
+  return ntohs(a.sin_port);
+}
 
 // The pattern the peer checks: byte i is ((i % 4096) * 7 + i / 4096) % 251.
 inline std::string peer_pattern(std::size_t start, std::size_t n) {

@@ -47,5 +47,14 @@ struct LoopFixture {
   bool threads() const { return loop->capabilities().supports("run_in_executor"); }
 };
 
+// Coroutine bodies avoid braced lists (gcc 12 cannot keep an initializer_list's array in a
+// coroutine frame): strings("a", "b") builds the vector in an ordinary function.
+template <class... S>
+std::vector<std::string> strings(S... s) {
+  std::vector<std::string> v;
+  (v.emplace_back(s), ...);
+  return v;
+}
+
 #define LOOP_TEST(name, tags) \
   TEMPLATE_TEST_CASE_METHOD(LoopFixture, name, tags, PlatformLoop, VirtualLoop)

@@ -59,13 +59,6 @@ static DatagramProtocolFactory give(std::shared_ptr<DatagramRecorder> r) {
   return [r] { return std::static_pointer_cast<DatagramProtocol>(r); };
 }
 
-template <class... S>
-static std::vector<std::string> strings(S... s) {
-  std::vector<std::string> v;
-  (v.emplace_back(s), ...);
-  return v;
-}
-
 static Coro<void> udp_client(EventLoop& loop, std::uint16_t port, std::shared_ptr<DatagramRecorder> r) {
   r->expect = 3;
   r->enough = loop.create_future<void>();

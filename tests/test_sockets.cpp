@@ -20,6 +20,8 @@ LOOP_TEST("add_reader and sock_*: NotSupportedError where there are no file desc
 }
 
 #ifndef __EMSCRIPTEN__
+#include "peer.hpp"
+
 using NativeFixture = LoopFixture<PlatformLoop>;
 
 static int nonblocking_socket(int family, int type) { return ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
@@ -119,17 +121,9 @@ static Coro<void> refused(EventLoop& loop, int s, std::uint16_t port, std::error
 }
 
 TEST_CASE_METHOD(NativeFixture, "sock_connect to a closed port raises ECONNREFUSED", "[sockets][faults]") {
-  int probe = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(probe);
   int s = nonblocking_socket(AF_INET, SOCK_STREAM);
   std::error_code got;
-  loop->run_until_complete(refused(*loop, s, ntohs(a.sin_port), &got));
+  loop->run_until_complete(refused(*loop, s, unused_port(), &got));
   CHECK(got == std::errc::connection_refused);
   ::close(s);
 }

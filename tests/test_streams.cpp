@@ -57,15 +57,6 @@ struct Recorder : Protocol {
   }
 };
 
-// Coroutine bodies avoid braced lists (gcc 12 cannot keep an initializer_list's array in a
-// coroutine frame): these build the vectors in ordinary functions.
-template <class... S>
-static std::vector<std::string> strings(S... s) {
-  std::vector<std::string> v;
-  (v.emplace_back(s), ...);
-  return v;
-}
-
 static bool has_streams(EventLoop& loop) { return loop.capabilities().supports("create_connection"); }
 
 LOOP_TEST("stream methods: loops without sockets refuse with NotSupportedError", "[streams]") {
@@ -179,18 +170,6 @@ TEST_CASE_METHOD(NativeFixture, "create_connection: DNS name, happy eyeballs, ex
   CHECK(rec->events == std::vector<std::string>{"made", "lost"});
   CHECK(rec->data.empty());
   peer.finish();
-}
-
-static std::uint16_t unused_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);  // nobody listens there now
-  return ntohs(a.sin_port);
 }
 
 static Coro<void> connect_expecting(EventLoop& loop, std::string host, std::uint16_t port, std::error_code* got) {

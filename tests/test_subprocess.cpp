@@ -36,13 +36,6 @@ static SubprocessProtocolFactory give(std::shared_ptr<ProcessRecorder> r) {
   return [r] { return std::static_pointer_cast<SubprocessProtocol>(r); };
 }
 
-template <class... S>
-static std::vector<std::string> strings(S... s) {
-  std::vector<std::string> v;
-  (v.emplace_back(s), ...);
-  return v;
-}
-
 LOOP_TEST("subprocess and pipe methods: NotSupportedError where there are no processes", "[subprocess]") {
   auto& loop = *this->loop;
   if (loop.capabilities().supports("subprocess_exec")) return;
@@ -170,8 +163,12 @@ struct PipeReader : Protocol {
 
 static Coro<void> pipe_pair(EventLoop& loop, int rfd, int wfd, std::shared_ptr<PipeReader> reader) {
   auto writer = std::make_shared<PipeReader>(loop);
-  ReadPipeConnection r = co_await loop.connect_read_pipe([reader] { return reader; }, rfd);
-  WritePipeConnection w = co_await loop.connect_write_pipe([writer] { return writer; }, wfd);
+  // Factories are named first: gcc 12 destroys a capturing lambda temporary inside a co_await
+  // expression twice (ASan caught it here).
+  ProtocolFactory reader_factory = [reader] { return reader; };
+  ProtocolFactory writer_factory = [writer] { return writer; };
+  ReadPipeConnection r = co_await loop.connect_read_pipe(reader_factory, rfd);
+  WritePipeConnection w = co_await loop.connect_write_pipe(writer_factory, wfd);
   CHECK(std::any_cast<int>(w.first->get_extra_info("pipe")) == wfd);
   CHECK_FALSE(r.first->get_extra_info("peername").has_value());
   w.first->write("through ");

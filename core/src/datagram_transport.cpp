@@ -9,6 +9,7 @@
 #include "eddy/loop.hpp"
 #include "eddy/task.hpp"
 #include "eddy/transports.hpp"
+#include "stream_transport.hpp"
 
 namespace eddy {
 
@@ -48,13 +49,7 @@ class UdpTransport final : public DatagramTransport, private DatagramEvents {
   }
   bool is_closing() const override { return closing_; }
   std::any get_extra_info(std::string_view name, std::any default_value) const override {
-    if (name == "peername") return peername_.has_value() ? peername_ : default_value;
-    if (name == "sockname") return sockname_.has_value() ? sockname_ : default_value;
-    if (endpoint_) {
-      std::any v = endpoint_->extra_info(name);
-      if (v.has_value()) return v;
-    }
-    return default_value;
+    return lookup_extra_info(name, std::move(default_value), peername_, sockname_, endpoint_.get());
   }
   void set_protocol(std::shared_ptr<BaseProtocol> protocol) override {
     auto p = std::dynamic_pointer_cast<DatagramProtocol>(protocol);
@@ -170,6 +165,14 @@ class UdpTransport final : public DatagramTransport, private DatagramEvents {
   bool protocol_connected_ = false;
 };
 
+// The first address getaddrinfo gives for `a` (asyncio uses the first match too).
+Coro<SocketAddress> resolve_first(EventLoop& loop, SocketAddress a, AddrInfoOptions ai) {
+  std::vector<AddrInfo> r = co_await loop.getaddrinfo(std::string(a.host()), std::to_string(a.port), ai);
+  if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+  SocketAddress first = r.front().address;
+  co_return first;
+}
+
 }  // namespace
 
 Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFactory factory,
@@ -189,23 +192,17 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
     AddrInfoOptions ai{.family = options.family, .kind = SocketKind::datagram};
     const bool unix_socket = options.family == AddressFamily::unix_socket;
     if (options.local_addr) {
-      if (unix_socket) {
-        d.local = options.local_addr;
-      } else {
-        std::vector<AddrInfo> r = co_await getaddrinfo(std::string(options.local_addr->host()), std::to_string(options.local_addr->port), ai);
-        if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
-        d.local = r.front().address;
-        ai.family = d.local->family;
-      }
+      if (unix_socket)
+        d.local = *options.local_addr;
+      else
+        d.local = co_await resolve_first(*this, *options.local_addr, ai);
+      ai.family = d.local->family;
     }
     if (options.remote_addr) {
-      if (unix_socket) {
-        d.remote = options.remote_addr;
-      } else {
-        std::vector<AddrInfo> r = co_await getaddrinfo(std::string(options.remote_addr->host()), std::to_string(options.remote_addr->port), ai);
-        if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
-        d.remote = r.front().address;
-      }
+      if (unix_socket)
+        d.remote = *options.remote_addr;
+      else
+        d.remote = co_await resolve_first(*this, *options.remote_addr, ai);
       remote = d.remote;
     }
     if (!d.local && !d.remote && options.family == AddressFamily::unspec)

@@ -16,6 +16,20 @@ namespace eddy {
 
 class Server;
 
+// get_extra_info for transports over an endpoint: the addresses cached when the transport was
+// made (asyncio keeps them after close), then whatever the endpoint knows.
+template <class Endpoint>
+std::any lookup_extra_info(std::string_view name, std::any default_value, const std::any& peername,
+                           const std::any& sockname, const Endpoint* endpoint) {
+  if (name == "peername") return peername.has_value() ? peername : default_value;
+  if (name == "sockname") return sockname.has_value() ? sockname : default_value;
+  if (endpoint) {
+    std::any v = endpoint->extra_info(name);
+    if (v.has_value()) return v;
+  }
+  return default_value;
+}
+
 class StreamTransport final : public Transport, private StreamEvents {
  public:
   // Sockets read and write; a read pipe always closes after EOF; a write pipe never reads, and

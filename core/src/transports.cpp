@@ -202,13 +202,7 @@ void StreamTransport::connection_made() {
 }
 
 std::any StreamTransport::get_extra_info(std::string_view name, std::any default_value) const {
-  if (name == "peername") return peername_.has_value() ? peername_ : default_value;
-  if (name == "sockname") return sockname_.has_value() ? sockname_ : default_value;
-  if (endpoint_) {
-    std::any v = endpoint_->extra_info(name);
-    if (v.has_value()) return v;
-  }
-  return default_value;
+  return lookup_extra_info(name, std::move(default_value), peername_, sockname_, endpoint_.get());
 }
 
 void StreamTransport::pause_reading() {

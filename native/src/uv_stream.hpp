@@ -19,6 +19,14 @@ SocketAddress to_socket_address(const sockaddr* sa);
 // Fills `out` (a sockaddr_storage); throws std::system_error(EINVAL) for a bad address.
 void to_sockaddr(const SocketAddress& a, sockaddr_storage& out);
 
+// The libuv handle behind a TCP or Unix stream, connected or listening.
+union UvStreamHandle {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+};
+
 class UvStreamEndpoint final : public StreamEndpoint {
  public:
   enum class Kind { tcp, unix_socket, pipe };
@@ -48,12 +56,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
  private:
   ~UvStreamEndpoint() override = default;
 
-  union Handle {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } handle_;
+  UvStreamHandle handle_;
   Kind kind_;
   StreamEvents* events_ = nullptr;
   ConnectDone connect_done_;
@@ -82,12 +85,7 @@ class UvListener final : public StreamListener {
 
  private:
   ~UvListener() override = default;
-  union Handle {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } handle_;
+  UvStreamHandle handle_;
   UvStreamEndpoint::Kind kind_;
   ListenOptions options_;
   Events events_;
