@@ -54,13 +54,22 @@ class PythonPeer {
     std::string l = read_line();
     return l.rfind("READY ", 0) == 0 ? l.substr(6) : "peer did not start: " + l;
   }
+  // True once the peer has exited (without blocking).
+  bool exited() {
+    if (pid_ <= 0) return true;
+    if (::waitpid(pid_, &status_, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    return false;
+  }
   // Everything the peer still prints, then waits for it to exit; returns its output.
   std::string finish() {
     std::string all, l;
     char buf[4096];
     ssize_t n;
     while ((n = ::read(out_, buf, sizeof buf)) > 0) all.append(buf, static_cast<std::size_t>(n));
-    ::waitpid(pid_, &status_, 0);
+    if (pid_ > 0) ::waitpid(pid_, &status_, 0);
     pid_ = -1;
     return all;
   }

@@ -185,6 +185,22 @@ async def udp_client(addr, n):
     print("OK" if sorted(proto.got) == sorted(sent) else "FAIL %r" % proto.got, len(proto.got), flush=True)
 
 
+async def many_clients(addr, n):
+    # Opens n connections at once; each sends one byte and waits briefly for its echo.
+    async def one():
+        try:
+            reader, writer = await connect(addr)
+            writer.write(b"x")
+            data = await asyncio.wait_for(reader.read(1), 3)
+            writer.close()
+            return data == b"x"
+        except (OSError, asyncio.TimeoutError):
+            return False
+
+    results = await asyncio.gather(*(one() for _ in range(n)))
+    print("ECHOED", sum(results), flush=True)
+
+
 def main():
     mode, addr = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -198,6 +214,8 @@ def main():
         asyncio.run(udp_echo_server(addr, n))
     elif mode == "udp-client":
         asyncio.run(udp_client(addr, n))
+    elif mode == "many-clients":
+        asyncio.run(many_clients(addr, n))
     elif mode == "slow-reader":
         asyncio.run(slow_reader(addr, n))
     else:
