@@ -78,6 +78,10 @@ std::size_t Backend::sock_send(int, std::string_view, const SocketAddress*, std:
 int Backend::sock_accept(int, SocketAddress*, std::error_code&) { backend_lacks("sock_accept"); }
 void Backend::sock_connect(int, const SocketAddress&, std::error_code&) { backend_lacks("sock_connect"); }
 std::error_code Backend::sock_connect_result(int) { backend_lacks("sock_connect"); }
+std::size_t Backend::sendfile_chunk(int, int, std::uint64_t, std::size_t, std::error_code&) {
+  backend_lacks("sock_sendfile");
+}
+std::size_t Backend::read_file(int, std::uint64_t, std::span<char>, std::error_code&) { backend_lacks("sendfile"); }
 void Backend::watch_signal(int, std::function<void()>) {
   throw NotSupportedError("add_signal_handler", "this backend", "it has no signals");
 }

@@ -69,7 +69,8 @@ class UvBackend final : public Backend {
           name == "subprocess_exec" || name == "subprocess_shell" || name == "add_reader" ||
           name == "remove_reader" || name == "add_writer" || name == "remove_writer" || name == "sock_recv" ||
           name == "sock_recv_into" || name == "sock_recvfrom" || name == "sock_recvfrom_into" ||
-          name == "sock_sendall" || name == "sock_sendto" || name == "sock_connect" || name == "sock_accept") {
+          name == "sock_sendall" || name == "sock_sendto" || name == "sock_connect" || name == "sock_accept" || name == "sock_sendfile" ||
+          name == "sendfile") {
         c.supported = true;
       } else if (name == "shutdown_asyncgens") {
         c.note = "not implemented yet: async generators come with the high-level layer";
@@ -97,6 +98,10 @@ class UvBackend final : public Backend {
   int sock_accept(int fd, SocketAddress* peer, std::error_code& error) override;
   void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
   std::error_code sock_connect_result(int fd) override;
+  std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
+                             std::error_code& error) override;
+  std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error) override;
+  void seek_file(int file, std::uint64_t offset) noexcept override;
   void watch_signal(int sig, std::function<void()> on_signal) override;
   void unwatch_signal(int sig) noexcept override;
   void check_signal(int sig) const override;

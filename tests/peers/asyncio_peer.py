@@ -122,10 +122,11 @@ async def slow_reader(addr, n):
     # Reads with pauses so that the sender's buffer fills and drains repeatedly.
     reader, writer = await connect(addr)
     got = bytearray()
+    await asyncio.sleep(0.3)  # let the kernel buffers fill: the sender must queue and pause
     while chunk := await reader.read(1 << 20):
         got += chunk
-        if len(got) % (8 << 20) < len(chunk):
-            await asyncio.sleep(0.02)
+        if len(got) % (4 << 20) < len(chunk):
+            await asyncio.sleep(0.03)
     writer.close()
     bad = check_pattern(bytes(got))
     if len(got) == n and bad < 0:

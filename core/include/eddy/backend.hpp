@@ -93,6 +93,12 @@ class Backend {
   virtual int sock_accept(int fd, SocketAddress* peer, std::error_code& error);
   virtual void sock_connect(int fd, const SocketAddress& address, std::error_code& error);
   virtual std::error_code sock_connect_result(int fd);
+  // Files for sendfile: zero-copy from `file` at `offset` to the socket (what the kernel took
+  // now; would_block when full), pread for the fallback, and the file position afterwards.
+  virtual std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
+                                     std::error_code& error);
+  virtual std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error);
+  virtual void seek_file(int file, std::uint64_t offset) noexcept {}
   // Signals: `on_signal` is called from poll() after each delivery of `sig`. ValueError for an
   // invalid number, RuntimeError for an uncatchable one.
   virtual void watch_signal(int sig, std::function<void()> on_signal);

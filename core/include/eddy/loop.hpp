@@ -264,6 +264,15 @@ class EventLoop : public RefCounted {
   Coro<std::size_t> sock_sendto(int fd, std::string_view data, SocketAddress address);
   Coro<void> sock_connect(int fd, SocketAddress address);  // names are resolved first
   Coro<std::pair<int, SocketAddress>> sock_accept(int fd);
+  // Sends `count` bytes (nullopt: to the end) of `file` from `offset`; returns the bytes sent and
+  // leaves the file position after them. sock_sendfile is zero-copy (sendfile(2)) on a
+  // non-blocking stream socket, falling back to read+send for files the kernel cannot send
+  // (SendfileNotAvailableError when `fallback` is false). sendfile() on a transport writes
+  // through the transport, honouring its flow control (asyncio's fallback path).
+  Coro<std::size_t> sock_sendfile(int sock, int file, std::uint64_t offset = 0,
+                                  std::optional<std::size_t> count = std::nullopt, bool fallback = true);
+  Coro<std::size_t> sendfile(Ref<WriteTransport> transport, int file, std::uint64_t offset = 0,
+                             std::optional<std::size_t> count = std::nullopt, bool fallback = true);
 
   Coro<std::vector<AddrInfo>> getaddrinfo(std::string host, std::string port,
                                           AddrInfoOptions options = {});

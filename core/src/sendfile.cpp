@@ -1,0 +1,163 @@
+// sock_sendfile and sendfile: asyncio's zero-copy path where the kernel can (sendfile(2) on a
+// non-blocking socket, waiting for writability when it is full) and its read-and-send fallback.
+// On a transport, the fallback lends the transport a protocol that turns pause_writing /
+// resume_writing into a drain wait, with reading paused, and then gives the user's protocol back.
+#include <algorithm>
+
+#include "eddy/errors.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/task.hpp"
+#include "eddy/transports.hpp"
+
+namespace eddy {
+
+namespace {
+
+constexpr std::size_t kFallbackChunk = 256 * 1024;
+
+bool would_block(const std::error_code& ec) {
+  return ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again ||
+         ec == std::errc::interrupted;
+}
+
+// sendfile(2) refuses these (EINVAL, ENOSYS, EOPNOTSUPP, ENOTSOCK, ESPIPE for pipes): the
+// fallback may take over.
+bool not_sendable(const std::error_code& ec) {
+  return ec == std::errc::invalid_argument || ec == std::errc::function_not_supported ||
+         ec == std::errc::operation_not_supported || ec == std::errc::not_a_socket || ec == std::errc::invalid_seek;
+}
+
+void check_count(std::optional<std::size_t> count) {
+  if (count && *count == 0) throw ValueError("count must be a positive integer (got 0)");
+}
+
+// Stands in for the user's protocol while the fallback writes through the transport.
+class SendfileFallbackProtocol final : public Protocol {
+ public:
+  SendfileFallbackProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> user, bool paused)
+      : loop_(&loop), user_(std::move(user)), paused_(paused) {}
+  void pause_writing() override { paused_ = true; }
+  void resume_writing() override {
+    paused_ = false;
+    if (drained_ && !drained_.done()) drained_.set_result();
+  }
+  void connection_lost(std::exception_ptr exc) override {
+    lost_ = true;
+    lost_exc_ = exc;
+    if (drained_ && !drained_.done()) drained_.set_result();
+    user_->connection_lost(exc);  // the user's protocol still learns it, as in asyncio
+  }
+  Coro<void> drain() {
+    if (lost_) throw_lost();
+    if (!paused_) co_return;
+    drained_ = loop_->create_future<void>();
+    Future<void> f = drained_;
+    co_await f;
+    if (lost_) throw_lost();
+  }
+
+ private:
+  void throw_lost() {
+    if (lost_exc_) std::rethrow_exception(lost_exc_);
+    throw std::system_error(std::make_error_code(std::errc::connection_reset), "Connection closed by peer");
+  }
+  EventLoop* loop_;
+  std::shared_ptr<BaseProtocol> user_;
+  Future<void> drained_;
+  std::exception_ptr lost_exc_;
+  bool paused_ = false;
+  bool lost_ = false;
+};
+
+}  // namespace
+
+Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t offset, std::optional<std::size_t> count,
+                                           bool fallback) {
+  capabilities().require("sock_sendfile");
+  check_count(count);
+  std::size_t total = 0;
+  bool use_fallback = false;
+  while (!count || total < *count) {
+    const std::size_t want = count ? std::min<std::size_t>(*count - total, 1 << 30) : std::size_t(1) << 30;
+    std::error_code ec;
+    const std::size_t n = backend().sendfile_chunk(sock, file, offset + total, want, ec);
+    if (ec) {
+      if (would_block(ec)) {
+        co_await wait_fd(sock, 1);
+        continue;
+      }
+      if (total == 0 && not_sendable(ec)) {
+        if (!fallback) throw SendfileNotAvailableError("os.sendfile() is not available for this socket and file: " + ec.message());
+        use_fallback = true;
+        break;
+      }
+      backend().seek_file(file, offset + total);
+      throw std::system_error(ec, "sendfile");
+    }
+    if (n == 0) break;  // end of file
+    total += n;
+  }
+  if (use_fallback) {
+    std::string chunk(kFallbackChunk, '\0');
+    for (;;) {
+      std::size_t want = chunk.size();
+      if (count) want = std::min(want, *count - total);
+      if (want == 0) break;
+      std::error_code ec;
+      const std::size_t n = backend().read_file(file, offset + total, std::span<char>(chunk.data(), want), ec);
+      if (ec) throw std::system_error(ec, "read");
+      if (n == 0) break;
+      co_await sock_sendall(sock, std::string_view(chunk.data(), n));
+      total += n;
+    }
+  }
+  backend().seek_file(file, offset + total);
+  co_return total;
+}
+
+Coro<std::size_t> EventLoop::sendfile(Ref<WriteTransport> transport, int file, std::uint64_t offset,
+                                      std::optional<std::size_t> count, bool fallback) {
+  capabilities().require("sendfile");
+  check_count(count);
+  if (transport->is_closing()) throw RuntimeError("Transport is closing");
+  // A libuv stream owns its socket's readiness, so the zero-copy path is not taken for
+  // transports: without the fallback, asyncio's answer is SendfileNotAvailableError.
+  if (!fallback) throw SendfileNotAvailableError("sendfile is not supported for this transport (fallback disabled)");
+  auto* reader = dynamic_cast<ReadTransport*>(transport.get());
+  const bool was_reading = reader && reader->is_reading();
+  if (reader) reader->pause_reading();
+  std::shared_ptr<BaseProtocol> user = transport->get_protocol();
+  const bool paused = transport->get_write_buffer_size() > transport->get_write_buffer_limits().second;
+  auto lent = std::make_shared<SendfileFallbackProtocol>(*this, user, paused);
+  transport->set_protocol(lent);
+  // The user's protocol comes back however this ends.
+  struct Restore {
+    Ref<WriteTransport> t;
+    std::shared_ptr<BaseProtocol> p;
+    ReadTransport* r;
+    bool resume;
+    ~Restore() {
+      t->set_protocol(p);
+      if (resume && r && !t->is_closing()) r->resume_reading();
+    }
+  } restore{transport, user, reader, was_reading};
+  std::size_t total = 0;
+  std::string chunk(kFallbackChunk, '\0');
+  for (;;) {
+    std::size_t want = chunk.size();
+    if (count) want = std::min(want, *count - total);
+    if (want == 0) break;
+    std::error_code ec;
+    const std::size_t n = backend().read_file(file, offset + total, std::span<char>(chunk.data(), want), ec);
+    if (ec) throw std::system_error(ec, "read");
+    if (n == 0) break;
+    co_await lent->drain();
+    transport->write(std::string_view(chunk.data(), n));
+    total += n;
+  }
+  co_await lent->drain();
+  backend().seek_file(file, offset + total);
+  co_return total;
+}
+
+}  // namespace eddy
