@@ -5,7 +5,7 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PACKAGES="build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev emscripten nodejs python3 dpkg-dev"
+PACKAGES="build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev openssl emscripten nodejs python3 dpkg-dev"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

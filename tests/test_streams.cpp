@@ -550,10 +550,25 @@ static int open_fd_count() {
   return n - 3;  // ".", ".." and the directory's own fd
 }
 
+static Coro<std::string> echo_once(EventLoop& loop, std::uint16_t port) {
+  auto rec = std::make_shared<Recorder>(loop);
+  rec->on_data = [](Recorder& r, std::string_view) {
+    if (r.data.size() >= 5) r.transport->close();
+  };
+  ProtocolFactory client = give(rec);
+  Connection c = co_await loop.create_connection(client, "127.0.0.1", port);
+  c.first->write("hello");
+  co_await rec->lost;
+  co_return rec->data;
+}
+
 static Coro<void> accept_at_fd_limit(EventLoop& loop, std::string* said, std::string* after) {
   ProtocolFactory factory = [&loop] { return std::make_shared<EchoServerProtocol>(loop.create_future<void>()); };
   Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0);
   const std::uint16_t port = server->sockets()[0].address.port;
+  // One round trip first: sanitizer builds check each dynamic type once, and that first check
+  // needs a pipe, which they could not get once the descriptors run out.
+  CHECK(co_await echo_once(loop, port) == "hello");
   // The peer (and its pipe) first; then only a few descriptors are left for accepted sockets.
   PythonPeer peer(strings("many-clients", "tcp:127.0.0.1:" + std::to_string(port), "30"));
   rlimit old;
@@ -565,15 +580,7 @@ static Coro<void> accept_at_fd_limit(EventLoop& loop, std::string* said, std::st
   ::setrlimit(RLIMIT_NOFILE, &old);
   *said = peer.finish();
   // The server kept serving: a new client is accepted and echoed.
-  auto rec = std::make_shared<Recorder>(loop);
-  rec->on_data = [](Recorder& r, std::string_view) {
-    if (r.data.size() >= 5) r.transport->close();
-  };
-  ProtocolFactory client = give(rec);
-  Connection c = co_await loop.create_connection(client, "127.0.0.1", port);
-  c.first->write("after");
-  co_await rec->lost;
-  *after = rec->data;
+  *after = co_await echo_once(loop, port);
   server->close();
   server->close_clients();
   co_await server->wait_closed();
@@ -588,7 +595,7 @@ TEST_CASE_METHOD(NativeFixture, "accept at the file-descriptor limit: reported, 
   const int echoed = std::atoi(said.c_str() + 7);
   CHECK(echoed >= 1);
   CHECK(echoed < 30);  // some connections could not be accepted
-  CHECK(after == "after");
+  CHECK(after == "hello");
   // libuv's reserved-descriptor trick accepts and closes what it cannot hold without reporting
   // (as uvloop); any report that does arrive must be asyncio's.
   for (const auto& r : reported) CHECK(r.message == "socket.accept() out of system resource");

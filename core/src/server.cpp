@@ -65,7 +65,39 @@ void Server::accepted(StreamEndpointPtr endpoint) {
     loop_->call_exception_handler(ctx);
     return;
   }
-  StreamTransport::create(*loop_, std::move(endpoint), std::move(protocol), this, {});
+  if (!tls_) {
+    StreamTransport::create(*loop_, std::move(endpoint), std::move(protocol), this, {});
+    return;
+  }
+  // TLS: the transport (and connection_made) come once the handshake is done; a failed or slow
+  // handshake is reported and the connection dropped, as asyncio does.
+  const std::uint64_t id = ++next_handshake_id_;
+  Ref<Server> self(this);
+  StreamEndpointPtr wrapped = loop_->backend().wrap_tls(
+      std::move(endpoint), *tls_, {}, [self, id, protocol](std::error_code ec, std::string why) mutable {
+        self->handshake_done(id, ec, why, std::move(protocol));
+      });
+  TimerHandle timer = loop_->call_later(tls_timeout_, [self, id] {
+    self->handshake_done(id, std::make_error_code(std::errc::timed_out), "handshake timeout", nullptr);
+  });
+  handshakes_.emplace(id, PendingHandshake{std::move(wrapped), timer});
+}
+
+void Server::handshake_done(std::uint64_t id, std::error_code ec, const std::string& why,
+                            std::shared_ptr<BaseProtocol> protocol) {
+  auto it = handshakes_.find(id);
+  if (it == handshakes_.end()) return;
+  PendingHandshake pending = std::move(it->second);
+  handshakes_.erase(it);
+  pending.timer.cancel();
+  if (ec || closed_) {
+    if (ec) {
+      ExceptionContext ctx("SSL handshake failed", std::make_exception_ptr(std::system_error(ec, why)));
+      loop_->call_exception_handler(ctx);
+    }
+    return;  // `pending.endpoint` closes here
+  }
+  StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
 }
 
 void Server::close() {
@@ -73,6 +105,8 @@ void Server::close() {
   closed_ = true;
   serving_ = false;
   listeners_.clear();  // closes the listening sockets
+  for (auto& [id, pending] : handshakes_) pending.timer.cancel();
+  handshakes_.clear();  // handshakes in progress are dropped
   if (serving_forever_ && !serving_forever_.done()) serving_forever_.cancel();
   serving_forever_ = {};
   if (transports_.empty()) wakeup();
@@ -242,6 +276,44 @@ struct ConnectRace : RefCounted {
   }
 };
 
+std::string seconds_text(double s) {
+  std::string t = std::to_string(s);
+  t.erase(t.find_last_not_of('0') + 1);
+  if (!t.empty() && t.back() == '.') t.pop_back();
+  return t;
+}
+
+std::system_error handshake_timeout(double timeout) {
+  return std::system_error(std::make_error_code(std::errc::connection_aborted),
+                           "SSL handshake is taking longer than " + seconds_text(timeout) +
+                               " seconds: aborting the connection");
+}
+
+// Wraps `endpoint` in TLS and waits for the handshake (asyncio's ssl_handshake_timeout).
+Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop, StreamEndpointPtr endpoint, const TlsContext* context,
+                                      std::string hostname, double timeout) {
+  Future<void> done = loop.create_future<void>();
+  StreamEndpointPtr wrapped =
+      loop.backend().wrap_tls(std::move(endpoint), *context, hostname, [done](std::error_code ec, std::string why) mutable {
+        if (done.done()) return;
+        if (ec)
+          done.set_exception(std::system_error(ec, "SSL handshake failed: " + why));
+        else
+          done.set_result();
+      });
+  TimerHandle timer = loop.call_later(timeout, [done, timeout]() mutable {
+    if (!done.done()) done.set_exception(handshake_timeout(timeout));
+  });
+  try {
+    co_await done;
+  } catch (...) {
+    timer.cancel();
+    throw;  // `wrapped` closes as the frame goes
+  }
+  timer.cancel();
+  co_return std::move(wrapped);
+}
+
 Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint, ProtocolFactory factory) {
   std::shared_ptr<BaseProtocol> protocol = factory();
   Future<void> waiter = loop.create_future<void>();
@@ -300,6 +372,11 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
     throw;
   }
   race->cancel();
+  if (options.ssl) {
+    const std::string name(options.server_hostname.value_or(host));
+    StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), options.ssl, name, options.ssl_handshake_timeout);
+    endpoint = std::move(secured);
+  }
   Connection c = co_await make_transport(*this, std::move(endpoint), std::move(factory));
   co_return c;
 }
@@ -369,6 +446,7 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<
     }
   }
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
+  if (options.ssl) server->set_tls(options.ssl, options.ssl_handshake_timeout);
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }
@@ -382,6 +460,7 @@ Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::st
   std::vector<StreamListenerPtr> listeners;
   listeners.push_back(backend().bind_stream(SocketAddress::unix_path(path), lo));
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
+  if (options.ssl) server->set_tls(options.ssl, options.ssl_handshake_timeout);
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }

@@ -52,7 +52,9 @@ class StreamTransport final : public Transport, private StreamEvents {
 
   using WriteTransport::write;
   void write(std::string_view data) override;
-  bool can_write_eof() const override { return mode_ != Mode::read_pipe; }
+  bool can_write_eof() const override {
+    return mode_ != Mode::read_pipe && (!endpoint_ || endpoint_->can_shutdown());
+  }
   void write_eof() override;
   void abort() override;
   std::size_t get_write_buffer_size() const override;

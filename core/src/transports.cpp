@@ -82,6 +82,9 @@ std::size_t Backend::sendfile_chunk(int, int, std::uint64_t, std::size_t, std::e
   backend_lacks("sock_sendfile");
 }
 std::size_t Backend::read_file(int, std::uint64_t, std::span<char>, std::error_code&) { backend_lacks("sendfile"); }
+StreamEndpointPtr Backend::wrap_tls(StreamEndpointPtr, const TlsContext&, std::string_view, HandshakeDone) {
+  throw NotSupportedError("create_connection(ssl=...)", "this backend", "it has no TLS");
+}
 void Backend::watch_signal(int, std::function<void()>) {
   throw NotSupportedError("add_signal_handler", "this backend", "it has no signals");
 }
@@ -260,6 +263,8 @@ void StreamTransport::write_eof() {
     close();
     return;
   }
+  if (endpoint_ && !endpoint_->can_shutdown())
+    throw NotSupportedError("write_eof", "TLS transports", "TLS has no half-close");
   if (closing_ || eof_written_) return;
   eof_written_ = true;
   if (endpoint_) endpoint_->shutdown();  // the platform sends FIN after queued writes

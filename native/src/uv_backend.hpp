@@ -102,6 +102,8 @@ class UvBackend final : public Backend {
                              std::error_code& error) override;
   std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error) override;
   void seek_file(int file, std::uint64_t offset) noexcept override;
+  StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context, std::string_view server_hostname,
+                             HandshakeDone done) override;
   void watch_signal(int sig, std::function<void()> on_signal) override;
   void unwatch_signal(int sig) noexcept override;
   void check_signal(int sig) const override;

@@ -202,6 +202,19 @@ async def many_clients(addr, n):
     print("ECHOED", sum(results), flush=True)
 
 
+async def tls_client(addr, n, cafile):
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx, server_hostname="localhost")
+    payload = pattern(0, n)
+    writer.write(payload)
+    await writer.drain()
+    got = await reader.readexactly(n)
+    writer.close()
+    print("OK" if got == payload else "FAIL", writer.get_extra_info("ssl_object").version(), flush=True)
+
+
 def main():
     mode, addr = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -217,6 +230,8 @@ def main():
         asyncio.run(udp_client(addr, n))
     elif mode == "many-clients":
         asyncio.run(many_clients(addr, n))
+    elif mode == "tls-client":
+        asyncio.run(tls_client(addr, n, sys.argv[4]))
     elif mode == "slow-reader":
         asyncio.run(slow_reader(addr, n))
     else:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "eddy/endpoints.hpp"
+#include "eddy/io_options.hpp"
 #include "eddy/net.hpp"
 
 namespace eddy {
@@ -99,6 +100,11 @@ class Backend {
                                      std::error_code& error);
   virtual std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error);
   virtual void seek_file(int file, std::uint64_t offset) noexcept {}
+  // TLS: wraps a connected endpoint; `done` reports the handshake's outcome once (from poll()),
+  // unless the returned endpoint is closed first. Errors carry a readable message.
+  using HandshakeDone = std::function<void(std::error_code, std::string)>;
+  virtual StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context,
+                                     std::string_view server_hostname, HandshakeDone done);
   // Signals: `on_signal` is called from poll() after each delivery of `sig`. ValueError for an
   // invalid number, RuntimeError for an uncatchable one.
   virtual void watch_signal(int sig, std::function<void()> on_signal);

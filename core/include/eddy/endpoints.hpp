@@ -50,6 +50,7 @@ class StreamEndpoint {
   virtual std::size_t queued_bytes() const noexcept = 0;
   // Half-close after queued writes (write_eof).
   virtual void shutdown() = 0;
+  virtual bool can_shutdown() const noexcept { return true; }  // false for TLS
   // Stops everything; no event after this returns. The endpoint frees itself once the platform
   // has released it. `reset`: abortive close (RST) where the platform supports it.
   virtual void close(bool reset = false) noexcept = 0;

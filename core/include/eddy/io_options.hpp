@@ -25,6 +25,17 @@ using ProtocolFactory = std::function<std::shared_ptr<BaseProtocol>()>;
 // What create_connection returns: asyncio's (transport, protocol) pair.
 using Connection = std::pair<Ref<Transport>, std::shared_ptr<BaseProtocol>>;
 
+// TLS settings (asyncio's ssl.SSLContext, reduced to what a loop needs). Paths are read when a
+// connection is set up; the struct is the caller's and must outlive the calls that use it.
+struct TlsContext {
+  bool server = false;
+  bool verify_peer = true;           // client: check the server's certificate and name
+  std::string_view ca_file;          // trust anchors ("" = the system's)
+  std::string_view cert_file;        // our certificate chain (PEM): servers, or client certs
+  std::string_view key_file;         // its private key (PEM)
+  int min_version = 0x0303;          // TLS 1.2; 0x0304 for TLS 1.3 only
+};
+
 struct ConnectionOptions {
   AddressFamily family = AddressFamily::unspec;
   std::optional<SocketAddress> local_addr;  // host/port to bind before connecting
@@ -32,6 +43,9 @@ struct ConnectionOptions {
   std::optional<double> happy_eyeballs_delay;  // RFC 8305 staggered attempts
   std::optional<int> interleave;            // reorder addresses by family (1 = alternate)
   bool keep_alive = false;
+  const TlsContext* ssl = nullptr;          // TLS over the connection
+  std::optional<std::string_view> server_hostname;  // SNI and verification name (default: host)
+  double ssl_handshake_timeout = 60.0;
 };
 
 struct ServerOptions {
@@ -41,6 +55,8 @@ struct ServerOptions {
   bool reuse_port = false;
   bool start_serving = true;
   bool keep_alive = false;
+  const TlsContext* ssl = nullptr;  // TLS for every accepted connection
+  double ssl_handshake_timeout = 60.0;
   bool cleanup_socket = true;  // Unix servers: remove the path on close (Python 3.13)
 };
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,11 @@ class Server : public RefCounted {
   std::vector<ServerSocket> sockets() const;
   std::size_t active_connections() const noexcept { return transports_.size(); }
 
+  void set_tls(const TlsContext* context, double handshake_timeout) {
+    tls_ = context;
+    tls_timeout_ = handshake_timeout;
+  }
+
   // Used by StreamTransport.
   void attach(StreamTransport* t);
   void detach(StreamTransport* t);
@@ -53,6 +59,12 @@ class Server : public RefCounted {
   void start_listening();
   void accepted(StreamEndpointPtr endpoint);
   void wakeup();
+  void handshake_done(std::uint64_t id, std::error_code ec, const std::string& why,
+                      std::shared_ptr<BaseProtocol> protocol);
+  struct PendingHandshake {
+    StreamEndpointPtr endpoint;
+    TimerHandle timer;
+  };
 
   Ref<EventLoop> loop_;
   std::vector<StreamListenerPtr> listeners_;
@@ -61,6 +73,10 @@ class Server : public RefCounted {
   std::vector<StreamTransport*> transports_;
   std::vector<Future<void>> waiters_;
   Future<void> serving_forever_;
+  const TlsContext* tls_ = nullptr;
+  double tls_timeout_ = 60.0;
+  std::map<std::uint64_t, PendingHandshake> handshakes_;
+  std::uint64_t next_handshake_id_ = 0;
   bool serving_ = false;
   bool closed_ = false;
   double accept_paused_until_ = 0;

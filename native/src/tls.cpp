@@ -1,0 +1,326 @@
+// TLS for the native backend: an endpoint that wraps another (TCP or Unix) with OpenSSL over
+// memory BIOs. Ciphertext moves through the inner endpoint; the core's StreamTransport sees
+// plaintext and is otherwise unchanged. The handshake's outcome is reported once; after that,
+// outer writes complete when the inner endpoint has handed all ciphertext to the kernel.
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "uv_backend.hpp"
+
+namespace eddy::native {
+
+namespace {
+
+const std::error_category& tls_category() {
+  struct Category final : std::error_category {
+    const char* name() const noexcept override { return "ssl"; }
+    std::string message(int code) const override {
+      char buf[256];
+      ERR_error_string_n(static_cast<unsigned long>(code), buf, sizeof buf);
+      return buf;
+    }
+  };
+  static const Category c;
+  return c;
+}
+
+std::error_code last_tls_error(std::string* why) {
+  unsigned long e = ERR_get_error();
+  if (e == 0) e = ERR_PACK(ERR_LIB_SSL, 0, SSL_R_UNEXPECTED_MESSAGE);
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  if (why) *why = buf;
+  ERR_clear_error();
+  return {static_cast<int>(e & 0x7fffffff), tls_category()};
+}
+
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* c) const noexcept { SSL_CTX_free(c); }
+};
+
+std::unique_ptr<SSL_CTX, SslCtxDeleter> make_context(const TlsContext& config) {
+  std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx(SSL_CTX_new(config.server ? TLS_server_method() : TLS_client_method()));
+  if (!ctx) throw std::system_error(last_tls_error(nullptr), "SSL_CTX_new");
+  SSL_CTX_set_min_proto_version(ctx.get(), config.min_version);
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  std::string why;
+  auto fail = [&](const char* what) -> void {
+    std::error_code ec = last_tls_error(&why);
+    throw std::system_error(ec, std::string(what) + ": " + why);
+  };
+  if (!config.cert_file.empty() &&
+      SSL_CTX_use_certificate_chain_file(ctx.get(), std::string(config.cert_file).c_str()) != 1)
+    fail("load certificate");
+  if (!config.key_file.empty() &&
+      SSL_CTX_use_PrivateKey_file(ctx.get(), std::string(config.key_file).c_str(), SSL_FILETYPE_PEM) != 1)
+    fail("load private key");
+  if (!config.server && config.verify_peer) {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    int ok = config.ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx.get())
+                                    : SSL_CTX_load_verify_locations(ctx.get(), std::string(config.ca_file).c_str(), nullptr);
+    if (ok != 1) fail("load trust anchors");
+  }
+  return ctx;
+}
+
+class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
+ public:
+  TlsEndpoint(StreamEndpointPtr inner, const TlsContext& config, std::string_view hostname,
+              Backend::HandshakeDone done)
+      : inner_(std::move(inner)), ctx_(make_context(config)), done_(std::move(done)) {
+    ssl_ = SSL_new(ctx_.get());
+    BIO* rbio = BIO_new(BIO_s_mem());
+    BIO* wbio = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl_, rbio, wbio);
+    rbio_ = rbio;
+    wbio_ = wbio;
+    if (config.server) {
+      SSL_set_accept_state(ssl_);
+    } else {
+      SSL_set_connect_state(ssl_);
+      const std::string name(hostname);
+      if (!name.empty()) {
+        SSL_set_tlsext_host_name(ssl_, name.c_str());
+        if (config.verify_peer) SSL_set1_host(ssl_, name.c_str());
+      }
+    }
+    inner_->set_events(this);
+  }
+
+  void begin() {
+    Dispatch guard(this);
+    inner_->read_start();
+    advance_handshake();
+  }
+
+  // StreamEndpoint (what the transport sees)
+  void set_events(StreamEvents* events) noexcept override { events_ = events; }
+  void read_start() override {
+    outer_reading_ = true;
+    if (handshaken_ && inner_) {
+      inner_->read_start();
+      deliver_plaintext();
+    }
+  }
+  void read_stop() noexcept override {
+    outer_reading_ = false;
+    if (handshaken_ && inner_) inner_->read_stop();
+  }
+  std::size_t try_write(std::string_view data, std::error_code& error) noexcept override {
+    if (!handshaken_ || !inner_ || inner_->queued_bytes() > 0 || outer_writes_ > 0) return 0;
+    if (!encrypt(data, error)) return 0;
+    return data.size();
+  }
+  void write(std::string_view data) override {
+    std::error_code ec;
+    ++outer_writes_;
+    if (!encrypt(data, ec)) throw std::system_error(ec, "SSL_write");
+    maybe_complete_writes();
+  }
+  std::size_t queued_bytes() const noexcept override { return inner_ ? inner_->queued_bytes() : 0; }
+  void shutdown() override {}  // TLS has no half-close (asyncio: can_write_eof() is false)
+  bool can_shutdown() const noexcept override { return false; }
+  void close(bool reset) noexcept override {
+    if (closed_) return;
+    closed_ = true;
+    events_ = nullptr;
+    if (!reset && handshaken_ && inner_) {
+      SSL_shutdown(ssl_);  // close_notify, best effort
+      std::error_code ignored;
+      flush(ignored);
+    }
+    inner_.reset();
+    if (depth_ == 0) delete this;  // else when the current event returns
+  }
+  std::any extra_info(std::string_view name) const override {
+    if (name == "ssl_object") return static_cast<void*>(ssl_);
+    if (name == "cipher") {
+      const char* c = SSL_get_cipher_name(ssl_);
+      return std::string(c ? c : "");
+    }
+    if (name == "ssl_version") return std::string(SSL_get_version(ssl_));
+    if (name == "peercert") {
+      X509* cert = SSL_get1_peer_certificate(ssl_);
+      if (!cert) return {};
+      char subject[512];
+      X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+      X509_free(cert);
+      return std::string(subject);
+    }
+    if (name == "compression") return {};
+    return inner_ ? inner_->extra_info(name) : std::any();
+  }
+
+ private:
+  ~TlsEndpoint() override { SSL_free(ssl_); }
+
+  // Keeps this alive while an event is being handled: the transport may close us from inside.
+  struct Dispatch {
+    TlsEndpoint* t;
+    explicit Dispatch(TlsEndpoint* t) : t(t) { ++t->depth_; }
+    ~Dispatch() {
+      if (--t->depth_ == 0 && t->closed_) delete t;
+    }
+  };
+
+  // Inner endpoint events (ciphertext).
+  std::span<char> read_buffer(std::size_t) override { return {cipher_in_, sizeof cipher_in_}; }
+  void read_done(std::size_t n) override {
+    Dispatch guard(this);
+    BIO_write(rbio_, cipher_in_, static_cast<int>(n));
+    if (!handshaken_) {
+      advance_handshake();
+      if (!handshaken_ || closed_) return;
+    }
+    deliver_plaintext();
+  }
+  void read_eof() override {
+    Dispatch guard(this);
+    if (!handshaken_) return fail_handshake(std::make_error_code(std::errc::connection_reset), "EOF during the handshake");
+    if (events_) events_->read_eof();
+  }
+  void read_failed(std::error_code ec) override {
+    Dispatch guard(this);
+    if (!handshaken_) return fail_handshake(ec, ec.message());
+    if (events_) events_->read_failed(ec);
+  }
+  void write_done(std::error_code ec) override {
+    Dispatch guard(this);
+    if (ec) {
+      if (!handshaken_) return fail_handshake(ec, ec.message());
+      if (events_ && outer_writes_ > 0) {
+        outer_writes_ = 0;
+        events_->write_done(ec);
+      }
+      return;
+    }
+    maybe_complete_writes();
+  }
+  void shutdown_done(std::error_code) override {}
+
+  void maybe_complete_writes() {
+    if (!events_ || !inner_ || outer_writes_ == 0 || inner_->queued_bytes() > 0) return;
+    std::size_t n = outer_writes_;
+    outer_writes_ = 0;
+    for (std::size_t i = 0; i < n && events_; ++i) events_->write_done({});
+  }
+
+  bool encrypt(std::string_view data, std::error_code& error) noexcept {
+    while (!data.empty()) {
+      int r = SSL_write(ssl_, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 30)));
+      if (r <= 0) {
+        std::string why;
+        error = last_tls_error(&why);
+        return false;
+      }
+      data.remove_prefix(static_cast<std::size_t>(r));
+    }
+    return flush(error);
+  }
+
+  // Moves pending ciphertext to the inner endpoint.
+  bool flush(std::error_code& error) noexcept {
+    char buf[16384];
+    int n;
+    while (inner_ && (n = BIO_read(wbio_, buf, sizeof buf)) > 0) {
+      std::string_view chunk(buf, static_cast<std::size_t>(n));
+      if (inner_->queued_bytes() == 0) {
+        std::size_t sent = inner_->try_write(chunk, error);
+        if (error) return false;
+        chunk.remove_prefix(sent);
+      }
+      if (!chunk.empty()) {
+        try {
+          inner_->write(chunk);
+        } catch (const std::system_error& e) {
+          error = e.code();
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  void advance_handshake() {
+    int r = SSL_do_handshake(ssl_);
+    std::error_code ec;
+    if (!flush(ec)) return fail_handshake(ec, ec.message());
+    if (r == 1) {
+      handshaken_ = true;
+      if (!outer_reading_ && inner_) inner_->read_stop();
+      auto done = std::move(done_);
+      done_ = nullptr;
+      if (done) done({}, {});
+      return;
+    }
+    int err = SSL_get_error(ssl_, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
+    std::string why;
+    std::error_code tls_ec = last_tls_error(&why);
+    long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) why += std::string(" (certificate verify failed: ") + X509_verify_cert_error_string(verify) + ")";
+    fail_handshake(tls_ec, why);
+  }
+
+  void fail_handshake(std::error_code ec, std::string why) {
+    auto done = std::move(done_);
+    done_ = nullptr;
+    if (inner_) inner_->read_stop();
+    if (done) done(ec, why);
+  }
+
+  void deliver_plaintext() {
+    while (events_ && outer_reading_ && !closed_) {
+      std::span<char> buf = events_->read_buffer(16384);
+      if (buf.empty()) return;
+      int r = SSL_read(ssl_, buf.data(), static_cast<int>(buf.size()));
+      if (r > 0) {
+        events_->read_done(static_cast<std::size_t>(r));
+        continue;
+      }
+      int err = SSL_get_error(ssl_, r);
+      std::error_code ec;
+      flush(ec);  // TLS 1.3 may answer (key updates)
+      if (err == SSL_ERROR_WANT_READ) return;
+      if (err == SSL_ERROR_ZERO_RETURN) {
+        if (events_) events_->read_eof();
+        return;
+      }
+      std::string why;
+      std::error_code tls_ec = last_tls_error(&why);
+      if (events_) events_->read_failed(tls_ec);
+      return;
+    }
+  }
+
+  StreamEndpointPtr inner_;
+  std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx_;
+  SSL* ssl_ = nullptr;
+  BIO* rbio_ = nullptr;
+  BIO* wbio_ = nullptr;
+  Backend::HandshakeDone done_;
+  StreamEvents* events_ = nullptr;
+  std::size_t outer_writes_ = 0;
+  bool handshaken_ = false;
+  bool outer_reading_ = false;
+  bool closed_ = false;
+  int depth_ = 0;
+  char cipher_in_[65536];
+};
+
+}  // namespace
+
+StreamEndpointPtr UvBackend::wrap_tls(StreamEndpointPtr inner, const TlsContext& context, std::string_view hostname,
+                                      HandshakeDone done) {
+  auto* t = new TlsEndpoint(std::move(inner), context, hostname, std::move(done));
+  StreamEndpointPtr owned(t);
+  t->begin();
+  return owned;
+}
+
+}  // namespace eddy::native

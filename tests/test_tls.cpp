@@ -1,0 +1,188 @@
+// TLS over TCP (OpenSSL via memory BIOs in native/): a client against `openssl s_server`, a
+// server against Python's ssl client, certificate verification failure and the handshake
+// timeout. Certificates are made at test time with the openssl command.
+#include "support.hpp"
+
+using namespace eddy;
+
+#ifndef __EMSCRIPTEN__
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "peer.hpp"
+
+using NativeFixture = LoopFixture<PlatformLoop>;
+
+namespace {
+
+struct TestCert {
+  std::string dir, cert, key;
+  TestCert() {
+    dir = "/tmp/eddy-tls-" + std::to_string(::getpid());
+    cert = dir + "/cert.pem";
+    key = dir + "/key.pem";
+    const std::string cmd = "mkdir -p " + dir +
+                            " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+                            " -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
+                            key + " -out " + cert + " 2>/dev/null";
+    if (std::system(cmd.c_str()) != 0) std::abort();
+  }
+  ~TestCert() { std::system(("rm -rf " + dir).c_str()); }
+};
+
+const TestCert& test_cert() {
+  static TestCert c;
+  return c;
+}
+
+// `openssl s_server -rev`: answers each line reversed.
+class OpensslServer {
+ public:
+  explicit OpensslServer(std::uint16_t port) {
+    int fds[2];
+    ::pipe(fds);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    std::vector<std::string> a = strings("openssl", "s_server", "-accept", std::to_string(port), "-cert",
+                                         test_cert().cert, "-key", test_cert().key, "-rev", "-naccept", "1");
+    std::vector<char*> argv;
+    for (auto& s : a) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    posix_spawnp(&pid_, "openssl", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    out_ = fds[0];
+    std::string line;
+    char c;
+    while (line.find("ACCEPT") == std::string::npos && ::read(out_, &c, 1) == 1) line += c;
+  }
+  ~OpensslServer() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    ::close(out_);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+};
+
+struct Collect : Protocol {
+  explicit Collect(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  Ref<Transport> transport;
+  std::string data;
+  std::size_t want = 0;
+  Future<void> lost;
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  void data_received(std::string_view d) override {
+    data += d;
+    if (want && data.size() >= want) transport->close();
+  }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_client(EventLoop& loop, std::uint16_t port, std::shared_ptr<Collect> c, std::string* cipher,
+                             std::string* peercert) {
+  TlsContext tls{.ca_file = test_cert().cert};
+  ProtocolFactory factory = [c] { return c; };
+  Connection conn = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
+  *cipher = std::any_cast<std::string>(conn.first->get_extra_info("cipher"));
+  *peercert = std::any_cast<std::string>(conn.first->get_extra_info("peercert"));
+  CHECK_FALSE(conn.first->can_write_eof());
+  CHECK_THROWS_AS(conn.first->write_eof(), NotSupportedError);
+  c->want = 12;
+  conn.first->write("hello, tls!\n");
+  co_await c->lost;
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS client: openssl s_server, verified certificate", "[tls][peer]") {
+  const std::uint16_t port = unused_port();
+  OpensslServer server(port);
+  auto c = std::make_shared<Collect>(*loop);
+  std::string cipher, peercert;
+  loop->run_until_complete(tls_client(*loop, port, c, &cipher, &peercert));
+  CHECK(c->data.rfind("!slt ,olleh", 0) == 0);
+  CHECK_FALSE(cipher.empty());
+  CHECK(peercert.find("CN=localhost") != std::string::npos);
+}
+
+static Coro<void> tls_expect_failure(EventLoop& loop, std::uint16_t port, const TlsContext* tls, double timeout,
+                                     std::string* what, std::error_code* code) {
+  ProtocolFactory factory = [] { return std::make_shared<Protocol>(); };
+  try {
+    co_await loop.create_connection(factory, "localhost", port, {.ssl = tls, .ssl_handshake_timeout = timeout});
+  } catch (const std::system_error& e) {
+    *what = e.what();
+    *code = e.code();
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS handshake failure: an untrusted certificate", "[tls][faults]") {
+  const std::uint16_t port = unused_port();
+  OpensslServer server(port);
+  TlsContext untrusted{};  // the system's trust anchors: our self-signed certificate is not among them
+  std::string what;
+  std::error_code code;
+  loop->run_until_complete(tls_expect_failure(*loop, port, &untrusted, 10, &what, &code));
+  INFO(what);
+  CHECK(what.find("certificate verify failed") != std::string::npos);
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS handshake timeout: a server that never answers", "[tls][faults]") {
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::listen(silent, 4);  // the kernel accepts; nobody speaks TLS
+  socklen_t len = sizeof a;
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  TlsContext tls{.ca_file = test_cert().cert};
+  std::string what;
+  std::error_code code;
+  loop->run_until_complete(tls_expect_failure(*loop, ntohs(a.sin_port), &tls, 0.3, &what, &code));
+  CHECK(code == std::errc::connection_aborted);
+  CHECK(what.find("SSL handshake is taking longer than 0.3 seconds") != std::string::npos);
+  ::close(silent);
+}
+
+struct TlsEcho : Protocol {
+  explicit TlsEcho(Future<void> done) : done(std::move(done)) {}
+  Future<void> done;
+  Ref<Transport> transport;
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  void data_received(std::string_view d) override { transport->write(d); }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    if (!done.done()) done.set_result();
+  }
+};
+
+static Coro<void> tls_server(EventLoop& loop, std::string* said) {
+  TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  Future<void> done = loop.create_future<void>();
+  ProtocolFactory factory = [done] { return std::make_shared<TlsEcho>(done); };
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, {.ssl = &tls});
+  const std::uint16_t port = server->sockets()[0].address.port;
+  PythonPeer peer(strings("tls-client", "tcp:127.0.0.1:" + std::to_string(port), "300000", test_cert().cert));
+  co_await done;
+  server->close();
+  co_await server->wait_closed();
+  *said = peer.finish();
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS server: Python's ssl client echoes 300 KB", "[tls][peer][server]") {
+  std::string said;
+  loop->run_until_complete(tls_server(*loop, &said));
+  CHECK(said.rfind("OK TLSv1.3", 0) == 0);
+}
+#endif  // __EMSCRIPTEN__
