@@ -26,6 +26,20 @@ using NativeFixture = LoopFixture<PlatformLoop>;
 
 static int nonblocking_socket(int family, int type) { return ::socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 
+// A non-blocking TCP socket listening on 127.0.0.1 (port chosen by the kernel).
+static int loopback_listener(std::uint16_t* port) {
+  int listener = nonblocking_socket(AF_INET, SOCK_STREAM);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(listener, 8) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return listener;
+}
+
 TEST_CASE_METHOD(NativeFixture, "add_reader/add_writer: level-triggered callbacks, replace, remove", "[sockets]") {
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
@@ -79,15 +93,9 @@ static Coro<void> tcp_roundtrip(EventLoop& loop, int listener, std::uint16_t por
 }
 
 TEST_CASE_METHOD(NativeFixture, "sock_accept, sock_connect, sock_sendall, sock_recv over TCP", "[sockets]") {
-  int listener = nonblocking_socket(AF_INET, SOCK_STREAM);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(listener, 8) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
-  loop->run_until_complete(tcp_roundtrip(*loop, listener, ntohs(a.sin_port)));
+  std::uint16_t port = 0;
+  int listener = loopback_listener(&port);
+  loop->run_until_complete(tcp_roundtrip(*loop, listener, port));
   ::close(listener);
 }
 
@@ -155,16 +163,10 @@ static Coro<void> sendfile_zero_copy(EventLoop& loop, int listener, std::uint16_
 TEST_CASE_METHOD(NativeFixture, "sock_sendfile: zero-copy from an offset, file position after", "[sockets][sendfile]") {
   const std::string content = peer_pattern(0, 3 << 20);
   int file = temp_file_with(content);
-  int listener = nonblocking_socket(AF_INET, SOCK_STREAM);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(listener, 8) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len);
+  std::uint16_t port = 0;
+  int listener = loopback_listener(&port);
   std::string got;
-  loop->run_until_complete(sendfile_zero_copy(*loop, listener, ntohs(a.sin_port), file, &got));
+  loop->run_until_complete(sendfile_zero_copy(*loop, listener, port, file, &got));
   CHECK(got == content.substr(1000, 2 << 20));
   CHECK(::lseek(file, 0, SEEK_CUR) == 1000 + (2 << 20));
   ::close(listener);

@@ -69,6 +69,26 @@ class SendfileFallbackProtocol final : public Protocol {
   bool lost_ = false;
 };
 
+// The fallback: reads `file` in chunks (pread, or read for pipes) and hands each to `sink`.
+using ChunkSink = std::function<Coro<void>(std::string_view)>;
+Coro<std::size_t> copy_file(EventLoop& loop, int file, std::uint64_t offset, std::optional<std::size_t> count,
+                            ChunkSink sink) {
+  std::size_t total = 0;
+  std::string chunk(kFallbackChunk, '\0');
+  for (;;) {
+    std::size_t want = chunk.size();
+    if (count) want = std::min(want, *count - total);
+    if (want == 0) break;
+    std::error_code ec;
+    const std::size_t n = loop.backend().read_file(file, offset + total, std::span<char>(chunk.data(), want), ec);
+    if (ec) throw std::system_error(ec, "read");
+    if (n == 0) break;
+    co_await sink(std::string_view(chunk.data(), n));
+    total += n;
+  }
+  co_return total;
+}
+
 }  // namespace
 
 Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t offset, std::optional<std::size_t> count,
@@ -98,18 +118,8 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t off
     total += n;
   }
   if (use_fallback) {
-    std::string chunk(kFallbackChunk, '\0');
-    for (;;) {
-      std::size_t want = chunk.size();
-      if (count) want = std::min(want, *count - total);
-      if (want == 0) break;
-      std::error_code ec;
-      const std::size_t n = backend().read_file(file, offset + total, std::span<char>(chunk.data(), want), ec);
-      if (ec) throw std::system_error(ec, "read");
-      if (n == 0) break;
-      co_await sock_sendall(sock, std::string_view(chunk.data(), n));
-      total += n;
-    }
+    ChunkSink send = [this, sock](std::string_view chunk) { return sock_sendall(sock, chunk); };
+    total = co_await copy_file(*this, file, offset, count, send);
   }
   backend().seek_file(file, offset + total);
   co_return total;
@@ -141,20 +151,11 @@ Coro<std::size_t> EventLoop::sendfile(Ref<WriteTransport> transport, int file, s
       if (resume && r && !t->is_closing()) r->resume_reading();
     }
   } restore{transport, user, reader, was_reading};
-  std::size_t total = 0;
-  std::string chunk(kFallbackChunk, '\0');
-  for (;;) {
-    std::size_t want = chunk.size();
-    if (count) want = std::min(want, *count - total);
-    if (want == 0) break;
-    std::error_code ec;
-    const std::size_t n = backend().read_file(file, offset + total, std::span<char>(chunk.data(), want), ec);
-    if (ec) throw std::system_error(ec, "read");
-    if (n == 0) break;
+  ChunkSink write = [lent, transport](std::string_view chunk) -> Coro<void> {
     co_await lent->drain();
-    transport->write(std::string_view(chunk.data(), n));
-    total += n;
-  }
+    transport->write(chunk);
+  };
+  const std::size_t total = co_await copy_file(*this, file, offset, count, write);
   co_await lent->drain();
   backend().seek_file(file, offset + total);
   co_return total;

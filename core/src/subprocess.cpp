@@ -88,8 +88,10 @@ class ProcessTransport final : public SubprocessTransport {
 
   void process_exited(int returncode) {
     returncode_ = returncode;
-    if (pipes_[0] && !pipes_[0]->is_closing()) pipes_[0]->close();  // nobody reads it any more
     call([this] {
+      // Nobody reads the child's stdin any more. Deferred until the pipes are connected: a pipe
+      // closed before its connection_made would never report pipe_connection_lost.
+      if (pipes_[0] && !pipes_[0]->is_closing()) pipes_[0]->close();
       protocol_->process_exited();
       try_finish();
     });
