@@ -185,4 +185,68 @@ TEST_CASE_METHOD(NativeFixture, "TLS server: Python's ssl client echoes 300 KB",
   loop->run_until_complete(tls_server(*loop, &said));
   CHECK(said.rfind("OK TLSv1.3", 0) == 0);
 }
+// Echoes one line, then closes (so that s_client, which ignores its stdin's EOF, exits).
+struct TlsLineEcho : Protocol {
+  explicit TlsLineEcho(Future<void> done) : done(std::move(done)) {}
+  Future<void> done;
+  Ref<Transport> transport;
+  std::string line;
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  void data_received(std::string_view d) override {
+    line += d;
+    if (line.find('\n') != std::string::npos) {
+      transport->write("echo: " + line);
+      transport->close();
+    }
+  }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    if (!done.done()) done.set_result();
+  }
+};
+
+static Coro<void> tls_server_for_s_client(EventLoop& loop, std::string* said) {
+  TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  Future<void> done = loop.create_future<void>();
+  ProtocolFactory factory = [done] { return std::make_shared<TlsLineEcho>(done); };
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, {.ssl = &tls});
+  const std::uint16_t port = server->sockets()[0].address.port;
+  int in[2], out[2];
+  ::pipe(in);
+  ::pipe(out);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, in[1]);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  std::vector<std::string> a = strings("openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port),
+                                       "-quiet", "-CAfile", test_cert().cert, "-verify_return_error",
+                                       "-servername", "localhost");
+  std::vector<char*> argv;
+  for (auto& x : a) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  posix_spawnp(&pid, "openssl", &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::write(in[1], "ping\n", 5);
+  co_await done;
+  server->close();
+  co_await server->wait_closed();
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) co_await sleep(0.01);
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) said->append(buf, static_cast<std::size_t>(n));
+  ::close(in[1]);
+  ::close(out[0]);
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS server: openssl s_client verifies us and gets its line back", "[tls][peer][server]") {
+  std::string said;
+  loop->run_until_complete(tls_server_for_s_client(*loop, &said));
+  CHECK(said.find("echo: ping") != std::string::npos);
+}
 #endif  // __EMSCRIPTEN__
