@@ -84,8 +84,11 @@ struct Collect : Protocol {
   }
   void connection_lost(std::exception_ptr) override {
     transport.reset();
+    ++lost_calls;
     lost.set_result();
   }
+  int lost_calls = 0;
+  int events_lost() const { return lost_calls; }
 };
 
 }  // namespace
@@ -242,6 +245,36 @@ static Coro<void> tls_server_for_s_client(EventLoop& loop, std::string* said) {
   while ((n = ::read(out[0], buf, sizeof buf)) > 0) said->append(buf, static_cast<std::size_t>(n));
   ::close(in[1]);
   ::close(out[0]);
+}
+
+static Coro<void> starttls_client(EventLoop& loop, std::uint16_t port, std::string* plain, std::string* secure) {
+  auto first = std::make_shared<Collect>(loop);
+  ProtocolFactory f1 = [first] { return first; };
+  Connection c = co_await loop.create_connection(f1, "127.0.0.1", port);
+  c.first->write("STARTTLS\n");
+  while (first->data.find('\n') == std::string::npos) co_await sleep(0.005);
+  *plain = first->data;
+  TlsContext tls{.ca_file = test_cert().cert};
+  auto second = std::make_shared<Collect>(loop);
+  CHECK_THROWS_AS(co_await loop.start_tls(c.first, second, &tls), ValueError);  // no server_hostname
+  Ref<Transport> upgraded = co_await loop.start_tls(c.first, second, &tls, {.server_hostname = "localhost"});
+  CHECK(c.first->is_closing());  // the plain transport is retired
+  CHECK(second->transport == upgraded);
+  CHECK_FALSE(std::any_cast<std::string>(upgraded->get_extra_info("cipher")).empty());
+  upgraded->write("hello\n");
+  co_await second->lost;  // the server closes after answering
+  *secure = second->data;
+  CHECK(first->events_lost() == 0);
+}
+
+TEST_CASE_METHOD(NativeFixture, "start_tls: upgrade a plain connection (asyncio STARTTLS server)", "[tls][peer]") {
+  PythonPeer peer(strings("starttls-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  std::string plain, secure;
+  loop->run_until_complete(starttls_client(*loop, port, &plain, &secure));
+  CHECK(plain == "GO\n");
+  CHECK(secure == "secure: hello\n");
+  peer.finish();
 }
 
 TEST_CASE_METHOD(NativeFixture, "TLS server: openssl s_client verifies us and gets its line back", "[tls][peer][server]") {

@@ -381,6 +381,24 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   co_return c;
 }
 
+Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_ptr<BaseProtocol> protocol,
+                                          const TlsContext* context, StartTlsOptions options) {
+  capabilities().require("start_tls");
+  if (!context) throw TypeError("start_tls needs a TlsContext");
+  auto* stream = dynamic_cast<StreamTransport*>(transport.get());
+  if (!stream) throw TypeError("start_tls needs a stream transport made by this loop");
+  const std::string name(options.server_hostname.value_or(""));
+  if (!context->server && context->verify_peer && name.empty())
+    throw ValueError("start_tls: server_hostname is required to verify the server");
+  StreamEndpointPtr endpoint = stream->take_endpoint();
+  StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), context, name, options.ssl_handshake_timeout);
+  Future<void> waiter = create_future<void>();
+  Ref<StreamTransport> t = StreamTransport::create(*this, std::move(secured), std::move(protocol), nullptr, waiter);
+  co_await waiter;
+  Ref<Transport> result(t.get());
+  co_return result;
+}
+
 Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
                                                    ConnectionOptions options) {
   capabilities().require("create_unix_connection");

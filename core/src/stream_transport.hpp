@@ -58,6 +58,10 @@ class StreamTransport final : public Transport, private StreamEvents {
   void write_eof() override;
   void abort() override;
   std::size_t get_write_buffer_size() const override;
+  // start_tls: hands the connected endpoint over (for wrapping) and retires this transport
+  // without a connection_lost call, as asyncio replaces the old transport's protocol.
+  // RuntimeError if closing or if written data is still buffered.
+  StreamEndpointPtr take_endpoint();
   std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
     return {flow_.low(), flow_.high()};
   }

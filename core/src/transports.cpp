@@ -257,6 +257,26 @@ void StreamTransport::write(std::string_view data) {
   flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
 }
 
+StreamEndpointPtr StreamTransport::take_endpoint() {
+  if (closing_ || conn_lost_ || !endpoint_) throw RuntimeError("start_tls: the transport is closing");
+  if (writes_in_flight_) throw RuntimeError("start_tls: the transport still has buffered data; wait for it to drain");
+  endpoint_->read_stop();
+  endpoint_->set_events(nullptr);
+  StreamEndpointPtr endpoint = std::move(endpoint_);
+  closing_ = true;
+  ++conn_lost_;
+  Ref<StreamTransport> self(this);
+  loop_->call_soon([self] {
+    if (self->server_) std::exchange(self->server_, nullptr)->detach(self.get());
+    // The old protocol may hold this transport: dropping our side breaks the cycle.
+    self->stream_protocol_ = nullptr;
+    self->buffered_protocol_ = nullptr;
+    self->protocol_.reset();
+    self->self_.reset();
+  });
+  return endpoint;
+}
+
 void StreamTransport::write_eof() {
   if (mode_ == Mode::read_pipe) throw RuntimeError("write_eof() on a read pipe transport");
   if (mode_ == Mode::write_pipe) {

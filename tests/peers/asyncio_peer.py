@@ -215,11 +215,30 @@ async def tls_client(addr, n, cafile):
     print("OK" if got == payload else "FAIL", writer.get_extra_info("ssl_object").version(), flush=True)
 
 
+async def starttls_handler(reader, writer):
+    # Plain text until "STARTTLS", then TLS (cert and key from argv), then echo one line.
+    import ssl
+    line = await reader.readline()
+    if line != b"STARTTLS\n":
+        writer.write(b"ERR\n")
+        return
+    writer.write(b"GO\n")
+    await writer.drain()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    await writer.start_tls(ctx)
+    data = await reader.readline()
+    writer.write(b"secure: " + data)
+    await writer.drain()
+    writer.close()
+
+
 def main():
     mode, addr = sys.argv[1], sys.argv[2]
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    n = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
     handlers = {"echo-server": echo_handler, "reset-server": reset_handler,
-                "half-close-server": half_close_handler, "eof-first-server": eof_first_handler}
+                "half-close-server": half_close_handler, "eof-first-server": eof_first_handler,
+                "starttls-server": starttls_handler}
     if mode in handlers:
         asyncio.run(serve(addr, handlers[mode]))
     elif mode == "client-echo":

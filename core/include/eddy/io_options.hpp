@@ -103,6 +103,12 @@ class WriteTransport;
 using ReadPipeConnection = std::pair<Ref<ReadTransport>, std::shared_ptr<BaseProtocol>>;
 using WritePipeConnection = std::pair<Ref<WriteTransport>, std::shared_ptr<BaseProtocol>>;
 
+struct StartTlsOptions {
+  std::optional<std::string_view> server_hostname;
+  double ssl_handshake_timeout = 60.0;
+};
+static_assert(std::is_trivially_destructible_v<StartTlsOptions>);
+
 class DatagramTransport;
 class DatagramProtocol;
 using DatagramProtocolFactory = std::function<std::shared_ptr<DatagramProtocol>()>;
