@@ -314,6 +314,27 @@ Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop, StreamEndpointPtr endpoin
   co_return std::move(wrapped);
 }
 
+// Connects to the first of `targets` that answers (one after another, or staggered by `delay`).
+Coro<StreamEndpointPtr> connect_first(EventLoop& loop, std::vector<AddrInfo> targets, ConnectOptions options,
+                                      std::optional<double> delay) {
+  Ref<ConnectRace> race(new ConnectRace);
+  race->loop = &loop;
+  race->targets = std::move(targets);
+  race->options = options;
+  race->delay = delay;
+  race->result = loop.create_future<StreamEndpointPtr>();
+  race->start_next();
+  StreamEndpointPtr endpoint;
+  try {
+    endpoint = std::move(co_await race->result);
+  } catch (...) {
+    race->cancel();
+    throw;
+  }
+  race->cancel();
+  co_return std::move(endpoint);
+}
+
 Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint, ProtocolFactory factory) {
   std::shared_ptr<BaseProtocol> protocol = factory();
   Future<void> waiter = loop.create_future<void>();
@@ -357,21 +378,7 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   int interleave = options.interleave.value_or(options.happy_eyeballs_delay ? 1 : 0);
   if (interleave > 0) infos = interleave_by_family(std::move(infos), interleave);
 
-  Ref<ConnectRace> race(new ConnectRace);
-  race->loop = this;
-  race->targets = std::move(infos);
-  race->options = copts;
-  race->delay = options.happy_eyeballs_delay;
-  race->result = create_future<StreamEndpointPtr>();
-  race->start_next();
-  StreamEndpointPtr endpoint;
-  try {
-    endpoint = std::move(co_await race->result);
-  } catch (...) {
-    race->cancel();
-    throw;
-  }
-  race->cancel();
+  StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(infos), copts, options.happy_eyeballs_delay);
   if (options.ssl) {
     const std::string name(options.server_hostname.value_or(host));
     StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), options.ssl, name, options.ssl_handshake_timeout);
@@ -409,16 +416,12 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
     co_return c;
   }
   if (path.empty()) throw ValueError("no path and sock were specified");
-  Future<void> done = create_future<void>();
-  StreamEndpointPtr endpoint = backend().connect_stream(SocketAddress::unix_path(path), {},
-                                                       [done, path](std::error_code ec) mutable {
-                                                         if (done.done()) return;
-                                                         if (ec)
-                                                           done.set_exception(std::system_error(ec, "connect " + path));
-                                                         else
-                                                           done.set_result();
-                                                       });
-  co_await done;
+  AddrInfo target;
+  target.family = AddressFamily::unix_socket;
+  target.kind = SocketKind::stream;
+  target.address = SocketAddress::unix_path(path);
+  std::vector<AddrInfo> targets(1, target);
+  StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(targets), {}, std::nullopt);
   Connection c = co_await make_transport(*this, std::move(endpoint), std::move(factory));
   co_return c;
 }

@@ -11,26 +11,30 @@ namespace eddy {
 
 // ---- Pipes ----------------------------------------------------------------------------------------
 
+namespace {
+// A pipe transport in `mode`, returned once connection_made has run.
+Coro<Ref<StreamTransport>> connect_pipe(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol, int fd,
+                                        StreamTransport::Mode mode) {
+  StreamEndpointPtr endpoint = loop.backend().adopt_pipe(fd);
+  Future<void> waiter = loop.create_future<void>();
+  Ref<StreamTransport> t = StreamTransport::create(loop, std::move(endpoint), std::move(protocol), nullptr, waiter, mode);
+  co_await waiter;
+  co_return t;
+}
+}  // namespace
+
 Coro<ReadPipeConnection> EventLoop::connect_read_pipe(ProtocolFactory factory, int fd) {
   capabilities().require("connect_read_pipe");
-  StreamEndpointPtr endpoint = backend().adopt_pipe(fd);
   std::shared_ptr<BaseProtocol> protocol = factory();
-  Future<void> waiter = create_future<void>();
-  Ref<StreamTransport> t = StreamTransport::create(*this, std::move(endpoint), protocol, nullptr, waiter,
-                                                   StreamTransport::Mode::read_pipe);
-  co_await waiter;
+  Ref<StreamTransport> t = co_await connect_pipe(*this, protocol, fd, StreamTransport::Mode::read_pipe);
   ReadPipeConnection result{Ref<ReadTransport>(t.get()), protocol};
   co_return result;
 }
 
 Coro<WritePipeConnection> EventLoop::connect_write_pipe(ProtocolFactory factory, int fd) {
   capabilities().require("connect_write_pipe");
-  StreamEndpointPtr endpoint = backend().adopt_pipe(fd);
   std::shared_ptr<BaseProtocol> protocol = factory();
-  Future<void> waiter = create_future<void>();
-  Ref<StreamTransport> t = StreamTransport::create(*this, std::move(endpoint), protocol, nullptr, waiter,
-                                                   StreamTransport::Mode::write_pipe);
-  co_await waiter;
+  Ref<StreamTransport> t = co_await connect_pipe(*this, protocol, fd, StreamTransport::Mode::write_pipe);
   WritePipeConnection result{Ref<WriteTransport>(t.get()), protocol};
   co_return result;
 }
