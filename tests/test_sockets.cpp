@@ -17,6 +17,8 @@ LOOP_TEST("add_reader and sock_*: NotSupportedError where there are no file desc
   if (loop.capabilities().supports("add_reader")) return;
   CHECK_THROWS_AS(loop.add_reader(0, [] {}), NotSupportedError);
   CHECK_FALSE(loop.remove_reader(0));
+  CHECK_THROWS_AS(loop.run_until_complete(loop.sock_sendfile(0, 0)), NotSupportedError);
+  CHECK_THROWS_AS(loop.run_until_complete(loop.sock_recv(0, 1)), NotSupportedError);
 }
 
 #ifndef __EMSCRIPTEN__
