@@ -89,7 +89,9 @@ auto EventLoop::run_in_executor(std::shared_ptr<Executor> executor, F&& fn) {
       } catch (...) {
         outcome->error = std::current_exception();
       }
-      detail::post_executor_result(inbox, loop, id, [outcome](FutureBase& f) {
+      // The outcome moves to the loop's side: its exception is then released on the loop's
+      // thread only (libstdc++'s exception_ptr count is invisible to TSan).
+      detail::post_executor_result(inbox, loop, id, [outcome = std::move(outcome)](FutureBase& f) {
         if (outcome->error) {
           f.set_exception(outcome->error);
         } else {
