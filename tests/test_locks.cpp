@@ -1,1 +1,419 @@
+// Lock, Event, Condition, Semaphore, BoundedSemaphore and Barrier: FIFO order, cancellation that
+// never swallows another waiter's wake-up (mirroring CPython's regression tests), and the errors
+// asyncio gives for misuse.
+#include <string>
+#include <vector>
+
 #include "support.hpp"
+
+using namespace eddy;
+
+namespace {
+
+using Trace = std::vector<std::string>;
+
+std::string joined(const Trace& t) {
+  std::string s;
+  for (const auto& x : t) s += x + ";";
+  return s;
+}
+
+Coro<void> take_lock(Lock& lock, std::string name, Trace* trace, double hold = 0) {
+  co_await lock.acquire();
+  trace->push_back(name);
+  if (hold > 0) co_await sleep(hold);
+  lock.release();
+}
+
+Coro<void> lock_fifo(Trace* trace) {
+  auto& loop = get_running_loop();
+  Lock lock;
+  co_await lock.acquire();
+  auto a = loop.create_task(take_lock(lock, "a", trace));
+  auto b = loop.create_task(take_lock(lock, "b", trace));
+  auto c = loop.create_task(take_lock(lock, "c", trace));
+  co_await sleep(0);
+  CHECK(lock.describe() == "<Lock [locked, waiters:3]>");
+  lock.release();
+  co_await a;
+  co_await b;
+  co_await c;
+  CHECK_FALSE(lock.locked());
+}
+
+// CPython test_locks: release, then cancel the woken waiter in the same pass; the next waiter
+// must still get the lock.
+Coro<void> lock_cancel_after_wakeup(Trace* trace) {
+  auto& loop = get_running_loop();
+  Lock lock;
+  co_await lock.acquire();
+  auto a = loop.create_task(take_lock(lock, "a", trace));
+  auto b = loop.create_task(take_lock(lock, "b", trace));
+  co_await sleep(0);
+  lock.release();
+  a.cancel();
+  try {
+    co_await a;
+  } catch (const CancelledError&) {
+    trace->push_back("a cancelled");
+  }
+  co_await b;
+  CHECK_FALSE(lock.locked());
+}
+
+// A waiter cancelled while queued is skipped; the acquire that comes next waits its turn.
+Coro<void> lock_cancel_queued(Trace* trace) {
+  auto& loop = get_running_loop();
+  Lock lock;
+  co_await lock.acquire();
+  auto a = loop.create_task(take_lock(lock, "a", trace));
+  auto b = loop.create_task(take_lock(lock, "b", trace));
+  auto c = loop.create_task(take_lock(lock, "c", trace));
+  co_await sleep(0);
+  b.cancel();
+  co_await sleep(0);
+  lock.release();
+  co_await a;
+  co_await c;
+  CHECK(b.cancelled());
+}
+
+Coro<void> lock_misuse() {
+  Lock lock;
+  CHECK_THROWS_MATCHES(lock.release(), RuntimeError,
+                       Catch::Matchers::Message("Lock is not acquired."));
+  {
+    auto held = co_await lock.hold();
+    CHECK(lock.locked());
+  }
+  CHECK_FALSE(lock.locked());
+}
+
+}  // namespace
+
+LOOP_TEST("Lock: waiters get the lock in FIFO order", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(lock_fifo(&trace));
+  CHECK(joined(trace) == "a;b;c;");
+}
+
+LOOP_TEST("Lock: a woken waiter cancelled in the same pass passes the lock on", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(lock_cancel_after_wakeup(&trace));
+  CHECK(joined(trace) == "b;a cancelled;");
+}
+
+LOOP_TEST("Lock: a waiter cancelled in the queue is skipped", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(lock_cancel_queued(&trace));
+  CHECK(joined(trace) == "a;c;");
+}
+
+LOOP_TEST("Lock: release of an unlocked lock, and hold() releasing at scope exit", "[locks]") {
+  this->loop->run_until_complete(lock_misuse());
+}
+
+namespace {
+
+Coro<void> wait_event(Event& ev, std::string name, Trace* trace) {
+  co_await ev.wait();
+  trace->push_back(name);
+}
+
+Coro<void> event_wakes_all(Trace* trace) {
+  auto& loop = get_running_loop();
+  Event ev;
+  auto a = loop.create_task(wait_event(ev, "a", trace));
+  auto b = loop.create_task(wait_event(ev, "b", trace));
+  auto c = loop.create_task(wait_event(ev, "c", trace));
+  co_await sleep(0);
+  b.cancel();
+  CHECK_FALSE(ev.is_set());
+  ev.set();
+  CHECK(ev.is_set());
+  co_await a;
+  co_await c;
+  CHECK(b.cancelled());
+  ev.clear();
+  CHECK_FALSE(ev.is_set());
+  ev.set();
+  co_await ev.wait();  // already set: no suspension
+  trace->push_back("main");
+}
+
+}  // namespace
+
+LOOP_TEST("Event: set wakes every waiter in order; clear; wait on a set event", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(event_wakes_all(&trace));
+  CHECK(joined(trace) == "a;c;main;");
+}
+
+namespace {
+
+Coro<void> cond_waiter(Condition& cond, std::string name, Trace* trace) {
+  co_await cond.acquire();
+  std::exception_ptr error;
+  try {
+    co_await cond.wait();
+    trace->push_back(name + " woke locked=" + (cond.locked() ? "1" : "0"));
+  } catch (const CancelledError&) {
+    error = std::current_exception();
+    trace->push_back(name + " cancelled locked=" + (cond.locked() ? "1" : "0"));
+  }
+  cond.release();
+  if (error) std::rethrow_exception(error);
+}
+
+Coro<void> condition_notify(Trace* trace) {
+  auto& loop = get_running_loop();
+  Condition cond;
+  auto a = loop.create_task(cond_waiter(cond, "a", trace));
+  auto b = loop.create_task(cond_waiter(cond, "b", trace));
+  auto c = loop.create_task(cond_waiter(cond, "c", trace));
+  co_await sleep(0);
+  co_await cond.acquire();
+  cond.notify(1);  // wakes a
+  a.cancel();      // ... which is then cancelled: the notification passes to b
+  cond.release();
+  try {
+    co_await a;
+  } catch (const CancelledError&) {
+    trace->push_back("a is cancelled");
+  }
+  co_await b;
+  CHECK_FALSE(c.done());
+  co_await cond.acquire();
+  cond.notify_all();
+  cond.release();
+  co_await c;
+}
+
+Coro<void> condition_wait_for(Trace* trace) {
+  auto& loop = get_running_loop();
+  Lock shared;
+  Condition cond(shared);
+  int value = 0;
+  auto waiter = [](Condition& cond, int& value, Trace* trace) -> Coro<void> {
+    co_await cond.acquire();
+    int got = co_await cond.wait_for([&value] { return value >= 2 ? value : 0; });
+    trace->push_back("predicate true with " + std::to_string(got));
+    cond.release();
+  };
+  auto t = loop.create_task(waiter(cond, value, trace));
+  for (int i = 1; i <= 3; ++i) {
+    co_await sleep(0);
+    auto held = co_await cond.hold();
+    CHECK(shared.locked());
+    value = i;
+    cond.notify();
+    trace->push_back("notified " + std::to_string(i));
+  }
+  co_await t;
+}
+
+Coro<void> condition_misuse() {
+  Condition cond;
+  CHECK_THROWS_MATCHES(cond.notify(), RuntimeError,
+                       Catch::Matchers::Message("cannot notify on un-acquired lock"));
+  bool threw = false;
+  try {
+    co_await cond.wait();
+  } catch (const RuntimeError& e) {
+    threw = std::string(e.what()) == "cannot wait on un-acquired lock";
+  }
+  CHECK(threw);
+}
+
+}  // namespace
+
+LOOP_TEST("Condition: a cancelled notified waiter hands the notification on", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(condition_notify(&trace));
+  CHECK(joined(trace) == "a cancelled locked=1;b woke locked=1;a is cancelled;c woke locked=1;");
+}
+
+LOOP_TEST("Condition: wait_for re-checks the predicate on every notify; shared lock", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(condition_wait_for(&trace));
+  CHECK(joined(trace) == "notified 1;notified 2;predicate true with 2;notified 3;");
+}
+
+LOOP_TEST("Condition: wait and notify without the lock are RuntimeErrors", "[locks]") {
+  this->loop->run_until_complete(condition_misuse());
+}
+
+namespace {
+
+Coro<void> sem_user(Semaphore& sem, std::string name, Trace* trace) {
+  co_await sem.acquire();
+  trace->push_back(name + " in");
+  co_await sleep(0);
+  co_await sleep(0);
+  trace->push_back(name + " out");
+  sem.release();
+}
+
+Coro<void> semaphore_fifo(Trace* trace) {
+  auto& loop = get_running_loop();
+  Semaphore sem(2);
+  CHECK_FALSE(sem.locked());
+  auto a = loop.create_task(sem_user(sem, "a", trace));
+  auto b = loop.create_task(sem_user(sem, "b", trace));
+  auto c = loop.create_task(sem_user(sem, "c", trace));
+  auto d = loop.create_task(sem_user(sem, "d", trace));
+  auto e = loop.create_task(sem_user(sem, "e", trace));
+  co_await sleep(0);
+  CHECK(sem.locked());
+  CHECK(sem.value() == 0);
+  c.cancel();  // queued: must not take a unit
+  co_await a;
+  co_await b;
+  co_await d;
+  co_await e;
+  CHECK(c.cancelled());
+  CHECK(sem.value() == 2);
+}
+
+// CPython gh-90155: a waiter woken by release() and cancelled before it runs gives its unit
+// back, and the next waiter gets it.
+Coro<void> semaphore_cancel_after_wakeup(Trace* trace) {
+  auto& loop = get_running_loop();
+  Semaphore sem(1);
+  co_await sem.acquire();
+  auto a = loop.create_task(sem_user(sem, "a", trace));
+  auto b = loop.create_task(sem_user(sem, "b", trace));
+  co_await sleep(0);
+  sem.release();
+  a.cancel();
+  try {
+    co_await a;
+  } catch (const CancelledError&) {
+    trace->push_back("a cancelled");
+  }
+  co_await b;
+  CHECK(sem.value() == 1);
+}
+
+Coro<void> bounded_semaphore() {
+  BoundedSemaphore sem(2);
+  co_await sem.acquire();
+  {
+    auto held = co_await sem.hold();
+    CHECK(sem.value() == 0);
+  }
+  sem.release();
+  CHECK(sem.value() == 2);
+  CHECK_THROWS_MATCHES(sem.release(), ValueError,
+                       Catch::Matchers::Message("BoundedSemaphore released too many times"));
+  CHECK(sem.value() == 2);
+}
+
+}  // namespace
+
+LOOP_TEST("Semaphore: FIFO, a cancelled queued waiter takes no unit", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(semaphore_fifo(&trace));
+  CHECK(joined(trace) == "a in;b in;a out;b out;d in;e in;d out;e out;");
+}
+
+LOOP_TEST("Semaphore: a woken waiter cancelled before running gives its unit to the next",
+          "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(semaphore_cancel_after_wakeup(&trace));
+  CHECK(joined(trace) == "b in;a cancelled;b out;");
+}
+
+LOOP_TEST("Semaphore: BoundedSemaphore over-release and negative values are ValueErrors",
+          "[locks]") {
+  CHECK_THROWS_AS(Semaphore(-1), ValueError);
+  this->loop->run_until_complete(bounded_semaphore());
+}
+
+namespace {
+
+Coro<void> barrier_party(Barrier& barrier, std::string name, Trace* trace) {
+  int index = co_await barrier.wait();
+  trace->push_back(name + "=" + std::to_string(index));
+  index = co_await barrier.wait();  // the barrier is reusable
+  trace->push_back(name + "=" + std::to_string(index));
+}
+
+Coro<void> barrier_cycles(Trace* trace) {
+  auto& loop = get_running_loop();
+  Barrier barrier(3);
+  auto a = loop.create_task(barrier_party(barrier, "a", trace));
+  auto b = loop.create_task(barrier_party(barrier, "b", trace));
+  co_await sleep(0);
+  CHECK(barrier.n_waiting() == 2);
+  auto c = loop.create_task(barrier_party(barrier, "c", trace));
+  co_await a;
+  co_await b;
+  co_await c;
+  CHECK(barrier.n_waiting() == 0);
+  CHECK_FALSE(barrier.broken());
+}
+
+Coro<void> barrier_abort(Trace* trace) {
+  auto& loop = get_running_loop();
+  Barrier barrier(3);
+  auto waiter = [](Barrier& barrier, Trace* trace) -> Coro<void> {
+    try {
+      co_await barrier.wait();
+    } catch (const BrokenBarrierError& e) {
+      trace->push_back(std::string("broken: ") + e.what());
+    }
+  };
+  auto a = loop.create_task(waiter(barrier, trace));
+  co_await sleep(0);
+  co_await barrier.reset();
+  co_await a;
+  auto b = loop.create_task(waiter(barrier, trace));
+  co_await sleep(0);
+  co_await barrier.abort();
+  co_await b;
+  CHECK(barrier.broken());
+  auto c = loop.create_task(waiter(barrier, trace));
+  co_await c;
+}
+
+}  // namespace
+
+LOOP_TEST("Barrier: parties meet, get their indexes, and the barrier cycles", "[locks]") {
+  CHECK_THROWS_AS(Barrier(0), ValueError);
+  Trace trace;
+  this->loop->run_until_complete(barrier_cycles(&trace));
+  CHECK(joined(trace) == "c=2;a=0;b=1;a=2;b=0;c=1;");
+}
+
+LOOP_TEST("Barrier: reset and abort break the waiters", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(barrier_abort(&trace));
+  CHECK(joined(trace) ==
+        "broken: Abort or reset of barrier;broken: Abort or reset of barrier;broken: Barrier "
+        "aborted;");
+}
+
+namespace {
+Coro<void> use_lock(Lock& lock) {
+  co_await lock.acquire();
+  co_await sleep(0);
+  lock.release();
+}
+}  // namespace
+
+TEST_CASE("Lock: a primitive bound to one loop refuses another", "[locks]") {
+  Lock lock;
+  auto a = eddy::testing::new_virtual_clock_loop();
+  auto b = eddy::testing::new_virtual_clock_loop();
+  auto contend = [](Lock& lock) -> Coro<void> {
+    auto t = get_running_loop().create_task(use_lock(lock));
+    co_await use_lock(lock);
+    co_await t;
+  };
+  a->run_until_complete(contend(lock));
+  CHECK_THROWS_WITH(b->run_until_complete(contend(lock)),
+                    "Lock is bound to a different event loop");
+  a->close();
+  b->close();
+}

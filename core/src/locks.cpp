@@ -1,0 +1,300 @@
+// Lock, Event, Condition, Semaphore, BoundedSemaphore and Barrier, with asyncio's wake-up rules:
+// a waiter that is cancelled after being woken passes its turn on, and a waiter's future is
+// removed from the queue by the waiter itself, whatever way its wait ended.
+#include "eddy/locks.hpp"
+
+#include <algorithm>
+
+namespace eddy {
+namespace detail {
+
+EventLoop& LoopBound::bound_loop(const char* what) {
+  EventLoop& loop = get_running_loop();
+  if (!loop_) loop_ = &loop;
+  if (loop_ != &loop) throw RuntimeError(std::string(what) + " is bound to a different event loop");
+  return loop;
+}
+
+Future<void> Waiters::add(EventLoop& loop) {
+  Future<void> f = loop.create_future<void>();
+  queue_.push_back(f);
+  return f;
+}
+
+void Waiters::remove(const Future<void>& f) noexcept {
+  auto it = std::find(queue_.begin(), queue_.end(), f);
+  if (it != queue_.end()) queue_.erase(it);
+}
+
+bool Waiters::wake_first() {
+  return wake(1) == 1;
+}
+
+void Waiters::pop_and_wake() {
+  while (!queue_.empty()) {
+    Future<void> f = std::move(queue_.front());
+    queue_.pop_front();
+    if (!f.done()) {
+      f.set_result();
+      return;
+    }
+  }
+}
+
+std::size_t Waiters::wake(std::size_t n) {
+  std::size_t woken = 0;
+  for (auto& f : queue_) {
+    if (woken >= n) break;
+    if (!f.done()) {
+      f.set_result();
+      ++woken;
+    }
+  }
+  return woken;
+}
+
+bool Waiters::any_live() const noexcept {
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [](const Future<void>& f) { return !f.cancelled(); });
+}
+
+}  // namespace detail
+
+// ---- Lock
+// -----------------------------------------------------------------------------------------
+
+Coro<void> Lock::acquire() {
+  if (!locked_ && !waiters_.any_live()) {
+    locked_ = true;
+    co_return;
+  }
+  Future<void> fut = waiters_.add(bound_loop("Lock"));
+  std::exception_ptr error;
+  try {
+    co_await fut;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  waiters_.remove(fut);
+  if (error) {
+    // Woken and cancelled in the same pass: the lock is free, hand it to the next in line.
+    if (!locked_) wake_up_first();
+    std::rethrow_exception(error);
+  }
+  locked_ = true;
+}
+
+void Lock::release() {
+  if (!locked_) throw RuntimeError("Lock is not acquired.");
+  locked_ = false;
+  wake_up_first();
+}
+
+void Lock::wake_up_first() {
+  waiters_.wake_first();
+}
+
+Coro<Held<Lock>> Lock::hold() {
+  co_await acquire();
+  co_return Held<Lock>(*this);
+}
+
+std::string Lock::describe() const {
+  std::string s = locked_ ? "<Lock [locked" : "<Lock [unlocked";
+  if (!waiters_.empty()) s += ", waiters:" + std::to_string(waiters_.size());
+  return s + "]>";
+}
+
+// ---- Event
+// ----------------------------------------------------------------------------------------
+
+Coro<void> Event::wait() {
+  if (value_) co_return;
+  Future<void> fut = waiters_.add(bound_loop("Event"));
+  std::exception_ptr error;
+  try {
+    co_await fut;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  waiters_.remove(fut);
+  if (error) std::rethrow_exception(error);
+}
+
+void Event::set() {
+  if (value_) return;
+  value_ = true;
+  waiters_.wake(waiters_.size());
+}
+
+// ---- Condition
+// ------------------------------------------------------------------------------------
+
+Coro<Held<Condition>> Condition::hold() {
+  co_await acquire();
+  co_return Held<Condition>(*this);
+}
+
+Coro<void> Condition::wait() {
+  if (!locked()) throw RuntimeError("cannot wait on un-acquired lock");
+  EventLoop& loop = bound_loop("Condition");
+  release();
+  std::exception_ptr error;
+  {
+    Future<void> fut = waiters_.add(loop);
+    try {
+      co_await fut;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    waiters_.remove(fut);
+    // We may have been notified before the error reached us: notify someone else instead (a
+    // spurious wake-up is allowed; a lost one is not).
+    if (error) wake(1);
+  }
+  // The lock is reacquired even when the wait is cancelled; the latest cancellation wins.
+  std::exception_ptr cancelled;
+  for (;;) {
+    try {
+      co_await lock_->acquire();
+      break;
+    } catch (const CancelledError&) {
+      cancelled = std::current_exception();
+    }
+  }
+  if (cancelled) std::rethrow_exception(cancelled);
+  if (error) std::rethrow_exception(error);
+}
+
+void Condition::notify(std::size_t n) {
+  if (!locked()) throw RuntimeError("cannot notify on un-acquired lock");
+  wake(n);
+}
+
+// ---- Semaphore
+// ------------------------------------------------------------------------------------
+
+Semaphore::Semaphore(int value) : value_(value) {
+  if (value < 0) throw ValueError("Semaphore initial value must be >= 0");
+}
+
+bool Semaphore::locked() const noexcept {
+  // Waiters that are still queued keep their turn even if a release made value_ positive.
+  return value_ == 0 || waiters_.any_live();
+}
+
+Coro<void> Semaphore::acquire() {
+  if (!locked()) {
+    --value_;
+    co_return;
+  }
+  Future<void> fut = waiters_.add(bound_loop("Semaphore"));
+  std::exception_ptr error;
+  try {
+    co_await fut;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  waiters_.remove(fut);
+  // Woken (value_ already taken for us) but cancelled before running: give the unit back.
+  if (error && fut.done() && !fut.cancelled()) ++value_;
+  // Waiters that arrived meanwhile had to queue behind us: wake as many as value_ allows.
+  while (value_ > 0 && wake_up_next()) {
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+void Semaphore::release() {
+  ++value_;
+  wake_up_next();
+}
+
+bool Semaphore::wake_up_next() {
+  if (waiters_.empty()) return false;
+  if (!waiters_.wake_first()) return false;
+  --value_;  // the woken waiter's unit
+  return true;
+}
+
+Coro<Held<Semaphore>> Semaphore::hold() {
+  co_await acquire();
+  co_return Held<Semaphore>(*this);
+}
+
+void BoundedSemaphore::release() {
+  if (value_ >= bound_) throw ValueError("BoundedSemaphore released too many times");
+  Semaphore::release();
+}
+
+// ---- Barrier
+// --------------------------------------------------------------------------------------
+
+Barrier::Barrier(int parties) : parties_(parties) {
+  if (parties < 1) throw ValueError("parties must be > 0");
+}
+
+Coro<void> Barrier::block() {
+  // Wait while the barrier drains or resets from a previous cycle.
+  co_await cond_.wait_for(
+      [this] { return state_ != State::draining && state_ != State::resetting; });
+  if (state_ == State::broken) throw BrokenBarrierError("Barrier aborted");
+}
+
+Coro<void> Barrier::wait_released() {
+  co_await cond_.wait_for([this] { return state_ != State::filling; });
+  if (state_ == State::broken || state_ == State::resetting)
+    throw BrokenBarrierError("Abort or reset of barrier");
+}
+
+void Barrier::exit() {
+  if (count_ == 0) {
+    if (state_ == State::resetting || state_ == State::draining) state_ = State::filling;
+    cond_.notify_all();
+  }
+}
+
+Coro<int> Barrier::wait() {
+  co_await cond_.acquire();
+  std::exception_ptr error;
+  int index = 0;
+  bool counted = false;
+  try {
+    co_await block();
+    index = count_++;
+    counted = true;
+    if (index + 1 == parties_) {
+      state_ = State::draining;  // the last to arrive releases everyone
+      cond_.notify_all();
+    } else {
+      co_await wait_released();
+    }
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (counted) {
+    --count_;
+    exit();
+  }
+  cond_.release();
+  if (error) std::rethrow_exception(error);
+  co_return index;
+}
+
+Coro<void> Barrier::reset() {
+  co_await cond_.acquire();
+  if (count_ > 0)
+    state_ = State::resetting;
+  else
+    state_ = State::filling;
+  cond_.notify_all();
+  cond_.release();
+}
+
+Coro<void> Barrier::abort() {
+  co_await cond_.acquire();
+  state_ = State::broken;
+  cond_.notify_all();
+  cond_.release();
+}
+
+}  // namespace eddy
