@@ -1,1 +1,871 @@
+// asyncio's Streams API: StreamReader's reads and corner cases, its read flow control and
+// StreamWriter.drain's write flow control (against a fake transport, on every loop kind), then
+// open_connection / start_server over real TCP and Unix sockets with Python's asyncio at the other
+// end. Loop kinds without sockets must refuse the socket helpers with NotSupportedError.
+#include <cerrno>
+#include <cstdlib>
+
 #include "support.hpp"
+
+using namespace eddy;
+
+namespace {
+
+// Counts what a StreamReader and StreamWriter ask of their transport.
+struct FakeTransport : Transport {
+  int pauses = 0, resumes = 0, closes = 0;
+  bool closing = false, reading = true, eof_written = false;
+  std::string written;
+  void close() override {
+    ++closes;
+    closing = true;
+  }
+  bool is_closing() const override { return closing; }
+  std::any get_extra_info(std::string_view name, std::any default_value) const override {
+    if (name == "peername") return std::string("fake peer");
+    return default_value;
+  }
+  void set_protocol(std::shared_ptr<BaseProtocol>) override {}
+  std::shared_ptr<BaseProtocol> get_protocol() const override { return nullptr; }
+  bool is_reading() const override { return reading; }
+  void pause_reading() override {
+    ++pauses;
+    reading = false;
+  }
+  void resume_reading() override {
+    ++resumes;
+    reading = true;
+  }
+  using WriteTransport::write;
+  void write(std::string_view data) override { written += data; }
+  bool can_write_eof() const override { return true; }
+  void write_eof() override { eof_written = true; }
+  void abort() override { closing = true; }
+  std::size_t get_write_buffer_size() const override { return 0; }
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override { return {0, 0}; }
+  void set_write_buffer_limits(std::optional<long long>, std::optional<long long>) override {}
+};
+
+std::shared_ptr<StreamReader> new_reader(EventLoop& loop, long long limit = kDefaultStreamLimit) {
+  return std::make_shared<StreamReader>(limit, &loop);
+}
+
+template <class E, class F>
+std::string message_of(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "(nothing thrown)";
+}
+
+}  // namespace
+
+// ---- StreamReader -------------------------------------------------------------------------------
+
+static Coro<void> plain_reads(EventLoop& loop) {
+  auto r = new_reader(loop);
+  r->feed_data("hello world");
+  std::string zero = co_await r->read(0);
+  CHECK(zero.empty());
+  std::string five = co_await r->read(5);
+  CHECK(five == "hello");
+  CHECK(r->buffer_size() == 6);
+  std::string more = co_await r->read(100);  // at most what is there
+  CHECK(more == " world");
+  // read(n) waits for data; read(-1) for EOF.
+  loop.call_soon([r] { r->feed_data("late"); });
+  std::string late = co_await r->read(10);
+  CHECK(late == "late");
+  loop.call_soon([r] { r->feed_data("a"); });
+  loop.call_soon([r] { r->feed_data("b"); });
+  loop.call_soon([r] { r->feed_eof(); });
+  CHECK_FALSE(r->at_eof());
+  std::string all = co_await r->read();
+  CHECK(all == "ab");
+  CHECK(r->at_eof());
+  std::string after = co_await r->read();  // a closed stream reads as ""
+  CHECK(after.empty());
+  std::string after_n = co_await r->read(10);
+  CHECK(after_n.empty());
+  CHECK_THROWS_AS(r->feed_data("x"), RuntimeError);
+}
+
+LOOP_TEST("StreamReader: read(n), read(0), read(-1) and at_eof", "[streams-api]") {
+  this->loop->run_until_complete(plain_reads(*this->loop));
+}
+
+static Coro<void> big_read_all(EventLoop& loop) {
+  // read(-1) collects more than the limit without the transport staying paused.
+  auto r = new_reader(loop, 1000);
+  Ref<FakeTransport> t(new FakeTransport);
+  r->set_transport(Ref<ReadTransport>(t));
+  const std::string payload(10000, 'z');
+  r->feed_data(payload);
+  CHECK(t->pauses == 1);
+  loop.call_soon([r] { r->feed_eof(); });
+  std::string all = co_await r->read(-1);
+  CHECK(all == payload);
+  CHECK(t->resumes == 1);
+}
+
+LOOP_TEST("StreamReader: read(-1) returns more than the limit", "[streams-api][flow]") {
+  this->loop->run_until_complete(big_read_all(*this->loop));
+}
+
+static Coro<void> exact_reads(EventLoop& loop) {
+  auto r = new_reader(loop);
+  r->feed_data("abc");
+  loop.call_soon([r] { r->feed_data("def"); });
+  loop.call_soon([r] { r->feed_data("gh"); });
+  std::string six = co_await r->readexactly(6);  // across chunks
+  CHECK(six == "abcdef");
+  std::string none = co_await r->readexactly(0);
+  CHECK(none.empty());
+  try {
+    co_await r->readexactly(-1);
+    FAIL("readexactly(-1)");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "readexactly size can not be less than zero");
+  }
+  loop.call_soon([r] { r->feed_eof(); });
+  try {
+    co_await r->readexactly(10);
+    FAIL("readexactly past EOF");
+  } catch (const IncompleteReadError& e) {
+    CHECK(e.partial == "gh");
+    CHECK(e.expected == 10u);
+    CHECK(std::string(e.what()) == "2 bytes read on a total of 10 expected bytes");
+  }
+  CHECK(r->buffer_size() == 0);  // the partial data went into the exception
+  CHECK(r->at_eof());
+  try {
+    co_await r->readexactly(1);
+    FAIL("readexactly at EOF");
+  } catch (const EOFError& e) {  // IncompleteReadError is an EOFError
+    CHECK(std::string(e.what()) == "0 bytes read on a total of 1 expected bytes");
+  }
+}
+
+LOOP_TEST("StreamReader: readexactly, partial data at EOF, bad sizes", "[streams-api]") {
+  this->loop->run_until_complete(exact_reads(*this->loop));
+}
+
+static Coro<void> line_reads(EventLoop& loop) {
+  auto r = new_reader(loop);
+  r->feed_data("one\ntw");
+  loop.call_soon([r] { r->feed_data("o\nthr"); });
+  std::string one = co_await r->readline();
+  std::string two = co_await r->readline();
+  CHECK(one == "one\n");
+  CHECK(two == "two\n");
+  loop.call_soon([r] { r->feed_eof(); });
+  std::string partial = co_await r->readline();  // the last line has no newline
+  CHECK(partial == "thr");
+  std::string end = co_await r->readline();
+  CHECK(end.empty());
+
+  // Over the limit, newline found: that line is dropped, the rest stays.
+  auto small = new_reader(loop, 4);
+  small->feed_data("abcdefgh\nxy\n");
+  try {
+    co_await small->readline();
+    FAIL("readline over the limit");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "Separator is found, but chunk is longer than limit");
+  }
+  std::string xy = co_await small->readline();
+  CHECK(xy == "xy\n");
+  // Over the limit, no newline: the whole buffer is dropped.
+  small->feed_data("abcdefghij");
+  try {
+    co_await small->readline();
+    FAIL("readline over the limit");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "Separator is not found, and chunk exceed the limit");
+  }
+  CHECK(small->buffer_size() == 0);
+}
+
+LOOP_TEST("StreamReader: readline, partial last line, over-limit lines", "[streams-api]") {
+  this->loop->run_until_complete(line_reads(*this->loop));
+}
+
+static Coro<void> until_reads(EventLoop& loop) {
+  auto r = new_reader(loop, 4);
+  r->feed_data("ab|cd");
+  std::string ab = co_await r->readuntil("|");
+  CHECK(ab == "ab|");
+  // Found beyond the limit: LimitOverrunError, nothing consumed.
+  r->feed_data("efgh|");  // buffer "cdefgh|", separator at 6 > 4
+  try {
+    co_await r->readuntil("|");
+    FAIL("readuntil over the limit");
+  } catch (const LimitOverrunError& e) {
+    CHECK(e.consumed == 6u);
+    CHECK(std::string(e.what()) == "Separator is found, but chunk is longer than limit");
+  }
+  CHECK(r->buffer_size() == 7);
+  std::string kept = co_await r->readexactly(7);
+  CHECK(kept == "cdefgh|");
+  // Not found, over the limit: consumed is what can be skipped (all but max_seplen - 1 bytes).
+  r->feed_data("abcdefg");
+  try {
+    co_await r->readuntil("XYZ");
+    FAIL("readuntil over the limit");
+  } catch (const LimitOverrunError& e) {
+    CHECK(e.consumed == 5u);
+    CHECK(std::string(e.what()) == "Separator is not found, and chunk exceed the limit");
+  }
+  CHECK(r->buffer_size() == 7);
+  std::string skipped = co_await r->readexactly(5);  // skip what cannot hold a separator
+  CHECK(skipped == "abcde");
+  // EOF before the separator: IncompleteReadError with everything, expected undefined.
+  loop.call_soon([r] { r->feed_eof(); });
+  try {
+    co_await r->readuntil("XYZ");
+    FAIL("readuntil past EOF");
+  } catch (const IncompleteReadError& e) {
+    CHECK(e.partial == "fg");
+    CHECK_FALSE(e.expected.has_value());
+    CHECK(std::string(e.what()) == "2 bytes read on a total of undefined expected bytes");
+  }
+  CHECK(r->buffer_size() == 0);
+  try {
+    co_await r->readuntil("");
+    FAIL("empty separator");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "Separator should be at least one-byte string");
+  }
+  try {
+    co_await r->readuntil(std::vector<std::string>());
+    FAIL("no separators");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "Separator should contain at least one element");
+  }
+
+  // The separator split across chunks, completed by the chunk that comes with EOF.
+  auto r2 = new_reader(loop);
+  r2->feed_data("head-S");
+  loop.call_soon([r2] {
+    r2->feed_data("EP-tail");
+    r2->feed_eof();
+  });
+  std::string head = co_await r2->readuntil("-SEP-");
+  CHECK(head == "head-SEP-");
+  std::string tail = co_await r2->read();
+  CHECK(tail == "tail");
+}
+
+LOOP_TEST("StreamReader: readuntil, LimitOverrunError keeps the data, IncompleteReadError",
+          "[streams-api]") {
+  this->loop->run_until_complete(until_reads(*this->loop));
+}
+
+static Coro<void> several_separators(EventLoop& loop) {
+  auto r = new_reader(loop);
+  r->feed_data("xxEND--STOPa\r\nb\n");
+  std::string first = co_await r->readuntil(strings("STOP", "--"));  // ends first
+  CHECK(first == "xxEND--");
+  std::string second = co_await r->readuntil(strings("STOP", "--"));
+  CHECK(second == "STOP");
+  std::string crlf = co_await r->readuntil(strings("\r\n", "\n"));
+  CHECK(crlf == "a\r\n");
+  std::string lf = co_await r->readuntil(strings("\r\n", "\n"));
+  CHECK(lf == "b\n");
+  // Matches ending at the same place: the shortest separator counts for the limit, as asyncio.
+  auto small = new_reader(loop, 1);
+  small->feed_data("aab");
+  try {
+    co_await small->readuntil(strings("ab", "b"));
+    FAIL("over the limit");
+  } catch (const LimitOverrunError& e) {
+    CHECK(e.consumed == 2u);
+  }
+}
+
+LOOP_TEST("StreamReader: readuntil with several separators, shortest result wins",
+          "[streams-api]") {
+  this->loop->run_until_complete(several_separators(*this->loop));
+}
+
+static Coro<void> reader_exceptions(EventLoop& loop) {
+  auto r = new_reader(loop);
+  r->feed_data("buffered");
+  CHECK_FALSE(r->exception());
+  r->set_exception(std::system_error(std::make_error_code(std::errc::connection_reset), "lost"));
+  REQUIRE(r->exception());
+  // Every read raises it, buffered data or not (readexactly checks its argument first).
+  for (int i = 0; i < 5; ++i) {
+    try {
+      if (i == 0) co_await r->read(3);
+      if (i == 1) co_await r->read();
+      if (i == 2) co_await r->readexactly(2);
+      if (i == 3) co_await r->readline();
+      if (i == 4) co_await r->readuntil("x");
+      FAIL("read after set_exception");
+    } catch (const std::system_error& e) {
+      CHECK(e.code() == std::errc::connection_reset);
+    }
+  }
+  CHECK_THROWS_AS(co_await r->readexactly(-1), ValueError);
+
+  // A read that is waiting raises at once.
+  auto w = new_reader(loop);
+  loop.call_soon([w] { w->set_exception(ValueError("broken stream")); });
+  try {
+    co_await w->read(1);
+    FAIL("waiting read");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "broken stream");
+  }
+}
+
+LOOP_TEST("StreamReader: set_exception makes every read raise", "[streams-api][faults]") {
+  this->loop->run_until_complete(reader_exceptions(*this->loop));
+}
+
+static Coro<void> two_readers(EventLoop& loop) {
+  auto r = new_reader(loop);
+  Task<std::string> first = loop.create_task(r->read(10));
+  co_await sleep(0);
+  try {
+    co_await r->readline();
+    FAIL("a second reader");
+  } catch (const RuntimeError& e) {
+    CHECK(std::string(e.what()) ==
+          "readuntil() called while another coroutine is already waiting for incoming data");
+  }
+  // Cancelling the waiting read leaves the reader usable.
+  first.cancel();
+  try {
+    co_await first;
+    FAIL("cancelled read");
+  } catch (const CancelledError&) {
+  }
+  r->feed_data("x");
+  std::string x = co_await r->read(10);
+  CHECK(x == "x");
+}
+
+LOOP_TEST("StreamReader: one waiting reader at a time; a cancelled read leaves it usable",
+          "[streams-api][faults]") {
+  this->loop->run_until_complete(two_readers(*this->loop));
+}
+
+static Coro<void> reader_without_loop_argument() {
+  // Inside a task the running loop is the default.
+  auto r = std::make_shared<StreamReader>();
+  CHECK(r->limit() == 65536);
+  get_running_loop().call_soon([r] { r->feed_data("ok"); });
+  std::string s = co_await r->read(2);
+  CHECK(s == "ok");
+}
+
+LOOP_TEST("StreamReader: limit validation, the default loop and limit", "[streams-api][faults]") {
+  CHECK(message_of<ValueError>([&] { StreamReader r(0, this->loop.get()); }) ==
+        "Limit cannot be <= 0");
+  CHECK_THROWS_AS(StreamReader(-5, this->loop.get()), ValueError);
+  this->loop->run_until_complete(reader_without_loop_argument());
+}
+
+// ---- Read flow control --------------------------------------------------------------------------
+
+static Coro<void> read_flow(EventLoop& loop) {
+  auto r = new_reader(loop, 10);
+  Ref<FakeTransport> t(new FakeTransport);
+  r->set_transport(Ref<ReadTransport>(t));
+  CHECK_THROWS_AS(r->set_transport(Ref<ReadTransport>(t)), RuntimeError);
+  r->feed_data(std::string(20, 'a'));  // 20 is not over 2 * limit
+  CHECK(t->pauses == 0);
+  r->feed_data("b");  // 21 > 20: paused
+  CHECK(t->pauses == 1);
+  r->feed_data(std::string(5, 'c'));  // once only
+  CHECK(t->pauses == 1);
+  std::string s = co_await r->read(10);  // 16 left: still over the limit
+  CHECK(t->resumes == 0);
+  s = co_await r->read(6);  // 10 left: back at the limit, resumed
+  CHECK(t->resumes == 1);
+  r->feed_data(std::string(11, 'd'));  // 21 again
+  CHECK(t->pauses == 2);
+  // Waiting for more than is buffered resumes the transport (else it would never come).
+  loop.call_soon([r, t] {
+    CHECK(t->resumes == 2);
+    r->feed_data(std::string(9, 'e'));
+  });
+  std::string thirty = co_await r->readexactly(30);
+  CHECK(thirty.size() == 30);
+  CHECK(t->pauses == 3);  // the 30 bytes were over 2 * limit until read
+  CHECK(t->resumes == 3);
+  CHECK(t->reading);
+}
+
+LOOP_TEST("StreamReader: pauses its transport over 2 * limit, resumes at <= limit",
+          "[streams-api][flow]") {
+  this->loop->run_until_complete(read_flow(*this->loop));
+}
+
+// ---- StreamWriter and drain ---------------------------------------------------------------------
+
+namespace {
+struct FakeConnection {
+  Ref<FakeTransport> transport;
+  std::shared_ptr<StreamReader> reader;
+  std::shared_ptr<StreamReaderProtocol> protocol;
+  std::shared_ptr<StreamWriter> writer;
+};
+
+FakeConnection fake_connection(EventLoop& loop) {
+  FakeConnection c;
+  c.transport = Ref<FakeTransport>(new FakeTransport);
+  c.reader = std::make_shared<StreamReader>(kDefaultStreamLimit, &loop);
+  c.protocol = std::make_shared<StreamReaderProtocol>(c.reader, nullptr, &loop);
+  c.protocol->connection_made(Ref<Transport>(c.transport));
+  c.writer =
+      std::make_shared<StreamWriter>(Ref<WriteTransport>(c.transport), c.protocol, c.reader, loop);
+  return c;
+}
+}  // namespace
+
+static Coro<void> drain_flow(EventLoop& loop) {
+  FakeConnection c = fake_connection(loop);
+  c.writer->write("abc");
+  c.writer->writelines(strings("d", "ef"));
+  CHECK(c.transport->written == "abcdef");
+  CHECK(c.writer->can_write_eof());
+  c.writer->write_eof();
+  CHECK(c.transport->eof_written);
+  CHECK(std::any_cast<std::string>(c.writer->get_extra_info("peername")) == "fake peer");
+  CHECK(std::any_cast<int>(c.writer->get_extra_info("nothing", 3)) == 3);
+  CHECK(c.writer->transport().get() == static_cast<WriteTransport*>(c.transport.get()));
+
+  co_await c.writer->drain();  // not paused: at once
+  // Over the high-water mark: drain waits for resume_writing.
+  c.protocol->pause_writing();
+  Task<void> draining = loop.create_task(c.writer->drain());
+  for (int i = 0; i < 5; ++i) co_await sleep(0);
+  CHECK_FALSE(draining.done());
+  c.protocol->resume_writing();
+  co_await draining;
+
+  // Paused, then the connection is lost with an error: drain raises it.
+  c.protocol->pause_writing();
+  Task<void> lost = loop.create_task(c.writer->drain());
+  co_await sleep(0);
+  c.protocol->connection_lost(std::make_exception_ptr(
+      std::system_error(std::make_error_code(std::errc::connection_reset))));
+  try {
+    co_await lost;
+    FAIL("drain after connection_lost(exc)");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::connection_reset);
+  }
+  // The reader has the error too, and later drains raise it first.
+  CHECK(c.reader->exception());
+  CHECK_THROWS_AS(co_await c.writer->drain(), std::system_error);
+  try {
+    co_await c.writer->wait_closed();
+    FAIL("wait_closed after connection_lost(exc)");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::connection_reset);
+  }
+}
+
+LOOP_TEST("StreamWriter: write, writelines, drain blocks while paused, raises after loss",
+          "[streams-api][flow]") {
+  this->loop->run_until_complete(drain_flow(*this->loop));
+}
+
+static Coro<void> drain_after_close(EventLoop& loop) {
+  FakeConnection c = fake_connection(loop);
+  CHECK_FALSE(c.writer->is_closing());
+  Task<void> closed = loop.create_task(c.writer->wait_closed());
+  co_await sleep(0);
+  CHECK_FALSE(closed.done());
+  c.writer->close();
+  CHECK(c.writer->is_closing());
+  CHECK(c.transport->closes == 1);
+  // A transport reports connection_lost from a later callback. drain yields once first, so it
+  // sees the loss: ConnectionResetError('Connection lost').
+  auto protocol = c.protocol;
+  loop.call_soon([protocol] { protocol->connection_lost(nullptr); });
+  try {
+    co_await c.writer->drain();
+    FAIL("drain after close");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::connection_reset);
+    CHECK(std::string(e.what()).find("Connection lost") == 0);
+  }
+  co_await closed;  // a clean close: no error
+  co_await c.writer->wait_closed();
+  std::string eof = co_await c.reader->read();
+  CHECK(eof.empty());
+  CHECK(c.reader->at_eof());
+}
+
+LOOP_TEST("StreamWriter: drain after close sees the loss; wait_closed", "[streams-api][flow]") {
+  this->loop->run_until_complete(drain_after_close(*this->loop));
+}
+
+LOOP_TEST("StreamWriter: dropping an open writer closes its transport", "[streams-api]") {
+  FakeConnection c = fake_connection(*this->loop);
+  Ref<FakeTransport> t = c.transport;
+  c.writer.reset();
+  CHECK(t->closes == 1);
+  c.protocol->connection_lost(nullptr);
+  // Already closing: nothing more.
+  auto w = std::make_shared<StreamWriter>(Ref<WriteTransport>(t), c.protocol, nullptr, *this->loop);
+  w.reset();
+  CHECK(t->closes == 1);
+}
+
+LOOP_TEST("StreamReaderProtocol: data, EOF keeps the connection half-open", "[streams-api]") {
+  FakeConnection c = fake_connection(*this->loop);
+  c.protocol->data_received("abc");
+  CHECK(c.reader->buffer_size() == 3);
+  CHECK(c.protocol->eof_received());  // half-open: we may still write
+  CHECK_FALSE(c.reader->at_eof());
+  CHECK_FALSE(c.protocol->server_side());
+  c.protocol->connection_lost(nullptr);
+  CHECK(c.protocol->reader() == nullptr);  // dropped at connection_lost
+}
+
+// ---- Sockets ------------------------------------------------------------------------------------
+
+static Coro<void> refused_helpers(EventLoop& loop) {
+  (void)loop;
+  try {
+    co_await open_connection("127.0.0.1", 1);
+    FAIL("open_connection without sockets");
+  } catch (const NotSupportedError& e) {
+    CHECK(e.method() == "create_connection");
+  }
+  ClientConnectedCallback cb = [](std::shared_ptr<StreamReader>, std::shared_ptr<StreamWriter>) {};
+  try {
+    co_await start_server(cb, "127.0.0.1", 0);
+    FAIL("start_server without sockets");
+  } catch (const NotSupportedError& e) {
+    CHECK(e.method() == "create_server");
+  }
+}
+
+LOOP_TEST("open_connection / start_server: NotSupportedError without sockets", "[streams-api]") {
+  if (this->loop->capabilities().supports("create_connection")) SKIP("this loop has sockets");
+  this->loop->run_until_complete(refused_helpers(*this->loop));
+}
+
+#ifndef __EMSCRIPTEN__
+#include <unistd.h>
+
+#include "peer.hpp"
+
+using NativeFixture = LoopFixture<PlatformLoop>;
+
+static std::uint16_t port_of(const std::string& ready) {
+  return static_cast<std::uint16_t>(std::stoi(ready));
+}
+
+static std::string socket_path(const char* tag) {
+  return "/tmp/eddy-stream-api-" + std::to_string(::getpid()) + "-" + tag + ".sock";
+}
+
+static Coro<void> echo_conversation(bool unix_socket, std::string where) {
+  StreamPair s;
+  if (unix_socket)
+    s = co_await open_unix_connection(where, {.limit = 1000});
+  else
+    s = co_await open_connection("127.0.0.1", port_of(where), {.limit = 1000});
+  std::shared_ptr<StreamReader> reader = s.first;
+  std::shared_ptr<StreamWriter> writer = s.second;
+  CHECK(reader->limit() == 1000);
+  if (!unix_socket) {
+    auto peer = std::any_cast<SocketAddress>(writer->get_extra_info("peername"));
+    CHECK(peer.port == port_of(where));
+  }
+  writer->write("line one\nline two\r\nrest");
+  writer->writelines(strings("ab", "cd"));
+  co_await writer->drain();
+  std::string one = co_await reader->readline();
+  CHECK(one == "line one\n");
+  std::string two = co_await reader->readuntil("\r\n");
+  CHECK(two == "line two\r\n");
+  std::string rest = co_await reader->readexactly(4);
+  CHECK(rest == "rest");
+  // A payload over 2 * limit: the reader pauses and resumes the socket on the way.
+  const std::string big = peer_pattern(0, 100000);
+  writer->write(big);
+  co_await writer->drain();
+  std::string echoed = co_await reader->readexactly(4 + 100000);
+  CHECK(echoed == "abcd" + big);
+  CHECK(writer->can_write_eof());
+  writer->write_eof();  // the echo server closes after our EOF
+  std::string tail = co_await reader->read();
+  CHECK(tail.empty());
+  CHECK(reader->at_eof());
+  writer->close();
+  co_await writer->wait_closed();
+  CHECK(writer->is_closing());
+}
+
+TEST_CASE_METHOD(NativeFixture, "open_connection: a conversation with an asyncio echo server",
+                 "[streams-api][peer]") {
+  const bool unix_socket = GENERATE(false, true);
+  PythonPeer peer({"echo-server", unix_socket ? "unix:" + socket_path("echo") : "tcp:127.0.0.1:0"});
+  const std::string where = peer.ready();
+  loop->run_until_complete(echo_conversation(unix_socket, where));
+  peer.finish();
+}
+
+static Coro<void> partial_at_eof(std::uint16_t port) {
+  auto [reader, writer] = co_await open_connection("127.0.0.1", port);
+  writer->write("12345");
+  writer->write_eof();  // the server answers once it saw our EOF, then closes
+  try {
+    co_await reader->readexactly(100);
+    FAIL("readexactly past EOF");
+  } catch (const IncompleteReadError& e) {
+    CHECK(e.partial == "after-eof:5");
+    CHECK(e.expected == 100u);
+  }
+  CHECK(reader->at_eof());
+  writer->close();
+  co_await writer->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture, "readexactly at the peer's EOF gives IncompleteReadError",
+                 "[streams-api][peer]") {
+  PythonPeer peer({"half-close-server", "tcp:127.0.0.1:0"});
+  loop->run_until_complete(partial_at_eof(port_of(peer.ready())));
+  peer.finish();
+}
+
+static Coro<void> drain_into_reset(std::uint16_t port, std::error_code* got) {
+  StreamPair s = co_await open_connection("127.0.0.1", port);
+  s.second->write("!");  // the peer aborts (RST) after one byte
+  const std::string chunk(256 * 1024, 'x');
+  for (int i = 0; i < 2000; ++i) {
+    try {
+      s.second->write(chunk);
+      co_await s.second->drain();
+    } catch (const std::system_error& e) {
+      *got = e.code();
+      break;
+    }
+    co_await sleep(0.002);
+  }
+  s.second->close();
+  try {
+    co_await s.second->wait_closed();
+  } catch (const std::system_error&) {
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "drain raises the connection error after a reset",
+                 "[streams-api][peer][faults]") {
+  PythonPeer peer({"reset-server", "tcp:127.0.0.1:0"});
+  std::error_code got;
+  loop->run_until_complete(drain_into_reset(port_of(peer.ready()), &got));
+  INFO("got " << got.message());
+  CHECK((got == std::errc::connection_reset || got == std::errc::broken_pipe));
+  peer.finish();
+}
+
+static Coro<void> echo_handler(std::shared_ptr<StreamReader> reader,
+                               std::shared_ptr<StreamWriter> writer) {
+  for (;;) {
+    std::string data = co_await reader->read(65536);
+    if (data.empty()) break;
+    writer->write(data);
+    co_await writer->drain();
+  }
+  writer->close();
+  co_await writer->wait_closed();
+}
+
+static Coro<void> serve_asyncio_client(bool unix_socket, int* handled, std::string* said) {
+  const std::string path = socket_path("server");
+  ClientConnectedCallback cb = [handled](std::shared_ptr<StreamReader> r,
+                                         std::shared_ptr<StreamWriter> w) {
+    ++*handled;
+    return echo_handler(std::move(r), std::move(w));
+  };
+  Ref<Server> server;
+  if (unix_socket)
+    server = co_await start_unix_server(cb, path);
+  else
+    server = co_await start_server(cb, "127.0.0.1", 0, {.server = {.backlog = 10}});
+  REQUIRE(server->sockets().size() == 1);
+  const std::string addr =
+      unix_socket ? "unix:" + path
+                  : "tcp:127.0.0.1:" + std::to_string(server->sockets()[0].address.port);
+  PythonPeer peer(strings("client-echo", addr, "1048576"));
+  while (!peer.exited()) co_await sleep(0.01);
+  *said = peer.finish();
+  server->close();
+  co_await server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture, "start_server: a coroutine handler echoes 1 MiB to asyncio",
+                 "[streams-api][peer][server]") {
+  const bool unix_socket = GENERATE(false, true);
+  int handled = 0;
+  std::string said;
+  loop->run_until_complete(serve_asyncio_client(unix_socket, &handled, &said));
+  CHECK(said == "OK 1048576\n");
+  CHECK(handled == 1);
+}
+
+struct ProducerStats {
+  std::string payload;  // made up front: writing must outpace the reader, even under valgrind
+  int over_high = 0;
+  std::size_t max_after_drain = 0;
+};
+
+static Coro<void> produce(std::shared_ptr<StreamReader>, std::shared_ptr<StreamWriter> writer,
+                          std::size_t total, ProducerStats* stats) {
+  const std::size_t high = writer->transport()->get_write_buffer_limits().second;
+  for (std::size_t sent = 0; sent < total; sent += 1 << 20) {
+    writer->write(std::string_view(stats->payload).substr(sent, 1 << 20));
+    if (writer->transport()->get_write_buffer_size() > high) ++stats->over_high;
+    co_await writer->drain();
+    stats->max_after_drain =
+        std::max(stats->max_after_drain, writer->transport()->get_write_buffer_size());
+  }
+  writer->close();
+  co_await writer->wait_closed();
+}
+
+static Coro<void> serve_slow_reader(std::size_t total, ProducerStats* stats, std::string* said) {
+  ClientConnectedCallback cb = [total, stats](std::shared_ptr<StreamReader> r,
+                                              std::shared_ptr<StreamWriter> w) {
+    return produce(std::move(r), std::move(w), total, stats);
+  };
+  Ref<Server> server = co_await start_server(cb, "127.0.0.1", 0);
+  const std::uint16_t port = server->sockets()[0].address.port;
+  PythonPeer peer(
+      strings("slow-reader", "tcp:127.0.0.1:" + std::to_string(port), std::to_string(total)));
+  while (!peer.exited()) co_await sleep(0.01);
+  *said = peer.finish();
+  server->close();
+  co_await server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture, "drain waits for a slow asyncio reader (write flow control)",
+                 "[streams-api][peer][flow]") {
+  const std::size_t total = 16u << 20;
+  ProducerStats stats;
+  stats.payload = peer_pattern(0, total);
+  std::string said;
+  loop->run_until_complete(serve_slow_reader(total, &stats, &said));
+  CHECK(said == "OK " + std::to_string(total) + "\n");
+  CHECK(stats.over_high >= 1);            // the buffer went over the high-water mark...
+  CHECK(stats.max_after_drain <= 16384);  // ...and drain returned only once it was at low
+}
+
+static Coro<void> failing_and_plain_callbacks(EventLoop& loop) {
+  (void)loop;
+  // A coroutine callback that raises: reported, and its connection closed.
+  ClientConnectedCallback failing = [](std::shared_ptr<StreamReader> r,
+                                       std::shared_ptr<StreamWriter>) -> Coro<void> {
+    std::string line = co_await r->readline();
+    throw ValueError("bad request: " + line);
+  };
+  Ref<Server> s1 = co_await start_server(failing, "127.0.0.1", 0);
+  StreamPair c1 = co_await open_connection("127.0.0.1", s1->sockets()[0].address.port);
+  c1.second->write("hello\n");
+  std::string nothing = co_await c1.first->read();  // EOF: the server closed
+  CHECK(nothing.empty());
+  c1.second->close();
+  co_await c1.second->wait_closed();
+  s1->close();
+  co_await s1->wait_closed();
+
+  // A plain callback runs in connection_made; the protocol keeps its writer until the end.
+  int calls = 0;
+  ClientConnectedCallback plain = [&calls](std::shared_ptr<StreamReader>,
+                                           std::shared_ptr<StreamWriter> w) {
+    ++calls;
+    w->write("hi from a plain callback");
+    w->close();
+  };
+  Ref<Server> s2 = co_await start_server(plain, strings("127.0.0.1"), 0);
+  StreamPair c2 = co_await open_connection("127.0.0.1", s2->sockets()[0].address.port);
+  std::string hi = co_await c2.first->read();
+  CHECK(hi == "hi from a plain callback");
+  CHECK(calls == 1);
+  c2.second->close();
+  co_await c2.second->wait_closed();
+  s2->close();
+  co_await s2->wait_closed();
+
+  try {
+    co_await start_server(plain, "127.0.0.1", 0, {.limit = 0});
+    FAIL("limit 0");
+  } catch (const ValueError&) {
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "start_server: a failing handler is reported; plain callbacks",
+                 "[streams-api][server][faults]") {
+  loop->run_until_complete(failing_and_plain_callbacks(*loop));
+  REQUIRE(reported.size() == 1);
+  CHECK(reported[0].message == "Unhandled exception in client_connected_cb");
+  CHECK(reported[0].exception_text() == "bad request: hello\n");
+  reported.clear();
+}
+
+// ---- start_tls ----------------------------------------------------------------------------------
+
+namespace {
+struct StreamTestCert {
+  std::string dir, cert, key;
+  StreamTestCert() {
+    dir = "/tmp/eddy-stream-api-tls-" + std::to_string(::getpid());
+    cert = dir + "/cert.pem";
+    key = dir + "/key.pem";
+    const std::string cmd =
+        "mkdir -p " + dir +
+        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+        " -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
+        key + " -out " + cert + " 2>/dev/null";
+    if (std::system(cmd.c_str()) != 0) std::abort();
+  }
+  ~StreamTestCert() { std::system(("rm -rf " + dir).c_str()); }
+};
+const StreamTestCert& stream_test_cert() {
+  static StreamTestCert c;
+  return c;
+}
+}  // namespace
+
+static Coro<void> starttls_streams(std::uint16_t port, std::string* secure) {
+  StreamPair s = co_await open_connection("127.0.0.1", port);
+  s.second->write("STARTTLS\n");
+  std::string go = co_await s.first->readline();
+  CHECK(go == "GO\n");
+  TlsContext tls{.ca_file = stream_test_cert().cert};
+  Ref<WriteTransport> plain = s.second->transport();
+  co_await s.second->start_tls(&tls, {.server_hostname = "localhost"});
+  CHECK(plain->is_closing());  // retired
+  CHECK(s.second->transport() != plain);
+  CHECK(s.second->get_extra_info("ssl_object").has_value());
+  CHECK_FALSE(s.second->can_write_eof());
+  s.second->write("hello\n");
+  *secure = co_await s.first->readline();
+  std::string eof = co_await s.first->read();
+  CHECK(eof.empty());
+  s.second->close();
+  co_await s.second->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture, "StreamWriter.start_tls upgrades reader and writer",
+                 "[streams-api][peer][tls]") {
+  PythonPeer peer(strings("starttls-server", "tcp:127.0.0.1:0", stream_test_cert().cert,
+                          stream_test_cert().key));
+  std::string secure;
+  loop->run_until_complete(starttls_streams(port_of(peer.ready()), &secure));
+  CHECK(secure == "secure: hello\n");
+  peer.finish();
+}
+#endif  // __EMSCRIPTEN__

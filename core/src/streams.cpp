@@ -1,0 +1,587 @@
+// asyncio's streams (Lib/asyncio/streams.py) over Eddy's transports: the StreamReader buffer and
+// its read flow control, FlowControlMixin, StreamReaderProtocol, StreamWriter and the
+// open_connection / start_server helpers. Platform-free: sockets come from the loop's methods.
+#include "eddy/streams.hpp"
+
+#include <algorithm>
+
+#include "eddy/log.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/policy.hpp"
+
+namespace eddy {
+
+// gcc 12 may destroy the temporary of `co_return co_await f();` twice, and braced lists cannot
+// live in a coroutine frame: results are named first, vectors built without braces.
+
+namespace {
+
+std::string expected_text(std::optional<std::size_t> expected) {
+  return expected ? std::to_string(*expected) : std::string("undefined");
+}
+
+std::system_error connection_lost_error() {
+  return std::system_error(std::make_error_code(std::errc::connection_reset), "Connection lost");
+}
+
+LoopRef default_loop(EventLoop* loop) {
+  if (loop) return LoopRef(loop);
+  if (EventLoop* running = running_loop()) return LoopRef(running);
+  try {
+    return get_event_loop();
+  } catch (const RuntimeError&) {
+    return nullptr;  // bound to the running loop when a read first waits
+  }
+}
+
+}  // namespace
+
+IncompleteReadError::IncompleteReadError(std::string partial_, std::optional<std::size_t> expected_)
+    : EOFError(std::to_string(partial_.size()) + " bytes read on a total of " +
+               expected_text(expected_) + " expected bytes"),
+      partial(std::move(partial_)),
+      expected(expected_) {}
+
+// ---- StreamReader -------------------------------------------------------------------------------
+
+StreamReader::StreamReader(long long limit, EventLoop* loop) {
+  if (limit <= 0) throw ValueError("Limit cannot be <= 0");
+  limit_ = static_cast<std::size_t>(limit);
+  loop_ = default_loop(loop);
+}
+
+StreamReader::~StreamReader() = default;
+
+void StreamReader::set_exception(std::exception_ptr exc) {
+  exception_ = exc;
+  Future<void> waiter = std::exchange(waiter_, Future<void>());
+  if (exc && waiter && !waiter.done()) waiter.set_exception(exc);
+}
+
+void StreamReader::wakeup_waiter() {
+  Future<void> waiter = std::exchange(waiter_, Future<void>());
+  if (waiter && !waiter.done()) waiter.set_result();
+}
+
+void StreamReader::set_transport(Ref<ReadTransport> transport) {
+  if (transport_) throw RuntimeError("Transport already set");
+  transport_ = std::move(transport);
+}
+
+void StreamReader::replace_transport(Ref<ReadTransport> transport) {
+  // The old transport is retired (start_tls); the new one starts out reading.
+  transport_ = std::move(transport);
+  paused_ = false;
+}
+
+void StreamReader::maybe_resume_transport() {
+  if (paused_ && size() <= limit_) {
+    paused_ = false;
+    transport_->resume_reading();
+  }
+}
+
+void StreamReader::feed_eof() {
+  eof_ = true;
+  wakeup_waiter();
+}
+
+void StreamReader::feed_data(std::string_view data) {
+  if (eof_) throw RuntimeError("feed_data after feed_eof");
+  if (data.empty()) return;
+  if (head_ > 0 && head_ >= buffer_.size() / 2) {
+    buffer_.erase(0, head_);
+    head_ = 0;
+  }
+  buffer_.append(data);
+  wakeup_waiter();
+  if (transport_ && !paused_ && size() > 2 * limit_) {
+    try {
+      transport_->pause_reading();
+      paused_ = true;
+    } catch (const NotSupportedError&) {
+      transport_.reset();  // it cannot pause: buffer everything
+    }
+  }
+}
+
+std::string StreamReader::take(std::size_t n) {
+  n = std::min(n, size());
+  std::string out = buffer_.substr(head_, n);
+  head_ += n;
+  if (head_ == buffer_.size()) {
+    buffer_.clear();
+    head_ = 0;
+  }
+  return out;
+}
+
+Coro<void> StreamReader::wait_for_data(const char* function) {
+  // Two readers at once could not know which of them gets the next data.
+  if (waiter_)
+    throw RuntimeError(std::string(function) +
+                       "() called while another coroutine is already waiting for incoming data");
+  // Waiting while paused would never end (readexactly(n) with n > limit, for one).
+  if (paused_) {
+    paused_ = false;
+    transport_->resume_reading();
+  }
+  if (!loop_) loop_ = LoopRef(&get_running_loop());
+  Future<void> waiter = loop_->create_future<void>();
+  waiter_ = waiter;
+  std::exception_ptr error;
+  try {
+    co_await waiter;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (waiter_ == waiter) waiter_ = Future<void>();
+  if (error) std::rethrow_exception(error);
+}
+
+Coro<std::string> StreamReader::read(long long n) {
+  return read_impl(keep_alive(), this, n);
+}
+
+Coro<std::string> StreamReader::readexactly(long long n) {
+  return readexactly_impl(keep_alive(), this, n);
+}
+
+Coro<std::string> StreamReader::readline() {
+  return readline_impl(keep_alive(), this);
+}
+
+Coro<std::string> StreamReader::readuntil(std::string_view separator) {
+  std::vector<std::string> separators;
+  separators.emplace_back(separator);
+  return readuntil_impl(keep_alive(), this, std::move(separators));
+}
+
+Coro<std::string> StreamReader::readuntil(std::vector<std::string> separators) {
+  return readuntil_impl(keep_alive(), this, std::move(separators));
+}
+
+Coro<std::string> StreamReader::read_impl(std::shared_ptr<StreamReader> keep, StreamReader* self,
+                                          long long n) {
+  (void)keep;
+  if (self->exception_) std::rethrow_exception(self->exception_);
+  if (n == 0) co_return std::string();
+  if (n < 0) {
+    // Block by block (limit bytes each) until EOF, so the transport is never left paused.
+    std::string all;
+    for (;;) {
+      std::string block = co_await self->read(static_cast<long long>(self->limit_));
+      if (block.empty()) break;
+      all += block;
+    }
+    co_return all;
+  }
+  if (self->size() == 0 && !self->eof_) co_await self->wait_for_data("read");
+  std::string data = self->take(static_cast<std::size_t>(n));
+  self->maybe_resume_transport();
+  co_return data;
+}
+
+Coro<std::string> StreamReader::readexactly_impl(std::shared_ptr<StreamReader> keep,
+                                                 StreamReader* self, long long n) {
+  (void)keep;
+  if (n < 0) throw ValueError("readexactly size can not be less than zero");
+  if (self->exception_) std::rethrow_exception(self->exception_);
+  if (n == 0) co_return std::string();
+  const auto want = static_cast<std::size_t>(n);
+  while (self->size() < want) {
+    if (self->eof_) {
+      std::string partial = self->take(self->size());
+      throw IncompleteReadError(std::move(partial), want);
+    }
+    co_await self->wait_for_data("readexactly");
+  }
+  std::string data = self->take(want);
+  self->maybe_resume_transport();
+  co_return data;
+}
+
+Coro<std::string> StreamReader::readline_impl(std::shared_ptr<StreamReader> keep,
+                                              StreamReader* self) {
+  std::vector<std::string> separators(1, std::string("\n"));
+  std::string line;
+  try {
+    line = co_await readuntil_impl(keep, self, std::move(separators));
+  } catch (const IncompleteReadError& e) {
+    line = e.partial;
+  } catch (const LimitOverrunError& e) {
+    // Drop the over-long line if its newline is here, else everything buffered.
+    if (self->view().substr(std::min(e.consumed, self->size())).starts_with('\n'))
+      self->take(e.consumed + 1);
+    else
+      self->take(self->size());
+    self->maybe_resume_transport();
+    throw ValueError(e.what());
+  }
+  co_return line;
+}
+
+Coro<std::string> StreamReader::readuntil_impl(std::shared_ptr<StreamReader> keep,
+                                               StreamReader* self,
+                                               std::vector<std::string> separators) {
+  (void)keep;
+  if (separators.empty()) throw ValueError("Separator should contain at least one element");
+  // The shortest separator first: among matches ending at the same place it wins.
+  std::stable_sort(separators.begin(), separators.end(),
+                   [](const std::string& a, const std::string& b) { return a.size() < b.size(); });
+  const std::size_t min_seplen = separators.front().size();
+  const std::size_t max_seplen = separators.back().size();
+  if (min_seplen == 0) throw ValueError("Separator should be at least one-byte string");
+  if (self->exception_) std::rethrow_exception(self->exception_);
+
+  // `offset`: how far from the start of the buffer no separator can begin. The last
+  // max_seplen - 1 bytes are searched again once more data came, as asyncio does.
+  std::size_t offset = 0;
+  std::size_t match_start = 0, match_end = 0;
+  for (;;) {
+    const std::string_view buf = self->view();
+    if (buf.size() >= offset + min_seplen) {
+      bool found = false;
+      for (const std::string& sep : separators) {
+        const std::size_t at = buf.find(sep, offset);
+        if (at == std::string_view::npos) continue;
+        const std::size_t end = at + sep.size();
+        if (!found || end < match_end) {
+          found = true;
+          match_start = at;
+          match_end = end;
+        }
+      }
+      if (found) break;
+      offset = buf.size() + 1 > max_seplen ? buf.size() + 1 - max_seplen : 0;
+      if (offset > self->limit_)
+        throw LimitOverrunError("Separator is not found, and chunk exceed the limit", offset);
+    }
+    // A chunk that completes the separator may come with EOF: the buffer is searched first.
+    if (self->eof_) {
+      std::string partial = self->take(self->size());
+      throw IncompleteReadError(std::move(partial), std::nullopt);
+    }
+    co_await self->wait_for_data("readuntil");
+  }
+  if (match_start > self->limit_)
+    throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
+  std::string chunk = self->take(match_end);
+  self->maybe_resume_transport();
+  co_return chunk;
+}
+
+// ---- FlowControlMixin ---------------------------------------------------------------------------
+
+FlowControlMixin::FlowControlMixin(EventLoop* loop)
+    : loop_(loop ? LoopRef(loop) : get_event_loop()) {}
+
+FlowControlMixin::~FlowControlMixin() = default;
+
+void FlowControlMixin::flow_pause_writing() {
+  paused_ = true;
+}
+
+void FlowControlMixin::flow_resume_writing() {
+  paused_ = false;
+  for (Future<void>& w : drain_waiters_)
+    if (!w.done()) w.set_result();
+}
+
+void FlowControlMixin::flow_connection_lost(std::exception_ptr exc) {
+  connection_lost_ = true;
+  if (!paused_) return;  // nobody waits in drain
+  for (Future<void>& w : drain_waiters_) {
+    if (w.done()) continue;
+    if (exc)
+      w.set_exception(exc);
+    else
+      w.set_result();
+  }
+}
+
+Coro<void> FlowControlMixin::drain_helper() {
+  if (connection_lost_) throw connection_lost_error();
+  if (!paused_) co_return;
+  Future<void> waiter = loop_->create_future<void>();
+  drain_waiters_.push_back(waiter);
+  std::exception_ptr error;
+  try {
+    co_await waiter;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  std::erase(drain_waiters_, waiter);
+  if (error) std::rethrow_exception(error);
+}
+
+// ---- ClientConnectedCallback --------------------------------------------------------------------
+
+Coro<void> ClientConnectedCallback::call(Reader reader, Writer writer) const {
+  if (!impl_) return Coro<void>();
+  if (impl_->plain) {
+    impl_->plain(std::move(reader), std::move(writer));
+    return Coro<void>();
+  }
+  return impl_->coro(std::move(reader), std::move(writer));
+}
+
+namespace {
+
+// Keeps the callable (a lambda's captures) alive while the coroutine it made runs.
+Coro<void> run_client_connected(ClientConnectedCallback keep, Coro<void> body) {
+  (void)keep;
+  co_await body;
+}
+
+bool over_tls(const BaseTransport& t) {
+  return t.get_extra_info("sslcontext").has_value() || t.get_extra_info("ssl_object").has_value();
+}
+
+}  // namespace
+
+// ---- StreamReaderProtocol -----------------------------------------------------------------------
+
+StreamReaderProtocol::StreamReaderProtocol(std::shared_ptr<StreamReader> reader,
+                                           ClientConnectedCallback client_connected_cb,
+                                           EventLoop* loop)
+    : FlowControlMixin(loop),
+      reader_(reader),
+      client_connected_cb_(std::move(client_connected_cb)),
+      closed_(get_loop().create_future<void>()) {
+  // start_server's readers have no other owner until the callback gets them.
+  if (client_connected_cb_) strong_reader_ = std::move(reader);
+}
+
+StreamReaderProtocol::~StreamReaderProtocol() {
+  // The error wait_closed would raise counts as seen whether or not anyone waited.
+  if (closed_.done() && !closed_.cancelled()) (void)closed_.exception();
+}
+
+void StreamReaderProtocol::connection_made(Ref<Transport> transport) {
+  std::shared_ptr<StreamReader> reader = reader_.lock();
+  if (transport_) {
+    // start_tls: the upgraded transport replaces the retired one.
+    transport_ = transport;
+    if (reader) reader->replace_transport(Ref<ReadTransport>(transport));
+    over_ssl_ = over_tls(*transport);
+    return;
+  }
+  transport_ = transport;
+  if (reader) reader->set_transport(Ref<ReadTransport>(transport));
+  over_ssl_ = over_tls(*transport);
+  if (!client_connected_cb_) return;
+  std::shared_ptr<StreamReaderProtocol> self = weak_from_this().lock();
+  if (!self) throw RuntimeError("StreamReaderProtocol must be owned by a shared_ptr");
+  stream_writer_ = std::make_shared<StreamWriter>(Ref<WriteTransport>(transport),
+                                                  std::static_pointer_cast<FlowControlMixin>(self),
+                                                  reader, get_loop());
+  strong_reader_.reset();
+  Coro<void> body = client_connected_cb_.call(reader, stream_writer_);
+  if (!body) return;
+  task_ = get_loop().create_task(run_client_connected(client_connected_cb_, std::move(body)));
+  EventLoop* loop = &get_loop();
+  task_.add_done_callback([transport, loop](Task<void> task) {
+    if (task.cancelled()) {
+      transport->close();
+      return;
+    }
+    if (std::exception_ptr e = task.exception()) {
+      ExceptionContext ctx("Unhandled exception in client_connected_cb", e);
+      ctx.extra["transport"] = "stream transport";
+      loop->call_exception_handler(ctx);
+      transport->close();
+    }
+  });
+}
+
+void StreamReaderProtocol::connection_lost(std::exception_ptr exc) {
+  std::shared_ptr<StreamReaderProtocol> keep = weak_from_this().lock();
+  if (std::shared_ptr<StreamReader> reader = reader_.lock()) {
+    if (exc)
+      reader->set_exception(exc);
+    else
+      reader->feed_eof();
+  }
+  if (!closed_.done()) {
+    if (exc)
+      closed_.set_exception(exc);
+    else
+      closed_.set_result();
+  }
+  flow_connection_lost(exc);
+  reader_.reset();
+  strong_reader_.reset();
+  task_ = Task<void>();
+  transport_.reset();
+  stream_writer_.reset();  // last: its destructor may look at the transport
+}
+
+void StreamReaderProtocol::data_received(std::string_view data) {
+  if (std::shared_ptr<StreamReader> reader = reader_.lock()) reader->feed_data(data);
+}
+
+bool StreamReaderProtocol::eof_received() {
+  if (std::shared_ptr<StreamReader> reader = reader_.lock()) reader->feed_eof();
+  // Keep the connection half-open for writing; TLS has no half-close.
+  return !over_ssl_;
+}
+
+Future<void> StreamReaderProtocol::close_waiter(const StreamWriter&) {
+  return closed_;
+}
+
+// ---- StreamWriter -------------------------------------------------------------------------------
+
+StreamWriter::StreamWriter(Ref<WriteTransport> transport,
+                           std::shared_ptr<FlowControlMixin> protocol,
+                           std::shared_ptr<StreamReader> reader, EventLoop& loop)
+    : transport_(std::move(transport)),
+      protocol_(std::move(protocol)),
+      reader_(std::move(reader)),
+      loop_(&loop) {
+  if (!transport_) throw TypeError("StreamWriter needs a transport");
+  if (!protocol_) throw TypeError("StreamWriter needs a protocol");
+}
+
+StreamWriter::~StreamWriter() {
+  if (!transport_ || transport_->is_closing() || loop_->is_closed()) return;
+  if (loop_->get_debug()) log(LogLevel::warning, "unclosed StreamWriter: closing its transport");
+  try {
+    transport_->close();
+  } catch (...) {
+  }
+}
+
+void StreamWriter::writelines(const std::vector<std::string>& chunks) {
+  std::vector<std::string_view> views(chunks.begin(), chunks.end());
+  transport_->writelines(views);
+}
+
+Coro<void> StreamWriter::drain() {
+  return drain_impl(transport_, protocol_, reader_);
+}
+
+Coro<void> StreamWriter::drain_impl(Ref<WriteTransport> transport,
+                                    std::shared_ptr<FlowControlMixin> protocol,
+                                    std::shared_ptr<StreamReader> reader) {
+  if (reader) {
+    if (std::exception_ptr e = reader->exception()) std::rethrow_exception(e);
+  }
+  // Closing: one pass so that connection_lost can run and drain sees its error (a loop of
+  // write + drain would otherwise never notice).
+  if (transport->is_closing()) co_await sleep(0);
+  co_await protocol->drain_helper();
+}
+
+namespace {
+Coro<void> await_closed(Future<void> closed, std::shared_ptr<FlowControlMixin> keep) {
+  (void)keep;
+  co_await closed;
+}
+}  // namespace
+
+Coro<void> StreamWriter::wait_closed() {
+  return await_closed(protocol_->close_waiter(*this), protocol_);
+}
+
+Coro<void> StreamWriter::start_tls(const TlsContext* context, StartTlsOptions options) {
+  std::shared_ptr<StreamWriter> keep = weak_from_this().lock();
+  return start_tls_impl(std::move(keep), this, context, options);
+}
+
+Coro<void> StreamWriter::start_tls_impl(std::shared_ptr<StreamWriter> keep, StreamWriter* self,
+                                        const TlsContext* context, StartTlsOptions options) {
+  (void)keep;
+  std::shared_ptr<BaseProtocol> protocol =
+      std::dynamic_pointer_cast<StreamReaderProtocol>(self->protocol_);
+  if (!protocol) throw TypeError("start_tls needs a writer made by a StreamReaderProtocol");
+  Ref<Transport> transport(dynamic_cast<Transport*>(self->transport_.get()));
+  if (!transport) throw TypeError("start_tls needs a stream transport");
+  co_await self->drain();
+  EventLoop& loop = *self->loop_;
+  // The protocol's connection_made(new transport) switches it and the reader over.
+  Ref<Transport> upgraded = co_await loop.start_tls(transport, protocol, context, options);
+  self->transport_ = Ref<WriteTransport>(upgraded);
+}
+
+// ---- Module-level helpers -----------------------------------------------------------------------
+
+namespace {
+
+struct ClientSide {
+  std::shared_ptr<StreamReader> reader;
+  std::shared_ptr<StreamReaderProtocol> protocol;
+  ProtocolFactory factory;
+};
+
+ClientSide client_side(EventLoop& loop, long long limit) {
+  ClientSide c;
+  c.reader = std::make_shared<StreamReader>(limit, &loop);
+  c.protocol = std::make_shared<StreamReaderProtocol>(c.reader, nullptr, &loop);
+  std::shared_ptr<BaseProtocol> p = c.protocol;
+  c.factory = [p] { return p; };
+  return c;
+}
+
+ProtocolFactory server_factory(EventLoop& loop, long long limit, ClientConnectedCallback cb) {
+  if (limit <= 0) throw ValueError("Limit cannot be <= 0");
+  if (!cb) throw TypeError("start_server needs a client_connected_cb");
+  EventLoop* lp = &loop;
+  return [lp, limit, cb]() -> std::shared_ptr<BaseProtocol> {
+    auto reader = std::make_shared<StreamReader>(limit, lp);
+    return std::make_shared<StreamReaderProtocol>(reader, cb, lp);
+  };
+}
+
+}  // namespace
+
+Coro<StreamPair> open_connection(std::string host, std::uint16_t port,
+                                 StreamConnectionOptions options) {
+  EventLoop& loop = get_running_loop();
+  ClientSide side = client_side(loop, options.limit);
+  Connection c =
+      co_await loop.create_connection(side.factory, std::move(host), port, options.connection);
+  auto writer = std::make_shared<StreamWriter>(Ref<WriteTransport>(c.first), side.protocol,
+                                               side.reader, loop);
+  StreamPair result(side.reader, std::move(writer));
+  co_return result;
+}
+
+Coro<StreamPair> open_unix_connection(std::string path, StreamConnectionOptions options) {
+  EventLoop& loop = get_running_loop();
+  ClientSide side = client_side(loop, options.limit);
+  Connection c =
+      co_await loop.create_unix_connection(side.factory, std::move(path), options.connection);
+  auto writer = std::make_shared<StreamWriter>(Ref<WriteTransport>(c.first), side.protocol,
+                                               side.reader, loop);
+  StreamPair result(side.reader, std::move(writer));
+  co_return result;
+}
+
+Coro<Ref<Server>> start_server(ClientConnectedCallback client_connected_cb, std::string host,
+                               std::uint16_t port, StreamServerOptions options) {
+  EventLoop& loop = get_running_loop();
+  ProtocolFactory factory = server_factory(loop, options.limit, std::move(client_connected_cb));
+  Ref<Server> server = co_await loop.create_server(factory, std::move(host), port, options.server);
+  co_return server;
+}
+
+Coro<Ref<Server>> start_server(ClientConnectedCallback client_connected_cb,
+                               std::vector<std::string> hosts, std::uint16_t port,
+                               StreamServerOptions options) {
+  EventLoop& loop = get_running_loop();
+  ProtocolFactory factory = server_factory(loop, options.limit, std::move(client_connected_cb));
+  Ref<Server> server = co_await loop.create_server(factory, std::move(hosts), port, options.server);
+  co_return server;
+}
+
+Coro<Ref<Server>> start_unix_server(ClientConnectedCallback client_connected_cb, std::string path,
+                                    StreamServerOptions options) {
+  EventLoop& loop = get_running_loop();
+  ProtocolFactory factory = server_factory(loop, options.limit, std::move(client_connected_cb));
+  Ref<Server> server = co_await loop.create_unix_server(factory, std::move(path), options.server);
+  co_return server;
+}
+
+}  // namespace eddy
