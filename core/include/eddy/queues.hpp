@@ -1,1 +1,173 @@
+// asyncio's queues: Queue (FIFO), LifoQueue and PriorityQueue (smallest first), with put/get
+// that wait, the _nowait forms that raise QueueFull/QueueEmpty, task_done/join, and shutdown
+// (QueueShutDown). A maxsize <= 0 means unbounded, as in asyncio. The waiting rules live in
+// QueueCore (queues.cpp); the templates only hold the items.
+//
+//   eddy::Queue<int> q(10);
+//   co_await q.put(1);
+//   int x = co_await q.get();
+//   q.task_done();
 #pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "eddy/locks.hpp"
+
+namespace eddy {
+
+// asyncio.QueueEmpty: get_nowait() on an empty queue.
+class QueueEmpty : public std::runtime_error {
+ public:
+  QueueEmpty() : std::runtime_error("queue is empty") {}
+};
+// asyncio.QueueFull: put_nowait() on a full queue.
+class QueueFull : public std::runtime_error {
+ public:
+  QueueFull() : std::runtime_error("queue is full") {}
+};
+// asyncio.QueueShutDown: put on a shut-down queue, or get once it is shut down and empty.
+class QueueShutDown : public std::runtime_error {
+ public:
+  QueueShutDown() : std::runtime_error("queue is shut down") {}
+};
+
+namespace detail {
+
+// Everything about a queue but its items: sizes, waiting getters and putters, unfinished tasks.
+class QueueCore : public LoopBound {
+ public:
+  explicit QueueCore(long maxsize) : maxsize_(maxsize) {}
+  long maxsize() const noexcept { return maxsize_; }
+  std::size_t qsize() const noexcept { return count_; }
+  bool empty() const noexcept { return count_ == 0; }
+  bool full() const noexcept {
+    return maxsize_ > 0 && count_ >= static_cast<std::size_t>(maxsize_);
+  }
+  // ValueError when called more times than items were put.
+  void task_done();
+  // Waits until every item put has been marked task_done().
+  Coro<void> join();
+  std::size_t unfinished_tasks() const noexcept { return unfinished_; }
+  bool is_shutdown() const noexcept { return shutdown_; }
+
+ protected:
+  Coro<void> wait_not_full();
+  Coro<void> wait_not_empty();
+  void check_put() const;  // QueueShutDown, QueueFull
+  void check_get() const;  // QueueShutDown (shut down and empty), QueueEmpty
+  void added();            // after an item went in
+  void removed();          // after an item came out
+  // Marks the queue shut down; `dropped` items were discarded by an immediate shutdown.
+  void shut_down(std::size_t dropped);
+
+ private:
+  Waiters getters_;
+  Waiters putters_;
+  Event finished_;
+  std::size_t count_ = 0;
+  std::size_t unfinished_ = 0;
+  long maxsize_;
+  bool shutdown_ = false;
+};
+
+template <class T>
+struct FifoStore {
+  std::deque<T> items;
+  void push(T&& v) { items.push_back(std::move(v)); }
+  T pop() {
+    T v = std::move(items.front());
+    items.pop_front();
+    return v;
+  }
+  void clear() { items.clear(); }
+};
+
+template <class T>
+struct LifoStore {
+  std::vector<T> items;
+  void push(T&& v) { items.push_back(std::move(v)); }
+  T pop() {
+    T v = std::move(items.back());
+    items.pop_back();
+    return v;
+  }
+  void clear() { items.clear(); }
+};
+
+// A binary heap giving the smallest item first (Python's heapq); ties in no particular order.
+template <class T, class Compare>
+struct HeapStore {
+  std::vector<T> items;
+  struct Greater {
+    bool operator()(const T& a, const T& b) const { return Compare{}(b, a); }
+  };
+  void push(T&& v) {
+    items.push_back(std::move(v));
+    std::push_heap(items.begin(), items.end(), Greater{});
+  }
+  T pop() {
+    std::pop_heap(items.begin(), items.end(), Greater{});
+    T v = std::move(items.back());
+    items.pop_back();
+    return v;
+  }
+  void clear() { items.clear(); }
+};
+
+}  // namespace detail
+
+template <class T, class Store>
+class BasicQueue : public detail::QueueCore {
+ public:
+  explicit BasicQueue(long maxsize = 0) : QueueCore(maxsize) {}
+
+  // Waits while the queue is full; QueueShutDown if it is (or gets) shut down.
+  Coro<void> put(T item) {
+    if (full()) co_await wait_not_full();
+    put_nowait(std::move(item));
+  }
+  void put_nowait(T item) {
+    check_put();
+    store_.push(std::move(item));
+    added();
+  }
+  // Waits while the queue is empty; QueueShutDown once it is shut down and empty.
+  Coro<T> get() {
+    if (empty()) co_await wait_not_empty();
+    co_return get_nowait();
+  }
+  T get_nowait() {
+    check_get();
+    T v = store_.pop();
+    removed();
+    return v;
+  }
+  // Further puts raise QueueShutDown; waiting getters and putters are woken to see it. With
+  // `immediate`, the items left are dropped (and count as done for join()).
+  void shutdown(bool immediate = false) {
+    std::size_t dropped = 0;
+    if (immediate) {
+      dropped = qsize();
+      store_.clear();
+    }
+    shut_down(dropped);
+  }
+
+ private:
+  Store store_;
+};
+
+template <class T>
+using Queue = BasicQueue<T, detail::FifoStore<T>>;
+template <class T>
+using LifoQueue = BasicQueue<T, detail::LifoStore<T>>;
+template <class T, class Compare = std::less<T>>
+using PriorityQueue = BasicQueue<T, detail::HeapStore<T, Compare>>;
+
+}  // namespace eddy

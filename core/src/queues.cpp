@@ -1,0 +1,91 @@
+// The waiting rules of asyncio's queues: a woken getter or putter is popped from its queue; one
+// that fails (is cancelled) after being woken wakes the next one if its condition still holds,
+// so a cancellation never strands an item or a free slot.
+#include "eddy/queues.hpp"
+
+namespace eddy::detail {
+
+Coro<void> QueueCore::wait_not_full() {
+  while (full()) {
+    if (shutdown_) throw QueueShutDown();
+    Future<void> putter = putters_.add(bound_loop("Queue"));
+    std::exception_ptr error;
+    try {
+      co_await putter;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (error) {
+      putter.cancel();
+      putters_.remove(putter);
+      if (!full() && !putter.cancelled()) putters_.pop_and_wake();
+      std::rethrow_exception(error);
+    }
+  }
+}
+
+Coro<void> QueueCore::wait_not_empty() {
+  while (empty()) {
+    if (shutdown_) throw QueueShutDown();
+    Future<void> getter = getters_.add(bound_loop("Queue"));
+    std::exception_ptr error;
+    try {
+      co_await getter;
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (error) {
+      getter.cancel();
+      getters_.remove(getter);
+      if (!empty() && !getter.cancelled()) getters_.pop_and_wake();
+      std::rethrow_exception(error);
+    }
+  }
+}
+
+void QueueCore::check_put() const {
+  if (shutdown_) throw QueueShutDown();
+  if (full()) throw QueueFull();
+}
+
+void QueueCore::check_get() const {
+  if (count_ == 0) {
+    if (shutdown_) throw QueueShutDown();
+    throw QueueEmpty();
+  }
+}
+
+void QueueCore::added() {
+  ++count_;
+  ++unfinished_;
+  finished_.clear();
+  getters_.pop_and_wake();
+}
+
+void QueueCore::removed() {
+  --count_;
+  putters_.pop_and_wake();
+}
+
+void QueueCore::task_done() {
+  if (unfinished_ == 0) throw ValueError("task_done() called too many times");
+  if (--unfinished_ == 0) finished_.set();
+}
+
+Coro<void> QueueCore::join() {
+  if (unfinished_ > 0) co_await finished_.wait();
+}
+
+void QueueCore::shut_down(std::size_t dropped) {
+  shutdown_ = true;
+  if (dropped > 0) {
+    count_ = 0;
+    unfinished_ = unfinished_ > dropped ? unfinished_ - dropped : 0;
+    if (unfinished_ == 0) finished_.set();
+  }
+  // Every waiter re-checks its condition and sees the shutdown.
+  while (!getters_.empty()) getters_.pop_and_wake();
+  while (!putters_.empty()) putters_.pop_and_wake();
+}
+
+}  // namespace eddy::detail
