@@ -1,1 +1,622 @@
+// gather, wait, wait_for, shield, as_completed, timeout/timeout_at, TaskGroup and the thread
+// bridges (run_coroutine_threadsafe, to_thread, wrap_future). The expected traces are what
+// Python's asyncio (3.11 and 3.13 alike) prints for the same scenarios, step for step.
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "support.hpp"
+
+using namespace eddy;
+
+namespace {
+
+using Trace = std::vector<std::string>;
+
+std::string joined(const Trace& t) {
+  std::string s;
+  for (const auto& x : t) s += x + ";";
+  return s;
+}
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const CancelledError&) {
+    return "CancelledError";
+  } catch (const std::exception& x) {
+    return x.what();
+  }
+}
+
+// Takes `n` loop passes, then returns n (or fails with ValueError(name)).
+Coro<int> child(std::string name, int n, Trace* trace, bool fail = false) {
+  trace->push_back(name + " start");
+  try {
+    for (int i = 0; i < n; ++i) co_await sleep(0);
+  } catch (const CancelledError& e) {
+    trace->push_back(name + " cancelled " + e.message());
+    throw;
+  }
+  if (fail) {
+    trace->push_back(name + " fails");
+    throw ValueError(name);
+  }
+  trace->push_back(name + " done");
+  co_return n;
+}
+
+// Sleeps an hour (a busy child would keep a virtual clock from ever reaching a deadline).
+Coro<int> sleeper(std::string name, Trace* trace) {
+  trace->push_back(name + " start");
+  try {
+    co_await sleep(3600);
+  } catch (const CancelledError& e) {
+    trace->push_back(name + " cancelled " + e.message());
+    throw;
+  }
+  co_return 0;
+}
+
+// ---- gather
+
+Coro<void> gather_cancel(Trace* trace) {
+  auto g = gather(child("a", 5, trace), child("b", 5, trace));
+  co_await sleep(0);
+  trace->push_back(std::string("cancel ") + (g.cancel("stop") ? "True" : "False"));
+  try {
+    co_await g;
+  } catch (const CancelledError& e) {
+    trace->push_back("gather cancelled " + e.message());
+  }
+  // asyncio: the gathering future ends with the CancelledError as its exception.
+  trace->push_back(std::string("g.cancelled ") + (g.cancelled() ? "True" : "False"));
+}
+
+Coro<void> gather_fail(Trace* trace) {
+  auto b = ensure_future(child("b", 3, trace));
+  auto g = gather(child("a", 1, trace, true), b);
+  try {
+    co_await g;
+  } catch (const ValueError& e) {
+    trace->push_back(std::string("gather raised ") + e.what());
+  }
+  trace->push_back(std::string("b done ") + (b.done() ? "True" : "False"));
+  int r = co_await b;
+  trace->push_back("b result " + std::to_string(r));
+}
+
+Coro<void> gather_child_cancelled(Trace* trace) {
+  auto a = ensure_future(child("a", 3, trace));
+  auto b = ensure_future(child("b", 3, trace));
+  auto g = gather(a, b);
+  co_await sleep(0);
+  a.cancel();
+  try {
+    co_await g;
+  } catch (const CancelledError&) {
+    trace->push_back("gather raised CancelledError");
+  }
+  trace->push_back(std::string("g.cancelled ") + (g.cancelled() ? "True" : "False") + " b.done " +
+                   (b.done() ? "True" : "False"));
+  co_await b;
+}
+
+Coro<void> gather_return_exceptions(Trace* trace) {
+  auto a = ensure_future(child("a", 3, trace));
+  auto g = gather(return_exceptions, child("x", 1, trace), child("y", 1, trace, true), a);
+  co_await sleep(0);
+  a.cancel();
+  auto [x, y, z] = co_await g;
+  CHECK(x.ok());
+  CHECK(x.value() == 1);
+  trace->push_back(std::to_string(x.value()) + " " + what_of(y.exception()) + " " +
+                   what_of(z.exception()));
+  // The vector forms, and an empty gather that is done at once.
+  std::vector<Task<int>> tasks;
+  tasks.push_back(ensure_future(child("v1", 1, trace)));
+  tasks.push_back(ensure_future(child("v2", 2, trace, true)));
+  auto outcomes = co_await gather(return_exceptions, tasks);
+  CHECK(outcomes.size() == 2);
+  CHECK(outcomes[0].value() == 1);
+  CHECK(what_of(outcomes[1].exception()) == "v2");
+  std::vector<Task<int>> none;
+  auto empty = gather(std::move(none));
+  CHECK(empty.done());
+  auto values = co_await empty;
+  trace->push_back("empty " + std::to_string(values.size()));
+}
+
+Coro<void> gather_void_and_values(Trace* trace) {
+  auto g = gather(sleep(0), child("n", 1, trace));
+  auto [nothing, n] = co_await g;
+  (void)nothing;  // std::monostate for a void child
+  CHECK(n == 1);
+  std::vector<Coro<int>> coros;
+  for (int i = 1; i <= 3; ++i) coros.push_back(child("c" + std::to_string(i), i, trace));
+  auto all = co_await gather(std::move(coros));
+  CHECK(all.size() == 3);
+  CHECK(all[0] + all[1] * 10 + all[2] * 100 == 321);
+}
+
+}  // namespace
+
+LOOP_TEST("gather: cancelling the gather cancels the children, with the message", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(gather_cancel(&trace));
+  CHECK(joined(trace) ==
+        "a start;b start;cancel True;a cancelled stop;b cancelled stop;gather cancelled "
+        "stop;g.cancelled False;");
+}
+
+LOOP_TEST("gather: the first failure propagates; the other children keep running",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(gather_fail(&trace));
+  CHECK(joined(trace) == "b start;a start;a fails;b done;gather raised a;b done True;b result 3;");
+}
+
+LOOP_TEST("gather: a child cancelled on its own fails the gather, not its siblings",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(gather_child_cancelled(&trace));
+  CHECK(joined(trace) ==
+        "a start;b start;a cancelled ;gather raised CancelledError;g.cancelled False b.done "
+        "False;b done;");
+}
+
+LOOP_TEST("gather: return_exceptions gives every outcome; vectors; empty", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(gather_return_exceptions(&trace));
+  CHECK(
+      joined(trace) ==
+      "a start;x start;y start;a cancelled ;x done;y fails;1 y CancelledError;v1 start;v2 start;v1 "
+      "done;v2 fails;empty 0;");
+}
+
+LOOP_TEST("gather: void children and vectors of coroutines", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(gather_void_and_values(&trace));
+  CHECK(trace.size() == 8);
+}
+
+namespace {
+
+// ---- wait
+
+Coro<void> waits(Trace* trace) {
+  std::vector<Task<int>> fs;
+  fs.push_back(ensure_future(child("a", 1, trace)));
+  fs.push_back(ensure_future(child("b", 3, trace, true)));
+  fs.push_back(ensure_future(child("c", 6, trace)));
+  WaitOptions first;
+  first.return_when = FIRST_COMPLETED;
+  auto r1 = co_await wait(fs, first);
+  trace->push_back("first " + std::to_string(r1.done.size()) + " " +
+                   std::to_string(r1.pending.size()));
+  WaitOptions exc;
+  exc.return_when = FIRST_EXCEPTION;
+  auto r2 = co_await wait(fs, exc);
+  trace->push_back("exc " + std::to_string(r2.done.size()) + " " +
+                   std::to_string(r2.pending.size()));
+  auto r3 = co_await wait(fs);
+  trace->push_back("all " + std::to_string(r3.done.size()) + " " +
+                   std::to_string(r3.pending.size()));
+  CHECK(fs[1].exception() != nullptr);
+}
+
+Coro<void> wait_timeout(Trace* trace) {
+  auto& loop = get_running_loop();
+  std::vector<Future<void>> fs;
+  fs.push_back(loop.create_future<void>());
+  const double start = loop.time();
+  WaitOptions o;
+  o.timeout = 0.05;
+  auto r = co_await wait(fs, o);
+  CHECK(loop.time() - start >= 0.05);
+  trace->push_back("timeout " + std::to_string(r.done.size()) + " " +
+                   std::to_string(r.pending.size()) + " " + (fs[0].cancelled() ? "True" : "False"));
+  fs[0].cancel();
+  std::vector<Future<void>> none;
+  try {
+    co_await wait(none);
+  } catch (const ValueError& e) {
+    trace->push_back(e.what());
+  }
+}
+
+// ---- wait_for
+
+Coro<void> wait_fors(Trace* trace) {
+  auto& loop = get_running_loop();
+  int r = co_await wait_for(child("a", 2, trace), 10.0);
+  trace->push_back("a result " + std::to_string(r));
+  try {
+    co_await wait_for(sleeper("b", trace), 0.01);
+  } catch (const TimeoutError&) {
+    trace->push_back("b timeout");
+  }
+  auto f = loop.create_future<int>();
+  f.set_result(7);
+  int seven = co_await wait_for(f, 0.0);
+  trace->push_back("done at 0: " + std::to_string(seven));
+  try {
+    co_await wait_for(child("c", 1, trace), 0.0);
+  } catch (const TimeoutError&) {
+    trace->push_back("c timeout at 0");
+  }
+  int d = co_await wait_for(child("d", 1, trace), std::nullopt);
+  trace->push_back("none " + std::to_string(d));
+}
+
+// asyncio 3.12+: a cancellation from outside is not mistaken for the timeout.
+Coro<void> wait_for_outer_cancel(Trace* trace) {
+  auto& loop = get_running_loop();
+  auto waiter = [](Trace* trace) -> Coro<void> {
+    try {
+      co_await wait_for(sleeper("inner", trace), 10.0);
+    } catch (const TimeoutError&) {
+      trace->push_back("wrong: timeout");
+    }
+  };
+  auto t = loop.create_task(waiter(trace));
+  co_await sleep(0);
+  co_await sleep(0);
+  t.cancel("outer");
+  try {
+    co_await t;
+  } catch (const CancelledError& e) {
+    trace->push_back("waiter cancelled " + e.message());
+  }
+}
+
+// ---- shield
+
+Coro<int> await_shielded(Task<int> inner) {
+  int v = co_await shield(inner);
+  co_return v;
+}
+
+Coro<void> shields(Trace* trace) {
+  auto& loop = get_running_loop();
+  auto inner = ensure_future(child("inner", 3, trace));
+  auto outer = loop.create_task(await_shielded(inner));
+  co_await sleep(0);
+  outer.cancel();
+  try {
+    co_await outer;
+  } catch (const CancelledError&) {
+    trace->push_back("outer cancelled");
+  }
+  int r = co_await inner;
+  trace->push_back("inner result " + std::to_string(r));
+}
+
+// ---- as_completed
+
+Coro<void> as_completeds(Trace* trace) {
+  auto& loop = get_running_loop();
+  std::vector<Task<int>> fs;
+  fs.push_back(ensure_future(child("a", 4, trace)));
+  fs.push_back(ensure_future(child("b", 1, trace)));
+  fs.push_back(ensure_future(child("c", 2, trace)));
+  auto it = as_completed(std::move(fs));
+  CHECK(it.remaining() == 3);
+  while (!it.done()) {
+    Task<int> f = co_await it.next();
+    int v = f.result();
+    trace->push_back("got " + std::to_string(v));
+  }
+  std::vector<Future<void>> slow;
+  slow.push_back(loop.create_future<void>());
+  auto timed = as_completed(slow, 0.01);
+  try {
+    co_await timed.next();
+  } catch (const TimeoutError&) {
+    trace->push_back("as_completed timeout");
+  }
+  slow[0].cancel();
+}
+
+}  // namespace
+
+LOOP_TEST("wait: FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(waits(&trace));
+  CHECK(joined(trace) ==
+        "a start;b start;c start;a done;first 1 2;b fails;exc 2 1;c done;all 3 0;");
+}
+
+LOOP_TEST("wait: a timeout leaves the futures pending and uncancelled; empty set",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(wait_timeout(&trace));
+  CHECK(joined(trace) == "timeout 0 1 False;Set of Tasks/Futures is empty.;");
+}
+
+LOOP_TEST("wait_for: in time, timed out (inner cancelled), timeout 0, no timeout",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(wait_fors(&trace));
+  CHECK(joined(trace) ==
+        "a start;a done;a result 2;b start;b cancelled ;b timeout;done at 0: 7;c timeout at 0;d "
+        "start;d done;none 1;");
+}
+
+LOOP_TEST("wait_for: an outside cancellation stays a cancellation", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(wait_for_outer_cancel(&trace));
+  CHECK(joined(trace) == "inner start;inner cancelled outer;waiter cancelled outer;");
+}
+
+LOOP_TEST("shield: cancelling the outer awaiter leaves the inner task running", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(shields(&trace));
+  CHECK(joined(trace) == "inner start;outer cancelled;inner done;inner result 3;");
+}
+
+LOOP_TEST("as_completed: results in completion order; timeout", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(as_completeds(&trace));
+  CHECK(joined(trace) ==
+        "a start;b start;c start;b done;c done;got 1;a done;got 2;got 4;as_completed timeout;");
+}
+
+namespace {
+
+// ---- timeout
+
+Coro<void> sleep_in(Timeout& scope, double delay, Trace* trace, std::string note = {}) {
+  if (!note.empty()) trace->push_back(note);
+  co_await sleep(delay);
+  (void)scope;
+}
+
+Coro<void> reschedule_then_sleep(Timeout& scope, double when, double delay) {
+  co_await sleep(0);
+  scope.reschedule(when);
+  co_await sleep(delay);
+}
+
+Coro<void> nested(Timeout& inner_scope, Trace* trace) {
+  try {
+    co_await inner_scope.run(sleep(1));
+  } catch (const TimeoutError&) {
+    trace->push_back("inner timeout");
+  }
+}
+
+Coro<void> timeouts(Trace* trace) {
+  auto& loop = get_running_loop();
+  {
+    auto scope = timeout(0.01);
+    std::string note = std::string("expired ") + (scope.expired() ? "True" : "False");
+    try {
+      co_await scope.run(sleep_in(scope, 1, trace, note));
+    } catch (const TimeoutError&) {
+      trace->push_back(std::string("timeout expired ") + (scope.expired() ? "True" : "False"));
+    }
+  }
+  {
+    auto scope = timeout(std::nullopt);
+    CHECK_THROWS_AS(scope.reschedule(1.0), RuntimeError);  // not entered yet
+    scope.enter();
+    scope.reschedule(loop.time() + 10);
+    std::exception_ptr error;
+    try {
+      co_await sleep(0.01);
+      trace->push_back("rescheduled later: ran");
+    } catch (...) {
+      error = std::current_exception();
+    }
+    scope.exit(error);
+    CHECK_FALSE(error);
+  }
+  {
+    auto scope = timeout(10);
+    try {
+      co_await scope.run(reschedule_then_sleep(scope, loop.time() + 0.01, 1));
+    } catch (const TimeoutError&) {
+      trace->push_back("rescheduled sooner: timeout");
+    }
+  }
+  {
+    auto outer = timeout(10);
+    auto inner = timeout(0.01);
+    co_await outer.run(nested(inner, trace));
+    trace->push_back(std::string("inner ") + (inner.expired() ? "True" : "False") + " outer " +
+                     (outer.expired() ? "True" : "False"));
+  }
+  {
+    auto outer = timeout(0.01);
+    auto inner = timeout(10);
+    try {
+      co_await outer.run(nested(inner, trace));
+    } catch (const TimeoutError&) {
+      trace->push_back(std::string("outer fired: inner ") + (inner.expired() ? "True" : "False") +
+                       " outer " + (outer.expired() ? "True" : "False"));
+    }
+  }
+  {
+    auto at = timeout_at(loop.time() + 0.01);
+    CHECK(at.when().has_value());
+    try {
+      co_await at.run(sleep(1));
+    } catch (const TimeoutError&) {
+      trace->push_back("timeout_at fired");
+    }
+    auto past = timeout_at(loop.time() - 1);  // already due: expires at the first await
+    try {
+      co_await past.run(sleep(0));
+    } catch (const TimeoutError&) {
+      trace->push_back("past deadline fired");
+    }
+  }
+}
+
+}  // namespace
+
+LOOP_TEST("timeout / timeout_at: expiry, reschedule later and sooner, nesting", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(timeouts(&trace));
+  CHECK(
+      joined(trace) ==
+      "expired False;timeout expired True;rescheduled later: ran;rescheduled sooner: timeout;inner "
+      "timeout;inner True outer False;outer fired: inner False outer True;timeout_at fired;past "
+      "deadline fired;");
+}
+
+namespace {
+
+// ---- TaskGroup
+
+Coro<void> taskgroups(Trace* trace) {
+  try {
+    auto body = [trace](TaskGroup& tg) -> Coro<void> {
+      tg.create_task(child("a", 1, trace, true));
+      tg.create_task(child("b", 1, trace, true));
+      tg.create_task(child("c", 5, trace));
+      trace->push_back("body done");
+      co_return;
+    };
+    co_await TaskGroup::run(body);
+  } catch (const ExceptionGroup& eg) {
+    std::string s = "group " + std::to_string(eg.exceptions().size());
+    for (const auto& e : eg.exceptions()) s += " " + what_of(e);
+    trace->push_back(s);
+  }
+  try {
+    auto body = [trace](TaskGroup& tg) -> Coro<void> {
+      tg.create_task(child("d", 5, trace));
+      co_await sleep(0);
+      throw RuntimeError("body");
+    };
+    co_await TaskGroup::run(body);
+  } catch (const ExceptionGroup& eg) {
+    trace->push_back("body error " + std::to_string(eg.exceptions().size()));
+  }
+  Task<int> x, y;
+  auto body = [&x, &y, trace](TaskGroup& tg) -> Coro<void> {
+    x = tg.create_task(child("x", 1, trace));
+    y = tg.create_task(child("y", 2, trace));
+    co_return;
+  };
+  co_await TaskGroup::run(body);
+  trace->push_back("results " + std::to_string(x.result()) + " " + std::to_string(y.result()));
+}
+
+Coro<void> taskgroup_in_task(Trace* trace) {
+  auto body = [trace](TaskGroup& tg) -> Coro<void> {
+    tg.create_task(child("a", 10, trace));
+    co_await sleep(1);
+  };
+  co_await TaskGroup::run(body);
+}
+
+Coro<void> taskgroup_outer_cancel(Trace* trace) {
+  auto& loop = get_running_loop();
+  auto t = loop.create_task(taskgroup_in_task(trace));
+  co_await sleep(0);
+  co_await sleep(0);
+  t.cancel();
+  try {
+    co_await t;
+  } catch (const CancelledError&) {
+    trace->push_back("outer cancelled");
+  }
+}
+
+Coro<void> taskgroup_misuse() {
+  TaskGroup tg;
+  CHECK_THROWS_AS(tg.create_task(sleep(0)), RuntimeError);  // not entered
+  tg.enter();
+  auto t = tg.create_task(sleep(0));
+  co_await tg.exit();
+  CHECK(t.done());
+  CHECK_THROWS_AS(tg.create_task(sleep(0)), RuntimeError);  // finished
+}
+
+}  // namespace
+
+LOOP_TEST("TaskGroup: failures cancel the siblings and come back together", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(taskgroups(&trace));
+  CHECK(joined(trace) ==
+        "body done;a start;b start;c start;a fails;b fails;c cancelled ;group 2 a b;d start;d "
+        "cancelled ;body error 1;x start;y start;x done;y done;results 1 2;");
+}
+
+LOOP_TEST("TaskGroup: cancelling the parent cancels the children and stays a cancellation",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(taskgroup_outer_cancel(&trace));
+  CHECK(joined(trace) == "a start;a cancelled ;outer cancelled;");
+}
+
+LOOP_TEST("TaskGroup: create_task before enter and after exit is a RuntimeError", "[combinators]") {
+  this->loop->run_until_complete(taskgroup_misuse());
+}
+
+namespace {
+
+Coro<int> add_on_loop(int a, int b) {
+  co_await sleep(0);
+  co_return a + b;
+}
+
+// Waits on a future nobody completes (a sleep would end at once on an idle virtual clock).
+Coro<int> never_finishes() {
+  auto never = get_running_loop().create_future<int>();
+  int v = co_await never;
+  co_return v;
+}
+
+}  // namespace
+
+LOOP_TEST("run_coroutine_threadsafe, to_thread and wrap_future bridge threads and the loop",
+          "[combinators][threads]") {
+  EventLoop& loop = *this->loop;
+  if (!this->threads()) {
+    CHECK_FALSE(loop.capabilities().supports("run_in_executor"));
+    return;
+  }
+  auto main_ = [&loop]() -> Coro<void> {
+    // Another thread submits a coroutine to this loop and blocks for its result.
+    auto from_thread = [&loop] {
+      auto cf = run_coroutine_threadsafe(add_on_loop(2, 3), loop);
+      return cf.result(5.0);
+    };
+    int five = co_await to_thread(from_thread);
+    CHECK(five == 5);
+    // A cancel from the other thread cancels the task on the loop.
+    auto cancel_from_thread = [&loop] {
+      auto cf = run_coroutine_threadsafe(never_finishes(), loop);
+      CHECK_THROWS_AS(cf.result(0.01), TimeoutError);
+      CHECK(cf.cancel());
+      CHECK_THROWS_AS(cf.result(5.0), CancelledError);
+      return cf.cancelled();
+    };
+    bool cancelled = co_await to_thread(cancel_from_thread);
+    CHECK(cancelled);
+    // to_thread's arguments and exceptions.
+    auto multiply = [](int a, int b) { return a * b; };
+    int six = co_await to_thread(multiply, 2, 3);
+    CHECK(six == 6);
+    auto fails = [] { throw ValueError("in thread"); };
+    try {
+      co_await to_thread(fails);
+      CHECK(false);
+    } catch (const ValueError& e) {
+      CHECK(std::string(e.what()) == "in thread");
+    }
+    // wrap_future adopts a std::future fulfilled by a plain thread.
+    std::promise<std::string> promise;
+    auto adopted = wrap_future(promise.get_future());
+    std::thread producer([&promise] { promise.set_value("from a thread"); });
+    std::string s = co_await adopted;
+    producer.join();
+    CHECK(s == "from a thread");
+  };
+  loop.run_until_complete(main_());
+}
