@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "conformance_traces.hpp"
 #include "support.hpp"
 
 using namespace eddy;
@@ -17,6 +18,12 @@ using Trace = std::vector<std::string>;
 std::string joined(const Trace& t) {
   std::string s;
   for (const auto& x : t) s += x + ";";
+  return s;
+}
+
+std::string lines(const Trace& t) {
+  std::string s;
+  for (const auto& x : t) s += x + "\n";
   return s;
 }
 
@@ -57,6 +64,17 @@ Coro<int> sleeper(std::string name, Trace* trace) {
     throw;
   }
   co_return 0;
+}
+
+// Absorbs the cancellation and returns 42 anyway.
+Coro<int> stubborn(std::string name, Trace* trace) {
+  trace->push_back(name + " start");
+  try {
+    co_await sleep(3600);
+  } catch (const CancelledError&) {
+    trace->push_back(name + " absorbs the cancellation");
+  }
+  co_return 42;
 }
 
 // ---- gather
@@ -120,7 +138,8 @@ Coro<void> gather_return_exceptions(Trace* trace) {
   auto outcomes = co_await gather(return_exceptions, tasks);
   CHECK(outcomes.size() == 2);
   CHECK(outcomes[0].value() == 1);
-  CHECK(what_of(outcomes[1].exception()) == "v2");
+  trace->push_back("outcomes " + std::to_string(outcomes[0].value()) + " " +
+                   what_of(outcomes[1].exception()));
   std::vector<Task<int>> none;
   auto empty = gather(std::move(none));
   CHECK(empty.done());
@@ -142,37 +161,21 @@ Coro<void> gather_void_and_values(Trace* trace) {
 
 }  // namespace
 
-LOOP_TEST("gather: cancelling the gather cancels the children, with the message", "[combinators]") {
+// tests/conformance/gather_cancel.py.
+LOOP_TEST("conformance: gather under cancellation and failure", "[combinators][conformance]") {
+  auto all = [](Trace* trace) -> Coro<void> {
+    trace->push_back("-- gather_cancel");
+    co_await gather_cancel(trace);
+    trace->push_back("-- gather_fail");
+    co_await gather_fail(trace);
+    trace->push_back("-- gather_child_cancelled");
+    co_await gather_child_cancelled(trace);
+    trace->push_back("-- gather_return_exceptions");
+    co_await gather_return_exceptions(trace);
+  };
   Trace trace;
-  this->loop->run_until_complete(gather_cancel(&trace));
-  CHECK(joined(trace) ==
-        "a start;b start;cancel True;a cancelled stop;b cancelled stop;gather cancelled "
-        "stop;g.cancelled False;");
-}
-
-LOOP_TEST("gather: the first failure propagates; the other children keep running",
-          "[combinators]") {
-  Trace trace;
-  this->loop->run_until_complete(gather_fail(&trace));
-  CHECK(joined(trace) == "b start;a start;a fails;b done;gather raised a;b done True;b result 3;");
-}
-
-LOOP_TEST("gather: a child cancelled on its own fails the gather, not its siblings",
-          "[combinators]") {
-  Trace trace;
-  this->loop->run_until_complete(gather_child_cancelled(&trace));
-  CHECK(joined(trace) ==
-        "a start;b start;a cancelled ;gather raised CancelledError;g.cancelled False b.done "
-        "False;b done;");
-}
-
-LOOP_TEST("gather: return_exceptions gives every outcome; vectors; empty", "[combinators]") {
-  Trace trace;
-  this->loop->run_until_complete(gather_return_exceptions(&trace));
-  CHECK(
-      joined(trace) ==
-      "a start;x start;y start;a cancelled ;x done;y fails;1 y CancelledError;v1 start;v2 start;v1 "
-      "done;v2 fails;empty 0;");
+  this->loop->run_until_complete(all(&trace));
+  CHECK(lines(trace) == conformance::gather_cancel);
 }
 
 LOOP_TEST("gather: void children and vectors of coroutines", "[combinators]") {
@@ -248,6 +251,8 @@ Coro<void> wait_fors(Trace* trace) {
   }
   int d = co_await wait_for(child("d", 1, trace), std::nullopt);
   trace->push_back("none " + std::to_string(d));
+  int e = co_await wait_for(stubborn("e", trace), 0.01);
+  trace->push_back("race result " + std::to_string(e));
 }
 
 // asyncio 3.12+: a cancellation from outside is not mistaken for the timeout.
@@ -335,13 +340,12 @@ LOOP_TEST("wait: a timeout leaves the futures pending and uncancelled; empty set
   CHECK(joined(trace) == "timeout 0 1 False;Set of Tasks/Futures is empty.;");
 }
 
-LOOP_TEST("wait_for: in time, timed out (inner cancelled), timeout 0, no timeout",
-          "[combinators]") {
+// tests/conformance/wait_for_race.py, ending with the timeout firing while the inner task
+// absorbs the cancellation and returns: wait_for gives that value.
+LOOP_TEST("conformance: wait_for against its timeout", "[combinators][conformance]") {
   Trace trace;
   this->loop->run_until_complete(wait_fors(&trace));
-  CHECK(joined(trace) ==
-        "a start;a done;a result 2;b start;b cancelled ;b timeout;done at 0: 7;c timeout at 0;d "
-        "start;d done;none 1;");
+  CHECK(lines(trace) == conformance::wait_for_race);
 }
 
 LOOP_TEST("wait_for: an outside cancellation stays a cancellation", "[combinators]") {
@@ -457,14 +461,12 @@ Coro<void> timeouts(Trace* trace) {
 
 }  // namespace
 
-LOOP_TEST("timeout / timeout_at: expiry, reschedule later and sooner, nesting", "[combinators]") {
+// tests/conformance/timeout_reschedule.py.
+LOOP_TEST("conformance: timeout / timeout_at expiry, reschedule and nesting",
+          "[combinators][conformance]") {
   Trace trace;
   this->loop->run_until_complete(timeouts(&trace));
-  CHECK(
-      joined(trace) ==
-      "expired False;timeout expired True;rescheduled later: ran;rescheduled sooner: timeout;inner "
-      "timeout;inner True outer False;outer fired: inner False outer True;timeout_at fired;past "
-      "deadline fired;");
+  CHECK(lines(trace) == conformance::timeout_reschedule);
 }
 
 namespace {
@@ -539,19 +541,18 @@ Coro<void> taskgroup_misuse() {
 
 }  // namespace
 
-LOOP_TEST("TaskGroup: failures cancel the siblings and come back together", "[combinators]") {
+// tests/conformance/taskgroup_errors.py.
+LOOP_TEST("conformance: TaskGroup error collection and outside cancellation",
+          "[combinators][conformance]") {
+  auto all = [](Trace* trace) -> Coro<void> {
+    trace->push_back("-- groups");
+    co_await taskgroups(trace);
+    trace->push_back("-- outer_cancel");
+    co_await taskgroup_outer_cancel(trace);
+  };
   Trace trace;
-  this->loop->run_until_complete(taskgroups(&trace));
-  CHECK(joined(trace) ==
-        "body done;a start;b start;c start;a fails;b fails;c cancelled ;group 2 a b;d start;d "
-        "cancelled ;body error 1;x start;y start;x done;y done;results 1 2;");
-}
-
-LOOP_TEST("TaskGroup: cancelling the parent cancels the children and stays a cancellation",
-          "[combinators]") {
-  Trace trace;
-  this->loop->run_until_complete(taskgroup_outer_cancel(&trace));
-  CHECK(joined(trace) == "a start;a cancelled ;outer cancelled;");
+  this->loop->run_until_complete(all(&trace));
+  CHECK(lines(trace) == conformance::taskgroup_errors);
 }
 
 LOOP_TEST("TaskGroup: create_task before enter and after exit is a RuntimeError", "[combinators]") {
