@@ -250,6 +250,9 @@ void EventLoop::close() {
     }
   }
 
+  // Generators still alive outside the loop must not point at it any more.
+  while (asyncgens_head_) unregister_asyncgen(asyncgens_head_);
+
   if (default_executor_) {
     default_executor_->shutdown(/*wait=*/false);
     default_executor_.reset();

@@ -65,6 +65,7 @@ void Runner::close() {
   LoopRef loop = std::move(loop_);
   try {
     cancel_all_tasks(*loop);
+    loop->run_until_complete(loop->shutdown_asyncgens());
     loop->run_until_complete(loop->shutdown_default_executor(300.0));
   } catch (...) {
     loop->close();

@@ -70,10 +70,8 @@ class UvBackend final : public Backend {
           name == "remove_reader" || name == "add_writer" || name == "remove_writer" || name == "sock_recv" ||
           name == "sock_recv_into" || name == "sock_recvfrom" || name == "sock_recvfrom_into" ||
           name == "sock_sendall" || name == "sock_sendto" || name == "sock_connect" || name == "sock_accept" || name == "sock_sendfile" ||
-          name == "sendfile" || name == "start_tls") {
+          name == "sendfile" || name == "start_tls" || name == "shutdown_asyncgens") {
         c.supported = true;
-      } else if (name == "shutdown_asyncgens") {
-        c.note = "not implemented yet: async generators come with the high-level layer";
       } else {
         c.note = "not implemented yet on the native backend (see docs/targets.md)";
       }

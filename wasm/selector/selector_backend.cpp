@@ -50,7 +50,7 @@ void SelectorBackend::describe(Capabilities& caps) const {
   caps.target = options_.target;
   for (auto name : capability_method_names()) {
     Capability c{std::string(name), false, {}};
-    if (name == "run_once" || name == "call_soon_threadsafe") {
+    if (name == "run_once" || name == "call_soon_threadsafe" || name == "shutdown_asyncgens") {
       c.supported = true;
       if (!options_.has_threads && name == "call_soon_threadsafe")
         c.note = "single-threaded build: behaves as call_soon";
@@ -63,8 +63,6 @@ void SelectorBackend::describe(Capabilities& caps) const {
     } else if (name == "add_signal_handler" || name == "remove_signal_handler" ||
                name == "subprocess_exec" || name == "subprocess_shell") {
       c.note = "no signals or processes on this target";
-    } else if (name == "shutdown_asyncgens") {
-      c.note = "not implemented yet: async generators come with the high-level layer";
     } else {
       c.note = "not implemented yet: the virtual network comes with the browser milestone";
     }

@@ -1,6 +1,7 @@
 // Eddy: Python's asyncio event loop in C++20. This umbrella header is the whole public API.
 #pragma once
 
+#include "eddy/asyncgen.hpp"
 #include "eddy/backend.hpp"
 #include "eddy/combinators.hpp"
 #include "eddy/config.hpp"

@@ -46,6 +46,9 @@ class Task;
 template <class T>
 class Coro;
 class CoroutineFrame;
+namespace detail {
+class AsyncGenPromiseBase;
+}
 
 // create_task's keyword arguments.
 struct TaskOptions {
@@ -314,6 +317,15 @@ class EventLoop : public RefCounted {
   // `timeout` < 0: no limit; past it the threads are left to finish and a warning is logged.
   Future<void> shutdown_default_executor(double timeout = -1);
 
+  // ---- Async generators (eddy/asyncgen.hpp) ----------------------------------------------------
+  // Closes (aclose, concurrently) every async generator of this loop left suspended at a yield;
+  // errors go to the exception handler. Generators first iterated afterwards are logged.
+  Coro<void> shutdown_asyncgens();
+  // The generators' first iteration registers them; finishing or destruction unregisters.
+  void register_asyncgen(detail::AsyncGenPromiseBase* gen) noexcept;
+  void unregister_asyncgen(detail::AsyncGenPromiseBase* gen) noexcept;
+  std::size_t live_asyncgens() const noexcept { return asyncgen_count_; }
+
   // ---- Guest mode ------------------------------------------------------------------------------
   // Runs one pass of the loop algorithm: polls I/O for at most `max_wait` seconds (0: don't
   // wait), fires due timers, runs what was ready. For hosts that own the thread. Returns the
@@ -418,6 +430,9 @@ class EventLoop : public RefCounted {
   TaskFactory task_factory_;
   TaskBase* current_task_ = nullptr;
   TaskBase* tasks_head_ = nullptr;
+  detail::AsyncGenPromiseBase* asyncgens_head_ = nullptr;
+  std::size_t asyncgen_count_ = 0;
+  bool asyncgens_shutdown_called_ = false;
   std::size_t task_count_ = 0;
   std::size_t live_futures_ = 0;
   std::size_t live_transports_ = 0;

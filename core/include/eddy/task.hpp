@@ -384,6 +384,8 @@ auto PromiseBase::await_transform(A&& awaitable, SourceLocation where) {
     return detail::FutureAwaiter<typename D::value_type>{awaitable.state(), this, where};
   } else if constexpr (std::is_same_v<D, detail::YieldOnce>) {
     return detail::YieldAwaiter{this, where};
+  } else if constexpr (requires { typename D::eddy_awaitable; }) {
+    return awaitable.make_awaiter(this, where);  // async generator steps
   } else {
     static_assert(detail::FutureLike<D>,
                   "Eddy coroutines await Futures, Tasks, Coros and Eddy awaitables");

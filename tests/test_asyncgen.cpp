@@ -1,0 +1,287 @@
+// Async generators: co_yield with co_await in between, the end of iteration, aclose with async
+// cleanup, athrow, errors, concurrent steps, cancellation, and the loop's tracking: dropped
+// generators are closed by a task, shutdown_asyncgens (and Runner) close the live ones.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace eddy;
+
+namespace {
+
+using Trace = std::vector<std::string>;
+
+std::string joined(const Trace& t) {
+  std::string s;
+  for (const auto& x : t) s += x + ";";
+  return s;
+}
+
+// Yields 0..n-1, a loop pass apart; on aclose it cleans up asynchronously and says so.
+AsyncGenerator<int> counter(int n, Trace* trace) {
+  bool closing = false;
+  try {
+    for (int i = 0; i < n; ++i) {
+      co_await sleep(0);
+      co_yield i;
+    }
+    trace->push_back("counter exhausted");
+  } catch (const GeneratorExit&) {
+    closing = true;
+  }
+  if (closing) {
+    co_await sleep(0);  // async cleanup (no co_await inside a catch block in C++)
+    trace->push_back("counter cleaned up");
+    throw GeneratorExit();
+  }
+}
+
+Coro<void> iterate(Trace* trace) {
+  auto gen = counter(3, trace);
+  CHECK_FALSE(gen.finished());
+  while (auto v = co_await gen.next()) trace->push_back("got " + std::to_string(*v));
+  CHECK(gen.finished());
+  auto after = co_await gen.next();  // StopAsyncIteration again
+  CHECK_FALSE(after.has_value());
+  co_await gen.aclose();  // closing a finished generator does nothing
+  CHECK(get_running_loop().live_asyncgens() == 0);
+}
+
+Coro<void> close_early(Trace* trace) {
+  auto gen = counter(10, trace);
+  auto first = co_await gen.next();
+  trace->push_back("got " + std::to_string(*first));
+  CHECK(get_running_loop().live_asyncgens() == 1);
+  co_await gen.aclose();
+  trace->push_back("closed");
+  CHECK(gen.finished());
+  CHECK(get_running_loop().live_asyncgens() == 0);
+  auto none = co_await gen.next();
+  CHECK_FALSE(none.has_value());
+  // A generator that was never started is closed without running.
+  auto unstarted = counter(10, trace);
+  co_await unstarted.aclose();
+  CHECK(unstarted.finished());
+  auto nothing = co_await unstarted.next();
+  CHECK_FALSE(nothing.has_value());
+}
+
+AsyncGenerator<std::string> stubborn() {
+  for (;;) {
+    try {
+      co_yield std::string("value");
+    } catch (const GeneratorExit&) {
+      // ignores the close and yields again
+    }
+  }
+}
+
+AsyncGenerator<int> failing(Trace* trace) {
+  co_yield 1;
+  co_await sleep(0);
+  trace->push_back("failing raises");
+  throw ValueError("generator failed");
+}
+
+// Yields 1; an exception thrown in at that point is answered with -1, then it ends.
+AsyncGenerator<int> catcher(Trace* trace) {
+  try {
+    co_yield 1;
+  } catch (const ValueError& e) {
+    trace->push_back(std::string("caught ") + e.what());
+  }
+  co_yield -1;
+}
+
+Coro<void> errors(Trace* trace) {
+  auto s = stubborn();
+  auto v = co_await s.next();
+  CHECK(*v == "value");
+  bool ignored = false;
+  try {
+    co_await s.aclose();
+  } catch (const RuntimeError& e) {
+    ignored = std::string(e.what()) == "async generator ignored GeneratorExit";
+  }
+  CHECK(ignored);
+
+  auto f = failing(trace);
+  auto one = co_await f.next();
+  CHECK(*one == 1);
+  try {
+    co_await f.next();
+  } catch (const ValueError& e) {
+    trace->push_back(e.what());
+  }
+  CHECK(f.finished());
+  auto end = co_await f.next();
+  CHECK_FALSE(end.has_value());
+
+  auto c = catcher(trace);
+  auto first = co_await c.next();
+  CHECK(*first == 1);
+  auto answer = co_await c.athrow(std::make_exception_ptr(ValueError("thrown in")));
+  CHECK(*answer == -1);
+  try {
+    co_await c.athrow(std::make_exception_ptr(ValueError("not caught")));
+  } catch (const ValueError& e) {
+    trace->push_back(e.what());  // not handled: it comes out of athrow
+  }
+  CHECK(c.finished());
+  // athrow into a finished generator raises what was thrown in.
+  try {
+    co_await c.athrow(std::make_exception_ptr(ValueError("after the end")));
+  } catch (const ValueError& e) {
+    trace->push_back(e.what());
+  }
+}
+
+AsyncGenerator<int> slow(Trace* trace) {
+  try {
+    co_await sleep(3600);
+  } catch (const CancelledError&) {
+    trace->push_back("slow cancelled");
+    throw;
+  }
+  co_yield 1;
+}
+
+Coro<void> consume(AsyncGenerator<int>& gen, Trace* trace) {
+  auto v = co_await gen.next();
+  trace->push_back(v ? "value" : "end");
+}
+
+Coro<void> concurrency_and_cancel(Trace* trace) {
+  auto& loop = get_running_loop();
+  auto gen = slow(trace);
+  auto t = loop.create_task(consume(gen, trace));
+  co_await sleep(0);
+  bool running = false;
+  try {
+    co_await gen.next();
+  } catch (const RuntimeError& e) {
+    running = std::string(e.what()) == "anext(): asynchronous generator is already running";
+  }
+  CHECK(running);
+  t.cancel();
+  try {
+    co_await t;
+  } catch (const CancelledError&) {
+    trace->push_back("consumer cancelled");
+  }
+  CHECK(gen.finished());
+}
+
+}  // namespace
+
+LOOP_TEST("AsyncGenerator: aclose ignored, errors out of next, athrow", "[asyncgen][faults]") {
+  Trace trace;
+  this->loop->run_until_complete(errors(&trace));
+  // The stubborn generator was dropped at a yield: the loop's closing task failed in turn.
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].message ==
+        "an error occurred during closing of asynchronous generator <async_generator stubborn>");
+  this->reported.clear();
+  CHECK(joined(trace) ==
+        "failing raises;generator failed;caught thrown in;not caught;after the end;");
+}
+
+LOOP_TEST("AsyncGenerator: one step at a time; cancelling the consumer cancels the generator",
+          "[asyncgen]") {
+  Trace trace;
+  this->loop->run_until_complete(concurrency_and_cancel(&trace));
+  CHECK(joined(trace) == "slow cancelled;consumer cancelled;");
+}
+
+namespace {
+
+Coro<void> dropped_generator(Trace* trace) {
+  auto& loop = get_running_loop();
+  {
+    auto gen = counter(10, trace);
+    auto v = co_await gen.next();
+    trace->push_back("got " + std::to_string(*v));
+  }  // dropped while suspended at a yield: the loop closes it in a task of its own
+  trace->push_back("dropped");
+  CHECK(loop.live_asyncgens() == 1);
+  co_await sleep(0);
+  co_await sleep(0);
+  co_await sleep(0);
+  CHECK(loop.live_asyncgens() == 0);
+}
+
+Coro<void> leave_suspended(std::optional<AsyncGenerator<int>>* a,
+                           std::optional<AsyncGenerator<int>>* b, Trace* trace) {
+  a->emplace(counter(10, trace));
+  b->emplace(counter(10, trace));
+  auto x = co_await (*a)->next();
+  auto y = co_await (*b)->next();
+  trace->push_back("suspended at " + std::to_string(*x) + " and " + std::to_string(*y));
+}
+
+AsyncGenerator<int> bad_cleanup() {
+  bool closing = false;
+  try {
+    co_yield 1;
+  } catch (const GeneratorExit&) {
+    closing = true;
+  }
+  if (closing) throw ValueError("cleanup failed");
+}
+
+}  // namespace
+
+LOOP_TEST("AsyncGenerator: a generator dropped at a yield is closed by the loop", "[asyncgen]") {
+  Trace trace;
+  this->loop->run_until_complete(dropped_generator(&trace));
+  CHECK(joined(trace) == "got 0;dropped;counter cleaned up;");
+}
+
+LOOP_TEST("shutdown_asyncgens closes the live generators and reports failed cleanups",
+          "[asyncgen]") {
+  auto& loop = *this->loop;
+  CHECK(loop.capabilities().supports("shutdown_asyncgens"));
+  Trace trace;
+  std::optional<AsyncGenerator<int>> a, b, c;
+  loop.run_until_complete(leave_suspended(&a, &b, &trace));
+  auto start_bad = [](std::optional<AsyncGenerator<int>>* c) -> Coro<void> {
+    c->emplace(bad_cleanup());
+    co_await (*c)->next();
+  };
+  loop.run_until_complete(start_bad(&c));
+  CHECK(loop.live_asyncgens() == 3);
+  loop.run_until_complete(loop.shutdown_asyncgens());
+  CHECK(loop.live_asyncgens() == 0);
+  CHECK(a->finished());
+  CHECK(b->finished());
+  CHECK(c->finished());
+  CHECK(joined(trace) == "suspended at 0 and 0;counter cleaned up;counter cleaned up;");
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].message.find(
+            "an error occurred during closing of asynchronous generator") == 0);
+  this->reported.clear();
+}
+
+TEST_CASE("eddy::run closes the generators left suspended when main returns", "[asyncgen]") {
+  Trace trace;
+  std::optional<AsyncGenerator<int>> a, b;
+  eddy::run(leave_suspended(&a, &b, &trace));
+  CHECK(a->finished());
+  CHECK(b->finished());
+  CHECK(joined(trace) == "suspended at 0 and 0;counter cleaned up;counter cleaned up;");
+}
+
+LOOP_TEST("AsyncGenerator: co_yield between awaits, then the end of iteration", "[asyncgen]") {
+  Trace trace;
+  this->loop->run_until_complete(iterate(&trace));
+  CHECK(joined(trace) == "got 0;got 1;got 2;counter exhausted;");
+}
+
+LOOP_TEST("AsyncGenerator: aclose raises GeneratorExit at the yield and awaits the cleanup",
+          "[asyncgen]") {
+  Trace trace;
+  this->loop->run_until_complete(close_early(&trace));
+  CHECK(joined(trace) == "got 0;counter cleaned up;closed;");
+}
