@@ -20,6 +20,20 @@ struct VirtualLoop {
   static constexpr bool virtual_time = true;
 };
 
+// ": <what>" of a reported exception, for failure messages.
+inline std::string describe_exception(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const eddy::BaseException& x) {
+    return std::string(": ") + x.what();
+  } catch (const std::exception& x) {
+    return std::string(": ") + x.what();
+  } catch (...) {
+    return ": (unknown exception)";
+  }
+}
+
 template <class Kind>
 struct LoopFixture {
   eddy::LoopRef loop = Kind::make();
@@ -38,7 +52,8 @@ struct LoopFixture {
     CHECK(s.live_tasks == 0);
     CHECK(s.executor_jobs == 0);
     CHECK(s.live_transports == 0);
-    for (const auto& c : reported) UNSCOPED_INFO("unexpected report: " << c.message);
+    for (const auto& c : reported)
+      UNSCOPED_INFO("unexpected report: " << c.message << describe_exception(c.exception));
     CHECK(reported.empty());
     reported.clear();
     CHECK(s.live_handles == 0);

@@ -449,6 +449,20 @@ void TaskGroup::adopt(TaskBase* task) {
   task->add_done_callback_as<GroupTaskDone, GroupTaskDone::Invoke>(GroupTaskDone{state_});
 }
 
+namespace {
+
+// Awaits `f`, storing a CancelledError instead of raising it. (A separate coroutine because
+// Emscripten 3.1.6 mishandles an exception raised at a co_await inside a try inside a loop.)
+Coro<void> await_noting_cancel(Future<void> f, std::exception_ptr* cancelled) {
+  try {
+    co_await f;
+  } catch (const CancelledError&) {
+    *cancelled = std::current_exception();
+  }
+}
+
+}  // namespace
+
 Coro<void> TaskGroup::exit(std::exception_ptr error) {
   std::shared_ptr<State> s = state_;
   if (!s->entered) throw RuntimeError("TaskGroup has not been entered");
@@ -459,11 +473,7 @@ Coro<void> TaskGroup::exit(std::exception_ptr error) {
   while (!s->tasks.empty()) {
     if (!s->on_completed) s->on_completed = s->loop->create_future<void>();
     std::exception_ptr cancelled;
-    try {
-      co_await s->on_completed;
-    } catch (const CancelledError&) {
-      cancelled = std::current_exception();
-    }
+    co_await await_noting_cancel(s->on_completed, &cancelled);
     if (cancelled && !s->aborting) {
       // The parent was cancelled from outside while waiting for the children.
       propagate_cancel = cancelled;

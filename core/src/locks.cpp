@@ -127,6 +127,20 @@ void Event::set() {
   waiters_.wake(waiters_.size());
 }
 
+namespace {
+
+// Acquires `lock`, storing a CancelledError instead of raising it. (A separate coroutine because
+// Emscripten 3.1.6 mishandles an exception raised at a co_await inside a try inside a loop.)
+Coro<void> acquire_noting_cancel(Lock& lock, std::exception_ptr* cancelled) {
+  try {
+    co_await lock.acquire();
+  } catch (const CancelledError&) {
+    *cancelled = std::current_exception();
+  }
+}
+
+}  // namespace
+
 // ---- Condition
 // ------------------------------------------------------------------------------------
 
@@ -155,12 +169,10 @@ Coro<void> Condition::wait() {
   // The lock is reacquired even when the wait is cancelled; the latest cancellation wins.
   std::exception_ptr cancelled;
   for (;;) {
-    try {
-      co_await lock_->acquire();
-      break;
-    } catch (const CancelledError&) {
-      cancelled = std::current_exception();
-    }
+    std::exception_ptr this_time;
+    co_await acquire_noting_cancel(*lock_, &this_time);
+    if (!this_time) break;
+    cancelled = this_time;
   }
   if (cancelled) std::rethrow_exception(cancelled);
   if (error) std::rethrow_exception(error);

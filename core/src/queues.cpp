@@ -5,41 +5,35 @@
 
 namespace eddy::detail {
 
+// One wait in a queue of waiters. A woken waiter that fails (is cancelled) passes the wake-up on
+// when what it waited for is still there. (Kept out of the callers' loops: Emscripten 3.1.6
+// mishandles an exception raised at a co_await inside a try inside a loop.)
+Coro<void> QueueCore::wait_turn(Waiters& waiters, bool putting) {
+  Future<void> turn = waiters.add(bound_loop("Queue"));
+  std::exception_ptr error;
+  try {
+    co_await turn;
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (!error) co_return;
+  turn.cancel();
+  waiters.remove(turn);
+  if (!turn.cancelled() && (putting ? !full() : !empty())) waiters.pop_and_wake();
+  std::rethrow_exception(error);
+}
+
 Coro<void> QueueCore::wait_not_full() {
   while (full()) {
     if (shutdown_) throw QueueShutDown();
-    Future<void> putter = putters_.add(bound_loop("Queue"));
-    std::exception_ptr error;
-    try {
-      co_await putter;
-    } catch (...) {
-      error = std::current_exception();
-    }
-    if (error) {
-      putter.cancel();
-      putters_.remove(putter);
-      if (!full() && !putter.cancelled()) putters_.pop_and_wake();
-      std::rethrow_exception(error);
-    }
+    co_await wait_turn(putters_, true);
   }
 }
 
 Coro<void> QueueCore::wait_not_empty() {
   while (empty()) {
     if (shutdown_) throw QueueShutDown();
-    Future<void> getter = getters_.add(bound_loop("Queue"));
-    std::exception_ptr error;
-    try {
-      co_await getter;
-    } catch (...) {
-      error = std::current_exception();
-    }
-    if (error) {
-      getter.cancel();
-      getters_.remove(getter);
-      if (!empty() && !getter.cancelled()) getters_.pop_and_wake();
-      std::rethrow_exception(error);
-    }
+    co_await wait_turn(getters_, false);
   }
 }
 

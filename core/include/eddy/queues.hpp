@@ -57,6 +57,7 @@ class QueueCore : public LoopBound {
   bool is_shutdown() const noexcept { return shutdown_; }
 
  protected:
+  Coro<void> wait_turn(Waiters& waiters, bool putting);
   Coro<void> wait_not_full();
   Coro<void> wait_not_empty();
   void check_put() const;  // QueueShutDown, QueueFull
