@@ -41,8 +41,9 @@ static void call_soon_chain(EventLoop& loop, long n) {
   auto t0 = Clock::now();
   loop.call_soon(Step{&loop, &count, n});
   loop.run_forever();
-  std::printf("{\"test\": \"call_soon_chain\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
-              since(t0), peak_rss_kb());
+  std::printf(
+      "{\"test\": \"call_soon_chain\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+      since(t0), peak_rss_kb());
 }
 
 // The callbacks capture one pointer, as the C anchor passes one `void*`; a capture that does not
@@ -63,8 +64,10 @@ static void call_soon_batch(EventLoop& loop, long n) {
   for (long i = 0; i < n; ++i) loop.call_soon(cb);
   double sched = since(t0);
   loop.run_forever();
-  std::printf("{\"test\": \"call_soon_batch\", \"n\": %ld, \"seconds\": %.6f, \"schedule_ns\": %.1f, \"peak_rss_kb\": %ld}\n",
-              n, since(t0), sched / n * 1e9, peak_rss_kb());
+  std::printf(
+      "{\"test\": \"call_soon_batch\", \"n\": %ld, \"seconds\": %.6f, \"schedule_ns\": %.1f, "
+      "\"peak_rss_kb\": %ld}\n",
+      n, since(t0), sched / n * 1e9, peak_rss_kb());
 }
 
 static void timers(EventLoop& loop, long n) {
@@ -86,13 +89,17 @@ static void timers(EventLoop& loop, long n) {
   if (target) loop.run_forever();
   double t3 = since(t0);
   double cpu = double(std::clock() - c2) / CLOCKS_PER_SEC;
-  std::printf("{\"test\": \"timers\", \"n\": %ld, \"seconds\": %.6f, \"schedule_ns\": %.1f, \"cancel_ns\": %.1f, "
-              "\"run_s\": %.6f, \"fire_cpu_ns\": %.1f, \"peak_rss_kb\": %ld}\n",
-              n, t3, t1 / n * 1e9, (t2 - t1) / ((n + 1) / 2) * 1e9, t3 - t2, cpu / (target ? target : 1) * 1e9,
-              peak_rss_kb());
+  std::printf(
+      "{\"test\": \"timers\", \"n\": %ld, \"seconds\": %.6f, \"schedule_ns\": %.1f, \"cancel_ns\": "
+      "%.1f, "
+      "\"run_s\": %.6f, \"fire_cpu_ns\": %.1f, \"peak_rss_kb\": %ld}\n",
+      n, t3, t1 / n * 1e9, (t2 - t1) / ((n + 1) / 2) * 1e9, t3 - t2,
+      cpu / (target ? target : 1) * 1e9, peak_rss_kb());
 }
 
-static Coro<void> noop() { co_return; }
+static Coro<void> noop() {
+  co_return;
+}
 
 static Coro<void> tasks_main(long n) {
   EventLoop& loop = get_running_loop();
@@ -102,8 +109,10 @@ static Coro<void> tasks_main(long n) {
   for (long i = 0; i < n; ++i) ts.push_back(loop.create_task(noop()));
   double created = since(t0);
   for (auto& t : ts) co_await t;  // gather() arrives with the high-level layer
-  std::printf("{\"test\": \"tasks\", \"n\": %ld, \"seconds\": %.6f, \"create_ns\": %.1f, \"peak_rss_kb\": %ld}\n", n,
-              since(t0), created / n * 1e9, peak_rss_kb());
+  std::printf(
+      "{\"test\": \"tasks\", \"n\": %ld, \"seconds\": %.6f, \"create_ns\": %.1f, \"peak_rss_kb\": "
+      "%ld}\n",
+      n, since(t0), created / n * 1e9, peak_rss_kb());
 }
 
 static Coro<void> ponger(long n, Future<void>* ping, Future<void>* pong) {
@@ -127,23 +136,61 @@ static Coro<void> pingpong_main(long n) {
     co_await pong;
   }
   co_await t;
-  std::printf("{\"test\": \"pingpong_future\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
-              since(t0), peak_rss_kb());
+  std::printf(
+      "{\"test\": \"pingpong_future\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+      since(t0), peak_rss_kb());
+}
+
+// impls/python/micro.py's pingpong_queue: the ponger gets from q1 and puts on q2, main puts on
+// q1 and gets from q2 (both unbounded, so put_nowait as in the spec).
+static Coro<void> queue_ponger(long n, Queue<int>* ping, Queue<int>* pong) {
+  for (long i = 0; i < n; ++i) {
+    int v = co_await ping->get();
+    pong->put_nowait(v);
+  }
+}
+
+static Coro<void> pingpong_queue_main(long n) {
+  EventLoop& loop = get_running_loop();
+  Queue<int> ping;
+  Queue<int> pong;
+  auto t0 = Clock::now();
+  auto t = loop.create_task(queue_ponger(n, &ping, &pong));
+  for (long i = 0; i < n; ++i) {
+    ping.put_nowait(static_cast<int>(i));
+    int v = co_await pong.get();
+    (void)v;
+  }
+  co_await t;
+  std::printf(
+      "{\"test\": \"pingpong_queue\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+      since(t0), peak_rss_kb());
 }
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s call_soon_chain|call_soon_batch|timers|tasks|pingpong_future [N]\n", argv[0]);
+    std::fprintf(
+        stderr,
+        "usage: %s call_soon_chain|call_soon_batch|timers|tasks|pingpong_future|pingpong_queue "
+        "[N]\n",
+        argv[0]);
     return 2;
   }
   const std::string test = argv[1];
   const long n = argc > 2 ? std::atol(argv[2]) : 1000000;
   LoopRef loop = new_event_loop();
-  if (test == "call_soon_chain") call_soon_chain(*loop, n);
-  else if (test == "call_soon_batch") call_soon_batch(*loop, n);
-  else if (test == "timers") timers(*loop, n);
-  else if (test == "tasks") loop->run_until_complete(tasks_main(n));
-  else if (test == "pingpong_future") loop->run_until_complete(pingpong_main(n));
+  if (test == "call_soon_chain")
+    call_soon_chain(*loop, n);
+  else if (test == "call_soon_batch")
+    call_soon_batch(*loop, n);
+  else if (test == "timers")
+    timers(*loop, n);
+  else if (test == "tasks")
+    loop->run_until_complete(tasks_main(n));
+  else if (test == "pingpong_future")
+    loop->run_until_complete(pingpong_main(n));
+  else if (test == "pingpong_queue")
+    loop->run_until_complete(pingpong_queue_main(n));
   else {
     std::fprintf(stderr, "unknown test %s\n", test.c_str());
     return 2;

@@ -107,6 +107,15 @@ void StreamReader::feed_data(std::string_view data) {
 
 std::string StreamReader::take(std::size_t n) {
   n = std::min(n, size());
+  if (n == size()) {
+    // Everything buffered (the common read(n) case): hand the buffer over instead of copying
+    // it; the next feed_data() starts a new one.
+    if (head_ > 0) buffer_.erase(0, head_);
+    std::string out = std::move(buffer_);
+    buffer_.clear();
+    head_ = 0;
+    return out;
+  }
   std::string out = buffer_.substr(head_, n);
   head_ += n;
   if (head_ == buffer_.size()) {
