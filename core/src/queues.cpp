@@ -23,18 +23,14 @@ Coro<void> QueueCore::wait_turn(Waiters& waiters, bool putting) {
   std::rethrow_exception(error);
 }
 
-Coro<void> QueueCore::wait_not_full() {
-  while (full()) {
-    if (shutdown_) throw QueueShutDown();
-    co_await wait_turn(putters_, true);
-  }
+Coro<void> QueueCore::next_put_turn() {
+  if (shutdown_) throw QueueShutDown();
+  return wait_turn(putters_, true);
 }
 
-Coro<void> QueueCore::wait_not_empty() {
-  while (empty()) {
-    if (shutdown_) throw QueueShutDown();
-    co_await wait_turn(getters_, false);
-  }
+Coro<void> QueueCore::next_get_turn() {
+  if (shutdown_) throw QueueShutDown();
+  return wait_turn(getters_, false);
 }
 
 void QueueCore::check_put() const {

@@ -58,8 +58,10 @@ class QueueCore : public LoopBound {
 
  protected:
   Coro<void> wait_turn(Waiters& waiters, bool putting);
-  Coro<void> wait_not_full();
-  Coro<void> wait_not_empty();
+  // One wait for a free slot / an item (QueueShutDown at once if shut down); callers loop on
+  // full() / empty(). Plain functions returning the wait, so a put or get adds one frame only.
+  Coro<void> next_put_turn();
+  Coro<void> next_get_turn();
   void check_put() const;  // QueueShutDown, QueueFull
   void check_get() const;  // QueueShutDown (shut down and empty), QueueEmpty
   void added();            // after an item went in
@@ -130,7 +132,7 @@ class BasicQueue : public detail::QueueCore {
 
   // Waits while the queue is full; QueueShutDown if it is (or gets) shut down.
   Coro<void> put(T item) {
-    if (full()) co_await wait_not_full();
+    while (full()) co_await next_put_turn();
     put_nowait(std::move(item));
   }
   void put_nowait(T item) {
@@ -140,7 +142,7 @@ class BasicQueue : public detail::QueueCore {
   }
   // Waits while the queue is empty; QueueShutDown once it is shut down and empty.
   Coro<T> get() {
-    if (empty()) co_await wait_not_empty();
+    while (empty()) co_await next_get_turn();
     co_return get_nowait();
   }
   T get_nowait() {
