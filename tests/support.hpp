@@ -20,6 +20,20 @@ struct VirtualLoop {
   static constexpr bool virtual_time = true;
 };
 
+// What a scenario did, step by step; joined() for ";"-separated one-line expectations, lines()
+// for the conformance traces (one step per line, as Python prints them).
+using Trace = std::vector<std::string>;
+inline std::string joined(const Trace& t) {
+  std::string s;
+  for (const auto& x : t) s += x + ";";
+  return s;
+}
+inline std::string lines(const Trace& t) {
+  std::string s;
+  for (const auto& x : t) s += x + "\n";
+  return s;
+}
+
 // ": <what>" of a reported exception, for failure messages.
 inline std::string describe_exception(const std::exception_ptr& e) {
   if (!e) return {};

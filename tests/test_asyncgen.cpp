@@ -11,14 +11,6 @@ using namespace eddy;
 
 namespace {
 
-using Trace = std::vector<std::string>;
-
-std::string joined(const Trace& t) {
-  std::string s;
-  for (const auto& x : t) s += x + ";";
-  return s;
-}
-
 // Yields 0..n-1, a loop pass apart; on aclose it cleans up asynchronously and says so.
 AsyncGenerator<int> counter(int n, Trace* trace) {
   bool closing = false;

@@ -13,20 +13,6 @@ using namespace eddy;
 
 namespace {
 
-using Trace = std::vector<std::string>;
-
-std::string joined(const Trace& t) {
-  std::string s;
-  for (const auto& x : t) s += x + ";";
-  return s;
-}
-
-std::string lines(const Trace& t) {
-  std::string s;
-  for (const auto& x : t) s += x + "\n";
-  return s;
-}
-
 std::string what_of(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);

@@ -11,11 +11,6 @@ using namespace eddy;
 
 namespace {
 
-std::string joined(const std::vector<std::string>& lines) {
-  std::string out;
-  for (const auto& l : lines) out += l + "\n";
-  return out;
-}
 std::string flag(bool b) {
   return b ? "True" : "False";
 }
@@ -114,11 +109,11 @@ Coro<void> cancel_paths(std::vector<std::string>* trace) {
 LOOP_TEST("conformance: wakeup_order matches Python's asyncio", "[conformance]") {
   std::vector<std::string> trace;
   this->loop->run_until_complete(wakeup_order(&trace));
-  CHECK(joined(trace) == conformance::wakeup_order);
+  CHECK(lines(trace) == conformance::wakeup_order);
 }
 
 LOOP_TEST("conformance: cancel_paths matches Python's asyncio", "[conformance]") {
   std::vector<std::string> trace;
   this->loop->run_until_complete(cancel_paths(&trace));
-  CHECK(joined(trace) == conformance::cancel_paths);
+  CHECK(lines(trace) == conformance::cancel_paths);
 }

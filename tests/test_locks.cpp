@@ -11,14 +11,6 @@ using namespace eddy;
 
 namespace {
 
-using Trace = std::vector<std::string>;
-
-std::string joined(const Trace& t) {
-  std::string s;
-  for (const auto& x : t) s += x + ";";
-  return s;
-}
-
 Coro<void> take_lock(Lock& lock, std::string name, Trace* trace, double hold = 0) {
   co_await lock.acquire();
   trace->push_back(name);
@@ -419,7 +411,5 @@ Coro<void> lock_fairness(Trace* trace) {
 LOOP_TEST("conformance: Lock and Semaphore fairness under cancellation", "[locks][conformance]") {
   Trace trace;
   this->loop->run_until_complete(lock_fairness(&trace));
-  std::string lines;
-  for (const auto& l : trace) lines += l + "\n";
-  CHECK(lines == conformance::lock_fairness);
+  CHECK(lines(trace) == conformance::lock_fairness);
 }

@@ -11,42 +11,28 @@ using namespace eddy;
 
 namespace {
 
-using Trace = std::vector<std::string>;
-
-std::string joined(const Trace& t) {
-  std::string s;
-  for (const auto& x : t) s += x + ";";
-  return s;
-}
-
-// The cancellation is rethrown after the handler, not with `throw;` inside it: Emscripten 3.1.6
-// (-fwasm-exceptions) loses such a rethrow in some coroutine frames (docs/targets.md).
 Coro<void> getter(Queue<int>& q, std::string name, Trace* trace) {
-  std::exception_ptr cancelled;
   try {
     int v = co_await q.get();
     trace->push_back(name + " got " + std::to_string(v));
   } catch (const CancelledError&) {
     trace->push_back(name + " cancelled");
-    cancelled = std::current_exception();
+    throw;
   } catch (const QueueShutDown&) {
     trace->push_back(name + " shut down");
   }
-  if (cancelled) std::rethrow_exception(cancelled);
 }
 
 Coro<void> putter(Queue<int>& q, std::string name, int v, Trace* trace) {
-  std::exception_ptr cancelled;
   try {
     co_await q.put(v);
     trace->push_back(name + " put " + std::to_string(v));
   } catch (const CancelledError&) {
     trace->push_back(name + " cancelled");
-    cancelled = std::current_exception();
+    throw;
   } catch (const QueueShutDown&) {
     trace->push_back(name + " shut down");
   }
-  if (cancelled) std::rethrow_exception(cancelled);
 }
 
 template <class Q>

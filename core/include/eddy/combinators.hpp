@@ -165,8 +165,8 @@ template <class A>
 Ref<FutureBase> to_future(A&& aw, EventLoop* loop);
 
 template <class R, class Collect>
-Future<R> start_gather(EventLoop& loop, std::vector<Ref<FutureBase>> children,
-                       bool return_exceptions) {
+Future<R> start_gather(std::vector<Ref<FutureBase>> children, bool return_exceptions) {
+  EventLoop& loop = combinator_loop(children.empty() ? nullptr : children.front().get());
   Ref<FutureBase> g(new Gathering<R, Collect>(loop, std::move(children), return_exceptions));
   static_cast<GatherBase*>(g.get())->start();
   return Future<R>(std::move(g));
@@ -211,11 +211,21 @@ struct CollectVectorOutcomes {
   }
 };
 
+// gather's children: coroutines become tasks of the running loop.
 template <class... A>
-std::vector<Ref<FutureBase>> children_of(EventLoop*& loop, A&&... aws) {
+std::vector<Ref<FutureBase>> children_of(A&&... aws) {
+  EventLoop* loop = running_loop();
   std::vector<Ref<FutureBase>> children;
   children.reserve(sizeof...(A));
   (children.push_back(to_future(std::forward<A>(aws), loop)), ...);
+  return children;
+}
+template <class A>
+std::vector<Ref<FutureBase>> children_of_vector(std::vector<A>& aws) {
+  EventLoop* loop = running_loop();
+  std::vector<Ref<FutureBase>> children;
+  children.reserve(aws.size());
+  for (auto& a : aws) children.push_back(to_future(std::move(a), loop));
   return children;
 }
 
@@ -278,11 +288,8 @@ template <class... A>
 requires(detail::Awaitable<A>&&...) auto gather(A&&... aws)
     -> Future<std::tuple<ValueOf<detail::AwaitedType<A>>...>> {
   using R = std::tuple<ValueOf<detail::AwaitedType<A>>...>;
-  EventLoop* loop = running_loop();
-  auto children = detail::children_of(loop, std::forward<A>(aws)...);
-  EventLoop& l = detail::combinator_loop(children.empty() ? nullptr : children.front().get());
   return detail::start_gather<R, detail::CollectTuple<detail::AwaitedType<A>...>>(
-      l, std::move(children), false);
+      detail::children_of(std::forward<A>(aws)...), false);
 }
 
 // return_exceptions=True: every child's Outcome, exceptions (and CancelledError) included.
@@ -290,11 +297,8 @@ template <class... A>
 requires(detail::Awaitable<A>&&...) auto gather(ReturnExceptions, A&&... aws)
     -> Future<std::tuple<Outcome<detail::AwaitedType<A>>...>> {
   using R = std::tuple<Outcome<detail::AwaitedType<A>>...>;
-  EventLoop* loop = running_loop();
-  auto children = detail::children_of(loop, std::forward<A>(aws)...);
-  EventLoop& l = detail::combinator_loop(children.empty() ? nullptr : children.front().get());
   return detail::start_gather<R, detail::CollectTupleOutcomes<detail::AwaitedType<A>...>>(
-      l, std::move(children), true);
+      detail::children_of(std::forward<A>(aws)...), true);
 }
 
 // A run-time number of awaitables of one type.
@@ -302,13 +306,8 @@ template <class A>
 requires detail::Awaitable<A>
 auto gather(std::vector<A> aws) -> Future<std::vector<ValueOf<detail::AwaitedType<A>>>> {
   using T = detail::AwaitedType<A>;
-  EventLoop* loop = running_loop();
-  std::vector<Ref<FutureBase>> children;
-  children.reserve(aws.size());
-  for (auto& a : aws) children.push_back(detail::to_future(std::move(a), loop));
-  EventLoop& l = detail::combinator_loop(children.empty() ? nullptr : children.front().get());
   return detail::start_gather<std::vector<ValueOf<T>>, detail::CollectVector<T>>(
-      l, std::move(children), false);
+      detail::children_of_vector(aws), false);
 }
 
 template <class A>
@@ -316,13 +315,8 @@ requires detail::Awaitable<A>
 auto gather(ReturnExceptions, std::vector<A> aws)
     -> Future<std::vector<Outcome<detail::AwaitedType<A>>>> {
   using T = detail::AwaitedType<A>;
-  EventLoop* loop = running_loop();
-  std::vector<Ref<FutureBase>> children;
-  children.reserve(aws.size());
-  for (auto& a : aws) children.push_back(detail::to_future(std::move(a), loop));
-  EventLoop& l = detail::combinator_loop(children.empty() ? nullptr : children.front().get());
   return detail::start_gather<std::vector<Outcome<T>>, detail::CollectVectorOutcomes<T>>(
-      l, std::move(children), true);
+      detail::children_of_vector(aws), true);
 }
 
 // ---- wait, wait_for, shield, as_completed
