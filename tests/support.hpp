@@ -10,6 +10,7 @@
 #include "catch_amalgamated.hpp"
 #include "eddy/eddy.hpp"
 #include "selector/selector_backend.hpp"
+#include "selector/virtual_network.hpp"
 
 struct PlatformLoop {
   static eddy::LoopRef make() { return eddy::new_event_loop(); }
@@ -58,6 +59,7 @@ struct LoopFixture {
         [this](eddy::EventLoop&, const eddy::ExceptionContext& c) { reported.push_back(c); });
   }
   ~LoopFixture() {
+    if (auto* net = eddy::vnet::find_network(*loop)) CHECK(net->stats().open_sockets == 0);
     if (!loop->is_closed()) loop->close();
     const eddy::LoopStats s = loop->stats();
     CHECK(s.ready == 0);

@@ -411,9 +411,16 @@ void EventLoop::schedule_record(detail::HandleRecord* rec) {
 std::optional<double> EventLoop::time_until_work() {
   if (!ready_.empty() || inbox_->has_work()) return 0.0;
   purge_cancelled_timers();
-  if (timers_.empty()) return std::nullopt;
-  const double dt = pool_->at(timers_.front().index)->when - time();
-  return dt > 0 ? dt : 0.0;
+  std::optional<double> io = closed_ ? std::nullopt : backend_->io_due_in();
+  if (timers_.empty()) return io;
+  double dt = pool_->at(timers_.front().index)->when - time();
+  if (dt < 0) dt = 0.0;
+  return io && *io < dt ? *io : dt;
+}
+
+void EventLoop::notify_io() {
+  backend_->wakeup();
+  if (host_driver_ && !in_pass_) notify_host();
 }
 
 void EventLoop::set_host_driver(HostDriver* driver) {

@@ -18,9 +18,15 @@ void EventLoop::rewatch_fd(int fd, const FdWatch& w) {
   backend_->watch_fd(fd, bool(w.callbacks[0]), bool(w.callbacks[1]), [this, fd](bool readable, bool writable) {
     auto it = fd_watches_.find(fd);
     if (it == fd_watches_.end()) return;
-    // asyncio: readiness adds the handles to the ready queue of this very pass.
-    if (readable && it->second.callbacks[0]) call_soon([cb = it->second.callbacks[0]] { (*cb)(); });
-    if (writable && it->second.callbacks[1]) call_soon([cb = it->second.callbacks[1]] { (*cb)(); });
+    // asyncio: readiness adds the handles to the ready queue of this very pass; removing the
+    // reader or writer cancels a handle that has not run yet (only the watch owns the callback).
+    auto run = [](std::weak_ptr<std::function<void()>> weak) {
+      if (auto cb = weak.lock()) (*cb)();
+    };
+    if (readable && it->second.callbacks[0])
+      call_soon([run, w = std::weak_ptr(it->second.callbacks[0])] { run(w); });
+    if (writable && it->second.callbacks[1])
+      call_soon([run, w = std::weak_ptr(it->second.callbacks[1])] { run(w); });
   });
 }
 

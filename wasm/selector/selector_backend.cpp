@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "eddy/executor.hpp"
+#include "virtual_sockets.hpp"
 
 namespace eddy::selector {
 
@@ -29,16 +30,36 @@ double SteadyClock::now() {
 }
 
 SelectorBackend::SelectorBackend(SelectorOptions options)
-    : options_(std::move(options)), clock_(options_.clock.get()), waiter_(options_.waiter.get()) {}
+    : options_(std::move(options)),
+      clock_(options_.clock.get()),
+      waiter_(options_.waiter.get()),
+      net_(std::make_shared<vnet::detail::NetworkCore>(options_.network,
+                                                       [c = clock_] { return c->now(); })),
+      network_(net_) {}
 
 void SelectorBackend::poll(double timeout) {
+  // Report what the network has due; wait only when nothing was, and never past its next event.
+  if (net_->run() || timeout == 0) return;
+  if (auto due = net_->due_in()) timeout = timeout < 0 ? *due : std::min(timeout, *due);
+  if (timeout == 0) {
+    net_->run();
+    return;
+  }
   if (options_.virtual_time && timeout > 0) {
     waiter_->wait(0);  // consume a wake-up that may already be pending
     static_cast<VirtualClock*>(clock_)->advance(timeout);
-    return;
+  } else {
+    waiter_->wait(waiter_->can_block() ? timeout : 0);
   }
-  if (!waiter_->can_block()) timeout = 0;
-  waiter_->wait(timeout);
+  net_->run();
+}
+
+void SelectorBackend::close() {
+  net_->run();
+}
+
+std::optional<double> SelectorBackend::io_due_in() {
+  return net_->due_in();
 }
 
 std::shared_ptr<Executor> SelectorBackend::make_default_executor() {
@@ -49,25 +70,166 @@ std::shared_ptr<Executor> SelectorBackend::make_default_executor() {
 void SelectorBackend::describe(Capabilities& caps) const {
   caps.target = options_.target;
   for (auto name : capability_method_names()) {
-    Capability c{std::string(name), false, {}};
-    if (name == "run_once" || name == "call_soon_threadsafe" || name == "shutdown_asyncgens") {
-      c.supported = true;
-      if (!options_.has_threads && name == "call_soon_threadsafe")
-        c.note = "single-threaded build: behaves as call_soon";
+    Capability c{std::string(name), true, {}};
+    if (name == "call_soon_threadsafe" && !options_.has_threads) {
+      c.note = "single-threaded build: behaves as call_soon";
     } else if (name == "run_forever" || name == "run_until_complete") {
       c.supported = waiter_->can_block();
       if (!c.supported) c.note = options_.blocking_note;
     } else if (name == "run_in_executor") {
       c.supported = options_.has_threads;
-      if (!c.supported) c.note = "this build has no threads (a Web Worker executor is planned)";
+      if (!c.supported) c.note = "this build has no threads";
     } else if (name == "add_signal_handler" || name == "remove_signal_handler" ||
                name == "subprocess_exec" || name == "subprocess_shell") {
+      c.supported = false;
       c.note = "no signals or processes on this target";
-    } else {
-      c.note = "not implemented yet: the virtual network comes with the browser milestone";
+    } else if (name == "sendfile" || name == "sock_sendfile") {
+      c.supported = false;
+      c.note = "the virtual network has no files to send";
+    } else if (name == "start_tls") {
+      c.supported = false;
+      c.note = "no TLS on the virtual network (use a wss:// WebSocket in a browser)";
+    } else if (name.starts_with("create_") || name.starts_with("sock_") ||
+               name.ends_with("_reader") || name.ends_with("_writer") ||
+               name.starts_with("connect_") || name.starts_with("getaddr") ||
+               name.starts_with("getname")) {
+      c.note = "on the loop's virtual network (eddy::vnet), not the host's";
     }
     caps.methods.push_back(std::move(c));
   }
+}
+
+// ---- The virtual network ---------------------------------------------------------------------
+
+namespace {
+using vnet::detail::Socket;
+
+}  // namespace
+
+StreamEndpointPtr SelectorBackend::connect_stream(const SocketAddress& remote,
+                                                  const ConnectOptions& options,
+                                                  StreamEndpoint::ConnectDone done) {
+  const int fd = net_->open(Socket::Kind::stream, remote.family);
+  try {
+    if (options.local_addr) net_->bind(fd, *options.local_addr);
+    net_->connect(fd, remote);
+  } catch (...) {
+    net_->close(fd);
+    throw;
+  }
+  return vnet::detail::make_stream_endpoint(net_, fd, std::move(done));
+}
+
+StreamListenerPtr SelectorBackend::bind_stream(const SocketAddress& local,
+                                               const ListenOptions& options) {
+  const int fd = net_->open(Socket::Kind::stream, local.family);
+  try {
+    net_->get(fd).reuse_port = options.reuse_port;
+    net_->bind(fd, local);
+    net_->listen(fd, options.backlog);
+  } catch (...) {
+    net_->close(fd);
+    throw;
+  }
+  return vnet::detail::make_listener(net_, fd);
+}
+
+StreamEndpointPtr SelectorBackend::adopt_stream(int fd, const ConnectOptions&) {
+  Socket& s = net_->get(fd);
+  if (s.kind != Socket::Kind::stream || !s.connected)
+    throw std::system_error(std::make_error_code(std::errc::not_connected),
+                            "adopt: a connected stream socket");
+  if (s.owner)
+    throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
+  return vnet::detail::make_stream_endpoint(net_, fd);
+}
+
+StreamEndpointPtr SelectorBackend::adopt_pipe(int fd) {
+  Socket& s = net_->get(fd);
+  if (s.owner)
+    throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
+  return vnet::detail::make_stream_endpoint(net_, fd);
+}
+
+void SelectorBackend::getaddrinfo(const std::string& host, const std::string& service,
+                                  const AddrInfoOptions& options, ResolveDone done) {
+  std::error_code ec;
+  auto result = net_->resolve(host, service, options, ec);
+  net_->at(net_->now(), [done = std::move(done), result = std::move(result), ec]() mutable {
+    done(std::move(result), ec);
+  });
+}
+
+void SelectorBackend::getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) {
+  std::error_code ec;
+  NameInfo info = net_->name_of(address, flags, ec);
+  net_->at(net_->now(), [done = std::move(done), info = std::move(info), ec]() mutable {
+    done(std::move(info), ec);
+  });
+}
+
+DatagramEndpointPtr SelectorBackend::open_datagram(const DatagramOptions& options) {
+  AddressFamily family = options.family;
+  if (options.local) family = options.local->family;
+  if (options.remote) family = options.remote->family;
+  const int fd = net_->open(Socket::Kind::datagram, family);
+  try {
+    net_->get(fd).reuse_port = options.reuse_port;
+    if (options.local) net_->bind(fd, *options.local);
+    if (options.remote) net_->connect(fd, *options.remote);
+  } catch (...) {
+    net_->close(fd);
+    throw;
+  }
+  return vnet::detail::make_datagram_endpoint(net_, fd);
+}
+
+DatagramEndpointPtr SelectorBackend::adopt_datagram(int fd) {
+  Socket& s = net_->get(fd);
+  if (s.kind != Socket::Kind::datagram) throw ValueError("A datagram socket was expected");
+  if (s.owner)
+    throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
+  return vnet::detail::make_datagram_endpoint(net_, fd);
+}
+
+void SelectorBackend::watch_fd(int fd, bool readable, bool writable,
+                               std::function<void(bool, bool)> on_ready) {
+  net_->watch(fd, readable, writable, std::move(on_ready));
+}
+
+void SelectorBackend::unwatch_fd(int fd) noexcept {
+  net_->unwatch(fd);
+}
+
+std::size_t SelectorBackend::sock_recv(int fd, std::span<char> buffer, SocketAddress* from,
+                                       std::error_code& error) {
+  return net_->recv(fd, buffer, from, error);
+}
+
+std::size_t SelectorBackend::sock_send(int fd, std::string_view data, const SocketAddress* to,
+                                       std::error_code& error) {
+  return net_->send(fd, data, to, error);
+}
+
+int SelectorBackend::sock_accept(int fd, SocketAddress* peer, std::error_code& error) {
+  return net_->accept(fd, peer, error);
+}
+
+void SelectorBackend::sock_connect(int fd, const SocketAddress& address, std::error_code& error) {
+  try {
+    Socket& s = net_->get(fd);
+    net_->connect(fd, address);
+    if (s.kind == Socket::Kind::stream)
+      error = std::make_error_code(std::errc::operation_in_progress);
+  } catch (const std::system_error& e) {
+    error = e.code();
+  }
+}
+
+std::error_code SelectorBackend::sock_connect_result(int fd) {
+  Socket* s = net_->find(fd);
+  if (!s) return std::make_error_code(std::errc::bad_file_descriptor);
+  return s->connect_result;
 }
 
 }  // namespace eddy::selector
@@ -92,7 +254,9 @@ static selector::SelectorBackend* virtual_backend(EventLoop& loop) {
   return b;
 }
 
-bool is_virtual_clock_loop(EventLoop& loop) { return virtual_backend(loop) != nullptr; }
+bool is_virtual_clock_loop(EventLoop& loop) {
+  return virtual_backend(loop) != nullptr;
+}
 
 void advance_virtual_clock(EventLoop& loop, double seconds) {
   auto* b = virtual_backend(loop);

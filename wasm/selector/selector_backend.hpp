@@ -13,6 +13,7 @@
 
 #include "eddy/backend.hpp"
 #include "eddy/loop.hpp"
+#include "virtual_network.hpp"
 
 namespace eddy::selector {
 
@@ -65,9 +66,10 @@ struct SelectorOptions {
   std::string target;
   std::unique_ptr<Clock> clock;
   std::unique_ptr<Waiter> waiter;
-  bool virtual_time = false;       // skip timed waits by advancing the clock
-  bool has_threads = true;         // run_in_executor and cross-thread wakeups available
-  std::string blocking_note;       // why run_forever is unavailable, if the waiter cannot block
+  bool virtual_time = false;     // skip timed waits by advancing the clock
+  bool has_threads = true;       // run_in_executor and cross-thread wakeups available
+  std::string blocking_note;     // why run_forever is unavailable, if the waiter cannot block
+  vnet::NetworkOptions network;  // the loop's virtual network
 };
 
 class SelectorBackend final : public Backend {
@@ -77,14 +79,41 @@ class SelectorBackend final : public Backend {
   void poll(double timeout) override;
   void wakeup() noexcept override { waiter_->wake(); }
   bool can_block() const noexcept override { return waiter_->can_block(); }
+  std::optional<double> io_due_in() override;
   std::shared_ptr<Executor> make_default_executor() override;
   void describe(Capabilities& caps) const override;
+  void close() override;
   Clock& clock() noexcept { return *clock_; }
+  vnet::Network& network() noexcept { return network_; }
+
+  // The virtual network behind the stream, datagram, name and raw-socket calls.
+  StreamEndpointPtr connect_stream(const SocketAddress& remote, const ConnectOptions& options,
+                                   StreamEndpoint::ConnectDone done) override;
+  StreamListenerPtr bind_stream(const SocketAddress& local, const ListenOptions& options) override;
+  StreamEndpointPtr adopt_stream(int fd, const ConnectOptions& options) override;
+  StreamEndpointPtr adopt_pipe(int fd) override;
+  void getaddrinfo(const std::string& host, const std::string& service,
+                   const AddrInfoOptions& options, ResolveDone done) override;
+  void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) override;
+  DatagramEndpointPtr open_datagram(const DatagramOptions& options) override;
+  DatagramEndpointPtr adopt_datagram(int fd) override;
+  void watch_fd(int fd, bool readable, bool writable,
+                std::function<void(bool, bool)> on_ready) override;
+  void unwatch_fd(int fd) noexcept override;
+  std::size_t sock_recv(int fd, std::span<char> buffer, SocketAddress* from,
+                        std::error_code& error) override;
+  std::size_t sock_send(int fd, std::string_view data, const SocketAddress* to,
+                        std::error_code& error) override;
+  int sock_accept(int fd, SocketAddress* peer, std::error_code& error) override;
+  void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
+  std::error_code sock_connect_result(int fd) override;
 
  private:
   SelectorOptions options_;
   Clock* clock_;
   Waiter* waiter_;
+  std::shared_ptr<vnet::detail::NetworkCore> net_;
+  vnet::Network network_;
 };
 
 }  // namespace eddy::selector

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +55,9 @@ class Backend {
   virtual void wakeup() noexcept = 0;
   // Whether poll() may block the calling thread (false on a browser page's main thread).
   virtual bool can_block() const noexcept { return true; }
+  // Seconds until poll() has I/O to report without waiting (0: now), if the backend knows it
+  // (an emulated network does); nullopt: nothing pending or unknown. Host drivers use it.
+  virtual std::optional<double> io_due_in() { return std::nullopt; }
   // The default executor for run_in_executor, or null when the target has none.
   virtual std::shared_ptr<Executor> make_default_executor();
   // Fills the capability table for this target.

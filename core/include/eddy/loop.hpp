@@ -331,11 +331,15 @@ class EventLoop : public RefCounted {
   // wait), fires due timers, runs what was ready. For hosts that own the thread. Returns the
   // number of callbacks run.
   std::size_t run_once(double max_wait = 0);
-  // Seconds until the loop has work: 0 when callbacks are ready, the time to the nearest timer,
-  // or nothing when only I/O or another thread can bring work.
+  // Seconds until the loop has work: 0 when callbacks are ready, the time to the nearest timer
+  // or to I/O the backend knows is coming, or nothing when only outside I/O or another thread
+  // can bring work.
   std::optional<double> time_until_work();
   // Installs (or removes, with null) a host driver that is told when the loop has work.
   void set_host_driver(HostDriver* driver);
+  // For backends whose I/O arrives from the host outside poll() (a WebSocket message in a
+  // page): wakes a waiting poll and tells the host driver, if any, that a pass is due.
+  void notify_io();
 
   // ---- Introspection -------------------------------------------------------------------------
   LoopStats stats() const noexcept;

@@ -1,0 +1,702 @@
+// Eddy talking to Eddy over the loop's own network, with the same bodies on every loop kind:
+// real TCP, Unix and UDP sockets natively (libuv), the virtual network in WebAssembly and on the
+// virtual-clock loop. Then what only the virtual network has: latency, bandwidth, loss, reset
+// injection, socket pairs and pipes, virtual host names.
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "selector/virtual_network.hpp"
+#include "support.hpp"
+
+#ifndef __EMSCRIPTEN__
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
+
+using namespace eddy;
+
+namespace {
+
+template <class P>
+ProtocolFactory give(std::shared_ptr<P> p) {
+  return [p] { return std::static_pointer_cast<BaseProtocol>(p); };
+}
+
+std::string pattern(std::size_t offset, std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (offset + i) % 23);
+  return s;
+}
+
+std::string socket_path(const char* tag) {
+  return "/tmp/eddy-net-" + std::to_string(::getpid()) + "-" + tag + ".sock";
+}
+
+std::uint16_t port_of(const Ref<Server>& server) {
+  return server->sockets()[0].address.port;
+}
+
+// The errno a failed network call carried, or 0.
+template <class F>
+int errno_of(F&& f) {
+  try {
+    f();
+  } catch (const std::system_error& e) {
+    return e.code().value();
+  }
+  return 0;
+}
+
+int errno_of_exception(std::exception_ptr e) {
+  if (!e) return 0;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& x) {
+    return x.code().value();
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Records a connection's protocol calls; `lost` resolves in connection_lost.
+struct Peer : Protocol {
+  explicit Peer(EventLoop& loop) : loop(loop), lost(loop.create_future<void>()) {}
+  EventLoop& loop;
+  Ref<Transport> transport;
+  std::string data;
+  std::vector<std::string> events;
+  Future<void> lost;
+  std::exception_ptr lost_exc;
+  bool echo = false;
+  bool keep_open = false;
+  int pauses = 0, resumes = 0;
+  Future<void> resumed;
+  std::function<void(Peer&)> on_data;
+
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    events.push_back("made");
+  }
+  void data_received(std::string_view d) override {
+    if (events.back() != "data") events.push_back("data");
+    data += d;
+    if (echo) transport->write(d);
+    if (on_data) on_data(*this);
+  }
+  bool eof_received() override {
+    events.push_back("eof");
+    return keep_open;
+  }
+  void connection_lost(std::exception_ptr e) override {
+    events.push_back("lost");
+    lost_exc = e;
+    transport.reset();
+    on_data = nullptr;
+    if (!lost.done()) lost.set_result();
+  }
+  void pause_writing() override { ++pauses; }
+  void resume_writing() override {
+    ++resumes;
+    if (resumed && !resumed.done()) resumed.set_result();
+  }
+};
+
+}  // namespace
+
+// ---- Streams -------------------------------------------------------------------------------
+
+static Coro<void> echo_handler(std::shared_ptr<StreamReader> reader,
+                               std::shared_ptr<StreamWriter> writer) {
+  while (true) {
+    std::string chunk = co_await reader->read(65536);
+    if (chunk.empty()) break;
+    writer->write(chunk);
+    co_await writer->drain();
+  }
+  writer->close();
+  co_await writer->wait_closed();
+}
+
+static Coro<void> stream_echo(EventLoop& loop, bool unix_socket, std::size_t total) {
+  ClientConnectedCallback handler = echo_handler;
+  const std::string path = socket_path("echo");
+  Ref<Server> server;
+  StreamPair pair;
+  if (unix_socket) {
+    server = co_await start_unix_server(handler, path);
+    pair = co_await open_unix_connection(path);
+  } else {
+    server = co_await start_server(handler, "127.0.0.1", 0);
+    pair = co_await open_connection("127.0.0.1", port_of(server));
+  }
+  auto [reader, writer] = pair;
+  if (!unix_socket) {
+    auto peer = std::any_cast<SocketAddress>(writer->get_extra_info("peername"));
+    CHECK(peer.host() == "127.0.0.1");
+    CHECK(peer.port == port_of(server));
+    auto local = std::any_cast<SocketAddress>(writer->get_extra_info("sockname"));
+    CHECK(local.host() == "127.0.0.1");
+    CHECK(local.port != 0);
+  }
+  std::size_t sent = 0;
+  std::string echoed;
+  while (sent < total) {
+    const std::size_t n = std::min<std::size_t>(100000, total - sent);
+    writer->write(pattern(sent, n));
+    sent += n;
+    co_await writer->drain();
+    std::string got = co_await reader->read(65536);
+    echoed += got;
+  }
+  writer->write_eof();
+  std::string rest = co_await reader->read();
+  echoed += rest;
+  CHECK(echoed.size() == total);
+  CHECK(echoed == pattern(0, total));
+  CHECK(reader->at_eof());
+  writer->close();
+  co_await writer->wait_closed();
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("network: 1 MiB echoes through start_server and open_connection, TCP and Unix",
+          "[network][streams-api]") {
+  const bool unix_socket = GENERATE(false, true);
+  this->loop->run_until_complete(stream_echo(*this->loop, unix_socket, 1 << 20));
+}
+
+// Writes `total` bytes in 256 KiB pieces, waiting for resume_writing while paused.
+static Coro<void> produce(std::shared_ptr<Peer> p, std::size_t total) {
+  std::size_t sent = 0;
+  while (sent < total) {
+    const std::size_t n = std::min<std::size_t>(256 * 1024, total - sent);
+    p->transport->write(pattern(sent, n));
+    sent += n;
+    if (p->pauses > p->resumes) {
+      p->resumed = p->loop.create_future<void>();
+      co_await p->resumed;
+    }
+  }
+}
+
+static Coro<void> slow_reader(EventLoop& loop, std::size_t total) {
+  auto server_side = std::make_shared<Peer>(loop);
+  // The reader stops for 20 ms after every 512 KiB it gets.
+  std::size_t next_pause = 512 * 1024;
+  server_side->on_data = [&next_pause](Peer& p) {
+    if (p.data.size() < next_pause) return;
+    next_pause += 512 * 1024;
+    p.transport->pause_reading();
+    Ref<Transport> t = p.transport;
+    p.loop.call_later(0.02, [t] {
+      if (!t->is_closing()) t->resume_reading();
+    });
+  };
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
+  c.first->set_write_buffer_limits(64 * 1024, 16 * 1024);
+  co_await produce(client, total);
+  c.first->close();  // flushes, then connection_lost
+  co_await client->lost;
+  co_await server_side->lost;
+  CHECK(server_side->data.size() == total);
+  CHECK(server_side->data == pattern(0, total));
+  CHECK(client->pauses >= 1);
+  CHECK(client->resumes == client->pauses);
+  CHECK(server_side->events.back() == "lost");
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("network: a slow reader pauses its writer; every byte arrives in order",
+          "[network][flow]") {
+  this->loop->run_until_complete(slow_reader(*this->loop, 16 << 20));
+}
+
+static Coro<void> half_close(EventLoop& loop) {
+  auto server_side = std::make_shared<Peer>(loop);
+  server_side->keep_open = true;  // answer after the client's EOF, then close
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  auto client = std::make_shared<Peer>(loop);  // closes once the answer ends
+  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
+  CHECK(c.first->can_write_eof());
+  c.first->write("question");
+  c.first->write_eof();
+  while (server_side->events.back() != "eof") co_await sleep(0.001);
+  CHECK(server_side->data == "question");
+  server_side->transport->write("answer");
+  server_side->transport->close();
+  co_await client->lost;
+  co_await server_side->lost;
+  CHECK(client->data == "answer");
+  CHECK(joined(client->events) == "made;data;eof;lost;");
+  CHECK(joined(server_side->events) == "made;data;eof;lost;");
+  CHECK(!client->lost_exc);
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("network: write_eof half-closes; the other side still answers", "[network]") {
+  this->loop->run_until_complete(half_close(*this->loop));
+}
+
+static Coro<void> abort_resets(EventLoop& loop) {
+  auto server_side = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
+  while (!server_side->transport) co_await sleep(0.001);
+  server_side->transport->pause_reading();
+  c.first->write("unread");
+  co_await sleep(0.05);  // it reaches the server's receive buffer, where nobody reads it
+  // Closing with unread data resets the connection (Linux sends RST), so the client loses it with
+  // ECONNRESET; abort() itself reports no error on its own side, as in asyncio.
+  server_side->transport->abort();
+  co_await client->lost;
+  co_await server_side->lost;
+  CHECK(errno_of_exception(client->lost_exc) == ECONNRESET);
+  CHECK(!server_side->lost_exc);
+  CHECK(server_side->data.empty());
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("network: closing with unread data resets the connection: the peer gets ECONNRESET",
+          "[network][faults]") {
+  this->loop->run_until_complete(abort_resets(*this->loop));
+}
+
+static Coro<void> refused_and_in_use(EventLoop& loop) {
+  auto nobody = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(nobody), "127.0.0.1", 0);
+  const std::uint16_t port = port_of(server);
+  int in_use = 0;
+  try {
+    co_await loop.create_server(give(nobody), "127.0.0.1", port);
+  } catch (const std::system_error& e) {
+    in_use = e.code().value();
+  }
+  CHECK(in_use == EADDRINUSE);
+  server->close();
+  co_await server->wait_closed();
+  int refused = 0;
+  try {
+    co_await loop.create_connection(give(nobody), "127.0.0.1", port);
+  } catch (const std::system_error& e) {
+    refused = e.code().value();
+  }
+  CHECK(refused == ECONNREFUSED);
+  int missing = 0;
+  try {
+    co_await loop.create_unix_connection(give(nobody), socket_path("nobody-here"));
+  } catch (const std::system_error& e) {
+    missing = e.code().value();
+  }
+  CHECK(missing == ENOENT);
+}
+
+LOOP_TEST("network: connection refused, address in use, missing Unix path", "[network][faults]") {
+  this->loop->run_until_complete(refused_and_in_use(*this->loop));
+}
+
+// ---- Datagrams -------------------------------------------------------------------------------
+
+namespace {
+struct Datagrams : DatagramProtocol {
+  explicit Datagrams(EventLoop& loop) : got(loop.create_future<void>()) {}
+  Ref<DatagramTransport> transport;
+  std::vector<std::pair<std::string, SocketAddress>> received;
+  std::vector<int> errors;
+  bool echo = false;
+  std::size_t want = 1;
+  Future<void> got;
+  void connection_made(Ref<DatagramTransport> t) override { transport = t; }
+  void datagram_received(std::string_view data, const SocketAddress& from) override {
+    received.emplace_back(std::string(data), from);
+    if (echo) transport->sendto(data, from);
+    if (received.size() >= want && !got.done()) got.set_result();
+  }
+  void error_received(std::exception_ptr e) override { errors.push_back(errno_of_exception(e)); }
+  void connection_lost(std::exception_ptr) override { transport.reset(); }
+};
+
+template <class P>
+DatagramProtocolFactory give_datagrams(std::shared_ptr<P> p) {
+  return [p] { return std::static_pointer_cast<DatagramProtocol>(p); };
+}
+}  // namespace
+
+static Coro<void> datagram_echo(EventLoop& loop) {
+  auto server_side = std::make_shared<Datagrams>(loop);
+  server_side->echo = true;
+  server_side->want = 3;
+  DatagramEndpointOptions so;
+  so.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection s = co_await loop.create_datagram_endpoint(give_datagrams(server_side), so);
+  auto where = std::any_cast<SocketAddress>(s.first->get_extra_info("sockname"));
+  CHECK(where.port != 0);
+  auto client = std::make_shared<Datagrams>(loop);
+  client->want = 3;
+  DatagramEndpointOptions co;
+  co.remote_addr = where;
+  DatagramConnection c = co_await loop.create_datagram_endpoint(give_datagrams(client), co);
+  c.first->sendto("one");
+  c.first->sendto("two");
+  c.first->sendto(std::string(1000, 'x'));
+  co_await client->got;
+  REQUIRE(client->received.size() == 3);
+  CHECK(client->received[0].first == "one");
+  CHECK(client->received[1].first == "two");
+  CHECK(client->received[2].first.size() == 1000);
+  CHECK(client->received[0].second == where);
+  auto client_address = std::any_cast<SocketAddress>(c.first->get_extra_info("sockname"));
+  CHECK(server_side->received[0].second == client_address);
+  c.first->close();
+  s.first->close();
+  co_await sleep(0);
+}
+
+LOOP_TEST("network: datagrams echo whole and in order", "[network][datagrams]") {
+  this->loop->run_until_complete(datagram_echo(*this->loop));
+}
+
+// ---- Raw sockets: sock_* and add_reader ------------------------------------------------------
+
+namespace {
+// socket.socket(...) on whichever network this loop uses.
+struct RawSockets {
+  EventLoop& loop;
+  vnet::Network* net = vnet::find_network(loop);
+
+  int open(SocketKind kind) {
+    if (net) return net->socket(AddressFamily::inet, kind);
+#ifndef __EMSCRIPTEN__
+    const int fd = ::socket(
+        AF_INET, (kind == SocketKind::datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0);
+    REQUIRE(fd >= 0);
+    return fd;
+#else
+    FAIL("no network");
+    return -1;
+#endif
+  }
+  // Binds to 127.0.0.1:0 and listens (streams); returns the port.
+  std::uint16_t listen_any(int fd, bool listen = true) {
+    if (net) {
+      net->bind(fd, SocketAddress::ip("127.0.0.1", 0));
+      if (listen) net->listen(fd, 10);
+      return net->getsockname(fd).port;
+    }
+#ifndef __EMSCRIPTEN__
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    if (listen) REQUIRE(::listen(fd, 10) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    return ntohs(a.sin_port);
+#else
+    return 0;
+#endif
+  }
+  void close(int fd) {
+    if (net) net->close(fd);
+#ifndef __EMSCRIPTEN__
+    else
+      ::close(fd);
+#endif
+  }
+};
+}  // namespace
+
+static Coro<void> raw_sockets(EventLoop& loop) {
+  RawSockets raw{loop};
+  const int listener = raw.open(SocketKind::stream);
+  const std::uint16_t port = raw.listen_any(listener);
+  const int client = raw.open(SocketKind::stream);
+  Task<std::pair<int, SocketAddress>> accepting = loop.create_task(loop.sock_accept(listener));
+  co_await loop.sock_connect(client, SocketAddress::ip("127.0.0.1", port));
+  auto [server, peer] = co_await accepting;
+  CHECK(peer.host() == "127.0.0.1");
+  const std::string big = pattern(0, 1 << 20);
+  Task<void> sending = loop.create_task(loop.sock_sendall(client, big));
+  std::string got;
+  while (got.size() < big.size()) {
+    std::string piece = co_await loop.sock_recv(server, 65536);
+    REQUIRE(!piece.empty());
+    got += piece;
+  }
+  co_await sending;
+  CHECK(got == big);
+  // add_reader: level-triggered readiness, removed again.
+  Future<void> readable = loop.create_future<void>();
+  int calls = 0;
+  loop.add_reader(server, [&] {
+    ++calls;
+    if (!readable.done()) readable.set_result();
+  });
+  co_await loop.sock_sendall(client, "x");
+  co_await readable;
+  CHECK(calls >= 1);
+  CHECK(loop.remove_reader(server));
+  CHECK_FALSE(loop.remove_reader(server));
+  std::string x = co_await loop.sock_recv(server, 10);
+  CHECK(x == "x");
+  raw.close(client);
+  std::string eof = co_await loop.sock_recv(server, 10);
+  CHECK(eof.empty());
+  raw.close(server);
+  raw.close(listener);
+  // Datagrams: sendto / recvfrom.
+  const int a = raw.open(SocketKind::datagram);
+  const int b = raw.open(SocketKind::datagram);
+  const std::uint16_t bport = raw.listen_any(b, false);
+  co_await loop.sock_sendto(a, "ping", SocketAddress::ip("127.0.0.1", bport));
+  auto [data, from] = co_await loop.sock_recvfrom(b, 100);
+  CHECK(data == "ping");
+  CHECK(from.host() == "127.0.0.1");
+  raw.close(a);
+  raw.close(b);
+}
+
+LOOP_TEST("network: sock_accept, sock_connect, sock_sendall, sock_recv, add_reader, sock_sendto",
+          "[network][sockets]") {
+  this->loop->run_until_complete(raw_sockets(*this->loop));
+}
+
+// ---- What only the virtual network has --------------------------------------------------------
+
+#define REQUIRE_VIRTUAL_NETWORK(loop)                                                   \
+  if (!vnet::find_network(loop)) SKIP("this loop uses the operating system's network"); \
+  vnet::Network& net = vnet::network(loop)
+
+static Coro<void> timed_round_trip(EventLoop& loop, double* elapsed) {
+  auto server_side = std::make_shared<Peer>(loop);
+  server_side->echo = true;
+  Ref<Server> server = co_await loop.create_server(give(server_side), "10.0.0.2", 7000);
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(client), "10.0.0.2", 7000);
+  const double t0 = loop.time();
+  c.first->write("ping");
+  while (client->data.size() < 4) co_await sleep(0.0005);
+  *elapsed = loop.time() - t0;
+  c.first->close();
+  co_await client->lost;
+  co_await server_side->lost;
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("virtual network: latency delays each direction", "[network][vnet]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  net.set_link("10.0.0.2", {.latency = 0.025});
+  CHECK(net.link("10.0.0.2").latency == 0.025);
+  CHECK(net.link("10.0.0.3").latency == 0);
+  double elapsed = 0;
+  this->loop->run_until_complete(timed_round_trip(*this->loop, &elapsed));
+  CHECK(elapsed >= 0.05);
+  if (TestType::virtual_time) CHECK(elapsed < 0.052);
+}
+
+static Coro<void> timed_transfer(EventLoop& loop, std::size_t total, double* elapsed) {
+  auto server_side = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(server_side), "10.0.0.2", 7001);
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(client), "10.0.0.2", 7001);
+  const double t0 = loop.time();
+  c.first->write(pattern(0, total));
+  while (server_side->data.size() < total) co_await sleep(0.001);
+  *elapsed = loop.time() - t0;
+  CHECK(server_side->data == pattern(0, total));
+  c.first->close();
+  co_await client->lost;
+  co_await server_side->lost;
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("virtual network: bandwidth paces a transfer; loss delays it but loses nothing",
+          "[network][vnet]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  const bool lossy = GENERATE(false, true);
+  net.set_link("10.0.0.2", {.bandwidth = 1e6, .loss = lossy ? 0.3 : 0.0});
+  double elapsed = 0;
+  this->loop->run_until_complete(timed_transfer(*this->loop, 200000, &elapsed));
+  CHECK(elapsed >= 0.2);
+  if (TestType::virtual_time && !lossy) CHECK(elapsed < 0.21);
+  if (lossy) {
+    CHECK(net.stats().retransmissions > 0);
+    CHECK(elapsed >= 0.4);  // at least one 200 ms retransmission timeout
+  }
+}
+
+static Coro<void> reset_after(EventLoop& loop) {
+  auto server_side = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(server_side), "10.0.0.9", 80);
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(client), "10.0.0.9", 80);
+  c.first->write(pattern(0, 100000));
+  co_await client->lost;
+  co_await server_side->lost;
+  CHECK(server_side->data == pattern(0, 1000));  // what crossed before the reset
+  CHECK(errno_of_exception(client->lost_exc) == ECONNRESET);
+  CHECK(errno_of_exception(server_side->lost_exc) == ECONNRESET);
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("virtual network: reset_after resets a connection on both sides",
+          "[network][vnet][faults]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  net.set_link("10.0.0.9", {.latency = 0.001, .reset_after = 1000});
+  this->loop->run_until_complete(reset_after(*this->loop));
+  CHECK(net.stats().resets == 1);
+}
+
+static Coro<void> lossy_datagrams(EventLoop& loop, int* arrived) {
+  auto receiver = std::make_shared<Datagrams>(loop);
+  DatagramEndpointOptions ro;
+  ro.local_addr = SocketAddress::ip("10.0.0.5", 5000);
+  DatagramConnection r = co_await loop.create_datagram_endpoint(give_datagrams(receiver), ro);
+  auto sender = std::make_shared<Datagrams>(loop);
+  DatagramEndpointOptions so;
+  so.remote_addr = SocketAddress::ip("10.0.0.5", 5000);
+  DatagramConnection s = co_await loop.create_datagram_endpoint(give_datagrams(sender), so);
+  for (int i = 0; i < 1000; ++i) s.first->sendto(std::to_string(i));
+  co_await sleep(0.1);
+  *arrived = static_cast<int>(receiver->received.size());
+  for (std::size_t i = 1; i < receiver->received.size(); ++i)
+    CHECK(std::stoi(receiver->received[i].first) > std::stoi(receiver->received[i - 1].first));
+  CHECK(receiver->received[0].second.host() == "192.0.2.1");  // our address towards other hosts
+  s.first->close();
+  r.first->close();
+  co_await sleep(0);
+}
+
+LOOP_TEST("virtual network: datagram loss drops about that share, reproducibly",
+          "[network][vnet][datagrams]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  net.set_link("10.0.0.5", {.latency = 0.01, .loss = 0.25});
+  int arrived = 0;
+  this->loop->run_until_complete(lossy_datagrams(*this->loop, &arrived));
+  CHECK(arrived > 700);
+  CHECK(arrived < 800);
+  CHECK(net.stats().datagrams_dropped == static_cast<std::uint64_t>(1000 - arrived));
+}
+
+static Coro<void> pairs_and_pipes(EventLoop& loop, vnet::Network& net) {
+  // A socket pair, one end under a transport, the other read raw.
+  auto [a, b] = net.socketpair();
+  auto side = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.connect_accepted_socket(give(side), a);
+  c.first->write("through the pair");
+  std::string got;
+  while (got.size() < 16) {
+    std::string piece = co_await loop.sock_recv(b, 100);
+    got += piece;
+  }
+  CHECK(got == "through the pair");
+  co_await loop.sock_sendall(b, "back");
+  while (side->data.size() < 4) co_await sleep(0.001);
+  CHECK(side->data == "back");
+  net.close(b);
+  co_await side->lost;
+  CHECK(joined(side->events) == "made;data;eof;lost;");
+  // A pipe: connect_write_pipe on one end, connect_read_pipe on the other.
+  auto [r, w] = net.pipe();
+  auto reader = std::make_shared<Peer>(loop);
+  auto writer = std::make_shared<Peer>(loop);
+  ReadPipeConnection rp = co_await loop.connect_read_pipe(give(reader), r);
+  WritePipeConnection wp = co_await loop.connect_write_pipe(give(writer), w);
+  CHECK(std::any_cast<int>(rp.first->get_extra_info("pipe")) == r);
+  CHECK(std::any_cast<int>(wp.first->get_extra_info("pipe")) == w);
+  wp.first->write("down the pipe");
+  wp.first->close();
+  co_await reader->lost;
+  co_await writer->lost;
+  CHECK(reader->data == "down the pipe");
+  CHECK(joined(reader->events) == "made;data;eof;lost;");
+}
+
+LOOP_TEST("virtual network: socket pairs and pipes under transports", "[network][vnet]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  this->loop->run_until_complete(pairs_and_pipes(*this->loop, net));
+  CHECK(errno_of([&] { net.close(12345); }) == EBADF);
+}
+
+static Coro<void> names(EventLoop& loop) {
+  std::vector<AddrInfo> r =
+      co_await loop.getaddrinfo("server.example", "80", {.kind = SocketKind::stream});
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].address.host() == "10.0.0.2");
+  CHECK(r[1].address.host() == "fd00::2");
+  CHECK(r[0].address.port == 80);
+  std::vector<AddrInfo> local =
+      co_await loop.getaddrinfo("localhost", "http", {.family = AddressFamily::inet});
+  REQUIRE(local.size() == 2);  // stream and datagram
+  CHECK(local[0].address.host() == "127.0.0.1");
+  CHECK(local[0].address.port == 80);
+  bool unknown = false;
+  try {
+    co_await loop.getaddrinfo("nowhere.invalid", "80");
+  } catch (const std::system_error& e) {
+    unknown = std::string(e.what()).find("Name or service not known") != std::string::npos;
+  }
+  CHECK(unknown);
+  NameInfo n = co_await loop.getnameinfo(SocketAddress::ip("10.0.0.2", 80));
+  CHECK(n.host == "server.example");
+  CHECK(n.service == "80");
+  // A name reaches a server on its address.
+  auto server_side = std::make_shared<Peer>(loop);
+  server_side->echo = true;
+  Ref<Server> server = co_await loop.create_server(give(server_side), "0.0.0.0", 8080);
+  StreamPair pair = co_await open_connection("server.example", 8080);
+  pair.second->write("hi");
+  std::string back = co_await pair.first->readexactly(2);
+  CHECK(back == "hi");
+  pair.second->close();
+  co_await pair.second->wait_closed();
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("virtual network: host names resolve through add_host", "[network][vnet][dns]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  net.add_host("server.example", "10.0.0.2");
+  net.add_host("server.example", "fd00::2");
+  this->loop->run_until_complete(names(*this->loop));
+}
+
+LOOP_TEST("virtual network: the capability table, and NotSupportedError for what it lacks",
+          "[network][vnet]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  const Capabilities& caps = this->loop->capabilities();
+  for (const char* m :
+       {"create_connection", "create_server", "create_unix_server", "create_datagram_endpoint",
+        "sock_recv", "add_reader", "getaddrinfo", "connect_read_pipe", "connect_accepted_socket"})
+    CHECK(caps.supports(m));
+  for (const char* m :
+       {"sock_sendfile", "sendfile", "start_tls", "subprocess_exec", "add_signal_handler"})
+    CHECK_FALSE(caps.supports(m));
+  try {
+    this->loop->run_until_complete(this->loop->sock_sendfile(vnet::Network::kFirstFd, 0));
+    FAIL("sock_sendfile did not throw");
+  } catch (const NotSupportedError& e) {
+    CHECK(e.method() == "sock_sendfile");
+    CHECK(e.target() == caps.target);
+  }
+  const int fd = net.socket(AddressFamily::inet, SocketKind::stream);
+  net.bind(fd, SocketAddress::ip("127.0.0.1", 9));
+  const int other = net.socket(AddressFamily::inet, SocketKind::stream);
+  CHECK(errno_of([&] { net.bind(other, SocketAddress::ip("0.0.0.0", 9)); }) == EADDRINUSE);
+  CHECK(errno_of([&] { net.bind(other, SocketAddress::ip("not-an-address", 9)); }) ==
+        EADDRNOTAVAIL);
+  CHECK(errno_of([&] { net.getpeername(fd); }) == ENOTCONN);
+  net.close(fd);
+  net.close(other);
+  CHECK(net.stats().open_sockets == 0);
+}

@@ -1,0 +1,211 @@
+// Inside the virtual network: sockets, the flows that carry stream bytes between them, and the
+// timed events that move bytes across links. Streams model TCP's buffers: a writer's send
+// buffer holds what is unsent or in flight, a reader's receive buffer what arrived unread, and
+// nothing is sent beyond the reader's free space, so a slow reader stalls its writer exactly as a
+// kernel would. Private to the selector.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+#include "eddy/endpoints.hpp"
+#include "virtual_network.hpp"
+
+namespace eddy::vnet::detail {
+
+// Bytes in arrival order, kept as the chunks they came in (moved, not copied, where possible).
+class ByteQueue {
+ public:
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  void push(std::string_view data);
+  void push(std::string&& data);
+  std::size_t read(std::span<char> out);  // copies and consumes up to out.size()
+  std::string take(std::size_t n);        // consumes n <= size() bytes
+  void clear() noexcept;
+
+ private:
+  std::deque<std::string> chunks_;
+  std::size_t head_ = 0;  // consumed bytes of chunks_.front()
+  std::size_t size_ = 0;
+};
+
+// One direction of a stream connection or pipe.
+struct Flow {
+  struct Segment {
+    double arrive_at = 0;
+    std::string data;
+    bool fin = false;
+  };
+  ByteQueue unsent;               // in the writer's send buffer, not yet on the wire
+  std::deque<Segment> in_flight;  // on the wire (also counted in the writer's send buffer)
+  std::size_t in_flight_bytes = 0;
+  ByteQueue received;  // in the reader's receive buffer
+  std::size_t send_capacity = 0;
+  std::size_t receive_capacity = 0;
+  bool fin_queued = false;  // the writer shut down: FIN follows the unsent bytes
+  bool fin_sent = false;
+  bool eof = false;           // FIN arrived at the reader
+  bool reader_gone = false;   // the reader closed: arriving bytes reset the connection
+  bool dead = false;          // reset: nothing moves any more
+  double wire_free_at = 0;    // when the link can start sending the next byte
+  std::uint64_t crossed = 0;  // bytes sent so far (for LinkOptions::reset_after)
+  std::string link_host;      // whose LinkOptions apply
+  int writer = -1;            // fds, -1 once closed
+  int reader = -1;
+
+  std::size_t send_space() const noexcept {
+    const std::size_t used = unsent.size() + in_flight_bytes;
+    return used < send_capacity ? send_capacity - used : 0;
+  }
+};
+
+// What the network reports to when something happens on a socket (an endpoint).
+class SocketOwner {
+ public:
+  virtual ~SocketOwner() = default;
+  // Delivers whatever is due; returns whether any event was reported. Called from poll().
+  virtual bool pump() = 0;
+};
+
+struct Datagram {
+  SocketAddress from;
+  std::string data;
+};
+
+struct Socket {
+  enum class Kind { stream, listener, datagram, pipe_read, pipe_write };
+  int fd = -1;
+  Kind kind = Kind::stream;
+  AddressFamily family = AddressFamily::inet;
+  SocketAddress local, peer;
+  bool bound = false;
+  bool connected = false;
+  bool connecting = false;
+  bool reuse_port = false;
+  double wire_free_at = 0;         // datagrams: when the link can send the next one
+  std::error_code connect_result;  // SO_ERROR after a connect
+  std::error_code error;           // pending: reported after the received bytes
+  std::shared_ptr<Flow> in, out;
+  // Listeners.
+  bool listening = false;
+  int backlog = 0;
+  std::deque<int> accept_queue;
+  // Datagram sockets.
+  std::deque<Datagram> datagrams;
+  std::size_t datagram_bytes = 0;
+  std::size_t receive_capacity = 0;
+  // Who hears about it.
+  SocketOwner* owner = nullptr;
+  bool watch_readable = false, watch_writable = false;
+  std::function<void(bool, bool)> on_ready;
+  bool dirty = false;
+};
+
+class NetworkCore {
+ public:
+  NetworkCore(NetworkOptions options, std::function<double()> now);
+  ~NetworkCore();
+
+  // ---- Sockets ----------------------------------------------------------------------------
+  int open(Socket::Kind kind, AddressFamily family);
+  Socket* find(int fd) noexcept;
+  Socket& get(int fd);  // system_error(EBADF)
+  void bind(int fd, SocketAddress address);
+  void listen(int fd, int backlog);
+  // Streams: starts connecting (completion marks the socket); datagrams: sets the peer.
+  void connect(int fd, const SocketAddress& remote);
+  std::pair<int, int> socketpair();
+  std::pair<int, int> pipe();
+  // Non-blocking I/O: would_block when nothing can move now.
+  std::size_t send(int fd, std::string_view data, const SocketAddress* to, std::error_code& error);
+  std::size_t recv(int fd, std::span<char> out, SocketAddress* from, std::error_code& error);
+  int accept(int fd, SocketAddress* peer, std::error_code& error);
+  void shutdown_write(int fd);
+  void close(int fd, bool reset = false) noexcept;
+  bool readable(const Socket& s) const noexcept;
+  bool writable(const Socket& s) const noexcept;
+  void watch(int fd, bool readable, bool writable, std::function<void(bool, bool)> on_ready);
+  void unwatch(int fd) noexcept;
+  void set_owner(int fd, SocketOwner* owner) noexcept;
+  // Owners whose close() ran inside a delivery are freed at the next poll.
+  void retire(std::unique_ptr<SocketOwner> owner);
+  void mark(int fd) noexcept;  // something may be due on fd
+
+  // ---- Time --------------------------------------------------------------------------------
+  double now() { return now_(); }
+  void at(double when, std::function<void()> action);
+  // Runs due events and reports to the sockets marked so far; true if anything was reported.
+  bool run();
+  // Seconds until run() has something to do (0: now); nullopt when nothing is pending.
+  std::optional<double> due_in();
+
+  // ---- Names and links ---------------------------------------------------------------------
+  std::vector<AddrInfo> resolve(const std::string& host, const std::string& service,
+                                const AddrInfoOptions& options, std::error_code& error) const;
+  NameInfo name_of(const SocketAddress& address, int flags, std::error_code& error) const;
+  LinkOptions link_for(const std::string& host) const;
+  std::size_t reset_connections(const std::string& host);
+
+  NetworkOptions options;
+  std::map<std::string, LinkOptions> links;
+  std::multimap<std::string, std::string> hosts;
+  NetworkStats stats;
+
+ private:
+  struct Timed {
+    double when;
+    std::uint64_t seq;
+    std::function<void()> action;
+  };
+  struct Later {
+    bool operator()(const Timed& a, const Timed& b) const {
+      return a.when != b.when ? a.when > b.when : a.seq > b.seq;
+    }
+  };
+
+  std::uint16_t ephemeral_port(Socket::Kind kind, AddressFamily family);
+  bool port_in_use(const Socket& s, const SocketAddress& a) const;
+  void auto_bind(Socket& s, const SocketAddress& towards);
+  Socket* find_listener(const SocketAddress& remote);
+  Socket* find_receiver(const SocketAddress& to);
+  void arrive_syn(int client, SocketAddress remote);
+  std::shared_ptr<Flow> new_flow(const std::string& link_host, int writer, int reader);
+  void transmit(const std::shared_ptr<Flow>& flow);
+  void deliver_due(const std::shared_ptr<Flow>& flow);
+  void reset_flow_pair(const std::shared_ptr<Flow>& flow, double when);
+  void reset_socket(int fd);
+  double random01();  // uniform in [0, 1), reproducible from options.seed
+
+  std::function<double()> now_;
+  std::unordered_map<int, std::unique_ptr<Socket>> sockets_;
+  std::vector<std::unique_ptr<Socket>> closed_sockets_;  // freed at the next run()
+  std::vector<std::unique_ptr<SocketOwner>> retired_;
+  std::priority_queue<Timed, std::vector<Timed>, Later> events_;
+  std::uint64_t seq_ = 0;
+  std::vector<int> dirty_, delivering_;
+  int next_fd_ = Network::kFirstFd;
+  std::uint16_t next_port_ = 49152;
+  std::uint64_t rng_;
+};
+
+// Endpoints over virtual sockets (virtual_stream.cpp, virtual_datagram.cpp).
+StreamEndpointPtr make_stream_endpoint(const std::shared_ptr<NetworkCore>& net, int fd,
+                                       StreamEndpoint::ConnectDone connect_done = {});
+StreamListenerPtr make_listener(const std::shared_ptr<NetworkCore>& net, int fd);
+DatagramEndpointPtr make_datagram_endpoint(const std::shared_ptr<NetworkCore>& net, int fd);
+
+// getaddrinfo's failures ("Name or service not known"), as the resolver reports them natively.
+const std::error_category& resolver_category() noexcept;
+
+}  // namespace eddy::vnet::detail
