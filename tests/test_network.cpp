@@ -700,3 +700,23 @@ LOOP_TEST("virtual network: the capability table, and NotSupportedError for what
   net.close(other);
   CHECK(net.stats().open_sockets == 0);
 }
+
+static Coro<void> routed_without_gateway(EventLoop& loop) {
+  auto nobody = std::make_shared<Peer>(loop);
+  bool refused = false;
+  try {
+    co_await loop.create_connection(give(nobody), "echo.example", 80);
+  } catch (const NotSupportedError& e) {
+    refused = std::string(e.what()).find("ws://127.0.0.1:9/") != std::string::npos;
+  }
+  CHECK(refused);
+}
+
+LOOP_TEST("virtual network: a WebSocket route needs a host with WebSockets",
+          "[network][vnet][websocket]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  CHECK_THROWS_AS(net.route_websocket("echo.example", 80, "http://not-a-websocket"), ValueError);
+  net.route_websocket("echo.example", 80, "ws://127.0.0.1:9/");
+  if (net.has_gateway()) SKIP("this host has WebSockets: the browser test covers the route");
+  this->loop->run_until_complete(routed_without_gateway(*this->loop));
+}

@@ -1,13 +1,19 @@
-// The WebAssembly default loop: the emulated selector with the host's clock. Under Node a wait
-// sleeps the thread with Atomics.wait (no busy loop); on a browser page's main thread nothing may
-// block, so run_forever/run_until_complete are unsupported there and the host driver runs the loop.
+// The WebAssembly default loop: the emulated selector with the host's clock. Under Node, and in a
+// cross-origin-isolated Web Worker, a wait sleeps the thread with Atomics.wait (no busy loop); on
+// a browser page's main thread nothing may block, so run_forever/run_until_complete are
+// unsupported there and the host driver runs the loop.
 #include <emscripten.h>
 
 #include "../selector/selector_backend.hpp"
+#include "../selector/virtual_sockets.hpp"
 
 // clang-format off
-EM_JS(int, eddy_js_is_node, (), {
-  return (typeof process === 'object' && process.versions && typeof process.versions.node === 'string') ? 1 : 0;
+// 0: a page (cannot block); 1: Node; 2: a Web Worker that may sleep with Atomics.wait.
+EM_JS(int, eddy_js_host_kind, (), {
+  if (typeof process === 'object' && process.versions && typeof process.versions.node === 'string') return 1;
+  if (typeof WorkerGlobalScope !== 'undefined' && self instanceof WorkerGlobalScope &&
+      typeof SharedArrayBuffer === 'function') return 2;
+  return 0;
 });
 EM_JS(void, eddy_js_sleep_ms, (double ms), {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -26,7 +32,8 @@ class HostWaiter final : public Waiter {
       woken_ = false;
       return;
     }
-    if (timeout < 0) throw RuntimeError("deadlock: nothing scheduled and no thread can wake the loop");
+    if (timeout < 0)
+      throw RuntimeError("deadlock: nothing scheduled and no thread can wake the loop");
     eddy_js_sleep_ms(timeout * 1000.0);
   }
   void wake() noexcept override { woken_ = true; }
@@ -40,19 +47,27 @@ class HostWaiter final : public Waiter {
 }  // namespace
 }  // namespace eddy::selector
 
+namespace eddy::vnet::detail {
+std::unique_ptr<Gateway> make_websocket_gateway(NetworkCore& net);
+}
+
 namespace eddy::platform {
 
 std::unique_ptr<Backend> new_default_backend() {
-  const bool node = eddy_js_is_node() != 0;
+  const int kind = eddy_js_host_kind();
+  const bool node = kind != 0;  // may block: Node or a worker
   selector::SelectorOptions o;
-  o.target = node ? "wasm (node)" : "wasm (browser)";
+  o.target = kind == 1 ? "wasm (node)" : kind == 2 ? "wasm (browser worker)" : "wasm (browser)";
   o.clock = std::make_unique<selector::SteadyClock>();
   o.waiter = std::make_unique<selector::HostWaiter>(node);
   o.has_threads = false;
   o.blocking_note =
       "a browser page's thread cannot block; drive the loop with eddy::wasm::run_main or "
       "eddy::wasm::drive (wasm/host/host_driver.hpp)";
-  return std::make_unique<selector::SelectorBackend>(std::move(o));
+  auto backend = std::make_unique<selector::SelectorBackend>(std::move(o));
+  auto& net = backend->network().core();
+  net.set_gateway(vnet::detail::make_websocket_gateway(net));  // null where there is no WebSocket
+  return backend;
 }
 
 }  // namespace eddy::platform

@@ -35,7 +35,11 @@ SelectorBackend::SelectorBackend(SelectorOptions options)
       waiter_(options_.waiter.get()),
       net_(std::make_shared<vnet::detail::NetworkCore>(options_.network,
                                                        [c = clock_] { return c->now(); })),
-      network_(net_) {}
+      network_(net_) {
+  net_->on_host_io = [this] {
+    if (loop_) loop_->notify_io();
+  };
+}
 
 void SelectorBackend::poll(double timeout) {
   // Report what the network has due; wait only when nothing was, and never past its next event.

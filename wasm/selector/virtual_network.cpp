@@ -52,6 +52,14 @@ bool is_ipv6(std::string_view s) {
   });
 }
 
+}  // namespace
+
+bool is_numeric_address(std::string_view host) {
+  return is_ipv4(host) || is_ipv6(host);
+}
+
+namespace {
+
 bool same_host(const SocketAddress& bound, const SocketAddress& to) {
   return bound.host() == to.host() || is_wildcard(bound);
 }
@@ -275,6 +283,19 @@ void NetworkCore::connect(int fd, const SocketAddress& remote) {
   auto_bind(s, remote);
   s.connecting = true;
   s.peer = remote;
+  if (const std::string* url = route(remote)) {
+    if (!gateway_) {
+      s.connecting = false;
+      throw NotSupportedError("create_connection", "this virtual network",
+                              "the route to " + *url + " needs a WebSocket, which this host lacks");
+    }
+    s.in = new_flow(*url, -1, fd);
+    s.out = new_flow(*url, fd, -1);
+    s.in->external = s.out->external = true;
+    external_.push_back(fd);
+    gateway_->open(fd, *url);
+    return;
+  }
   const double latency = link_for(std::string(remote.host())).latency;
   at(now() + latency, [this, fd, remote] { arrive_syn(fd, remote); });
 }
@@ -353,6 +374,21 @@ double NetworkCore::random01() {
 void NetworkCore::transmit(const std::shared_ptr<Flow>& flow) {
   Flow& f = *flow;
   if (f.dead) return;
+  if (f.external) {
+    // The gateway's own buffer stands for the wire: fill it up to the send buffer's size.
+    Socket* w = find(f.writer);
+    if (!gateway_ || !w || !w->connected) return;
+    while (!f.unsent.empty() && f.in_flight_bytes < f.send_capacity) {
+      gateway_->send(f.writer, f.unsent.take(std::min(f.unsent.size(), options.max_segment)));
+      f.in_flight_bytes = gateway_->buffered(f.writer);
+      ++stats.segments;
+    }
+    if (f.unsent.empty() && f.fin_queued && !f.fin_sent) {
+      f.fin_sent = true;  // a WebSocket cannot half-close: write_eof closes it once flushed
+      gateway_->close(f.writer);
+    }
+    return;
+  }
   const LinkOptions link = link_for(f.link_host);
   const bool instant =
       link.latency == 0 && link.bandwidth == 0 && link.loss == 0 && link.reset_after == 0;
@@ -664,6 +700,19 @@ void NetworkCore::close(int fd, bool reset) noexcept {
     for (int c : s.accept_queue) close(c, true);
     s.accept_queue.clear();
   }
+  if (s.out && s.out->external) {
+    if (gateway_ && s.connected && !s.out->fin_sent) {
+      while (!s.out->unsent.empty())
+        gateway_->send(fd, s.out->unsent.take(std::min(s.out->unsent.size(), options.max_segment)));
+    }
+    if (gateway_ && !s.out->fin_sent) gateway_->close(fd);
+    s.out->fin_sent = true;
+    s.out->dead = s.in->dead = true;
+    --stats.open_sockets;
+    closed_sockets_.push_back(std::move(it->second));
+    sockets_.erase(it);
+    return;
+  }
   const bool unread = s.in && !s.in->received.empty();
   if ((reset || unread) && s.out && !s.out->dead && s.kind == Socket::Kind::stream) {
     // An abortive close, or one with unread data: the peer hears a reset (RST), as on Linux.
@@ -761,6 +810,24 @@ bool NetworkCore::run() {
   retired_.clear();
   closed_sockets_.clear();
   const double t = now();
+  // What the gateway sent since the last look frees the writers' send buffers.
+  for (std::size_t i = 0; i < external_.size();) {
+    Socket* s = find(external_[i]);
+    if (!s) {
+      external_[i] = external_.back();
+      external_.pop_back();
+      continue;
+    }
+    if (gateway_ && s->out && s->connected) {
+      const std::size_t b = gateway_->buffered(s->fd);
+      if (b < s->out->in_flight_bytes) {
+        s->out->in_flight_bytes = b;
+        transmit(s->out);
+        mark(s->fd);
+      }
+    }
+    ++i;
+  }
   bool reported = false;  // events may have completed futures (names), so they count
   while (!events_.empty() && events_.top().when <= t) {
     std::function<void()> action = std::move(const_cast<Timed&>(events_.top()).action);
@@ -792,8 +859,73 @@ bool NetworkCore::run() {
 
 std::optional<double> NetworkCore::due_in() {
   if (!dirty_.empty()) return 0.0;
-  if (events_.empty()) return std::nullopt;
-  return std::max(0.0, events_.top().when - now());
+  std::optional<double> due;
+  if (!events_.empty()) due = std::max(0.0, events_.top().when - now());
+  // The host does not say when a WebSocket's buffer drains: look again every few milliseconds.
+  constexpr double kGatewayPoll = 0.004;
+  for (int fd : external_)
+    if (Socket* s = find(fd);
+        s && s->out && (s->out->in_flight_bytes > 0 || !s->out->unsent.empty())) {
+      if (!due || *due > kGatewayPoll) due = kGatewayPoll;
+      break;
+    }
+  return due;
+}
+
+// ---- The gateway
+// ---------------------------------------------------------------------------------
+
+void NetworkCore::add_route(const std::string& address, std::uint16_t port, std::string url) {
+  routes_[{address, port}] = std::move(url);
+}
+
+const std::string* NetworkCore::route(const SocketAddress& a) const {
+  auto it = routes_.find({std::string(a.host()), a.port});
+  return it == routes_.end() ? nullptr : &it->second;
+}
+
+std::string NetworkCore::route_name_address() {
+  return "198.18.0." + std::to_string(next_route_host_++);
+}
+
+void NetworkCore::gateway_opened(int fd, std::error_code error) {
+  Socket* s = find(fd);
+  if (!s || !s->connecting) return;
+  s->connecting = false;
+  s->connected = !error;
+  s->connect_result = error;
+  if (!error) {
+    ++stats.connections;
+    transmit(s->out);
+  }
+  mark(fd);
+  if (on_host_io) on_host_io();
+}
+
+void NetworkCore::gateway_data(int fd, std::string_view data) {
+  Socket* s = find(fd);
+  if (!s || !s->in || s->in->eof) return;
+  s->in->received.push(data);
+  stats.bytes_carried += data.size();
+  mark(fd);
+  if (on_host_io) on_host_io();
+}
+
+void NetworkCore::gateway_closed(int fd, bool clean) {
+  Socket* s = find(fd);
+  if (!s) return;
+  if (s->connecting) {
+    s->connecting = false;
+    s->connect_result = std::make_error_code(std::errc::connection_refused);
+  } else if (clean) {
+    if (s->in) s->in->eof = true;
+  } else if (!s->error) {
+    s->error = std::make_error_code(std::errc::connection_reset);
+    ++stats.resets;
+  }
+  if (s->out) s->out->fin_sent = true;  // nothing more goes out
+  mark(fd);
+  if (on_host_io) on_host_io();
 }
 
 // ---- Names and links ---------------------------------------------------------------------------
@@ -932,6 +1064,24 @@ LinkOptions Network::link(const std::string& host) const {
 }
 std::size_t Network::reset_connections(const std::string& host) {
   return core_->reset_connections(host);
+}
+
+void Network::route_websocket(const std::string& host, std::uint16_t port, const std::string& url) {
+  if (!url.starts_with("ws://") && !url.starts_with("wss://"))
+    throw ValueError("not a WebSocket URL: " + url);
+  std::string address = host;
+  if (!detail::is_numeric_address(host)) {
+    auto [b, e] = core_->hosts.equal_range(host);
+    if (b != e)
+      address = b->second;
+    else
+      core_->hosts.emplace(host, address = core_->route_name_address());
+  }
+  core_->add_route(address, port, url);
+}
+
+bool Network::has_gateway() const noexcept {
+  return core_->gateway() != nullptr;
 }
 
 int Network::socket(AddressFamily family, SocketKind kind) {

@@ -78,6 +78,15 @@ class Network {
   // Resets every open stream connection to or from `host` (all of them if empty); returns how many.
   std::size_t reset_connections(const std::string& host = {});
 
+  // Real servers: stream connections to `host`:`port` are carried by a WebSocket to `url`
+  // ("ws://..." or "wss://..."), each connection one WebSocket whose binary messages carry the
+  // bytes (what is written becomes messages; what arrives is concatenated). `host` may be a name
+  // (it then resolves to an address in 198.18.0.0/15) or a numeric address. write_eof closes the
+  // WebSocket once flushed (it cannot half-close). Connecting raises NotSupportedError where the
+  // host has no WebSocket (see has_gateway()).
+  void route_websocket(const std::string& host, std::uint16_t port, const std::string& url);
+  bool has_gateway() const noexcept;
+
   // Raw sockets, as socket.socket / socket.socketpair / os.pipe. system_error with asyncio's
   // errno on failure (EADDRINUSE, EBADF, EINVAL...).
   int socket(AddressFamily family, SocketKind kind);

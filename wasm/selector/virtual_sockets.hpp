@@ -61,6 +61,7 @@ struct Flow {
   double wire_free_at = 0;    // when the link can start sending the next byte
   std::uint64_t crossed = 0;  // bytes sent so far (for LinkOptions::reset_after)
   std::string link_host;      // whose LinkOptions apply
+  bool external = false;      // carried by the host's gateway (a WebSocket), not the network
   int writer = -1;            // fds, -1 once closed
   int reader = -1;
 
@@ -76,6 +77,18 @@ class SocketOwner {
   virtual ~SocketOwner() = default;
   // Delivers whatever is due; returns whether any event was reported. Called from poll().
   virtual bool pump() = 0;
+};
+
+// The host's way out of the virtual network: stream connections to routed addresses are carried
+// by it (a WebSocket in a page). It reports back through NetworkCore::gateway_*().
+class Gateway {
+ public:
+  virtual ~Gateway() = default;
+  virtual void open(int fd, const std::string& url) = 0;
+  virtual void send(int fd, std::string_view data) = 0;
+  virtual std::size_t buffered(int fd) = 0;  // sent, not yet on the wire
+  virtual void close(int fd) = 0;
+  virtual std::string name() const = 0;
 };
 
 struct Datagram {
@@ -157,6 +170,17 @@ class NetworkCore {
   LinkOptions link_for(const std::string& host) const;
   std::size_t reset_connections(const std::string& host);
 
+  // ---- The gateway (WebSocket routes) --------------------------------------------------------
+  void set_gateway(std::unique_ptr<Gateway> gateway) { gateway_ = std::move(gateway); }
+  Gateway* gateway() const noexcept { return gateway_.get(); }
+  void add_route(const std::string& address, std::uint16_t port, std::string url);
+  const std::string* route(const SocketAddress& a) const;
+  // From the host, outside poll(): each wakes the loop through on_host_io.
+  void gateway_opened(int fd, std::error_code error);
+  void gateway_data(int fd, std::string_view data);
+  void gateway_closed(int fd, bool clean);
+  std::function<void()> on_host_io;
+
   NetworkOptions options;
   std::map<std::string, LinkOptions> links;
   std::multimap<std::string, std::string> hosts;
@@ -187,6 +211,9 @@ class NetworkCore {
   void reset_socket(int fd);
   double random01();  // uniform in [0, 1), reproducible from options.seed
 
+  std::unique_ptr<Gateway> gateway_;
+  std::map<std::pair<std::string, std::uint16_t>, std::string> routes_;
+  std::vector<int> external_;  // sockets carried by the gateway
   std::function<double()> now_;
   std::unordered_map<int, std::unique_ptr<Socket>> sockets_;
   std::vector<std::unique_ptr<Socket>> closed_sockets_;  // freed at the next run()
@@ -196,6 +223,12 @@ class NetworkCore {
   std::vector<int> dirty_, delivering_;
   int next_fd_ = Network::kFirstFd;
   std::uint16_t next_port_ = 49152;
+  int next_route_host_ = 1;
+
+ public:
+  std::string route_name_address();  // 198.18.0.x for a routed name
+
+ private:
   std::uint64_t rng_;
 };
 
@@ -204,6 +237,8 @@ StreamEndpointPtr make_stream_endpoint(const std::shared_ptr<NetworkCore>& net, 
                                        StreamEndpoint::ConnectDone connect_done = {});
 StreamListenerPtr make_listener(const std::shared_ptr<NetworkCore>& net, int fd);
 DatagramEndpointPtr make_datagram_endpoint(const std::shared_ptr<NetworkCore>& net, int fd);
+
+bool is_numeric_address(std::string_view host);
 
 // getaddrinfo's failures ("Name or service not known"), as the resolver reports them natively.
 const std::error_category& resolver_category() noexcept;
