@@ -720,3 +720,32 @@ LOOP_TEST("virtual network: a WebSocket route needs a host with WebSockets",
   if (net.has_gateway()) SKIP("this host has WebSockets: the browser test covers the route");
   this->loop->run_until_complete(routed_without_gateway(*this->loop));
 }
+
+static Coro<void> foreign_address(EventLoop& loop, std::string* outcome) {
+  auto nobody = std::make_shared<Peer>(loop);
+  try {
+    co_await loop.create_connection(give(nobody), "203.0.113.7", 80);
+    *outcome = "connected";
+  } catch (const NotSupportedError& e) {
+    *outcome = "NotSupportedError " + e.method() + " on " + e.target();
+  } catch (const std::system_error& e) {
+    *outcome = "errno " + std::to_string(e.code().value());
+  }
+}
+
+LOOP_TEST(
+    "virtual network: an address nobody owns: refused in a world of its own, NotSupported for a "
+    "real host",
+    "[network][vnet]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  std::string outcome;
+  this->loop->run_until_complete(foreign_address(*this->loop, &outcome));
+  if (net.options().foreign_hosts_target.empty())
+    CHECK(outcome == "errno " + std::to_string(ECONNREFUSED));  // the virtual-clock loop's world
+  else
+    CHECK(outcome == "NotSupportedError create_connection on " + this->loop->capabilities().target);
+  net.set_link("203.0.113.7",
+               {.latency = 0.001});  // a host the network knows of: refused, not unsupported
+  this->loop->run_until_complete(foreign_address(*this->loop, &outcome));
+  CHECK(outcome == "errno " + std::to_string(ECONNREFUSED));
+}

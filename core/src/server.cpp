@@ -233,6 +233,12 @@ struct ConnectRace : RefCounted {
       start_next();
       check_all_failed();
       return;
+    } catch (const NotSupportedError&) {
+      // The target cannot reach this address at all: that is the answer, whichever attempt it is.
+      attempts.emplace_back();
+      stagger.cancel();
+      if (!result.done()) result.set_exception(std::current_exception());
+      return;
     }
     if (delay && started < targets.size())
       stagger = loop->call_later(*delay, [self] { self->start_next(); });

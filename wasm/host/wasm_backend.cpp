@@ -61,6 +61,7 @@ std::unique_ptr<Backend> new_default_backend() {
   o.clock = std::make_unique<selector::SteadyClock>();
   o.waiter = std::make_unique<selector::HostWaiter>(node);
   o.has_threads = false;
+  o.network.foreign_hosts_target = o.target;
   o.blocking_note =
       "a browser page's thread cannot block; drive the loop with eddy::wasm::run_main or "
       "eddy::wasm::drive (wasm/host/host_driver.hpp)";

@@ -228,6 +228,19 @@ void NetworkCore::listen(int fd, int backlog) {
   s.backlog = std::max(backlog, 1);
 }
 
+bool NetworkCore::owned(const SocketAddress& a) const {
+  if (a.family == AddressFamily::unix_socket || is_loopback(a.host()) || is_wildcard(a) ||
+      a.host() == options.local_address)
+    return true;
+  for (const auto& [name, address] : hosts)
+    if (address == a.host()) return true;
+  for (const auto& [fd, s] : sockets_)
+    if (s->bound && s->local.host() == a.host()) return true;
+  for (const auto& [key, url] : links)
+    if (key == a.host()) return true;
+  return false;
+}
+
 Socket* NetworkCore::find_listener(const SocketAddress& remote) {
   Socket* best = nullptr;
   for (auto& [fd, s] : sockets_) {
@@ -280,10 +293,17 @@ void NetworkCore::connect(int fd, const SocketAddress& remote) {
   if (s.kind != Socket::Kind::stream) throw os_error(std::errc::invalid_argument, "connect");
   if (s.connected) throw os_error(std::errc::already_connected, "connect");
   if (s.connecting) throw os_error(std::errc::connection_already_in_progress, "connect");
+  const std::string* url = route(remote);
+  if (!url && !options.foreign_hosts_target.empty() && !owned(remote))
+    throw NotSupportedError(
+        "create_connection", options.foreign_hosts_target,
+        "no raw sockets to " + remote.to_string() +
+            " (nothing on the virtual network has that address); reach real servers through a "
+            "WebSocket route (eddy::vnet::Network::route_websocket)");
   auto_bind(s, remote);
   s.connecting = true;
   s.peer = remote;
-  if (const std::string* url = route(remote)) {
+  if (url) {
     if (!gateway_) {
       s.connecting = false;
       throw NotSupportedError("create_connection", "this virtual network",

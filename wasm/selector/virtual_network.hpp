@@ -41,6 +41,10 @@ struct NetworkOptions {
   std::uint64_t seed = 1;                   // loss decisions are reproducible
   LinkOptions link;                         // every link without options of its own
   std::string local_address = "192.0.2.1";  // our address towards hosts other than loopback
+  // Set on loops that stand for a real host (WebAssembly's default loop): connecting to an
+  // address nothing on the network owns is NotSupportedError naming this target (a browser has
+  // no raw sockets), instead of ECONNREFUSED. Empty: the network is a world of its own.
+  std::string foreign_hosts_target;
 };
 
 struct NetworkStats {

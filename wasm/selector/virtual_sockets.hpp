@@ -202,6 +202,7 @@ class NetworkCore {
   bool port_in_use(const Socket& s, const SocketAddress& a) const;
   void auto_bind(Socket& s, const SocketAddress& towards);
   Socket* find_listener(const SocketAddress& remote);
+  bool owned(const SocketAddress& a) const;  // an address the network knows (bound, named, linked)
   Socket* find_receiver(const SocketAddress& to);
   void arrive_syn(int client, SocketAddress remote);
   std::shared_ptr<Flow> new_flow(const std::string& link_host, int writer, int reader);
