@@ -4,7 +4,7 @@
 // transports paused and resumed, and that the page stayed responsive (no long task, i.e. none
 // over 50 ms). Keeps a screenshot. Usage: node browser_test.mjs <build>/web [screenshot.png]
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFile } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -34,6 +34,7 @@ const check = (what, ok, detail) => { if (!ok) failures.push(`${what}: ${JSON.st
 const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'eddy-pw-')), {
   executablePath: '/usr/bin/chromium',
   headless: true,
+  ignoreHTTPSErrors: true,  // the wss:// test server's throwaway certificate
   viewport: { width: 1280, height: 800 },
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync'],
@@ -69,19 +70,27 @@ try {
   check('bandwidth-limited run intact', paced.ok && paced.echoed === paced.expected, paced);
   check('1 MiB/s link: 256 KiB takes at least 0.25 s', paced.elapsed >= 0.25, paced.elapsed);
 
-  // A real WebSocket server (Debian's python3-websockets) on 127.0.0.1, reached through a route.
-  const wsServer = spawn('/usr/bin/python3', [new URL('./ws_echo_server.py', import.meta.url).pathname],
-                         { stdio: ['ignore', 'pipe', 'inherit'] });
-  try {
-    const wsPort = await new Promise((res, rej) => {
-      wsServer.stdout.once('data', (d) => res(Number(String(d).trim())));
-      wsServer.once('exit', (code) => rej(new Error(`WebSocket server exited: ${code}`)));
-    });
-    const ws = await page.evaluate((u) => window.eddyDemo.websocketEcho(u, 1 << 20), `ws://127.0.0.1:${wsPort}/`);
-    check('1 MiB round-tripped through a real WebSocket server', ws.status === 'ok' && ws.bytes === 1 << 20, ws);
-    result.websocket = ws;
-  } finally {
-    wsServer.kill();
+  // A real WebSocket server (Debian's python3-websockets) on 127.0.0.1, reached through a route:
+  // plain (ws://) and over TLS (wss://, a throwaway certificate the browser is told to accept).
+  const certDir = mkdtempSync(join(tmpdir(), 'eddy-wss-'));
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-days', '2', '-subj', '/CN=127.0.0.1', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')],
+    { stdio: 'ignore' });
+  check('openssl made a test certificate', made.status === 0, made.status);
+  for (const [scheme, extra] of [['ws', []], ['wss', [join(certDir, 'cert.pem'), join(certDir, 'key.pem')]]]) {
+    const wsServer = spawn('/usr/bin/python3', [new URL('./ws_echo_server.py', import.meta.url).pathname, ...extra],
+                           { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const wsPort = await new Promise((res, rej) => {
+        wsServer.stdout.once('data', (d) => res(Number(String(d).trim())));
+        wsServer.once('exit', (code) => rej(new Error(`WebSocket server exited: ${code}`)));
+      });
+      const ws = await page.evaluate((u) => window.eddyDemo.websocketEcho(u, 1 << 20), `${scheme}://127.0.0.1:${wsPort}/`);
+      check(`1 MiB round-tripped through a real ${scheme}:// server`, ws.status === 'ok' && ws.bytes === 1 << 20, ws);
+      result[scheme] = ws;
+    } finally {
+      wsServer.kill();
+    }
   }
 
   check('no page errors', errors.length === 0, errors);

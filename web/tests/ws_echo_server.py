@@ -1,6 +1,9 @@
 """A WebSocket echo server on 127.0.0.1 (Debian's python3-websockets): prints its port, then
-echoes every message until killed. The browser test's real server at the other end."""
+echoes every message until killed. With CERT KEY arguments it serves wss:// (TLS). The browser
+test's real server at the other end."""
 import asyncio
+import ssl
+import sys
 
 import websockets
 
@@ -11,7 +14,11 @@ async def echo(ws, path=None):
 
 
 async def main():
-    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None) as server:
+    context = None
+    if len(sys.argv) == 3:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+    async with websockets.serve(echo, "127.0.0.1", 0, max_size=None, ssl=context) as server:
         print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.Future()
 
