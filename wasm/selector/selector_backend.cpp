@@ -121,7 +121,7 @@ StreamEndpointPtr SelectorBackend::connect_stream(const SocketAddress& remote,
     net_->close(fd);
     throw;
   }
-  return vnet::detail::make_stream_endpoint(net_, fd, std::move(done));
+  return vnet::detail::make_stream_endpoint(*net_, fd, std::move(done));
 }
 
 StreamListenerPtr SelectorBackend::bind_stream(const SocketAddress& local,
@@ -135,7 +135,7 @@ StreamListenerPtr SelectorBackend::bind_stream(const SocketAddress& local,
     net_->close(fd);
     throw;
   }
-  return vnet::detail::make_listener(net_, fd);
+  return vnet::detail::make_listener(*net_, fd);
 }
 
 StreamEndpointPtr SelectorBackend::adopt_stream(int fd, const ConnectOptions&) {
@@ -145,14 +145,14 @@ StreamEndpointPtr SelectorBackend::adopt_stream(int fd, const ConnectOptions&) {
                             "adopt: a connected stream socket");
   if (s.owner)
     throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
-  return vnet::detail::make_stream_endpoint(net_, fd);
+  return vnet::detail::make_stream_endpoint(*net_, fd);
 }
 
 StreamEndpointPtr SelectorBackend::adopt_pipe(int fd) {
   Socket& s = net_->get(fd);
   if (s.owner)
     throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
-  return vnet::detail::make_stream_endpoint(net_, fd);
+  return vnet::detail::make_stream_endpoint(*net_, fd);
 }
 
 void SelectorBackend::getaddrinfo(const std::string& host, const std::string& service,
@@ -185,7 +185,7 @@ DatagramEndpointPtr SelectorBackend::open_datagram(const DatagramOptions& option
     net_->close(fd);
     throw;
   }
-  return vnet::detail::make_datagram_endpoint(net_, fd);
+  return vnet::detail::make_datagram_endpoint(*net_, fd);
 }
 
 DatagramEndpointPtr SelectorBackend::adopt_datagram(int fd) {
@@ -193,7 +193,7 @@ DatagramEndpointPtr SelectorBackend::adopt_datagram(int fd) {
   if (s.kind != Socket::Kind::datagram) throw ValueError("A datagram socket was expected");
   if (s.owner)
     throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
-  return vnet::detail::make_datagram_endpoint(net_, fd);
+  return vnet::detail::make_datagram_endpoint(*net_, fd);
 }
 
 void SelectorBackend::watch_fd(int fd, bool readable, bool writable,

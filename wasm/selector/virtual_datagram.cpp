@@ -120,8 +120,8 @@ class VirtualDatagramEndpoint final : public DatagramEndpoint, public SocketOwne
 
 }  // namespace
 
-DatagramEndpointPtr make_datagram_endpoint(const std::shared_ptr<NetworkCore>& net, int fd) {
-  return DatagramEndpointPtr(new VirtualDatagramEndpoint(*net, fd));
+DatagramEndpointPtr make_datagram_endpoint(NetworkCore& net, int fd) {
+  return DatagramEndpointPtr(new VirtualDatagramEndpoint(net, fd));
 }
 
 }  // namespace eddy::vnet::detail

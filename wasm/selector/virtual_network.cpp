@@ -532,35 +532,26 @@ std::size_t NetworkCore::reset_connections(const std::string& host) {
   return n;
 }
 
+// The error of a non-blocking call that moved nothing.
+static std::size_t failed(std::error_code& error, std::errc e) {
+  error = std::make_error_code(e);
+  return 0;
+}
+
 std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress* to,
                               std::error_code& error) {
   Socket* s = find(fd);
-  if (!s) {
-    error = std::make_error_code(std::errc::bad_file_descriptor);
-    return 0;
-  }
+  if (!s) return failed(error, std::errc::bad_file_descriptor);
   if (s->kind == Socket::Kind::datagram) {
     if (s->error) {
       error = std::exchange(s->error, {});
       return 0;
     }
-    if (s->connected && to && !(*to == s->peer)) {
-      error = std::make_error_code(std::errc::already_connected);
-      return 0;
-    }
-    if (!to && !s->connected) {
-      error = std::make_error_code(std::errc::destination_address_required);
-      return 0;
-    }
+    if (s->connected && to && !(*to == s->peer)) return failed(error, std::errc::already_connected);
+    if (!to && !s->connected) return failed(error, std::errc::destination_address_required);
     const SocketAddress dest = to ? *to : s->peer;
-    if (dest.family != s->family) {
-      error = std::make_error_code(std::errc::address_family_not_supported);
-      return 0;
-    }
-    if (data.size() > kMaxDatagram) {
-      error = std::make_error_code(std::errc::message_size);
-      return 0;
-    }
+    if (dest.family != s->family) return failed(error, std::errc::address_family_not_supported);
+    if (data.size() > kMaxDatagram) return failed(error, std::errc::message_size);
     auto_bind(*s, dest);
     SocketAddress from = s->local;
     if (is_wildcard(from) && from.family != AddressFamily::unix_socket)
@@ -612,23 +603,15 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
     return 0;
   }
   Flow& f = *s->out;
-  if (f.fin_queued) {
-    error = std::make_error_code(std::errc::broken_pipe);
-    return 0;
-  }
+  if (f.fin_queued) return failed(error, std::errc::broken_pipe);
   if (f.dead) {  // cut: nothing moves until the reset arrives
     error = std::make_error_code(std::errc::operation_would_block);
     return 0;
   }
-  if (s->kind == Socket::Kind::pipe_write && f.reader_gone) {
-    error = std::make_error_code(std::errc::broken_pipe);
-    return 0;
-  }
+  if (s->kind == Socket::Kind::pipe_write && f.reader_gone)
+    return failed(error, std::errc::broken_pipe);
   const std::size_t n = std::min(data.size(), f.send_space());
-  if (n == 0) {
-    error = std::make_error_code(std::errc::operation_would_block);
-    return 0;
-  }
+  if (n == 0) return failed(error, std::errc::operation_would_block);
   f.unsent.push(data.substr(0, n));
   transmit(s->out);
   return n;
@@ -637,19 +620,13 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
 std::size_t NetworkCore::recv(int fd, std::span<char> out, SocketAddress* from,
                               std::error_code& error) {
   Socket* s = find(fd);
-  if (!s) {
-    error = std::make_error_code(std::errc::bad_file_descriptor);
-    return 0;
-  }
+  if (!s) return failed(error, std::errc::bad_file_descriptor);
   if (s->kind == Socket::Kind::datagram) {
     if (s->error) {
       error = std::exchange(s->error, {});
       return 0;
     }
-    if (s->datagrams.empty()) {
-      error = std::make_error_code(std::errc::operation_would_block);
-      return 0;
-    }
+    if (s->datagrams.empty()) return failed(error, std::errc::operation_would_block);
     Datagram d = std::move(s->datagrams.front());
     s->datagrams.pop_front();
     s->datagram_bytes -= d.data.size();

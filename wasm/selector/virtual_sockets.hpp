@@ -233,13 +233,12 @@ class NetworkCore {
   std::uint64_t rng_;
 };
 
-// Endpoints over virtual sockets (virtual_stream.cpp, virtual_datagram.cpp).
-StreamEndpointPtr make_stream_endpoint(const std::shared_ptr<NetworkCore>& net, int fd,
+// Endpoints over virtual sockets (virtual_stream.cpp, virtual_datagram.cpp); the network
+// outlives them (it belongs to the loop's backend, which every transport keeps alive).
+StreamEndpointPtr make_stream_endpoint(NetworkCore& net, int fd,
                                        StreamEndpoint::ConnectDone connect_done = {});
-StreamListenerPtr make_listener(const std::shared_ptr<NetworkCore>& net, int fd);
-DatagramEndpointPtr make_datagram_endpoint(const std::shared_ptr<NetworkCore>& net, int fd);
-
-bool is_numeric_address(std::string_view host);
+StreamListenerPtr make_listener(NetworkCore& net, int fd);
+DatagramEndpointPtr make_datagram_endpoint(NetworkCore& net, int fd);
 
 // getaddrinfo's failures ("Name or service not known"), as the resolver reports them natively.
 const std::error_category& resolver_category() noexcept;

@@ -223,14 +223,10 @@ class VirtualListener final : public StreamListener, public SocketOwner {
       const int fd = net_.accept(fd_, nullptr, ec);
       if (fd < 0) break;
       auto accepted = events_.accepted;
-      accepted(make_stream_endpoint_on(net_, fd));
+      accepted(make_stream_endpoint(net_, fd));
       reported = true;
     }
     return reported;
-  }
-
-  static StreamEndpointPtr make_stream_endpoint_on(NetworkCore& net, int fd) {
-    return StreamEndpointPtr(new VirtualStreamEndpoint(net, fd, {}));
   }
 
  private:
@@ -244,13 +240,13 @@ class VirtualListener final : public StreamListener, public SocketOwner {
 
 }  // namespace
 
-StreamEndpointPtr make_stream_endpoint(const std::shared_ptr<NetworkCore>& net, int fd,
+StreamEndpointPtr make_stream_endpoint(NetworkCore& net, int fd,
                                        StreamEndpoint::ConnectDone connect_done) {
-  return StreamEndpointPtr(new VirtualStreamEndpoint(*net, fd, std::move(connect_done)));
+  return StreamEndpointPtr(new VirtualStreamEndpoint(net, fd, std::move(connect_done)));
 }
 
-StreamListenerPtr make_listener(const std::shared_ptr<NetworkCore>& net, int fd) {
-  return StreamListenerPtr(new VirtualListener(*net, fd));
+StreamListenerPtr make_listener(NetworkCore& net, int fd) {
+  return StreamListenerPtr(new VirtualListener(net, fd));
 }
 
 }  // namespace eddy::vnet::detail
