@@ -749,3 +749,18 @@ LOOP_TEST(
   this->loop->run_until_complete(foreign_address(*this->loop, &outcome));
   CHECK(outcome == "errno " + std::to_string(ECONNREFUSED));
 }
+
+LOOP_TEST("vnet::network: NotSupportedError on loops that use the operating system's network",
+          "[network][vnet]") {
+  if (vnet::find_network(*this->loop)) {
+    CHECK(&vnet::network(*this->loop) == vnet::find_network(*this->loop));
+    return;
+  }
+  try {
+    vnet::network(*this->loop);
+    FAIL("vnet::network did not throw");
+  } catch (const NotSupportedError& e) {
+    CHECK(e.method() == "eddy::vnet::network");
+    CHECK(e.target() == this->loop->capabilities().target);
+  }
+}
