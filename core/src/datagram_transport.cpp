@@ -17,7 +17,9 @@ namespace {
 
 constexpr std::size_t kMaxDatagram = 256 * 1024;
 
-class UdpTransport final : public DatagramTransport, private DatagramEvents {
+class UdpTransport final : public DatagramTransport,
+                           public inspect::TransportProbe,
+                           private DatagramEvents {
  public:
   UdpTransport(EventLoop& loop, DatagramEndpointPtr endpoint, std::shared_ptr<DatagramProtocol> protocol,
                std::optional<SocketAddress> remote)
@@ -26,7 +28,15 @@ class UdpTransport final : public DatagramTransport, private DatagramEvents {
     sockname_ = endpoint_->extra_info("sockname");
     if (remote_) peername_ = *remote_;
     self_ = Ref<UdpTransport>(this);
-    loop.transport_created();
+    loop.transport_created(this);
+    flow_.inspect_id = inspect_id;
+  }
+  void describe(inspect::TransportInfo& out, const void*& server) const override {
+    server = nullptr;
+    const SocketAddress* local = std::any_cast<SocketAddress>(&sockname_);
+    out.kind = local && local->family == AddressFamily::unix_socket ? "unix datagram" : "udp";
+    if (remote_) out.peer = remote_->to_string();
+    flow_.describe(out, get_write_buffer_size(), conn_lost_, closing_);
   }
 
   void start(Future<void> waiter) {
@@ -68,6 +78,7 @@ class UdpTransport final : public DatagramTransport, private DatagramEvents {
       return;
     }
     const SocketAddress* to = remote_ ? nullptr : &*addr;
+    bytes_out += data.size();
     if (sends_in_flight_ == 0) {
       std::error_code ec;
       if (endpoint_->try_send(data, to, ec)) return;
@@ -84,7 +95,7 @@ class UdpTransport final : public DatagramTransport, private DatagramEvents {
   std::size_t get_write_buffer_size() const override { return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0; }
 
  private:
-  ~UdpTransport() override { loop_->transport_destroyed(); }
+  ~UdpTransport() override { loop_->transport_destroyed(this); }
 
   std::span<char> receive_buffer(std::size_t) override {
     if (!buffer_) buffer_.reset(new char[kMaxDatagram]);
@@ -92,6 +103,7 @@ class UdpTransport final : public DatagramTransport, private DatagramEvents {
   }
   void received(std::size_t n, const SocketAddress& from) override {
     if (conn_lost_) return;
+    bytes_in += n;
     Ref<UdpTransport> keep(this);
     try {
       protocol_->datagram_received(std::string_view(buffer_.get(), n), from);

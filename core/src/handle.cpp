@@ -57,7 +57,10 @@ void cancel_handle(HandleRecord* r) noexcept {
   if (r->has(kHandleCancelled)) return;
   r->flags |= kHandleCancelled;
   if (r->has(kHandleTimer) && r->has(kHandleScheduled)) {
-    if (EventLoop* loop = HandlePool::pool_of(r)->loop()) loop->timer_cancelled();
+    if (EventLoop* loop = HandlePool::pool_of(r)->loop()) {
+      loop->timer_cancelled();
+      EDDY_INSPECT_HOOK(*loop, timer_cancelled(r));
+    }
   }
   if (!r->has(kHandleRunning)) r->destroy_callback();
 }

@@ -141,7 +141,40 @@ EventLoop::~EventLoop() {
     } catch (...) {
     }
   }
+  delete std::exchange(inspector_, nullptr);
   pool_->orphan();
+}
+
+// ---- Transport and server registry (for snapshots) ----------------------------------------------
+
+void EventLoop::transport_created(inspect::TransportProbe* probe) noexcept {
+  ++live_transports_;
+  probe->inspect_id = ++next_transport_id_;
+  probe->probe_prev = nullptr;
+  probe->probe_next = transports_head_;
+  if (transports_head_) transports_head_->probe_prev = probe;
+  transports_head_ = probe;
+  EDDY_INSPECT_HOOK(*this,
+                    transport_event(inspect::EventKind::transport_created, probe->inspect_id));
+}
+
+void EventLoop::transport_destroyed(inspect::TransportProbe* probe) noexcept {
+  --live_transports_;
+  if (probe->probe_prev)
+    probe->probe_prev->probe_next = probe->probe_next;
+  else
+    transports_head_ = probe->probe_next;
+  if (probe->probe_next) probe->probe_next->probe_prev = probe->probe_prev;
+  EDDY_INSPECT_HOOK(*this,
+                    transport_event(inspect::EventKind::transport_closed, probe->inspect_id));
+}
+
+void EventLoop::server_created(Server* server) {
+  servers_.emplace_back(server, ++next_server_id_);
+}
+
+void EventLoop::server_destroyed(Server* server) noexcept {
+  std::erase_if(servers_, [server](const auto& s) { return s.first == server; });
 }
 
 void EventLoop::destroy_self() noexcept { delete this; }
@@ -211,6 +244,7 @@ void EventLoop::close() {
   if (running_) throw RuntimeError("Cannot close a running event loop");
   if (closed_) return;
   closed_ = true;
+  delete std::exchange(inspector_, nullptr);  // closes its Feed: readers see the loop is gone
   executor_shutdown_called_ = true;
   inbox_->close();
   for (auto& [sig, handler] : signal_handlers_) backend_->unwatch_signal(sig);
@@ -276,6 +310,24 @@ std::size_t EventLoop::run_pass(double max_wait) {
   purge_cancelled_timers();
   double timeout = compute_timeout();
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
+#if EDDY_INSPECT
+  if (EDDY_UNLIKELY(inspector_ != nullptr)) {
+    // The same pass, with each phase timed for the inspector.
+    inspect::Recorder* rec = inspector_;
+    const double t0 = rec->clock();
+    backend_->poll(timeout);
+    drain_inbox();
+    const double t1 = rec->clock();
+    fire_due_timers();
+    const double t2 = rec->clock();
+    const std::size_t n = ready_.size();
+    run_ready(n);
+    in_pass_ = false;
+    if (inspector_) inspector_->pass_done(t0, t1, t2, inspector_->clock(), n);
+    if (host_driver_) notify_host();
+    return n;
+  }
+#endif
   backend_->poll(timeout);
   drain_inbox();
   fire_due_timers();
@@ -329,6 +381,7 @@ void EventLoop::push_timer(detail::HandleRecord* rec) {
   timers_.push_back({detail::HandlePool::index_of(rec), timer_seq_++});
   std::push_heap(timers_.begin(), timers_.end(),
                  [this](auto a, auto b) { return timer_less(b, a); });
+  EDDY_INSPECT_HOOK(*this, timer_armed(rec));
   if (EDDY_UNLIKELY(host_driver_ != nullptr) && !in_pass_ &&
       timers_.front().index == detail::HandlePool::index_of(rec))
     notify_host();
@@ -349,6 +402,7 @@ void EventLoop::fire_due_timers() {
       detail::release_handle(r);
       continue;
     }
+    EDDY_INSPECT_HOOK(*this, timer_fired(r, now));
     ready_.push(r);  // the heap's reference moves to the ready queue
   }
 }
@@ -363,7 +417,20 @@ void EventLoop::run_ready(std::size_t count) {
     }
     r->flags |= detail::kHandleRunning;
     try {
-      if (EDDY_UNLIKELY(debug_)) {
+#if EDDY_INSPECT
+      if (EDDY_UNLIKELY(inspector_ != nullptr)) {
+        const char* name = r->ops->name(r->storage);
+        const double t0 = inspector_->clock();
+        r->ops->invoke(r->storage);
+        const double dt = inspector_ ? inspector_->clock() - t0 : 0.0;
+        if (inspector_) inspector_->callback_run(r, name, t0, dt);
+        if (dt >= slow_callback_duration_) {
+          if (inspector_) inspector_->slow_callback(r, name, dt);
+          if (debug_) report_slow_callback(r, dt);
+        }
+      } else
+#endif
+          if (EDDY_UNLIKELY(debug_)) {
         const double t0 = time();
         r->ops->invoke(r->storage);
         const double dt = time() - t0;
@@ -436,6 +503,7 @@ void EventLoop::notify_host() {
 // ---- Errors ---------------------------------------------------------------------------------------
 
 void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept {
+  EDDY_INSPECT_HOOK(*this, exception(context));
   if (!exception_handler_) {
     default_exception_handler(context);
     return;

@@ -21,9 +21,12 @@ namespace eddy {
 Server::Server(EventLoop& loop, std::vector<StreamListenerPtr> listeners, ProtocolFactory factory)
     : loop_(&loop), listeners_(std::move(listeners)), factory_(std::move(factory)) {
   for (auto& l : listeners_) sockets_.push_back({l->fileno(), l->address()});
+  loop.server_created(this);
 }
 
-Server::~Server() = default;
+Server::~Server() {
+  loop_->server_destroyed(this);
+}
 
 void Server::attach(StreamTransport* t) { transports_.push_back(t); }
 

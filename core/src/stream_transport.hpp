@@ -10,6 +10,8 @@
 
 #include "eddy/endpoints.hpp"
 #include "eddy/future.hpp"
+#include "eddy/inspect.hpp"
+#include "eddy/loop.hpp"
 #include "eddy/transports.hpp"
 
 namespace eddy {
@@ -30,7 +32,9 @@ std::any lookup_extra_info(std::string_view name, std::any default_value, const 
   return default_value;
 }
 
-class StreamTransport final : public Transport, private StreamEvents {
+class StreamTransport final : public Transport,
+                              public inspect::TransportProbe,
+                              private StreamEvents {
  public:
   // Sockets read and write; a read pipe always closes after EOF; a write pipe never reads, and
   // its write_eof() is close() (asyncio's _UnixReadPipeTransport / _UnixWritePipeTransport).
@@ -67,6 +71,7 @@ class StreamTransport final : public Transport, private StreamEvents {
   }
   void set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) override;
 
+  void describe(inspect::TransportInfo& out, const void*& server) const override;
  private:
   StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint, std::shared_ptr<BaseProtocol> protocol,
                   Server* server);

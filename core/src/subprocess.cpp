@@ -61,11 +61,17 @@ class PipeRelay final : public Protocol {
   int fd_;
 };
 
-class ProcessTransport final : public SubprocessTransport {
+class ProcessTransport final : public SubprocessTransport, public inspect::TransportProbe {
  public:
   ProcessTransport(EventLoop& loop, std::shared_ptr<SubprocessProtocol> protocol)
       : loop_(&loop), protocol_(std::move(protocol)) {
-    loop.transport_created();
+    loop.transport_created(this);
+  }
+  void describe(inspect::TransportInfo& out, const void*& server) const override {
+    server = nullptr;
+    out.kind = "subprocess";
+    out.peer = "pid " + std::to_string(get_pid());
+    out.state = get_returncode() ? "exited " + std::to_string(*get_returncode()) : "running";
   }
 
   Coro<void> start(SpawnedProcess spawned) {
@@ -165,7 +171,7 @@ class ProcessTransport final : public SubprocessTransport {
   ~ProcessTransport() override {
     for (auto& r : relays_)
       if (r) r->disown();
-    loop_->transport_destroyed();
+    loop_->transport_destroyed(this);
   }
   template <class F>
   void call(F f) {

@@ -93,6 +93,7 @@ TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& opt
   id_ = ++g_task_counter;
   if (!options.name.empty()) set_name(options.name);
   loop.register_task(this);
+  EDDY_INSPECT_HOOK(loop, task_created(this));
 }
 
 TaskBase::~TaskBase() { get_loop().unregister_task(this); }
@@ -162,6 +163,19 @@ void TaskBase::step() {
   Ref<TaskBase> keep(this);
   coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle();
   loop.set_current_task(this);
+#if EDDY_INSPECT
+  if (EDDY_UNLIKELY(loop.inspector() != nullptr)) {
+    const double t0 = loop.inspector()->clock();
+    h.resume();
+    loop.set_current_task(nullptr);
+    if (inspect::Recorder* rec = loop.inspector()) {
+      const double dt = rec->clock() - t0;
+      busy_ += dt;
+      rec->task_step(this, dt);
+    }
+    return;
+  }
+#endif
   h.resume();
   loop.set_current_task(nullptr);
 }
@@ -229,6 +243,7 @@ void TaskBase::on_coroutine_done() noexcept {
   } catch (...) {
     // Scheduling the done callbacks failed (the loop is closed); the state is final anyway.
   }
+  EDDY_INSPECT_HOOK(get_loop(), task_done(this));
 }
 
 void TaskBase::abandon() noexcept {

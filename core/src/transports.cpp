@@ -110,6 +110,14 @@ void WriteFlowControl::set_limits(std::optional<long long> high, std::optional<l
   low_ = static_cast<std::size_t>(l);
 }
 
+void WriteFlowControl::describe(inspect::TransportInfo& out, std::size_t buffer, bool closed, bool closing) const {
+  out.state = closed ? "closed" : closing ? "closing" : "open";
+  out.buffer = buffer;
+  out.high = high_;
+  out.low = low_;
+  out.writing_paused = paused_;
+}
+
 namespace {
 void report_protocol_failure(EventLoop& loop, const char* message, const BaseTransport* transport) {
   ExceptionContext ctx(message, std::current_exception());
@@ -123,6 +131,8 @@ void WriteFlowControl::maybe_pause(std::size_t size, BaseProtocol* protocol, Eve
                                    const BaseTransport* transport) {
   if (size <= high_ || paused_) return;
   paused_ = true;
+  EDDY_INSPECT_HOOK(loop,
+                    transport_event(inspect::EventKind::pause_writing, inspect_id, double(size)));
   if (!protocol) return;
   try {
     protocol->pause_writing();
@@ -135,6 +145,8 @@ void WriteFlowControl::maybe_resume(std::size_t size, BaseProtocol* protocol, Ev
                                     const BaseTransport* transport) {
   if (!paused_ || size > low_) return;
   paused_ = false;
+  EDDY_INSPECT_HOOK(loop,
+                    transport_event(inspect::EventKind::resume_writing, inspect_id, double(size)));
   if (!protocol) return;
   try {
     protocol->resume_writing();
@@ -173,11 +185,29 @@ StreamTransport::StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint,
   peername_ = endpoint_->extra_info("peername");
   sockname_ = endpoint_->extra_info("sockname");
   self_ = Ref<StreamTransport>(this);
-  loop.transport_created();
+  loop.transport_created(this);
+  flow_.inspect_id = inspect_id;
   if (server_) server_->attach(this);
 }
 
-StreamTransport::~StreamTransport() { loop_->transport_destroyed(); }
+StreamTransport::~StreamTransport() { loop_->transport_destroyed(this); }
+
+void StreamTransport::describe(inspect::TransportInfo& out, const void*& server) const {
+  server = server_.get();
+  if (mode_ == Mode::read_pipe) {
+    out.kind = "read pipe";
+  } else if (mode_ == Mode::write_pipe) {
+    out.kind = "write pipe";
+  } else {
+    const SocketAddress* peer = std::any_cast<SocketAddress>(&peername_);
+    const bool tls = endpoint_ && endpoint_->extra_info("ssl_object").has_value();
+    out.kind = peer && peer->family == AddressFamily::unix_socket ? (tls ? "unix+tls" : "unix")
+                                                                  : (tls ? "tcp+tls" : "tcp");
+    if (peer) out.peer = peer->to_string();
+  }
+  flow_.describe(out, get_write_buffer_size(), conn_lost_, closing_);
+  out.reading_paused = paused_;
+}
 
 void StreamTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
   if (!protocol) throw TypeError("set_protocol: protocol must not be null");
@@ -215,12 +245,14 @@ std::any StreamTransport::get_extra_info(std::string_view name, std::any default
 void StreamTransport::pause_reading() {
   if (closing_ || paused_) return;
   paused_ = true;
+  EDDY_INSPECT_HOOK(*loop_, transport_event(inspect::EventKind::pause_reading, inspect_id));
   if (endpoint_) endpoint_->read_stop();
 }
 
 void StreamTransport::resume_reading() {
   if (closing_ || !paused_) return;
   paused_ = false;
+  EDDY_INSPECT_HOOK(*loop_, transport_event(inspect::EventKind::resume_reading, inspect_id));
   if (endpoint_ && protocol_connected_ && !eof_received_) endpoint_->read_start();
 }
 
@@ -237,6 +269,7 @@ void StreamTransport::write(std::string_view data) {
   if (mode_ == Mode::read_pipe) throw RuntimeError("write() on a read pipe transport");
   if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
   if (data.empty()) return;
+  bytes_out += data.size();
   if (conn_lost_) {
     if (conn_lost_ >= kConnLostWritesLogThreshold) log(LogLevel::warning, "socket.send() raised exception.");
     ++conn_lost_;
@@ -254,7 +287,10 @@ void StreamTransport::write(std::string_view data) {
   }
   endpoint_->write(data);
   ++writes_in_flight_;
-  flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
+  const std::size_t buffered = get_write_buffer_size();
+  EDDY_INSPECT_HOOK(
+      *loop_, transport_event(inspect::EventKind::write_buffer, inspect_id, double(buffered)));
+  flow_.maybe_pause(buffered, protocol_.get(), *loop_, this);
 }
 
 StreamEndpointPtr StreamTransport::take_endpoint() {
@@ -378,6 +414,7 @@ std::span<char> StreamTransport::read_buffer(std::size_t suggested) {
 
 void StreamTransport::read_done(std::size_t nbytes) {
   if (conn_lost_) return;
+  bytes_in += nbytes;
   Ref<StreamTransport> keep(this);
   try {
     if (buffered_protocol_)
@@ -433,7 +470,10 @@ void StreamTransport::write_done(std::error_code error) {
     fatal_error(std::make_exception_ptr(std::system_error(error, "write")), "Fatal write error on socket transport");
     return;
   }
-  flow_.maybe_resume(get_write_buffer_size(), protocol_.get(), *loop_, this);
+  const std::size_t buffered = get_write_buffer_size();
+  EDDY_INSPECT_HOOK(
+      *loop_, transport_event(inspect::EventKind::write_buffer, inspect_id, double(buffered)));
+  flow_.maybe_resume(buffered, protocol_.get(), *loop_, this);
   if (writes_in_flight_ == 0 && closing_ && !conn_lost_) {
     ++conn_lost_;
     loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });

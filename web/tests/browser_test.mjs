@@ -5,28 +5,14 @@
 // over 50 ms). Keeps a screenshot. Usage: node browser_test.mjs <build>/web [screenshot.png]
 import { chromium } from 'playwright-core';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFile } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, normalize, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { serveStatic } from './static_server.mjs';
 
 const dir = resolve(process.argv[2] ?? '.');
 const screenshot = process.argv[3] ?? join(dir, 'browser-demo.png');
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.png': 'image/png' };
-
-const server = http.createServer((req, res) => {
-  let p = new URL(req.url, 'http://127.0.0.1').pathname;
-  if (p === '/') p = '/index.html';
-  const file = join(dir, normalize(p));
-  if (!file.startsWith(dir)) { res.writeHead(403).end(); return; }
-  readFile(file, (err, data) => {
-    if (err) { res.writeHead(404).end(); return; }
-    res.writeHead(200, { 'Content-Type': types[file.slice(file.lastIndexOf('.'))] ?? 'application/octet-stream' });
-    res.end(data);
-  });
-});
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const url = `http://127.0.0.1:${server.address().port}/`;
+const { server, url } = await serveStatic(dir);
 
 const failures = [];
 const check = (what, ok, detail) => { if (!ok) failures.push(`${what}: ${JSON.stringify(detail)}`); };

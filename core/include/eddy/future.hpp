@@ -107,6 +107,9 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   bool done() const noexcept { return state_ != FutureState::pending; }
   bool cancelled() const noexcept { return state_ == FutureState::cancelled; }
   FutureState state() const noexcept { return state_; }
+  // Whether it finished with an exception, without marking the exception retrieved (for
+  // introspection; asyncio's exception() does mark it).
+  bool failed() const noexcept { return state_ == FutureState::finished && exception_ != nullptr; }
   // Cancels a pending future (callbacks are scheduled); false if it was already done.
   virtual bool cancel(std::string message = {});
   // The exception (null if it finished with a result). CancelledError if cancelled,

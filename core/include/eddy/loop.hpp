@@ -31,6 +31,7 @@
 #include "eddy/io_options.hpp"
 #include "eddy/config.hpp"
 #include "eddy/errors.hpp"
+#include "eddy/inspect.hpp"
 #include "eddy/handle.hpp"
 #include "eddy/ref.hpp"
 
@@ -343,6 +344,8 @@ class EventLoop : public RefCounted {
 
   // ---- Introspection -------------------------------------------------------------------------
   LoopStats stats() const noexcept;
+  // The recorder while inspection is on (eddy/inspect.hpp), else null.
+  inspect::Recorder* inspector() const noexcept { return inspector_; }
   const Capabilities& capabilities() const noexcept { return capabilities_; }
   Backend& backend() noexcept { return *backend_; }
   // Debug-mode check used by non-thread-safe methods (asyncio's _check_thread).
@@ -353,12 +356,14 @@ class EventLoop : public RefCounted {
   void register_task(TaskBase* task) noexcept;
   void unregister_task(TaskBase* task) noexcept;
   void future_created() noexcept { ++live_futures_; }
-  void transport_created() noexcept { ++live_transports_; }
+  void transport_created(inspect::TransportProbe* probe) noexcept;
+  void transport_destroyed(inspect::TransportProbe* probe) noexcept;
+  void server_created(Server* server);
+  void server_destroyed(Server* server) noexcept;
   void add_signal_handler_impl(int sig, std::function<void()> callback);
   void add_fd_callback(int fd, int which, std::function<void()> callback);
   bool remove_fd_callback(int fd, int which);
   Coro<void> wait_fd(int fd, int which);
-  void transport_destroyed() noexcept { --live_transports_; }
   void future_destroyed() noexcept { --live_futures_; }
   void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
   void timer_cancelled() noexcept { ++timer_cancelled_count_; }
@@ -382,6 +387,9 @@ class EventLoop : public RefCounted {
 
  private:
   friend class Runner;
+  friend class inspect::Recorder;
+  friend inspect::Recorder& inspect::enable(EventLoop&, inspect::Options);
+  friend void inspect::disable(EventLoop&);
   void destroy_self() noexcept override;
   std::size_t run_pass(double max_wait);
   void run_ready(std::size_t count);
@@ -409,6 +417,7 @@ class EventLoop : public RefCounted {
   }
   void schedule_ready(detail::HandleRecord* rec) {
     ready_.push(rec);
+    EDDY_INSPECT_HOOK(*this, callback_scheduled(rec));
     if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
   }
 
@@ -455,6 +464,12 @@ class EventLoop : public RefCounted {
 
   HostDriver* host_driver_ = nullptr;
   Capabilities capabilities_;
+
+  inspect::Recorder* inspector_ = nullptr;  // owned; null while inspection is off
+  inspect::TransportProbe* transports_head_ = nullptr;
+  std::uint64_t next_transport_id_ = 0;
+  std::vector<std::pair<Server*, std::uint64_t>> servers_;
+  std::uint64_t next_server_id_ = 0;
 };
 
 using LoopRef = Ref<EventLoop>;

@@ -188,6 +188,11 @@ class TaskBase : public FutureBase {
   std::uint64_t id() const noexcept { return id_; }
   SourceLocation created_at() const noexcept { return created_at_; }
   std::uint64_t run_count() const noexcept { return run_count_; }
+  // For the inspector: seconds spent in steps while inspection was on, and the loop time at
+  // creation (0 when inspection was off then).
+  double busy_time() const noexcept { return busy_; }
+  double created_time() const noexcept { return created_time_; }
+  void set_created_time(double t) noexcept { created_time_ = t; }
   // The chain of awaits this task is suspended in, outermost first.
   std::vector<AwaitFrame> await_chain() const;
   std::string describe() const override;
@@ -219,6 +224,7 @@ class TaskBase : public FutureBase {
   std::string pending_cancel_message_;
   std::uint64_t id_;
   std::uint64_t run_count_ = 0;
+  double busy_ = 0, created_time_ = 0;
   SourceLocation created_at_;
   int num_cancels_requested_ = 0;
   bool must_cancel_ = false;

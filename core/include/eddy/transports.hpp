@@ -6,6 +6,7 @@
 
 #include <any>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -21,6 +22,9 @@
 namespace eddy {
 
 class EventLoop;
+namespace inspect {
+struct TransportInfo;
+}
 
 class BaseTransport : public RefCounted {
  public:
@@ -99,6 +103,9 @@ class WriteFlowControl {
   std::size_t high() const noexcept { return high_; }
   std::size_t low() const noexcept { return low_; }
   bool protocol_paused() const noexcept { return paused_; }
+  std::uint64_t inspect_id = 0;  // the transport's id in the inspector's events
+  // For inspector snapshots: the state word, the buffer against these limits, writing paused.
+  void describe(inspect::TransportInfo& out, std::size_t buffer, bool closed, bool closing) const;
 
   // Call after the buffer grew / shrank. `protocol` may be null (no call then).
   void maybe_pause(std::size_t buffer_size, BaseProtocol* protocol, EventLoop& loop,

@@ -1,0 +1,383 @@
+// The Recorder: what the loop's hooks write while inspection is on, and how a Snapshot of the
+// whole loop is built and published. Everything here runs on the loop thread except Feed, whose
+// readers may be anywhere; the loop only ever try-locks it, so a reader can never stall a pass.
+#include "eddy/inspect.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "eddy/future.hpp"
+#include "eddy/loop.hpp"
+#include "eddy/server.hpp"
+#include "eddy/task.hpp"
+
+namespace eddy::inspect {
+
+namespace {
+constexpr std::size_t kMaxExceptionsPerWindow = 256;
+
+// Queued by Feed::request() to make an idle loop run a pass (and so publish).
+struct PublishRequest {
+  void operator()() const noexcept {}
+  const char* callback_name() const noexcept { return "eddy::inspect::PublishRequest"; }
+};
+
+const char* callback_name_of(const detail::HandleRecord* r) {
+  return r->ops ? r->ops->name(r->storage) : "<cancelled>";
+}
+}  // namespace
+
+// ---- Feed ---------------------------------------------------------------------------------------
+
+std::shared_ptr<const Snapshot> Feed::latest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return history_.empty() ? nullptr : history_.back();
+}
+
+std::vector<std::shared_ptr<const Snapshot>> Feed::since(std::uint64_t after) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<const Snapshot>> out;
+  for (const auto& s : history_)
+    if (s->seq > after) out.push_back(s);
+  return out;
+}
+
+void Feed::request() const {
+  std::function<void()> waker;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return;
+    waker = waker_;
+    requested_.store(true, std::memory_order_relaxed);
+  }
+  if (waker) waker();
+}
+
+bool Feed::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
+}
+
+bool Feed::try_publish(std::shared_ptr<const Snapshot> s, std::size_t history) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  history_.push_back(std::move(s));
+  while (history_.size() > std::max<std::size_t>(history, 1)) history_.pop_front();
+  return true;
+}
+
+void Feed::set_waker(std::function<void()> waker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  waker_ = std::move(waker);
+}
+
+void Feed::close() {
+  std::function<void()> waker;
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  waker.swap(waker_);
+}
+
+// ---- Recorder -----------------------------------------------------------------------------------
+
+Recorder::Recorder(EventLoop& loop, Options options)
+    : loop_(loop), options_(options), feed_(std::make_shared<Feed>()) {
+  events_.reserve(std::min<std::size_t>(options_.event_capacity, 4096));
+  window_start_ = loop_.time();
+  next_publish_ = window_start_;  // the first pass publishes
+  std::shared_ptr<detail::Inbox> inbox = loop_.inbox();
+  feed_->set_waker([inbox] {
+    auto* r = new detail::HandleRecord;
+    r->file = __FILE__;
+    r->line = __LINE__;
+    r->flags = 0;
+    r->shared = 1;
+    r->refs = 1;  // the queue's only
+    r->when = 0;
+    detail::CallbackOpsFor<PublishRequest>::construct(r->storage, PublishRequest{});
+    r->ops = &detail::CallbackOpsFor<PublishRequest>::ops;
+    if (!inbox->post(r)) detail::release_handle(r);
+  });
+}
+
+Recorder::~Recorder() {
+  feed_->close();
+}
+
+double Recorder::clock() {
+  return last_clock_ = loop_.time();
+}
+
+void Recorder::record(EventKind kind, std::uint64_t id, double value, const char* name,
+                      const char* file, std::uint32_t line) {
+  if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
+    ++dropped_;
+    return;
+  }
+  events_.push_back(
+      Event{loop_.in_pass_ ? last_clock_ : clock(), id, value, name, file, line, kind});
+}
+
+void Recorder::callback_scheduled(const detail::HandleRecord* r) {
+  record(EventKind::callback_scheduled, reinterpret_cast<std::uintptr_t>(r), 0, nullptr, r->file,
+         r->line);
+}
+
+void Recorder::callback_run(const detail::HandleRecord* r, const char* name, double start,
+                            double duration) {
+  ++window_callbacks_;
+  if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
+    ++dropped_;
+    return;
+  }
+  events_.push_back(Event{start, reinterpret_cast<std::uintptr_t>(r), duration, name, r->file,
+                          r->line, EventKind::callback_run});
+}
+
+void Recorder::timer_armed(const detail::HandleRecord* r) {
+  record(EventKind::timer_armed, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, r->file,
+         r->line);
+}
+
+void Recorder::timer_cancelled(const detail::HandleRecord* r) {
+  record(EventKind::timer_cancelled, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, r->file,
+         r->line);
+}
+
+void Recorder::timer_fired(const detail::HandleRecord* r, double now) {
+  const double late = now - r->when;
+  window_lag_sum_ += late;
+  window_lag_max_ = std::max(window_lag_max_, late);
+  ++window_lag_count_;
+  record(EventKind::timer_fired, reinterpret_cast<std::uintptr_t>(r), late, nullptr, r->file,
+         r->line);
+}
+
+void Recorder::task_created(TaskBase* t) {
+  t->set_created_time(clock());
+  record(EventKind::task_created, t->id(), 0, nullptr, t->created_at().file, t->created_at().line);
+}
+
+void Recorder::task_step(TaskBase* t, double duration) {
+  record(EventKind::task_step, t->id(), duration);
+}
+
+void Recorder::task_done(TaskBase* t) {
+  record(EventKind::task_done, t->id(), 0);
+}
+
+void Recorder::transport_event(EventKind kind, std::uint64_t transport, double value) {
+  record(kind, transport, value);
+}
+
+void Recorder::exception(const ExceptionContext& c) {
+  if (exceptions_.size() >= kMaxExceptionsPerWindow) {
+    ++dropped_;
+    return;
+  }
+  ExceptionInfo e;
+  e.time = clock();
+  e.message = c.message;
+  e.exception = c.exception_text();
+  e.file = c.source.file ? c.source.file : "";
+  e.line = c.source.line;
+  exceptions_.push_back(std::move(e));
+  record(EventKind::exception, exceptions_.size() - 1, 0);
+}
+
+void Recorder::slow_callback(const detail::HandleRecord* r, const char* name, double duration) {
+  if (exceptions_.size() < kMaxExceptionsPerWindow) {
+    ExceptionInfo e;
+    e.time = clock();
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f", duration);
+    e.message = std::string("Executing <Handle ") + name + "> took " + buf + " seconds";
+    e.file = r->file ? r->file : "";
+    e.line = r->line;
+    e.duration = duration;
+    e.slow = true;
+    exceptions_.push_back(std::move(e));
+  }
+  record(EventKind::slow_callback, reinterpret_cast<std::uintptr_t>(r), duration, name, r->file,
+         r->line);
+}
+
+void Recorder::pass_done(double start, double polled, double timers_done, double end,
+                         std::size_t ran) {
+  ++window_passes_;
+  window_poll_ += polled - start;
+  window_timers_ += timers_done - polled;
+  window_ready_ += end - timers_done;
+  window_depth_max_ = std::max<std::uint64_t>(window_depth_max_, ran);
+  if (passes_.size() < options_.pass_capacity)
+    passes_.push_back(PassSample{
+        start, static_cast<float>(polled - start), static_cast<float>(timers_done - polled),
+        static_cast<float>(end - timers_done), static_cast<std::uint32_t>(ran)});
+  if (end >= next_publish_ || feed_->take_request()) publish(end);
+}
+
+void Recorder::fill_state(Snapshot& s) {
+  EventLoop& L = loop_;
+  s.time = clock();
+  Metrics& m = s.metrics;
+  m.iterations = L.iterations_;
+  m.ready_depth = L.ready_.size();
+  m.timers = L.timers_.size();
+  m.cancelled_timers = L.timer_cancelled_count_;
+  m.dropped_events = dropped_;
+  auto live = [&m](HandleKind k) -> std::uint64_t& { return m.live[static_cast<std::size_t>(k)]; };
+  live(HandleKind::callback) = L.ready_.size();
+  live(HandleKind::timer) = L.timers_.size() - L.timer_cancelled_count_;
+  live(HandleKind::future) = L.live_futures_ >= L.task_count_ ? L.live_futures_ - L.task_count_ : 0;
+  live(HandleKind::server) = L.servers_.size();
+  for (const auto& [fd, w] : L.fd_watches_)
+    live(HandleKind::fd_watch) += (w.callbacks[0] ? 1 : 0) + (w.callbacks[1] ? 1 : 0);
+  live(HandleKind::signal_handler) = L.signal_handlers_.size();
+  live(HandleKind::executor_job) = L.executor_jobs_.size();
+  live(HandleKind::async_generator) = L.asyncgen_count_;
+
+  s.ready_total = L.ready_.size();
+  const std::size_t nready = std::min(L.ready_.size(), options_.max_ready);
+  s.ready.reserve(nready);
+  for (std::size_t i = 0; i < nready; ++i) {
+    const detail::HandleRecord* r = L.ready_.at(i);
+    s.ready.push_back(HandleInfo{callback_name_of(r), r->file ? r->file : "", r->line,
+                                 r->has(detail::kHandleCancelled), 0});
+  }
+
+  s.timers_total = L.timers_.size();
+  std::vector<const detail::HandleRecord*> timers;
+  timers.reserve(L.timers_.size());
+  for (auto e : L.timers_) timers.push_back(L.pool_->at(e.index));
+  const std::size_t ntimers = std::min(timers.size(), options_.max_timers);
+  std::partial_sort(timers.begin(), timers.begin() + static_cast<std::ptrdiff_t>(ntimers),
+                    timers.end(), [](auto a, auto b) { return a->when < b->when; });
+  s.timers.reserve(ntimers);
+  for (std::size_t i = 0; i < ntimers; ++i) {
+    const detail::HandleRecord* r = timers[i];
+    s.timers.push_back(HandleInfo{callback_name_of(r), r->file ? r->file : "", r->line,
+                                  r->has(detail::kHandleCancelled), r->when});
+  }
+
+  for (TaskBase* t = L.tasks_head_; t; t = t->next_task) {
+    if (!t->done()) ++live(HandleKind::task);
+    if (s.tasks.size() >= options_.max_tasks) continue;
+    TaskInfo ti;
+    ti.id = t->id();
+    ti.name = t->get_name();
+    ti.state = !t->done()       ? (L.current_task_ == t ? "running" : "pending")
+               : t->cancelled() ? "cancelled"
+               : t->failed()    ? "failed"
+                                : "done";
+    ti.created = t->created_time();
+    ti.runs = t->run_count();
+    ti.busy = t->busy_time();
+    ti.file = t->created_at().file ? t->created_at().file : "";
+    ti.line = t->created_at().line;
+    if (!t->done())
+      for (const AwaitFrame& f : t->await_chain())
+        ti.await_chain.push_back(
+            AwaitInfo{f.function, f.awaiting, f.where.file ? f.where.file : "", f.where.line});
+    s.tasks.push_back(std::move(ti));
+  }
+
+  for (const auto& [server, id] : L.servers_) {
+    ServerInfo si;
+    si.id = id;
+    for (const ServerSocket& sock : server->sockets()) {
+      if (!si.address.empty()) si.address += ", ";
+      si.address += sock.address.to_string();
+    }
+    si.serving = server->is_serving();
+    si.connections = server->active_connections();
+    s.servers.push_back(std::move(si));
+  }
+  for (TransportProbe* p = L.transports_head_; p; p = p->probe_next) {
+    TransportInfo ti;
+    const void* server = nullptr;
+    p->describe(ti, server);
+    ti.id = p->inspect_id;
+    ti.bytes_in = p->bytes_in;
+    ti.bytes_out = p->bytes_out;
+    for (const auto& [sv, id] : L.servers_)
+      if (sv == server) ti.server = id;
+    if (ti.kind == "subprocess")
+      ++live(HandleKind::subprocess_transport);
+    else if (ti.kind == "udp" || ti.kind == "unix datagram")
+      ++live(HandleKind::datagram_transport);
+    else
+      ++live(HandleKind::stream_transport);
+    s.transports.push_back(std::move(ti));
+  }
+}
+
+Snapshot Recorder::capture() {
+  Snapshot s;
+  s.seq = seq_;
+  fill_state(s);
+  return s;
+}
+
+void Recorder::publish(double now) {
+  auto s = std::make_shared<Snapshot>();
+  s->seq = ++seq_;
+  fill_state(*s);
+  Metrics& m = s->metrics;
+  const double span = now - window_start_;
+  s->interval = span;
+  m.iterations_per_s = span > 0 ? static_cast<double>(window_passes_) / span : 0;
+  if (window_passes_) {
+    m.poll_s = window_poll_ / static_cast<double>(window_passes_);
+    m.timers_s = window_timers_ / static_cast<double>(window_passes_);
+    m.ready_s = window_ready_ / static_cast<double>(window_passes_);
+  }
+  m.lag_max = window_lag_max_;
+  m.lag_mean = window_lag_count_ ? window_lag_sum_ / static_cast<double>(window_lag_count_) : 0;
+  m.ready_depth_max = std::max<std::uint64_t>(window_depth_max_, m.ready_depth);
+  m.callbacks = window_callbacks_;
+  // The events go with the snapshot; the recorder starts a fresh window.
+  s->events.swap(events_);
+  s->passes.swap(passes_);
+  s->exceptions.swap(exceptions_);
+  events_.reserve(std::min<std::size_t>(options_.event_capacity,
+                                        std::max<std::size_t>(s->events.size(), 4096)));
+  if (!feed_->try_publish(s, options_.history)) {
+    // A reader holds the feed this instant: keep the window open and try again next pass.
+    s->events.swap(events_);
+    s->passes.swap(passes_);
+    s->exceptions.swap(exceptions_);
+    --seq_;
+    return;
+  }
+  window_start_ = now;
+  next_publish_ = now + options_.interval;
+  window_passes_ = window_callbacks_ = window_depth_max_ = window_lag_count_ = 0;
+  window_poll_ = window_timers_ = window_ready_ = window_lag_sum_ = window_lag_max_ = 0;
+}
+
+// ---- The switch ---------------------------------------------------------------------------------
+
+Recorder& enable(EventLoop& loop, Options options) {
+#if EDDY_INSPECT
+  loop.check_closed();
+  if (!(options.interval > 0)) throw ValueError("inspect::Options::interval must be > 0");
+  if (!loop.inspector_) loop.inspector_ = new Recorder(loop, options);
+  return *loop.inspector_;
+#else
+  (void)loop;
+  (void)options;
+  throw NotSupportedError("inspect::enable", "this build",
+                          "Eddy was built with -DEDDY_INSPECTOR=OFF");
+#endif
+}
+
+void disable(EventLoop& loop) {
+  delete std::exchange(loop.inspector_, nullptr);
+}
+
+Recorder* recorder(EventLoop& loop) noexcept {
+  return loop.inspector();
+}
+
+}  // namespace eddy::inspect

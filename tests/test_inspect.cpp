@@ -1,0 +1,337 @@
+// The inspector's data, without a GPU: what the loop's hooks record and what a Snapshot shows
+// (ready queue, timers, tasks, transports against their water marks), the wire protocol's
+// decoder and delta encoder, the model's history, recording and Chrome trace export.
+#include <cstdio>
+#include <fstream>
+#include <set>
+
+#include "demo_workload.hpp"
+#include "eddy/inspect.hpp"
+#include "eddy/inspect_wire.hpp"
+#include "model.hpp"
+#include "support.hpp"
+
+using namespace eddy;
+namespace json = eddy::inspect::json;
+
+namespace {
+
+struct Named {
+  int* hits;
+  void operator()() const { ++*hits; }
+  const char* callback_name() const noexcept { return "test::named_callback"; }
+};
+
+std::uint64_t live(const inspect::Snapshot& s, inspect::HandleKind k) {
+  return s.metrics.live[static_cast<std::size_t>(k)];
+}
+
+// All snapshots published so far, oldest first.
+std::vector<std::shared_ptr<const inspect::Snapshot>> published(const inspect::Feed& feed) {
+  return feed.since(0);
+}
+
+}  // namespace
+
+LOOP_TEST("inspect: the ready queue and the timer heap with names, places and cancellations",
+          "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Recorder& rec = inspect::enable(loop);
+  CHECK(inspect::recorder(loop) == &rec);
+  int hits = 0;
+  const std::uint32_t line = __LINE__ + 1;
+  for (int i = 0; i < 3; ++i) loop.call_soon(Named{&hits});
+  TimerHandle far = loop.call_later(10, Named{&hits});
+  TimerHandle near = loop.call_later(5, Named{&hits});
+  TimerHandle gone = loop.call_later(7, Named{&hits});
+  gone.cancel();
+
+  inspect::Snapshot s = rec.capture();
+  REQUIRE(s.ready.size() == 3);
+  CHECK(s.ready_total == 3);
+  CHECK(s.ready[0].name == "test::named_callback");
+  CHECK(s.ready[0].file.find("test_inspect.cpp") != std::string::npos);
+  CHECK(s.ready[0].line == line);
+  REQUIRE(s.timers.size() == 3);
+  CHECK(s.timers[0].when == near.when());  // by deadline
+  CHECK(s.timers[1].cancelled);
+  CHECK(s.timers[1].name == "<cancelled>");
+  CHECK(s.timers[2].when == far.when());
+  CHECK(s.metrics.cancelled_timers == 1);
+  CHECK(live(s, inspect::HandleKind::callback) == 3);
+  CHECK(live(s, inspect::HandleKind::timer) == 2);
+
+  loop.run_until_complete(sleep(0));
+  CHECK(hits == 3);
+  far.cancel();
+  near.cancel();
+  // The pass published what happened: three runs with their names and durations.
+  auto all = published(*rec.feed());
+  REQUIRE(!all.empty());
+  std::size_t runs = 0, scheduled = 0, armed = 0, cancelled = 0;
+  for (const auto& snap : all)
+    for (const inspect::Event& e : snap->events) {
+      if (e.kind == inspect::EventKind::callback_run && e.name &&
+          std::string(e.name) == "test::named_callback")
+        ++runs;
+      if (e.kind == inspect::EventKind::callback_scheduled) ++scheduled;
+      if (e.kind == inspect::EventKind::timer_armed) ++armed;
+      if (e.kind == inspect::EventKind::timer_cancelled) ++cancelled;
+    }
+  CHECK(runs == 3);
+  CHECK(scheduled >= 3);
+  CHECK(armed == 3);
+  CHECK(cancelled == 1);
+  inspect::disable(loop);
+  CHECK(inspect::recorder(loop) == nullptr);
+}
+
+static Coro<int> wait_for_it(Future<int> f) {
+  int v = co_await f;
+  co_return v;
+}
+
+static Coro<int> outer(Future<int> f) {
+  int v = co_await wait_for_it(f);
+  co_return v + 1;
+}
+
+LOOP_TEST("inspect: tasks with state, run count and await chain", "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Recorder& rec = inspect::enable(loop);
+  Future<int> f = loop.create_future<int>();
+  Task<int> t = loop.create_task(outer(f), "outer-task");
+  loop.run_until_complete(sleep(0));
+  inspect::Snapshot s = rec.capture();
+  const inspect::TaskInfo* row = nullptr;
+  for (const auto& ti : s.tasks)
+    if (ti.name == "outer-task") row = &ti;
+  REQUIRE(row);
+  CHECK(row->state == "pending");
+  CHECK(row->runs == 1);
+  CHECK(row->file.find("test_inspect.cpp") != std::string::npos);
+  REQUIRE(row->await_chain.size() == 2);
+  CHECK(row->await_chain[0].awaiting == "coroutine");
+  CHECK(row->await_chain[1].awaiting.find("Future") != std::string::npos);
+  CHECK(row->await_chain[1].file.find("test_inspect.cpp") != std::string::npos);
+  CHECK(live(s, inspect::HandleKind::task) == 1);
+  f.set_result(41);
+  CHECK(loop.run_until_complete(t) == 42);
+  s = rec.capture();
+  for (const auto& ti : s.tasks)
+    if (ti.name == "outer-task") CHECK(ti.state == "done");
+  CHECK(live(s, inspect::HandleKind::task) == 0);
+}
+
+LOOP_TEST("inspect: a full event window drops events and counts them", "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Options options;
+  options.event_capacity = 10;
+  inspect::Recorder& rec = inspect::enable(loop, options);
+  int hits = 0;
+  for (int i = 0; i < 50; ++i) loop.call_soon(Named{&hits});
+  loop.run_until_complete(sleep(0));
+  auto all = published(*rec.feed());
+  REQUIRE(!all.empty());
+  std::size_t events = 0;
+  for (const auto& snap : all) events += snap->events.size();
+  CHECK(events <= 10 * all.size());
+  CHECK(all.back()->metrics.dropped_events >= 90);  // 50 scheduled + 50 runs, 10 kept
+  CHECK(rec.dropped_events() == all.back()->metrics.dropped_events);
+}
+
+static Coro<void> run_demo_for(EventLoop& loop, double seconds,
+                               std::shared_ptr<inspector::DemoStats> stats) {
+  Future<void> stop = loop.create_future<void>();
+  TimerHandle end = loop.call_later(seconds, [stop]() mutable { stop.set_result(); });
+  inspector::DemoOptions options;
+  options.tick = 0.02;
+  co_await inspector::run_demo(stop, options, stats);
+}
+
+LOOP_TEST("inspect: the demo's slow reader shows above high water, with pause and resume events",
+          "[inspect][demo]") {
+  EventLoop& loop = *this->loop;
+  inspect::Options options;
+  options.interval = 0.05;
+  options.history = 1000;
+  inspect::Recorder& rec = inspect::enable(loop, options);
+  auto stats = std::make_shared<inspector::DemoStats>();
+  loop.run_until_complete(run_demo_for(loop, 1.5, stats));
+  CHECK(stats->written > 0);
+  CHECK(stats->read_slowly > 0);
+  CHECK(stats->echoed > 0);
+  CHECK(stats->jobs > 0);
+
+  auto all = published(*rec.feed());
+  REQUIRE(all.size() >= 5);
+  bool above_high = false, paused_row = false, workers = false, two_servers = false;
+  std::size_t pauses = 0, resumes = 0;
+  std::uint64_t depth_max = 0;
+  for (const auto& snap : all) {
+    for (const auto& t : snap->transports) {
+      if (t.high && t.buffer > t.high) above_high = true;
+      if (t.writing_paused) paused_row = true;
+    }
+    for (const auto& t : snap->tasks)
+      if (t.name == "worker-0") workers = true;
+    if (snap->servers.size() == 2) two_servers = true;
+    for (const auto& e : snap->events) {
+      if (e.kind == inspect::EventKind::pause_writing) {
+        ++pauses;
+        if (e.value > 64 * 1024) above_high = true;
+      }
+      if (e.kind == inspect::EventKind::resume_writing) ++resumes;
+    }
+    depth_max = std::max(depth_max, snap->metrics.ready_depth_max);
+    CHECK(snap->metrics.iterations_per_s >= 0);
+  }
+  CHECK(above_high);
+  CHECK(paused_row);
+  CHECK(pauses >= 1);
+  CHECK(resumes >= 1);
+  CHECK(workers);
+  CHECK(two_servers);
+  CHECK(depth_max >= 200);  // the ticker's bursts
+  CHECK(all.back()->metrics.iterations > 0);
+
+  // The same snapshots through the wire encoder into the inspector's model.
+  inspector::Model model;
+  REQUIRE(model.apply_line(inspect::welcome_message("test")));
+  inspect::Encoder encoder;
+  for (const auto& snap : all) REQUIRE(model.feed(encoder.update(*snap)));
+  CHECK(model.frame_count() == all.size());
+  CHECK(model.error().empty());
+  auto summary = json::parse(model.summary_json());
+  REQUIRE(summary);
+  bool model_above = false;
+  std::uint64_t model_pauses = 0;
+  for (const auto& t : summary->list("transports")) {
+    if (t.flag("above_high")) model_above = true;
+    model_pauses += t.u64("pause_writing");
+  }
+  CHECK(model_above);
+  CHECK(model_pauses == pauses);
+  CHECK(summary->u64("ready_depth_max") == depth_max);
+
+  // Perfetto / Chrome trace: valid JSON with slices, flows, counters and instants.
+  auto trace = json::parse(model.chrome_trace());
+  REQUIRE(trace);
+  std::set<std::string> phases;
+  for (const auto& e : trace->list("traceEvents")) phases.insert(e.str("ph"));
+  CHECK(phases.count("X"));
+  CHECK(phases.count("s"));
+  CHECK(phases.count("f"));
+  CHECK(phases.count("C"));
+  CHECK(phases.count("i"));
+}
+
+// ---- The wire protocol --------------------------------------------------------------------------
+
+TEST_CASE("inspect wire: the JSON decoder accepts JSON and nothing else", "[inspect][wire]") {
+  auto v = json::parse(R"( {"a":[1,-2.5e3,true,false,null],"s":"x\u00e9\ud83d\ude00\n"} )");
+  REQUIRE(v);
+  CHECK(v->list("a").size() == 5);
+  CHECK(v->list("a")[1].number == -2500);
+  CHECK(v->str("s") == "x\xc3\xa9\xf0\x9f\x98\x80\n");
+  for (const char* bad : {"", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\\ud800\"", "tru",
+                          "{} x", "\"a\nb\"", "[1 2]", "-", "{\"a\":}", "nul"}) {
+    std::string why;
+    CHECK_FALSE(json::parse(bad, &why));
+    CHECK(!why.empty());
+  }
+  std::string deep(100, '[');
+  CHECK_FALSE(json::parse(deep + std::string(100, ']')));
+  CHECK_FALSE(json::parse("[1]", nullptr, json::Limits{2, 8}));
+}
+
+TEST_CASE("inspect wire: hello, welcome and refusals", "[inspect][wire]") {
+  auto h = inspect::parse_client_hello(inspect::client_hello("s3cret"));
+  REQUIRE(h);
+  CHECK(h->token == "s3cret");
+  CHECK(h->protocol == inspect::kProtocolVersion);
+  CHECK_FALSE(inspect::parse_client_hello("{\"type\":\"hello\"}"));
+  CHECK_FALSE(inspect::parse_client_hello("{\"type\":\"run\",\"token\":\"s3cret\"}"));
+  CHECK_FALSE(
+      inspect::parse_client_hello(std::string(5000, ' ') + inspect::client_hello("s3cret")));
+
+  inspector::Model model;
+  CHECK_FALSE(model.apply_line("{\"type\":\"update\",\"metrics\":{}}"));  // before welcome
+  CHECK(model.error().find("before welcome") != std::string::npos);
+
+  inspector::Model refused;
+  CHECK_FALSE(refused.feed(inspect::error_message("invalid token")));
+  CHECK(refused.error().find("invalid token") != std::string::npos);
+
+  inspector::Model broken;
+  REQUIRE(broken.feed(inspect::welcome_message("x")));
+  CHECK_FALSE(broken.feed(
+      "{\"type\":\"update\",\"metrics\":{},\"tasks\":{},\"transports\":{},\"events\":[[1,2]]}\n"));
+  CHECK(broken.error().find("bad event") != std::string::npos);
+  CHECK_FALSE(broken.feed("{}\n"));  // stays failed
+}
+
+TEST_CASE("inspect wire: deltas send changed rows once and removals by id; recordings replay",
+          "[inspect][wire]") {
+  inspect::Snapshot a;
+  a.seq = 1;
+  a.time = 10;
+  inspect::TaskInfo t1;
+  t1.id = 1;
+  t1.name = "one";
+  t1.state = "pending";
+  inspect::TaskInfo t2 = t1;
+  t2.id = 2;
+  t2.name = "two";
+  a.tasks = {t1, t2};
+  inspect::TransportInfo tr;
+  tr.id = 7;
+  tr.kind = "tcp";
+  tr.high = 65536;
+  tr.low = 16384;
+  tr.buffer = 100000;
+  tr.writing_paused = true;
+  a.transports = {tr};
+  inspect::Event pause{10, 7, 100000, nullptr, "f.cpp", 3, inspect::EventKind::pause_writing};
+  a.events = {pause};
+
+  inspect::Encoder enc;
+  const std::string first = enc.update(a);
+  inspect::Snapshot b = a;
+  b.seq = 2;
+  b.time = 10.1;
+  b.tasks = {t1};  // two is gone
+  b.tasks[0].state = "done";
+  b.events.clear();
+  const std::string second = enc.update(b);
+  auto second_json = json::parse(second);
+  REQUIRE(second_json);
+  CHECK(second_json->get("tasks")->list("upsert").size() == 1);
+  CHECK(second_json->get("tasks")->list("removed").size() == 1);
+  CHECK(second_json->get("transports")->list("upsert").empty());  // unchanged: not resent
+
+  const std::string path =
+      "/tmp/eddy-inspect-test-" + std::to_string(reinterpret_cast<std::uintptr_t>(&a)) + ".jsonl";
+  inspector::Model live;
+  REQUIRE(live.feed(inspect::welcome_message("test")));
+  REQUIRE(live.feed(first));
+  REQUIRE(live.start_recording(path));
+  REQUIRE(live.feed(second));
+  live.stop_recording();
+  REQUIRE(live.frame_count() == 2);
+  CHECK(live.latest()->tasks.size() == 1);
+  CHECK(live.latest()->tasks.at(1)->state == "done");
+  CHECK(live.latest()->transports.size() == 1);  // kept from the first update
+  CHECK(live.transport_history().at(7).pauses_writing == 1);
+  CHECK(live.frame(0).tasks.size() == 2);  // history: the first frame is unchanged
+
+  inspector::Model replay;
+  REQUIRE(replay.open(path));
+  REQUIRE(replay.latest());
+  CHECK(replay.latest()->tasks.size() == 1);
+  CHECK(replay.latest()->tasks.at(1)->state == "done");
+  CHECK(replay.latest()->transports.at(7)->buffer == 100000);
+  std::remove(path.c_str());
+  inspector::Model missing;
+  CHECK_FALSE(missing.open(path));
+}
