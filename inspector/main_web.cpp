@@ -26,10 +26,11 @@ using namespace eddy::inspector;
 namespace {
 
 // Window = viewport size, no canvas-resize callback (toolchain notes P7).
+// clang-format off
 EM_JS(int, viewport_width, (), { return window.innerWidth; });
 EM_JS(int, viewport_height, (), { return window.innerHeight; });
 EM_JS(char*, location_hash, (), {
-  var s = decodeURIComponent((window.location.hash || "").replace(/ ^# /, ""));
+  var s = decodeURIComponent(window.location.hash || "");
   var n = lengthBytesUTF8(s) + 1;
   var p = _malloc(n);
   stringToUTF8(s, p, n);
@@ -51,7 +52,9 @@ EM_JS(void, offer_download, (const char* name, const char* data, int size), {
   a.click();
   a.remove();
 });
+// clang-format on
 
+// A string EM_JS allocated, taken over and freed.
 std::string take_js_string(char* p) {
   std::string s(p);
   std::free(p);
@@ -191,7 +194,8 @@ int main() {
   g_loop = new_event_loop();
   g_loop->set_exception_handler([](EventLoop&, const ExceptionContext&) {});  // the views show them
   eddy::wasm::drive(*g_loop);
-  const std::string hash = take_js_string(location_hash());
+  std::string hash = take_js_string(location_hash());
+  if (!hash.empty() && hash[0] == '#') hash.erase(0, 1);
   AppOptions options;
   options.tab = hash_param(hash, "tab");
   const std::string token = hash_param(hash, "token");

@@ -567,7 +567,6 @@ void draw_inspector(Model& model, ViewState& st) {
       transports_view(model, f, st);
       ImGui::EndTabItem();
     }
-    st.select_transports_tab = false;
     std::snprintf(label, sizeof label, "Exceptions (%zu)###exceptions", model.exceptions().size());
     if (ImGui::BeginTabItem(label)) {
       exceptions_view(model);
@@ -591,6 +590,10 @@ std::string shown_json(const Model& model, const ViewState& st) {
                 st.shown.transports, st.shown.transports_above_high, st.shown.pause_writing_markers,
                 st.shown.dropped_events, st.shown.paused ? "true" : "false");
   s += buf;
+  s += ",\"source\":";
+  inspect::json::append_string(s, st.source);
+  s += ",\"server\":";
+  inspect::json::append_string(s, model.server());
   s += ",\"error\":";
   inspect::json::append_string(s, model.error());
   s += "}";

@@ -27,7 +27,7 @@ struct ViewState {
   std::string status;             // the app's last message (recording, export, errors)
   bool can_record = true;
   bool want_record_toggle = false, want_export = false;  // set by the views, cleared by the app
-  bool select_transports_tab = false;                    // the app asks for a tab once
+  bool select_transports_tab = false;  // the app asks for that tab (once it shows, done)
   Shown shown;
 };
 

@@ -54,10 +54,17 @@ try {
   summary = await page.evaluate(() => window.inspectorSummary());
   check('the model received updates', summary.updates >= 20, summary.updates);
   check('no decoding error', summary.error === '', summary.error);
+  if (mode === 'url')
+    check('attached to the native process (not the page\'s own loop)',
+          summary.source.startsWith('attached to') && summary.server.startsWith('eddy '), { source: summary.source, server: summary.server });
+  else
+    check('inspecting the page\'s own loop', summary.source.includes('in this page') && summary.server === 'in-process',
+          { source: summary.source, server: summary.server });
   check('the views showed a ready-queue depth from the bursts', summary.shown.ready_depth_max >= 100 || summary.ready_depth_max >= 200,
         { shown: summary.shown.ready_depth_max, seen: summary.ready_depth_max });
   check('a transport went above its high water mark', summary.transports.some((t) => t.above_high), summary.transports);
-  check('pause_writing markers are on the transport timeline', summary.shown.pause_writing_markers >= 1, summary.shown);
+  check('pause_writing markers are on the transport timeline', summary.shown.pause_writing_markers >= 1,
+        { shown: summary.shown, transports: summary.transports });
   check('the views showed tasks and transports', summary.shown.tasks >= 5 && summary.shown.transports >= 3, summary.shown);
   await page.screenshot({ path: shot });
 
