@@ -153,6 +153,7 @@ bool Model::apply_update(const Value& v) {
     x.timers = m->u64("timers");
     x.cancelled_timers = m->u64("cancelled_timers");
     x.dropped_events = m->u64("dropped_events");
+    x.event_stride = m->u64("event_stride", 1);
     const auto& live = m->list("live");
     for (std::size_t i = 0; i < live.size() && i < x.live.size(); ++i)
       if (live[i].type == Value::Type::number)

@@ -118,6 +118,7 @@ void overview(const Model& model, const Frame& f, std::size_t index, ViewState& 
     ImGui::TextColored(m.dropped_events ? kWarn : kDim, "dropped events %" PRIu64,
                        m.dropped_events);
     ImGui::Text("callbacks/upd %" PRIu64, m.callbacks);
+    ImGui::TextColored(m.event_stride > 1 ? kWarn : kDim, "events sampled 1 in %" PRIu64, m.event_stride);
     ImGui::EndTable();
   }
   ImGui::Separator();

@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 PACKAGES="build-essential cmake ninja-build pkg-config libuv1-dev libssl-dev openssl emscripten nodejs python3 dpkg-dev
-  chromium python3-websockets libsdl2-dev libgl-dev xvfb xauth xdotool imagemagick"
+  chromium python3-websockets libsdl2-dev libgl-dev xvfb xauth xdotool imagemagick clang libclang-rt-14-dev"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

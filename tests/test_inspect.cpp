@@ -140,6 +140,40 @@ LOOP_TEST("inspect: a full event window drops events and counts them", "[inspect
   CHECK(rec.dropped_events() == all.back()->metrics.dropped_events);
 }
 
+LOOP_TEST("inspect: fast events are sampled to the budget; pause/resume and snapshots are not", "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Options options;
+  options.event_budget = 100;
+  options.history = 100;
+  inspect::Recorder& rec = inspect::enable(loop, options);
+  int hits = 0;
+  std::uint64_t first_seq = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 2000; ++i) loop.call_soon(Named{&hits});
+    loop.run_until_complete(sleep(0));
+    rec.feed()->request();  // publish at the end of the next pass
+    loop.run_until_complete(sleep(0));
+    if (round == 0) first_seq = rec.feed()->latest()->seq;  // the first burst meets stride 1
+  }
+  CHECK(hits == 8000);
+  auto all = rec.feed()->since(first_seq);
+  REQUIRE(all.size() >= 3);
+  std::uint64_t max_stride = 0;
+  std::size_t scheduled = 0, runs = 0;
+  for (const auto& snap : all) {
+    max_stride = std::max(max_stride, snap->metrics.event_stride);
+    for (const inspect::Event& e : snap->events) {
+      scheduled += e.kind == inspect::EventKind::callback_scheduled;
+      runs += e.kind == inspect::EventKind::callback_run;
+    }
+  }
+  CHECK(max_stride >= 10);     // 2000+ attempts against a budget of 100
+  CHECK(scheduled < 6000 / 4);  // far fewer than one per callback...
+  CHECK(runs >= 6000 / max_stride / 2);  // ...but a steady sample,
+  CHECK(runs <= scheduled);              // each run paired with its scheduling
+  CHECK(all.back()->metrics.dropped_events == 0);  // sampling is not dropping
+}
+
 static Coro<void> run_demo_for(EventLoop& loop, double seconds,
                                std::shared_ptr<inspector::DemoStats> stats) {
   Future<void> stop = loop.create_future<void>();

@@ -119,7 +119,9 @@ void Recorder::record(EventKind kind, std::uint64_t id, double value, const char
       Event{loop_.in_pass_ ? last_clock_ : clock(), id, value, name, file, line, kind});
 }
 
-void Recorder::callback_scheduled(const detail::HandleRecord* r) {
+void Recorder::callback_scheduled(detail::HandleRecord* r) {
+  if (!sampled()) return;
+  r->flags |= detail::kHandleTraced;  // its run will be recorded too: the pair makes a flow arrow
   record(EventKind::callback_scheduled, reinterpret_cast<std::uintptr_t>(r), 0, nullptr, r->file,
          r->line);
 }
@@ -127,6 +129,7 @@ void Recorder::callback_scheduled(const detail::HandleRecord* r) {
 void Recorder::callback_run(const detail::HandleRecord* r, const char* name, double start,
                             double duration) {
   ++window_callbacks_;
+  if (!r->has(detail::kHandleTraced)) return;
   if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
     ++dropped_;
     return;
@@ -136,38 +139,46 @@ void Recorder::callback_run(const detail::HandleRecord* r, const char* name, dou
 }
 
 void Recorder::timer_armed(const detail::HandleRecord* r) {
+  if (!sampled()) return;
   record(EventKind::timer_armed, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, r->file,
          r->line);
 }
 
 void Recorder::timer_cancelled(const detail::HandleRecord* r) {
+  if (!sampled()) return;
   record(EventKind::timer_cancelled, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, r->file,
          r->line);
 }
 
-void Recorder::timer_fired(const detail::HandleRecord* r, double now) {
+void Recorder::timer_fired(detail::HandleRecord* r, double now) {
   const double late = now - r->when;
   window_lag_sum_ += late;
   window_lag_max_ = std::max(window_lag_max_, late);
   ++window_lag_count_;
+  if (!sampled()) return;
+  r->flags |= detail::kHandleTraced;
   record(EventKind::timer_fired, reinterpret_cast<std::uintptr_t>(r), late, nullptr, r->file,
          r->line);
 }
 
 void Recorder::task_created(TaskBase* t) {
   t->set_created_time(clock());
+  if (!sampled()) return;
   record(EventKind::task_created, t->id(), 0, nullptr, t->created_at().file, t->created_at().line);
 }
 
 void Recorder::task_step(TaskBase* t, double duration) {
+  if (!sampled()) return;
   record(EventKind::task_step, t->id(), duration);
 }
 
 void Recorder::task_done(TaskBase* t) {
+  if (!sampled()) return;
   record(EventKind::task_done, t->id(), 0);
 }
 
 void Recorder::transport_event(EventKind kind, std::uint64_t transport, double value) {
+  if (kind == EventKind::write_buffer && !sampled()) return;
   record(kind, transport, value);
 }
 
@@ -336,6 +347,12 @@ void Recorder::publish(double now) {
   m.lag_mean = window_lag_count_ ? window_lag_sum_ / static_cast<double>(window_lag_count_) : 0;
   m.ready_depth_max = std::max<std::uint64_t>(window_depth_max_, m.ready_depth);
   m.callbacks = window_callbacks_;
+  m.event_stride = stride_;
+  // The next window's stride keeps the sampled events near the budget.
+  const std::uint64_t budget = std::max<std::size_t>(options_.event_budget, 1);
+  // (A quiet window halves it rather than resetting it, so bursts do not flood the next window.)
+  const std::uint64_t next_stride =
+      std::max<std::uint64_t>({1, (attempted_ + budget - 1) / budget, stride_ / 2});
   // The events go with the snapshot; the recorder starts a fresh window.
   s->events.swap(events_);
   s->passes.swap(passes_);
@@ -352,6 +369,8 @@ void Recorder::publish(double now) {
   }
   window_start_ = now;
   next_publish_ = now + options_.interval;
+  stride_ = next_stride;
+  tick_ = attempted_ = 0;
   window_passes_ = window_callbacks_ = window_depth_max_ = window_lag_count_ = 0;
   window_poll_ = window_timers_ = window_ready_ = window_lag_sum_ = window_lag_max_ = 0;
 }

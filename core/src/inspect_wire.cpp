@@ -609,6 +609,7 @@ std::string Encoder::update(const Snapshot& s, std::uint64_t skipped_events) {
   u64_field(out, "timers", m.timers);
   u64_field(out, "cancelled_timers", m.cancelled_timers);
   u64_field(out, "dropped_events", m.dropped_events + dropped_for_client_);
+  u64_field(out, "event_stride", m.event_stride);
   key(out, "live");
   out += '[';
   for (std::size_t i = 0; i < kHandleKindCount; ++i) {

@@ -341,7 +341,10 @@ std::size_t EventLoop::run_pass(double max_wait) {
 void EventLoop::drain_inbox() {
   if (!inbox_->has_work()) return;
   inbox_->take(inbox_scratch_);
-  for (auto* r : inbox_scratch_) ready_.push(r);
+  for (auto* r : inbox_scratch_) {
+    ready_.push(r);
+    EDDY_INSPECT_HOOK(*this, callback_scheduled(r));
+  }
   inbox_scratch_.clear();
 }
 

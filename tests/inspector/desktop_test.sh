@@ -12,6 +12,8 @@ rm -f "$OUT/desktop.json" "$OUT/desktop.png" "$OUT/recording.jsonl" "$OUT/replay
 xvfb-run -a -s "-screen 0 1280x720x24" sh -c "'$APP' --tab transports --seconds 5 --summary '$OUT/desktop.json' \
   --record '$OUT/recording.jsonl' --export '$OUT/trace.json' & A=\$!; sleep 4; import -window root '$OUT/desktop.png'; wait \$A"
 xvfb-run -a -s "-screen 0 1280x720x24" "$APP" --open "$OUT/recording.jsonl" --frames 30 --summary "$OUT/replay.json"
+# No display: the demo is served to the browser inspector instead, and the URL printed.
+env -u DISPLAY -u WAYLAND_DISPLAY "$APP" --seconds 2 > "$OUT/headless.txt" 2>&1
 /usr/bin/python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
@@ -31,6 +33,9 @@ check("the views showed tasks and transports", d["shown"]["tasks"] >= 5 and d["s
 check("the recording replays: frames and the same transports", r["frames"] >= 10 and len(r["transports"]) >= 3, r)
 check("the replayed history shows the pauses too", any(x["pause_writing"] > 0 for x in r["transports"]), r["transports"])
 check("the screenshot exists", os.path.getsize(os.path.join(out, "desktop.png")) > 10000)
+headless = open(os.path.join(out, "headless.txt")).read()
+check("without a display it serves the browser inspector and prints the URL",
+      "serving the browser inspector instead" in headless and "http://127.0.0.1:" in headless and "#token=" in headless, headless)
 phases = {e.get("ph") for e in t["traceEvents"]}
 check("the Perfetto export has slices, flows, counters and instants", {"X", "s", "f", "C", "i"} <= phases, phases)
 sys.exit(1 if fails else 0)

@@ -23,6 +23,7 @@ namespace detail {
 enum HandleFlag : std::uint8_t {
   kHandleCancelled = 1,  // cancel() was called
   kHandleTimer = 2,      // a TimerHandle (made by call_at / call_later)
+  kHandleTraced = 4,     // the inspector sampled it: its run is recorded as an event
   kHandleScheduled = 8,  // a timer still in the loop's timer heap
   kHandleRunning = 16,   // its callback is executing right now
 };

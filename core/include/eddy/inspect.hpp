@@ -173,6 +173,7 @@ struct Metrics {
   std::uint64_t timers = 0, cancelled_timers = 0;
   std::array<std::uint64_t, kHandleKindCount> live{};
   std::uint64_t dropped_events = 0;  // since inspection was switched on
+  std::uint64_t event_stride = 1;    // high-rate events were sampled 1 in this many
 };
 
 // Everything one publication says: the state now, and what happened since the previous one.
@@ -195,6 +196,10 @@ struct Snapshot {
 struct Options {
   double interval = 0.1;                 // seconds between publications
   std::size_t event_capacity = 1 << 16;  // events kept per interval; more are dropped and counted
+  // High-rate events (callbacks scheduled/run, timers, task steps, write-buffer sizes) are
+  // sampled so that about this many are kept per interval; pause/resume, transports opening and
+  // closing, exceptions and slow callbacks are always kept. Snapshots are never sampled.
+  std::size_t event_budget = 4000;
   std::size_t pass_capacity = 4096;
   std::size_t max_ready = 1000, max_timers = 2000, max_tasks = 20000;
   std::size_t history = 64;  // snapshots a Feed keeps for readers that fall behind
@@ -236,11 +241,11 @@ class Recorder {
   std::uint64_t dropped_events() const noexcept { return dropped_; }
 
   // ---- Hooks (called through EDDY_INSPECT_HOOK from the choke points) ----
-  void callback_scheduled(const detail::HandleRecord* r);
+  void callback_scheduled(detail::HandleRecord* r);
   void callback_run(const detail::HandleRecord* r, const char* name, double start, double duration);
   void timer_armed(const detail::HandleRecord* r);
   void timer_cancelled(const detail::HandleRecord* r);
-  void timer_fired(const detail::HandleRecord* r, double now);
+  void timer_fired(detail::HandleRecord* r, double now);
   void task_created(TaskBase* t);
   void task_step(TaskBase* t, double duration);
   void task_done(TaskBase* t);
@@ -251,6 +256,13 @@ class Recorder {
   double clock();
 
  private:
+  // Sampling of high-rate events: true for 1 in stride_.
+  bool sampled() noexcept {
+    ++attempted_;
+    if (++tick_ < stride_) return false;
+    tick_ = 0;
+    return true;
+  }
   void record(EventKind kind, std::uint64_t id, double value, const char* name = nullptr,
               const char* file = nullptr, std::uint32_t line = 0);
   void publish(double now);
@@ -262,6 +274,7 @@ class Recorder {
   std::vector<Event> events_;
   std::vector<PassSample> passes_;
   std::vector<ExceptionInfo> exceptions_;
+  std::uint64_t stride_ = 1, tick_ = 0, attempted_ = 0;
   std::uint64_t dropped_ = 0, seq_ = 0, window_passes_ = 0, window_callbacks_ = 0,
                 window_depth_max_ = 0, window_lag_count_ = 0;
   double last_clock_ = 0;  // the latest clock read: events inside a pass are stamped with it
