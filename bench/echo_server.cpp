@@ -1,14 +1,25 @@
 // Eddy's echo server for the harness in ../shared/bench: `echo_server [--api
-// protocol|buffered|streams] ADDR`, ADDR a TCP port on 127.0.0.1 or unix:PATH. Flow control as
-// the raw libuv anchor: stop reading above 1 MiB queued, resume at 256 KiB (the transport's
-// water marks).
+// protocol|buffered|streams] [--inspect enabled|served|watched] ADDR`, ADDR a TCP port on 127.0.0.1
+// or unix:PATH.
+// Flow control as the raw libuv anchor: stop reading above 1 MiB queued, resume at 256 KiB (the
+// transport's water marks). `--inspect` measures what the inspector costs: `enabled` records and
+// publishes snapshots nobody reads, `served` adds the agent, `watched` a client that decodes every
+// update.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include "eddy/eddy.hpp"
+#include "eddy/inspect_wire.hpp"
+#include "eddy/inspector_agent.hpp"
 
 using namespace eddy;
 
@@ -104,20 +115,63 @@ static Coro<void> serve(std::string api, std::string addr) {
   co_await server->serve_forever();
 }
 
+// The watching client: a thread that attaches to the agent over TCP and parses every update, as
+// an inspector would (a client process would cost the machine the same).
+static std::unique_ptr<inspector::Agent> g_agent;
+static void watch(std::uint16_t port, std::string token) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return;
+  const std::string hello = inspect::client_hello(token);
+  if (::write(fd, hello.data(), hello.size()) < 0) return;
+  std::string buf;
+  std::uint64_t updates = 0;
+  char chunk[65536];
+  for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;) {
+    buf.append(chunk, static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = buf.find('\n')) != std::string::npos; buf.erase(0, nl + 1))
+      if (inspect::json::parse(std::string_view(buf).substr(0, nl))) ++updates;
+  }
+  std::fprintf(stderr, "inspector client: %llu messages\n",
+               static_cast<unsigned long long>(updates));
+}
+
+static Coro<void> inspected(Coro<void> server, std::string mode) {
+  if (mode == "enabled") {
+    inspect::enable(get_running_loop());  // recording and publishing, nobody reading
+    co_await std::move(server);
+    co_return;
+  }
+  g_agent = inspector::serve(get_running_loop());
+  if (mode == "watched") std::thread(watch, g_agent->port(), g_agent->token()).detach();
+  std::fprintf(stderr, "inspector agent on %s\n", g_agent->url().c_str());
+  co_await std::move(server);
+}
+
 int main(int argc, char** argv) {
   std::string api = "protocol", addr;
+  std::string inspect_mode;  // enabled | served | watched
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--api") == 0 && i + 1 < argc)
       api = argv[++i];
+    else if (std::strcmp(argv[i], "--inspect") == 0 && i + 1 < argc)
+      inspect_mode = argv[++i];
     else
       addr = argv[i];
   }
   if (addr.empty() || (api != "protocol" && api != "buffered" && api != "streams")) {
-    std::fprintf(stderr, "usage: %s [--api protocol|buffered|streams] PORT|unix:PATH\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s [--api protocol|buffered|streams] [--inspect enabled|served|watched] "
+                 "PORT|unix:PATH\n",
+                 argv[0]);
     return 2;
   }
-  if (api == "streams")
-    eddy::run(serve_streams(addr));
+  Coro<void> server = api == "streams" ? serve_streams(addr) : serve(api, addr);
+  if (!inspect_mode.empty())
+    eddy::run(inspected(std::move(server), inspect_mode));
   else
-    eddy::run(serve(api, addr));
+    eddy::run(std::move(server));
 }

@@ -102,6 +102,7 @@ Recorder::Recorder(EventLoop& loop, Options options)
 }
 
 Recorder::~Recorder() {
+  if (stepped_) stepped_->release();
   feed_->close();
 }
 
@@ -129,6 +130,11 @@ void Recorder::callback_scheduled(detail::HandleRecord* r) {
 void Recorder::callback_run(const detail::HandleRecord* r, const char* name, double start,
                             double duration) {
   ++window_callbacks_;
+  if (TaskBase* t = std::exchange(stepped_, nullptr)) {
+    t->add_busy_time(duration);
+    if (sampled()) record(EventKind::task_step, t->id(), duration);
+    t->release();
+  }
   if (!r->has(detail::kHandleTraced)) return;
   if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
     ++dropped_;
@@ -167,9 +173,15 @@ void Recorder::task_created(TaskBase* t) {
   record(EventKind::task_created, t->id(), 0, nullptr, t->created_at().file, t->created_at().line);
 }
 
-void Recorder::task_step(TaskBase* t, double duration) {
-  if (!sampled()) return;
-  record(EventKind::task_step, t->id(), duration);
+void Recorder::task_stepping(TaskBase* t) {
+  t->retain();
+  if (stepped_) stepped_->release();
+  stepped_ = t;
+}
+
+void Recorder::restore_stepping(TaskBase* t) noexcept {
+  if (stepped_) stepped_->release();
+  stepped_ = t;
 }
 
 void Recorder::task_done(TaskBase* t) {
@@ -221,10 +233,12 @@ void Recorder::pass_done(double start, double polled, double timers_done, double
   window_timers_ += timers_done - polled;
   window_ready_ += end - timers_done;
   window_depth_max_ = std::max<std::uint64_t>(window_depth_max_, ran);
-  if (passes_.size() < options_.pass_capacity)
+  if (++pass_tick_ >= pass_stride_ && passes_.size() < options_.pass_capacity) {
+    pass_tick_ = 0;
     passes_.push_back(PassSample{
         start, static_cast<float>(polled - start), static_cast<float>(timers_done - polled),
         static_cast<float>(end - timers_done), static_cast<std::uint32_t>(ran)});
+  }
   if (end >= next_publish_ || feed_->take_request()) publish(end);
 }
 
@@ -371,6 +385,8 @@ void Recorder::publish(double now) {
   next_publish_ = now + options_.interval;
   stride_ = next_stride;
   tick_ = attempted_ = 0;
+  pass_stride_ =
+      std::max<std::uint64_t>(1, window_passes_ / std::max<std::size_t>(options_.pass_budget, 1));
   window_passes_ = window_callbacks_ = window_depth_max_ = window_lag_count_ = 0;
   window_poll_ = window_timers_ = window_ready_ = window_lag_sum_ = window_lag_max_ = 0;
 }

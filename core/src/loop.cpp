@@ -313,8 +313,10 @@ std::size_t EventLoop::run_pass(double max_wait) {
 #if EDDY_INSPECT
   if (EDDY_UNLIKELY(inspector_ != nullptr)) {
     // The same pass, with each phase timed for the inspector.
+    // Three clock reads per pass: the previous pass's end is this one's start, and the last
+    // callback's end (run_ready reads one per callback) is this one's end.
     inspect::Recorder* rec = inspector_;
-    const double t0 = rec->clock();
+    const double t0 = rec->last_clock() > 0 ? rec->last_clock() : rec->clock();
     backend_->poll(timeout);
     drain_inbox();
     const double t1 = rec->clock();
@@ -323,7 +325,7 @@ std::size_t EventLoop::run_pass(double max_wait) {
     const std::size_t n = ready_.size();
     run_ready(n);
     in_pass_ = false;
-    if (inspector_) inspector_->pass_done(t0, t1, t2, inspector_->clock(), n);
+    if (inspector_) inspector_->pass_done(t0, t1, t2, n ? inspector_->last_clock() : t2, n);
     if (host_driver_) notify_host();
     return n;
   }
@@ -422,8 +424,9 @@ void EventLoop::run_ready(std::size_t count) {
     try {
 #if EDDY_INSPECT
       if (EDDY_UNLIKELY(inspector_ != nullptr)) {
+        // One clock read per callback: it starts where the previous one (or the phase) ended.
         const char* name = r->ops->name(r->storage);
-        const double t0 = inspector_->clock();
+        const double t0 = inspector_->last_clock();
         r->ops->invoke(r->storage);
         const double dt = inspector_ ? inspector_->clock() - t0 : 0.0;
         if (inspector_) inspector_->callback_run(r, name, t0, dt);

@@ -128,6 +128,18 @@ void TaskBase::start(bool eager) {
     TaskBase* outer = loop.current_task();
     Ref<TaskBase> keep(this);
     loop.set_current_task(nullptr);
+#if EDDY_INSPECT
+    inspect::Recorder* rec = loop.inspector();
+    TaskBase* outer_step = rec ? rec->take_stepping() : nullptr;
+    struct Restore {
+      EventLoop& loop;
+      TaskBase* outer_step;
+      ~Restore() {
+        if (inspect::Recorder* r = loop.inspector()) r->restore_stepping(outer_step);
+        else if (outer_step) outer_step->release();
+      }
+    } restore{loop, outer_step};
+#endif
     try {
       step();
     } catch (...) {
@@ -163,19 +175,7 @@ void TaskBase::step() {
   Ref<TaskBase> keep(this);
   coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle();
   loop.set_current_task(this);
-#if EDDY_INSPECT
-  if (EDDY_UNLIKELY(loop.inspector() != nullptr)) {
-    const double t0 = loop.inspector()->clock();
-    h.resume();
-    loop.set_current_task(nullptr);
-    if (inspect::Recorder* rec = loop.inspector()) {
-      const double dt = rec->clock() - t0;
-      busy_ += dt;
-      rec->task_step(this, dt);
-    }
-    return;
-  }
-#endif
+  EDDY_INSPECT_HOOK(loop, task_stepping(this));  // its callback's duration is the step's
   h.resume();
   loop.set_current_task(nullptr);
 }

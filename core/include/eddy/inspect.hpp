@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eddy/config.hpp"
@@ -199,8 +200,9 @@ struct Options {
   // High-rate events (callbacks scheduled/run, timers, task steps, write-buffer sizes) are
   // sampled so that about this many are kept per interval; pause/resume, transports opening and
   // closing, exceptions and slow callbacks are always kept. Snapshots are never sampled.
-  std::size_t event_budget = 4000;
+  std::size_t event_budget = 1000;
   std::size_t pass_capacity = 4096;
+  std::size_t pass_budget = 200;  // pass samples kept per interval (1 in N passes)
   std::size_t max_ready = 1000, max_timers = 2000, max_tasks = 20000;
   std::size_t history = 64;  // snapshots a Feed keeps for readers that fall behind
 };
@@ -247,13 +249,17 @@ class Recorder {
   void timer_cancelled(const detail::HandleRecord* r);
   void timer_fired(detail::HandleRecord* r, double now);
   void task_created(TaskBase* t);
-  void task_step(TaskBase* t, double duration);
+  void task_stepping(TaskBase* t);  // the running callback is this task's step
+  // An eager task's first step runs inside another callback: that callback stays its own.
+  TaskBase* take_stepping() noexcept { return std::exchange(stepped_, nullptr); }
+  void restore_stepping(TaskBase* t) noexcept;
   void task_done(TaskBase* t);
   void transport_event(EventKind kind, std::uint64_t transport, double value = 0);
   void exception(const ExceptionContext& context);
   void slow_callback(const detail::HandleRecord* r, const char* name, double duration);
   void pass_done(double start, double polled, double timers_done, double end, std::size_t ran);
-  double clock();
+  double clock();  // reads the loop's clock
+  double last_clock() const noexcept { return last_clock_; }
 
  private:
   // Sampling of high-rate events: true for 1 in stride_.
@@ -274,7 +280,8 @@ class Recorder {
   std::vector<Event> events_;
   std::vector<PassSample> passes_;
   std::vector<ExceptionInfo> exceptions_;
-  std::uint64_t stride_ = 1, tick_ = 0, attempted_ = 0;
+  std::uint64_t stride_ = 1, tick_ = 0, attempted_ = 0, pass_stride_ = 1, pass_tick_ = 0;
+  TaskBase* stepped_ = nullptr;  // the task whose step the running callback is (a reference held)
   std::uint64_t dropped_ = 0, seq_ = 0, window_passes_ = 0, window_callbacks_ = 0,
                 window_depth_max_ = 0, window_lag_count_ = 0;
   double last_clock_ = 0;  // the latest clock read: events inside a pass are stamped with it

@@ -193,6 +193,7 @@ class TaskBase : public FutureBase {
   double busy_time() const noexcept { return busy_; }
   double created_time() const noexcept { return created_time_; }
   void set_created_time(double t) noexcept { created_time_ = t; }
+  void add_busy_time(double seconds) noexcept { busy_ += seconds; }
   // The chain of awaits this task is suspended in, outermost first.
   std::vector<AwaitFrame> await_chain() const;
   std::string describe() const override;
