@@ -192,8 +192,11 @@ int main(int argc, char** argv) {
   }
   if (options.serve) return serve_demo(options);
 
+  // No display to show a window on: SDL would fall back to an offscreen or console driver.
+  const bool display =
+      SDL_getenv("DISPLAY") || SDL_getenv("WAYLAND_DISPLAY") || SDL_getenv("SDL_VIDEODRIVER");
   SDL_Window* window = nullptr;
-  if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_TIMER) == 0) {
+  if (display && SDL_Init(SDL_INIT_VIDEO | SDL_INIT_TIMER) == 0) {
     SDL_GL_SetAttribute(SDL_GL_CONTEXT_PROFILE_MASK, SDL_GL_CONTEXT_PROFILE_CORE);
     SDL_GL_SetAttribute(SDL_GL_CONTEXT_MAJOR_VERSION, 3);
     SDL_GL_SetAttribute(SDL_GL_CONTEXT_MINOR_VERSION, 0);
@@ -205,11 +208,12 @@ int main(int argc, char** argv) {
   if (!window) {
     if (options.attach.empty() && options.open.empty()) {
       std::printf("eddy-inspector: no display (%s); serving the browser inspector instead\n",
-                  SDL_GetError());
+                  display ? SDL_GetError() : "neither DISPLAY nor WAYLAND_DISPLAY is set");
       SDL_Quit();
       return serve_demo(options);
     }
-    std::fprintf(stderr, "eddy-inspector: no display: %s\n", SDL_GetError());
+    std::fprintf(stderr, "eddy-inspector: no display: %s\n",
+                 display ? SDL_GetError() : "neither DISPLAY nor WAYLAND_DISPLAY is set");
     return 1;
   }
   SDL_GLContext gl = SDL_GL_CreateContext(window);
