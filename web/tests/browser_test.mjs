@@ -3,12 +3,11 @@
 // slow reader, and checks from the page that every byte came back in order, that the clients'
 // transports paused and resumed, and that the page stayed responsive (no long task, i.e. none
 // over 50 ms). Keeps a screenshot. Usage: node browser_test.mjs <build>/web [screenshot.png]
-import { chromium } from 'playwright-core';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { serveStatic } from './static_server.mjs';
+import { launchChromium, serveStatic } from './harness.mjs';
 
 const dir = resolve(process.argv[2] ?? '.');
 const screenshot = process.argv[3] ?? join(dir, 'browser-demo.png');
@@ -17,20 +16,9 @@ const { server, url } = await serveStatic(dir);
 const failures = [];
 const check = (what, ok, detail) => { if (!ok) failures.push(`${what}: ${JSON.stringify(detail)}`); };
 
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'eddy-pw-')), {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  ignoreHTTPSErrors: true,  // the wss:// test server's throwaway certificate
-  viewport: { width: 1280, height: 800 },
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync'],
-});
+const { context, page, errors } = await launchChromium({ viewport: { width: 1280, height: 800 }, ignoreHTTPSErrors: true });
 const result = {};
 try {
-  const page = context.pages()[0] ?? await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   await page.goto(url);
   await page.evaluate(() => window.eddyDemo.ready);
 

@@ -6,11 +6,9 @@
 //     a page served by a native process's agent, attached to that process over WebSocket.
 // Either way the test reads, from the app's model, the numbers its views showed: the ready-queue
 // depth, a transport above its high water mark, pause_writing markers; pauses and scrubs back.
-import { chromium } from 'playwright-core';
-import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serveStatic } from './static_server.mjs';
+import { launchChromium, serveStatic } from './harness.mjs';
 
 const [mode, target, shotArg] = process.argv.slice(2);
 if (mode !== 'page' && mode !== 'url') {
@@ -30,19 +28,9 @@ const shot = shotArg ?? join(tmpdir(), `inspector-${mode}.png`);
 
 const failures = [];
 const check = (what, ok, detail) => { if (!ok) failures.push(`${what}: ${JSON.stringify(detail)}`); };
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'eddy-pw-')), {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1280, height: 720 },
-  args: ['--no-sandbox', '--disable-gpu', '--enable-unsafe-swiftshader', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const { context, page, errors } = await launchChromium({ viewport: { width: 1280, height: 720 }, extraArgs: ['--enable-unsafe-swiftshader'] });
 let summary = {};
 try {
-  const page = context.pages()[0] ?? await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   await page.goto(url);
   await page.waitForFunction(() => window.appReady === true, null, { timeout: 30000 });
   // Live data for a few seconds: enough updates for a pause_writing marker and history.
