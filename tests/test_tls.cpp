@@ -277,6 +277,59 @@ TEST_CASE_METHOD(NativeFixture, "start_tls: upgrade a plain connection (asyncio 
   peer.finish();
 }
 
+// The server writes 32 MiB in plain text and calls start_tls at once, while most of it is still
+// buffered: the plain bytes go out first and in order, then the handshake (as asyncio's
+// transport would send them); Python's client reads them all before it upgrades.
+struct BulkThenUpgrade : Protocol {
+  BulkThenUpgrade(EventLoop& loop, const TlsContext* tls, Future<void> done)
+      : loop(loop), tls(tls), done(std::move(done)) {}
+  static constexpr std::size_t kBulk = 32u << 20;  // more than loopback's socket buffers
+  EventLoop& loop;
+  const TlsContext* tls;
+  Future<void> done;
+  std::size_t buffered_at_upgrade = 0;
+  Ref<Transport> plain;
+  void connection_made(Ref<Transport> t) override {
+    plain = t;
+    plain->write(peer_pattern(0, kBulk));
+    buffered_at_upgrade = plain->get_write_buffer_size();
+    loop.create_task(upgrade(this));
+  }
+  static Coro<void> upgrade(BulkThenUpgrade* self) {
+    auto secure = std::make_shared<TlsLineEcho>(self->done);
+    co_await self->loop.start_tls(self->plain, secure, self->tls);
+    self->plain = nullptr;
+  }
+  void connection_lost(std::exception_ptr) override { plain = nullptr; }
+};
+
+static Coro<void> start_tls_with_buffered_data(EventLoop& loop, std::string* said, std::size_t* buffered) {
+  TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  Future<void> done = loop.create_future<void>();
+  std::shared_ptr<BulkThenUpgrade> proto;
+  ProtocolFactory factory = [&loop, &tls, &proto, done] {
+    return proto = std::make_shared<BulkThenUpgrade>(loop, &tls, done);
+  };
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0);
+  const std::uint16_t port = server->sockets()[0].address.port;
+  PythonPeer peer(strings("starttls-after-bulk-client", "tcp:127.0.0.1:" + std::to_string(port),
+                          std::to_string(BulkThenUpgrade::kBulk), test_cert().cert));
+  co_await done;
+  *buffered = proto->buffered_at_upgrade;
+  server->close();
+  co_await server->wait_closed();
+  *said = peer.finish();
+}
+
+TEST_CASE_METHOD(NativeFixture, "start_tls with written data still buffered: plain bytes first, then TLS",
+                 "[tls][peer][server]") {
+  std::string said;
+  std::size_t buffered = 0;
+  loop->run_until_complete(start_tls_with_buffered_data(*loop, &said, &buffered));
+  CHECK(buffered > 0);  // the upgrade really began with data queued
+  CHECK(said.rfind("OK 33554432 -1", 0) == 0);
+}
+
 TEST_CASE_METHOD(NativeFixture, "TLS server: openssl s_client verifies us and gets its line back", "[tls][peer][server]") {
   std::string said;
   loop->run_until_complete(tls_server_for_s_client(*loop, &said));

@@ -406,6 +406,11 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
   const std::string name(options.server_hostname.value_or(""));
   if (!context->server && context->verify_peer && name.empty())
     throw ValueError("start_tls: server_hostname is required to verify the server");
+  // Plain data already written goes out first, in order, as asyncio's transport sends it ahead
+  // of the handshake; meanwhile nothing more is read for the old protocol.
+  if (stream->is_closing()) throw RuntimeError("start_tls: the transport is closing");
+  stream->pause_reading();
+  co_await stream->flushed();
   StreamEndpointPtr endpoint = stream->take_endpoint();
   StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), context, name, options.ssl_handshake_timeout);
   Future<void> waiter = create_future<void>();

@@ -64,8 +64,11 @@ class StreamTransport final : public Transport,
   std::size_t get_write_buffer_size() const override;
   // start_tls: hands the connected endpoint over (for wrapping) and retires this transport
   // without a connection_lost call, as asyncio replaces the old transport's protocol.
-  // RuntimeError if closing or if written data is still buffered.
+  // RuntimeError if closing or if written data is still buffered (await flushed() first).
   StreamEndpointPtr take_endpoint();
+  // Done once nothing written is still queued in the platform (at once if nothing is), or once
+  // the transport is lost.
+  Future<void> flushed();
   std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
     return {flow_.low(), flow_.high()};
   }
@@ -91,6 +94,7 @@ class StreamTransport final : public Transport,
   void force_close(std::exception_ptr exc);
   void call_connection_lost(std::exception_ptr exc);
   void report(const char* message, std::exception_ptr exc);
+  void wake_flush_waiters();
 
   Ref<EventLoop> loop_;
   StreamEndpointPtr endpoint_;
@@ -103,6 +107,7 @@ class StreamTransport final : public Transport,
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;
   std::size_t writes_in_flight_ = 0;
+  std::vector<Future<void>> flush_waiters_;
   int conn_lost_ = 0;
   bool closing_ = false;
   bool paused_ = false;       // pause_reading()

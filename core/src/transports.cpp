@@ -293,6 +293,20 @@ void StreamTransport::write(std::string_view data) {
   flow_.maybe_pause(buffered, protocol_.get(), *loop_, this);
 }
 
+Future<void> StreamTransport::flushed() {
+  Future<void> f = loop_->create_future<void>();
+  if (writes_in_flight_ == 0 || conn_lost_)
+    f.set_result();
+  else
+    flush_waiters_.push_back(f);
+  return f;
+}
+
+void StreamTransport::wake_flush_waiters() {
+  for (Future<void>& f : std::exchange(flush_waiters_, {}))
+    if (!f.done()) f.set_result();
+}
+
 StreamEndpointPtr StreamTransport::take_endpoint() {
   if (closing_ || conn_lost_ || !endpoint_) throw RuntimeError("start_tls: the transport is closing");
   if (writes_in_flight_) throw RuntimeError("start_tls: the transport still has buffered data; wait for it to drain");
@@ -352,6 +366,7 @@ void StreamTransport::force_close(std::exception_ptr exc) {
     if (endpoint_) endpoint_->read_stop();
   }
   ++conn_lost_;
+  wake_flush_waiters();
   Ref<StreamTransport> self(this);
   loop_->call_soon([self, exc] { self->call_connection_lost(exc); });
 }
@@ -465,6 +480,7 @@ void StreamTransport::read_failed(std::error_code error) {
 void StreamTransport::write_done(std::error_code error) {
   Ref<StreamTransport> keep(this);
   if (writes_in_flight_) --writes_in_flight_;
+  if (writes_in_flight_ == 0 || conn_lost_) wake_flush_waiters();
   if (conn_lost_) return;
   if (error) {
     fatal_error(std::make_exception_ptr(std::system_error(error, "write")), "Fatal write error on socket transport");

@@ -215,6 +215,22 @@ async def tls_client(addr, n, cafile):
     print("OK" if got == payload else "FAIL", writer.get_extra_info("ssl_object").version(), flush=True)
 
 
+async def starttls_after_bulk_client(addr, n, cafile):
+    # The server sends n plain bytes and upgrades straight away: read them late (so that they
+    # sit in the server's buffer when it calls start_tls), then upgrade and echo one line.
+    import ssl
+    reader, writer = await connect(addr)
+    await asyncio.sleep(0.3)
+    plain = await reader.readexactly(n)
+    ctx = ssl.create_default_context(cafile=cafile)
+    await writer.start_tls(ctx, server_hostname="localhost")
+    writer.write(b"hello\n")
+    line = await reader.readline()
+    writer.close()
+    ok = plain == pattern(0, n) and line == b"echo: hello\n"
+    print("OK" if ok else "FAIL", len(plain), check_pattern(plain), line, flush=True)
+
+
 async def starttls_handler(reader, writer):
     # Plain text until "STARTTLS", then TLS (cert and key from argv), then echo one line.
     import ssl
@@ -251,6 +267,8 @@ def main():
         asyncio.run(many_clients(addr, n))
     elif mode == "tls-client":
         asyncio.run(tls_client(addr, n, sys.argv[4]))
+    elif mode == "starttls-after-bulk-client":
+        asyncio.run(starttls_after_bulk_client(addr, n, sys.argv[4]))
     elif mode == "slow-reader":
         asyncio.run(slow_reader(addr, n))
     else:
