@@ -51,6 +51,14 @@ LOOP_TEST("create_datagram_endpoint: NotSupportedError where there are no socket
 }
 
 #ifndef __EMSCRIPTEN__
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+
 #include "peer.hpp"
 
 using NativeFixture = LoopFixture<PlatformLoop>;
@@ -138,5 +146,162 @@ TEST_CASE_METHOD(NativeFixture, "UDP: ICMP port unreachable reaches error_receiv
   auto r = std::make_shared<DatagramRecorder>(*loop);
   loop->run_until_complete(icmp_refused(*loop, r));
   CHECK(r->received.empty());
+}
+// ---- Unix datagram sockets (libuv has none: native/src/unix_datagram.cpp) ----------------------
+
+static std::string dgram_path(const char* tag) {
+  return "/tmp/eddy-dgram-" + std::to_string(::getpid()) + "-" + tag + ".sock";
+}
+
+static Coro<void> unix_dgram_client(EventLoop& loop, std::string server, std::shared_ptr<DatagramRecorder> r) {
+  r->expect = 3;
+  r->enough = loop.create_future<void>();
+  const SocketAddress me = SocketAddress::unix_path(dgram_path("eddy-client"));
+  DatagramConnection c = co_await loop.create_datagram_endpoint(
+      give(r), {.local_addr = me, .remote_addr = SocketAddress::unix_path(server)});
+  CHECK(std::any_cast<SocketAddress>(c.first->get_extra_info("sockname")) == me);
+  CHECK(std::any_cast<SocketAddress>(c.first->get_extra_info("peername")).host() == server);
+  CHECK(std::any_cast<int>(c.first->get_extra_info("socket")) >= 0);
+  c.first->sendto("one");
+  c.first->sendto("two");
+  c.first->sendto(std::string(4000, 'z'));
+  co_await r->enough;
+  CHECK(c.first->get_write_buffer_size() == 0);
+  c.first->close();
+  co_await r->lost;
+  ::unlink(me.host_c_str());
+}
+
+TEST_CASE_METHOD(NativeFixture, "Unix datagrams: echoed by an asyncio server", "[datagrams][peer][unix]") {
+  const std::string path = dgram_path("py-server");
+  PythonPeer peer(strings("unix-dgram-echo-server", "unix:" + path, "3"));
+  CHECK(peer.ready() == path);
+  auto r = std::make_shared<DatagramRecorder>(*loop);
+  loop->run_until_complete(unix_dgram_client(*loop, path, r));
+  CHECK(r->received == strings("one", "two", std::string(4000, 'z')));  // whole and in order
+  REQUIRE(r->senders.size() == 3);
+  CHECK(r->senders[0].family == AddressFamily::unix_socket);
+  CHECK(r->senders[0].host() == path);
+  CHECK_FALSE(r->lost_exc);
+  peer.finish();
+  ::unlink(path.c_str());
+}
+
+static Coro<void> unix_dgram_server(EventLoop& loop, std::shared_ptr<DatagramRecorder> r, std::string* said) {
+  r->echo = true;
+  r->expect = 5;
+  r->enough = loop.create_future<void>();
+  const std::string path = dgram_path("eddy-server");
+  ::close(::open(path.c_str(), O_CREAT | O_WRONLY, 0600));  // a plain file there is not replaced...
+  bool refused = false;
+  try {
+    DatagramConnection over_a_file = co_await loop.create_datagram_endpoint(
+        give(std::make_shared<DatagramRecorder>(loop)), {.local_addr = SocketAddress::unix_path(path)});
+    over_a_file.first->close();
+  } catch (const std::system_error& e) {
+    refused = e.code() == std::errc::address_in_use;
+  }
+  CHECK(refused);
+  ::unlink(path.c_str());
+  auto before = std::make_shared<DatagramRecorder>(loop);
+  DatagramConnection stale =  // ...but a stale socket file is, as asyncio does
+      co_await loop.create_datagram_endpoint(give(before), {.local_addr = SocketAddress::unix_path(path)});
+  stale.first->close();
+  co_await before->lost;  // its socket file stays behind
+  DatagramConnection c =
+      co_await loop.create_datagram_endpoint(give(r), {.local_addr = SocketAddress::unix_path(path)});
+  PythonPeer peer(strings("unix-dgram-client", "unix:" + path, "5", dgram_path("py-client")));
+  co_await r->enough;
+  *said = peer.finish();
+  c.first->close();
+  co_await r->lost;
+  ::unlink(path.c_str());
+  ::unlink(dgram_path("py-client").c_str());
+}
+
+TEST_CASE_METHOD(NativeFixture, "Unix datagrams: an asyncio client's datagrams echoed by Eddy", "[datagrams][peer][unix]") {
+  auto r = std::make_shared<DatagramRecorder>(*loop);
+  std::string said;
+  loop->run_until_complete(unix_dgram_server(*loop, r, &said));
+  CHECK(said == "OK 5\n");
+  REQUIRE(r->senders.size() == 5);
+  CHECK(r->senders[0].host() == dgram_path("py-client"));
+}
+
+// A receiver that does not read: the kernel's queue for it fills, sends queue in the transport
+// (pause_writing past the high water mark), and once it reads, every datagram arrives, in order.
+struct CountingFlow : DatagramRecorder {
+  using DatagramRecorder::DatagramRecorder;
+  int pauses = 0, resumes = 0;
+  void pause_writing() override { ++pauses; }
+  void resume_writing() override { ++resumes; }
+};
+
+static Coro<void> unix_dgram_backpressure(EventLoop& loop, std::shared_ptr<CountingFlow> r, int* in_order) {
+  const std::string path = dgram_path("slow");
+  const int receiver = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
+  REQUIRE(::bind(receiver, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  DatagramConnection c =
+      co_await loop.create_datagram_endpoint(give(r), {.remote_addr = SocketAddress::unix_path(path)});
+  constexpr int kCount = 3000;
+  for (int i = 0; i < kCount; ++i) {
+    std::string d = std::to_string(i) + ":";
+    d.resize(2048, 'x');
+    c.first->sendto(d);
+  }
+  CHECK(c.first->get_write_buffer_size() > 64 * 1024);
+  CHECK(r->pauses == 1);
+  CHECK(r->resumes == 0);
+  char buf[4096];
+  int got = 0;
+  for (double last = loop.time(); got < kCount && loop.time() - last < 5.0;) {
+    const ssize_t n = ::recv(receiver, buf, sizeof buf, 0);
+    if (n < 0) {
+      co_await sleep(0.001);  // let the transport send what it queued
+      continue;
+    }
+    last = loop.time();
+    if (n == 2048 && std::atoi(buf) == got) ++*in_order;
+    ++got;
+  }
+  INFO("still queued: " << c.first->get_write_buffer_size());
+  CHECK(got == kCount);
+  CHECK(c.first->get_write_buffer_size() == 0);
+  CHECK(r->resumes == 1);
+  c.first->close();
+  co_await r->lost;
+  ::close(receiver);
+  ::unlink(path.c_str());
+}
+
+TEST_CASE_METHOD(NativeFixture, "Unix datagrams: a receiver that does not read; pause, resume, nothing lost",
+                 "[datagrams][unix][flow]") {
+  auto r = std::make_shared<CountingFlow>(*loop);
+  int in_order = 0;
+  loop->run_until_complete(unix_dgram_backpressure(*loop, r, &in_order));
+  CHECK(in_order == 3000);
+}
+
+static Coro<void> unix_dgram_nobody(EventLoop& loop, std::shared_ptr<DatagramRecorder> r) {
+  r->enough = loop.create_future<void>();
+  const SocketAddress me = SocketAddress::unix_path(dgram_path("lonely"));
+  DatagramConnection c = co_await loop.create_datagram_endpoint(give(r), {.local_addr = me});
+  c.first->sendto("anyone?", SocketAddress::unix_path(dgram_path("nobody")));
+  co_await sleep(0);
+  REQUIRE(r->errors.size() == 1);  // FileNotFoundError in asyncio
+  CHECK(r->errors[0] == std::make_error_code(std::errc::no_such_file_or_directory).message());
+  CHECK_FALSE(c.first->is_closing());
+  c.first->abort();
+  co_await r->lost;
+  ::unlink(me.host_c_str());
+}
+
+TEST_CASE_METHOD(NativeFixture, "Unix datagrams: sending to a path nobody bound reaches error_received",
+                 "[datagrams][unix][faults]") {
+  auto r = std::make_shared<DatagramRecorder>(*loop);
+  loop->run_until_complete(unix_dgram_nobody(*loop, r));
 }
 #endif  // __EMSCRIPTEN__

@@ -329,20 +329,27 @@ DatagramProtocolFactory give_datagrams(std::shared_ptr<P> p) {
 }
 }  // namespace
 
-static Coro<void> datagram_echo(EventLoop& loop) {
+// UDP, or Unix datagram sockets bound to paths (a client needs a path of its own for replies).
+static Coro<void> datagram_echo(EventLoop& loop, bool unix_socket) {
   auto server_side = std::make_shared<Datagrams>(loop);
   server_side->echo = true;
   server_side->want = 3;
   DatagramEndpointOptions so;
-  so.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  so.local_addr = unix_socket ? SocketAddress::unix_path(socket_path("dgram-server"))
+                              : SocketAddress::ip("127.0.0.1", 0);
   DatagramConnection s = co_await loop.create_datagram_endpoint(give_datagrams(server_side), so);
   auto where = std::any_cast<SocketAddress>(s.first->get_extra_info("sockname"));
-  CHECK(where.port != 0);
+  if (unix_socket)
+    CHECK(where == *so.local_addr);
+  else
+    CHECK(where.port != 0);
   auto client = std::make_shared<Datagrams>(loop);
   client->want = 3;
   DatagramEndpointOptions co;
   co.remote_addr = where;
+  if (unix_socket) co.local_addr = SocketAddress::unix_path(socket_path("dgram-client"));
   DatagramConnection c = co_await loop.create_datagram_endpoint(give_datagrams(client), co);
+  CHECK(std::any_cast<SocketAddress>(c.first->get_extra_info("peername")) == where);
   c.first->sendto("one");
   c.first->sendto("two");
   c.first->sendto(std::string(1000, 'x'));
@@ -357,10 +364,15 @@ static Coro<void> datagram_echo(EventLoop& loop) {
   c.first->close();
   s.first->close();
   co_await sleep(0);
+  if (unix_socket && !vnet::find_network(loop)) {
+    ::unlink(socket_path("dgram-server").c_str());
+    ::unlink(socket_path("dgram-client").c_str());
+  }
 }
 
-LOOP_TEST("network: datagrams echo whole and in order", "[network][datagrams]") {
-  this->loop->run_until_complete(datagram_echo(*this->loop));
+LOOP_TEST("network: datagrams echo whole and in order, UDP and Unix", "[network][datagrams]") {
+  const bool unix_socket = GENERATE(false, true);
+  this->loop->run_until_complete(datagram_echo(*this->loop, unix_socket));
 }
 
 // ---- Raw sockets: sock_* and add_reader ------------------------------------------------------

@@ -202,7 +202,18 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
     d.reuse_port = options.reuse_port;
     d.allow_broadcast = options.allow_broadcast;
     AddrInfoOptions ai{.family = options.family, .kind = SocketKind::datagram};
-    const bool unix_socket = options.family == AddressFamily::unix_socket;
+    // AF_UNIX as asked, or as a path address says (a SocketAddress knows its family).
+    const auto is_path = [](const std::optional<SocketAddress>& a) {
+      return a && a->family == AddressFamily::unix_socket;
+    };
+    const bool unix_socket =
+        options.family == AddressFamily::unix_socket ||
+        (options.family == AddressFamily::unspec && (is_path(options.local_addr) || is_path(options.remote_addr)));
+    if (unix_socket) {
+      for (const auto* a : {&options.local_addr, &options.remote_addr})
+        if (*a && !is_path(*a)) throw ValueError("AF_UNIX datagram endpoints take path addresses: " + (*a)->to_string());
+      d.family = AddressFamily::unix_socket;
+    }
     if (options.local_addr) {
       if (unix_socket)
         d.local = *options.local_addr;

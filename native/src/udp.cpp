@@ -1,6 +1,6 @@
 // UDP for the native backend: a uv_udp_t bound and/or connected as asked, uv_udp_try_send first
 // and uv_udp_send (with a copy) when the kernel would block. Frees itself in uv_close's callback;
-// reports nothing after close().
+// reports nothing after close(). AF_UNIX datagram sockets go to unix_datagram.cpp.
 #include <sys/socket.h>
 
 #include <string>
@@ -126,13 +126,18 @@ int native_family(AddressFamily f) {
   return f == AddressFamily::inet ? AF_INET : f == AddressFamily::inet6 ? AF_INET6 : AF_UNSPEC;
 }
 
+
 }  // namespace
+
+// unix_datagram.cpp: libuv has no Unix datagram sockets.
+DatagramEndpointPtr open_unix_datagram(uv_loop_t* loop, const DatagramOptions& options);
+DatagramEndpointPtr adopt_unix_datagram(uv_loop_t* loop, int fd);
 
 DatagramEndpointPtr UvBackend::open_datagram(const DatagramOptions& options) {
   if (options.family == AddressFamily::unix_socket ||
-      (options.local && options.local->family == AddressFamily::unix_socket))
-    throw NotSupportedError("create_datagram_endpoint(family=AF_UNIX)", "native (libuv)",
-                            "libuv has no Unix datagram sockets");
+      (options.local && options.local->family == AddressFamily::unix_socket) ||
+      (options.remote && options.remote->family == AddressFamily::unix_socket))
+    return open_unix_datagram(&loop_, options);
   AddressFamily family = options.family;
   if (family == AddressFamily::unspec) family = options.local ? options.local->family : options.remote->family;
   auto* ep = new UvUdpEndpoint(&loop_, native_family(family));
@@ -166,6 +171,7 @@ DatagramEndpointPtr UvBackend::adopt_datagram(int fd) {
   socklen_t len = sizeof domain;
   if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len))
     throw std::system_error(errno, std::generic_category(), "not a socket");
+  if (domain == AF_UNIX) return adopt_unix_datagram(&loop_, fd);
   auto* ep = new UvUdpEndpoint(&loop_, AF_UNSPEC);
   DatagramEndpointPtr owned(ep);
   if (int rc = uv_udp_open(ep->udp(), fd)) throw std::system_error(uv_error(rc), "uv_udp_open");

@@ -186,6 +186,34 @@ async def udp_client(addr, n):
     print("OK" if sorted(proto.got) == sorted(sent) else "FAIL %r" % proto.got, len(proto.got), flush=True)
 
 
+async def unix_dgram_echo_server(path, n):
+    # Echoes n datagrams on a Unix datagram socket bound to path, then exits.
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: UdpEcho(n, done), local_addr=path, family=socket.AF_UNIX)
+    print("READY", transport.get_extra_info("sockname"), flush=True)
+    await asyncio.wait_for(done, 60)
+    transport.close()
+
+
+async def unix_dgram_client(server_path, n, own_path):
+    # Sends n datagrams from own_path to server_path and waits for their echoes.
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    transport, proto = await loop.create_datagram_endpoint(
+        lambda: UdpClient(n, done), local_addr=own_path, remote_addr=server_path, family=socket.AF_UNIX)
+    sent = [b"datagram %d" % i for i in range(n)]
+    for d in sent:
+        transport.sendto(d)
+    try:
+        await asyncio.wait_for(done, 20)
+    except asyncio.TimeoutError:
+        pass
+    transport.close()
+    print("OK" if proto.got == sent else "FAIL %r" % proto.got, len(proto.got), flush=True)
+
+
 async def many_clients(addr, n):
     # Opens n connections at once; each sends one byte and waits briefly for its echo.
     async def one():
@@ -263,6 +291,10 @@ def main():
         asyncio.run(udp_echo_server(addr, n))
     elif mode == "udp-client":
         asyncio.run(udp_client(addr, n))
+    elif mode == "unix-dgram-echo-server":
+        asyncio.run(unix_dgram_echo_server(addr.partition(":")[2], n))
+    elif mode == "unix-dgram-client":
+        asyncio.run(unix_dgram_client(addr.partition(":")[2], n, sys.argv[4]))
     elif mode == "many-clients":
         asyncio.run(many_clients(addr, n))
     elif mode == "tls-client":
