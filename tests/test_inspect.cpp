@@ -174,6 +174,48 @@ LOOP_TEST("inspect: fast events are sampled to the budget; pause/resume and snap
   CHECK(all.back()->metrics.dropped_events == 0);  // sampling is not dropping
 }
 
+static Coro<void> passes(int n) {
+  for (int i = 0; i < n; ++i) co_await sleep(0);
+}
+
+// One burst of callbacks and passes in its own window, published on request.
+static std::shared_ptr<const inspect::Snapshot> burst_window(EventLoop& loop,
+                                                             inspect::Recorder& rec, int* hits) {
+  for (int i = 0; i < 2000; ++i) loop.call_soon(Named{hits});
+  loop.run_until_complete(passes(400));
+  rec.feed()->request();
+  loop.run_until_complete(sleep(0));
+  return rec.feed()->latest();
+}
+
+LOOP_TEST("inspect: a short window (a publish on request) does not reset the sampling strides",
+          "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Options options;
+  options.interval = 1000;  // only requests publish
+  options.event_budget = 100;
+  options.pass_budget = 20;
+  options.history = 100;
+  inspect::Recorder& rec = inspect::enable(loop, options);
+  loop.run_until_complete(sleep(0));  // the first pass publishes at once
+  int hits = 0;
+  auto first = burst_window(loop, rec, &hits);  // meets strides of 1: everything kept
+  CHECK(first->passes.size() >= 400);
+  rec.feed()->request();  // a window of a pass or two, nearly empty
+  loop.run_until_complete(sleep(0));
+  auto quiet = rec.feed()->latest();
+  CHECK(quiet->seq == first->seq + 1);
+  CHECK(quiet->passes.size() <= 2);
+  auto next = burst_window(loop, rec, &hits);  // the strides learnt from the first burst hold
+  CHECK(next->seq == quiet->seq + 1);
+  CHECK(hits == 4000);
+  CHECK(next->passes.size() <= 3 * options.pass_budget);
+  CHECK(next->passes.size() >= options.pass_budget / 4);
+  CHECK(next->events.size() <= 3 * options.event_budget);
+  CHECK(next->metrics.event_stride >= 10);
+  CHECK(next->metrics.dropped_events == 0);
+}
+
 static Coro<void> run_demo_for(EventLoop& loop, double seconds,
                                std::shared_ptr<inspector::DemoStats> stats) {
   Future<void> stop = loop.create_future<void>();
@@ -268,6 +310,20 @@ TEST_CASE("inspect wire: the JSON decoder accepts JSON and nothing else", "[insp
   CHECK(v->list("a").size() == 5);
   CHECK(v->list("a")[1].number == -2500);
   CHECK(v->str("s") == "x\xc3\xa9\xf0\x9f\x98\x80\n");
+  // Numbers: the exact-integer fast path and the general one agree with the JSON grammar.
+  auto n = json::parse(
+      R"([0,-0,7,-15,123456789012345,1234567890123456789,0.5,-1.25e-3,1E2,9007199254740993.0])");
+  REQUIRE(n);
+  REQUIRE(n->array.size() == 10);
+  const double expected[] = {0, 0, 7, -15, 123456789012345.0, 1234567890123456789.0, 0.5, -0.00125,
+                             100, 9007199254740992.0};
+  for (std::size_t i = 0; i < 10; ++i) CHECK(n->array[i].number == expected[i]);
+  auto nested = json::parse(R"({"a":{"b":[{"c":1},{"d":[2,{"e":3}]}],"f":4},"g":5})");
+  REQUIRE(nested);
+  CHECK(nested->get("a")->list("b")[1].list("d")[1].u64("e") == 3);
+  CHECK(nested->get("a")->u64("f") == 4);
+  CHECK(nested->u64("g") == 5);
+  CHECK(nested->keys == std::vector<std::string>{"a", "g"});
   for (const char* bad : {"", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\\ud800\"", "tru",
                           "{} x", "\"a\nb\"", "[1 2]", "-", "{\"a\":}", "nul"}) {
     std::string why;

@@ -362,11 +362,18 @@ void Recorder::publish(double now) {
   m.ready_depth_max = std::max<std::uint64_t>(window_depth_max_, m.ready_depth);
   m.callbacks = window_callbacks_;
   m.event_stride = stride_;
-  // The next window's stride keeps the sampled events near the budget.
-  const std::uint64_t budget = std::max<std::size_t>(options_.event_budget, 1);
-  // (A quiet window halves it rather than resetting it, so bursts do not flood the next window.)
+  // The next window's strides keep what is kept near the budgets: the events this window would
+  // have kept at stride 1 (what it kept, times its stride), over the budget. A quiet or short
+  // window (a publish on request) halves a stride rather than resetting it, so the next window
+  // is not flooded and bursts stay bounded.
+  const auto stride_for = [](std::uint64_t unsampled, std::size_t budget, std::uint64_t current) {
+    const std::uint64_t b = std::max<std::size_t>(budget, 1);
+    return std::max<std::uint64_t>({1, (unsampled + b - 1) / b, current / 2});
+  };
   const std::uint64_t next_stride =
-      std::max<std::uint64_t>({1, (attempted_ + budget - 1) / budget, stride_ / 2});
+      stride_for(events_.size() * stride_, options_.event_budget, stride_);
+  const std::uint64_t next_pass_stride =
+      stride_for(window_passes_, options_.pass_budget, pass_stride_);
   // The events go with the snapshot; the recorder starts a fresh window.
   s->events.swap(events_);
   s->passes.swap(passes_);
@@ -384,9 +391,8 @@ void Recorder::publish(double now) {
   window_start_ = now;
   next_publish_ = now + options_.interval;
   stride_ = next_stride;
-  tick_ = attempted_ = 0;
-  pass_stride_ =
-      std::max<std::uint64_t>(1, window_passes_ / std::max<std::size_t>(options_.pass_budget, 1));
+  tick_ = 0;
+  pass_stride_ = next_pass_stride;
   window_passes_ = window_callbacks_ = window_depth_max_ = window_lag_count_ = 0;
   window_poll_ = window_timers_ = window_ready_ = window_lag_sum_ = window_lag_max_ = 0;
 }

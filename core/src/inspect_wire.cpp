@@ -116,6 +116,8 @@ class Parser {
         return number(v);
     }
   }
+  // Members and items collect on one scratch stack and move into their container once, sized
+  // exactly: updates are mostly short arrays, and growing each one would dominate decoding.
   bool object(Value& v, std::size_t depth) {
     v.type = Value::Type::object;
     ++p_;
@@ -124,6 +126,7 @@ class Parser {
       ++p_;
       return true;
     }
+    const std::size_t base = items_.size(), key_base = keys_.size();
     for (;;) {
       skip_ws();
       if (p_ == end_ || *p_ != '"') return bad("expected a member name");
@@ -135,8 +138,8 @@ class Parser {
       skip_ws();
       Value member;
       if (!value(member, depth + 1)) return false;
-      v.keys.push_back(std::move(key));
-      v.array.push_back(std::move(member));
+      keys_.push_back(std::move(key));
+      items_.push_back(std::move(member));
       skip_ws();
       if (p_ == end_) return bad("unterminated object");
       if (*p_ == ',') {
@@ -145,6 +148,8 @@ class Parser {
       }
       if (*p_ == '}') {
         ++p_;
+        take(v.keys, keys_, key_base);
+        take(v.array, items_, base);
         return true;
       }
       return bad("expected ',' or '}'");
@@ -158,11 +163,12 @@ class Parser {
       ++p_;
       return true;
     }
+    const std::size_t base = items_.size();
     for (;;) {
       skip_ws();
       Value item;
       if (!value(item, depth + 1)) return false;
-      v.array.push_back(std::move(item));
+      items_.push_back(std::move(item));
       skip_ws();
       if (p_ == end_) return bad("unterminated array");
       if (*p_ == ',') {
@@ -171,10 +177,17 @@ class Parser {
       }
       if (*p_ == ']') {
         ++p_;
+        take(v.array, items_, base);
         return true;
       }
       return bad("expected ',' or ']'");
     }
+  }
+  template <typename T>
+  static void take(std::vector<T>& into, std::vector<T>& stack, std::size_t base) {
+    into.reserve(stack.size() - base);
+    for (std::size_t i = base; i < stack.size(); ++i) into.push_back(std::move(stack[i]));
+    stack.resize(base);
   }
   static void put_utf8(std::string& out, std::uint32_t cp) {
     if (cp < 0x80) {
@@ -269,19 +282,26 @@ class Parser {
   }
   bool number(Value& v) {
     const char* start = p_;
-    if (p_ != end_ && *p_ == '-') ++p_;
+    const bool negative = p_ != end_ && *p_ == '-';
+    if (negative) ++p_;
     if (p_ == end_ || !(*p_ >= '0' && *p_ <= '9')) return bad("unexpected character");
+    std::uint64_t integer = 0;
+    const char* digits = p_;
     if (*p_ == '0') {
       ++p_;
     } else {
-      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9')
+        integer = integer * 10 + static_cast<std::uint64_t>(*p_++ - '0');
     }
+    bool exact_integer = p_ - digits <= 15;  // below 2^53: the double is exact
     if (p_ != end_ && *p_ == '.') {
+      exact_integer = false;
       ++p_;
       if (p_ == end_ || !(*p_ >= '0' && *p_ <= '9')) return bad("bad fraction");
       while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
     }
     if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      exact_integer = false;
       ++p_;
       if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
       if (p_ == end_ || !(*p_ >= '0' && *p_ <= '9')) return bad("bad exponent");
@@ -289,11 +309,19 @@ class Parser {
     }
     const std::size_t n = static_cast<std::size_t>(p_ - start);
     if (n > 64) return bad("number too long");
+    v.type = Value::Type::number;
+    if (exact_integer) {  // most of an update: ids, counts, interned string indexes
+      v.number = negative ? -static_cast<double>(integer) : static_cast<double>(integer);
+      return true;
+    }
+#if defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
+    std::from_chars(start, p_, v.number);  // the grammar was checked above
+#else
     char buf[65];
     std::memcpy(buf, start, n);
     buf[n] = '\0';
-    v.type = Value::Type::number;
     v.number = std::strtod(buf, nullptr);
+#endif
     return true;
   }
 
@@ -301,6 +329,8 @@ class Parser {
   const char* end_;
   Limits limits_;
   std::string why_;
+  std::vector<Value> items_;
+  std::vector<std::string> keys_;
 };
 }  // namespace
 

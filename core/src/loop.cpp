@@ -312,16 +312,18 @@ std::size_t EventLoop::run_pass(double max_wait) {
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
 #if EDDY_INSPECT
   if (EDDY_UNLIKELY(inspector_ != nullptr)) {
-    // The same pass, with each phase timed for the inspector.
-    // Three clock reads per pass: the previous pass's end is this one's start, and the last
-    // callback's end (run_ready reads one per callback) is this one's end.
+    // The same pass, with each phase timed for the inspector, reading the clock as little as
+    // possible: the previous pass's end is this one's start, the read after polling is the
+    // timers' "now", the timer phase is read only if there are timers, and the last callback's
+    // end (run_ready reads one per callback) is this pass's end.
     inspect::Recorder* rec = inspector_;
     const double t0 = rec->last_clock() > 0 ? rec->last_clock() : rec->clock();
     backend_->poll(timeout);
     drain_inbox();
     const double t1 = rec->clock();
-    fire_due_timers();
-    const double t2 = rec->clock();
+    const bool timers = !timers_.empty();
+    fire_due_timers(t1);
+    const double t2 = timers ? rec->clock() : t1;
     const std::size_t n = ready_.size();
     run_ready(n);
     in_pass_ = false;
@@ -332,7 +334,7 @@ std::size_t EventLoop::run_pass(double max_wait) {
 #endif
   backend_->poll(timeout);
   drain_inbox();
-  fire_due_timers();
+  if (!timers_.empty()) fire_due_timers(time());
   const std::size_t n = ready_.size();
   run_ready(n);
   in_pass_ = false;
@@ -392,9 +394,8 @@ void EventLoop::push_timer(detail::HandleRecord* rec) {
     notify_host();
 }
 
-void EventLoop::fire_due_timers() {
+void EventLoop::fire_due_timers(double now) {
   if (timers_.empty()) return;
-  const double now = time();
   auto greater = [this](auto a, auto b) { return timer_less(b, a); };
   while (!timers_.empty()) {
     detail::HandleRecord* r = pool_->at(timers_.front().index);

@@ -259,12 +259,13 @@ class AgentImpl final : public Agent {
     if (stopping_) return;
     if (!clients_.empty()) {
       for (Connection* c : std::vector<Connection*>(clients_)) push(*c);
+      // An idle loop does not run passes, so it does not publish: ask it to, but only when
+      // nothing new came in a whole tick (a busy loop publishes on its own; asking it too would
+      // double the snapshots it builds).
       auto latest = feed_->latest();
-      // An idle loop does not run passes, so it does not publish: ask it to.
-      if (!latest || loop_->time() - last_request_ > options_.interval) {
-        last_request_ = loop_->time();
-        feed_->request();
-      }
+      const std::uint64_t seq = latest ? latest->seq : 0;
+      if (seq == seq_at_last_tick_) feed_->request();
+      seq_at_last_tick_ = seq;
     }
     tick_ = loop_->call_later(options_.interval, [this] { tick(); });
   }
@@ -278,7 +279,7 @@ class AgentImpl final : public Agent {
   TimerHandle tick_;
   std::uint16_t port_ = 0;
   bool stopping_ = false;
-  double last_request_ = 0;
+  std::uint64_t seq_at_last_tick_ = 0;
   std::vector<Connection*> connections_;
   std::vector<Connection*> clients_;
   std::atomic<std::size_t> authenticated_{0};

@@ -264,7 +264,6 @@ class Recorder {
  private:
   // Sampling of high-rate events: true for 1 in stride_.
   bool sampled() noexcept {
-    ++attempted_;
     if (++tick_ < stride_) return false;
     tick_ = 0;
     return true;
@@ -280,7 +279,7 @@ class Recorder {
   std::vector<Event> events_;
   std::vector<PassSample> passes_;
   std::vector<ExceptionInfo> exceptions_;
-  std::uint64_t stride_ = 1, tick_ = 0, attempted_ = 0, pass_stride_ = 1, pass_tick_ = 0;
+  std::uint64_t stride_ = 1, tick_ = 0, pass_stride_ = 1, pass_tick_ = 0;
   TaskBase* stepped_ = nullptr;  // the task whose step the running callback is (a reference held)
   std::uint64_t dropped_ = 0, seq_ = 0, window_passes_ = 0, window_callbacks_ = 0,
                 window_depth_max_ = 0, window_lag_count_ = 0;

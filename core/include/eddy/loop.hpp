@@ -394,7 +394,7 @@ class EventLoop : public RefCounted {
   std::size_t run_pass(double max_wait);
   void run_ready(std::size_t count);
   void push_timer(detail::HandleRecord* rec);
-  void fire_due_timers();
+  void fire_due_timers(double now);  // now: time() as read after this pass polled
   void purge_cancelled_timers();
   void drain_inbox();
   double compute_timeout();
