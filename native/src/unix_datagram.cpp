@@ -4,7 +4,6 @@
 // Binding removes a stale socket file first, as asyncio does; closing does not remove it.
 #include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -239,10 +238,7 @@ DatagramEndpointPtr open_unix_datagram(uv_loop_t* loop, const DatagramOptions& o
   sockaddr_un sa;
   socklen_t len = 0;
   if (options.local) {
-    const std::string path(options.local->host());
-    struct stat st;
-    if (!path.empty() && path[0] != '\0' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
-      ::unlink(path.c_str());
+    remove_stale_unix_socket(std::string(options.local->host()));
     if (!to_unix_sockaddr(*options.local, sa, len, error))
       throw std::system_error(error, "bad address " + options.local->to_string());
     if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0)

@@ -16,11 +16,15 @@ StreamEndpointPtr connect_unix(uv_loop_t* loop, const SocketAddress& remote, Str
   return owned;
 }
 
-StreamListenerPtr bind_unix(uv_loop_t* loop, const SocketAddress& local, const ListenOptions& options) {
-  const std::string path(local.host());
+void remove_stale_unix_socket(const std::string& path) {
   struct stat st;
   if (!path.empty() && path[0] != '\0' && ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
     ::unlink(path.c_str());
+}
+
+StreamListenerPtr bind_unix(uv_loop_t* loop, const SocketAddress& local, const ListenOptions& options) {
+  const std::string path(local.host());
+  remove_stale_unix_socket(path);
   auto* l = new UvListener(loop, UvStreamEndpoint::Kind::unix_socket, options);
   StreamListenerPtr owned(l);
   if (int rc = uv_pipe_bind(l->pipe(), path.c_str()))

@@ -133,6 +133,10 @@ class UvBackend final : public Backend {
 };
 
 
+// Binding a Unix socket path first removes a stale socket file there, as asyncio does (never
+// another kind of file).
+void remove_stale_unix_socket(const std::string& path);
+
 // libuv status codes as std::error_code: errno values in the generic category (so they compare
 // equal to std::errc), resolver (EAI) failures in a category of their own.
 std::error_code uv_error(int status) noexcept;

@@ -170,11 +170,12 @@ class UdpClient(asyncio.DatagramProtocol):
             self.done.set_result(None)
 
 
-async def udp_client(addr, n):
-    host, _, port = addr.partition(":")[2].rpartition(":")
+async def datagram_client(n, ordered, **endpoint):
+    # Sends n datagrams to the connected peer and waits for their echoes (in order if asked:
+    # Unix datagrams keep it, UDP need not).
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    transport, proto = await loop.create_datagram_endpoint(lambda: UdpClient(n, done), remote_addr=(host, int(port)))
+    transport, proto = await loop.create_datagram_endpoint(lambda: UdpClient(n, done), **endpoint)
     sent = [b"datagram %d" % i for i in range(n)]
     for d in sent:
         transport.sendto(d)
@@ -183,7 +184,13 @@ async def udp_client(addr, n):
     except asyncio.TimeoutError:
         pass
     transport.close()
-    print("OK" if sorted(proto.got) == sorted(sent) else "FAIL %r" % proto.got, len(proto.got), flush=True)
+    same = proto.got == sent if ordered else sorted(proto.got) == sorted(sent)
+    print("OK" if same else "FAIL %r" % proto.got, len(proto.got), flush=True)
+
+
+async def udp_client(addr, n):
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    await datagram_client(n, False, remote_addr=(host, int(port)))
 
 
 async def unix_dgram_echo_server(path, n):
@@ -198,20 +205,8 @@ async def unix_dgram_echo_server(path, n):
 
 
 async def unix_dgram_client(server_path, n, own_path):
-    # Sends n datagrams from own_path to server_path and waits for their echoes.
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    transport, proto = await loop.create_datagram_endpoint(
-        lambda: UdpClient(n, done), local_addr=own_path, remote_addr=server_path, family=socket.AF_UNIX)
-    sent = [b"datagram %d" % i for i in range(n)]
-    for d in sent:
-        transport.sendto(d)
-    try:
-        await asyncio.wait_for(done, 20)
-    except asyncio.TimeoutError:
-        pass
-    transport.close()
-    print("OK" if proto.got == sent else "FAIL %r" % proto.got, len(proto.got), flush=True)
+    # From own_path (a Unix datagram client needs a path of its own to get replies).
+    await datagram_client(n, True, local_addr=own_path, remote_addr=server_path, family=socket.AF_UNIX)
 
 
 async def many_clients(addr, n):
