@@ -2,7 +2,9 @@
 #include "model.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 
 namespace eddy::inspector {
 
@@ -10,6 +12,15 @@ using inspect::json::Value;
 namespace json = inspect::json;
 
 namespace {
+
+// Numbers from the wire as the model's types, without undefined casts for out-of-range input.
+std::uint64_t to_count(double x) {
+  return x >= 0 && x <= 1.8e19 ? static_cast<std::uint64_t>(x) : 0;
+}
+float to_float(double x) {
+  constexpr double kMax = std::numeric_limits<float>::max();
+  return std::isnan(x) ? 0.0f : static_cast<float>(std::clamp(x, -kMax, kMax));
+}
 const std::string kNoText;
 
 HandleInfo handle_from(const Value& v) {
@@ -65,7 +76,7 @@ bool apply_delta(const Value* d, std::map<std::uint64_t, std::shared_ptr<const R
     rows[row->id] = row;
   }
   for (const Value& id : d->list("removed"))
-    if (id.type == Value::Type::number) rows.erase(static_cast<std::uint64_t>(id.number));
+    if (id.type == Value::Type::number) rows.erase(id.to_u64());
   return true;
 }
 
@@ -156,8 +167,7 @@ bool Model::apply_update(const Value& v) {
     x.event_stride = m->u64("event_stride", 1);
     const auto& live = m->list("live");
     for (std::size_t i = 0; i < live.size() && i < x.live.size(); ++i)
-      if (live[i].type == Value::Type::number)
-        x.live[i] = static_cast<std::uint64_t>(live[i].number);
+      if (live[i].type == Value::Type::number) x.live[i] = live[i].to_u64();
   } else {
     return fail("update without metrics");
   }
@@ -187,10 +197,9 @@ bool Model::apply_update(const Value& v) {
 
   for (const Value& p : v.list("passes")) {
     if (p.type != Value::Type::array || p.array.size() != 5) continue;
-    passes_.push_back(inspect::PassSample{p.array[0].number, static_cast<float>(p.array[1].number),
-                                          static_cast<float>(p.array[2].number),
-                                          static_cast<float>(p.array[3].number),
-                                          static_cast<std::uint32_t>(p.array[4].number)});
+    passes_.push_back(inspect::PassSample{p.array[0].number, to_float(p.array[1].number),
+                                          to_float(p.array[2].number), to_float(p.array[3].number),
+                                          static_cast<std::uint32_t>(p.array[4].to_u64())});
   }
   trim(passes_, 100000);
 
@@ -198,7 +207,7 @@ bool Model::apply_update(const Value& v) {
     if (s.type != Value::Type::array || s.array.size() != 2 ||
         s.array[0].type != Value::Type::number)
       continue;
-    const auto id = static_cast<std::size_t>(s.array[0].number);
+    const auto id = static_cast<std::size_t>(s.array[0].to_u64());
     if (id == 0 || id > 1'000'000) return fail("update: bad string id");
     if (strings_.size() <= id) strings_.resize(id + 1);
     strings_[id] = s.array[1].string;
@@ -210,21 +219,21 @@ bool Model::apply_update(const Value& v) {
       if (x.type != Value::Type::number) return fail("update: bad event");
     DecodedEvent d;
     d.time = e.array[0].number;
-    const auto kind = static_cast<std::size_t>(e.array[1].number);
-    if (kind > static_cast<std::size_t>(EventKind::slow_callback))
+    const std::uint64_t kind = e.array[1].to_u64(~std::uint64_t(0));
+    if (kind > static_cast<std::uint64_t>(EventKind::slow_callback))
       return fail("update: unknown event kind");
     d.kind = static_cast<EventKind>(kind);
-    d.id = static_cast<std::uint64_t>(e.array[2].number);
+    d.id = e.array[2].to_u64();
     d.value = e.array[3].number;
-    d.name = static_cast<std::uint32_t>(e.array[4].number);
-    d.file = static_cast<std::uint32_t>(e.array[5].number);
-    d.line = static_cast<std::uint32_t>(e.array[6].number);
+    d.name = static_cast<std::uint32_t>(e.array[4].to_u64());
+    d.file = static_cast<std::uint32_t>(e.array[5].to_u64());
+    d.line = static_cast<std::uint32_t>(e.array[6].to_u64());
     ++total_events_;
     switch (d.kind) {
       case EventKind::write_buffer: {
         TransportHistory& h = history_[d.id];
         h.samples.push_back({d.time, d.value});
-        h.max_buffer = std::max(h.max_buffer, static_cast<std::uint64_t>(d.value));
+        h.max_buffer = std::max(h.max_buffer, to_count(d.value));
         trim(h.samples, max_samples);
         break;
       }
@@ -241,7 +250,7 @@ bool Model::apply_update(const Value& v) {
         if (d.kind == EventKind::resume_reading) ++h.resumes_reading;
         if (d.kind == EventKind::pause_writing || d.kind == EventKind::resume_writing) {
           h.samples.push_back({d.time, d.value});
-          h.max_buffer = std::max(h.max_buffer, static_cast<std::uint64_t>(d.value));
+          h.max_buffer = std::max(h.max_buffer, to_count(d.value));
         }
         break;
       }

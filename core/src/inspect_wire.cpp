@@ -346,8 +346,11 @@ double Value::num(std::string_view key, double fallback) const noexcept {
 }
 std::uint64_t Value::u64(std::string_view key, std::uint64_t fallback) const noexcept {
   const Value* v = get(key);
-  if (!v || v->type != Type::number || !(v->number >= 0) || v->number > 1.8e19) return fallback;
-  return static_cast<std::uint64_t>(v->number);
+  return v ? v->to_u64(fallback) : fallback;
+}
+std::uint64_t Value::to_u64(std::uint64_t fallback) const noexcept {
+  if (type != Type::number || !(number >= 0) || number > 1.8e19) return fallback;
+  return static_cast<std::uint64_t>(number);
 }
 std::string Value::str(std::string_view key, std::string fallback) const {
   const Value* v = get(key);

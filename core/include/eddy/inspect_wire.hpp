@@ -36,6 +36,9 @@ struct Value {
   // Typed reads with a fallback for missing or mistyped members.
   double num(std::string_view key, double fallback = 0) const noexcept;
   std::uint64_t u64(std::string_view key, std::uint64_t fallback = 0) const noexcept;
+  // This value as an unsigned integer; `fallback` unless it is a number within range (a hostile
+  // peer's 1e300 or -1 must not reach a cast).
+  std::uint64_t to_u64(std::uint64_t fallback = 0) const noexcept;
   std::string str(std::string_view key, std::string fallback = {}) const;
   bool flag(std::string_view key, bool fallback = false) const noexcept;
   const std::vector<Value>& list(std::string_view key) const noexcept;  // empty if absent
