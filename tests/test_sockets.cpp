@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <thread>
 
 #include "support.hpp"
 
@@ -244,5 +245,173 @@ TEST_CASE_METHOD(NativeFixture, "sendfile on a transport: through an asyncio ech
   CHECK(k->data == content);
   ::close(file);
   peer.finish();
+}
+
+// Zero-copy on a socket transport: written bytes, then the file, then more writes, to a Python
+// reader that pauses so that the socket fills (sendfile must wait for writability).
+struct FileSender : Protocol {
+  explicit FileSender(EventLoop& loop)
+      : connected(loop.create_future<void>()), lost(loop.create_future<void>()) {}
+  Ref<Transport> transport;
+  Future<void> connected, lost;
+  std::exception_ptr lost_with;
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    connected.set_result();
+  }
+  void connection_lost(std::exception_ptr exc) override {
+    lost_with = exc;
+    lost.set_result();
+  }
+};
+
+struct NativeSendfileRun {
+  static constexpr std::size_t kJunk = 1000, kBefore = 4 << 20, kFile = 24 << 20, kAfter = 1 << 20;
+  std::size_t sent = 0;
+  std::string write_refused, second_refused, peer_said;
+  bool reading_after = false;
+};
+
+static Coro<void> sendfile_between_writes(EventLoop& loop, bool unix_socket, int file,
+                                          NativeSendfileRun* run) {
+  using R = NativeSendfileRun;
+  auto p = std::make_shared<FileSender>(loop);
+  ProtocolFactory factory = [p] { return p; };
+  Ref<Server> server;
+  std::string addr;
+  if (unix_socket) {
+    const std::string path = "/tmp/eddy-test-" + std::to_string(::getpid()) + "-sendfile.sock";
+    server = co_await loop.create_unix_server(factory, path);
+    addr = "unix:" + path;
+  } else {
+    server = co_await loop.create_server(factory, "127.0.0.1", 0);
+    addr = "tcp:127.0.0.1:" + std::to_string(server->sockets()[0].address.port);
+  }
+  PythonPeer peer(strings("slow-reader", addr, std::to_string(R::kBefore + R::kFile + R::kAfter)));
+  co_await p->connected;
+  Ref<Transport> t = p->transport;
+  Ref<WriteTransport> w(t.get());
+  t->write(peer_pattern(0, R::kBefore));  // still queued when sendfile starts: it goes first
+  Task<std::size_t> sending = loop.create_task(loop.sendfile(w, file, R::kJunk, R::kFile, false));
+  co_await sleep(0);
+  try {
+    t->write("x");
+  } catch (const RuntimeError& e) {
+    run->write_refused = e.what();
+  }
+  try {
+    co_await loop.sendfile(w, file, 0, 1, false);
+  } catch (const RuntimeError& e) {
+    run->second_refused = e.what();
+  }
+  run->sent = co_await sending;
+  run->reading_after = t->is_reading();
+  t->write(peer_pattern(R::kBefore + R::kFile, R::kAfter));
+  t->close();
+  co_await p->lost;
+  p->transport.reset();
+  server->close();
+  co_await server->wait_closed();
+  run->peer_said = peer.finish();
+}
+
+TEST_CASE_METHOD(
+    NativeFixture,
+    "sendfile on a socket transport: zero-copy between writes, to a slow asyncio reader",
+    "[streams][sendfile][peer]") {
+  using R = NativeSendfileRun;
+  const bool unix_socket = GENERATE(false, true);
+  CAPTURE(unix_socket);
+  // The file holds the middle of the stream after kJunk bytes that must not be sent.
+  const std::string content =
+      std::string(R::kJunk, '#') + peer_pattern(R::kBefore, R::kFile) + "trailing";
+  int file = temp_file_with(content);
+  R run;
+  loop->run_until_complete(sendfile_between_writes(*loop, unix_socket, file, &run));
+  CHECK(run.sent == R::kFile);
+  CHECK(::lseek(file, 0, SEEK_CUR) == static_cast<off_t>(R::kJunk + R::kFile));
+  CHECK(run.write_refused == "unable to write; sendfile is in progress");
+  CHECK(run.second_refused == "sendfile is already in progress on this transport");
+  CHECK(run.reading_after);
+  CHECK(run.peer_said == "OK " + std::to_string(R::kBefore + R::kFile + R::kAfter) + "\n");
+  ::close(file);
+}
+
+// The peer resets the connection in the middle: sendfile raises the connection error, the
+// transport is closed with it, and the file position says how far it got.
+static Coro<void> sendfile_into_reset(EventLoop& loop, std::uint16_t port, int file,
+                                      std::error_code* error, std::shared_ptr<FileSender> p) {
+  ProtocolFactory factory = [p] { return p; };
+  Connection c = co_await loop.create_connection(factory, "127.0.0.1", port);
+  try {
+    co_await loop.sendfile(Ref<WriteTransport>(c.first.get()), file, 0, std::nullopt, false);
+  } catch (const std::system_error& e) {
+    *error = e.code();
+  }
+  CHECK(c.first->is_closing());
+  co_await p->lost;
+  p->transport.reset();
+}
+
+TEST_CASE_METHOD(NativeFixture, "sendfile on a transport: the peer resets in the middle",
+                 "[streams][sendfile][faults]") {
+  const std::size_t size = 64 << 20;
+  int file = temp_file_with(peer_pattern(0, size));
+  PythonPeer peer(strings("reset-server", "tcp:127.0.0.1:0"));
+  auto p = std::make_shared<FileSender>(*loop);
+  std::error_code error;
+  loop->run_until_complete(sendfile_into_reset(
+      *loop, static_cast<std::uint16_t>(std::stoi(peer.ready())), file, &error, p));
+  CHECK((error == std::errc::connection_reset || error == std::errc::broken_pipe));
+  CHECK(p->lost_with != nullptr);  // connection_lost got the error
+  const off_t position = ::lseek(file, 0, SEEK_CUR);
+  CHECK(position > 0);
+  CHECK(position < static_cast<off_t>(size));
+  ::close(file);
+  peer.finish();
+}
+
+// Pipes take the fallback; without it, asyncio's RuntimeError.
+static Coro<void> sendfile_to_pipe(EventLoop& loop, int write_end, int file, std::size_t* sent,
+                                   std::string* refused) {
+  auto p = std::make_shared<FileSender>(loop);
+  ProtocolFactory factory = [p] { return p; };
+  WritePipeConnection c = co_await loop.connect_write_pipe(factory, write_end);
+  Ref<WriteTransport> w(c.first.get());
+  try {
+    co_await loop.sendfile(w, file, 0, std::nullopt, false);
+  } catch (const SendfileNotAvailableError&) {
+    *refused = "SendfileNotAvailableError";
+  } catch (const RuntimeError& e) {
+    *refused = e.what();
+  }
+  *sent = co_await loop.sendfile(w, file);
+  c.first->close();
+  co_await p->lost;
+  p->transport.reset();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "sendfile on a pipe transport: the fallback, RuntimeError without it",
+                 "[streams][sendfile]") {
+  const std::string content = peer_pattern(0, 200000);
+  int file = temp_file_with(content);
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  std::string got;
+  std::thread reader([&] {
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+      got.append(buf, static_cast<std::size_t>(n));
+  });
+  std::size_t sent = 0;
+  std::string refused;
+  loop->run_until_complete(sendfile_to_pipe(*loop, fds[1], file, &sent, &refused));
+  reader.join();
+  ::close(fds[0]);
+  CHECK(refused == "fallback is disabled and native sendfile is not supported for this transport");
+  CHECK(sent == content.size());
+  CHECK(got == content);
+  ::close(file);
 }
 #endif  // __EMSCRIPTEN__

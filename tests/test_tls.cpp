@@ -7,6 +7,7 @@ using namespace eddy;
 
 #ifndef __EMSCRIPTEN__
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -187,6 +188,74 @@ TEST_CASE_METHOD(NativeFixture, "TLS server: Python's ssl client echoes 300 KB",
   std::string said;
   loop->run_until_complete(tls_server(*loop, &said));
   CHECK(said.rfind("OK TLSv1.3", 0) == 0);
+}
+
+// sendfile on a TLS transport: no zero-copy (the bytes must be encrypted), so asyncio's
+// RuntimeError without the fallback, and the fallback sends what the client expects back.
+struct TlsFileSender : Protocol {
+  TlsFileSender(EventLoop& loop, int file, Future<void> done)
+      : loop(loop), file(file), done(std::move(done)) {}
+  EventLoop& loop;
+  int file;
+  Future<void> done;
+  Ref<Transport> transport;
+  std::string refused;
+  std::size_t sent = 0;
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    loop.create_task(send(this));
+  }
+  static Coro<void> send(TlsFileSender* self) {
+    Ref<WriteTransport> w(self->transport.get());
+    try {
+      co_await self->loop.sendfile(w, self->file, 0, std::nullopt, false);
+    } catch (const SendfileNotAvailableError&) {
+      self->refused = "SendfileNotAvailableError";
+    } catch (const RuntimeError& e) {
+      self->refused = e.what();
+    }
+    self->sent = co_await self->loop.sendfile(w, self->file);
+  }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    if (!done.done()) done.set_result();
+  }
+};
+
+static Coro<void> tls_sendfile_server(EventLoop& loop, int file,
+                                      std::shared_ptr<TlsFileSender>* proto, std::string* said) {
+  TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  Future<void> done = loop.create_future<void>();
+  ProtocolFactory factory = [&loop, file, done, proto] {
+    return *proto = std::make_shared<TlsFileSender>(loop, file, done);
+  };
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, {.ssl = &tls});
+  const std::uint16_t port = server->sockets()[0].address.port;
+  PythonPeer peer(
+      strings("tls-client", "tcp:127.0.0.1:" + std::to_string(port), "300000", test_cert().cert));
+  co_await done;
+  server->close();
+  co_await server->wait_closed();
+  *said = peer.finish();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "sendfile on a TLS transport: the fallback, RuntimeError without it",
+                 "[tls][peer][sendfile]") {
+  const std::string content = peer_pattern(0, 300000);
+  char path[] = "/tmp/eddy-tls-sendfile-XXXXXX";
+  int file = ::mkstemp(path);
+  ::unlink(path);
+  REQUIRE(::write(file, content.data(), content.size()) == static_cast<ssize_t>(content.size()));
+  std::shared_ptr<TlsFileSender> proto;
+  std::string said;
+  loop->run_until_complete(tls_sendfile_server(*loop, file, &proto, &said));
+  REQUIRE(proto);
+  CHECK(proto->refused ==
+        "fallback is disabled and native sendfile is not supported for this transport");
+  CHECK(proto->sent == content.size());
+  CHECK(said.rfind("OK TLSv1.3", 0) == 0);  // the client got exactly the pattern it sent
+  ::close(file);
 }
 // Echoes one line, then closes (so that s_client, which ignores its stdin's EOF, exits).
 struct TlsLineEcho : Protocol {

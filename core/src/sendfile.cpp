@@ -1,13 +1,15 @@
 // sock_sendfile and sendfile: asyncio's zero-copy path where the kernel can (sendfile(2) on a
 // non-blocking socket, waiting for writability when it is full) and its read-and-send fallback.
-// On a transport, the fallback lends the transport a protocol that turns pause_writing /
-// resume_writing into a drain wait, with reading paused, and then gives the user's protocol back.
+// A socket transport sends natively once its queued writes are out; TLS and pipe transports take
+// the fallback, which lends the transport a protocol that turns pause_writing / resume_writing
+// into a drain wait, with reading paused, and then gives the user's protocol back.
 #include <algorithm>
 
 #include "eddy/errors.hpp"
 #include "eddy/loop.hpp"
 #include "eddy/task.hpp"
 #include "eddy/transports.hpp"
+#include "stream_transport.hpp"
 
 namespace eddy {
 
@@ -89,7 +91,103 @@ Coro<std::size_t> copy_file(EventLoop& loop, int file, std::uint64_t offset, std
   co_return total;
 }
 
+// The native attempt on a socket transport; empty when the kernel refuses this file and the
+// fallback may take over.
+Coro<std::optional<std::size_t>> send_natively(StreamTransport& transport, int file,
+                                               std::uint64_t offset,
+                                               std::optional<std::size_t> count, bool fallback) {
+  std::optional<std::size_t> sent;
+  try {
+    sent = co_await transport.sendfile(file, offset, count);
+  } catch (const SendfileNotAvailableError&) {
+    if (!fallback) throw;
+  }
+  co_return sent;
+}
+
 }  // namespace
+
+bool StreamTransport::can_sendfile() const noexcept {
+  return mode_ == Mode::socket && endpoint_ && !conn_lost_ && endpoint_->sendfile_socket() >= 0;
+}
+
+Coro<std::size_t> StreamTransport::sendfile(int file, std::uint64_t offset,
+                                            std::optional<std::size_t> count) {
+  Ref<StreamTransport> keep(this);
+  if (sendfile_active_) throw RuntimeError("sendfile is already in progress on this transport");
+  if (eof_written_) throw RuntimeError("Cannot call sendfile() after write_eof()");
+  const bool was_reading = is_reading();
+  pause_reading();
+  sendfile_active_ = true;  // write() refuses from here on
+  struct Finish {
+    StreamTransport* t;
+    bool resume;
+    ~Finish() { t->finish_sendfile(resume); }
+  } finish{this, was_reading};
+  co_await flushed();
+  Backend& backend = loop_->backend();
+  std::size_t total = 0;
+  for (;;) {
+    if (conn_lost_ || !endpoint_)
+      throw std::system_error(std::make_error_code(std::errc::connection_aborted),
+                              "sendfile: the transport was closed");
+    std::size_t want = std::size_t(1) << 30;
+    if (count) want = std::min(want, *count - total);
+    if (want == 0) break;
+    std::error_code ec;
+    const std::size_t n =
+        backend.sendfile_chunk(endpoint_->sendfile_socket(), file, offset + total, want, ec);
+    if (ec && would_block(ec)) {
+      co_await wait_sendfile_writable();
+      continue;
+    }
+    if (ec && total == 0 && not_sendable(ec))
+      throw SendfileNotAvailableError("os.sendfile() is not available for this socket and file: " +
+                                      ec.message());
+    if (ec) {
+      backend.seek_file(file, offset + total);
+      auto exc = std::make_exception_ptr(std::system_error(ec, "sendfile"));
+      fatal_error(exc, "Fatal write error on socket transport");
+      std::rethrow_exception(exc);
+    }
+    if (n == 0) break;  // end of file
+    total += n;
+    bytes_out += n;
+  }
+  backend.seek_file(file, offset + total);
+  co_return total;
+}
+
+// Its own coroutine: a try around co_await inside a loop is miscompiled by Emscripten 3.1.6.
+Coro<void> StreamTransport::wait_sendfile_writable() {
+  sendfile_writable_ = loop_->create_future<void>();
+  Future<void> ready = sendfile_writable_;
+  endpoint_->wait_writable([ready]() mutable {
+    if (!ready.done()) ready.set_result();
+  });
+  std::exception_ptr cancelled;
+  try {
+    co_await ready;
+  } catch (...) {
+    cancelled = std::current_exception();
+  }
+  sendfile_writable_ = {};
+  if (endpoint_) endpoint_->cancel_writable_wait();
+  if (cancelled) std::rethrow_exception(cancelled);
+}
+
+void StreamTransport::finish_sendfile(bool resume) {
+  sendfile_active_ = false;
+  if (conn_lost_) return;
+  if (closing_ && writes_in_flight_ == 0) {  // close() came meanwhile: now the data is out
+    ++conn_lost_;
+    Ref<StreamTransport> self(this);
+    loop_->call_soon([self] { self->call_connection_lost(nullptr); });
+    return;
+  }
+  if (eof_written_ && endpoint_) endpoint_->shutdown();  // write_eof() came meanwhile
+  if (resume) resume_reading();
+}
 
 Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t offset, std::optional<std::size_t> count,
                                            bool fallback) {
@@ -130,9 +228,15 @@ Coro<std::size_t> EventLoop::sendfile(Ref<WriteTransport> transport, int file, s
   capabilities().require("sendfile");
   check_count(count);
   if (transport->is_closing()) throw RuntimeError("Transport is closing");
-  // A libuv stream owns its socket's readiness, so the zero-copy path is not taken for
-  // transports: without the fallback, asyncio's answer is SendfileNotAvailableError.
-  if (!fallback) throw SendfileNotAvailableError("sendfile is not supported for this transport (fallback disabled)");
+  auto* stream = dynamic_cast<StreamTransport*>(transport.get());
+  if (stream && stream->can_sendfile()) {
+    std::optional<std::size_t> sent =
+        co_await send_natively(*stream, file, offset, count, fallback);
+    if (sent) co_return *sent;
+  }
+  if (!fallback)
+    throw RuntimeError(
+        "fallback is disabled and native sendfile is not supported for this transport");
   auto* reader = dynamic_cast<ReadTransport*>(transport.get());
   const bool was_reading = reader && reader->is_reading();
   if (reader) reader->pause_reading();

@@ -6,6 +6,7 @@
 
 #include <any>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "eddy/endpoints.hpp"
@@ -50,7 +51,7 @@ class StreamTransport final : public Transport,
   void set_protocol(std::shared_ptr<BaseProtocol> protocol) override;
   std::shared_ptr<BaseProtocol> get_protocol() const override { return protocol_; }
 
-  bool is_reading() const override { return !paused_ && !closing_; }
+  bool is_reading() const override { return mode_ != Mode::write_pipe && !paused_ && !closing_; }
   void pause_reading() override;
   void resume_reading() override;
 
@@ -69,6 +70,12 @@ class StreamTransport final : public Transport,
   // Done once nothing written is still queued in the platform (at once if nothing is), or once
   // the transport is lost.
   Future<void> flushed();
+  // loop.sendfile's zero-copy path (asyncio's _sendfile_native): reading paused, what was
+  // written before flushed, then the file goes from the kernel straight to the socket; write()
+  // is refused meanwhile, and close() or write_eof() wait for it. can_sendfile() is false where
+  // the endpoint has no socket for it (TLS, pipes, virtual sockets): the caller falls back.
+  bool can_sendfile() const noexcept;
+  Coro<std::size_t> sendfile(int file, std::uint64_t offset, std::optional<std::size_t> count);
   std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
     return {flow_.low(), flow_.high()};
   }
@@ -95,6 +102,8 @@ class StreamTransport final : public Transport,
   void call_connection_lost(std::exception_ptr exc);
   void report(const char* message, std::exception_ptr exc);
   void wake_flush_waiters();
+  Coro<void> wait_sendfile_writable();
+  void finish_sendfile(bool resume_reading);
 
   Ref<EventLoop> loop_;
   StreamEndpointPtr endpoint_;
@@ -108,12 +117,14 @@ class StreamTransport final : public Transport,
   std::any peername_, sockname_;
   std::size_t writes_in_flight_ = 0;
   std::vector<Future<void>> flush_waiters_;
+  Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost
   int conn_lost_ = 0;
   bool closing_ = false;
   bool paused_ = false;       // pause_reading()
   bool eof_written_ = false;  // write_eof() was called
   bool eof_received_ = false;
   bool protocol_connected_ = false;
+  bool sendfile_active_ = false;
 };
 
 }  // namespace eddy

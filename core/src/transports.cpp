@@ -82,6 +82,9 @@ std::size_t Backend::sendfile_chunk(int, int, std::uint64_t, std::size_t, std::e
   backend_lacks("sock_sendfile");
 }
 std::size_t Backend::read_file(int, std::uint64_t, std::span<char>, std::error_code&) { backend_lacks("sendfile"); }
+void StreamEndpoint::wait_writable(std::function<void()>) {
+  backend_lacks("sendfile");
+}
 StreamEndpointPtr Backend::wrap_tls(StreamEndpointPtr, const TlsContext&, std::string_view, HandshakeDone) {
   throw NotSupportedError("create_connection(ssl=...)", "this backend", "it has no TLS");
 }
@@ -243,14 +246,14 @@ std::any StreamTransport::get_extra_info(std::string_view name, std::any default
 }
 
 void StreamTransport::pause_reading() {
-  if (closing_ || paused_) return;
+  if (closing_ || paused_ || mode_ == Mode::write_pipe) return;  // a write pipe never reads
   paused_ = true;
   EDDY_INSPECT_HOOK(*loop_, transport_event(inspect::EventKind::pause_reading, inspect_id));
   if (endpoint_) endpoint_->read_stop();
 }
 
 void StreamTransport::resume_reading() {
-  if (closing_ || !paused_) return;
+  if (closing_ || !paused_ || mode_ == Mode::write_pipe) return;
   paused_ = false;
   EDDY_INSPECT_HOOK(*loop_, transport_event(inspect::EventKind::resume_reading, inspect_id));
   if (endpoint_ && protocol_connected_ && !eof_received_) endpoint_->read_start();
@@ -268,6 +271,7 @@ void StreamTransport::set_write_buffer_limits(std::optional<long long> high, std
 void StreamTransport::write(std::string_view data) {
   if (mode_ == Mode::read_pipe) throw RuntimeError("write() on a read pipe transport");
   if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
+  if (sendfile_active_) throw RuntimeError("unable to write; sendfile is in progress");
   if (data.empty()) return;
   bytes_out += data.size();
   if (conn_lost_) {
@@ -337,14 +341,15 @@ void StreamTransport::write_eof() {
     throw NotSupportedError("write_eof", "TLS transports", "TLS has no half-close");
   if (closing_ || eof_written_) return;
   eof_written_ = true;
-  if (endpoint_) endpoint_->shutdown();  // the platform sends FIN after queued writes
+  // The platform sends FIN after queued writes; a sendfile in progress sends it when done.
+  if (endpoint_ && !sendfile_active_) endpoint_->shutdown();
 }
 
 void StreamTransport::close() {
   if (closing_) return;
   closing_ = true;
   if (endpoint_) endpoint_->read_stop();
-  if (writes_in_flight_ == 0) {
+  if (writes_in_flight_ == 0 && !sendfile_active_) {  // else once the data is out
     ++conn_lost_;
     Ref<StreamTransport> self(this);
     loop_->call_soon([self] { self->call_connection_lost(nullptr); });
@@ -367,6 +372,7 @@ void StreamTransport::force_close(std::exception_ptr exc) {
   }
   ++conn_lost_;
   wake_flush_waiters();
+  if (sendfile_writable_ && !sendfile_writable_.done()) sendfile_writable_.set_result();
   Ref<StreamTransport> self(this);
   loop_->call_soon([self, exc] { self->call_connection_lost(exc); });
 }
@@ -490,7 +496,7 @@ void StreamTransport::write_done(std::error_code error) {
   EDDY_INSPECT_HOOK(
       *loop_, transport_event(inspect::EventKind::write_buffer, inspect_id, double(buffered)));
   flow_.maybe_resume(buffered, protocol_.get(), *loop_, this);
-  if (writes_in_flight_ == 0 && closing_ && !conn_lost_) {
+  if (writes_in_flight_ == 0 && closing_ && !conn_lost_ && !sendfile_active_) {
     ++conn_lost_;
     loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });
   }

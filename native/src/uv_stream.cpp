@@ -2,10 +2,14 @@
 #include "uv_stream.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/un.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace eddy::native {
 
@@ -165,10 +169,63 @@ void UvStreamEndpoint::shutdown() {
   if (rc) shutting_down_ = false;  // not connected or already shut: nothing to do
 }
 
+// Writability for sendfile, without disturbing libuv's own watcher of the socket: a duplicate
+// descriptor of the same socket has its own epoll registration. Frees itself when closed.
+struct UvStreamEndpoint::WritableWatch {
+  uv_poll_t poll;
+  int fd;
+  std::function<void()> ready;
+};
+
+int UvStreamEndpoint::sendfile_socket() const noexcept {
+  uv_os_fd_t fd;
+  if (closed_ || kind_ == Kind::pipe || uv_fileno(&handle_.handle, &fd) != 0) return -1;
+  return static_cast<int>(fd);
+}
+
+void UvStreamEndpoint::wait_writable(std::function<void()> ready) {
+  if (closed_)
+    throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), "sendfile");
+  if (!writable_) {
+    const int fd = ::fcntl(sendfile_socket(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
+    auto* w = new WritableWatch{{}, fd, {}};
+    if (int rc = uv_poll_init(handle_.handle.loop, &w->poll, fd)) {
+      ::close(fd);
+      delete w;
+      throw std::system_error(uv_error(rc), "sendfile");
+    }
+    w->poll.data = w;
+    writable_ = w;
+  }
+  writable_->ready = std::move(ready);
+  int rc = uv_poll_start(&writable_->poll, UV_WRITABLE, [](uv_poll_t* h, int, int) {
+    auto* w = static_cast<WritableWatch*>(h->data);
+    uv_poll_stop(h);
+    auto ready = std::move(w->ready);  // an error is readiness too: the next sendfile reports it
+    if (ready) ready();
+  });
+  if (rc) throw std::system_error(uv_error(rc), "sendfile");
+}
+
+void UvStreamEndpoint::cancel_writable_wait() noexcept {
+  if (!writable_) return;
+  uv_poll_stop(&writable_->poll);
+  writable_->ready = nullptr;
+}
+
 void UvStreamEndpoint::close(bool reset) noexcept {
   if (closed_) return;
   closed_ = true;
   events_ = nullptr;
+  if (WritableWatch* w = std::exchange(writable_, nullptr)) {
+    w->ready = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+      auto* w = static_cast<WritableWatch*>(h->data);
+      ::close(w->fd);  // libuv has already dropped its registration
+      delete w;
+    });
+  }
   auto on_closed = [](uv_handle_t* h) { delete static_cast<UvStreamEndpoint*>(h->data); };
   if (reset && kind_ == Kind::tcp && uv_tcp_close_reset(&handle_.tcp, on_closed) == 0) return;
   uv_close(&handle_.handle, on_closed);

@@ -52,8 +52,12 @@ class UvStreamEndpoint final : public StreamEndpoint {
   void shutdown() override;
   void close(bool reset = false) noexcept override;
   std::any extra_info(std::string_view name) const override;
+  int sendfile_socket() const noexcept override;
+  void wait_writable(std::function<void()> ready) override;
+  void cancel_writable_wait() noexcept override;
 
  private:
+  struct WritableWatch;
   ~UvStreamEndpoint() override = default;
 
   UvStreamHandle handle_;
@@ -62,6 +66,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
   ConnectDone connect_done_;
   uv_connect_t connect_req_;
   uv_shutdown_t shutdown_req_;
+  WritableWatch* writable_ = nullptr;  // for sendfile; made on first use
   bool closed_ = false;
   bool shutting_down_ = false;
 };

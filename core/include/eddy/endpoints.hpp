@@ -57,6 +57,14 @@ class StreamEndpoint {
   // "peername", "sockname" (SocketAddress), "socket" or "pipe" (int fd); empty if unknown.
   virtual std::any extra_info(std::string_view name) const = 0;
 
+  // Zero-copy sendfile: the socket Backend::sendfile_chunk may write to directly while nothing
+  // is queued, or -1 where the bytes must go through write() (TLS, pipes, virtual sockets).
+  virtual int sendfile_socket() const noexcept { return -1; }
+  // Calls `ready` once, from poll(), when that socket can take more bytes (or has failed);
+  // replaces an earlier request. cancel_writable_wait() drops it; close() does too.
+  virtual void wait_writable(std::function<void()> ready);
+  virtual void cancel_writable_wait() noexcept {}
+
  protected:
   virtual ~StreamEndpoint() = default;
 };
