@@ -107,6 +107,12 @@ void run_main(Coro<int> main) {
 
 }  // namespace eddy::wasm
 
+// A wake-up from another thread (an executor job done), posted to the page's thread: the loop
+// has something in its inbox, so a pass runs as soon as the host allows.
+extern "C" EMSCRIPTEN_KEEPALIVE void eddy_host_wake() {
+  if (eddy::wasm::g_driver.loop) eddy::wasm::g_driver.schedule(0);
+}
+
 extern "C" EMSCRIPTEN_KEEPALIVE void eddy_host_tick(int from_timer) {
   using namespace eddy::wasm;
   if (!g_driver.loop) return;

@@ -68,7 +68,7 @@ std::optional<double> SelectorBackend::io_due_in() {
 
 std::shared_ptr<Executor> SelectorBackend::make_default_executor() {
   if (!options_.has_threads) return nullptr;
-  return std::make_shared<ThreadPoolExecutor>();
+  return std::make_shared<ThreadPoolExecutor>(options_.executor_workers);
 }
 
 void SelectorBackend::describe(Capabilities& caps) const {
@@ -82,7 +82,8 @@ void SelectorBackend::describe(Capabilities& caps) const {
       if (!c.supported) c.note = options_.blocking_note;
     } else if (name == "run_in_executor") {
       c.supported = options_.has_threads;
-      if (!c.supported) c.note = "this build has no threads";
+      c.note = options_.executor_note;
+      if (!c.supported && c.note.empty()) c.note = "this build has no threads";
     } else if (name == "add_signal_handler" || name == "remove_signal_handler" ||
                name == "subprocess_exec" || name == "subprocess_shell") {
       c.supported = false;

@@ -62,13 +62,25 @@ class VirtualClock final : public Clock {
   double now_ = 0.0;
 };
 
+#ifdef EDDY_WASM_WORKERS
+// WebAssembly with threads: the Web Workers Emscripten starts with the module
+// (-sPTHREAD_POOL_SIZE). Executors stay within them, since a thread beyond the pool starts only
+// once the page's thread yields to the browser.
+inline constexpr std::size_t default_executor_workers = EDDY_WASM_WORKERS;
+#else
+inline constexpr std::size_t default_executor_workers = 0;
+#endif
+
 struct SelectorOptions {
   std::string target;
   std::unique_ptr<Clock> clock;
   std::unique_ptr<Waiter> waiter;
   bool virtual_time = false;     // skip timed waits by advancing the clock
   bool has_threads = true;       // run_in_executor and cross-thread wakeups available
+  std::size_t executor_workers =
+      default_executor_workers;  // the default executor's threads (0: asyncio's)
   std::string blocking_note;     // why run_forever is unavailable, if the waiter cannot block
+  std::string executor_note;     // where run_in_executor runs, or why it cannot
   vnet::NetworkOptions network;  // the loop's virtual network
 };
 

@@ -9,7 +9,8 @@ import { join, normalize, resolve } from 'node:path';
 
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.png': 'image/png' };
 
-export async function serveStatic(directory) {
+// `isolated`: send COOP/COEP, so that the page is cross-origin isolated (SharedArrayBuffer, threads).
+export async function serveStatic(directory, { isolated = false } = {}) {
   const dir = resolve(directory);
   const server = http.createServer((req, res) => {
     let p = new URL(req.url, 'http://127.0.0.1').pathname;
@@ -18,7 +19,9 @@ export async function serveStatic(directory) {
     if (!file.startsWith(dir)) { res.writeHead(403).end(); return; }
     readFile(file, (err, data) => {
       if (err) { res.writeHead(404).end(); return; }
-      res.writeHead(200, { 'Content-Type': types[file.slice(file.lastIndexOf('.'))] ?? 'application/octet-stream' });
+      const headers = { 'Content-Type': types[file.slice(file.lastIndexOf('.'))] ?? 'application/octet-stream' };
+      if (isolated) Object.assign(headers, { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' });
+      res.writeHead(200, headers);
       res.end(data);
     });
   });
