@@ -4,6 +4,8 @@
 // the fallback, which lends the transport a protocol that turns pause_writing / resume_writing
 // into a drain wait, with reading paused, and then gives the user's protocol back.
 #include <algorithm>
+#include <functional>
+#include <optional>
 
 #include "eddy/errors.hpp"
 #include "eddy/loop.hpp"
@@ -91,6 +93,43 @@ Coro<std::size_t> copy_file(EventLoop& loop, int file, std::uint64_t offset, std
   co_return total;
 }
 
+// The zero-copy loop of both sendfile calls: sendfile(2) from `file` to `socket()` until `count`
+// bytes or the end of the file, awaiting `writable()` whenever the socket is full, reporting each
+// chunk to `sent`. SendfileNotAvailableError if the kernel refuses this file before any byte
+// went; any other error as std::system_error. The file position ends after what was sent.
+struct ZeroCopyTarget {
+  std::function<int()> socket;  // may throw if the target went away
+  std::function<Coro<void>()> writable;
+  std::function<void(std::size_t)> sent;
+};
+Coro<std::size_t> send_zero_copy(Backend& backend, ZeroCopyTarget target, int file,
+                                 std::uint64_t offset, std::optional<std::size_t> count) {
+  std::size_t total = 0;
+  for (;;) {
+    std::size_t want = std::size_t(1) << 30;
+    if (count) want = std::min(want, *count - total);
+    if (want == 0) break;
+    std::error_code ec;
+    const std::size_t n = backend.sendfile_chunk(target.socket(), file, offset + total, want, ec);
+    if (ec && would_block(ec)) {
+      co_await target.writable();
+      continue;
+    }
+    if (ec && total == 0 && not_sendable(ec))
+      throw SendfileNotAvailableError("os.sendfile() is not available for this socket and file: " +
+                                      ec.message());
+    if (ec) {
+      backend.seek_file(file, offset + total);
+      throw std::system_error(ec, "sendfile");
+    }
+    if (n == 0) break;  // end of file
+    total += n;
+    if (target.sent) target.sent(n);
+  }
+  backend.seek_file(file, offset + total);
+  co_return total;
+}
+
 // The native attempt on a socket transport; empty when the kernel refuses this file and the
 // fallback may take over.
 Coro<std::optional<std::size_t>> send_natively(StreamTransport& transport, int file,
@@ -125,36 +164,25 @@ Coro<std::size_t> StreamTransport::sendfile(int file, std::uint64_t offset,
     ~Finish() { t->finish_sendfile(resume); }
   } finish{this, was_reading};
   co_await flushed();
-  Backend& backend = loop_->backend();
+  ZeroCopyTarget target{
+      [this] {
+        if (conn_lost_ || !endpoint_)
+          throw std::system_error(std::make_error_code(std::errc::connection_aborted),
+                                  "sendfile: the transport was closed");
+        return endpoint_->sendfile_socket();
+      },
+      [this] { return wait_sendfile_writable(); }, [this](std::size_t n) { bytes_out += n; }};
+  std::exception_ptr failed;
   std::size_t total = 0;
-  for (;;) {
-    if (conn_lost_ || !endpoint_)
-      throw std::system_error(std::make_error_code(std::errc::connection_aborted),
-                              "sendfile: the transport was closed");
-    std::size_t want = std::size_t(1) << 30;
-    if (count) want = std::min(want, *count - total);
-    if (want == 0) break;
-    std::error_code ec;
-    const std::size_t n =
-        backend.sendfile_chunk(endpoint_->sendfile_socket(), file, offset + total, want, ec);
-    if (ec && would_block(ec)) {
-      co_await wait_sendfile_writable();
-      continue;
-    }
-    if (ec && total == 0 && not_sendable(ec))
-      throw SendfileNotAvailableError("os.sendfile() is not available for this socket and file: " +
-                                      ec.message());
-    if (ec) {
-      backend.seek_file(file, offset + total);
-      auto exc = std::make_exception_ptr(std::system_error(ec, "sendfile"));
-      fatal_error(exc, "Fatal write error on socket transport");
-      std::rethrow_exception(exc);
-    }
-    if (n == 0) break;  // end of file
-    total += n;
-    bytes_out += n;
+  try {
+    total = co_await send_zero_copy(loop_->backend(), std::move(target), file, offset, count);
+  } catch (const std::system_error&) {
+    failed = std::current_exception();
   }
-  backend.seek_file(file, offset + total);
+  if (failed) {
+    if (!conn_lost_) fatal_error(failed, "Fatal write error on socket transport");
+    std::rethrow_exception(failed);
+  }
   co_return total;
 }
 
@@ -193,33 +221,21 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t off
                                            bool fallback) {
   capabilities().require("sock_sendfile");
   check_count(count);
-  std::size_t total = 0;
+  ZeroCopyTarget target{[sock] { return sock; }, [this, sock] { return wait_fd(sock, 1); },
+                        nullptr};
   bool use_fallback = false;
-  while (!count || total < *count) {
-    const std::size_t want = count ? std::min<std::size_t>(*count - total, 1 << 30) : std::size_t(1) << 30;
-    std::error_code ec;
-    const std::size_t n = backend().sendfile_chunk(sock, file, offset + total, want, ec);
-    if (ec) {
-      if (would_block(ec)) {
-        co_await wait_fd(sock, 1);
-        continue;
-      }
-      if (total == 0 && not_sendable(ec)) {
-        if (!fallback) throw SendfileNotAvailableError("os.sendfile() is not available for this socket and file: " + ec.message());
-        use_fallback = true;
-        break;
-      }
-      backend().seek_file(file, offset + total);
-      throw std::system_error(ec, "sendfile");
-    }
-    if (n == 0) break;  // end of file
-    total += n;
+  std::size_t total = 0;
+  try {
+    total = co_await send_zero_copy(backend(), std::move(target), file, offset, count);
+  } catch (const SendfileNotAvailableError&) {
+    if (!fallback) throw;
+    use_fallback = true;
   }
   if (use_fallback) {
     ChunkSink send = [this, sock](std::string_view chunk) { return sock_sendall(sock, chunk); };
     total = co_await copy_file(*this, file, offset, count, send);
+    backend().seek_file(file, offset + total);
   }
-  backend().seek_file(file, offset + total);
   co_return total;
 }
 
