@@ -5,32 +5,23 @@
 
 namespace eddy::detail {
 
-// One wait in a queue of waiters. A woken waiter that fails (is cancelled) passes the wake-up on
-// when what it waited for is still there. (Kept out of the callers' loops: Emscripten 3.1.6
-// mishandles an exception raised at a co_await inside a try inside a loop.)
-Coro<void> QueueCore::wait_turn(Waiters& waiters, bool putting) {
-  Future<void> turn = waiters.add(bound_loop("Queue"));
-  std::exception_ptr error;
-  try {
-    co_await turn;
-  } catch (...) {
-    error = std::current_exception();
-  }
-  if (!error) co_return;
-  turn.cancel();
-  waiters.remove(turn);
-  if (!turn.cancelled() && (putting ? !full() : !empty())) waiters.pop_and_wake();
-  std::rethrow_exception(error);
+// A woken waiter that fails (is cancelled) passes the wake-up on when what it waited for is
+// still there; one cancelled before its wake-up only leaves the line.
+void QueueTurn::failed() noexcept {
+  turn_.cancel();
+  waiters_->remove(turn_);
+  if (!turn_.cancelled() && (putting_ ? !queue_->full() : !queue_->empty()))
+    waiters_->pop_and_wake();
 }
 
-Coro<void> QueueCore::next_put_turn() {
+QueueTurn QueueCore::next_put_turn() {
   if (shutdown_) throw QueueShutDown();
-  return wait_turn(putters_, true);
+  return QueueTurn(*this, putters_, true, putters_.add(bound_loop("Queue")));
 }
 
-Coro<void> QueueCore::next_get_turn() {
+QueueTurn QueueCore::next_get_turn() {
   if (shutdown_) throw QueueShutDown();
-  return wait_turn(getters_, false);
+  return QueueTurn(*this, getters_, false, getters_.add(bound_loop("Queue")));
 }
 
 void QueueCore::check_put() const {

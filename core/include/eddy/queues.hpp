@@ -39,6 +39,57 @@ class QueueShutDown : public std::runtime_error {
 
 namespace detail {
 
+class QueueCore;
+
+// One wait for a queue's turn (an item to get, a slot to put into): awaits a waiter future in the
+// caller's own frame, and when that wait fails (the task was cancelled) takes the waiter out and
+// passes a wake-up it got on to the next waiter. An awaitable, not a coroutine, so a get or put
+// that waits costs no frame of its own.
+class QueueTurn {
+ public:
+  using eddy_awaitable = void;
+  QueueTurn(QueueCore& queue, Waiters& waiters, bool putting, Future<void> turn) noexcept
+      : queue_(&queue), waiters_(&waiters), turn_(std::move(turn)), putting_(putting) {}
+
+  struct Awaiter;
+  Awaiter make_awaiter(PromiseBase* awaiting, SourceLocation where);
+
+ private:
+  void failed() noexcept;
+
+  QueueCore* queue_;
+  Waiters* waiters_;
+  Future<void> turn_;
+  bool putting_;
+};
+
+struct QueueTurn::Awaiter {
+  FutureAwaiter<void> wait;
+  QueueTurn turn;
+  bool await_ready() const noexcept { return wait.await_ready(); }
+  void await_suspend(coro::coroutine_handle<> h) {
+    try {
+      wait.await_suspend(h);
+    } catch (...) {
+      turn.failed();  // not in a task, or another loop's: the waiter never waited
+      throw;
+    }
+  }
+  void await_resume() {
+    try {
+      wait.await_resume();
+    } catch (...) {
+      turn.failed();
+      throw;
+    }
+  }
+};
+
+inline QueueTurn::Awaiter QueueTurn::make_awaiter(PromiseBase* awaiting, SourceLocation where) {
+  Ref<FutureBase> f = turn_.state();
+  return Awaiter{FutureAwaiter<void>{std::move(f), awaiting, where}, std::move(*this)};
+}
+
 // Everything about a queue but its items: sizes, waiting getters and putters, unfinished tasks.
 class QueueCore : public LoopBound {
  public:
@@ -57,11 +108,11 @@ class QueueCore : public LoopBound {
   bool is_shutdown() const noexcept { return shutdown_; }
 
  protected:
-  Coro<void> wait_turn(Waiters& waiters, bool putting);
+  friend class QueueTurn;
   // One wait for a free slot / an item (QueueShutDown at once if shut down); callers loop on
-  // full() / empty(). Plain functions returning the wait, so a put or get adds one frame only.
-  Coro<void> next_put_turn();
-  Coro<void> next_get_turn();
+  // full() / empty().
+  QueueTurn next_put_turn();
+  QueueTurn next_get_turn();
   void check_put() const;  // QueueShutDown, QueueFull
   void check_get() const;  // QueueShutDown (shut down and empty), QueueEmpty
   void added();            // after an item went in
