@@ -307,7 +307,7 @@ double EventLoop::compute_timeout() {
 std::size_t EventLoop::run_pass(double max_wait) {
   in_pass_ = true;
   ++iterations_;
-  purge_cancelled_timers();
+  if (!timers_.empty()) purge_cancelled_timers();
   double timeout = compute_timeout();
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
 #if EDDY_INSPECT
