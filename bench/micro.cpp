@@ -25,21 +25,26 @@ static long peak_rss_kb() {
   return -1;
 }
 
+// Each step captures one pointer, as the C anchor passes one `void*` (see StopAfter below).
+struct ChainState {
+  EventLoop* loop;
+  long count;
+  long n;
+};
+
 static void call_soon_chain(EventLoop& loop, long n) {
-  long count = 0;
+  ChainState state{&loop, 0, n};
   struct Step {
-    EventLoop* loop;
-    long* count;
-    long n;
+    ChainState* s;
     void operator()() const {
-      if (++*count < n)
-        loop->call_soon(*this);
+      if (++s->count < s->n)
+        s->loop->call_soon(*this);
       else
-        loop->stop();
+        s->loop->stop();
     }
   };
   auto t0 = Clock::now();
-  loop.call_soon(Step{&loop, &count, n});
+  loop.call_soon(Step{&state});
   loop.run_forever();
   std::printf(
       "{\"test\": \"call_soon_chain\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
