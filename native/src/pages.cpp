@@ -1,6 +1,6 @@
-// Native page source for the core's slabs: anonymous mmap, trimmed to the requested alignment and
-// marked MADV_HUGEPAGE, so that on kernels in `madvise` THP mode large slabs fault in 2 MiB at a
-// time (page faults are the dominant cost of first-touching handle memory on virtual machines).
+// Native page source for the core's slabs: anonymous mmap, trimmed to the requested alignment.
+// Not marked MADV_HUGEPAGE: under the common `defrag=madvise` setting a huge-page fault may
+// compact memory synchronously, which stalled first-touching runs by up to 5x on a busy machine.
 #include <sys/mman.h>
 
 #include <cstdint>
@@ -19,9 +19,6 @@ void* allocate_pages(std::size_t bytes, std::size_t align) {
   if (aligned > base) ::munmap(raw, aligned - base);
   const std::uintptr_t end = base + span, used_end = aligned + bytes;
   if (end > used_end) ::munmap(reinterpret_cast<void*>(used_end), end - used_end);
-#ifdef MADV_HUGEPAGE
-  if (bytes >= detail::kHugePageBytes) ::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
-#endif
   return reinterpret_cast<void*>(aligned);
 }
 

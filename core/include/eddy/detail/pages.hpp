@@ -1,7 +1,6 @@
 // Large, aligned, page-backed memory for the loop's slabs (handle records, the ready queue,
-// coroutine frames). The platform decides how pages are obtained: natively they are mmap'ed and
-// marked for transparent huge pages, so a million handles cost a few dozen page faults instead of
-// tens of thousands; in WebAssembly they come from the C++ heap.
+// coroutine frames). The platform decides how pages are obtained: natively they are mmap'ed (and
+// faulted in lazily, 4 KiB at a time); in WebAssembly they come from the C++ heap.
 #pragma once
 
 #include <cstddef>

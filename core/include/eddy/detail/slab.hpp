@@ -1,7 +1,6 @@
 // Size-classed allocation for the loop's small, numerous objects: futures, tasks and coroutine
-// frames. Per-thread free lists over 2 MiB page arenas (detail/pages.hpp): a million tasks cost
-// a few hundred huge-page faults rather than a hundred thousand small ones, and a freed frame is
-// reused by the next one of its size. Sanitizer builds use plain operator new so ASan still sees
+// frames. Per-thread free lists over 2 MiB page arenas (detail/pages.hpp), with no per-object
+// header, so a freed frame is reused by the next one of its size. Sanitizer builds use plain operator new so ASan still sees
 // every use after free.
 #pragma once
 
