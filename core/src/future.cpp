@@ -81,14 +81,14 @@ bool FutureBase::cancel(std::string message) {
 }
 
 std::exception_ptr FutureBase::exception() {
-  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_);
+  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_.get());
   if (state_ != FutureState::finished) throw InvalidStateError("Exception is not set.");
   log_traceback_ = false;
   return exception_;
 }
 
 void FutureBase::check_result() {
-  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_);
+  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_.get());
   if (state_ != FutureState::finished) throw InvalidStateError("Result is not ready.");
   log_traceback_ = false;
   if (exception_) std::rethrow_exception(exception_);
@@ -113,7 +113,7 @@ void FutureBase::finish_with_result() {
 
 void FutureBase::finish_cancelled(std::string message) {
   state_ = FutureState::cancelled;
-  cancel_message_ = std::move(message);
+  cancel_message_.set(std::move(message));
   schedule_callbacks();
 }
 
@@ -126,7 +126,7 @@ void FutureBase::finish_with_exception(std::exception_ptr e) {
 
 void FutureBase::mark_abandoned() noexcept {
   state_ = FutureState::cancelled;
-  cancel_message_ = "event loop closed";
+  cancel_message_.set("event loop closed");
   drop_pending_callbacks();
 }
 

@@ -167,7 +167,7 @@ void TaskBase::step() {
   if (must_cancel_ && !started_) {
     // The coroutine never ran: cancelling it is final, its body never starts.
     must_cancel_ = false;
-    finish_cancelled(pending_cancel_message_);
+    finish_cancelled(pending_cancel_message_.get());
     return;
   }
   started_ = true;
@@ -186,7 +186,7 @@ void TaskBase::wait_on(FutureBase* future, coro::coroutine_handle<> resume_at) {
   future->add_task_wakeup(this);
   if (must_cancel_) {
     // Cancelled during this step, before the await: pass it on to what we now wait for.
-    if (future->cancel(pending_cancel_message_)) must_cancel_ = false;
+    if (future->cancel(pending_cancel_message_.get())) must_cancel_ = false;
   }
 }
 
@@ -198,7 +198,7 @@ void TaskBase::yield_once(coro::coroutine_handle<> resume_at) {
 void TaskBase::deliver_pending_cancel() {
   if (!must_cancel_) return;
   must_cancel_ = false;
-  throw CancelledError(pending_cancel_message_);
+  throw CancelledError(pending_cancel_message_.get());
 }
 
 bool TaskBase::cancel(std::string message) {
@@ -207,7 +207,7 @@ bool TaskBase::cancel(std::string message) {
   ++num_cancels_requested_;
   if (fut_waiter_ && fut_waiter_->cancel(message)) return true;
   must_cancel_ = true;
-  pending_cancel_message_ = std::move(message);
+  pending_cancel_message_.set(std::move(message));
   return true;
 }
 
@@ -236,7 +236,7 @@ void TaskBase::on_coroutine_done() noexcept {
       }
     } else if (must_cancel_) {
       must_cancel_ = false;  // cancelled right before the coroutine returned
-      finish_cancelled(pending_cancel_message_);
+      finish_cancelled(pending_cancel_message_.get());
     } else {
       finish_with_result();
     }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -23,6 +24,24 @@ enum class FutureState : std::uint8_t { pending, cancelled, finished };
 const char* to_string(FutureState s) noexcept;
 
 namespace detail {
+
+inline const std::string kNoString;
+
+// A string that is almost always empty (a cancel message, a task's name), in one pointer instead
+// of a std::string's 32 bytes: it is allocated only once something is stored in it.
+class RareString {
+ public:
+  const std::string& get() const noexcept { return text_ ? *text_ : kNoString; }
+  void set(std::string s) {
+    if (text_)
+      *text_ = std::move(s);
+    else if (!s.empty())
+      text_ = std::make_unique<std::string>(std::move(s));
+  }
+
+ private:
+  std::unique_ptr<std::string> text_;
+};
 
 struct Unit {};
 template <class T>
@@ -119,7 +138,7 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   void check_result();
   void set_exception(std::exception_ptr exception);
   EventLoop& get_loop() const noexcept { return *loop_; }
-  const std::string& cancel_message() const noexcept { return cancel_message_; }
+  const std::string& cancel_message() const noexcept { return cancel_message_.get(); }
   bool is_task() const noexcept { return is_task_; }
   // A one-line description, as asyncio's repr: <Future finished result=...> etc.
   virtual std::string describe() const;
@@ -164,7 +183,7 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   LoopRef loop_;
   FutureState state_ = FutureState::pending;
   std::exception_ptr exception_;
-  std::string cancel_message_;
+  detail::RareString cancel_message_;
   detail::DoneCallback first_;
   detail::DoneCallback* more_ = nullptr;  // further callbacks, in order
 };

@@ -176,13 +176,13 @@ class TaskBase : public FutureBase {
   // The default name "Task-<id>" is formatted on first use, not at creation.
   const std::string& get_name() const {
     if (EDDY_UNLIKELY(!name_set_)) {
-      name_ = "Task-" + std::to_string(id_);
+      name_.set("Task-" + std::to_string(id_));
       name_set_ = true;
     }
-    return name_;
+    return name_.get();
   }
   void set_name(std::string name) {
-    name_ = std::move(name);
+    name_.set(std::move(name));
     name_set_ = true;
   }
   std::uint64_t id() const noexcept { return id_; }
@@ -221,8 +221,8 @@ class TaskBase : public FutureBase {
   CoroutineFrame frame_;
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
-  mutable std::string name_;
-  std::string pending_cancel_message_;
+  mutable detail::RareString name_;
+  detail::RareString pending_cancel_message_;
   std::uint64_t id_;
   std::uint64_t run_count_ = 0;
   double busy_ = 0, created_time_ = 0;
