@@ -1,7 +1,7 @@
 // Size-classed allocation for the loop's small, numerous objects: futures, tasks and coroutine
 // frames. Per-thread free lists over 2 MiB page arenas (detail/pages.hpp), with no per-object
-// header, so a freed frame is reused by the next one of its size. Sanitizer builds use plain operator new so ASan still sees
-// every use after free.
+// header, so a freed frame is reused by the next one of its size. Sanitizer builds use plain
+// operator new so ASan still sees every use after free.
 #pragma once
 
 #include <cstddef>
