@@ -15,7 +15,7 @@ AsyncGenPromiseBase::~AsyncGenPromiseBase() {
 }
 
 std::string AsyncGenPromiseBase::describe() const {
-  return std::string("<async_generator ") + (*function ? function : "(not started)") + ">";
+  return std::string("<async_generator ") + (*function() ? function() : "(not started)") + ">";
 }
 
 void AsyncGenPromiseBase::YieldAwaiter::await_suspend(coro::coroutine_handle<>) noexcept {
@@ -105,7 +105,7 @@ bool AsyncGenStep::await_suspend(coro::coroutine_handle<> h) {
 }
 
 bool AsyncGenStep::resume_step() {
-  consumer_->awaiting = {};
+  consumer_->awaiting.clear();
   AsyncGenPromiseBase& p = *core_->promise;
   if (p.exception) {
     std::exception_ptr e = std::exchange(p.exception, nullptr);

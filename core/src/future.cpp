@@ -70,7 +70,7 @@ void FutureBase::release_callback(detail::DoneCallback* cb) noexcept {
     ops->destroy(cb->storage);
   }
   cb->scheduled = false;
-  if (cb->owned_by_node) delete cb;
+  if (cb->owned_by_node) delete static_cast<detail::DoneCallbackNode*>(cb);
 }
 
 bool FutureBase::cancel(std::string message) {
@@ -137,7 +137,7 @@ void FutureBase::drop_pending_callbacks() noexcept {
     first_.ops = nullptr;
   }
   while (more_) {
-    detail::DoneCallback* cb = more_;
+    detail::DoneCallbackNode* cb = more_;
     more_ = cb->next;
     if (cb->ops) cb->ops->destroy(cb->storage);
     delete cb;
@@ -146,7 +146,7 @@ void FutureBase::drop_pending_callbacks() noexcept {
 
 detail::DoneCallback* FutureBase::new_callback_slot() {
   if (!first_.ops && !first_.scheduled && !more_) return &first_;
-  auto* cb = new detail::DoneCallback;
+  auto* cb = new detail::DoneCallbackNode;
   cb->owned_by_node = true;
   return cb;
 }
@@ -157,12 +157,18 @@ void FutureBase::append_callback(detail::DoneCallback* cb) {
     return;
   }
   if (cb == &first_) return;
-  detail::DoneCallback** tail = &more_;
+  detail::DoneCallbackNode** tail = &more_;
   while (*tail) tail = &(*tail)->next;
-  *tail = cb;
+  *tail = static_cast<detail::DoneCallbackNode*>(cb);
 }
 
 void FutureBase::schedule_one(detail::DoneCallback* cb) {
+  if (cb->ops->schedule_alone) {
+    const detail::DoneCallbackOps* ops = std::exchange(cb->ops, nullptr);
+    ops->schedule_alone(cb->storage, *loop_);  // moves the callable out and destroys it here
+    if (cb->owned_by_node) delete static_cast<detail::DoneCallbackNode*>(cb);
+    return;
+  }
   cb->scheduled = true;
   detail::HandleRecord* r = loop_->new_record(SourceLocation{});
   using Ops = detail::CallbackOpsFor<DoneCallbackRunner>;
@@ -173,10 +179,10 @@ void FutureBase::schedule_one(detail::DoneCallback* cb) {
 
 void FutureBase::schedule_callbacks() {
   // Detach the list first: the callbacks now belong to their handles (asyncio copies and clears).
-  detail::DoneCallback* chain = std::exchange(more_, nullptr);
+  detail::DoneCallbackNode* chain = std::exchange(more_, nullptr);
   if (first_.ops && !first_.scheduled) schedule_one(&first_);
   while (chain) {
-    detail::DoneCallback* next = chain->next;
+    detail::DoneCallbackNode* next = chain->next;
     chain->next = nullptr;
     schedule_one(chain);
     chain = next;
@@ -194,9 +200,9 @@ std::size_t FutureBase::remove_matching(const void* type_key, const void* value)
     first_.ops = nullptr;
     ++removed;
   }
-  for (detail::DoneCallback** p = &more_; *p;) {
+  for (detail::DoneCallbackNode** p = &more_; *p;) {
     if (matches(*p)) {
-      detail::DoneCallback* dead = *p;
+      detail::DoneCallbackNode* dead = *p;
       *p = dead->next;
       dead->ops->destroy(dead->storage);
       delete dead;

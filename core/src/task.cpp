@@ -13,16 +13,28 @@ namespace {
 
 std::atomic<std::uint64_t> g_task_counter{0};
 
-// The done callback by which a future wakes the task awaiting it.
+// The handle callback that runs one step of a task: its first, after a yield, or after the
+// future it awaited is done (asyncio's __step and __wakeup).
+struct TaskStep {
+  Ref<TaskBase> task;
+  bool wakeup;
+  void operator()() const { task->step(); }
+  const char* callback_name() const noexcept { return wakeup ? "Task.__wakeup" : "Task.__step"; }
+};
+
+// The done callback by which a future wakes the task awaiting it. It does not need the future
+// (the task holds it), so it goes straight into a TaskStep handle when the future is done.
 struct TaskWakeup {
-  TaskBase* task;
-  explicit TaskWakeup(TaskBase* t) noexcept : task(t) { t->retain(); }
-  TaskWakeup(TaskWakeup&& o) noexcept : task(std::exchange(o.task, nullptr)) {}
-  ~TaskWakeup() {
-    if (task) task->release();
-  }
+  Ref<TaskBase> task;
   struct Invoke {
     static void call(TaskWakeup& w, FutureBase&) { w.task->step(); }
+    static void schedule_alone(TaskWakeup&& w, EventLoop& loop) {
+      using Ops = detail::CallbackOpsFor<TaskStep>;
+      detail::HandleRecord* r = loop.new_record(SourceLocation{});
+      Ops::construct(r->storage, TaskStep{std::move(w.task), true});
+      r->ops = &Ops::ops;
+      loop.schedule_record(r);
+    }
   };
 };
 
@@ -37,7 +49,7 @@ struct StopLoop {
 }  // namespace
 
 void FutureBase::add_task_wakeup(TaskBase* task) {
-  add_done_callback_as<TaskWakeup, TaskWakeup::Invoke>(TaskWakeup(task));
+  add_done_callback_as<TaskWakeup, TaskWakeup::Invoke>(TaskWakeup{Ref<TaskBase>(task)});
 }
 
 // ---- PromiseBase ----------------------------------------------------------------------------------
@@ -154,7 +166,7 @@ void TaskBase::start(bool eager) {
 
 void TaskBase::schedule_step() {
   scheduled_ = true;
-  get_loop().call_soon([t = Ref<TaskBase>(this)] { t->step(); }, created_at_);
+  get_loop().call_soon(TaskStep{Ref<TaskBase>(this), false}, created_at_);
 }
 
 void TaskBase::step() {
@@ -259,8 +271,8 @@ std::vector<AwaitFrame> TaskBase::await_chain() const {
   const PromiseBase* p = frame_.promise();
   while (p && !done()) {
     AwaitFrame f;
-    f.function = p->function;
-    f.where = p->awaiting.where;
+    f.function = p->function();
+    if (p->awaiting.kind != AwaitRecord::Kind::none) f.where = p->awaiting.where;
     const PromiseBase* next = nullptr;
     switch (p->awaiting.kind) {
       case AwaitRecord::Kind::none:

@@ -164,7 +164,7 @@ class [[nodiscard]] AsyncGenerator {
     template <class U>
     requires std::is_constructible_v<T, U&&>
     YieldAwaiter yield_value(U&& value, SourceLocation where = SourceLocation::current()) {
-      if (!*this->function) this->function = where.function;  // a co_yield names it too
+      this->learn_function(where);  // a co_yield names it too
       current.emplace(std::forward<U>(value));
       return YieldAwaiter{this};
     }

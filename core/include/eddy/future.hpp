@@ -62,15 +62,22 @@ struct DoneCallbackOps {
   const char* (*name)(const void* storage);
   bool (*equals)(const void* storage, const void* other) noexcept;  // null: never equal
   const void* type_key;
+  // Set for callbacks that do not need their future when they run (a task's wake-up): the
+  // callback is moved out of `storage` into a handle of its own and scheduled, saving the
+  // runner that would hold the future and call back through these ops.
+  void (*schedule_alone)(void* storage, EventLoop& loop) = nullptr;
 };
 
 struct DoneCallback {
   static constexpr std::size_t kInline = 24;
   const DoneCallbackOps* ops = nullptr;
   alignas(8) unsigned char storage[kInline];
-  DoneCallback* next = nullptr;
   bool scheduled = false;      // handed to a handle that will run it
-  bool owned_by_node = false;  // heap node (not the future's inline first slot)
+  bool owned_by_node = false;  // a DoneCallbackNode (not the future's inline first slot)
+};
+// The second and later callbacks of a future, in a list.
+struct DoneCallbackNode : DoneCallback {
+  DoneCallbackNode* next = nullptr;
 };
 
 template <class F>
@@ -106,7 +113,21 @@ struct DoneCallbackOpsFor {
     else
       return false;
   }
-  static constexpr DoneCallbackOps ops{&invoke, &destroy, &name, &equals, &TypeKey<F>::key};
+  static void schedule_alone(void* s, EventLoop& loop) {
+    struct DestroyAfter {
+      void* s;
+      ~DestroyAfter() { destroy(s); }
+    } destroy_after{s};
+    Invoke::schedule_alone(std::move(get(s)), loop);
+  }
+  static constexpr auto schedule_alone_or_null() {
+    if constexpr (requires { &Invoke::schedule_alone; })
+      return &schedule_alone;
+    else
+      return static_cast<void (*)(void*, EventLoop&)>(nullptr);
+  }
+  static constexpr DoneCallbackOps ops{&invoke, &destroy,         &name,
+                                       &equals, &TypeKey<F>::key, schedule_alone_or_null()};
   template <class G>
   static void construct(void* s, G&& g) {
     if constexpr (done_fits_inline<F>)
@@ -119,6 +140,14 @@ struct DoneCallbackOpsFor {
 }  // namespace detail
 
 class FutureBase : public RefCounted, public detail::SlabAllocated {
+  // Declared first so that they fill the tail padding after RefCounted's count.
+ protected:
+  bool is_task_ = false;
+  bool log_traceback_ = false;
+
+ private:
+  FutureState state_ = FutureState::pending;
+
  public:
   explicit FutureBase(EventLoop& loop);
   ~FutureBase() override;
@@ -169,8 +198,6 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   // For a task whose loop closed under it: cancelled, callbacks dropped, nothing scheduled.
   void mark_abandoned() noexcept;
   void* slot_ = nullptr;
-  bool is_task_ = false;
-  bool log_traceback_ = false;
 
  private:
   void schedule_callbacks();
@@ -181,11 +208,10 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   std::size_t remove_matching(const void* type_key, const void* value);
 
   LoopRef loop_;
-  FutureState state_ = FutureState::pending;
   std::exception_ptr exception_;
   detail::RareString cancel_message_;
   detail::DoneCallback first_;
-  detail::DoneCallback* more_ = nullptr;  // further callbacks, in order
+  detail::DoneCallbackNode* more_ = nullptr;  // further callbacks, in order
 };
 
 // Storage for a plain Future's value.

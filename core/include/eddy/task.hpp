@@ -33,7 +33,11 @@ struct AwaitRecord {
   enum class Kind : std::uint8_t { none, future, task, coroutine, yield };
   Kind kind = Kind::none;
   const void* target = nullptr;  // FutureBase*, TaskBase* or PromiseBase*
-  SourceLocation where;
+  SourceLocation where;          // kept after the await: its `function` names the coroutine
+  void clear() noexcept {
+    kind = Kind::none;
+    target = nullptr;
+  }
 };
 
 // One line of a task's await chain, outermost first.
@@ -64,9 +68,14 @@ class PromiseBase : public detail::SlabAllocated {
   coro::coroutine_handle<> parent_handle;
   std::exception_ptr exception;
   AwaitRecord awaiting;
-  const char* function = "";             // the coroutine function's name (from its first await)
   bool inline_start = false;             // true while the parent's co_await is starting us
   bool consumed = false;                 // already awaited or handed to a task
+
+  // The coroutine function's name, known from its first co_await ("" before).
+  const char* function() const noexcept { return awaiting.where.function; }
+  void learn_function(const SourceLocation& where) noexcept {
+    if (!*awaiting.where.function) awaiting.where.function = where.function;
+  }
 
   void unhandled_exception() noexcept { exception = std::current_exception(); }
 
@@ -319,7 +328,7 @@ struct FutureAwaiter {
   }
   T await_resume() {
     if (suspended) {
-      promise->awaiting = {};
+      promise->awaiting.clear();
       promise->task->finish_wait();
       promise->task->deliver_pending_cancel();
     }
@@ -353,7 +362,7 @@ struct CoroAwaiter {
     return !child.done();  // finished without suspending: continue at once
   }
   T await_resume() {
-    promise->awaiting = {};
+    promise->awaiting.clear();
     auto& cp = child.promise();
     if (cp.exception) std::rethrow_exception(cp.exception);
     if constexpr (!std::is_void_v<T>) return std::move(*cp.value);
@@ -369,7 +378,7 @@ struct YieldAwaiter {
     promise->task->yield_once(h);
   }
   void await_resume() {
-    promise->awaiting = {};
+    promise->awaiting.clear();
     promise->task->deliver_pending_cancel();
   }
 };
@@ -381,7 +390,7 @@ struct YieldAwaiter {
 template <class A>
 auto PromiseBase::await_transform(A&& awaitable, SourceLocation where) {
   using D = std::decay_t<A>;
-  if (!*function) function = where.function;
+  learn_function(where);
   if constexpr (detail::IsCoro<D>::value) {
     auto h = awaitable.handle();
     if (!h || h.promise().consumed || h.done()) detail::throw_coroutine_reused();
