@@ -91,16 +91,10 @@ void Inbox::close() {
 
 namespace {
 HandleRecord** allocate_ring(std::size_t slots) {
-  const std::size_t bytes = slots * sizeof(HandleRecord*);
-  if (bytes >= kHugePageBytes) return static_cast<HandleRecord**>(platform::allocate_pages(bytes, kHugePageBytes));
-  return static_cast<HandleRecord**>(::operator new(bytes));
+  return static_cast<HandleRecord**>(allocate_array(slots * sizeof(HandleRecord*)));
 }
 void free_ring(HandleRecord** ring, std::size_t slots) noexcept {
-  const std::size_t bytes = slots * sizeof(HandleRecord*);
-  if (bytes >= kHugePageBytes)
-    platform::free_pages(ring, bytes, kHugePageBytes);
-  else
-    ::operator delete(ring);
+  free_array(ring, slots * sizeof(HandleRecord*));
 }
 }  // namespace
 
@@ -259,7 +253,7 @@ void EventLoop::close() {
     inbox_->take(posted);
     for (auto* r : posted) detail::release_handle(r);
     while (!ready_.empty()) detail::release_handle(ready_.pop());
-    std::vector<detail::TimerEntry> timers;
+    detail::TimerHeap timers;
     timers.swap(timers_);
     for (auto e : timers) {
       detail::HandleRecord* r = pool_->at(e.index);

@@ -28,11 +28,12 @@
 #include <vector>
 
 #include "eddy/backend.hpp"
-#include "eddy/io_options.hpp"
 #include "eddy/config.hpp"
+#include "eddy/detail/pages.hpp"
 #include "eddy/errors.hpp"
-#include "eddy/inspect.hpp"
 #include "eddy/handle.hpp"
+#include "eddy/inspect.hpp"
+#include "eddy/io_options.hpp"
 #include "eddy/ref.hpp"
 
 namespace eddy {
@@ -159,6 +160,7 @@ struct TimerEntry {
   std::uint32_t index;
   std::uint32_t seq;
 };
+using TimerHeap = std::vector<TimerEntry, ArrayAllocator<TimerEntry>>;
 
 }  // namespace detail
 
@@ -424,7 +426,7 @@ class EventLoop : public RefCounted {
   std::unique_ptr<Backend> backend_;
   detail::HandlePool* pool_;
   detail::ReadyQueue ready_;
-  std::vector<detail::TimerEntry> timers_;
+  detail::TimerHeap timers_;
   std::uint32_t timer_seq_ = 0;
   std::size_t timer_cancelled_count_ = 0;
   std::shared_ptr<detail::Inbox> inbox_;

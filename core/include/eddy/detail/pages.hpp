@@ -1,9 +1,10 @@
-// Large, aligned, page-backed memory for the loop's slabs (handle records, the ready queue,
-// coroutine frames). The platform decides how pages are obtained: natively they are mmap'ed (and
+// Large, aligned, page-backed memory for the loop's slabs (handle records, the ready queue, the
+// timer heap, coroutine frames). The platform decides how pages are obtained: natively they are mmap'ed (and
 // faulted in lazily, 4 KiB at a time); in WebAssembly they come from the C++ heap.
 #pragma once
 
 #include <cstddef>
+#include <new>
 
 namespace eddy::platform {
 // Returns `bytes` of zeroed or uninitialised memory aligned to `align` (a power of two, at most
@@ -15,4 +16,33 @@ void free_pages(void* p, std::size_t bytes, std::size_t align) noexcept;
 namespace eddy::detail {
 // Slabs at least this large come from allocate_pages; smaller ones from operator new.
 inline constexpr std::size_t kHugePageBytes = 2 * 1024 * 1024;
+
+// Memory for the loop's large arrays (the ready ring, the timer heap): blocks of kArrayPagesBytes
+// or more come from allocate_pages, so the block an array outgrew goes back to the system at once
+// instead of staying resident in the C++ heap (glibc keeps freed blocks below its mmap threshold,
+// which benchmarks and servers often raise).
+inline constexpr std::size_t kArrayPagesBytes = 256 * 1024;
+inline constexpr std::size_t kPageBytes = 4096;
+inline void* allocate_array(std::size_t bytes) {
+  return bytes >= kArrayPagesBytes ? platform::allocate_pages(bytes, kPageBytes)
+                                   : ::operator new(bytes);
+}
+inline void free_array(void* p, std::size_t bytes) noexcept {
+  if (bytes >= kArrayPagesBytes)
+    platform::free_pages(p, bytes, kPageBytes);
+  else
+    ::operator delete(p);
+}
+
+// A std allocator over allocate_array/free_array.
+template <class T>
+struct ArrayAllocator {
+  using value_type = T;
+  ArrayAllocator() = default;
+  template <class U>
+  ArrayAllocator(const ArrayAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(allocate_array(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { free_array(p, n * sizeof(T)); }
+  friend bool operator==(const ArrayAllocator&, const ArrayAllocator&) noexcept { return true; }
+};
 }  // namespace eddy::detail
