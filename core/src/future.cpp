@@ -87,7 +87,7 @@ std::exception_ptr FutureBase::exception() {
   return exception_;
 }
 
-void FutureBase::check_result() {
+void FutureBase::check_result_slow() {
   if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_.get());
   if (state_ != FutureState::finished) throw InvalidStateError("Result is not ready.");
   log_traceback_ = false;

@@ -30,7 +30,7 @@ bool Waiters::wake_first() {
   return wake(1) == 1;
 }
 
-void Waiters::pop_and_wake() {
+void Waiters::pop_and_wake_some() {
   while (!queue_.empty()) {
     Future<void> f = std::move(queue_.front());
     queue_.pop_front();

@@ -68,12 +68,12 @@ namespace detail {
 
 void throw_coroutine_reused() { throw RuntimeError("cannot reuse already awaited coroutine"); }
 
-void check_future_awaitable(PromiseBase& p, FutureBase* f) {
+void reject_future_await(PromiseBase& p, FutureBase* f) {
   if (!p.task) throw RuntimeError("a Future was awaited outside of a Task");
   if (&f->get_loop() != &p.task->get_loop())
     throw RuntimeError("Task " + p.task->describe() + " got Future " + f->describe() +
                        " attached to a different loop");
-  if (f == p.task) throw RuntimeError("Task cannot await on itself: " + p.task->describe());
+  throw RuntimeError("Task cannot await on itself: " + p.task->describe());
 }
 
 void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
@@ -207,8 +207,7 @@ void TaskBase::yield_once(coro::coroutine_handle<> resume_at) {
   schedule_step();
 }
 
-void TaskBase::deliver_pending_cancel() {
-  if (!must_cancel_) return;
+void TaskBase::throw_pending_cancel() {
   must_cancel_ = false;
   throw CancelledError(pending_cancel_message_.get());
 }

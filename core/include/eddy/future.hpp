@@ -164,7 +164,13 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   // InvalidStateError if not done.
   std::exception_ptr exception();
   // Throws what result() would throw (CancelledError, InvalidStateError, the exception).
-  void check_result();
+  void check_result() {
+    if (EDDY_LIKELY(state_ == FutureState::finished && !exception_)) {
+      log_traceback_ = false;
+      return;
+    }
+    check_result_slow();
+  }
   void set_exception(std::exception_ptr exception);
   EventLoop& get_loop() const noexcept { return *loop_; }
   const std::string& cancel_message() const noexcept { return cancel_message_.get(); }
@@ -200,6 +206,7 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   void* slot_ = nullptr;
 
  private:
+  void check_result_slow();
   void schedule_callbacks();
   void drop_pending_callbacks() noexcept;
   void schedule_one(detail::DoneCallback* cb);

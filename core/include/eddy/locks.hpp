@@ -51,7 +51,9 @@ class Waiters {
   // Sets the first waiter that is not done; false if there was none.
   bool wake_first();
   // Queue style: pops waiters until one that is not done, and sets it.
-  void pop_and_wake();
+  void pop_and_wake() {
+    if (!queue_.empty()) pop_and_wake_some();
+  }
   // Sets up to `n` waiters that are not done, in order; returns how many.
   std::size_t wake(std::size_t n);
   bool any_live() const noexcept;
@@ -59,6 +61,7 @@ class Waiters {
   bool empty() const noexcept { return queue_.empty(); }
 
  private:
+  void pop_and_wake_some();
   std::deque<Future<void>> queue_;
 };
 

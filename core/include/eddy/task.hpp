@@ -214,7 +214,10 @@ class TaskBase : public FutureBase {
   void yield_once(coro::coroutine_handle<> resume_at);
   void finish_wait() noexcept { fut_waiter_.reset(); }
   // Throws CancelledError if a cancellation is pending (asyncio's _must_cancel).
-  void deliver_pending_cancel();
+  // Throws the CancelledError of a cancel() that arrived while the task was not waiting.
+  void deliver_pending_cancel() {
+    if (EDDY_UNLIKELY(must_cancel_)) throw_pending_cancel();
+  }
   void on_coroutine_done() noexcept;
   // Destroys the coroutine of a task that can never run again (its loop closed).
   void abandon() noexcept;
@@ -227,6 +230,7 @@ class TaskBase : public FutureBase {
 
  private:
   void schedule_step();
+  [[noreturn]] void throw_pending_cancel();
   CoroutineFrame frame_;
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
@@ -309,7 +313,12 @@ Coro<T> sleep(double delay, T result) {
 
 namespace detail {
 
-void check_future_awaitable(PromiseBase& p, FutureBase* f);
+// RuntimeError: awaited outside a task, on another loop, or by the task itself.
+[[noreturn]] void reject_future_await(PromiseBase& p, FutureBase* f);
+inline void check_future_awaitable(PromiseBase& p, FutureBase* f) {
+  if (EDDY_UNLIKELY(!p.task || &f->get_loop() != &p.task->get_loop() || f == p.task))
+    reject_future_await(p, f);
+}
 
 template <class T>
 struct FutureAwaiter {
