@@ -166,7 +166,7 @@ void FutureBase::schedule_one(detail::DoneCallback* cb) {
   if (cb->ops->schedule_alone) {
     const detail::DoneCallbackOps* ops = std::exchange(cb->ops, nullptr);
     ops->schedule_alone(cb->storage, *loop_);  // moves the callable out and destroys it here
-    if (cb->owned_by_node) delete static_cast<detail::DoneCallbackNode*>(cb);
+    release_callback(cb);                      // frees the slot
     return;
   }
   cb->scheduled = true;

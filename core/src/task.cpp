@@ -29,11 +29,7 @@ struct TaskWakeup {
   struct Invoke {
     static void call(TaskWakeup& w, FutureBase&) { w.task->step(); }
     static void schedule_alone(TaskWakeup&& w, EventLoop& loop) {
-      using Ops = detail::CallbackOpsFor<TaskStep>;
-      detail::HandleRecord* r = loop.new_record(SourceLocation{});
-      Ops::construct(r->storage, TaskStep{std::move(w.task), true});
-      r->ops = &Ops::ops;
-      loop.schedule_record(r);
+      loop.call_soon(TaskStep{std::move(w.task), true}, SourceLocation{});
     }
   };
 };

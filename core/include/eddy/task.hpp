@@ -214,7 +214,6 @@ class TaskBase : public FutureBase {
   void yield_once(coro::coroutine_handle<> resume_at);
   void finish_wait() noexcept { fut_waiter_.reset(); }
   // Throws CancelledError if a cancellation is pending (asyncio's _must_cancel).
-  // Throws the CancelledError of a cancel() that arrived while the task was not waiting.
   void deliver_pending_cancel() {
     if (EDDY_UNLIKELY(must_cancel_)) throw_pending_cancel();
   }

@@ -1,6 +1,6 @@
 // Large, aligned, page-backed memory for the loop's slabs (handle records, the ready queue, the
-// timer heap, coroutine frames). The platform decides how pages are obtained: natively they are mmap'ed (and
-// faulted in lazily, 4 KiB at a time); in WebAssembly they come from the C++ heap.
+// timer heap, coroutine frames). The platform decides how pages are obtained: natively they are
+// mmap'ed (and faulted in lazily, 4 KiB at a time); in WebAssembly they come from the C++ heap.
 #pragma once
 
 #include <cstddef>
