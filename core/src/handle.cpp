@@ -21,7 +21,8 @@ void HandlePool::grow() {
   } else {
     if (arena_blocks_left_ == 0) {
       arenas_.reserve(arenas_.size() + 1);
-      arenas_.push_back(platform::allocate_pages(kHugePageBytes, kHugePageBytes));
+      arenas_.push_back(
+          platform::allocate_pages(kHugePageBytes, kHugePageBytes, platform::PageUse::sequential));
       arena_blocks_left_ = kHugePageBytes / kBlockBytes;
     }
     mem = static_cast<char*>(arenas_.back()) + (kHugePageBytes / kBlockBytes - arena_blocks_left_) * kBlockBytes;

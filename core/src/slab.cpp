@@ -56,7 +56,10 @@ void* slab_allocate(std::size_t bytes) {
   }
   const std::size_t rounded = (c + 1) * kGranule;
   if (static_cast<std::size_t>(s.end - s.cursor) < rounded) {
-    s.cursor = static_cast<char*>(platform::allocate_pages(kHugePageBytes, kHugePageBytes));
+    // The first arena faults in as used, so a small program stays small; a thread that outgrew
+    // it is making many objects, and later arenas are populated whole.
+    const auto use = s.cursor ? platform::PageUse::sequential : platform::PageUse::lazy;
+    s.cursor = static_cast<char*>(platform::allocate_pages(kHugePageBytes, kHugePageBytes, use));
     s.end = s.cursor + kHugePageBytes;
   }
   void* p = s.cursor;

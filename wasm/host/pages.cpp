@@ -6,7 +6,7 @@
 
 namespace eddy::platform {
 
-void* allocate_pages(std::size_t bytes, std::size_t align) {
+void* allocate_pages(std::size_t bytes, std::size_t align, PageUse) {
   return ::operator new(bytes, std::align_val_t{align});
 }
 

@@ -7,9 +7,13 @@
 #include <new>
 
 namespace eddy::platform {
+// How the caller will use new pages. `sequential`: it hands the memory out front to back and will
+// use all of it soon (a slab arena of a growing loop), so the platform may fault every page in at
+// once, which costs about half as much as faulting them one by one.
+enum class PageUse { lazy, sequential };
 // Returns `bytes` of zeroed or uninitialised memory aligned to `align` (a power of two, at most
 // 2 MiB), or throws std::bad_alloc. Defined by native/ or wasm/.
-void* allocate_pages(std::size_t bytes, std::size_t align);
+void* allocate_pages(std::size_t bytes, std::size_t align, PageUse use = PageUse::lazy);
 void free_pages(void* p, std::size_t bytes, std::size_t align) noexcept;
 }  // namespace eddy::platform
 
