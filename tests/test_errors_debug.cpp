@@ -84,6 +84,43 @@ LOOP_TEST("debug mode reports slow callbacks with their name and where they were
   CHECK(logged[0].find(" seconds") != std::string::npos);
 }
 
+static Coro<void> slow_after(EventLoop& loop, Future<void> f) {
+  auto take_time = [&loop] {
+    if (testing::is_virtual_clock_loop(loop))
+      testing::advance_virtual_clock(loop, 0.06);
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  };
+  take_time();  // in the first step
+  co_await f;
+  take_time();  // in the wake-up
+}
+
+LOOP_TEST("debug mode reports slow task steps as Task.__step and __wakeup, where it was created",
+          "[debug][tasks]") {
+  EventLoop& loop = *this->loop;
+  std::vector<std::string> logged;
+  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warning) logged.emplace_back(m);
+  });
+  loop.set_debug(true);
+  loop.set_slow_callback_duration(0.05);
+  Future<void> f = loop.create_future<void>();
+  const std::uint32_t line = __LINE__ + 1;
+  Task<void> t = loop.create_task(slow_after(loop, f));
+  loop.run_until_complete(sleep(0));
+  f.set_result();
+  loop.run_until_complete(t);
+  set_log_sink(std::move(old));
+  loop.set_debug(false);
+  REQUIRE(logged.size() == 2);
+  const std::string at = "test_errors_debug.cpp:" + std::to_string(line) + ">";
+  CHECK(logged[0].find("Executing <Handle Task.__step scheduled at ") == 0);
+  CHECK(logged[0].find(at) != std::string::npos);
+  CHECK(logged[1].find("Executing <Handle Task.__wakeup scheduled at ") == 0);
+  CHECK(logged[1].find(at) != std::string::npos);
+}
+
 LOOP_TEST("debug mode rejects non-thread-safe calls from another thread", "[debug][threads]") {
   auto& loop = *this->loop;
   if (!this->threads()) return;  // one thread only: nothing to check

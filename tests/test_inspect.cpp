@@ -3,6 +3,7 @@
 // decoder and delta encoder, the model's history, recording and Chrome trace export.
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "demo_workload.hpp"
@@ -94,6 +95,46 @@ static Coro<int> wait_for_it(Future<int> f) {
 static Coro<int> outer(Future<int> f) {
   int v = co_await wait_for_it(f);
   co_return v + 1;
+}
+
+LOOP_TEST("inspect: task steps and wake-ups in the ready queue, named, at the task's creation",
+          "[inspect][tasks]") {
+  EventLoop& loop = *this->loop;
+  inspect::Recorder& rec = inspect::enable(loop);
+  Future<int> f = loop.create_future<int>();
+  const std::uint32_t line = __LINE__ + 1;
+  Task<int> t = loop.create_task(wait_for_it(f), "stepper");
+  inspect::Snapshot s = rec.capture();
+  REQUIRE(s.ready.size() == 1);
+  CHECK(s.ready[0].name == "Task.__step");
+  CHECK(s.ready[0].file.find("test_inspect.cpp") != std::string::npos);
+  CHECK(s.ready[0].line == line);
+  CHECK_FALSE(s.ready[0].cancelled);
+  CHECK(live(s, inspect::HandleKind::callback) == 1);
+
+  loop.run_until_complete(sleep(0));  // the task runs up to its await
+  CHECK(rec.capture().ready.empty());
+  f.set_result(41);
+  s = rec.capture();
+  REQUIRE(s.ready.size() == 1);
+  CHECK(s.ready[0].name == "Task.__wakeup");
+  CHECK(s.ready[0].line == line);
+  CHECK(loop.run_until_complete(t) == 41);
+  rec.feed()->request();  // publish this pass's events now
+  loop.run_until_complete(sleep(0));
+
+  // Each step was recorded as scheduled and run under one id (a flow arrow), with its name.
+  std::map<std::uint64_t, int> scheduled, ran;
+  for (const auto& snap : published(*rec.feed()))
+    for (const inspect::Event& e : snap->events) {
+      if (e.kind == inspect::EventKind::callback_scheduled && e.line == line) ++scheduled[e.id];
+      if (e.kind == inspect::EventKind::callback_run && e.name &&
+          std::string(e.name).rfind("Task.__", 0) == 0 && e.line == line)
+        ++ran[e.id];
+    }
+  CHECK(scheduled.size() == 2);
+  CHECK(ran == scheduled);
+  inspect::disable(loop);
 }
 
 LOOP_TEST("inspect: tasks with state, run count and await chain", "[inspect]") {

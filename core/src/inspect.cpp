@@ -23,9 +23,6 @@ struct PublishRequest {
   const char* callback_name() const noexcept { return "eddy::inspect::PublishRequest"; }
 };
 
-const char* callback_name_of(const detail::HandleRecord* r) {
-  return r->ops ? r->ops->name(r->storage) : "<cancelled>";
-}
 }  // namespace
 
 // ---- Feed ---------------------------------------------------------------------------------------
@@ -127,21 +124,28 @@ void Recorder::callback_scheduled(detail::HandleRecord* r) {
          r->line);
 }
 
-void Recorder::callback_run(const detail::HandleRecord* r, const char* name, double start,
-                            double duration) {
+bool Recorder::task_step_scheduled(detail::ReadyEntry e) {
+  if (!sampled()) return false;
+  const SourceLocation where = detail::ready_entry_source(e);
+  record(EventKind::callback_scheduled, e.id(), 0, nullptr, where.file, where.line);
+  return true;
+}
+
+void Recorder::callback_run(detail::ReadyEntry e, const char* name, double start, double duration) {
   ++window_callbacks_;
   if (TaskBase* t = std::exchange(stepped_, nullptr)) {
     t->add_busy_time(duration);
     if (sampled()) record(EventKind::task_step, t->id(), duration);
     t->release();
   }
-  if (!r->has(detail::kHandleTraced)) return;
+  if (!(e.is_task() ? e.traced() : e.record()->has(detail::kHandleTraced))) return;
   if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
     ++dropped_;
     return;
   }
-  events_.push_back(Event{start, reinterpret_cast<std::uintptr_t>(r), duration, name, r->file,
-                          r->line, EventKind::callback_run});
+  const SourceLocation where = detail::ready_entry_source(e);
+  events_.push_back(
+      Event{start, e.id(), duration, name, where.file, where.line, EventKind::callback_run});
 }
 
 void Recorder::timer_armed(const detail::HandleRecord* r) {
@@ -209,21 +213,21 @@ void Recorder::exception(const ExceptionContext& c) {
   record(EventKind::exception, exceptions_.size() - 1, 0);
 }
 
-void Recorder::slow_callback(const detail::HandleRecord* r, const char* name, double duration) {
+void Recorder::slow_callback(detail::ReadyEntry entry, const char* name, double duration) {
+  const SourceLocation where = detail::ready_entry_source(entry);
   if (exceptions_.size() < kMaxExceptionsPerWindow) {
     ExceptionInfo e;
     e.time = clock();
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.3f", duration);
     e.message = std::string("Executing <Handle ") + name + "> took " + buf + " seconds";
-    e.file = r->file ? r->file : "";
-    e.line = r->line;
+    e.file = where.file ? where.file : "";
+    e.line = where.line;
     e.duration = duration;
     e.slow = true;
     exceptions_.push_back(std::move(e));
   }
-  record(EventKind::slow_callback, reinterpret_cast<std::uintptr_t>(r), duration, name, r->file,
-         r->line);
+  record(EventKind::slow_callback, entry.id(), duration, name, where.file, where.line);
 }
 
 void Recorder::pass_done(double start, double polled, double timers_done, double end,
@@ -266,13 +270,15 @@ void Recorder::fill_state(Snapshot& s) {
   const std::size_t nready = std::min(L.ready_.size(), options_.max_ready);
   s.ready.reserve(nready);
   for (std::size_t i = 0; i < nready; ++i) {
-    const detail::HandleRecord* r = L.ready_.at(i);
-    s.ready.push_back(HandleInfo{callback_name_of(r), r->file ? r->file : "", r->line,
-                                 r->has(detail::kHandleCancelled), 0});
+    const detail::ReadyEntry e = L.ready_.at(i);
+    const SourceLocation where = detail::ready_entry_source(e);
+    s.ready.push_back(HandleInfo{detail::ready_entry_name(e), where.file ? where.file : "",
+                                 where.line,
+                                 !e.is_task() && e.record()->has(detail::kHandleCancelled), 0});
   }
 
   s.timers_total = L.timers_.size();
-  std::vector<const detail::HandleRecord*> timers;
+  std::vector<detail::HandleRecord*> timers;
   timers.reserve(L.timers_.size());
   for (auto e : L.timers_) timers.push_back(L.pool_->at(e.index));
   const std::size_t ntimers = std::min(timers.size(), options_.max_timers);
@@ -280,8 +286,8 @@ void Recorder::fill_state(Snapshot& s) {
                     timers.end(), [](auto a, auto b) { return a->when < b->when; });
   s.timers.reserve(ntimers);
   for (std::size_t i = 0; i < ntimers; ++i) {
-    const detail::HandleRecord* r = timers[i];
-    s.timers.push_back(HandleInfo{callback_name_of(r), r->file ? r->file : "", r->line,
+    detail::HandleRecord* r = timers[i];
+    s.timers.push_back(HandleInfo{detail::ready_entry_name(r), r->file ? r->file : "", r->line,
                                   r->has(detail::kHandleCancelled), r->when});
   }
 

@@ -89,12 +89,32 @@ void Inbox::close() {
   backend_ = nullptr;
 }
 
-namespace {
-HandleRecord** allocate_ring(std::size_t slots) {
-  return static_cast<HandleRecord**>(allocate_array(slots * sizeof(HandleRecord*)));
+static_assert(alignof(TaskBase) >= ReadyEntry::kTaskAlignment, "ready entries tag task pointers");
+
+const char* ready_entry_name(ReadyEntry e) noexcept {
+  if (e.is_task()) return e.wakeup() ? "Task.__wakeup" : "Task.__step";
+  const HandleRecord* r = e.record();
+  return r->ops ? r->ops->name(r->storage) : "<cancelled>";
 }
-void free_ring(HandleRecord** ring, std::size_t slots) noexcept {
-  free_array(ring, slots * sizeof(HandleRecord*));
+
+SourceLocation ready_entry_source(ReadyEntry e) noexcept {
+  if (e.is_task()) return e.task()->created_at();
+  return SourceLocation{e.record()->file, "", e.record()->line};
+}
+
+void release_ready_entry(ReadyEntry e) noexcept {
+  if (e.is_task())
+    e.task()->release();
+  else
+    release_handle(e.record());
+}
+
+namespace {
+ReadyEntry* allocate_ring(std::size_t slots) {
+  return static_cast<ReadyEntry*>(allocate_array(slots * sizeof(ReadyEntry)));
+}
+void free_ring(ReadyEntry* ring, std::size_t slots) noexcept {
+  free_array(ring, slots * sizeof(ReadyEntry));
 }
 }  // namespace
 
@@ -103,7 +123,7 @@ ReadyQueue::~ReadyQueue() { free_ring(buf_, mask_ + 1); }
 
 void ReadyQueue::grow() {
   const std::size_t slots = (mask_ + 1) * 2;
-  HandleRecord** bigger = allocate_ring(slots);
+  ReadyEntry* bigger = allocate_ring(slots);
   const std::size_t n = size();
   for (std::size_t i = 0; i < n; ++i) bigger[i] = at(i);
   free_ring(buf_, mask_ + 1);
@@ -252,7 +272,7 @@ void EventLoop::close() {
     std::vector<detail::HandleRecord*> posted;
     inbox_->take(posted);
     for (auto* r : posted) detail::release_handle(r);
-    while (!ready_.empty()) detail::release_handle(ready_.pop());
+    while (!ready_.empty()) detail::release_ready_entry(ready_.pop());
     detail::TimerHeap timers;
     timers.swap(timers_);
     for (auto e : timers) {
@@ -410,60 +430,88 @@ void EventLoop::fire_due_timers(double now) {
 // This is the only place where callbacks are called.
 void EventLoop::run_ready(std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
-    detail::HandleRecord* r = ready_.pop();
+    const detail::ReadyEntry e = ready_.pop();
+    if (e.is_task()) {
+      TaskBase* t = e.task();
+      run_callback(e, [t] { t->step(); });
+      t->release();  // the queue's reference
+      continue;
+    }
+    detail::HandleRecord* r = e.record();
     if (r->has(detail::kHandleCancelled) || r->ops == nullptr) {
       detail::release_handle(r);
       continue;
     }
     r->flags |= detail::kHandleRunning;
-    try {
-#if EDDY_INSPECT
-      if (EDDY_UNLIKELY(inspector_ != nullptr)) {
-        // One clock read per callback: it starts where the previous one (or the phase) ended.
-        const char* name = r->ops->name(r->storage);
-        const double t0 = inspector_->last_clock();
-        r->ops->invoke(r->storage);
-        const double dt = inspector_ ? inspector_->clock() - t0 : 0.0;
-        if (inspector_) inspector_->callback_run(r, name, t0, dt);
-        if (dt >= slow_callback_duration_) {
-          if (inspector_) inspector_->slow_callback(r, name, dt);
-          if (debug_) report_slow_callback(r, dt);
-        }
-      } else
-#endif
-          if (EDDY_UNLIKELY(debug_)) {
-        const double t0 = time();
-        r->ops->invoke(r->storage);
-        const double dt = time() - t0;
-        if (dt >= slow_callback_duration_) report_slow_callback(r, dt);
-      } else {
-        r->ops->invoke(r->storage);
-      }
-    } catch (...) {
-      report_callback_exception(r, std::current_exception());
-    }
+    run_callback(e, [r] { r->ops->invoke(r->storage); });
     r->flags &= ~detail::kHandleRunning;
     r->destroy_callback();
     detail::release_handle(r);
   }
 }
 
-void EventLoop::report_slow_callback(detail::HandleRecord* r, double seconds) {
+template <class Invoke>
+void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
+  try {
+#if EDDY_INSPECT
+    if (EDDY_UNLIKELY(inspector_ != nullptr)) {
+      // One clock read per callback: it starts where the previous one (or the phase) ended.
+      const char* name = detail::ready_entry_name(e);
+      const double t0 = inspector_->last_clock();
+      invoke();
+      const double dt = inspector_ ? inspector_->clock() - t0 : 0.0;
+      if (inspector_) inspector_->callback_run(e, name, t0, dt);
+      if (dt >= slow_callback_duration_) {
+        if (inspector_) inspector_->slow_callback(e, name, dt);
+        if (debug_) report_slow_callback(e, dt);
+      }
+    } else
+#endif
+        if (EDDY_UNLIKELY(debug_)) {
+      const double t0 = time();
+      invoke();
+      const double dt = time() - t0;
+      if (dt >= slow_callback_duration_) report_slow_callback(e, dt);
+    } else {
+      invoke();
+    }
+  } catch (...) {
+    report_callback_exception(e, std::current_exception());
+  }
+}
+
+void EventLoop::report_slow_callback(detail::ReadyEntry e, double seconds) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.3f", seconds);
+  const SourceLocation where = detail::ready_entry_source(e);
   std::ostringstream os;
-  os << "Executing <Handle " << r->ops->name(r->storage) << " scheduled at " << r->file << ':'
-     << r->line << "> took " << buf << " seconds";
+  os << "Executing <Handle " << detail::ready_entry_name(e) << " scheduled at "
+     << (where.file ? where.file : "?") << ':' << where.line << "> took " << buf << " seconds";
   log(LogLevel::warning, os.str());
 }
 
-void EventLoop::report_callback_exception(detail::HandleRecord* r, std::exception_ptr e) {
-  ExceptionContext ctx(std::string("Exception in callback ") + r->ops->name(r->storage),
-                       std::move(e));
-  detail::retain_handle(r);
-  ctx.handle = Handle::adopt(r);
-  ctx.source = SourceLocation{r->file, "", r->line};
+void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_ptr exc) {
+  ExceptionContext ctx(std::string("Exception in callback ") + detail::ready_entry_name(e),
+                       std::move(exc));
+  if (e.is_task()) {
+    ctx.task = Ref<TaskBase>(e.task());
+  } else {
+    detail::retain_handle(e.record());
+    ctx.handle = Handle::adopt(e.record());
+  }
+  ctx.source = detail::ready_entry_source(e);
   call_exception_handler(ctx);
+}
+
+void EventLoop::schedule_task_step(Ref<TaskBase> task, bool wakeup) {
+  if (EDDY_UNLIKELY(closed_)) check_closed();
+  if (EDDY_UNLIKELY(debug_)) check_thread("call_soon");
+  detail::ReadyEntry e = detail::ReadyEntry::task_step(task.leak(), wakeup);
+#if EDDY_INSPECT
+  if (EDDY_UNLIKELY(inspector_ != nullptr) && inspector_->task_step_scheduled(e)) e.set_traced();
+#endif
+  ready_.push(e);
+  if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
 }
 
 void EventLoop::schedule_record(detail::HandleRecord* rec) {

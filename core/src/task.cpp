@@ -13,23 +13,15 @@ namespace {
 
 std::atomic<std::uint64_t> g_task_counter{0};
 
-// The handle callback that runs one step of a task: its first, after a yield, or after the
-// future it awaited is done (asyncio's __step and __wakeup).
-struct TaskStep {
-  Ref<TaskBase> task;
-  bool wakeup;
-  void operator()() const { task->step(); }
-  const char* callback_name() const noexcept { return wakeup ? "Task.__wakeup" : "Task.__step"; }
-};
-
 // The done callback by which a future wakes the task awaiting it. It does not need the future
-// (the task holds it), so it goes straight into a TaskStep handle when the future is done.
+// (the task holds it), so when it is the future's only callback it becomes the task's wake-up
+// entry in the ready queue (asyncio's __wakeup), with no handle record.
 struct TaskWakeup {
   Ref<TaskBase> task;
   struct Invoke {
     static void call(TaskWakeup& w, FutureBase&) { w.task->step(); }
     static void schedule_alone(TaskWakeup&& w, EventLoop& loop) {
-      loop.call_soon(TaskStep{std::move(w.task), true}, SourceLocation{});
+      loop.schedule_task_step(std::move(w.task), true);
     }
   };
 };
@@ -162,7 +154,7 @@ void TaskBase::start(bool eager) {
 
 void TaskBase::schedule_step() {
   scheduled_ = true;
-  get_loop().call_soon(TaskStep{Ref<TaskBase>(this), false}, created_at_);
+  get_loop().schedule_task_step(Ref<TaskBase>(this), false);
 }
 
 void TaskBase::step() {

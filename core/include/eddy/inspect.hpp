@@ -35,6 +35,7 @@ class BaseTransport;
 struct ExceptionContext;
 namespace detail {
 struct HandleRecord;
+class ReadyEntry;
 }
 
 namespace inspect {
@@ -244,7 +245,8 @@ class Recorder {
 
   // ---- Hooks (called through EDDY_INSPECT_HOOK from the choke points) ----
   void callback_scheduled(detail::HandleRecord* r);
-  void callback_run(const detail::HandleRecord* r, const char* name, double start, double duration);
+  bool task_step_scheduled(detail::ReadyEntry e);  // true: sampled, the entry is to be traced
+  void callback_run(detail::ReadyEntry e, const char* name, double start, double duration);
   void timer_armed(const detail::HandleRecord* r);
   void timer_cancelled(const detail::HandleRecord* r);
   void timer_fired(detail::HandleRecord* r, double now);
@@ -256,7 +258,7 @@ class Recorder {
   void task_done(TaskBase* t);
   void transport_event(EventKind kind, std::uint64_t transport, double value = 0);
   void exception(const ExceptionContext& context);
-  void slow_callback(const detail::HandleRecord* r, const char* name, double duration);
+  void slow_callback(detail::ReadyEntry e, const char* name, double duration);
   void pass_done(double start, double polled, double timers_done, double end, std::size_t ran);
   double clock();  // reads the loop's clock
   double last_clock() const noexcept { return last_clock_; }

@@ -130,7 +130,41 @@ class Inbox {
   bool closed_ = false;
 };
 
-// FIFO ring of handle records; grows by doubling, never shrinks while the loop lives.
+// One entry of the ready queue: a handle record, or a task whose next step is due. A task's step
+// needs no record, because asyncio's Task.__step and __wakeup handles are never visible to user
+// code: the entry is the task's address with tag bits, and it owns one reference to the task.
+class ReadyEntry {
+ public:
+  ReadyEntry() noexcept = default;
+  ReadyEntry(HandleRecord* r) noexcept : bits_(reinterpret_cast<std::uintptr_t>(r)) {}  // NOLINT
+  static ReadyEntry task_step(TaskBase* t, bool wakeup) noexcept {
+    ReadyEntry e;
+    e.bits_ = reinterpret_cast<std::uintptr_t>(t) | kTask | (wakeup ? kWakeup : 0);
+    return e;
+  }
+  bool is_task() const noexcept { return (bits_ & kTask) != 0; }
+  HandleRecord* record() const noexcept { return reinterpret_cast<HandleRecord*>(bits_); }
+  TaskBase* task() const noexcept { return reinterpret_cast<TaskBase*>(bits_ & ~kTagBits); }
+  bool wakeup() const noexcept { return (bits_ & kWakeup) != 0; }
+  // Task steps only (a record keeps kHandleTraced): the inspector sampled this entry.
+  bool traced() const noexcept { return (bits_ & kTraced) != 0; }
+  void set_traced() noexcept { bits_ |= kTraced; }
+  // The inspector's event id: pairs the entry's scheduling with its run.
+  std::uintptr_t id() const noexcept { return bits_ & ~kTraced; }
+  static constexpr std::size_t kTaskAlignment = 8;
+
+ private:
+  static constexpr std::uintptr_t kTask = 1, kWakeup = 2, kTraced = 4, kTagBits = 7;
+  std::uintptr_t bits_ = 0;
+};
+// For reports and the inspector: "Task.__step"/"Task.__wakeup" or the callable's name, and
+// where the handle was scheduled (a step: where its task was created).
+const char* ready_entry_name(ReadyEntry e) noexcept;
+SourceLocation ready_entry_source(ReadyEntry e) noexcept;
+// Drops the queue's reference (a cancelled or never-run entry).
+void release_ready_entry(ReadyEntry e) noexcept;
+
+// FIFO ring of ready entries; grows by doubling, never shrinks while the loop lives.
 class ReadyQueue {
  public:
   ReadyQueue();
@@ -139,16 +173,16 @@ class ReadyQueue {
   ReadyQueue& operator=(const ReadyQueue&) = delete;
   bool empty() const noexcept { return head_ == tail_; }
   std::size_t size() const noexcept { return tail_ - head_; }
-  void push(HandleRecord* r) {
+  void push(ReadyEntry e) {
     if (EDDY_UNLIKELY(tail_ - head_ == mask_ + 1)) grow();
-    buf_[tail_++ & mask_] = r;
+    buf_[tail_++ & mask_] = e;
   }
-  HandleRecord* pop() noexcept { return buf_[head_++ & mask_]; }
-  HandleRecord* at(std::size_t i) const noexcept { return buf_[(head_ + i) & mask_]; }
+  ReadyEntry pop() noexcept { return buf_[head_++ & mask_]; }
+  ReadyEntry at(std::size_t i) const noexcept { return buf_[(head_ + i) & mask_]; }
 
  private:
   void grow();
-  HandleRecord** buf_;  // a power-of-two ring; large rings live in page arenas
+  ReadyEntry* buf_;  // a power-of-two ring; large rings live in page arenas
   std::size_t mask_;
   std::size_t head_ = 0;
   std::size_t tail_ = 0;
@@ -372,6 +406,9 @@ class EventLoop : public RefCounted {
   // Queues an already-built record, taking over its one reference (used by futures to run
   // their done callbacks). RuntimeError if the loop is closed.
   void schedule_record(detail::HandleRecord* rec);
+  // For Task: queues the task's next step (asyncio's call_soon(self.__step) or __wakeup) without
+  // a handle record. Adopts the reference.
+  void schedule_task_step(Ref<TaskBase> task, bool wakeup);
   detail::HandleRecord* new_record(SourceLocation where) {
     detail::HandleRecord* r = pool_->allocate();
     r->file = where.file;
@@ -395,6 +432,8 @@ class EventLoop : public RefCounted {
   void destroy_self() noexcept override;
   std::size_t run_pass(double max_wait);
   void run_ready(std::size_t count);
+  template <class Invoke>
+  void run_callback(detail::ReadyEntry e, Invoke&& invoke);
   void push_timer(detail::HandleRecord* rec);
   void fire_due_timers(double now);  // now: time() as read after this pass polled
   void purge_cancelled_timers();
@@ -403,8 +442,8 @@ class EventLoop : public RefCounted {
   void enter_running(const char* method);
   void leave_running() noexcept;
   void notify_host();
-  void report_slow_callback(detail::HandleRecord* rec, double seconds);
-  void report_callback_exception(detail::HandleRecord* rec, std::exception_ptr e);
+  void report_slow_callback(detail::ReadyEntry e, double seconds);
+  void report_callback_exception(detail::ReadyEntry e, std::exception_ptr exc);
   template <class F>
   detail::HandleRecord* make_record(F&& callback, SourceLocation where) {
     using Fn = std::decay_t<F>;
