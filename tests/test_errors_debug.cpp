@@ -26,6 +26,26 @@ LOOP_TEST("an exception escaping a callback reaches the handler and the loop kee
   this->reported.clear();
 }
 
+LOOP_TEST("an exception escaping a done callback is reported with its future; later ones run",
+          "[errors][futures]") {
+  EventLoop& loop = *this->loop;
+  Future<int> f = loop.create_future<int>();
+  std::vector<std::string> trace;
+  f.add_done_callback([](Future<int>) { throw ValueError("first failed"); });
+  f.add_done_callback(
+      [&](Future<int> g) { trace.push_back("second:" + std::to_string(g.result())); });
+  f.set_result(7);
+  loop.run_until_complete(sleep(0));
+  CHECK(trace == std::vector<std::string>{"second:7"});
+  REQUIRE(this->reported.size() == 1);
+  const auto& c = this->reported[0];
+  CHECK(c.message.rfind("Exception in callback ", 0) == 0);
+  CHECK(c.message.find("lambda") != std::string::npos);
+  CHECK(c.exception_text() == "first failed");
+  CHECK(c.future.get() == f.base());
+  this->reported.clear();
+}
+
 LOOP_TEST("exception handler: get/set, default handler, and a handler that throws", "[errors]") {
   auto& loop = *this->loop;
   std::vector<std::string> logged;

@@ -120,6 +120,17 @@ LOOP_TEST("inspect: task steps and wake-ups in the ready queue, named, at the ta
   CHECK(s.ready[0].name == "Task.__wakeup");
   CHECK(s.ready[0].line == line);
   CHECK(loop.run_until_complete(t) == 41);
+
+  // A future's first done callback also runs from the queue without a record, under its name.
+  Future<void> g = loop.create_future<void>();
+  int hits = 0;
+  g.add_done_callback([&hits](Future<void>) { ++hits; });
+  g.set_result();
+  s = rec.capture();
+  REQUIRE(s.ready.size() == 1);
+  CHECK(s.ready[0].name.find("lambda") != std::string::npos);
+  loop.run_until_complete(sleep(0));
+  CHECK(hits == 1);
   rec.feed()->request();  // publish this pass's events now
   loop.run_until_complete(sleep(0));
 

@@ -1,5 +1,6 @@
 // FutureBase's state machine and done callbacks. Callbacks are never called inline: each one is
-// queued with call_soon semantics when the future completes, through a pooled handle record.
+// queued with call_soon semantics when the future completes: the first (stored in the future)
+// as a ready-queue entry of its own, later ones through a pooled handle record.
 #include "eddy/future.hpp"
 
 #include <sstream>
@@ -170,6 +171,11 @@ void FutureBase::schedule_one(detail::DoneCallback* cb) {
     return;
   }
   cb->scheduled = true;
+  if (cb == &first_) {  // runs from the ready queue with no handle record
+    retain();
+    loop_->schedule_entry(detail::ReadyEntry::first_done_callback(this));
+    return;
+  }
   detail::HandleRecord* r = loop_->new_record(SourceLocation{});
   using Ops = detail::CallbackOpsFor<DoneCallbackRunner>;
   Ops::construct(r->storage, DoneCallbackRunner(this, cb));

@@ -124,7 +124,7 @@ void Recorder::callback_scheduled(detail::HandleRecord* r) {
          r->line);
 }
 
-bool Recorder::task_step_scheduled(detail::ReadyEntry e) {
+bool Recorder::entry_scheduled(detail::ReadyEntry e) {
   if (!sampled()) return false;
   const SourceLocation where = detail::ready_entry_source(e);
   record(EventKind::callback_scheduled, e.id(), 0, nullptr, where.file, where.line);
@@ -138,7 +138,7 @@ void Recorder::callback_run(detail::ReadyEntry e, const char* name, double start
     if (sampled()) record(EventKind::task_step, t->id(), duration);
     t->release();
   }
-  if (!(e.is_task() ? e.traced() : e.record()->has(detail::kHandleTraced))) return;
+  if (!(e.is_record() ? e.record()->has(detail::kHandleTraced) : e.traced())) return;
   if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
     ++dropped_;
     return;
@@ -274,7 +274,7 @@ void Recorder::fill_state(Snapshot& s) {
     const SourceLocation where = detail::ready_entry_source(e);
     s.ready.push_back(HandleInfo{detail::ready_entry_name(e), where.file ? where.file : "",
                                  where.line,
-                                 !e.is_task() && e.record()->has(detail::kHandleCancelled), 0});
+                                 e.is_record() && e.record()->has(detail::kHandleCancelled), 0});
   }
 
   s.timers_total = L.timers_.size();

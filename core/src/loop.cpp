@@ -89,24 +89,49 @@ void Inbox::close() {
   backend_ = nullptr;
 }
 
-static_assert(alignof(TaskBase) >= ReadyEntry::kTaskAlignment, "ready entries tag task pointers");
+static_assert(alignof(FutureBase) >= ReadyEntry::kAlignment, "ready entries tag future pointers");
 
 const char* ready_entry_name(ReadyEntry e) noexcept {
-  if (e.is_task()) return e.wakeup() ? "Task.__wakeup" : "Task.__step";
+  switch (e.kind()) {
+    case ReadyEntry::Kind::task_step:
+      return "Task.__step";
+    case ReadyEntry::Kind::task_wakeup:
+      return "Task.__wakeup";
+    case ReadyEntry::Kind::done_callback:
+      return e.future()->first_callback_name();
+    case ReadyEntry::Kind::record:
+      break;
+  }
   const HandleRecord* r = e.record();
   return r->ops ? r->ops->name(r->storage) : "<cancelled>";
 }
 
 SourceLocation ready_entry_source(ReadyEntry e) noexcept {
-  if (e.is_task()) return e.task()->created_at();
+  switch (e.kind()) {
+    case ReadyEntry::Kind::task_step:
+    case ReadyEntry::Kind::task_wakeup:
+      return e.task()->created_at();
+    case ReadyEntry::Kind::done_callback:
+      return SourceLocation{};  // as asyncio, which has no place for a done callback either
+    case ReadyEntry::Kind::record:
+      break;
+  }
   return SourceLocation{e.record()->file, "", e.record()->line};
 }
 
 void release_ready_entry(ReadyEntry e) noexcept {
-  if (e.is_task())
-    e.task()->release();
-  else
-    release_handle(e.record());
+  switch (e.kind()) {
+    case ReadyEntry::Kind::task_step:
+    case ReadyEntry::Kind::task_wakeup:
+      e.task()->release();
+      return;
+    case ReadyEntry::Kind::done_callback:
+      e.future()->release_first_callback();
+      return;
+    case ReadyEntry::Kind::record:
+      release_handle(e.record());
+      return;
+  }
 }
 
 namespace {
@@ -431,7 +456,13 @@ void EventLoop::fire_due_timers(double now) {
 void EventLoop::run_ready(std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
     const detail::ReadyEntry e = ready_.pop();
-    if (e.is_task()) {
+    if (e.kind() == detail::ReadyEntry::Kind::done_callback) {
+      FutureBase* f = e.future();
+      run_callback(e, [f] { f->run_first_callback(); });
+      f->release_first_callback();
+      continue;
+    }
+    if (!e.is_record()) {
       TaskBase* t = e.task();
       run_callback(e, [t] { t->step(); });
       t->release();  // the queue's reference
@@ -493,11 +524,18 @@ void EventLoop::report_slow_callback(detail::ReadyEntry e, double seconds) {
 void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_ptr exc) {
   ExceptionContext ctx(std::string("Exception in callback ") + detail::ready_entry_name(e),
                        std::move(exc));
-  if (e.is_task()) {
-    ctx.task = Ref<TaskBase>(e.task());
-  } else {
-    detail::retain_handle(e.record());
-    ctx.handle = Handle::adopt(e.record());
+  switch (e.kind()) {
+    case detail::ReadyEntry::Kind::task_step:
+    case detail::ReadyEntry::Kind::task_wakeup:
+      ctx.task = Ref<TaskBase>(e.task());
+      break;
+    case detail::ReadyEntry::Kind::done_callback:
+      ctx.future = Ref<FutureBase>(e.future());
+      break;
+    case detail::ReadyEntry::Kind::record:
+      detail::retain_handle(e.record());
+      ctx.handle = Handle::adopt(e.record());
+      break;
   }
   ctx.source = detail::ready_entry_source(e);
   call_exception_handler(ctx);
@@ -506,9 +544,16 @@ void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_p
 void EventLoop::schedule_task_step(Ref<TaskBase> task, bool wakeup) {
   if (EDDY_UNLIKELY(closed_)) check_closed();
   if (EDDY_UNLIKELY(debug_)) check_thread("call_soon");
-  detail::ReadyEntry e = detail::ReadyEntry::task_step(task.leak(), wakeup);
+  schedule_entry(detail::ReadyEntry::step(task.leak(), wakeup));
+}
+
+void EventLoop::schedule_entry(detail::ReadyEntry e) {
+  if (EDDY_UNLIKELY(closed_)) {
+    detail::release_ready_entry(e);
+    check_closed();
+  }
 #if EDDY_INSPECT
-  if (EDDY_UNLIKELY(inspector_ != nullptr) && inspector_->task_step_scheduled(e)) e.set_traced();
+  if (EDDY_UNLIKELY(inspector_ != nullptr) && inspector_->entry_scheduled(e)) e.set_traced();
 #endif
   ready_.push(e);
   if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();

@@ -139,7 +139,8 @@ struct DoneCallbackOpsFor {
 
 }  // namespace detail
 
-class FutureBase : public RefCounted, public detail::SlabAllocated {
+// alignas(8): the ready queue tags a future's address in its low three bits, also on wasm32.
+class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
   // Declared first so that they fill the tail padding after RefCounted's count.
  protected:
   bool is_task_ = false;
@@ -196,6 +197,14 @@ class FutureBase : public RefCounted, public detail::SlabAllocated {
   void* value_slot() const noexcept { return slot_; }
   // Destroys a done callback after its handle ran (or was dropped).
   static void release_callback(detail::DoneCallback* cb) noexcept;
+  // For the loop's ready queue, which runs the first done callback straight from the future
+  // (detail::ReadyEntry::first_done_callback): its name, calling it, and letting it go.
+  const char* first_callback_name() const noexcept { return first_.ops->name(first_.storage); }
+  void run_first_callback() { first_.ops->invoke(first_.storage, *this); }
+  void release_first_callback() noexcept {
+    release_callback(&first_);
+    release();  // the entry's reference
+  }
   // InvalidStateError if done; RuntimeError if the loop is closed.
   void check_settable(const char* method) const;
 

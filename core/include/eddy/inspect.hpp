@@ -245,7 +245,7 @@ class Recorder {
 
   // ---- Hooks (called through EDDY_INSPECT_HOOK from the choke points) ----
   void callback_scheduled(detail::HandleRecord* r);
-  bool task_step_scheduled(detail::ReadyEntry e);  // true: sampled, the entry is to be traced
+  bool entry_scheduled(detail::ReadyEntry e);  // a tagged entry; true: sampled, to be traced
   void callback_run(detail::ReadyEntry e, const char* name, double start, double duration);
   void timer_armed(const detail::HandleRecord* r);
   void timer_cancelled(const detail::HandleRecord* r);

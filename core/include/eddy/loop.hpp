@@ -130,38 +130,45 @@ class Inbox {
   bool closed_ = false;
 };
 
-// One entry of the ready queue: a handle record, or a task whose next step is due. A task's step
-// needs no record, because asyncio's Task.__step and __wakeup handles are never visible to user
-// code: the entry is the task's address with tag bits, and it owns one reference to the task.
+// One entry of the ready queue: a handle record, or work that needs no record because no user
+// code can see its handle: a task's next step (asyncio's Task.__step and __wakeup) or a future's
+// first done callback, which the future stores inline. Such an entry is the object's address with
+// tag bits, and it owns one reference to the object.
 class ReadyEntry {
  public:
+  enum class Kind : unsigned { record = 0, task_step = 1, task_wakeup = 2, done_callback = 3 };
   ReadyEntry() noexcept = default;
   ReadyEntry(HandleRecord* r) noexcept : bits_(reinterpret_cast<std::uintptr_t>(r)) {}  // NOLINT
-  static ReadyEntry task_step(TaskBase* t, bool wakeup) noexcept {
-    ReadyEntry e;
-    e.bits_ = reinterpret_cast<std::uintptr_t>(t) | kTask | (wakeup ? kWakeup : 0);
-    return e;
+  static ReadyEntry step(TaskBase* t, bool wakeup) noexcept {
+    return ReadyEntry(reinterpret_cast<std::uintptr_t>(t) |
+                      static_cast<unsigned>(wakeup ? Kind::task_wakeup : Kind::task_step));
   }
-  bool is_task() const noexcept { return (bits_ & kTask) != 0; }
+  static ReadyEntry first_done_callback(FutureBase* f) noexcept {
+    return ReadyEntry(reinterpret_cast<std::uintptr_t>(f) |
+                      static_cast<unsigned>(Kind::done_callback));
+  }
+  Kind kind() const noexcept { return static_cast<Kind>(bits_ & kKindBits); }
+  bool is_record() const noexcept { return kind() == Kind::record; }
   HandleRecord* record() const noexcept { return reinterpret_cast<HandleRecord*>(bits_); }
   TaskBase* task() const noexcept { return reinterpret_cast<TaskBase*>(bits_ & ~kTagBits); }
-  bool wakeup() const noexcept { return (bits_ & kWakeup) != 0; }
-  // Task steps only (a record keeps kHandleTraced): the inspector sampled this entry.
+  FutureBase* future() const noexcept { return reinterpret_cast<FutureBase*>(bits_ & ~kTagBits); }
+  // Tagged entries only (a record keeps kHandleTraced): the inspector sampled this entry.
   bool traced() const noexcept { return (bits_ & kTraced) != 0; }
   void set_traced() noexcept { bits_ |= kTraced; }
   // The inspector's event id: pairs the entry's scheduling with its run.
   std::uintptr_t id() const noexcept { return bits_ & ~kTraced; }
-  static constexpr std::size_t kTaskAlignment = 8;
+  static constexpr std::size_t kAlignment = 8;
 
  private:
-  static constexpr std::uintptr_t kTask = 1, kWakeup = 2, kTraced = 4, kTagBits = 7;
+  explicit ReadyEntry(std::uintptr_t bits) noexcept : bits_(bits) {}
+  static constexpr std::uintptr_t kKindBits = 3, kTraced = 4, kTagBits = 7;
   std::uintptr_t bits_ = 0;
 };
-// For reports and the inspector: "Task.__step"/"Task.__wakeup" or the callable's name, and
-// where the handle was scheduled (a step: where its task was created).
+// For reports and the inspector: the callable's name ("Task.__step" and "Task.__wakeup" for
+// task steps) and where the handle was scheduled (a step: where its task was created).
 const char* ready_entry_name(ReadyEntry e) noexcept;
 SourceLocation ready_entry_source(ReadyEntry e) noexcept;
-// Drops the queue's reference (a cancelled or never-run entry).
+// Drops the queue's reference to an entry that will not run (a cancelled one, or the loop closed).
 void release_ready_entry(ReadyEntry e) noexcept;
 
 // FIFO ring of ready entries; grows by doubling, never shrinks while the loop lives.
@@ -409,6 +416,9 @@ class EventLoop : public RefCounted {
   // For Task: queues the task's next step (asyncio's call_soon(self.__step) or __wakeup) without
   // a handle record. Adopts the reference.
   void schedule_task_step(Ref<TaskBase> task, bool wakeup);
+  // Queues a tagged entry (see detail::ReadyEntry), adopting its reference. RuntimeError (and
+  // the entry is released) if the loop is closed.
+  void schedule_entry(detail::ReadyEntry e);
   detail::HandleRecord* new_record(SourceLocation where) {
     detail::HandleRecord* r = pool_->allocate();
     r->file = where.file;
