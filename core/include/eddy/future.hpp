@@ -328,7 +328,7 @@ std::size_t FutureBase::remove_done_callback(const F& callback) {
 
 template <class T>
 Future<T> EventLoop::create_future() {
-  check_closed();
+  if (EDDY_UNLIKELY(closed_)) check_closed();
   return Future<T>(Ref<FutureBase>(new FutureImpl<T>(*this)));
 }
 
