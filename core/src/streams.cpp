@@ -125,7 +125,7 @@ std::string StreamReader::take(std::size_t n) {
   return out;
 }
 
-Coro<void> StreamReader::wait_for_data(const char* function) {
+StreamReader::DataWait StreamReader::wait_for_data(const char* function) {
   // Two readers at once could not know which of them gets the next data.
   if (waiter_)
     throw RuntimeError(std::string(function) +
@@ -136,16 +136,8 @@ Coro<void> StreamReader::wait_for_data(const char* function) {
     transport_->resume_reading();
   }
   if (!loop_) loop_ = LoopRef(&get_running_loop());
-  Future<void> waiter = loop_->create_future<void>();
-  waiter_ = waiter;
-  std::exception_ptr error;
-  try {
-    co_await waiter;
-  } catch (...) {
-    error = std::current_exception();
-  }
-  if (waiter_ == waiter) waiter_ = Future<void>();
-  if (error) std::rethrow_exception(error);
+  waiter_ = loop_->create_future<void>();
+  return DataWait(*this, waiter_);
 }
 
 Coro<std::string> StreamReader::read(long long n) {
@@ -480,6 +472,8 @@ Coro<void> StreamWriter::drain_impl(Ref<WriteTransport> transport,
   // Closing: one pass so that connection_lost can run and drain sees its error (a loop of
   // write + drain would otherwise never notice).
   if (transport->is_closing()) co_await sleep(0);
+  // drain_helper's nothing-to-wait-for case, without its frame: the common one.
+  if (!protocol->writing_paused() && !protocol->connection_lost()) co_return;
   co_await protocol->drain_helper();
 }
 

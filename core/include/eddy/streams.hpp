@@ -112,7 +112,13 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   static Coro<std::string> readline_impl(std::shared_ptr<StreamReader> keep, StreamReader* self);
   static Coro<std::string> readuntil_impl(std::shared_ptr<StreamReader> keep, StreamReader* self,
                                           std::vector<std::string> separators);
-  Coro<void> wait_for_data(const char* function);
+  // Awaited by the reads: resumes on feed_data, feed_eof or set_exception. A plain awaitable,
+  // not a coroutine, so that a read which has to wait costs no second frame.
+  class DataWait;
+  DataWait wait_for_data(const char* function);
+  void forget_waiter(const FutureBase* waiter) noexcept {
+    if (waiter_.base() == waiter) waiter_ = Future<void>();
+  }
   void wakeup_waiter();
   void maybe_resume_transport();
   void replace_transport(Ref<ReadTransport> transport);  // start_tls
@@ -132,6 +138,39 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   Ref<ReadTransport> transport_;
 };
 
+class StreamReader::DataWait {
+ public:
+  using eddy_awaitable = void;
+  DataWait(StreamReader& reader, Future<void> waiter) noexcept
+      : reader_(&reader), waiter_(std::move(waiter)) {}
+
+  struct Awaiter {
+    detail::FutureAwaiter<void> wait;
+    StreamReader* reader;
+    bool await_ready() const noexcept { return wait.await_ready(); }
+    void await_suspend(coro::coroutine_handle<> h) {
+      try {
+        wait.await_suspend(h);
+      } catch (...) {
+        reader->forget_waiter(wait.future.get());  // not awaited from a task: never waited
+        throw;
+      }
+    }
+    // asyncio's `finally: self._waiter = None`, also when the wait was cancelled.
+    void await_resume() {
+      reader->forget_waiter(wait.future.get());
+      wait.await_resume();
+    }
+  };
+  Awaiter make_awaiter(PromiseBase* awaiting, SourceLocation where) {
+    return Awaiter{detail::FutureAwaiter<void>{waiter_.state(), awaiting, where}, reader_};
+  }
+
+ private:
+  StreamReader* reader_;
+  Future<void> waiter_;
+};
+
 // asyncio's FlowControlMixin: the write-side flow control a StreamWriter's protocol provides.
 // Protocols derive from it next to their Protocol base and forward pause_writing,
 // resume_writing and connection_lost to the flow_* calls.
@@ -145,6 +184,7 @@ class FlowControlMixin {
   // The future StreamWriter::wait_closed awaits for `stream`.
   virtual Future<void> close_waiter(const StreamWriter& stream) = 0;
   bool writing_paused() const noexcept { return paused_; }
+  bool connection_lost() const noexcept { return connection_lost_; }
   EventLoop& get_loop() const noexcept { return *loop_; }
 
  protected:
