@@ -43,7 +43,32 @@ struct DoneCallbackRunner {
   const char* callback_name() const { return cb->ops->name(cb->storage); }
 };
 
+// The done callback by which a future wakes the task awaiting it. It does not need the future
+// (the task holds it), so it becomes the task's wake-up entry in the ready queue (asyncio's
+// __wakeup), with no handle record. As a future's first callback (a task awaiting it, nearly
+// always) it is stored and scheduled without going through the callback ops.
+struct TaskWakeup {
+  Ref<TaskBase> task;
+  struct Invoke {
+    static void call(TaskWakeup& w, FutureBase&) { w.task->step(); }
+    static void schedule_alone(TaskWakeup&& w, EventLoop& loop) {
+      loop.schedule_task_step(std::move(w.task), true);
+    }
+  };
+};
+using TaskWakeupOps = detail::DoneCallbackOpsFor<TaskWakeup, TaskWakeup::Invoke>;
+static_assert(detail::done_fits_inline<TaskWakeup>);
+
 }  // namespace
+
+void FutureBase::add_task_wakeup(TaskBase* task) {
+  if (EDDY_LIKELY(!first_.ops && !first_.scheduled && !more_ && !done())) {
+    TaskWakeupOps::construct(first_.storage, TaskWakeup{Ref<TaskBase>(task)});
+    first_.ops = &TaskWakeupOps::ops;
+    return;
+  }
+  add_done_callback_as<TaskWakeup, TaskWakeup::Invoke>(TaskWakeup{Ref<TaskBase>(task)});
+}
 
 FutureBase::FutureBase(EventLoop& loop) : loop_(&loop) { loop.future_created(); }
 
@@ -186,7 +211,14 @@ void FutureBase::schedule_one(detail::DoneCallback* cb) {
 void FutureBase::schedule_callbacks() {
   // Detach the list first: the callbacks now belong to their handles (asyncio copies and clears).
   detail::DoneCallbackNode* chain = std::exchange(more_, nullptr);
-  if (first_.ops && !first_.scheduled) schedule_one(&first_);
+  if (first_.ops == &TaskWakeupOps::ops) {
+    Ref<TaskBase> task = std::move(TaskWakeupOps::get(first_.storage).task);
+    first_.ops = nullptr;
+    TaskWakeupOps::destroy(first_.storage);
+    loop_->schedule_task_step(std::move(task), true);
+  } else if (first_.ops && !first_.scheduled) {
+    schedule_one(&first_);
+  }
   while (chain) {
     detail::DoneCallbackNode* next = chain->next;
     chain->next = nullptr;

@@ -13,19 +13,6 @@ namespace {
 
 std::atomic<std::uint64_t> g_task_counter{0};
 
-// The done callback by which a future wakes the task awaiting it. It does not need the future
-// (the task holds it), so when it is the future's only callback it becomes the task's wake-up
-// entry in the ready queue (asyncio's __wakeup), with no handle record.
-struct TaskWakeup {
-  Ref<TaskBase> task;
-  struct Invoke {
-    static void call(TaskWakeup& w, FutureBase&) { w.task->step(); }
-    static void schedule_alone(TaskWakeup&& w, EventLoop& loop) {
-      loop.schedule_task_step(std::move(w.task), true);
-    }
-  };
-};
-
 // Stops the loop when the future run_until_complete waits for is done.
 struct StopLoop {
   bool operator==(const StopLoop&) const noexcept { return true; }
@@ -35,10 +22,6 @@ struct StopLoop {
 };
 
 }  // namespace
-
-void FutureBase::add_task_wakeup(TaskBase* task) {
-  add_done_callback_as<TaskWakeup, TaskWakeup::Invoke>(TaskWakeup{Ref<TaskBase>(task)});
-}
 
 // ---- PromiseBase ----------------------------------------------------------------------------------
 
