@@ -29,6 +29,23 @@ void ignore_sigpipe() noexcept {
   (void)done;
 }
 
+[[gnu::noinline]] void UvBackend::wait(double timeout) {
+  if (timeout > 0) {
+    uv_update_time(&loop_);
+    const double ms = std::ceil(timeout * 1000.0);
+    // The wake-up timer stops the wait itself: if this thread is preempted for longer than the
+    // timeout before uv_run starts, uv_run fires the timer before polling, and without uv_stop
+    // it would then poll with no timer left, blocked until some I/O came.
+    uv_timer_start(
+        &timer_, [](uv_timer_t* t) { uv_stop(t->loop); },
+        ms > 1e12 ? std::uint64_t(1e12) : std::uint64_t(ms), 0);
+  }
+  uv_ref(reinterpret_cast<uv_handle_t*>(&async_));  // a blocking wait must end on wakeup()
+  uv_run(&loop_, UV_RUN_ONCE);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  uv_timer_stop(&timer_);
+}
+
 std::error_code uv_error(int status) noexcept {
   if (status <= UV_EAI_ADDRFAMILY && status >= UV_EAI_PROTOCOL) return {-status, resolver_category()};
   return {-status, std::generic_category()};

@@ -35,27 +35,13 @@ class UvBackend final : public Backend {
   double now() override { return static_cast<double>(uv_hrtime()) * 1e-9; }
 
   void poll(double timeout) override {
-    if (closed_) return;
     if (timeout == 0) {
       // No transport, server, signal or request is registered: no I/O can be ready, and a
       // cross-thread wakeup is seen through the core's inbox, so the syscall would only cost.
-      if (!uv_loop_alive(&loop_)) return;
-      uv_run(&loop_, UV_RUN_NOWAIT);
+      if (!closed_ && uv_loop_alive(&loop_)) uv_run(&loop_, UV_RUN_NOWAIT);
       return;
     }
-    if (timeout > 0) {
-      uv_update_time(&loop_);
-      const double ms = std::ceil(timeout * 1000.0);
-      // The wake-up timer stops the wait itself: if this thread is preempted for longer than the
-      // timeout before uv_run starts, uv_run fires the timer before polling, and without
-      // uv_stop it would then poll with no timer left, blocked until some I/O came.
-      uv_timer_start(&timer_, [](uv_timer_t* t) { uv_stop(t->loop); },
-                     ms > 1e12 ? std::uint64_t(1e12) : std::uint64_t(ms), 0);
-    }
-    uv_ref(reinterpret_cast<uv_handle_t*>(&async_));  // a blocking wait must end on wakeup()
-    uv_run(&loop_, UV_RUN_ONCE);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
-    uv_timer_stop(&timer_);
+    if (!closed_) wait(timeout);
   }
 
   void wakeup() noexcept override { uv_async_send(&async_); }
@@ -124,6 +110,9 @@ class UvBackend final : public Backend {
   }
 
  private:
+  // poll() with a timeout: blocks in libuv until I/O, wakeup() or the timeout (< 0: none).
+  void wait(double timeout);
+
   uv_loop_t loop_;
   uv_async_t async_;
   uv_timer_t timer_;

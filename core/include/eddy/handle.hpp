@@ -51,7 +51,7 @@ struct HandleRecord {
     if (ops) {
       const CallbackOps* o = ops;
       ops = nullptr;
-      o->destroy(storage);
+      if (o->destroy) o->destroy(storage);
     }
   }
 };

@@ -29,7 +29,7 @@ const char* callable_name() {
 
 struct CallbackOps {
   void (*invoke)(void* storage);
-  void (*destroy)(void* storage) noexcept;
+  void (*destroy)(void* storage) noexcept;  // null: nothing to destroy (a trivial inline callable)
   const char* (*name)(const void* storage);
 };
 
@@ -59,7 +59,13 @@ struct CallbackOpsFor {
     else
       return callable_name<F>();
   }
-  static constexpr CallbackOps ops{&invoke, &destroy, &name};
+  static constexpr auto destroy_or_null() {
+    if constexpr (fits_inline<F> && std::is_trivially_destructible_v<F>)
+      return static_cast<void (*)(void*) noexcept>(nullptr);
+    else
+      return &destroy;
+  }
+  static constexpr CallbackOps ops{&invoke, destroy_or_null(), &name};
 
   template <class G>
   static void construct(void* s, G&& g) {
