@@ -1,6 +1,6 @@
 // Large, aligned, page-backed memory for the loop's slabs (handle records, the ready queue, the
 // timer heap, coroutine frames). The platform decides how pages are obtained: natively they are
-// mmap'ed (and faulted in lazily, 4 KiB at a time); in WebAssembly they come from the C++ heap.
+// mmap'ed (on huge pages when the kernel has them free); in WebAssembly they come from the C++ heap.
 #pragma once
 
 #include <cstddef>
@@ -27,13 +27,17 @@ inline constexpr std::size_t kHugePageBytes = 2 * 1024 * 1024;
 // which benchmarks and servers often raise).
 inline constexpr std::size_t kArrayPagesBytes = 256 * 1024;
 inline constexpr std::size_t kPageBytes = 4096;
+// Blocks of several huge pages are aligned to one, so the platform may back them with huge pages.
+inline constexpr std::size_t array_alignment(std::size_t bytes) {
+  return bytes >= 2 * kHugePageBytes ? kHugePageBytes : kPageBytes;
+}
 inline void* allocate_array(std::size_t bytes) {
-  return bytes >= kArrayPagesBytes ? platform::allocate_pages(bytes, kPageBytes)
+  return bytes >= kArrayPagesBytes ? platform::allocate_pages(bytes, array_alignment(bytes))
                                    : ::operator new(bytes);
 }
 inline void free_array(void* p, std::size_t bytes) noexcept {
   if (bytes >= kArrayPagesBytes)
-    platform::free_pages(p, bytes, kPageBytes);
+    platform::free_pages(p, bytes, array_alignment(bytes));
   else
     ::operator delete(p);
 }
