@@ -358,7 +358,7 @@ std::size_t EventLoop::run_pass(double max_wait) {
     inspect::Recorder* rec = inspector_;
     const double t0 = rec->last_clock() > 0 ? rec->last_clock() : rec->clock();
     backend_->poll(timeout);
-    drain_inbox();
+    if (inbox_->has_work()) drain_inbox();
     const double t1 = rec->clock();
     const bool timers = !timers_.empty();
     fire_due_timers(t1);
@@ -372,7 +372,7 @@ std::size_t EventLoop::run_pass(double max_wait) {
   }
 #endif
   backend_->poll(timeout);
-  drain_inbox();
+  if (inbox_->has_work()) drain_inbox();
   if (!timers_.empty()) fire_due_timers(time());
   const std::size_t n = ready_.size();
   run_ready(n);
@@ -382,7 +382,6 @@ std::size_t EventLoop::run_pass(double max_wait) {
 }
 
 void EventLoop::drain_inbox() {
-  if (!inbox_->has_work()) return;
   inbox_->take(inbox_scratch_);
   for (auto* r : inbox_scratch_) {
     ready_.push(r);

@@ -313,6 +313,7 @@ void NetworkCore::connect(int fd, const SocketAddress& remote) {
     s.out = new_flow(*url, fd, -1);
     s.in->external = s.out->external = true;
     external_.push_back(fd);
+    may_have_work_ = true;
     gateway_->open(fd, *url);
     return;
   }
@@ -707,6 +708,8 @@ void NetworkCore::close(int fd, bool reset) noexcept {
     s.out->dead = s.in->dead = true;
     --stats.open_sockets;
     closed_sockets_.push_back(std::move(it->second));
+    may_have_work_ = true;
+    may_have_work_ = true;
     sockets_.erase(it);
     return;
   }
@@ -734,6 +737,7 @@ void NetworkCore::close(int fd, bool reset) noexcept {
   }
   --stats.open_sockets;
   closed_sockets_.push_back(std::move(it->second));
+  may_have_work_ = true;
   sockets_.erase(it);
 }
 
@@ -788,6 +792,7 @@ void NetworkCore::set_owner(int fd, SocketOwner* owner) noexcept {
 
 void NetworkCore::retire(std::unique_ptr<SocketOwner> owner) {
   retired_.push_back(std::move(owner));
+  may_have_work_ = true;
 }
 
 void NetworkCore::mark(int fd) noexcept {
@@ -795,19 +800,21 @@ void NetworkCore::mark(int fd) noexcept {
   if (!s || s->dirty) return;
   s->dirty = true;
   dirty_.push_back(fd);
+  may_have_work_ = true;
 }
 
 // ---- Time --------------------------------------------------------------------------------------
 
 void NetworkCore::at(double when, std::function<void()> action) {
   events_.push({when, seq_++, std::move(action)});
+  may_have_work_ = true;
 }
 
-bool NetworkCore::run() {
-  // The loop polls every pass: with nothing pending this must cost next to nothing (no clock read).
-  if (dirty_.empty() && events_.empty() && external_.empty() && retired_.empty() &&
-      closed_sockets_.empty())
+bool NetworkCore::run_pending() {
+  if (idle()) {
+    may_have_work_ = false;
     return false;
+  }
   retired_.clear();
   closed_sockets_.clear();
   // What the gateway sent since the last look frees the writers' send buffers.

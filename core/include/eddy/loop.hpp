@@ -447,7 +447,7 @@ class EventLoop : public RefCounted {
   void push_timer(detail::HandleRecord* rec);
   void fire_due_timers(double now);  // now: time() as read after this pass polled
   void purge_cancelled_timers();
-  void drain_inbox();
+  void drain_inbox();  // call when inbox_->has_work()
   double compute_timeout();
   void enter_running(const char* method);
   void leave_running() noexcept;
