@@ -156,3 +156,41 @@ LOOP_TEST("handles report their callback's name and where they were scheduled",
   CHECK(std::string(h.callback_name()).find("lambda") != std::string::npos);
   h.cancel();
 }
+
+// 600k entries take the ready ring and the timer heap past 4 MiB, where their blocks come from
+// allocate_pages aligned to a huge page (and may be backed by huge pages natively).
+LOOP_TEST("a ready queue and a timer heap of several huge pages keep their order",
+          "[scheduling][timers]") {
+  auto& loop = *this->loop;
+  constexpr int kCount = 600000;
+  int next = 0, out_of_order = 0;
+  std::vector<Handle> cancelled;
+  for (int i = 0; i < kCount; ++i) {
+    Handle h = loop.call_soon([&next, &out_of_order, i] {
+      if (i != next) ++out_of_order;
+      next = i + 1 + (i % 1000 == 998);  // its successor was cancelled
+    });
+    if (i % 1000 == 999) cancelled.push_back(std::move(h));
+  }
+  for (auto& h : cancelled) h.cancel();
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  CHECK(out_of_order == 0);
+  CHECK(next == kCount);
+
+  // Deadlines already due, in reverse order of scheduling: they fire by deadline.
+  const double base = loop.time() - 1.0;
+  double last = -std::numeric_limits<double>::infinity();
+  int fired = 0, early_or_unordered = 0;
+  for (int i = 0; i < kCount; ++i)
+    loop.call_at(base - i * 1e-7, [&, i] {
+      const double when = base - i * 1e-7;
+      if (when < last) ++early_or_unordered;
+      last = when;
+      ++fired;
+    });
+  loop.call_later(0, [&] { loop.stop(); });
+  loop.run_forever();
+  CHECK(early_or_unordered == 0);
+  CHECK(fired == kCount);
+}
