@@ -709,7 +709,6 @@ void NetworkCore::close(int fd, bool reset) noexcept {
     --stats.open_sockets;
     closed_sockets_.push_back(std::move(it->second));
     may_have_work_ = true;
-    may_have_work_ = true;
     sockets_.erase(it);
     return;
   }

@@ -161,10 +161,6 @@ class NetworkCore {
   // Runs due events and reports to the sockets marked so far; true if anything was reported.
   // The loop polls every pass, so the idle case is one inline test and reads no clock.
   bool run() { return may_have_work_ && run_pending(); }
-  bool idle() const noexcept {
-    return dirty_.empty() && events_.empty() && external_.empty() && retired_.empty() &&
-           closed_sockets_.empty();
-  }
   // Seconds until run() has something to do (0: now); nullopt when nothing is pending.
   std::optional<double> due_in();
 
@@ -193,6 +189,10 @@ class NetworkCore {
 
  private:
   bool run_pending();  // run() when something may be due
+  bool idle() const noexcept {
+    return dirty_.empty() && events_.empty() && external_.empty() && retired_.empty() &&
+           closed_sockets_.empty();
+  }
   // Set whenever work is queued, cleared by run_pending() once it finds none: idle() without
   // looking at five containers.
   bool may_have_work_ = false;
