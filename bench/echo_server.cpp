@@ -128,15 +128,19 @@ static void watch(std::uint16_t port, std::string token) {
   const std::string hello = inspect::client_hello(token);
   if (::write(fd, hello.data(), hello.size()) < 0) return;
   std::string buf;
-  std::uint64_t updates = 0;
+  std::uint64_t updates = 0, bytes = 0;
   char chunk[65536];
   for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;) {
     buf.append(chunk, static_cast<std::size_t>(n));
+    bytes += static_cast<std::uint64_t>(n);
     for (std::size_t nl; (nl = buf.find('\n')) != std::string::npos; buf.erase(0, nl + 1))
-      if (inspect::json::parse(std::string_view(buf).substr(0, nl))) ++updates;
+      if (inspect::json::parse(std::string_view(buf).substr(0, nl)) && ++updates % 50 == 0)
+        std::fprintf(stderr, "inspector client: %llu messages, %llu bytes\n",
+                     static_cast<unsigned long long>(updates),
+                     static_cast<unsigned long long>(bytes));
   }
-  std::fprintf(stderr, "inspector client: %llu messages\n",
-               static_cast<unsigned long long>(updates));
+  std::fprintf(stderr, "inspector client: %llu messages, %llu bytes\n",
+               static_cast<unsigned long long>(updates), static_cast<unsigned long long>(bytes));
 }
 
 static Coro<void> inspected(Coro<void> server, std::string mode) {

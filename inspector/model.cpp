@@ -33,47 +33,50 @@ HandleInfo handle_from(const Value& v) {
   return h;
 }
 
-TaskInfo task_from(const Value& v) {
-  TaskInfo t;
-  t.id = v.u64("id");
-  t.name = v.str("name");
-  t.state = v.str("state");
-  t.created = v.num("created");
-  t.runs = v.u64("runs");
-  t.busy = v.num("busy");
-  t.file = v.str("file");
-  t.line = static_cast<std::uint32_t>(v.u64("line"));
-  for (const Value& a : v.list("await"))
-    t.await_chain.push_back({a.str("function"), a.str("awaiting"), a.str("file"),
-                             static_cast<std::uint32_t>(a.u64("line"))});
-  return t;
+// A row as an update gives it: whole when new, else its id and the fields that changed (protocol
+// 2; version 1 rows are always whole). Missing or mistyped fields keep what `t` had.
+void merge_task(TaskInfo& t, const Value& v) {
+  t.name = v.str("name", t.name);
+  t.state = v.str("state", t.state);
+  t.created = v.num("created", t.created);
+  t.runs = v.u64("runs", t.runs);
+  t.busy = v.num("busy", t.busy);
+  t.file = v.str("file", t.file);
+  t.line = static_cast<std::uint32_t>(v.u64("line", t.line));
+  if (v.get("await")) {
+    t.await_chain.clear();
+    for (const Value& a : v.list("await"))
+      t.await_chain.push_back({a.str("function"), a.str("awaiting"), a.str("file"),
+                               static_cast<std::uint32_t>(a.u64("line"))});
+  }
 }
 
-TransportInfo transport_from(const Value& v) {
-  TransportInfo t;
-  t.id = v.u64("id");
-  t.server = v.u64("server");
-  t.kind = v.str("kind");
-  t.peer = v.str("peer");
-  t.state = v.str("state");
-  t.bytes_in = v.u64("bytes_in");
-  t.bytes_out = v.u64("bytes_out");
-  t.buffer = v.u64("buffer");
-  t.high = v.u64("high");
-  t.low = v.u64("low");
-  t.writing_paused = v.flag("writing_paused");
-  t.reading_paused = v.flag("reading_paused");
-  return t;
+void merge_transport(TransportInfo& t, const Value& v) {
+  t.server = v.u64("server", t.server);
+  t.kind = v.str("kind", t.kind);
+  t.peer = v.str("peer", t.peer);
+  t.state = v.str("state", t.state);
+  t.bytes_in = v.u64("bytes_in", t.bytes_in);
+  t.bytes_out = v.u64("bytes_out", t.bytes_out);
+  t.buffer = v.u64("buffer", t.buffer);
+  t.high = v.u64("high", t.high);
+  t.low = v.u64("low", t.low);
+  t.writing_paused = v.flag("writing_paused", t.writing_paused);
+  t.reading_paused = v.flag("reading_paused", t.reading_paused);
 }
 
-template <class Row, class Make>
+template <class Row, class Merge>
 bool apply_delta(const Value* d, std::map<std::uint64_t, std::shared_ptr<const Row>>& rows,
-                 Make make) {
+                 Merge merge) {
   if (!d || d->type != Value::Type::object) return false;
   for (const Value& r : d->list("upsert")) {
     if (r.type != Value::Type::object) return false;
-    auto row = std::make_shared<const Row>(make(r));
-    rows[row->id] = row;
+    Row row;
+    row.id = r.u64("id");
+    auto it = rows.find(row.id);
+    if (it != rows.end()) row = *it->second;  // frames share rows: copy, never modify
+    merge(row, r);
+    rows[row.id] = std::make_shared<const Row>(std::move(row));
   }
   for (const Value& id : d->list("removed"))
     if (id.type == Value::Type::number) rows.erase(id.to_u64());
@@ -118,7 +121,8 @@ bool Model::apply_line(std::string_view line) {
   const std::string type = v->str("type");
   if (recording_.is_open()) recording_ << line << '\n';
   if (type == "welcome") {
-    if (v->u64("protocol") != static_cast<std::uint64_t>(inspect::kProtocolVersion))
+    const std::uint64_t protocol = v->u64("protocol");
+    if (protocol < inspect::kOldestProtocolVersion || protocol > inspect::kProtocolVersion)
       return fail("unsupported protocol version " + std::to_string(v->u64("protocol")));
     welcomed_ = true;
     server_ = v->str("server");
@@ -175,8 +179,8 @@ bool Model::apply_update(const Value& v) {
   f->timers_total = v.u64("timers_total");
   for (const Value& h : v.list("ready")) f->ready.push_back(handle_from(h));
   for (const Value& h : v.list("timers")) f->timers.push_back(handle_from(h));
-  if (!apply_delta(v.get("tasks"), f->tasks, task_from)) return fail("update: bad tasks delta");
-  if (!apply_delta(v.get("transports"), f->transports, transport_from))
+  if (!apply_delta(v.get("tasks"), f->tasks, merge_task)) return fail("update: bad tasks delta");
+  if (!apply_delta(v.get("transports"), f->transports, merge_transport))
     return fail("update: bad transports delta");
   for (const Value& s : v.list("servers"))
     f->servers.push_back(

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 
 #include "demo_workload.hpp"
@@ -224,6 +225,35 @@ LOOP_TEST("inspect: fast events are sampled to the budget; pause/resume and snap
   CHECK(runs >= 6000 / max_stride / 2);  // ...but a steady sample,
   CHECK(runs <= scheduled);              // each run paired with its scheduling
   CHECK(all.back()->metrics.dropped_events == 0);  // sampling is not dropping
+}
+
+LOOP_TEST("inspect: a burst is sampled harder within its window, not only from the next one",
+          "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Options options;
+  options.interval = 1000;  // one window: only the request below publishes
+  options.event_budget = 100;
+  inspect::Recorder& rec = inspect::enable(loop, options);
+  loop.run_until_complete(sleep(0));  // the first pass publishes at once
+  int hits = 0;
+  for (int i = 0; i < 20000; ++i) loop.call_soon(Named{&hits});
+  loop.run_until_complete(sleep(0));
+  rec.feed()->request();
+  loop.run_until_complete(sleep(0));
+  auto window = rec.feed()->latest();
+  CHECK(hits == 20000);
+  // At stride 1 it would keep 40,000 events (capacity 65,536). The stride doubles each time two
+  // more budgets fill, so a window grows with the logarithm of a burst: here ~7 doublings, each
+  // ~200 schedulings and their runs.
+  CHECK(window->events.size() <= 30 * options.event_budget);
+  CHECK(window->metrics.event_stride >= 64);
+  CHECK(window->metrics.dropped_events == 0);
+  std::size_t scheduled = 0, runs = 0;
+  for (const inspect::Event& e : window->events) {
+    scheduled += e.kind == inspect::EventKind::callback_scheduled;
+    runs += e.kind == inspect::EventKind::callback_run;
+  }
+  CHECK(runs >= scheduled);  // every sampled scheduling still has its run
 }
 
 static Coro<void> passes(int n) {
@@ -448,7 +478,10 @@ TEST_CASE("inspect wire: deltas send changed rows once and removals by id; recor
   const std::string second = enc.update(b);
   auto second_json = json::parse(second);
   REQUIRE(second_json);
-  CHECK(second_json->get("tasks")->list("upsert").size() == 1);
+  REQUIRE(second_json->get("tasks")->list("upsert").size() == 1);
+  const json::Value& changed = second_json->get("tasks")->list("upsert")[0];
+  CHECK(changed.keys == std::vector<std::string>{"id", "state"});  // a known row: what changed
+  CHECK(changed.str("state") == "done");
   CHECK(second_json->get("tasks")->list("removed").size() == 1);
   CHECK(second_json->get("transports")->list("upsert").empty());  // unchanged: not resent
 
@@ -463,6 +496,8 @@ TEST_CASE("inspect wire: deltas send changed rows once and removals by id; recor
   REQUIRE(live.frame_count() == 2);
   CHECK(live.latest()->tasks.size() == 1);
   CHECK(live.latest()->tasks.at(1)->state == "done");
+  CHECK(live.latest()->tasks.at(1)->name == "one");  // merged: the fields not resent are kept
+  CHECK(live.frame(0).tasks.at(1)->state == "pending");
   CHECK(live.latest()->transports.size() == 1);  // kept from the first update
   CHECK(live.transport_history().at(7).pauses_writing == 1);
   CHECK(live.frame(0).tasks.size() == 2);  // history: the first frame is unchanged
@@ -476,4 +511,121 @@ TEST_CASE("inspect wire: deltas send changed rows once and removals by id; recor
   std::remove(path.c_str());
   inspector::Model missing;
   CHECK_FALSE(missing.open(path));
+}
+
+TEST_CASE("inspect wire: after every delta a client's rows equal the loop's", "[inspect][wire]") {
+  // Random churn: rows appear, disappear and change any field (the await chain included); the
+  // model, fed only the deltas, must hold exactly the snapshot's rows each time.
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  std::map<std::uint64_t, inspect::TaskInfo> tasks;
+  std::map<std::uint64_t, inspect::TransportInfo> transports;
+  inspect::Encoder enc;
+  inspector::Model model;
+  REQUIRE(model.feed(inspect::welcome_message("test")));
+  auto on_the_wire = [](double x) {
+    std::string text;
+    json::append_number(text, x);
+    return std::stod(text);
+  };
+  std::uint64_t next_id = 1;
+  for (std::uint64_t seq = 1; seq <= 60; ++seq) {
+    for (int i = pick(4); i > 0; --i) {
+      inspect::TaskInfo t;
+      t.id = next_id++;
+      t.name = "task-" + std::to_string(t.id);
+      t.state = "pending";
+      t.created = seq * 0.1;
+      t.file = "a.cpp";
+      t.line = 10;
+      t.await_chain = {{"worker", "<Future pending>", "a.cpp", 12}};
+      tasks[t.id] = t;
+      inspect::TransportInfo tr;
+      tr.id = next_id++;
+      tr.kind = "tcp";
+      tr.peer = "127.0.0.1:" + std::to_string(tr.id);
+      tr.state = "open";
+      tr.high = 65536;
+      tr.low = 16384;
+      transports[tr.id] = tr;
+    }
+    for (auto& [id, t] : tasks) {
+      switch (pick(6)) {
+        case 0:
+          t.runs += 1 + pick(5);
+          t.busy += 0.001 * pick(9);
+          break;
+        case 1:
+          t.state = pick(2) ? "running" : "pending";
+          break;
+        case 2:
+          t.await_chain.push_back({"inner", "<Task pending>", "b.cpp", 3});
+          break;
+        case 3:
+          if (!t.await_chain.empty()) t.await_chain.pop_back();
+          break;
+        case 4:
+          t.name += "'";
+          break;
+        default:
+          break;
+      }
+    }
+    for (auto& [id, tr] : transports) {
+      switch (pick(5)) {
+        case 0:
+          tr.bytes_in += 1000;
+          tr.bytes_out += 1000;
+          break;
+        case 1:
+          tr.buffer = 70000;
+          tr.writing_paused = true;
+          break;
+        case 2:
+          tr.buffer = 0;
+          tr.writing_paused = false;
+          tr.reading_paused = pick(2);
+          break;
+        case 3:
+          tr.state = "closing";
+          break;
+        default:
+          break;
+      }
+    }
+    if (!tasks.empty() && pick(3) == 0)
+      tasks.erase(std::next(tasks.begin(), pick(int(tasks.size()))));
+    if (!transports.empty() && pick(3) == 0)
+      transports.erase(std::next(transports.begin(), pick(int(transports.size()))));
+
+    inspect::Snapshot s;
+    s.seq = seq;
+    s.time = seq * 0.1;
+    for (const auto& [id, t] : tasks) s.tasks.push_back(t);
+    for (const auto& [id, tr] : transports) s.transports.push_back(tr);
+    REQUIRE(model.feed(enc.update(s)));
+    const inspector::Frame& f = *model.latest();
+    REQUIRE(f.tasks.size() == tasks.size());
+    for (const auto& [id, t] : tasks) {
+      inspect::TaskInfo sent = t;  // times travel with 9 significant digits
+      sent.created = on_the_wire(t.created);
+      sent.busy = on_the_wire(t.busy);
+      CHECK(*f.tasks.at(id) == sent);
+    }
+    REQUIRE(f.transports.size() == transports.size());
+    for (const auto& [id, tr] : transports) CHECK(*f.transports.at(id) == tr);
+  }
+}
+
+TEST_CASE("inspect wire: a version 1 recording (whole rows) still opens", "[inspect][wire]") {
+  inspector::Model old;
+  REQUIRE(old.feed(
+      "{\"type\":\"welcome\",\"protocol\":1,\"server\":\"eddy 0.1.0\",\"handle_kinds\":[]}\n"));
+  const std::string row = "{\"id\":3,\"name\":\"w\",\"state\":\"pending\",\"runs\":1,\"await\":[]}";
+  REQUIRE(old.feed("{\"type\":\"update\",\"seq\":1,\"metrics\":{},\"tasks\":{\"upsert\":[" + row +
+                   "],\"removed\":[]},\"transports\":{\"upsert\":[],\"removed\":[]}}\n"));
+  CHECK(old.latest()->tasks.at(3)->runs == 1);
+  inspector::Model future;
+  CHECK_FALSE(future.feed("{\"type\":\"welcome\",\"protocol\":3}\n"));
+  CHECK(future.error().find("unsupported protocol version 3") != std::string::npos);
 }

@@ -81,6 +81,7 @@ void Feed::close() {
 Recorder::Recorder(EventLoop& loop, Options options)
     : loop_(loop), options_(options), feed_(std::make_shared<Feed>()) {
   events_.reserve(std::min<std::size_t>(options_.event_capacity, 4096));
+  burst_limit_ = next_burst_limit();
   window_start_ = loop_.time();
   next_publish_ = window_start_;  // the first pass publishes
   std::shared_ptr<detail::Inbox> inbox = loop_.inbox();
@@ -109,9 +110,16 @@ double Recorder::clock() {
 
 void Recorder::record(EventKind kind, std::uint64_t id, double value, const char* name,
                       const char* file, std::uint32_t line) {
-  if (EDDY_UNLIKELY(events_.size() >= options_.event_capacity)) {
-    ++dropped_;
-    return;
+  if (EDDY_UNLIKELY(events_.size() >= burst_limit_)) {
+    if (events_.size() >= options_.event_capacity) {
+      ++dropped_;
+      return;
+    }
+    // A burst: this window already holds its budget twice over (load just started, say). Sample
+    // harder now rather than at the next publication, so that one window stays a few budgets
+    // long instead of filling its capacity, and the clients decoding it stay cheap.
+    stride_ *= 2;
+    burst_limit_ = next_burst_limit();
   }
   events_.push_back(
       Event{loop_.in_pass_ ? last_clock_ : clock(), id, value, name, file, line, kind});
@@ -398,6 +406,7 @@ void Recorder::publish(double now) {
   next_publish_ = now + options_.interval;
   stride_ = next_stride;
   tick_ = 0;
+  burst_limit_ = next_burst_limit();
   pass_stride_ = next_pass_stride;
   window_passes_ = window_callbacks_ = window_depth_max_ = window_lag_count_ = 0;
   window_poll_ = window_timers_ = window_ready_ = window_lag_sum_ = window_lag_max_ = 0;

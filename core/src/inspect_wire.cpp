@@ -537,6 +537,22 @@ void handle_rows(std::string& out, const std::vector<HandleInfo>& rows, bool tim
   close_with(out, ']');
 }
 
+void write_await(std::string& out, const char* k, const std::vector<AwaitInfo>& chain) {
+  key(out, k);
+  out += '[';
+  for (const AwaitInfo& a : chain) {
+    out += '{';
+    str_field(out, "function", a.function);
+    str_field(out, "awaiting", a.awaiting);
+    str_field(out, "file", a.file);
+    u64_field(out, "line", a.line);
+    close_with(out, '}');
+    out += ',';
+  }
+  close_with(out, ']');
+  out += ',';
+}
+
 }  // namespace
 
 void write_task(std::string& out, const TaskInfo& t) {
@@ -549,19 +565,8 @@ void write_task(std::string& out, const TaskInfo& t) {
   num_field(out, "busy", t.busy);
   str_field(out, "file", t.file);
   u64_field(out, "line", t.line);
-  key(out, "await");
-  out += '[';
-  for (const AwaitInfo& a : t.await_chain) {
-    out += '{';
-    str_field(out, "function", a.function);
-    str_field(out, "awaiting", a.awaiting);
-    str_field(out, "file", a.file);
-    u64_field(out, "line", a.line);
-    close_with(out, '}');
-    out += ',';
-  }
-  close_with(out, ']');
-  out += '}';
+  write_await(out, "await", t.await_chain);
+  close_with(out, '}');
 }
 
 void write_transport(std::string& out, const TransportInfo& t) {
@@ -582,30 +587,100 @@ void write_transport(std::string& out, const TransportInfo& t) {
 }
 
 namespace {
-// Writes {"upsert":[...],"removed":[...]} for rows that are new or changed since `sent`.
-template <class Row, class Write>
-void delta(std::string& out, const std::vector<Row>& rows, std::map<std::uint64_t, Row>& sent,
-           Write write) {
-  out += "{\"upsert\":[";
-  std::map<std::uint64_t, Row> now;
-  for (const Row& r : rows) {
-    auto it = sent.find(r.id);
-    if (it == sent.end() || !(it->second == r)) {
-      write(out, r);
-      out += ',';
+// Writes `"key":value,` for each field of `now` that differs from `was` (only `id` when none does;
+// the caller then drops the row), and updates `was`.
+class ChangedFields {
+ public:
+  explicit ChangedFields(std::string& out) : out_(out), start_(out.size()) {}
+  void id(std::uint64_t id) {
+    out_ += '{';
+    u64_field(out_, "id", id);
+    fields_ = out_.size();
+  }
+  template <class T, class Write>
+  void field(const char* k, T& was, const T& now, Write write) {
+    if (was == now) return;
+    write(out_, k, now);
+    was = now;
+  }
+  // True (and the row closed) if a field was written; else the row is taken back.
+  bool close() {
+    if (out_.size() == fields_) {
+      out_.resize(start_);
+      return false;
     }
-    now.emplace(r.id, r);
+    close_with(out_, '}');
+    return true;
+  }
+
+ private:
+  std::string& out_;
+  std::size_t start_, fields_ = 0;
+};
+
+bool write_task_changes(std::string& out, TaskInfo& was, const TaskInfo& now) {
+  ChangedFields c(out);
+  c.id(now.id);
+  c.field("name", was.name, now.name, str_field);
+  c.field("state", was.state, now.state, str_field);
+  c.field("created", was.created, now.created, num_field);
+  c.field("runs", was.runs, now.runs, u64_field);
+  c.field("busy", was.busy, now.busy, num_field);
+  c.field("file", was.file, now.file, str_field);
+  c.field("line", was.line, now.line,
+          [](std::string& o, const char* k, std::uint32_t v) { u64_field(o, k, v); });
+  c.field("await", was.await_chain, now.await_chain, write_await);
+  return c.close();
+}
+
+bool write_transport_changes(std::string& out, TransportInfo& was, const TransportInfo& now) {
+  ChangedFields c(out);
+  c.id(now.id);
+  c.field("server", was.server, now.server, u64_field);
+  c.field("kind", was.kind, now.kind, str_field);
+  c.field("peer", was.peer, now.peer, str_field);
+  c.field("state", was.state, now.state, str_field);
+  c.field("bytes_in", was.bytes_in, now.bytes_in, u64_field);
+  c.field("bytes_out", was.bytes_out, now.bytes_out, u64_field);
+  c.field("buffer", was.buffer, now.buffer, u64_field);
+  c.field("high", was.high, now.high, u64_field);
+  c.field("low", was.low, now.low, u64_field);
+  c.field("writing_paused", was.writing_paused, now.writing_paused, bool_field);
+  c.field("reading_paused", was.reading_paused, now.reading_paused, bool_field);
+  return c.close();
+}
+
+// Writes {"upsert":[...],"removed":[...]}: a new row whole, a known one as its id and the fields
+// that changed since `sent` (not at all if none did), and the ids that are gone. `sent` is updated
+// in place, so an unchanged row costs one lookup and one comparison per field.
+template <class Row, class SentMap, class WriteNew, class WriteChanges>
+void delta(std::string& out, const std::vector<Row>& rows, SentMap& sent, std::uint64_t generation,
+           WriteNew write_new, WriteChanges write_changes) {
+  out += "{\"upsert\":[";
+  for (const Row& r : rows) {
+    auto [it, inserted] = sent.try_emplace(r.id);
+    it->second.generation = generation;
+    if (inserted) {
+      it->second.row = r;
+      write_new(out, r);
+    } else if (!write_changes(out, it->second.row, r)) {
+      continue;
+    }
+    out += ',';
   }
   close_with(out, ']');
   out += ",\"removed\":[";
-  for (const auto& [id, r] : sent)
-    if (!now.count(id)) {
-      append_number(out, id);
-      out += ',';
+  for (auto it = sent.begin(); it != sent.end();) {
+    if (it->second.generation == generation) {
+      ++it;
+      continue;
     }
+    append_number(out, it->first);
+    out += ',';
+    it = sent.erase(it);
+  }
   close_with(out, ']');
   out += '}';
-  sent.swap(now);
 }
 }  // namespace
 
@@ -667,10 +742,11 @@ std::string Encoder::update(const Snapshot& s, std::uint64_t skipped_events) {
   handle_rows(out, s.timers, true);
   out += ',';
   key(out, "tasks");
-  delta(out, s.tasks, tasks_, write_task);
+  ++generation_;
+  delta(out, s.tasks, tasks_, generation_, write_task, write_task_changes);
   out += ',';
   key(out, "transports");
-  delta(out, s.transports, transports_, write_transport);
+  delta(out, s.transports, transports_, generation_, write_transport, write_transport_changes);
   out += ',';
 
   key(out, "servers");

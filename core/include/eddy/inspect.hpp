@@ -9,6 +9,7 @@
 // NotSupportedError.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -273,6 +274,11 @@ class Recorder {
   void record(EventKind kind, std::uint64_t id, double value, const char* name = nullptr,
               const char* file = nullptr, std::uint32_t line = 0);
   void publish(double now);
+  // Where record() next doubles the stride: two budgets past the events kept so far.
+  std::size_t next_burst_limit() const noexcept {
+    return std::min(events_.size() + 2 * std::max<std::size_t>(options_.event_budget, 1),
+                    options_.event_capacity);
+  }
   void fill_state(Snapshot& s);
 
   EventLoop& loop_;
@@ -282,6 +288,7 @@ class Recorder {
   std::vector<PassSample> passes_;
   std::vector<ExceptionInfo> exceptions_;
   std::uint64_t stride_ = 1, tick_ = 0, pass_stride_ = 1, pass_tick_ = 0;
+  std::size_t burst_limit_ = 0;
   TaskBase* stepped_ = nullptr;  // the task whose step the running callback is (a reference held)
   std::uint64_t dropped_ = 0, seq_ = 0, window_passes_ = 0, window_callbacks_ = 0,
                 window_depth_max_ = 0, window_lag_count_ = 0;

@@ -10,6 +10,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -17,7 +18,10 @@
 
 namespace eddy::inspect {
 
-constexpr int kProtocolVersion = 1;
+// 2: a changed task or transport row carries its id and only the fields that changed. A client
+// also reads version 1 (recordings), whose rows are always whole.
+constexpr int kProtocolVersion = 2;
+constexpr int kOldestProtocolVersion = 1;
 constexpr std::size_t kMaxClientLine = 4096;       // hello, ping: anything longer is hostile
 constexpr std::size_t kMaxServerLine = 64u << 20;  // one update
 
@@ -76,8 +80,9 @@ std::optional<Hello> parse_client_hello(std::string_view line);
 std::string welcome_message(std::string_view server_name);
 std::string error_message(std::string_view message);
 
-// Encodes snapshots for one client as delta updates: tasks and transports are sent when new or
-// changed and listed by id when gone; callback names and file names are interned once.
+// Encodes snapshots for one client as delta updates: tasks and transports are sent whole when new,
+// as their changed fields when changed, and listed by id when gone; callback names and file
+// names are interned once.
 class Encoder {
  public:
   // `skipped` counts snapshots (and so events) this client missed; it goes into its counter.
@@ -85,8 +90,14 @@ class Encoder {
 
  private:
   std::uint32_t intern(const char* text, std::string& new_strings);
-  std::map<std::uint64_t, TaskInfo> tasks_;
-  std::map<std::uint64_t, TransportInfo> transports_;
+  template <class Row>
+  struct Sent {
+    Row row;                       // as the client has it
+    std::uint64_t generation = 0;  // the update that last listed it
+  };
+  std::unordered_map<std::uint64_t, Sent<TaskInfo>> tasks_;
+  std::unordered_map<std::uint64_t, Sent<TransportInfo>> transports_;
+  std::uint64_t generation_ = 0;
   std::map<const char*, std::uint32_t> strings_;
   std::uint64_t dropped_for_client_ = 0;
   bool first_ = true;
