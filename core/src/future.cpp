@@ -3,8 +3,6 @@
 // as a ready-queue entry of its own, later ones through a pooled handle record.
 #include "eddy/future.hpp"
 
-#include <sstream>
-
 #include "eddy/log.hpp"
 #include "eddy/task.hpp"
 
@@ -253,16 +251,17 @@ std::size_t FutureBase::remove_matching(const void* type_key, const void* value)
 }
 
 std::string FutureBase::describe() const {
-  std::ostringstream os;
-  os << "<Future " << (state_ == FutureState::pending     ? "pending"
-                       : state_ == FutureState::cancelled ? "cancelled"
-                                                          : "finished");
+  // Plain concatenation: the inspector describes every awaited future at each snapshot.
+  std::string text = state_ == FutureState::pending     ? "<Future pending"
+                     : state_ == FutureState::cancelled ? "<Future cancelled"
+                                                        : "<Future finished";
   if (state_ == FutureState::finished && exception_) {
     ExceptionContext c("", exception_);
-    os << " exception=" << c.exception_text();
+    text += " exception=";
+    text += c.exception_text();
   }
-  os << '>';
-  return os.str();
+  text += '>';
+  return text;
 }
 
 }  // namespace eddy

@@ -299,6 +299,9 @@ void Recorder::fill_state(Snapshot& s) {
                                   r->has(detail::kHandleCancelled), r->when});
   }
 
+  std::size_t ntasks = 0;
+  for (TaskBase* t = L.tasks_head_; t && ntasks < options_.max_tasks; t = t->next_task) ++ntasks;
+  s.tasks.reserve(ntasks);
   for (TaskBase* t = L.tasks_head_; t; t = t->next_task) {
     if (!t->done()) ++live(HandleKind::task);
     if (s.tasks.size() >= options_.max_tasks) continue;
@@ -314,10 +317,13 @@ void Recorder::fill_state(Snapshot& s) {
     ti.busy = t->busy_time();
     ti.file = t->created_at().file ? t->created_at().file : "";
     ti.line = t->created_at().line;
-    if (!t->done())
-      for (const AwaitFrame& f : t->await_chain())
-        ti.await_chain.push_back(
-            AwaitInfo{f.function, f.awaiting, f.where.file ? f.where.file : "", f.where.line});
+    if (!t->done()) {
+      std::vector<AwaitFrame> chain = t->await_chain();
+      ti.await_chain.reserve(chain.size());
+      for (AwaitFrame& f : chain)
+        ti.await_chain.push_back(AwaitInfo{std::move(f.function), std::move(f.awaiting),
+                                           f.where.file ? f.where.file : "", f.where.line});
+    }
     s.tasks.push_back(std::move(ti));
   }
 
@@ -332,6 +338,9 @@ void Recorder::fill_state(Snapshot& s) {
     si.connections = server->active_connections();
     s.servers.push_back(std::move(si));
   }
+  std::size_t ntransports = 0;
+  for (TransportProbe* p = L.transports_head_; p; p = p->probe_next) ++ntransports;
+  s.transports.reserve(ntransports);
   for (TransportProbe* p = L.transports_head_; p; p = p->probe_next) {
     TransportInfo ti;
     const void* server = nullptr;
