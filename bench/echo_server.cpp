@@ -7,6 +7,7 @@
 // update.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -119,6 +120,7 @@ static Coro<void> serve(std::string api, std::string addr) {
 // an inspector would (a client process would cost the machine the same).
 static std::unique_ptr<inspector::Agent> g_agent;
 static void watch(std::uint16_t port, std::string token) {
+  pthread_setname_np(pthread_self(), "inspector-cli");
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;

@@ -5,6 +5,7 @@
 #include "eddy/inspector_agent.hpp"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <cstring>
@@ -166,7 +167,10 @@ class AgentImpl final : public Agent {
     feed_ = inspect::enable(loop, options_.inspect).feed();
     std::promise<std::uint16_t> bound;
     auto port = bound.get_future();
-    thread_ = std::thread([this, p = std::move(bound)]() mutable { run(std::move(p)); });
+    thread_ = std::thread([this, p = std::move(bound)]() mutable {
+      pthread_setname_np(pthread_self(), "eddy-inspector");  // as top -H and /proc show it
+      run(std::move(p));
+    });
     try {
       port_ = port.get();
     } catch (...) {
