@@ -555,57 +555,28 @@ void write_await(std::string& out, const char* k, const std::vector<AwaitInfo>& 
 
 }  // namespace
 
-void write_task(std::string& out, const TaskInfo& t) {
-  out += '{';
-  u64_field(out, "id", t.id);
-  str_field(out, "name", t.name);
-  str_field(out, "state", t.state);
-  num_field(out, "created", t.created);
-  u64_field(out, "runs", t.runs);
-  num_field(out, "busy", t.busy);
-  str_field(out, "file", t.file);
-  u64_field(out, "line", t.line);
-  write_await(out, "await", t.await_chain);
-  close_with(out, '}');
-}
-
-void write_transport(std::string& out, const TransportInfo& t) {
-  out += '{';
-  u64_field(out, "id", t.id);
-  u64_field(out, "server", t.server);
-  str_field(out, "kind", t.kind);
-  str_field(out, "peer", t.peer);
-  str_field(out, "state", t.state);
-  u64_field(out, "bytes_in", t.bytes_in);
-  u64_field(out, "bytes_out", t.bytes_out);
-  u64_field(out, "buffer", t.buffer);
-  u64_field(out, "high", t.high);
-  u64_field(out, "low", t.low);
-  bool_field(out, "writing_paused", t.writing_paused);
-  bool_field(out, "reading_paused", t.reading_paused);
-  close_with(out, '}');
-}
-
 namespace {
-// Writes `"key":value,` for each field of `now` that differs from `was` (only `id` when none does;
-// the caller then drops the row), and updates `was`.
-class ChangedFields {
+// Writes one row: its id, then every field (`whole`) or only those of `now` that differ from
+// `was`; either way `was` becomes `now`. One list of fields per row type serves new rows,
+// changed rows and recordings alike.
+class RowFields {
  public:
-  explicit ChangedFields(std::string& out) : out_(out), start_(out.size()) {}
-  void id(std::uint64_t id) {
+  RowFields(std::string& out, std::uint64_t id, bool whole)
+      : out_(out), start_(out.size()), whole_(whole) {
     out_ += '{';
     u64_field(out_, "id", id);
     fields_ = out_.size();
   }
   template <class T, class Write>
   void field(const char* k, T& was, const T& now, Write write) {
-    if (was == now) return;
+    if (!whole_ && was == now) return;
     write(out_, k, now);
     was = now;
   }
-  // True (and the row closed) if a field was written; else the row is taken back.
+  // True (and the row closed) if there is something to send; a changed row with no change is
+  // taken back.
   bool close() {
-    if (out_.size() == fields_) {
+    if (!whole_ && out_.size() == fields_) {
       out_.resize(start_);
       return false;
     }
@@ -616,11 +587,11 @@ class ChangedFields {
  private:
   std::string& out_;
   std::size_t start_, fields_ = 0;
+  bool whole_;
 };
 
-bool write_task_changes(std::string& out, TaskInfo& was, const TaskInfo& now) {
-  ChangedFields c(out);
-  c.id(now.id);
+bool task_row(std::string& out, TaskInfo& was, const TaskInfo& now, bool whole) {
+  RowFields c(out, now.id, whole);
   c.field("name", was.name, now.name, str_field);
   c.field("state", was.state, now.state, str_field);
   c.field("created", was.created, now.created, num_field);
@@ -633,9 +604,8 @@ bool write_task_changes(std::string& out, TaskInfo& was, const TaskInfo& now) {
   return c.close();
 }
 
-bool write_transport_changes(std::string& out, TransportInfo& was, const TransportInfo& now) {
-  ChangedFields c(out);
-  c.id(now.id);
+bool transport_row(std::string& out, TransportInfo& was, const TransportInfo& now, bool whole) {
+  RowFields c(out, now.id, whole);
   c.field("server", was.server, now.server, u64_field);
   c.field("kind", was.kind, now.kind, str_field);
   c.field("peer", was.peer, now.peer, str_field);
@@ -649,24 +619,30 @@ bool write_transport_changes(std::string& out, TransportInfo& was, const Transpo
   c.field("reading_paused", was.reading_paused, now.reading_paused, bool_field);
   return c.close();
 }
+}  // namespace
 
+void write_task(std::string& out, const TaskInfo& t) {
+  TaskInfo scratch;
+  task_row(out, scratch, t, true);
+}
+
+void write_transport(std::string& out, const TransportInfo& t) {
+  TransportInfo scratch;
+  transport_row(out, scratch, t, true);
+}
+
+namespace {
 // Writes {"upsert":[...],"removed":[...]}: a new row whole, a known one as its id and the fields
 // that changed since `sent` (not at all if none did), and the ids that are gone. `sent` is updated
 // in place, so an unchanged row costs one lookup and one comparison per field.
-template <class Row, class SentMap, class WriteNew, class WriteChanges>
+template <class Row, class SentMap, class WriteRow>
 void delta(std::string& out, const std::vector<Row>& rows, SentMap& sent, std::uint64_t generation,
-           WriteNew write_new, WriteChanges write_changes) {
+           WriteRow write_row) {
   out += "{\"upsert\":[";
   for (const Row& r : rows) {
     auto [it, inserted] = sent.try_emplace(r.id);
     it->second.generation = generation;
-    if (inserted) {
-      it->second.row = r;
-      write_new(out, r);
-    } else if (!write_changes(out, it->second.row, r)) {
-      continue;
-    }
-    out += ',';
+    if (write_row(out, it->second.row, r, inserted)) out += ',';
   }
   close_with(out, ']');
   out += ",\"removed\":[";
@@ -743,10 +719,10 @@ std::string Encoder::update(const Snapshot& s, std::uint64_t skipped_events) {
   out += ',';
   key(out, "tasks");
   ++generation_;
-  delta(out, s.tasks, tasks_, generation_, write_task, write_task_changes);
+  delta(out, s.tasks, tasks_, generation_, task_row);
   out += ',';
   key(out, "transports");
-  delta(out, s.transports, transports_, generation_, write_transport, write_transport_changes);
+  delta(out, s.transports, transports_, generation_, transport_row);
   out += ',';
 
   key(out, "servers");
