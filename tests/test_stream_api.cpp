@@ -406,6 +406,87 @@ LOOP_TEST("StreamReader: pauses its transport over 2 * limit, resumes at <= limi
   this->loop->run_until_complete(read_flow(*this->loop));
 }
 
+// read() and readexactly() awaited inline take buffered data, or make read's one wait, without a
+// coroutine frame of their own; they stay lazy, keep their reader alive and cannot be awaited
+// twice, like any coroutine.
+static std::uint32_t inline_read_line = 0;
+static Coro<std::string> read_inline(std::shared_ptr<StreamReader> r) {
+  inline_read_line = __LINE__ + 1;
+  std::string s = co_await r->read(10);
+  co_return s;
+}
+
+// (No co_await inside CHECK: gcc 12 also evaluates the copy of the expression in the macro's
+// never-taken `while (false && ...)`.)
+static Coro<void> inline_reads(EventLoop& loop) {
+  auto r = new_reader(loop);
+  // The wait is the awaiting coroutine's own: its await chain is one frame, at its co_await.
+  Task<std::string> waiting = loop.create_task(read_inline(r));
+  co_await sleep(0);
+  auto chain = waiting.await_chain();
+  REQUIRE(chain.size() == 1);
+  CHECK(chain[0].function == std::string("read_inline"));
+  CHECK(chain[0].awaiting == "<Future pending>");
+  CHECK(chain[0].where.line == inline_read_line);
+  r->feed_data("hi");
+  std::string hi = co_await waiting;
+  CHECK(hi == "hi");
+
+  // Cancelled while waiting inline: CancelledError in the task, the reader usable again.
+  Task<std::string> cancelled = loop.create_task(read_inline(r));
+  co_await sleep(0);
+  cancelled.cancel();
+  try {
+    co_await cancelled;
+    FAIL("cancelled inline read");
+  } catch (const CancelledError&) {
+  }
+  r->feed_data("again");
+  std::string aga = co_await r->read(3);
+  CHECK(aga == "aga");
+
+  // Lazy: each read takes its data when awaited, not when called.
+  auto first = r->read(1);
+  auto second = r->read(1);
+  std::string i = co_await second;
+  std::string n = co_await first;
+  CHECK(i == "i");
+  CHECK(n == "n");
+  CHECK_THROWS_AS(co_await first, RuntimeError);  // awaited twice
+
+  // readexactly with the bytes already there.
+  r->feed_data("0123456789");
+  std::string exactly = co_await r->readexactly(4);
+  CHECK(exactly == "0123");
+  CHECK_THROWS_AS(co_await r->readexactly(-1), ValueError);
+
+  // A read not yet awaited keeps its reader alive (the tasks above still hold `r`).
+  auto kept = new_reader(loop);
+  kept->feed_data("456789");
+  std::weak_ptr<StreamReader> weak = kept;
+  auto pending = kept->read(100);
+  kept.reset();
+  CHECK_FALSE(weak.expired());
+  std::string rest = co_await pending;
+  CHECK(rest == "456789");
+  pending = Coro<std::string>();
+  CHECK(weak.expired());
+
+  // A reader not owned by a shared_ptr works too.
+  StreamReader plain(kDefaultStreamLimit, &loop);
+  plain.feed_data("abc");
+  std::string ab = co_await plain.read(2);
+  CHECK(ab == "ab");
+  Task<std::string> as_task = loop.create_task(plain.read(5));
+  std::string c = co_await as_task;
+  CHECK(c == "c");
+}
+
+LOOP_TEST("StreamReader: reads awaited inline wait in the caller's frame, lazily",
+          "[streams-api]") {
+  this->loop->run_until_complete(inline_reads(*this->loop));
+}
+
 // ---- StreamWriter and drain ---------------------------------------------------------------------
 
 namespace {
@@ -448,6 +529,14 @@ static Coro<void> drain_flow(EventLoop& loop) {
   CHECK_FALSE(draining.done());
   c.protocol->resume_writing();
   co_await draining;
+  // The same, awaited inline by a coroutine (the wait then needs drain's coroutine).
+  c.protocol->pause_writing();
+  auto drain_inline = [](std::shared_ptr<StreamWriter> w) -> Coro<void> { co_await w->drain(); };
+  Task<void> inline_drain = loop.create_task(drain_inline(c.writer));
+  for (int i = 0; i < 5; ++i) co_await sleep(0);
+  CHECK_FALSE(inline_drain.done());
+  c.protocol->resume_writing();
+  co_await inline_drain;
 
   // Paused, then the connection is lost with an error: drain raises it.
   c.protocol->pause_writing();

@@ -125,7 +125,7 @@ std::string StreamReader::take(std::size_t n) {
   return out;
 }
 
-StreamReader::DataWait StreamReader::wait_for_data(const char* function) {
+Future<void>& StreamReader::new_waiter(const char* function) {
   // Two readers at once could not know which of them gets the next data.
   if (waiter_)
     throw RuntimeError(std::string(function) +
@@ -137,15 +137,92 @@ StreamReader::DataWait StreamReader::wait_for_data(const char* function) {
   }
   if (!loop_) loop_ = LoopRef(&get_running_loop());
   waiter_ = loop_->create_future<void>();
-  return DataWait(*this, waiter_);
+  return waiter_;
 }
 
+StreamReader::DataWait StreamReader::wait_for_data(const char* function) {
+  return DataWait(*this, new_waiter(function));
+}
+
+namespace {
+
+// The object of a quick call (kept alive by the call), with no owner if it is not shared-owned.
+// (shared_from_this takes one reference; weak_from_this().lock() would copy a weak one too.)
+template <class Object>
+std::shared_ptr<void> quick_self(Object* object) {
+  try {
+    return object->shared_from_this();
+  } catch (const std::bad_weak_ptr&) {
+    return std::shared_ptr<void>(std::shared_ptr<void>(), object);
+  }
+}
+
+template <class Object>
+Object& quick_object(detail::QuickCall& call) {
+  return *static_cast<Object*>(call.self.get());
+}
+
+}  // namespace
+
+// read(n) awaited inline: data already buffered (or EOF) is taken at once; otherwise the one wait
+// for data asyncio's read makes is made in the awaiting frame. n < 0 runs the coroutine.
+struct StreamReader::QuickRead {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
+    StreamReader& self = quick_object<StreamReader>(call);
+    if (self.exception_) std::rethrow_exception(self.exception_);
+    if (call.arg < 0) return detail::QuickStart::frame;
+    if (call.arg == 0 || self.size() > 0 || self.eof_) return detail::QuickStart::ready;
+    waiting = self.new_waiter("read").state();
+    return detail::QuickStart::wait;
+  }
+  static void stop_waiting(detail::QuickCall& call, FutureBase& waited) noexcept {
+    quick_object<StreamReader>(call).forget_waiter(&waited);
+  }
+  static std::string finish(detail::QuickCall& call) {
+    if (call.arg == 0) return std::string();
+    StreamReader& self = quick_object<StreamReader>(call);
+    std::string data = self.take(static_cast<std::size_t>(call.arg));
+    self.maybe_resume_transport();
+    return data;
+  }
+  static Coro<std::string> coroutine(detail::QuickCall&& call) {
+    auto* self = static_cast<StreamReader*>(call.self.get());
+    return read_impl(std::static_pointer_cast<StreamReader>(std::move(call.self)), self, call.arg);
+  }
+  static constexpr detail::QuickOps<std::string> ops{start, stop_waiting, finish, coroutine};
+};
+
+// readexactly(n) awaited inline with n bytes already buffered; anything else runs the coroutine.
+struct StreamReader::QuickReadExactly {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
+    StreamReader& self = quick_object<StreamReader>(call);
+    if (call.arg < 0) throw ValueError("readexactly size can not be less than zero");
+    if (self.exception_) std::rethrow_exception(self.exception_);
+    if (self.size() < static_cast<std::size_t>(call.arg)) return detail::QuickStart::frame;
+    return detail::QuickStart::ready;
+  }
+  static void stop_waiting(detail::QuickCall&, FutureBase&) noexcept {}
+  static std::string finish(detail::QuickCall& call) {
+    if (call.arg == 0) return std::string();
+    StreamReader& self = quick_object<StreamReader>(call);
+    std::string data = self.take(static_cast<std::size_t>(call.arg));
+    self.maybe_resume_transport();
+    return data;
+  }
+  static Coro<std::string> coroutine(detail::QuickCall&& call) {
+    auto* self = static_cast<StreamReader*>(call.self.get());
+    return readexactly_impl(std::static_pointer_cast<StreamReader>(std::move(call.self)), self,
+                            call.arg);
+  }
+  static constexpr detail::QuickOps<std::string> ops{start, stop_waiting, finish, coroutine};
+};
+
 Coro<std::string> StreamReader::read(long long n) {
-  return read_impl(keep_alive(), this, n);
+  return Coro<std::string>::quick(QuickRead::ops, detail::QuickCall{quick_self(this), n});
 }
 
 Coro<std::string> StreamReader::readexactly(long long n) {
-  return readexactly_impl(keep_alive(), this, n);
+  return Coro<std::string>::quick(QuickReadExactly::ops, detail::QuickCall{quick_self(this), n});
 }
 
 Coro<std::string> StreamReader::readline() {
@@ -459,8 +536,30 @@ void StreamWriter::writelines(const std::vector<std::string>& chunks) {
   transport_->writelines(views);
 }
 
+// drain() awaited inline with nothing to wait for (the common case): no frame. A reader's
+// exception is raised at once; closing, paused or lost connections run the coroutine.
+struct StreamWriter::QuickDrain {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
+    StreamWriter& self = quick_object<StreamWriter>(call);
+    if (self.reader_) {
+      if (std::exception_ptr e = self.reader_->exception()) std::rethrow_exception(e);
+    }
+    if (self.transport_->is_closing() || self.protocol_->writing_paused() ||
+        self.protocol_->connection_lost())
+      return detail::QuickStart::frame;
+    return detail::QuickStart::ready;
+  }
+  static void stop_waiting(detail::QuickCall&, FutureBase&) noexcept {}
+  static void finish(detail::QuickCall&) {}
+  static Coro<void> coroutine(detail::QuickCall&& call) {
+    StreamWriter& self = quick_object<StreamWriter>(call);
+    return drain_impl(self.transport_, self.protocol_, self.reader_);
+  }
+  static constexpr detail::QuickOps<void> ops{start, stop_waiting, finish, coroutine};
+};
+
 Coro<void> StreamWriter::drain() {
-  return drain_impl(transport_, protocol_, reader_);
+  return Coro<void>::quick(QuickDrain::ops, detail::QuickCall{quick_self(this), 0});
 }
 
 Coro<void> StreamWriter::drain_impl(Ref<WriteTransport> transport,

@@ -126,6 +126,10 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   std::string_view view() const noexcept { return std::string_view(buffer_).substr(head_); }
   std::string take(std::size_t n);
   std::shared_ptr<StreamReader> keep_alive() { return weak_from_this().lock(); }
+  // read()'s frame-free path (detail::QuickOps).
+  struct QuickRead;
+  struct QuickReadExactly;
+  Future<void>& new_waiter(const char* function);
 
   std::size_t limit_;
   LoopRef loop_;
@@ -306,6 +310,7 @@ class StreamWriter : public std::enable_shared_from_this<StreamWriter> {
   Coro<void> start_tls(const TlsContext* context, StartTlsOptions options = {});
 
  private:
+  struct QuickDrain;  // drain()'s frame-free path (detail::QuickOps)
   static Coro<void> drain_impl(Ref<WriteTransport> transport,
                                std::shared_ptr<FlowControlMixin> protocol,
                                std::shared_ptr<StreamReader> reader);

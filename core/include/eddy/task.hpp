@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -124,7 +125,37 @@ class CoroutineFrame {
   void* slot_ = nullptr;
 };
 
-// A coroutine returning T. Move-only; awaiting it twice is a RuntimeError.
+namespace detail {
+template <class T>
+struct CoroAwaiter;
+
+// The object and argument of a call that can often finish without a coroutine frame. `self`
+// keeps the object alive while the call is pending (an aliasing pointer with no owner when the
+// object is not shared-owned).
+struct QuickCall {
+  std::shared_ptr<void> self;
+  std::int64_t arg = 0;
+};
+enum class QuickStart : std::uint8_t { ready, wait, frame };
+
+// How such a call runs when it is awaited: `start` checks at the co_await whether it can finish
+// at once (ready: `finish` makes the result), has to wait for one future first (wait: it made
+// `waiting`; `stop_waiting` then `finish` run after it, `finish` only if the wait succeeded), or
+// needs its full coroutine (frame: nothing was done). `start` and `finish` may throw the call's
+// errors. `coroutine` is the whole call as a coroutine: for create_task and the frame case.
+template <class T>
+struct QuickOps {
+  QuickStart (*start)(QuickCall& call, Ref<FutureBase>& waiting);
+  void (*stop_waiting)(QuickCall& call, FutureBase& waited) noexcept;
+  T (*finish)(QuickCall& call);
+  Coro<T> (*coroutine)(QuickCall&& call);
+};
+}  // namespace detail
+
+// A coroutine returning T. Move-only; awaiting it twice is a RuntimeError. Some library calls
+// (StreamReader::read, StreamWriter::drain, ...) return a Coro that makes its frame only when it
+// is needed: awaited inline they usually finish or wait in the awaiting coroutine's frame; given
+// to a task they run as an ordinary coroutine. Either way the call's body runs when it is awaited.
 template <class T>
 class [[nodiscard]] Coro {
  public:
@@ -151,23 +182,46 @@ class [[nodiscard]] Coro {
   };
 
   Coro() noexcept = default;
-  Coro(Coro&& o) noexcept : h_(std::exchange(o.h_, {})) {}
+  Coro(Coro&& o) noexcept
+      : h_(std::exchange(o.h_, {})),
+        quick_(std::exchange(o.quick_, nullptr)),
+        call_(std::move(o.call_)) {}
   Coro& operator=(Coro&& o) noexcept {
     std::swap(h_, o.h_);
+    std::swap(quick_, o.quick_);
+    std::swap(call_, o.call_);
     return *this;
   }
   ~Coro() {
     if (h_) h_.destroy();
   }
+  // A call that runs `ops` when awaited and makes its coroutine only if it must (QuickOps).
+  static Coro quick(const detail::QuickOps<T>& ops, detail::QuickCall call) noexcept {
+    Coro c;
+    c.quick_ = &ops;
+    c.call_ = std::move(call);
+    return c;
+  }
 
-  explicit operator bool() const noexcept { return bool(h_); }
+  explicit operator bool() const noexcept { return h_ || quick_; }
+  // The frame (null for a quick call not yet made into a coroutine).
   handle_type handle() const noexcept { return h_; }
-  // Gives the frame to a task (create_task).
+  // Gives the frame to a task (create_task); a quick call becomes its coroutine first.
   CoroutineFrame release_frame();
 
  private:
+  friend struct detail::CoroAwaiter<T>;
+  friend class PromiseBase;
   explicit Coro(handle_type h) noexcept : h_(h) {}
+  // A quick call's coroutine, made in place.
+  void make_frame() {
+    Coro made = quick_->coroutine(std::move(call_));
+    h_ = std::exchange(made.h_, {});
+    quick_ = nullptr;
+  }
   handle_type h_;
+  const detail::QuickOps<T>* quick_ = nullptr;
+  detail::QuickCall call_;
 };
 
 // asyncio.Task.
@@ -351,14 +405,37 @@ struct FutureAwaiter {
   }
 };
 
+// Awaits a Coro inline: runs its frame in the awaiting task, or a quick call's operations
+// (QuickOps) with its one wait, if any, made in the awaiting frame.
 template <class T>
 struct CoroAwaiter {
-  typename Coro<T>::handle_type child;
+  Coro<T>* coro;
+  const QuickOps<T>* quick;  // null: run the frame
   PromiseBase* promise;
   SourceLocation where;
+  typename Coro<T>::handle_type child;
+  Ref<FutureBase> waiting;
+  bool suspended = false;
 
-  bool await_ready() const noexcept { return false; }
+  bool await_ready() {
+    if (!quick) return false;
+    switch (quick->start(coro->call_, waiting)) {
+      case QuickStart::ready:
+        return true;
+      case QuickStart::wait:
+        return false;
+      case QuickStart::frame:
+        break;
+    }
+    coro->quick_ = quick;
+    quick = nullptr;
+    coro->make_frame();
+    child = coro->h_;
+    child.promise().consumed = true;
+    return false;
+  }
   bool await_suspend(coro::coroutine_handle<> h) {
+    if (quick) return wait_quick(h);
     auto& cp = child.promise();
     cp.task = promise->task;
     cp.parent = promise;
@@ -370,10 +447,37 @@ struct CoroAwaiter {
     return !child.done();  // finished without suspending: continue at once
   }
   T await_resume() {
+    if (quick) {
+      if (waiting) {
+        quick->stop_waiting(coro->call_, *waiting);
+        if (suspended) {
+          promise->awaiting.clear();
+          promise->task->finish_wait();
+          promise->task->deliver_pending_cancel();
+        }
+        waiting->check_result();
+      }
+      return quick->finish(coro->call_);
+    }
     promise->awaiting.clear();
     auto& cp = child.promise();
     if (cp.exception) std::rethrow_exception(cp.exception);
     if constexpr (!std::is_void_v<T>) return std::move(*cp.value);
+  }
+
+ private:
+  bool wait_quick(coro::coroutine_handle<> h) {
+    if (waiting->done()) return false;
+    try {
+      check_future_awaitable(*promise, waiting.get());
+    } catch (...) {
+      quick->stop_waiting(coro->call_, *waiting);  // not awaited from a task: never waited
+      throw;
+    }
+    promise->awaiting = {AwaitRecord::Kind::future, waiting.get(), where};
+    suspended = true;
+    promise->task->wait_on(waiting.get(), h);
+    return true;
   }
 };
 
@@ -400,10 +504,13 @@ auto PromiseBase::await_transform(A&& awaitable, SourceLocation where) {
   using D = std::decay_t<A>;
   learn_function(where);
   if constexpr (detail::IsCoro<D>::value) {
+    using Awaiter = detail::CoroAwaiter<typename D::value_type>;
+    if (awaitable.quick_)
+      return Awaiter{&awaitable, std::exchange(awaitable.quick_, nullptr), this, where, {}, {}};
     auto h = awaitable.handle();
     if (!h || h.promise().consumed || h.done()) detail::throw_coroutine_reused();
     h.promise().consumed = true;
-    return detail::CoroAwaiter<typename D::value_type>{h, this, where};
+    return Awaiter{&awaitable, nullptr, this, where, h, {}};
   } else if constexpr (detail::FutureLike<D>) {
     return detail::FutureAwaiter<typename D::value_type>{awaitable.state(), this, where};
   } else if constexpr (std::is_same_v<D, detail::YieldOnce>) {
@@ -418,6 +525,7 @@ auto PromiseBase::await_transform(A&& awaitable, SourceLocation where) {
 
 template <class T>
 CoroutineFrame Coro<T>::release_frame() {
+  if (quick_) make_frame();
   if (!h_ || h_.promise().consumed || h_.done()) detail::throw_coroutine_reused();
   h_.promise().consumed = true;
   auto h = std::exchange(h_, {});
