@@ -299,8 +299,13 @@ std::system_error handshake_timeout(double timeout) {
 }
 
 // Wraps `endpoint` in TLS and waits for the handshake (asyncio's ssl_handshake_timeout).
-Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop, StreamEndpointPtr endpoint, const TlsContext* context,
-                                      std::string hostname, double timeout) {
+// The helpers below are not inlined into create_connection and friends in WebAssembly: inlined,
+// their frame set-up made create_connection's resume function large enough for V8's lazy
+// compilation of it to block the page for 30-90 ms at a page's first connection.
+EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop,
+                                                         StreamEndpointPtr endpoint,
+                                                         const TlsContext* context,
+                                                         std::string hostname, double timeout) {
   Future<void> done = loop.create_future<void>();
   StreamEndpointPtr wrapped =
       loop.backend().wrap_tls(std::move(endpoint), *context, hostname, [done](std::error_code ec, std::string why) mutable {
@@ -324,8 +329,10 @@ Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop, StreamEndpointPtr endpoin
 }
 
 // Connects to the first of `targets` that answers (one after another, or staggered by `delay`).
-Coro<StreamEndpointPtr> connect_first(EventLoop& loop, std::vector<AddrInfo> targets, ConnectOptions options,
-                                      std::optional<double> delay) {
+EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> connect_first(EventLoop& loop,
+                                                         std::vector<AddrInfo> targets,
+                                                         ConnectOptions options,
+                                                         std::optional<double> delay) {
   Ref<ConnectRace> race(new ConnectRace);
   race->loop = &loop;
   race->targets = std::move(targets);
@@ -344,7 +351,8 @@ Coro<StreamEndpointPtr> connect_first(EventLoop& loop, std::vector<AddrInfo> tar
   co_return std::move(endpoint);
 }
 
-Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint, ProtocolFactory factory) {
+EDDY_WASM_NOINLINE Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint,
+                                                   ProtocolFactory factory) {
   std::shared_ptr<BaseProtocol> protocol = factory();
   Future<void> waiter = loop.create_future<void>();
   Ref<StreamTransport> transport = StreamTransport::create(loop, std::move(endpoint), protocol, nullptr, waiter);

@@ -146,7 +146,7 @@ StreamReader::DataWait StreamReader::wait_for_data(const char* function) {
 
 namespace {
 
-// The object of a quick call (kept alive by the call), with no owner if it is not shared-owned.
+// The object of a quick call, kept alive by the call (with no owner if it is not shared-owned).
 // (shared_from_this takes one reference; weak_from_this().lock() would copy a weak one too.)
 template <class Object>
 std::shared_ptr<void> quick_self(Object* object) {
@@ -157,37 +157,33 @@ std::shared_ptr<void> quick_self(Object* object) {
   }
 }
 
-template <class Object>
-Object& quick_object(detail::QuickCall& call) {
-  return *static_cast<Object*>(call.self.get());
-}
-
 }  // namespace
 
 // read(n) awaited inline: data already buffered (or EOF) is taken at once; otherwise the one wait
 // for data asyncio's read makes is made in the awaiting frame. n < 0 runs the coroutine.
 struct StreamReader::QuickRead {
   static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
-    StreamReader& self = quick_object<StreamReader>(call);
+    StreamReader& self = call.object<StreamReader>();
     if (self.exception_) std::rethrow_exception(self.exception_);
     if (call.arg < 0) return detail::QuickStart::frame;
     if (call.arg == 0 || self.size() > 0 || self.eof_) return detail::QuickStart::ready;
     waiting = self.new_waiter("read").state();
     return detail::QuickStart::wait;
   }
-  static void stop_waiting(detail::QuickCall& call, FutureBase& waited) noexcept {
-    quick_object<StreamReader>(call).forget_waiter(&waited);
+  static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool) noexcept {
+    call.object<StreamReader>().forget_waiter(&waited);
   }
   static std::string finish(detail::QuickCall& call) {
     if (call.arg == 0) return std::string();
-    StreamReader& self = quick_object<StreamReader>(call);
+    StreamReader& self = call.object<StreamReader>();
     std::string data = self.take(static_cast<std::size_t>(call.arg));
     self.maybe_resume_transport();
     return data;
   }
   static Coro<std::string> coroutine(detail::QuickCall&& call) {
-    auto* self = static_cast<StreamReader*>(call.self.get());
-    return read_impl(std::static_pointer_cast<StreamReader>(std::move(call.self)), self, call.arg);
+    auto* self = &call.object<StreamReader>();
+    return read_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()), self,
+                     call.arg);
   }
   static constexpr detail::QuickOps<std::string> ops{start, stop_waiting, finish, coroutine};
 };
@@ -195,34 +191,36 @@ struct StreamReader::QuickRead {
 // readexactly(n) awaited inline with n bytes already buffered; anything else runs the coroutine.
 struct StreamReader::QuickReadExactly {
   static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
-    StreamReader& self = quick_object<StreamReader>(call);
+    StreamReader& self = call.object<StreamReader>();
     if (call.arg < 0) throw ValueError("readexactly size can not be less than zero");
     if (self.exception_) std::rethrow_exception(self.exception_);
     if (self.size() < static_cast<std::size_t>(call.arg)) return detail::QuickStart::frame;
     return detail::QuickStart::ready;
   }
-  static void stop_waiting(detail::QuickCall&, FutureBase&) noexcept {}
+  static void stop_waiting(detail::QuickCall&, FutureBase&, bool) noexcept {}
   static std::string finish(detail::QuickCall& call) {
     if (call.arg == 0) return std::string();
-    StreamReader& self = quick_object<StreamReader>(call);
+    StreamReader& self = call.object<StreamReader>();
     std::string data = self.take(static_cast<std::size_t>(call.arg));
     self.maybe_resume_transport();
     return data;
   }
   static Coro<std::string> coroutine(detail::QuickCall&& call) {
-    auto* self = static_cast<StreamReader*>(call.self.get());
-    return readexactly_impl(std::static_pointer_cast<StreamReader>(std::move(call.self)), self,
-                            call.arg);
+    auto* self = &call.object<StreamReader>();
+    return readexactly_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()),
+                            self, call.arg);
   }
   static constexpr detail::QuickOps<std::string> ops{start, stop_waiting, finish, coroutine};
 };
 
 Coro<std::string> StreamReader::read(long long n) {
-  return Coro<std::string>::quick(QuickRead::ops, detail::QuickCall{quick_self(this), n});
+  return Coro<std::string>::quick(QuickRead::ops,
+                                  detail::QuickCall{detail::KeepAlive(quick_self(this)), n});
 }
 
 Coro<std::string> StreamReader::readexactly(long long n) {
-  return Coro<std::string>::quick(QuickReadExactly::ops, detail::QuickCall{quick_self(this), n});
+  return Coro<std::string>::quick(QuickReadExactly::ops,
+                                  detail::QuickCall{detail::KeepAlive(quick_self(this)), n});
 }
 
 Coro<std::string> StreamReader::readline() {
@@ -540,7 +538,7 @@ void StreamWriter::writelines(const std::vector<std::string>& chunks) {
 // exception is raised at once; closing, paused or lost connections run the coroutine.
 struct StreamWriter::QuickDrain {
   static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
-    StreamWriter& self = quick_object<StreamWriter>(call);
+    StreamWriter& self = call.object<StreamWriter>();
     if (self.reader_) {
       if (std::exception_ptr e = self.reader_->exception()) std::rethrow_exception(e);
     }
@@ -549,17 +547,18 @@ struct StreamWriter::QuickDrain {
       return detail::QuickStart::frame;
     return detail::QuickStart::ready;
   }
-  static void stop_waiting(detail::QuickCall&, FutureBase&) noexcept {}
+  static void stop_waiting(detail::QuickCall&, FutureBase&, bool) noexcept {}
   static void finish(detail::QuickCall&) {}
   static Coro<void> coroutine(detail::QuickCall&& call) {
-    StreamWriter& self = quick_object<StreamWriter>(call);
+    StreamWriter& self = call.object<StreamWriter>();
     return drain_impl(self.transport_, self.protocol_, self.reader_);
   }
   static constexpr detail::QuickOps<void> ops{start, stop_waiting, finish, coroutine};
 };
 
 Coro<void> StreamWriter::drain() {
-  return Coro<void>::quick(QuickDrain::ops, detail::QuickCall{quick_self(this), 0});
+  return Coro<void>::quick(QuickDrain::ops,
+                           detail::QuickCall{detail::KeepAlive(quick_self(this)), 0});
 }
 
 Coro<void> StreamWriter::drain_impl(Ref<WriteTransport> transport,

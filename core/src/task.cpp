@@ -37,6 +37,25 @@ void PromiseBase::FinalAwaiter::finish(PromiseBase& p) noexcept {
 
 namespace detail {
 
+void release_coro(coro::coroutine_handle<> frame, QuickCall& call, FutureBase* waiting) noexcept {
+  if (frame) frame.destroy();
+  if (call.self.owns()) call.self = KeepAlive();
+  if (waiting) waiting->release();
+}
+
+// (ptr_ is always a live shared_ptr; the union only keeps its destructor from being inlined.)
+std::shared_ptr<void> KeepAlive::release_shared() noexcept {
+  return std::move(ptr_);
+}
+
+void KeepAlive::take(KeepAlive& o) noexcept {
+  ptr_ = std::move(o.ptr_);
+}
+
+void KeepAlive::release() noexcept {
+  ptr_.reset();
+}
+
 void throw_coroutine_reused() { throw RuntimeError("cannot reuse already awaited coroutine"); }
 
 void reject_future_await(PromiseBase& p, FutureBase* f) {

@@ -19,9 +19,19 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define EDDY_LIKELY(x) __builtin_expect(!!(x), 1)
 #define EDDY_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define EDDY_NOINLINE __attribute__((noinline))
 #else
 #define EDDY_LIKELY(x) (x)
 #define EDDY_UNLIKELY(x) (x)
+#define EDDY_NOINLINE
+#endif
+
+// Out of line in WebAssembly only, where code size costs more than a call: V8 compiles each
+// function lazily, on the page's thread, the first time it runs.
+#ifdef __EMSCRIPTEN__
+#define EDDY_WASM_NOINLINE EDDY_NOINLINE
+#else
+#define EDDY_WASM_NOINLINE
 #endif
 
 namespace eddy {

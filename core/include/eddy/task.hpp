@@ -129,24 +129,69 @@ namespace detail {
 template <class T>
 struct CoroAwaiter;
 
+// A shared_ptr<void> (owning, or an aliasing pointer with no owner) whose copy and release are
+// out of line: it sits in every Coro, which is moved and destroyed inline at each co_await, and
+// most Coros have no owner to release.
+class KeepAlive {
+ public:
+  KeepAlive() noexcept : ptr_() {}
+  explicit KeepAlive(std::shared_ptr<void> ptr) noexcept : ptr_(std::move(ptr)) {}
+  KeepAlive(KeepAlive&& o) noexcept : ptr_(std::move(o.ptr_)) {}
+  KeepAlive& operator=(KeepAlive&& o) noexcept {
+    if (this != &o) take(o);
+    return *this;
+  }
+  ~KeepAlive() {
+    if (owns()) release();
+  }
+  void* get() const noexcept { return ptr_.get(); }
+  // True if it holds a reference (an aliasing pointer with no owner holds none).
+  bool owns() const noexcept { return ptr_.use_count() != 0; }
+  // Moves the pointer out (for a coroutine that keeps it in its frame).
+  std::shared_ptr<void> release_shared() noexcept;
+
+ private:
+  void take(KeepAlive& o) noexcept;
+  void release() noexcept;
+  union {
+    std::shared_ptr<void> ptr_;  // destroyed by release() once it is set
+  };
+};
+
 // The object and argument of a call that can often finish without a coroutine frame. `self`
 // keeps the object alive while the call is pending (an aliasing pointer with no owner when the
 // object is not shared-owned).
 struct QuickCall {
-  std::shared_ptr<void> self;
+  KeepAlive self;
   std::int64_t arg = 0;
+  // For objects the caller owns (locks, queues): kept alive by nothing, as a coroutine's `this`.
+  static QuickCall unowned(void* object, std::int64_t arg = 0) {
+    return QuickCall{KeepAlive(std::shared_ptr<void>(std::shared_ptr<void>(), object)), arg};
+  }
+  template <class Object>
+  Object& object() const noexcept {
+    return *static_cast<Object*>(self.get());
+  }
 };
+// Ends what a Coro holds (its frame, a quick call's object and wait), out of line: an optimiser
+// that sees which coroutine a Coro holds would otherwise inline its whole cleanup wherever a
+// Coro dies.
+EDDY_NOINLINE void release_coro(coro::coroutine_handle<> frame, QuickCall& call,
+                                FutureBase* waiting) noexcept;
+
 enum class QuickStart : std::uint8_t { ready, wait, frame };
 
 // How such a call runs when it is awaited: `start` checks at the co_await whether it can finish
 // at once (ready: `finish` makes the result), has to wait for one future first (wait: it made
-// `waiting`; `stop_waiting` then `finish` run after it, `finish` only if the wait succeeded), or
-// needs its full coroutine (frame: nothing was done). `start` and `finish` may throw the call's
-// errors. `coroutine` is the whole call as a coroutine: for create_task and the frame case.
+// `waiting`), or needs its full coroutine (frame: nothing was done). After a wait,
+// `stop_waiting` runs whatever way it ended (`failed`: the future failed or was cancelled, or
+// the task was cancelled meanwhile; that error is then raised), then `finish` if it did not
+// fail. `start` and `finish` may throw the call's errors. `coroutine` is the whole call as a
+// coroutine: for create_task and the frame case.
 template <class T>
 struct QuickOps {
   QuickStart (*start)(QuickCall& call, Ref<FutureBase>& waiting);
-  void (*stop_waiting)(QuickCall& call, FutureBase& waited) noexcept;
+  void (*stop_waiting)(QuickCall& call, FutureBase& waited, bool failed) noexcept;
   T (*finish)(QuickCall& call);
   Coro<T> (*coroutine)(QuickCall&& call);
 };
@@ -181,26 +226,28 @@ class [[nodiscard]] Coro {
     FinalAwaiter final_suspend() noexcept { return {}; }
   };
 
-  Coro() noexcept = default;
+  // (Everything but the frame handle and the ops pointer is released out of line, in
+  // detail::release_coro: a Coro is moved and destroyed inline at every co_await.)
+  Coro() noexcept : call_() {}
   Coro(Coro&& o) noexcept
       : h_(std::exchange(o.h_, {})),
         quick_(std::exchange(o.quick_, nullptr)),
+        waiting_(std::exchange(o.waiting_, nullptr)),
         call_(std::move(o.call_)) {}
   Coro& operator=(Coro&& o) noexcept {
-    std::swap(h_, o.h_);
-    std::swap(quick_, o.quick_);
-    std::swap(call_, o.call_);
+    if (this != &o) {
+      release();
+      h_ = std::exchange(o.h_, {});
+      quick_ = std::exchange(o.quick_, nullptr);
+      waiting_ = std::exchange(o.waiting_, nullptr);
+      call_ = std::move(o.call_);
+    }
     return *this;
   }
-  ~Coro() {
-    if (h_) h_.destroy();
-  }
+  ~Coro() { release(); }
   // A call that runs `ops` when awaited and makes its coroutine only if it must (QuickOps).
   static Coro quick(const detail::QuickOps<T>& ops, detail::QuickCall call) noexcept {
-    Coro c;
-    c.quick_ = &ops;
-    c.call_ = std::move(call);
-    return c;
+    return Coro(&ops, std::move(call));
   }
 
   explicit operator bool() const noexcept { return h_ || quick_; }
@@ -212,16 +259,26 @@ class [[nodiscard]] Coro {
  private:
   friend struct detail::CoroAwaiter<T>;
   friend class PromiseBase;
-  explicit Coro(handle_type h) noexcept : h_(h) {}
+  explicit Coro(handle_type h) noexcept : h_(h), call_() {}
+  Coro(const detail::QuickOps<T>* ops, detail::QuickCall&& call) noexcept
+      : quick_(ops), call_(std::move(call)) {}
   // A quick call's coroutine, made in place.
   void make_frame() {
     Coro made = quick_->coroutine(std::move(call_));
     h_ = std::exchange(made.h_, {});
     quick_ = nullptr;
   }
+  void release() noexcept {
+    if (h_ || waiting_ || call_.self.owns()) {
+      detail::release_coro(std::exchange(h_, {}), call_, std::exchange(waiting_, nullptr));
+    }
+  }
   handle_type h_;
   const detail::QuickOps<T>* quick_ = nullptr;
-  detail::QuickCall call_;
+  FutureBase* waiting_ = nullptr;  // a quick call's one wait (a reference held)
+  union {
+    detail::QuickCall call_;  // ended by release_coro, not by its destructor
+  };
 };
 
 // asyncio.Task.
@@ -414,28 +471,19 @@ struct CoroAwaiter {
   PromiseBase* promise;
   SourceLocation where;
   typename Coro<T>::handle_type child;
-  Ref<FutureBase> waiting;
   bool suspended = false;
 
-  bool await_ready() {
-    if (!quick) return false;
-    switch (quick->start(coro->call_, waiting)) {
-      case QuickStart::ready:
-        return true;
-      case QuickStart::wait:
-        return false;
-      case QuickStart::frame:
-        break;
-    }
-    coro->quick_ = quick;
-    quick = nullptr;
-    coro->make_frame();
-    child = coro->h_;
-    child.promise().consumed = true;
-    return false;
-  }
+  // The quick path's steps are out of line: this awaiter is inlined at every co_await of a
+  // Coro, and its size there is what the caller's frame function costs to compile (V8 compiles
+  // wasm functions lazily, on the page's thread).
+  // (await_ready is always false, as before quick calls existed, so that every co_await of a
+  // Coro keeps one shape: a quick call that finishes at once is not suspended by await_suspend.)
+  bool await_ready() const noexcept { return false; }
   bool await_suspend(coro::coroutine_handle<> h) {
-    if (quick) return wait_quick(h);
+    if (quick) {
+      const QuickBegin begun = begin_quick(h);
+      if (begun != QuickBegin::frame) return begun == QuickBegin::suspended;
+    }
     auto& cp = child.promise();
     cp.task = promise->task;
     cp.parent = promise;
@@ -447,18 +495,7 @@ struct CoroAwaiter {
     return !child.done();  // finished without suspending: continue at once
   }
   T await_resume() {
-    if (quick) {
-      if (waiting) {
-        quick->stop_waiting(coro->call_, *waiting);
-        if (suspended) {
-          promise->awaiting.clear();
-          promise->task->finish_wait();
-          promise->task->deliver_pending_cancel();
-        }
-        waiting->check_result();
-      }
-      return quick->finish(coro->call_);
-    }
+    if (quick) return finish_quick();
     promise->awaiting.clear();
     auto& cp = child.promise();
     if (cp.exception) std::rethrow_exception(cp.exception);
@@ -466,18 +503,58 @@ struct CoroAwaiter {
   }
 
  private:
+  enum class QuickBegin : std::uint8_t { finished, suspended, frame };
+  EDDY_WASM_NOINLINE QuickBegin begin_quick(coro::coroutine_handle<> h) {
+    Ref<FutureBase> waiting;
+    switch (quick->start(coro->call_, waiting)) {
+      case QuickStart::ready:
+        return QuickBegin::finished;
+      case QuickStart::wait:
+        coro->waiting_ = waiting.leak();
+        return wait_quick(h) ? QuickBegin::suspended : QuickBegin::finished;
+      case QuickStart::frame:
+        break;
+    }
+    coro->quick_ = quick;
+    quick = nullptr;
+    coro->make_frame();
+    child = coro->h_;
+    child.promise().consumed = true;
+    return QuickBegin::frame;
+  }
   bool wait_quick(coro::coroutine_handle<> h) {
+    FutureBase* waiting = coro->waiting_;
     if (waiting->done()) return false;
     try {
-      check_future_awaitable(*promise, waiting.get());
+      check_future_awaitable(*promise, waiting);
     } catch (...) {
-      quick->stop_waiting(coro->call_, *waiting);  // not awaited from a task: never waited
+      quick->stop_waiting(coro->call_, *waiting, true);  // not awaited from a task: never waited
       throw;
     }
-    promise->awaiting = {AwaitRecord::Kind::future, waiting.get(), where};
+    promise->awaiting = {AwaitRecord::Kind::future, waiting, where};
     suspended = true;
-    promise->task->wait_on(waiting.get(), h);
+    promise->task->wait_on(waiting, h);
     return true;
+  }
+  EDDY_WASM_NOINLINE T finish_quick() {
+    if (coro->waiting_) end_quick_wait();
+    return quick->finish(coro->call_);
+  }
+  void end_quick_wait() {
+    FutureBase* waiting = coro->waiting_;
+    std::exception_ptr error;
+    if (suspended) {
+      promise->awaiting.clear();
+      promise->task->finish_wait();
+    }
+    try {
+      if (suspended) promise->task->deliver_pending_cancel();
+      waiting->check_result();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    quick->stop_waiting(coro->call_, *waiting, error != nullptr);
+    if (error) std::rethrow_exception(error);
   }
 };
 
