@@ -413,3 +413,72 @@ LOOP_TEST("conformance: Lock and Semaphore fairness under cancellation", "[locks
   this->loop->run_until_complete(lock_fairness(&trace));
   CHECK(lines(trace) == conformance::lock_fairness);
 }
+
+// acquire(), hold(), wait() and Queue::get() return coroutines that make no frame when awaited
+// inline (detail::QuickOps); handed to create_task, wait_for or gather they run as ordinary
+// coroutines, and like any coroutine they run when awaited and only once.
+static Coro<void> quick_calls_as_coroutines() {
+  auto& loop = get_running_loop();
+  Lock lock;
+  co_await lock.acquire();
+  Task<void> queued = loop.create_task(lock.acquire());  // waits its turn in a task
+  co_await sleep(0);
+  CHECK(lock.describe() == "<Lock [locked, waiters:1]>");
+  lock.release();
+  co_await queued;
+  CHECK(lock.locked());
+  try {
+    co_await wait_for(lock.acquire(), 0.01);
+    FAIL("acquired a held lock");
+  } catch (const TimeoutError&) {
+  }
+  CHECK(lock.describe() == "<Lock [locked]>");  // the timed-out waiter left the line
+  // Awaited inline, the wait is the awaiting coroutine's own: a one-frame await chain.
+  Trace trace;
+  Task<void> inline_wait = loop.create_task(take_lock(lock, "inline", &trace));
+  co_await sleep(0);
+  auto chain = inline_wait.await_chain();
+  REQUIRE(chain.size() == 1);
+  CHECK(chain[0].function == std::string("take_lock"));
+  CHECK(chain[0].awaiting == "<Future pending>");
+  lock.release();
+  co_await inline_wait;
+  CHECK(trace == Trace{"inline"});
+
+  // Lazy: a hold() made while the lock is held takes it only when awaited.
+  co_await lock.acquire();
+  auto later = lock.hold();
+  lock.release();
+  {
+    auto held = co_await later;
+    CHECK(lock.locked());
+  }
+  CHECK_FALSE(lock.locked());
+  CHECK_THROWS_AS(co_await later, RuntimeError);  // awaited twice
+
+  Event event;
+  Semaphore sem(0);
+  Queue<int> queue;
+  auto gathered = gather(event.wait(), sem.acquire(), queue.get());
+  co_await sleep(0);
+  event.set();
+  sem.release();
+  queue.put_nowait(7);
+  auto results = co_await gathered;
+  CHECK(std::get<2>(results) == 7);
+  CHECK(sem.value() == 0);
+
+  // Queue::get with an item there: at once, in order.
+  queue.put_nowait(1);
+  queue.put_nowait(2);
+  auto first = queue.get();
+  auto second = queue.get();
+  int two = co_await second;
+  int one = co_await first;
+  CHECK(two == 1);  // the body runs at the await: second was awaited first
+  CHECK(one == 2);
+}
+
+LOOP_TEST("quick calls: acquire, hold, wait and get also work as coroutines", "[locks]") {
+  this->loop->run_until_complete(quick_calls_as_coroutines());
+}

@@ -21,8 +21,9 @@ Future<void> Waiters::add(EventLoop& loop) {
   return f;
 }
 
-void Waiters::remove(const Future<void>& f) noexcept {
-  auto it = std::find(queue_.begin(), queue_.end(), f);
+void Waiters::remove(const FutureBase* f) noexcept {
+  auto it = std::find_if(queue_.begin(), queue_.end(),
+                         [f](const Future<void>& w) { return w.base() == f; });
   if (it != queue_.end()) queue_.erase(it);
 }
 
@@ -63,7 +64,45 @@ bool Waiters::any_live() const noexcept {
 // ---- Lock
 // -----------------------------------------------------------------------------------------
 
+// acquire() and hold() awaited inline: a free lock is taken at once; otherwise the one wait is
+// made in the awaiting frame, with acquire()'s rules when it ends.
+struct Lock::Quick {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
+    Lock& lock = call.object<Lock>();
+    if (!lock.locked_ && !lock.waiters_.any_live()) return detail::QuickStart::ready;
+    waiting = lock.waiters_.add(lock.bound_loop("Lock")).state();
+    return detail::QuickStart::wait;
+  }
+  static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool failed) noexcept {
+    Lock& lock = call.object<Lock>();
+    lock.waiters_.remove(&waited);
+    // Woken and cancelled in the same pass: the lock is free, hand it to the next in line.
+    if (failed && !lock.locked_) lock.wake_up_first();
+  }
+  static void acquired(detail::QuickCall& call) { call.object<Lock>().locked_ = true; }
+  static Held<Lock> held(detail::QuickCall& call) {
+    acquired(call);
+    return Held<Lock>(call.object<Lock>());
+  }
+  static Coro<void> acquire_coroutine(detail::QuickCall&& call) {
+    return call.object<Lock>().acquire_coroutine();
+  }
+  static Coro<Held<Lock>> hold_coroutine(detail::QuickCall&& call) {
+    return call.object<Lock>().hold_coroutine();
+  }
+  static constexpr detail::QuickOps<void> acquire{start, stop_waiting, acquired, acquire_coroutine};
+  static constexpr detail::QuickOps<Held<Lock>> hold{start, stop_waiting, held, hold_coroutine};
+};
+
 Coro<void> Lock::acquire() {
+  return Coro<void>::quick(Quick::acquire, detail::QuickCall::unowned(this));
+}
+
+Coro<Held<Lock>> Lock::hold() {
+  return Coro<Held<Lock>>::quick(Quick::hold, detail::QuickCall::unowned(this));
+}
+
+Coro<void> Lock::acquire_coroutine() {
   if (!locked_ && !waiters_.any_live()) {
     locked_ = true;
     co_return;
@@ -94,7 +133,7 @@ void Lock::wake_up_first() {
   waiters_.wake_first();
 }
 
-Coro<Held<Lock>> Lock::hold() {
+Coro<Held<Lock>> Lock::hold_coroutine() {
   co_await acquire();
   co_return Held<Lock>(*this);
 }
@@ -108,7 +147,29 @@ std::string Lock::describe() const {
 // ---- Event
 // ----------------------------------------------------------------------------------------
 
+// wait() awaited inline: at once when set, else the one wait in the awaiting frame.
+struct Event::Quick {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
+    Event& event = call.object<Event>();
+    if (event.value_) return detail::QuickStart::ready;
+    waiting = event.waiters_.add(event.bound_loop("Event")).state();
+    return detail::QuickStart::wait;
+  }
+  static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool) noexcept {
+    call.object<Event>().waiters_.remove(&waited);
+  }
+  static void done(detail::QuickCall&) {}
+  static Coro<void> coroutine(detail::QuickCall&& call) {
+    return call.object<Event>().wait_coroutine();
+  }
+  static constexpr detail::QuickOps<void> wait{start, stop_waiting, done, coroutine};
+};
+
 Coro<void> Event::wait() {
+  return Coro<void>::quick(Quick::wait, detail::QuickCall::unowned(this));
+}
+
+Coro<void> Event::wait_coroutine() {
   if (value_) co_return;
   Future<void> fut = waiters_.add(bound_loop("Event"));
   std::exception_ptr error;
@@ -195,7 +256,56 @@ bool Semaphore::locked() const noexcept {
   return value_ == 0 || waiters_.any_live();
 }
 
+// acquire() and hold() awaited inline: a free unit is taken at once (in `start`); otherwise the
+// one wait is made in the awaiting frame (the waker takes the unit for us), with acquire()'s
+// rules when it ends.
+struct Semaphore::Quick {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
+    Semaphore& sem = call.object<Semaphore>();
+    if (!sem.locked()) {
+      --sem.value_;
+      return detail::QuickStart::ready;
+    }
+    waiting = sem.waiters_.add(sem.bound_loop("Semaphore")).state();
+    return detail::QuickStart::wait;
+  }
+  static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool failed) noexcept {
+    Semaphore& sem = call.object<Semaphore>();
+    sem.waiters_.remove(&waited);
+    // Woken (value_ already taken for us) but cancelled before running: give the unit back.
+    if (failed && waited.done() && !waited.cancelled()) ++sem.value_;
+    // Waiters that arrived meanwhile had to queue behind us: wake as many as value_ allows.
+    try {
+      while (sem.value_ > 0 && sem.wake_up_next()) {
+      }
+    } catch (...) {
+      // Setting a pending future's result cannot fail.
+    }
+  }
+  static void acquired(detail::QuickCall&) {}
+  static Held<Semaphore> held(detail::QuickCall& call) {
+    return Held<Semaphore>(call.object<Semaphore>());
+  }
+  static Coro<void> acquire_coroutine(detail::QuickCall&& call) {
+    return call.object<Semaphore>().acquire_coroutine();
+  }
+  static Coro<Held<Semaphore>> hold_coroutine(detail::QuickCall&& call) {
+    return call.object<Semaphore>().hold_coroutine();
+  }
+  static constexpr detail::QuickOps<void> acquire{start, stop_waiting, acquired, acquire_coroutine};
+  static constexpr detail::QuickOps<Held<Semaphore>> hold{start, stop_waiting, held,
+                                                          hold_coroutine};
+};
+
 Coro<void> Semaphore::acquire() {
+  return Coro<void>::quick(Quick::acquire, detail::QuickCall::unowned(this));
+}
+
+Coro<Held<Semaphore>> Semaphore::hold() {
+  return Coro<Held<Semaphore>>::quick(Quick::hold, detail::QuickCall::unowned(this));
+}
+
+Coro<void> Semaphore::acquire_coroutine() {
   if (!locked()) {
     --value_;
     co_return;
@@ -228,7 +338,7 @@ bool Semaphore::wake_up_next() {
   return true;
 }
 
-Coro<Held<Semaphore>> Semaphore::hold() {
+Coro<Held<Semaphore>> Semaphore::hold_coroutine() {
   co_await acquire();
   co_return Held<Semaphore>(*this);
 }

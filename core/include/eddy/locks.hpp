@@ -47,7 +47,8 @@ class LoopBound {
 class Waiters {
  public:
   Future<void> add(EventLoop& loop);
-  void remove(const Future<void>& f) noexcept;
+  void remove(const Future<void>& f) noexcept { remove(f.base()); }
+  void remove(const FutureBase* f) noexcept;
   // Sets the first waiter that is not done; false if there was none.
   bool wake_first();
   // Queue style: pops waiters until one that is not done, and sets it.
@@ -100,6 +101,9 @@ class Lock : public detail::LoopBound {
   std::string describe() const;  // <Lock [locked, waiters:1]>
 
  private:
+  struct Quick;  // acquire() and hold() without a frame (detail::QuickOps)
+  Coro<void> acquire_coroutine();
+  Coro<Held<Lock>> hold_coroutine();
   void wake_up_first();
   detail::Waiters waiters_;
   bool locked_ = false;
@@ -114,6 +118,8 @@ class Event : public detail::LoopBound {
   bool is_set() const noexcept { return value_; }
 
  private:
+  struct Quick;  // wait() without a frame (detail::QuickOps)
+  Coro<void> wait_coroutine();
   detail::Waiters waiters_;
   bool value_ = false;
 };
@@ -158,6 +164,9 @@ class Semaphore : public detail::LoopBound {
   virtual ~Semaphore() = default;
 
  protected:
+  struct Quick;  // acquire() and hold() without a frame (detail::QuickOps)
+  Coro<void> acquire_coroutine();
+  Coro<Held<Semaphore>> hold_coroutine();
   bool wake_up_next();
   detail::Waiters waiters_;
   int value_;

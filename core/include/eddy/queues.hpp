@@ -191,10 +191,13 @@ class BasicQueue : public detail::QueueCore {
     store_.push(std::move(item));
     added();
   }
-  // Waits while the queue is empty; QueueShutDown once it is shut down and empty.
+  // Waits while the queue is empty; QueueShutDown once it is shut down and empty. Awaited inline
+  // with an item there, it needs no coroutine frame (detail::QuickOps). Either way the queue is
+  // looked at when the call is awaited; whether it is empty now only picks the likely cheaper
+  // form (a get that will wait, and may have to wait again, runs best as a coroutine).
   Coro<T> get() {
-    while (empty()) co_await next_get_turn();
-    co_return get_nowait();
+    if (empty()) return get_coroutine();
+    return Coro<T>::quick(QuickGet::ops, detail::QuickCall::unowned(this));
   }
   T get_nowait() {
     check_get();
@@ -214,6 +217,22 @@ class BasicQueue : public detail::QueueCore {
   }
 
  private:
+  struct QuickGet {
+    static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
+      return call.object<BasicQueue>().empty() ? detail::QuickStart::frame
+                                               : detail::QuickStart::ready;
+    }
+    static void stop_waiting(detail::QuickCall&, FutureBase&, bool) noexcept {}
+    static T finish(detail::QuickCall& call) { return call.object<BasicQueue>().get_nowait(); }
+    static Coro<T> coroutine(detail::QuickCall&& call) {
+      return call.object<BasicQueue>().get_coroutine();
+    }
+    static constexpr detail::QuickOps<T> ops{start, stop_waiting, finish, coroutine};
+  };
+  Coro<T> get_coroutine() {
+    while (empty()) co_await next_get_turn();
+    co_return get_nowait();
+  }
   Store store_;
 };
 
