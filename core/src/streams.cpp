@@ -197,20 +197,14 @@ struct StreamReader::QuickReadExactly {
     if (self.size() < static_cast<std::size_t>(call.arg)) return detail::QuickStart::frame;
     return detail::QuickStart::ready;
   }
-  static void stop_waiting(detail::QuickCall&, FutureBase&, bool) noexcept {}
-  static std::string finish(detail::QuickCall& call) {
-    if (call.arg == 0) return std::string();
-    StreamReader& self = call.object<StreamReader>();
-    std::string data = self.take(static_cast<std::size_t>(call.arg));
-    self.maybe_resume_transport();
-    return data;
-  }
   static Coro<std::string> coroutine(detail::QuickCall&& call) {
     auto* self = &call.object<StreamReader>();
     return readexactly_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()),
                             self, call.arg);
   }
-  static constexpr detail::QuickOps<std::string> ops{start, stop_waiting, finish, coroutine};
+  // The n bytes are there: taken as read(n) takes them.
+  static constexpr detail::QuickOps<std::string> ops{start, detail::never_waits, QuickRead::finish,
+                                                     coroutine};
 };
 
 Coro<std::string> StreamReader::read(long long n) {
@@ -547,13 +541,12 @@ struct StreamWriter::QuickDrain {
       return detail::QuickStart::frame;
     return detail::QuickStart::ready;
   }
-  static void stop_waiting(detail::QuickCall&, FutureBase&, bool) noexcept {}
   static void finish(detail::QuickCall&) {}
   static Coro<void> coroutine(detail::QuickCall&& call) {
     StreamWriter& self = call.object<StreamWriter>();
     return drain_impl(self.transport_, self.protocol_, self.reader_);
   }
-  static constexpr detail::QuickOps<void> ops{start, stop_waiting, finish, coroutine};
+  static constexpr detail::QuickOps<void> ops{start, detail::never_waits, finish, coroutine};
 };
 
 Coro<void> StreamWriter::drain() {

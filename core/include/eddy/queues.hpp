@@ -222,12 +222,11 @@ class BasicQueue : public detail::QueueCore {
       return call.object<BasicQueue>().empty() ? detail::QuickStart::frame
                                                : detail::QuickStart::ready;
     }
-    static void stop_waiting(detail::QuickCall&, FutureBase&, bool) noexcept {}
     static T finish(detail::QuickCall& call) { return call.object<BasicQueue>().get_nowait(); }
     static Coro<T> coroutine(detail::QuickCall&& call) {
       return call.object<BasicQueue>().get_coroutine();
     }
-    static constexpr detail::QuickOps<T> ops{start, stop_waiting, finish, coroutine};
+    static constexpr detail::QuickOps<T> ops{start, detail::never_waits, finish, coroutine};
   };
   Coro<T> get_coroutine() {
     while (empty()) co_await next_get_turn();

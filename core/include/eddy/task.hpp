@@ -195,6 +195,8 @@ struct QuickOps {
   T (*finish)(QuickCall& call);
   Coro<T> (*coroutine)(QuickCall&& call);
 };
+// `stop_waiting` for calls whose start never answers `wait`.
+inline void never_waits(QuickCall&, FutureBase&, bool) noexcept {}
 }  // namespace detail
 
 // A coroutine returning T. Move-only; awaiting it twice is a RuntimeError. Some library calls
