@@ -270,6 +270,58 @@ static std::shared_ptr<const inspect::Snapshot> burst_window(EventLoop& loop,
   return rec.feed()->latest();
 }
 
+namespace {
+// Whether the kernel found an invariant time-stamp counter, which the native backend's ticks()
+// reads (its name for CPUID 0x80000007 EDX bit 8).
+bool cpu_has_invariant_tsc() {
+#if defined(__x86_64__) && !defined(__EMSCRIPTEN__)
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string word;
+  while (cpuinfo >> word)
+    if (word == "nonstop_tsc") return true;
+#endif
+  return false;
+}
+}  // namespace
+
+LOOP_TEST(
+    "inspect: callbacks are timed on the tick counter once calibrated, in step with loop time",
+    "[inspect]") {
+  EventLoop& loop = *this->loop;
+  inspect::Recorder& rec = inspect::enable(loop);
+  CHECK_FALSE(rec.ticks_calibrated());  // a rate needs two points 10 ms apart
+  // Publications (every 0.1 s) measure the counter's rate against loop time.
+  loop.run_until_complete(sleep(0.25));
+  if (TestType::virtual_time)
+    CHECK_FALSE(rec.ticks_calibrated());  // virtual time has no counter: read as loop time
+  else if (cpu_has_invariant_tsc())
+    REQUIRE(rec.ticks_calibrated());
+  double previous = rec.last_clock();
+  for (int i = 0; i < 20; ++i) {
+    const double before = loop.time();
+    const double t = rec.callback_clock();
+    const double after = loop.time();
+    CHECK(t >= previous);  // never backwards
+    CHECK(t >= before - 1e-3);
+    CHECK(t <= after + 1e-3);
+    if (!rec.ticks_calibrated()) CHECK(t == after);
+    previous = t;
+    loop.run_until_complete(sleep(0.02));
+  }
+  if (TestType::virtual_time) return;  // virtual time does not pass while a callback runs
+  // A callback's length, timed by it: the task's busy time agrees with loop time.
+  auto busy = [](EventLoop& l) -> Coro<void> {
+    const double until = l.time() + 0.03;
+    while (l.time() < until) {
+    }
+    co_return;
+  };
+  Task<void> task = loop.create_task(busy(loop));
+  loop.run_until_complete(task);
+  CHECK(task.task()->busy_time() >= 0.03 - 1e-3);
+  CHECK(task.task()->busy_time() < 1.0);
+}
+
 LOOP_TEST("inspect: a short window (a publish on request) does not reset the sampling strides",
           "[inspect]") {
   EventLoop& loop = *this->loop;

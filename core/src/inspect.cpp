@@ -84,6 +84,7 @@ Recorder::Recorder(EventLoop& loop, Options options)
   burst_limit_ = next_burst_limit();
   window_start_ = loop_.time();
   next_publish_ = window_start_;  // the first pass publishes
+  calibrate_ticks();
   std::shared_ptr<detail::Inbox> inbox = loop_.inbox();
   feed_->set_waker([inbox] {
     auto* r = new detail::HandleRecord;
@@ -106,6 +107,34 @@ Recorder::~Recorder() {
 
 double Recorder::clock() {
   return last_clock_ = loop_.time();
+}
+
+double Recorder::tick_clock() noexcept {
+  const auto elapsed = static_cast<std::int64_t>(loop_.backend_->ticks() - anchor_ticks_);
+  const double now = anchor_time_ + static_cast<double>(elapsed) * seconds_per_tick_;
+  // Never backwards: the last exact read (or another core's counter) may be a little ahead.
+  if (now > last_clock_) last_clock_ = now;
+  return last_clock_;
+}
+
+void Recorder::calibrate_ticks() {
+  // A pair (loop time, ticks) read within 50 us: a thread preempted between the two reads would
+  // skew the rate and the anchor by the time it lost, so such a pair waits for the next try.
+  const double before = loop_.time();
+  const std::uint64_t ticks = loop_.backend_->ticks();
+  if (ticks == 0) return;
+  const double after = loop_.time();
+  if (after - before > 50e-6) return;
+  const double now = (before + after) / 2;
+  if (first_ticks_ == 0) {
+    first_ticks_ = ticks;
+    first_time_ = now;
+    return;
+  }
+  if (now - first_time_ < 0.01 || ticks <= first_ticks_) return;
+  seconds_per_tick_ = (now - first_time_) / static_cast<double>(ticks - first_ticks_);
+  anchor_ticks_ = ticks;
+  anchor_time_ = now;
 }
 
 void Recorder::record(EventKind kind, std::uint64_t id, double value, const char* name,
@@ -368,6 +397,7 @@ Snapshot Recorder::capture() {
 }
 
 void Recorder::publish(double now) {
+  calibrate_ticks();
   auto s = std::make_shared<Snapshot>();
   s->seq = ++seq_;
   fill_state(*s);

@@ -489,7 +489,7 @@ void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
       const char* name = detail::ready_entry_name(e);
       const double t0 = inspector_->last_clock();
       invoke();
-      const double dt = inspector_ ? inspector_->clock() - t0 : 0.0;
+      const double dt = inspector_ ? inspector_->callback_clock() - t0 : 0.0;
       if (inspector_) inspector_->callback_run(e, name, t0, dt);
       if (dt >= slow_callback_duration_) {
         if (inspector_) inspector_->slow_callback(e, name, dt);

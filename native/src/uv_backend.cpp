@@ -6,6 +6,10 @@
 #include <sys/socket.h>
 
 #include <csignal>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#endif
 
 #include <cmath>
 
@@ -44,6 +48,21 @@ void ignore_sigpipe() noexcept {
   uv_run(&loop_, UV_RUN_ONCE);
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
   uv_timer_stop(&timer_);
+}
+
+// The time-stamp counter, where the CPU says it is invariant (a constant rate in every power
+// state, CPUID 0x80000007 EDX bit 8): ~10 ns to read where clock_gettime takes 25-55 ns under a
+// hypervisor's clock.
+std::uint64_t UvBackend::ticks() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool invariant = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(0x80000007, &a, &b, &c, &d) && (d & (1u << 8)) != 0;
+  }();
+  return invariant ? __rdtsc() : 0;
+#else
+  return 0;
+#endif
 }
 
 std::error_code uv_error(int status) noexcept {

@@ -33,6 +33,7 @@ class UvBackend final : public Backend {
   ~UvBackend() override { close(); }
 
   double now() override { return static_cast<double>(uv_hrtime()) * 1e-9; }
+  std::uint64_t ticks() noexcept override;
 
   void poll(double timeout) override {
     if (timeout == 0) {

@@ -4,6 +4,7 @@
 // libuv (native/) and the emulated selector (wasm/) implement it.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -48,6 +49,11 @@ class Backend {
 
   // Monotonic time in seconds; the loop's time().
   virtual double now() = 0;
+  // A counter that runs at a constant rate alongside now() and is cheaper to read (the CPU's
+  // invariant time-stamp counter), or 0 where there is none (and for clocks that are not real
+  // time, like the virtual-clock loop's). The inspector times every callback with it, calibrating
+  // its rate against now().
+  virtual std::uint64_t ticks() noexcept { return 0; }
   // Wait for I/O for at most `timeout` seconds (negative: no limit, zero: just look) and report
   // what completed. Returns early after wakeup(). Only the loop's thread calls this.
   virtual void poll(double timeout) = 0;

@@ -262,6 +262,13 @@ class Recorder {
   void slow_callback(detail::ReadyEntry e, const char* name, double duration);
   void pass_done(double start, double polled, double timers_done, double end, std::size_t ran);
   double clock();  // reads the loop's clock
+  // The loop's clock for timing a callback: read through the backend's tick counter once its
+  // rate is calibrated (a few nanoseconds off loop time, never backwards), else as clock().
+  bool ticks_calibrated() const noexcept { return seconds_per_tick_ > 0; }
+  double callback_clock() {
+    if (seconds_per_tick_ > 0) return tick_clock();
+    return clock();
+  }
   double last_clock() const noexcept { return last_clock_; }
 
  private:
@@ -274,6 +281,9 @@ class Recorder {
   void record(EventKind kind, std::uint64_t id, double value, const char* name = nullptr,
               const char* file = nullptr, std::uint32_t line = 0);
   void publish(double now);
+  // Measures the tick counter's rate against loop time (at each publication) and re-anchors it.
+  void calibrate_ticks();
+  double tick_clock() noexcept;
   // Where record() next doubles the stride: two budgets past the events kept so far.
   std::size_t next_burst_limit() const noexcept {
     return std::min(events_.size() + 2 * std::max<std::size_t>(options_.event_budget, 1),
@@ -293,6 +303,10 @@ class Recorder {
   std::uint64_t dropped_ = 0, seq_ = 0, window_passes_ = 0, window_callbacks_ = 0,
                 window_depth_max_ = 0, window_lag_count_ = 0;
   double last_clock_ = 0;  // the latest clock read: events inside a pass are stamped with it
+  // Loop time from ticks: anchor_time_ + (ticks - anchor_ticks_) * seconds_per_tick_, the rate
+  // measured since the first calibration point (0 until it spans 10 ms, or without ticks).
+  std::uint64_t first_ticks_ = 0, anchor_ticks_ = 0;
+  double first_time_ = 0, anchor_time_ = 0, seconds_per_tick_ = 0;
   double window_start_ = 0, next_publish_ = 0, window_poll_ = 0, window_timers_ = 0,
          window_ready_ = 0, window_lag_sum_ = 0, window_lag_max_ = 0;
 };
