@@ -41,7 +41,7 @@ void merge_task(TaskInfo& t, const Value& v) {
   t.created = v.num("created", t.created);
   t.runs = v.u64("runs", t.runs);
   t.busy = v.num("busy", t.busy);
-  t.file = v.str("file", t.file);
+  t.file = v.str("file", t.file.str());
   t.line = static_cast<std::uint32_t>(v.u64("line", t.line));
   if (v.get("await")) {
     t.await_chain.clear();

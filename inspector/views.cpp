@@ -35,10 +35,11 @@ std::string bytes_text(double b) {
   return buf;
 }
 
-std::string place(const std::string& file, std::uint32_t line) {
+std::string place(std::string_view file, std::uint32_t line) {
   if (file.empty()) return "";
   const std::size_t slash = file.find_last_of('/');
-  return (slash == std::string::npos ? file : file.substr(slash + 1)) + ":" + std::to_string(line);
+  return std::string(slash == std::string_view::npos ? file : file.substr(slash + 1)) + ":" +
+         std::to_string(line);
 }
 
 bool contains(const std::string& hay, const char* needle) {

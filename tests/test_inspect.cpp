@@ -168,8 +168,30 @@ LOOP_TEST("inspect: tasks with state, run count and await chain", "[inspect]") {
   CHECK(row->await_chain[1].awaiting.find("Future") != std::string::npos);
   CHECK(row->await_chain[1].file.find("test_inspect.cpp") != std::string::npos);
   CHECK(live(s, inspect::HandleKind::task) == 1);
+  // A task awaiting a task: the snapshot's rows say what Task::await_chain() says.
+  auto waiter = [](Task<int> inner) -> Coro<int> { co_return co_await inner; };
+  Task<int> w = loop.create_task(waiter(t), "waiter-task");
+  loop.run_until_complete(sleep(0));
+  s = rec.capture();
+  for (const Task<int>* task : {&t, &w}) {
+    const inspect::TaskInfo* r = nullptr;
+    for (const auto& ti : s.tasks)
+      if (ti.id == task->task()->id()) r = &ti;
+    REQUIRE(r);
+    const std::vector<AwaitFrame> chain = task->await_chain();
+    REQUIRE(r->await_chain.size() == chain.size());
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+      CHECK(r->await_chain[i].function == chain[i].function);
+      CHECK(r->await_chain[i].awaiting == chain[i].awaiting);
+      CHECK(r->await_chain[i].file == std::string_view(chain[i].where.file));
+      CHECK(r->await_chain[i].line == chain[i].where.line);
+    }
+  }
+  for (const auto& ti : s.tasks)
+    if (ti.name == "waiter-task") CHECK(ti.await_chain.back().awaiting == "Task 'outer-task'");
   f.set_result(41);
   CHECK(loop.run_until_complete(t) == 42);
+  CHECK(loop.run_until_complete(w) == 42);
   s = rec.capture();
   for (const auto& ti : s.tasks)
     if (ti.name == "outer-task") CHECK(ti.state == "done");

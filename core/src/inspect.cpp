@@ -334,7 +334,7 @@ void Recorder::fill_state(Snapshot& s) {
   for (TaskBase* t = L.tasks_head_; t; t = t->next_task) {
     if (!t->done()) ++live(HandleKind::task);
     if (s.tasks.size() >= options_.max_tasks) continue;
-    TaskInfo ti;
+    TaskInfo& ti = s.tasks.emplace_back();  // built in place: a row is moved nowhere
     ti.id = t->id();
     ti.name = t->get_name();
     ti.state = !t->done()       ? (L.current_task_ == t ? "running" : "pending")
@@ -344,16 +344,18 @@ void Recorder::fill_state(Snapshot& s) {
     ti.created = t->created_time();
     ti.runs = t->run_count();
     ti.busy = t->busy_time();
-    ti.file = t->created_at().file ? t->created_at().file : "";
+    ti.file = Text::of_static(t->created_at().file ? t->created_at().file : "");
     ti.line = t->created_at().line;
-    if (!t->done()) {
-      std::vector<AwaitFrame> chain = t->await_chain();
-      ti.await_chain.reserve(chain.size());
-      for (AwaitFrame& f : chain)
-        ti.await_chain.push_back(AwaitInfo{std::move(f.function), std::move(f.awaiting),
-                                           f.where.file ? f.where.file : "", f.where.line});
-    }
-    s.tasks.push_back(std::move(ti));
+    // Source files, coroutine names and most descriptions are static: pointers, not copies.
+    if (!t->done()) ti.await_chain.reserve(2);  // most chains: a coroutine and what it awaits
+    t->for_each_await([&ti](const char* function, const AwaitRecord& awaiting, const char* fixed,
+                            std::string& scratch) {
+      const bool placed = awaiting.kind != AwaitRecord::Kind::none;
+      const char* file = placed && awaiting.where.file ? awaiting.where.file : "";
+      ti.await_chain.push_back(AwaitInfo{Text::of_static(function ? function : ""),
+                                         fixed ? Text::of_static(fixed) : Text(std::move(scratch)),
+                                         Text::of_static(file), placed ? awaiting.where.line : 0});
+    });
   }
 
   for (const auto& [server, id] : L.servers_) {
@@ -371,7 +373,7 @@ void Recorder::fill_state(Snapshot& s) {
   for (TransportProbe* p = L.transports_head_; p; p = p->probe_next) ++ntransports;
   s.transports.reserve(ntransports);
   for (TransportProbe* p = L.transports_head_; p; p = p->probe_next) {
-    TransportInfo ti;
+    TransportInfo& ti = s.transports.emplace_back();
     const void* server = nullptr;
     p->describe(ti, server);
     ti.id = p->inspect_id;
@@ -385,7 +387,6 @@ void Recorder::fill_state(Snapshot& s) {
       ++live(HandleKind::datagram_transport);
     else
       ++live(HandleKind::stream_transport);
-    s.transports.push_back(std::move(ti));
   }
 }
 

@@ -115,6 +115,7 @@ class StreamTransport final : public Transport,
   WriteFlowControl flow_;
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;
+  mutable std::optional<std::string> peer_text_;  // peername_ as the inspector shows it, once
   std::size_t writes_in_flight_ = 0;
   std::vector<Future<void>> flush_waiters_;
   Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost

@@ -255,35 +255,43 @@ void TaskBase::abandon() noexcept {
   frame_.destroy();
 }
 
+const char* TaskBase::describe_await(const PromiseBase& p, std::string& scratch) const {
+  switch (p.awaiting.kind) {
+    case AwaitRecord::Kind::none:
+      return started_ ? "running" : "not started";
+    case AwaitRecord::Kind::coroutine:
+      return "coroutine";
+    case AwaitRecord::Kind::future: {
+      const auto* f = static_cast<const FutureBase*>(p.awaiting.target);
+      if (!f->done() && !f->is_task()) return "<Future pending>";  // what describe() says
+      scratch = f->describe();
+      return nullptr;
+    }
+    case AwaitRecord::Kind::task:
+      scratch = "Task '" + static_cast<const TaskBase*>(p.awaiting.target)->get_name() + "'";
+      return nullptr;
+    case AwaitRecord::Kind::yield:
+      return "sleep(0)";
+  }
+  return "";
+}
+
+const PromiseBase* TaskBase::awaited_coroutine(const PromiseBase& p) noexcept {
+  return p.awaiting.kind == AwaitRecord::Kind::coroutine
+             ? static_cast<const PromiseBase*>(p.awaiting.target)
+             : nullptr;
+}
+
 std::vector<AwaitFrame> TaskBase::await_chain() const {
   std::vector<AwaitFrame> chain;
-  const PromiseBase* p = frame_.promise();
-  while (p && !done()) {
+  for_each_await([&](const char* function, const AwaitRecord& awaiting, const char* fixed,
+                     std::string& scratch) {
     AwaitFrame f;
-    f.function = p->function();
-    if (p->awaiting.kind != AwaitRecord::Kind::none) f.where = p->awaiting.where;
-    const PromiseBase* next = nullptr;
-    switch (p->awaiting.kind) {
-      case AwaitRecord::Kind::none:
-        f.awaiting = started_ ? "running" : "not started";
-        break;
-      case AwaitRecord::Kind::coroutine:
-        f.awaiting = "coroutine";
-        next = static_cast<const PromiseBase*>(p->awaiting.target);
-        break;
-      case AwaitRecord::Kind::future:
-        f.awaiting = static_cast<const FutureBase*>(p->awaiting.target)->describe();
-        break;
-      case AwaitRecord::Kind::task:
-        f.awaiting = "Task '" + static_cast<const TaskBase*>(p->awaiting.target)->get_name() + "'";
-        break;
-      case AwaitRecord::Kind::yield:
-        f.awaiting = "sleep(0)";
-        break;
-    }
+    f.function = function;
+    if (awaiting.kind != AwaitRecord::Kind::none) f.where = awaiting.where;
+    f.awaiting = fixed ? std::string(fixed) : std::move(scratch);
     chain.push_back(std::move(f));
-    p = next;
-  }
+  });
   return chain;
 }
 

@@ -206,7 +206,10 @@ void StreamTransport::describe(inspect::TransportInfo& out, const void*& server)
     const bool tls = endpoint_ && endpoint_->extra_info("ssl_object").has_value();
     out.kind = peer && peer->family == AddressFamily::unix_socket ? (tls ? "unix+tls" : "unix")
                                                                   : (tls ? "tcp+tls" : "tcp");
-    if (peer) out.peer = peer->to_string();
+    if (peer) {
+      if (!peer_text_) peer_text_ = peer->to_string();
+      out.peer = *peer_text_;
+    }
   }
   flow_.describe(out, get_write_buffer_size(), conn_lost_, closing_);
   out.reading_paused = paused_;

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -125,8 +126,38 @@ struct HandleInfo {
   double when = 0;  // timers only
 };
 
+// Text that is usually static on the loop's side (a source file, a coroutine's name, a fixed
+// description such as "<Future pending>"): then it is kept and copied as a pointer, as the loop
+// builds every task's row ten times a second. Decoded snapshots own theirs.
+class Text {
+ public:
+  Text() = default;
+  Text(std::string text) : owned_(std::move(text)) {}
+  Text(const char* text) : owned_(text ? text : "") {}
+  // `text` lives as long as the program (a literal, __FILE__, a function's name).
+  static Text of_static(const char* text) noexcept {
+    Text t;
+    t.static_ = text;
+    return t;
+  }
+  std::string_view view() const noexcept { return static_ ? std::string_view(static_) : owned_; }
+  const char* c_str() const noexcept { return static_ ? static_ : owned_.c_str(); }
+  bool empty() const noexcept { return static_ ? *static_ == 0 : owned_.empty(); }
+  std::string str() const { return std::string(view()); }
+  std::size_t find(std::string_view part) const noexcept { return view().find(part); }
+  operator std::string_view() const noexcept { return view(); }
+  friend bool operator==(const Text& a, const Text& b) noexcept { return a.view() == b.view(); }
+  friend bool operator==(const Text& a, std::string_view b) noexcept { return a.view() == b; }
+  friend bool operator==(const Text& a, const char* b) noexcept { return a.view() == b; }
+  friend bool operator==(const Text& a, const std::string& b) noexcept { return a.view() == b; }
+
+ private:
+  const char* static_ = nullptr;
+  std::string owned_;
+};
+
 struct AwaitInfo {
-  std::string function, awaiting, file;
+  Text function, awaiting, file;
   std::uint32_t line = 0;
   bool operator==(const AwaitInfo&) const = default;
 };
@@ -137,7 +168,7 @@ struct TaskInfo {
   double created = 0;       // loop time (0: created before inspection was on)
   std::uint64_t runs = 0;
   double busy = 0;  // seconds spent in its steps since inspection was on
-  std::string file;
+  Text file;
   std::uint32_t line = 0;
   std::vector<AwaitInfo> await_chain;  // outermost first
   bool operator==(const TaskInfo&) const = default;

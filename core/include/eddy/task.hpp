@@ -318,6 +318,17 @@ class TaskBase : public FutureBase {
   void add_busy_time(double seconds) noexcept { busy_ += seconds; }
   // The chain of awaits this task is suspended in, outermost first.
   std::vector<AwaitFrame> await_chain() const;
+  // The same chain without building it: calls visit(function, where, awaiting) for each frame,
+  // outermost first. `awaiting` is a static text (returned by the call) unless the frame awaits
+  // something described on the fly, which is then built in `scratch` (and the call returns null).
+  template <class Visit>
+  void for_each_await(Visit&& visit) const {
+    std::string scratch;
+    for (const PromiseBase* p = frame_.promise(); p && !done(); p = awaited_coroutine(*p)) {
+      const char* fixed = describe_await(*p, scratch);
+      visit(p->function(), p->awaiting, fixed, scratch);
+    }
+  }
   std::string describe() const override;
 
   // ---- Used by the coroutine machinery ----
@@ -343,6 +354,8 @@ class TaskBase : public FutureBase {
  private:
   void schedule_step();
   [[noreturn]] void throw_pending_cancel();
+  const char* describe_await(const PromiseBase& p, std::string& scratch) const;
+  static const PromiseBase* awaited_coroutine(const PromiseBase& p) noexcept;
   CoroutineFrame frame_;
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
