@@ -250,7 +250,21 @@ std::size_t FutureBase::remove_matching(const void* type_key, const void* value)
   return removed;
 }
 
+const char* FutureBase::fixed_description() const noexcept {
+  if (is_task_) return nullptr;
+  switch (state_) {
+    case FutureState::pending:
+      return "<Future pending>";
+    case FutureState::cancelled:
+      return "<Future cancelled>";
+    case FutureState::finished:
+      return exception_ ? nullptr : "<Future finished>";
+  }
+  return nullptr;
+}
+
 std::string FutureBase::describe() const {
+  if (const char* fixed = fixed_description()) return fixed;
   // Plain concatenation: the inspector describes every awaited future at each snapshot.
   std::string text = state_ == FutureState::pending     ? "<Future pending"
                      : state_ == FutureState::cancelled ? "<Future cancelled"

@@ -263,7 +263,7 @@ const char* TaskBase::describe_await(const PromiseBase& p, std::string& scratch)
       return "coroutine";
     case AwaitRecord::Kind::future: {
       const auto* f = static_cast<const FutureBase*>(p.awaiting.target);
-      if (!f->done() && !f->is_task()) return "<Future pending>";  // what describe() says
+      if (const char* fixed = f->fixed_description()) return fixed;
       scratch = f->describe();
       return nullptr;
     }

@@ -178,6 +178,9 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
   bool is_task() const noexcept { return is_task_; }
   // A one-line description, as asyncio's repr: <Future finished result=...> etc.
   virtual std::string describe() const;
+  // describe()'s text when it is a fixed one (a plain future with no exception to show), else
+  // null: the inspector points at it instead of building a copy for every snapshot.
+  const char* fixed_description() const noexcept;
 
   // Done callbacks receive this future. They run through call_soon once it is done (at once
   // through call_soon if it already is).

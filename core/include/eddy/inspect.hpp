@@ -293,9 +293,9 @@ class Recorder {
   void slow_callback(detail::ReadyEntry e, const char* name, double duration);
   void pass_done(double start, double polled, double timers_done, double end, std::size_t ran);
   double clock();  // reads the loop's clock
+  bool ticks_calibrated() const noexcept { return seconds_per_tick_ > 0; }
   // The loop's clock for timing a callback: read through the backend's tick counter once its
   // rate is calibrated (a few nanoseconds off loop time, never backwards), else as clock().
-  bool ticks_calibrated() const noexcept { return seconds_per_tick_ > 0; }
   double callback_clock() {
     if (seconds_per_tick_ > 0) return tick_clock();
     return clock();

@@ -318,9 +318,9 @@ class TaskBase : public FutureBase {
   void add_busy_time(double seconds) noexcept { busy_ += seconds; }
   // The chain of awaits this task is suspended in, outermost first.
   std::vector<AwaitFrame> await_chain() const;
-  // The same chain without building it: calls visit(function, where, awaiting) for each frame,
-  // outermost first. `awaiting` is a static text (returned by the call) unless the frame awaits
-  // something described on the fly, which is then built in `scratch` (and the call returns null).
+  // The same chain without building it: calls visit(function, awaiting, fixed, scratch) for each
+  // frame, outermost first, with the frame's coroutine name and AwaitRecord. What it awaits is
+  // `fixed`, a static text, or, when that is null, described on the fly in `scratch`.
   template <class Visit>
   void for_each_await(Visit&& visit) const {
     std::string scratch;
