@@ -157,7 +157,7 @@ LOOP_TEST("handles report their callback's name and where they were scheduled",
   h.cancel();
 }
 
-// 600k entries take the ready ring and the timer heap past 4 MiB, where their blocks come from
+// 600k entries take the ready ring and the timer heap past 2 MiB, where their blocks come from
 // allocate_pages aligned to a huge page (and may be backed by huge pages natively).
 LOOP_TEST("a ready queue and a timer heap of several huge pages keep their order",
           "[scheduling][timers]") {
