@@ -194,3 +194,30 @@ LOOP_TEST("a ready queue and a timer heap of several huge pages keep their order
   CHECK(early_or_unordered == 0);
   CHECK(fired == kCount);
 }
+
+// A ring of 2^19 entries fills while its front has been run and its newest entries have wrapped
+// around to the start of the buffer; it then doubles (natively in place, inside its reservation
+// of address space, moving only the wrapped entries). Every entry still runs in scheduling order.
+LOOP_TEST("a ready ring that fills after wrapping around grows without reordering",
+          "[scheduling]") {
+  constexpr int kFirst = 300000;  // past 2^18, so the ring holds 2^19 slots
+  struct Chain {
+    EventLoop* loop;
+    int scheduled = 0, next = 0, out_of_order = 0;
+    void schedule() {
+      loop->call_soon([this, seq = scheduled++] {
+        if (seq != next) ++out_of_order;
+        next = seq + 1;
+        // Each of the first entries queues two more, so the ring grows by one per entry run.
+        if (seq < kFirst) {
+          schedule();
+          schedule();
+        }
+      });
+    }
+  } chain{this->loop.get()};
+  while (chain.scheduled < kFirst) chain.schedule();
+  while (chain.next < chain.scheduled) this->loop->run_until_complete(sleep(0));
+  CHECK(chain.out_of_order == 0);
+  CHECK(chain.next == 3 * kFirst);
+}

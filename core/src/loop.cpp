@@ -144,14 +144,62 @@ void free_ring(ReadyEntry* ring, std::size_t slots) noexcept {
 }  // namespace
 
 ReadyQueue::ReadyQueue() : buf_(allocate_ring(1024)), mask_(1023) {}
-ReadyQueue::~ReadyQueue() { free_ring(buf_, mask_ + 1); }
+ReadyQueue::~ReadyQueue() {
+  if (reserved_bytes_)
+    platform::unreserve_pages(buf_, reserved_bytes_);
+  else
+    free_ring(buf_, mask_ + 1);
+}
 
 void ReadyQueue::grow() {
   const std::size_t slots = (mask_ + 1) * 2;
+  if (grow_in_place(slots)) return;
   ReadyEntry* bigger = allocate_ring(slots);
+  move_to(bigger, slots);
+}
+
+// A ring of a huge page or more is reserved room to double several times (1 GiB, or twice its
+// size), so growing it never copies the entries nor clears memory only to drop it.
+bool ReadyQueue::grow_in_place(std::size_t slots) noexcept {
+  constexpr std::size_t kReserveBytes = std::size_t{1} << 30;
+  const std::size_t bytes = slots * sizeof(ReadyEntry), old_slots = mask_ + 1;
+  if (bytes < kHugePageBytes) return false;
+  if (bytes <= reserved_bytes_) {
+    const std::size_t old_bytes = old_slots * sizeof(ReadyEntry);
+    if (!platform::commit_pages(reinterpret_cast<char*>(buf_) + old_bytes, bytes - old_bytes,
+                                platform::PageUse::sequential))
+      return false;
+    // The ring was full: its oldest entry is at `first`, and those at [0, first) wrapped around.
+    // They move to just past the old end, so the entries lie in order from `first`.
+    const std::size_t first = head_ & mask_, n = size();
+    std::memcpy(buf_ + old_slots, buf_, first * sizeof(ReadyEntry));
+    mask_ = slots - 1;
+    head_ = first;
+    tail_ = first + n;
+    return true;
+  }
+  const std::size_t reserve = std::max(kReserveBytes, 2 * bytes);
+  void* room = platform::reserve_pages(reserve);
+  if (room == nullptr) return false;
+  if (!platform::commit_pages(room, bytes, platform::PageUse::sequential)) {
+    platform::unreserve_pages(room, reserve);
+    return false;
+  }
+  move_to(static_cast<ReadyEntry*>(room), slots);
+  reserved_bytes_ = reserve;
+  return true;
+}
+
+// Copies the entries in order to the front of `bigger`, a ring of `slots`, and frees the old one.
+void ReadyQueue::move_to(ReadyEntry* bigger, std::size_t slots) noexcept {
   const std::size_t n = size();
   for (std::size_t i = 0; i < n; ++i) bigger[i] = at(i);
-  free_ring(buf_, mask_ + 1);
+  if (reserved_bytes_) {
+    platform::unreserve_pages(buf_, reserved_bytes_);
+    reserved_bytes_ = 0;
+  } else {
+    free_ring(buf_, mask_ + 1);
+  }
   buf_ = bigger;
   mask_ = slots - 1;
   head_ = 0;

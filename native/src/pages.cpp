@@ -5,7 +5,8 @@
 // blocks, so a huge page costs no compaction and spares 512 first-touch faults of microseconds
 // each on a VM. When free blocks are scarce they stay on 4 KiB pages: under the usual
 // `defrag=madvise` a huge-page fault would compact memory synchronously, which was measured to
-// slow first-touching runs up to 5x on a busy machine.
+// slow first-touching runs up to 5x on a busy machine. A reservation (for an array that grows in
+// place) is a PROT_NONE mapping whose front mprotect opens as the array grows.
 #include <sys/mman.h>
 
 #include <fcntl.h>
@@ -60,30 +61,58 @@ bool huge_pages_free() noexcept {
   }
   return free_huge >= kMinFreeHugePages;
 }
-}  // namespace
 
-void* allocate_pages(std::size_t bytes, std::size_t align, PageUse use) {
-  const std::size_t span = bytes + align;
-  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) throw std::bad_alloc();
-  const auto base = reinterpret_cast<std::uintptr_t>(raw);
-  const std::uintptr_t aligned = (base + align - 1) & ~(std::uintptr_t{align} - 1);
-  if (aligned > base) ::munmap(raw, aligned - base);
-  const std::uintptr_t end = base + span, used_end = aligned + bytes;
-  if (end > used_end) ::munmap(reinterpret_cast<void*>(used_end), end - used_end);
+// Marks [p, p + bytes) for huge pages where that is worth it and free blocks exist, then
+// populates it if it will be used front to back soon.
+void prepare_pages(void* p, std::size_t bytes, std::size_t align, PageUse use) noexcept {
 #ifdef MADV_HUGEPAGE
   // A lazy arena of one huge page (a thread's first) stays on 4 KiB pages: small programs keep a
   // small resident size.
   const bool worth_huge = use == PageUse::sequential || bytes >= 2 * detail::kHugePageBytes;
   if (worth_huge && align % detail::kHugePageBytes == 0 && bytes >= detail::kHugePageBytes &&
       huge_pages_free())
-    ::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
+    ::madvise(p, bytes, MADV_HUGEPAGE);
 #endif
-  if (use == PageUse::sequential)
-    ::madvise(reinterpret_cast<void*>(aligned), bytes, kPopulateWrite);
+  if (use == PageUse::sequential) ::madvise(p, bytes, kPopulateWrite);
+}
+
+// Maps `bytes` aligned to `align`, trimming the slack mapped to find the alignment.
+void* map_aligned(std::size_t bytes, std::size_t align, int prot, int flags) noexcept {
+  const std::size_t span = bytes + align;
+  void* raw = ::mmap(nullptr, span, prot, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const auto base = reinterpret_cast<std::uintptr_t>(raw);
+  const std::uintptr_t aligned = (base + align - 1) & ~(std::uintptr_t{align} - 1);
+  if (aligned > base) ::munmap(raw, aligned - base);
+  const std::uintptr_t end = base + span, used_end = aligned + bytes;
+  if (end > used_end) ::munmap(reinterpret_cast<void*>(used_end), end - used_end);
   return reinterpret_cast<void*>(aligned);
+}
+}  // namespace
+
+void* allocate_pages(std::size_t bytes, std::size_t align, PageUse use) {
+  void* p = map_aligned(bytes, align, PROT_READ | PROT_WRITE, 0);
+  if (p == nullptr) throw std::bad_alloc();
+  prepare_pages(p, bytes, align, use);
+  return p;
 }
 
 void free_pages(void* p, std::size_t bytes, std::size_t) noexcept { ::munmap(p, bytes); }
+
+// A PROT_NONE mapping counts against no commit limit; commit_pages opens its front.
+void* reserve_pages(std::size_t bytes) noexcept {
+  return map_aligned(bytes, detail::kHugePageBytes, PROT_NONE, MAP_NORESERVE);
+}
+
+bool commit_pages(void* p, std::size_t bytes, PageUse use) noexcept {
+  if (::mprotect(p, bytes, PROT_READ | PROT_WRITE) != 0) return false;
+  const bool aligned = reinterpret_cast<std::uintptr_t>(p) % detail::kHugePageBytes == 0;
+  prepare_pages(p, bytes, aligned ? detail::kHugePageBytes : detail::kPageBytes, use);
+  return true;
+}
+
+void unreserve_pages(void* p, std::size_t bytes) noexcept {
+  ::munmap(p, bytes);
+}
 
 }  // namespace eddy::platform

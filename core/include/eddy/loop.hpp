@@ -171,7 +171,9 @@ SourceLocation ready_entry_source(ReadyEntry e) noexcept;
 // Drops the queue's reference to an entry that will not run (a cancelled one, or the loop closed).
 void release_ready_entry(ReadyEntry e) noexcept;
 
-// FIFO ring of ready entries; grows by doubling, never shrinks while the loop lives.
+// FIFO ring of ready entries; grows by doubling, never shrinks while the loop lives. From 2 MiB
+// on it lives in a reservation of address space where the platform has one, and doubles in place:
+// nothing is copied but the entries that had wrapped around.
 class ReadyQueue {
  public:
   ReadyQueue();
@@ -189,8 +191,11 @@ class ReadyQueue {
 
  private:
   void grow();
+  bool grow_in_place(std::size_t slots) noexcept;
+  void move_to(ReadyEntry* bigger, std::size_t slots) noexcept;
   ReadyEntry* buf_;  // a power-of-two ring; large rings live in page arenas
   std::size_t mask_;
+  std::size_t reserved_bytes_ = 0;  // nonzero: buf_ is the front of a reservation this large
   std::size_t head_ = 0;
   std::size_t tail_ = 0;
 };
