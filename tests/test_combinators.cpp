@@ -170,6 +170,52 @@ LOOP_TEST("gather: void children and vectors of coroutines", "[combinators]") {
   CHECK(trace.size() == 8);
 }
 
+// asyncio's gather takes the loop from the running loop or else the first future; a future of
+// another loop is a ValueError, and the futures given (by value or moved in) are left as they were.
+LOOP_TEST("gather: futures of another loop are refused, with or without a running loop",
+          "[combinators]") {
+  EventLoop& loop = *this->loop;
+  LoopRef other = TestType::make();
+  {
+    std::vector<Future<int>> mixed;
+    mixed.push_back(loop.create_future<int>());
+    mixed.push_back(other->create_future<int>());
+    // Not running: the first future's loop is the gather's.
+    CHECK_THROWS_MATCHES(gather(mixed), ValueError,
+                         Catch::Matchers::MessageMatches(
+                             Catch::Matchers::ContainsSubstring("different event loops")));
+    // Running: every future is checked against the running loop, also when the vector is moved in.
+    auto inside = [](std::vector<Future<int>> fs) -> Coro<std::string> {
+      try {
+        (void)gather(std::move(fs));
+      } catch (const ValueError& e) {
+        co_return e.what();
+      }
+      co_return "no error";
+    };
+    std::vector<Future<int>> copy = mixed;
+    const std::string message = loop.run_until_complete(inside(std::move(copy)));
+    CHECK_THAT(message, Catch::Matchers::ContainsSubstring("different loop"));
+    for (auto& f : mixed) CHECK(!f.done());
+    // Futures of the same loop, moved in: the gather holds the only other reference.
+    std::vector<Future<int>> same;
+    for (int i = 0; i < 3; ++i) same.push_back(loop.create_future<int>());
+    const std::size_t refs_before = same[0].base()->ref_count();
+    auto collect = [](std::vector<Future<int>> fs, Future<int> first) -> Coro<int> {
+      auto g = gather(std::move(fs));
+      first.set_result(1);
+      auto values = co_await g;
+      co_return values[0] + values[1] + values[2];
+    };
+    std::vector<Future<int>> moved = same;
+    same[1].set_result(10);
+    same[2].set_result(100);
+    CHECK(loop.run_until_complete(collect(std::move(moved), same[0])) == 111);
+    CHECK(same[0].base()->ref_count() == refs_before);
+  }
+  other->close();
+}
+
 namespace {
 
 // ---- wait

@@ -274,7 +274,11 @@ Ref<FutureBase> detail::to_future(A&& aw, EventLoop* loop) {
       throw ValueError(
           "The future belongs to a different loop than the one specified as the loop "
           "argument");
-    return aw.state();
+    // An rvalue gives its reference up: the caller's handle then never touches the future again.
+    if constexpr (std::is_rvalue_reference_v<A&&> && !std::is_const_v<std::remove_reference_t<A>>)
+      return std::move(aw).take_state();
+    else
+      return aw.state();
   }
 }
 

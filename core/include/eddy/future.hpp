@@ -293,6 +293,8 @@ class Future {
 
   FutureBase* base() const noexcept { return state_.get(); }
   const Ref<FutureBase>& state() const noexcept { return state_; }
+  // Hands over this handle's reference (it is left empty, as a moved-from Future).
+  Ref<FutureBase> take_state() && noexcept { return std::move(state_); }
   explicit operator bool() const noexcept { return bool(state_); }
   friend bool operator==(const Future& a, const Future& b) noexcept {
     return a.state_ == b.state_;
