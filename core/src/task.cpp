@@ -88,10 +88,14 @@ void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
 // ---- TaskBase -------------------------------------------------------------------------------------
 
 TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& options)
-    : FutureBase(loop), frame_(std::move(frame)), created_at_(options.created_at) {
+    : FutureBase(loop),
+      frame_(frame.release(), frame.promise()),
+      created_file_(options.created_at.file),
+      created_line_(options.created_at.line) {
+  static_assert(sizeof(void*) != 8 || sizeof(TaskBase) <= 208, "see the note on TaskBase's fields");
   is_task_ = true;
-  slot_ = frame_.slot();
-  frame_.promise()->task = this;
+  slot_ = frame.slot();
+  frame_.promise->task = this;
   id_ = ++g_task_counter;
   if (!options.name.empty()) set_name(options.name);
   loop.register_task(this);
@@ -117,7 +121,7 @@ void TaskBase::destroy_self() noexcept {
   if (!done() && frame_) {
     ExceptionContext ctx("Task was destroyed but it is pending!");
     ctx.extra["task"] = describe();
-    ctx.source = created_at_;
+    ctx.source = created_at();
     get_loop().call_exception_handler(ctx);
   }
   FutureBase::destroy_self();
@@ -169,13 +173,13 @@ void TaskBase::step() {
   if (must_cancel_ && !started_) {
     // The coroutine never ran: cancelling it is final, its body never starts.
     must_cancel_ = false;
-    finish_cancelled(pending_cancel_message_.get());
+    finish_cancelled(pending_cancel_message());
     return;
   }
   started_ = true;
   ++run_count_;
   Ref<TaskBase> keep(this);
-  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle();
+  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle;
   loop.set_current_task(this);
   EDDY_INSPECT_HOOK(loop, task_stepping(this));  // its callback's duration is the step's
   h.resume();
@@ -188,7 +192,7 @@ void TaskBase::wait_on(FutureBase* future, coro::coroutine_handle<> resume_at) {
   future->add_task_wakeup(this);
   if (must_cancel_) {
     // Cancelled during this step, before the await: pass it on to what we now wait for.
-    if (future->cancel(pending_cancel_message_.get())) must_cancel_ = false;
+    if (future->cancel(pending_cancel_message())) must_cancel_ = false;
   }
 }
 
@@ -199,7 +203,7 @@ void TaskBase::yield_once(coro::coroutine_handle<> resume_at) {
 
 void TaskBase::throw_pending_cancel() {
   must_cancel_ = false;
-  throw CancelledError(pending_cancel_message_.get());
+  throw CancelledError(pending_cancel_message());
 }
 
 bool TaskBase::cancel(std::string message) {
@@ -208,7 +212,7 @@ bool TaskBase::cancel(std::string message) {
   ++num_cancels_requested_;
   if (fut_waiter_ && fut_waiter_->cancel(message)) return true;
   must_cancel_ = true;
-  pending_cancel_message_.set(std::move(message));
+  if (rare_ || !message.empty()) rare().pending_cancel_message = std::move(message);
   return true;
 }
 
@@ -221,7 +225,7 @@ int TaskBase::uncancel() noexcept {
 }
 
 void TaskBase::on_coroutine_done() noexcept {
-  PromiseBase* p = frame_.promise();
+  PromiseBase* p = frame_.promise;
   resume_point_ = {};
   fut_waiter_.reset();
   try {
@@ -237,7 +241,7 @@ void TaskBase::on_coroutine_done() noexcept {
       }
     } else if (must_cancel_) {
       must_cancel_ = false;  // cancelled right before the coroutine returned
-      finish_cancelled(pending_cancel_message_.get());
+      finish_cancelled(pending_cancel_message());
     } else {
       finish_with_result();
     }
@@ -301,7 +305,7 @@ std::string TaskBase::describe() const {
                      : state() == FutureState::cancelled ? "cancelled"
                                                          : "finished")
      << " name='" << get_name() << "'";
-  if (created_at_.known()) os << " created at " << created_at_.file << ':' << created_at_.line;
+  if (created_line_ != 0) os << " created at " << created_file_ << ':' << created_line_;
   os << '>';
   return os.str();
 }

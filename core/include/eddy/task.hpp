@@ -118,6 +118,8 @@ class CoroutineFrame {
   void destroy() noexcept {
     if (handle_) std::exchange(handle_, {}).destroy();
   }
+  // Gives up ownership of the frame: the caller destroys it.
+  coro::coroutine_handle<> release() noexcept { return std::exchange(handle_, {}); }
 
  private:
   coro::coroutine_handle<> handle_;
@@ -298,17 +300,18 @@ class TaskBase : public FutureBase {
   // The default name "Task-<id>" is formatted on first use, not at creation.
   const std::string& get_name() const {
     if (EDDY_UNLIKELY(!name_set_)) {
-      name_.set("Task-" + std::to_string(id_));
+      rare().name = "Task-" + std::to_string(id_);
       name_set_ = true;
     }
-    return name_.get();
+    return rare_->name;
   }
   void set_name(std::string name) {
-    name_.set(std::move(name));
+    rare().name = std::move(name);
     name_set_ = true;
   }
   std::uint64_t id() const noexcept { return id_; }
-  SourceLocation created_at() const noexcept { return created_at_; }
+  // Where create_task was called (its file and line; the function is not kept).
+  SourceLocation created_at() const noexcept { return {created_file_, "", created_line_}; }
   std::uint64_t run_count() const noexcept { return run_count_; }
   // For the inspector: seconds spent in steps while inspection was on, and the loop time at
   // creation (0 when inspection was off then).
@@ -324,7 +327,7 @@ class TaskBase : public FutureBase {
   template <class Visit>
   void for_each_await(Visit&& visit) const {
     std::string scratch;
-    for (const PromiseBase* p = frame_.promise(); p && !done(); p = awaited_coroutine(*p)) {
+    for (const PromiseBase* p = frame_.promise; p && !done(); p = awaited_coroutine(*p)) {
       const char* fixed = describe_await(*p, scratch);
       visit(p->function(), p->awaiting, fixed, scratch);
     }
@@ -356,15 +359,46 @@ class TaskBase : public FutureBase {
   [[noreturn]] void throw_pending_cancel();
   const char* describe_await(const PromiseBase& p, std::string& scratch) const;
   static const PromiseBase* awaited_coroutine(const PromiseBase& p) noexcept;
-  CoroutineFrame frame_;
+  // The task's coroutine: a CoroutineFrame without its result slot, which slot_ already holds.
+  struct OwnedFrame {
+    coro::coroutine_handle<> handle;
+    PromiseBase* promise = nullptr;
+    OwnedFrame(coro::coroutine_handle<> h, PromiseBase* p) noexcept : handle(h), promise(p) {}
+    OwnedFrame(const OwnedFrame&) = delete;
+    OwnedFrame& operator=(const OwnedFrame&) = delete;
+    ~OwnedFrame() {
+      if (handle) handle.destroy();
+    }
+    void destroy() noexcept {
+      if (handle) std::exchange(handle, {}).destroy();
+    }
+    explicit operator bool() const noexcept { return bool(handle); }
+  };
+  // What few tasks have, out of line: a name (the default "Task-<id>" is made on first use) and
+  // the message of a cancellation not yet delivered.
+  struct Rare {
+    std::string name;
+    std::string pending_cancel_message;
+  };
+  Rare& rare() const {
+    if (!rare_) rare_ = std::make_unique<Rare>();
+    return *rare_;
+  }
+  const std::string& pending_cancel_message() const noexcept {
+    return rare_ ? rare_->pending_cancel_message : detail::kNoString;
+  }
+
+  // 208 bytes on 64-bit targets (a task and its coroutine are most of the memory that a million
+  // pending tasks take): keep the fields packed.
+  OwnedFrame frame_;
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
-  mutable detail::RareString name_;
-  detail::RareString pending_cancel_message_;
+  mutable std::unique_ptr<Rare> rare_;
   std::uint64_t id_;
   std::uint64_t run_count_ = 0;
   double busy_ = 0, created_time_ = 0;
-  SourceLocation created_at_;
+  const char* created_file_;
+  std::uint32_t created_line_;
   int num_cancels_requested_ = 0;
   bool must_cancel_ = false;
   bool started_ = false;
