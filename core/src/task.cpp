@@ -89,13 +89,13 @@ void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
 
 TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& options)
     : FutureBase(loop),
-      frame_(frame.release(), frame.promise()),
+      frame_(frame.take()),
       created_file_(options.created_at.file),
       created_line_(options.created_at.line) {
   static_assert(sizeof(void*) != 8 || sizeof(TaskBase) <= 208, "see the note on TaskBase's fields");
   is_task_ = true;
   slot_ = frame.slot();
-  frame_.promise->task = this;
+  frame_.promise()->task = this;
   id_ = ++g_task_counter;
   if (!options.name.empty()) set_name(options.name);
   loop.register_task(this);
@@ -179,7 +179,7 @@ void TaskBase::step() {
   started_ = true;
   ++run_count_;
   Ref<TaskBase> keep(this);
-  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle;
+  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle();
   loop.set_current_task(this);
   EDDY_INSPECT_HOOK(loop, task_stepping(this));  // its callback's duration is the step's
   h.resume();
@@ -225,7 +225,7 @@ int TaskBase::uncancel() noexcept {
 }
 
 void TaskBase::on_coroutine_done() noexcept {
-  PromiseBase* p = frame_.promise;
+  PromiseBase* p = frame_.promise();
   resume_point_ = {};
   fut_waiter_.reset();
   try {

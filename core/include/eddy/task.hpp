@@ -94,36 +94,52 @@ class PromiseBase : public detail::SlabAllocated {
   };
 };
 
+namespace detail {
+// Owns a coroutine frame (destroyed with it) and knows its promise: what a task keeps of the
+// CoroutineFrame it was made from.
+class OwnedCoroutine {
+ public:
+  OwnedCoroutine() = default;
+  OwnedCoroutine(coro::coroutine_handle<> h, PromiseBase* p) noexcept : handle_(h), promise_(p) {}
+  OwnedCoroutine(OwnedCoroutine&& o) noexcept
+      : handle_(std::exchange(o.handle_, {})), promise_(o.promise_) {}
+  OwnedCoroutine& operator=(OwnedCoroutine&& o) noexcept {
+    std::swap(handle_, o.handle_);
+    promise_ = o.promise_;
+    return *this;
+  }
+  ~OwnedCoroutine() {
+    if (handle_) handle_.destroy();
+  }
+  coro::coroutine_handle<> handle() const noexcept { return handle_; }
+  PromiseBase* promise() const noexcept { return promise_; }
+  explicit operator bool() const noexcept { return bool(handle_); }
+  void destroy() noexcept {
+    if (handle_) std::exchange(handle_, {}).destroy();
+  }
+
+ private:
+  coro::coroutine_handle<> handle_;
+  PromiseBase* promise_ = nullptr;
+};
+}  // namespace detail
+
 // A root coroutine frame handed to a task factory, without its result type.
 class CoroutineFrame {
  public:
   CoroutineFrame() = default;
   CoroutineFrame(coro::coroutine_handle<> h, PromiseBase* p, void* slot) noexcept
-      : handle_(h), promise_(p), slot_(slot) {}
-  CoroutineFrame(CoroutineFrame&& o) noexcept
-      : handle_(std::exchange(o.handle_, {})), promise_(o.promise_), slot_(o.slot_) {}
-  CoroutineFrame& operator=(CoroutineFrame&& o) noexcept {
-    std::swap(handle_, o.handle_);
-    promise_ = o.promise_;
-    slot_ = o.slot_;
-    return *this;
-  }
-  ~CoroutineFrame() {
-    if (handle_) handle_.destroy();
-  }
-  coro::coroutine_handle<> handle() const noexcept { return handle_; }
-  PromiseBase* promise() const noexcept { return promise_; }
+      : coroutine_(h, p), slot_(slot) {}
+  coro::coroutine_handle<> handle() const noexcept { return coroutine_.handle(); }
+  PromiseBase* promise() const noexcept { return coroutine_.promise(); }
   void* slot() const noexcept { return slot_; }
-  explicit operator bool() const noexcept { return bool(handle_); }
-  void destroy() noexcept {
-    if (handle_) std::exchange(handle_, {}).destroy();
-  }
-  // Gives up ownership of the frame: the caller destroys it.
-  coro::coroutine_handle<> release() noexcept { return std::exchange(handle_, {}); }
+  explicit operator bool() const noexcept { return bool(coroutine_); }
+  void destroy() noexcept { coroutine_.destroy(); }
+  // Hands the frame over (its result slot stays readable through slot()).
+  detail::OwnedCoroutine take() noexcept { return std::move(coroutine_); }
 
  private:
-  coro::coroutine_handle<> handle_;
-  PromiseBase* promise_ = nullptr;
+  detail::OwnedCoroutine coroutine_;
   void* slot_ = nullptr;
 };
 
@@ -327,7 +343,7 @@ class TaskBase : public FutureBase {
   template <class Visit>
   void for_each_await(Visit&& visit) const {
     std::string scratch;
-    for (const PromiseBase* p = frame_.promise; p && !done(); p = awaited_coroutine(*p)) {
+    for (const PromiseBase* p = frame_.promise(); p && !done(); p = awaited_coroutine(*p)) {
       const char* fixed = describe_await(*p, scratch);
       visit(p->function(), p->awaiting, fixed, scratch);
     }
@@ -359,21 +375,6 @@ class TaskBase : public FutureBase {
   [[noreturn]] void throw_pending_cancel();
   const char* describe_await(const PromiseBase& p, std::string& scratch) const;
   static const PromiseBase* awaited_coroutine(const PromiseBase& p) noexcept;
-  // The task's coroutine: a CoroutineFrame without its result slot, which slot_ already holds.
-  struct OwnedFrame {
-    coro::coroutine_handle<> handle;
-    PromiseBase* promise = nullptr;
-    OwnedFrame(coro::coroutine_handle<> h, PromiseBase* p) noexcept : handle(h), promise(p) {}
-    OwnedFrame(const OwnedFrame&) = delete;
-    OwnedFrame& operator=(const OwnedFrame&) = delete;
-    ~OwnedFrame() {
-      if (handle) handle.destroy();
-    }
-    void destroy() noexcept {
-      if (handle) std::exchange(handle, {}).destroy();
-    }
-    explicit operator bool() const noexcept { return bool(handle); }
-  };
   // What few tasks have, out of line: a name (the default "Task-<id>" is made on first use) and
   // the message of a cancellation not yet delivered.
   struct Rare {
@@ -390,7 +391,7 @@ class TaskBase : public FutureBase {
 
   // 208 bytes on 64-bit targets (a task and its coroutine are most of the memory that a million
   // pending tasks take): keep the fields packed.
-  OwnedFrame frame_;
+  detail::OwnedCoroutine frame_;  // its result slot is FutureBase::slot_
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
   mutable std::unique_ptr<Rare> rare_;
