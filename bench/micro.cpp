@@ -10,6 +10,15 @@
 
 #include "eddy/eddy.hpp"
 
+#ifdef __EMSCRIPTEN__
+#include <emscripten.h>
+// WebAssembly cannot read /proc: ask Node for its peak resident set (KiB); -1 in a browser.
+EM_JS(double, node_peak_rss_kb, (), {
+  return typeof process != = 'undefined' && process.resourceUsage ? process.resourceUsage().maxRSS
+                                                                  : -1;
+});
+#endif
+
 using namespace eddy;
 using Clock = std::chrono::steady_clock;
 
@@ -18,6 +27,9 @@ static double since(Clock::time_point t) {
 }
 
 static long peak_rss_kb() {
+#ifdef __EMSCRIPTEN__
+  return static_cast<long>(node_peak_rss_kb());
+#endif
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))

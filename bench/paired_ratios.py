@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Paired ratios from one harness run: for each echo cell, the median over rounds of A / B with
-both measured in the same round, plus the lowest and highest round. The harness reports ratios
-to its reference row (libuv-c); this compares any two rows, e.g. an inspector mode against the
-build with the hooks compiled out (docs/inspector.md).
+"""Paired ratios from one harness run: for each echo cell (req/s) and each micro test (ns/op),
+the median over rounds of A / B with both measured in the same round, plus the lowest and
+highest round. The harness reports ratios to its reference row (libuv-c); this compares any two
+rows, e.g. an inspector mode against the build with the hooks compiled out (docs/inspector.md),
+or eddy-wasm against eddy (docs/web.md).
 
   bench/paired_ratios.py RESULTS.json eddy-streams-watched/eddy-streams-hooks-out [A/B ...]
 
@@ -24,14 +25,29 @@ def main(argv):
     with open(argv[1]) as f:
         results = json.load(f)
     rounds = collections.defaultdict(dict)  # (cell, round) -> impl -> req/s
-    for r in results["echo"]:
+    for r in results.get("echo", []):
         cell = (r["mode"], r["transport"], r["size"], r["conns"])
         rounds[(cell, r["round"])][r["impl"]] = r["rps"]
     cells = sorted({cell for cell, _ in rounds},
                    key=lambda c: (c[0] != "rr", c[1] != "tcp", c[2], c[3]))
-    print("| A / B | " + " | ".join(cell_name(*c) for c in cells) + " |")
+    if cells:
+        table(rounds, cells, [cell_name(*c) for c in cells], argv[2:])
+    micro = collections.defaultdict(dict)  # (test, round) -> impl -> ns/op
+    for r in results.get("micro", []):
+        if r.get("ns_per_op"):
+            micro[(r["test"], r["round"])][r["impl"]] = r["ns_per_op"]
+    tests = list(dict.fromkeys(t for t, _ in micro))  # the harness's order
+    if tests:
+        if cells:
+            print()
+        print("ns/op:")
+        table(micro, tests, tests, argv[2:])
+
+
+def table(rounds, cells, names, pairs):
+    print("| A / B | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(cells))
-    for pair in argv[2:]:
+    for pair in pairs:
         a, b = pair.split("/", 1)
         row = []
         for cell in cells:

@@ -141,6 +141,71 @@ LOOP_TEST("debug mode reports slow task steps as Task.__step and __wakeup, where
   CHECK(logged[1].find(at) != std::string::npos);
 }
 
+// Debug mode and the inspector run callbacks on a path of their own that times each one (the
+// plain path stays small); every kind of ready entry must behave the same there.
+LOOP_TEST("callbacks timed by debug mode or the inspector: every kind runs, raises and is reported",
+          "[debug][errors][inspect]") {
+  EventLoop& loop = *this->loop;
+  for (const bool use_inspector : {false, true}) {
+    CAPTURE(use_inspector);
+    std::vector<std::string> logged;
+    LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
+      if (level == LogLevel::warning) logged.emplace_back(m);
+    });
+    if (use_inspector)
+      inspect::enable(loop);
+    else
+      loop.set_debug(true);
+    loop.set_slow_callback_duration(0.05);
+    std::vector<std::string> trace;
+    Future<int> f = loop.create_future<int>();
+    f.add_done_callback([](Future<int>) { throw ValueError("done callback failed"); });
+    f.add_done_callback([&](Future<int> g) {
+      trace.push_back("done:" + std::to_string(g.result()));
+      if (testing::is_virtual_clock_loop(loop))
+        testing::advance_virtual_clock(loop, 0.06);
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    });
+    Handle cancelled = loop.call_soon([&] { trace.push_back("cancelled ran"); });
+    cancelled.cancel();
+    loop.call_soon([] { throw ValueError("callback failed"); });
+    loop.call_soon([&] {
+      trace.push_back("callback");
+      f.set_result(3);
+    });
+    Task<int> t = loop.create_task([](std::vector<std::string>& tr) -> Coro<int> {
+      tr.push_back("step");
+      co_await sleep(0);
+      tr.push_back("wakeup");
+      co_return 5;
+    }(trace));
+    CHECK(loop.run_until_complete(t) == 5);
+    loop.run_until_complete(sleep(0));
+    if (use_inspector)
+      inspect::disable(loop);
+    else
+      loop.set_debug(false);
+    set_log_sink(std::move(old));
+
+    CHECK(trace == std::vector<std::string>{"callback", "step", "done:3", "wakeup"});
+    REQUIRE(this->reported.size() == 2);
+    CHECK(this->reported[0].exception_text() == "callback failed");
+    CHECK(bool(this->reported[0].handle));
+    CHECK(this->reported[1].exception_text() == "done callback failed");
+    CHECK(this->reported[1].future.get() == f.base());
+    this->reported.clear();
+    // Debug mode logs the slow done callback; the inspector records it instead.
+    if (use_inspector) {
+      CHECK(logged.empty());
+    } else {
+      REQUIRE(logged.size() == 1);
+      CHECK(logged[0].find("Executing <Handle ") == 0);
+      CHECK(logged[0].find("lambda") != std::string::npos);
+    }
+  }
+}
+
 LOOP_TEST("debug mode rejects non-thread-safe calls from another thread", "[debug][threads]") {
   auto& loop = *this->loop;
   if (!this->threads()) return;  // one thread only: nothing to check

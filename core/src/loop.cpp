@@ -499,7 +499,8 @@ void EventLoop::fire_due_timers(double now) {
   }
 }
 
-// This is the only place where callbacks are called.
+// This is the only place where callbacks are called: here on the plain path, and in
+// run_watched() when the inspector or debug mode times them.
 void EventLoop::run_ready(std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
     const detail::ReadyEntry e = ready_.pop();
@@ -528,11 +529,43 @@ void EventLoop::run_ready(std::size_t count) {
   }
 }
 
+// The plain path inlines each kind's call once; the timed one is out of line, so the loop's
+// hottest function stays small (in WebAssembly, V8 takes tens of milliseconds to optimise it).
 template <class Invoke>
 void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
+  if (EDDY_UNLIKELY(callbacks_timed())) {
+    run_watched(e);
+    return;
+  }
+  try {
+    invoke();
+  } catch (...) {
+    report_callback_exception(e, std::current_exception());
+  }
+}
+
+bool EventLoop::callbacks_timed() const noexcept {
+#if EDDY_INSPECT
+  if (inspector_ != nullptr) return true;
+#endif
+  return debug_;
+}
+
+EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
+  auto invoke = [e] {
+    switch (e.kind()) {
+      case detail::ReadyEntry::Kind::done_callback:
+        return e.future()->run_first_callback();
+      case detail::ReadyEntry::Kind::task_step:
+      case detail::ReadyEntry::Kind::task_wakeup:
+        return e.task()->step();
+      case detail::ReadyEntry::Kind::record:
+        return e.record()->ops->invoke(e.record()->storage);
+    }
+  };
   try {
 #if EDDY_INSPECT
-    if (EDDY_UNLIKELY(inspector_ != nullptr)) {
+    if (inspector_ != nullptr) {
       // One clock read per callback: it starts where the previous one (or the phase) ended.
       const char* name = detail::ready_entry_name(e);
       const double t0 = inspector_->last_clock();
@@ -543,16 +576,13 @@ void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
         if (inspector_) inspector_->slow_callback(e, name, dt);
         if (debug_) report_slow_callback(e, dt);
       }
-    } else
-#endif
-        if (EDDY_UNLIKELY(debug_)) {
-      const double t0 = time();
-      invoke();
-      const double dt = time() - t0;
-      if (dt >= slow_callback_duration_) report_slow_callback(e, dt);
-    } else {
-      invoke();
+      return;
     }
+#endif
+    const double t0 = time();
+    invoke();
+    const double dt = time() - t0;
+    if (dt >= slow_callback_duration_) report_slow_callback(e, dt);
   } catch (...) {
     report_callback_exception(e, std::current_exception());
   }

@@ -449,6 +449,8 @@ class EventLoop : public RefCounted {
   void run_ready(std::size_t count);
   template <class Invoke>
   void run_callback(detail::ReadyEntry e, Invoke&& invoke);
+  bool callbacks_timed() const noexcept;  // the inspector or debug mode times each callback
+  void run_watched(detail::ReadyEntry e);
   void push_timer(detail::HandleRecord* rec);
   void fire_due_timers(double now);  // now: time() as read after this pass polled
   void purge_cancelled_timers();
