@@ -13,10 +13,11 @@
 #ifdef __EMSCRIPTEN__
 #include <emscripten.h>
 // WebAssembly cannot read /proc: ask Node for its peak resident set (KiB); -1 in a browser.
+// clang-format off
 EM_JS(double, node_peak_rss_kb, (), {
-  return typeof process != = 'undefined' && process.resourceUsage ? process.resourceUsage().maxRSS
-                                                                  : -1;
+  return typeof process == 'object' && process.resourceUsage ? process.resourceUsage().maxRSS : -1;
 });
+// clang-format on
 #endif
 
 using namespace eddy;
