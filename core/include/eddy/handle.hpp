@@ -1,6 +1,6 @@
 // Handle and TimerHandle: what call_soon / call_later / call_at return, as in asyncio. A handle is
-// a 48-byte record from the loop's HandlePool (no heap allocation per callback or timer); the
-// Handle object is a counted reference to it. The loop owns one reference while the handle is
+// a 48-byte record (40 in WebAssembly) from the loop's HandlePool (no heap allocation per callback
+// or timer); the Handle object is a counted reference to it. The loop owns one reference while the handle is
 // queued. Handles belong to their loop's thread, except those made by call_soon_threadsafe,
 // whose count is atomic.
 #pragma once
@@ -30,12 +30,12 @@ enum HandleFlag : std::uint8_t {
 
 struct HandleRecord {
   const CallbackOps* ops;  // null once the callback ran or was cancelled and destroyed
+  const char* file;  // where it was scheduled (next to `ops`: no padding with 4-byte pointers)
   union {
     alignas(8) unsigned char storage[kInlineCallbackSize];
     HandleRecord* next_free;
   };
-  const char* file;   // where it was scheduled
-  double when;        // timers: the loop.time() at which it is due
+  double when;  // timers: the loop.time() at which it is due
   std::uint32_t refs;
   std::uint16_t line;   // clamped to 65535
   std::uint8_t flags;   // HandleFlag bits; written by the loop's thread only
@@ -55,7 +55,8 @@ struct HandleRecord {
     }
   }
 };
-static_assert(sizeof(HandleRecord) == 48, "handle records are sized for the timer memory budget");
+static_assert(sizeof(HandleRecord) == (sizeof(void*) == 8 ? 48 : 40),
+              "handle records are sized for the timer memory budget");
 
 // Slab allocator for handle records. Blocks are aligned to their size so that a record finds
 // its pool (and so its loop) from its own address; records are addressed by a 32-bit index in
