@@ -30,12 +30,13 @@ static double since(Clock::time_point t) {
 static long peak_rss_kb() {
 #ifdef __EMSCRIPTEN__
   return static_cast<long>(node_peak_rss_kb());
-#endif
+#else
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
     if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
   return -1;
+#endif
 }
 
 // Each step captures one pointer, as the C anchor passes one `void*` (see StopAfter below).

@@ -1,8 +1,8 @@
 // Handle and TimerHandle: what call_soon / call_later / call_at return, as in asyncio. A handle is
 // a 48-byte record (40 in WebAssembly) from the loop's HandlePool (no heap allocation per callback
-// or timer); the Handle object is a counted reference to it. The loop owns one reference while the handle is
-// queued. Handles belong to their loop's thread, except those made by call_soon_threadsafe,
-// whose count is atomic.
+// or timer); the Handle object is a counted reference to it. The loop owns one reference while
+// the handle is queued. Handles belong to their loop's thread, except those made by
+// call_soon_threadsafe, whose count is atomic.
 #pragma once
 
 #include <cstddef>
