@@ -1,4 +1,8 @@
+#include <cstdlib>
 #include <memory>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "support.hpp"
 
@@ -168,3 +172,25 @@ LOOP_TEST("time() is monotonic and finer than a millisecond", "[lifecycle]") {
     CHECK(fine);
   }
 }
+
+#if defined(__GLIBC__) && !defined(__EMSCRIPTEN__)
+// (ctest runs each test case in a process of its own, so nothing before it raised the thresholds.)
+TEST_CASE_METHOD(LoopFixture<PlatformLoop>,
+                 "a native loop keeps freed read buffers in glibc's heap", "[lifecycle][native]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  SKIP("a sanitizer's allocator replaces glibc's");
+#else
+  // The fixture made a native loop. A 100 KiB block freed at the heap's top stays in the heap:
+  // the next read's block is not faulted in again.
+  void* volatile block = std::malloc(100 * 1024);
+  const std::size_t heap = mallinfo2().arena;
+  std::free(block);
+  CHECK(mallinfo2().arena == heap);
+  // A 16 MiB block comes from the heap too, not from a mapping of its own.
+  const std::size_t mapped = mallinfo2().hblks;
+  void* volatile big = std::malloc(std::size_t{16} << 20);
+  CHECK(mallinfo2().hblks == mapped);
+  std::free(big);
+#endif
+}
+#endif

@@ -12,6 +12,7 @@
 #endif
 
 #include <cmath>
+#include <cstdlib>
 
 namespace eddy::native {
 
@@ -31,6 +32,31 @@ void ignore_sigpipe() noexcept {
     return true;
   }();
   (void)done;
+}
+
+// A StreamReader's data, sock_recv's bytes and every other per-read buffer is allocated and
+// freed once per read. With glibc's initial thresholds (blocks from 128 KiB get a mapping of their
+// own; a free heap top over 128 KiB is given back) such blocks are trimmed off the heap when freed
+// and faulted back in by the next reads: Streams echoes of 100 KiB to 1 MiB messages ran 12 to 24x
+// slower than the raw libuv server, every page a fault. glibc raises both thresholds by itself
+// once a program frees a block it had mapped ("dynamic mmap threshold", mallopt(3)): blocks below
+// that size then come from the heap, and up to twice it stays free at the heap's top. The first
+// loop frees one just under glibc's ceiling for this (4 MiB x sizeof(long)): blocks below 31 MiB
+// come from the heap and up to 62 MiB it no longer uses stays there (at 8 MiB, 100 connections
+// echoing 100 KiB each still made the heap shrink and regrow). A program that set its own
+// thresholds (mallopt, the MALLOC_*_ variables, GLIBC_TUNABLES) keeps them: glibc then adjusts
+// nothing. Other allocators see one allocation.
+void keep_freed_read_buffers() noexcept {
+#ifdef __GLIBC__
+  static const bool done = [] {
+    constexpr std::size_t kBlockBytes =
+        (std::size_t{4} << 20) * sizeof(long) - (std::size_t{1} << 20);
+    void* volatile block = std::malloc(kBlockBytes);  // volatile: the pair is not optimised away
+    std::free(block);
+    return true;
+  }();
+  (void)done;
+#endif
 }
 
 [[gnu::noinline]] void UvBackend::wait(double timeout) {
