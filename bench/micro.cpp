@@ -186,12 +186,32 @@ static Coro<void> pingpong_queue_main(long n) {
       since(t0), peak_rss_kb());
 }
 
+// Not one of the harness's tests: readline() over 64-byte lines fed 100 at a time (a line
+// protocol reading what one packet brought), the StreamReader with no transport.
+static Coro<void> readline_main(long n) {
+  constexpr long kLinesPerChunk = 100;
+  std::string chunk;
+  for (long i = 0; i < kLinesPerChunk; ++i) chunk += std::string(63, 'x') + "\n";
+  auto reader = std::make_shared<StreamReader>();
+  std::size_t bytes = 0;
+  auto t0 = Clock::now();
+  for (long i = 0; i < n; ++i) {
+    if (i % kLinesPerChunk == 0) reader->feed_data(chunk);
+    std::string line = co_await reader->readline();
+    bytes += line.size();
+  }
+  const double seconds = since(t0);
+  if (bytes != static_cast<std::size_t>(n) * 64) std::fprintf(stderr, "readline: lost bytes\n");
+  std::printf("{\"test\": \"readline\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+              seconds, peak_rss_kb());
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(
         stderr,
-        "usage: %s call_soon_chain|call_soon_batch|timers|tasks|pingpong_future|pingpong_queue "
-        "[N]\n",
+        "usage: %s call_soon_chain|call_soon_batch|timers|tasks|pingpong_future|pingpong_queue"
+        "|readline [N]\n",
         argv[0]);
     return 2;
   }
@@ -210,6 +230,8 @@ int main(int argc, char** argv) {
     loop->run_until_complete(pingpong_main(n));
   else if (test == "pingpong_queue")
     loop->run_until_complete(pingpong_queue_main(n));
+  else if (test == "readline")
+    loop->run_until_complete(readline_main(n));
   else {
     std::fprintf(stderr, "unknown test %s\n", test.c_str());
     return 2;

@@ -192,6 +192,41 @@ LOOP_TEST("StreamReader: readline, partial last line, over-limit lines", "[strea
   this->loop->run_until_complete(line_reads(*this->loop));
 }
 
+// Lines already buffered are taken at the co_await, without a frame, by readuntil's rules: a
+// newline at the limit is accepted and one past it is not. Given to a task, readline runs as a
+// coroutine and takes the same line.
+static Coro<void> buffered_lines(EventLoop& loop) {
+  auto r = new_reader(loop, 4);
+  r->feed_data("abcd\nabcde\nx\n");
+  std::string at_limit = co_await r->readline();
+  CHECK(at_limit == "abcd\n");
+  try {
+    co_await r->readline();
+    FAIL("a newline past the limit");
+  } catch (const ValueError& e) {
+    CHECK(std::string(e.what()) == "Separator is found, but chunk is longer than limit");
+  }
+  Task<std::string> task = loop.create_task(r->readline());
+  std::string x = co_await task;
+  CHECK(x == "x\n");
+  CHECK(r->buffer_size() == 0);
+  // Many lines in one chunk come out one by one, in order, the rest staying buffered.
+  std::string many;
+  for (int i = 0; i < 50; ++i) many += std::to_string(i % 10) + "\n";
+  r->feed_data(many + "tail");
+  std::string got;
+  for (int i = 0; i < 50; ++i) {
+    std::string line = co_await r->readline();
+    got += line;
+  }
+  CHECK(got == many);
+  CHECK(r->buffer_size() == 4);
+}
+
+LOOP_TEST("StreamReader: buffered lines are taken at once, by readuntil's rules", "[streams-api]") {
+  this->loop->run_until_complete(buffered_lines(*this->loop));
+}
+
 static Coro<void> until_reads(EventLoop& loop) {
   auto r = new_reader(loop, 4);
   r->feed_data("ab|cd");

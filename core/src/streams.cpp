@@ -207,6 +207,27 @@ struct StreamReader::QuickReadExactly {
                                                      coroutine};
 };
 
+// readline() awaited inline with a whole line buffered, its newline within the limit: taken at
+// once, as readuntil("\n") takes it. Anything else (a line still coming, EOF, a line over the
+// limit) runs the coroutine, which then starts from the same buffer: nothing was taken.
+struct StreamReader::QuickReadline {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
+    StreamReader& self = call.object<StreamReader>();
+    if (self.exception_) std::rethrow_exception(self.exception_);
+    const std::size_t newline = self.view().find('\n');
+    if (newline == std::string_view::npos || newline > self.limit_)
+      return detail::QuickStart::frame;
+    call.arg = static_cast<std::int64_t>(newline + 1);  // what QuickRead::finish takes
+    return detail::QuickStart::ready;
+  }
+  static Coro<std::string> coroutine(detail::QuickCall&& call) {
+    auto* self = &call.object<StreamReader>();
+    return readline_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()), self);
+  }
+  static constexpr detail::QuickOps<std::string> ops{start, detail::never_waits, QuickRead::finish,
+                                                     coroutine};
+};
+
 Coro<std::string> StreamReader::read(long long n) {
   return Coro<std::string>::quick(QuickRead::ops,
                                   detail::QuickCall{detail::KeepAlive(quick_self(this)), n});
@@ -218,7 +239,8 @@ Coro<std::string> StreamReader::readexactly(long long n) {
 }
 
 Coro<std::string> StreamReader::readline() {
-  return readline_impl(keep_alive(), this);
+  return Coro<std::string>::quick(QuickReadline::ops,
+                                  detail::QuickCall{detail::KeepAlive(quick_self(this)), 0});
 }
 
 Coro<std::string> StreamReader::readuntil(std::string_view separator) {

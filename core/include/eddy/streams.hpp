@@ -129,6 +129,7 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   // read()'s frame-free path (detail::QuickOps).
   struct QuickRead;
   struct QuickReadExactly;
+  struct QuickReadline;
   Future<void>& new_waiter(const char* function);
 
   std::size_t limit_;
