@@ -298,6 +298,41 @@ LOOP_TEST("StreamReader: readuntil, LimitOverrunError keeps the data, Incomplete
   this->loop->run_until_complete(until_reads(*this->loop));
 }
 
+// Separators of up to 7 bytes found in the buffer are taken at the co_await, without a frame; any
+// byte may be in them (NUL, 0xff). A 7-byte and an 8-byte separator (the coroutine) agree, a
+// separator that starts exactly at the limit is accepted, and one past it raises.
+static Coro<void> buffered_separators(EventLoop& loop) {
+  auto r = new_reader(loop, 10);
+  const std::string odd("a\0\xff\0b", 5);
+  r->feed_data(odd + "|1234567|1234567|");
+  std::string first = co_await r->readuntil(std::string_view("\0b", 2));
+  CHECK(first == odd);
+  std::string seven = co_await r->readuntil("1234567");
+  CHECK(seven == "|1234567");
+  std::string eight = co_await r->readuntil("|1234567");  // 8 bytes: the coroutine
+  CHECK(eight == "|1234567");
+  CHECK(r->buffer_size() == 1);
+  r->feed_data("012345678x");
+  std::string at_limit = co_await r->readuntil("x");  // at index 10, the limit
+  CHECK(at_limit == "|012345678x");
+  r->feed_data("0123456789Zx");
+  try {
+    co_await r->readuntil("x");
+    FAIL("a separator past the limit");
+  } catch (const LimitOverrunError& e) {
+    CHECK(e.consumed == 11u);
+  }
+  CHECK(r->buffer_size() == 12);
+  Task<std::string> task = loop.create_task(r->readuntil("Zx"));
+  std::string rest = co_await task;
+  CHECK(rest == "0123456789Zx");
+  CHECK(r->buffer_size() == 0);
+}
+
+LOOP_TEST("StreamReader: short separators found in the buffer are taken at once", "[streams-api]") {
+  this->loop->run_until_complete(buffered_separators(*this->loop));
+}
+
 static Coro<void> several_separators(EventLoop& loop) {
   auto r = new_reader(loop);
   r->feed_data("xxEND--STOPa\r\nb\n");

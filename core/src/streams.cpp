@@ -228,6 +228,47 @@ struct StreamReader::QuickReadline {
                                                      coroutine};
 };
 
+// readuntil(separator) awaited inline with a separator of up to 7 bytes (kept in the call's
+// argument, its length in the low byte) found in the buffer within the limit: taken at once. A
+// longer separator, or anything that needs more (waiting, EOF, the limit, an empty separator),
+// runs the coroutine.
+struct StreamReader::QuickReadUntil {
+  static constexpr std::size_t kMaxSeparator = 7;
+  static std::int64_t pack(std::string_view separator) noexcept {
+    std::uint64_t packed = separator.size();
+    for (std::size_t i = 0; i < separator.size(); ++i)
+      packed |= std::uint64_t{static_cast<unsigned char>(separator[i])} << (8 * (i + 1));
+    return static_cast<std::int64_t>(packed);
+  }
+  static std::string_view unpack(std::int64_t arg, char (&bytes)[kMaxSeparator]) noexcept {
+    const auto packed = static_cast<std::uint64_t>(arg);
+    const std::size_t size = packed & 0xff;
+    for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>(packed >> (8 * (i + 1)));
+    return std::string_view(bytes, size);
+  }
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
+    StreamReader& self = call.object<StreamReader>();
+    char bytes[kMaxSeparator];
+    const std::string_view separator = unpack(call.arg, bytes);
+    if (separator.empty()) return detail::QuickStart::frame;  // its ValueError
+    if (self.exception_) std::rethrow_exception(self.exception_);
+    const std::size_t at = self.view().find(separator);
+    if (at == std::string_view::npos || at > self.limit_) return detail::QuickStart::frame;
+    call.arg = static_cast<std::int64_t>(at + separator.size());  // what QuickRead::finish takes
+    return detail::QuickStart::ready;
+  }
+  static Coro<std::string> coroutine(detail::QuickCall&& call) {
+    auto* self = &call.object<StreamReader>();
+    char bytes[kMaxSeparator];
+    std::vector<std::string> separators;
+    separators.emplace_back(unpack(call.arg, bytes));
+    return readuntil_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()), self,
+                          std::move(separators));
+  }
+  static constexpr detail::QuickOps<std::string> ops{start, detail::never_waits, QuickRead::finish,
+                                                     coroutine};
+};
+
 Coro<std::string> StreamReader::read(long long n) {
   return Coro<std::string>::quick(QuickRead::ops,
                                   detail::QuickCall{detail::KeepAlive(quick_self(this)), n});
@@ -244,6 +285,10 @@ Coro<std::string> StreamReader::readline() {
 }
 
 Coro<std::string> StreamReader::readuntil(std::string_view separator) {
+  if (separator.size() <= QuickReadUntil::kMaxSeparator)
+    return Coro<std::string>::quick(
+        QuickReadUntil::ops,
+        detail::QuickCall{detail::KeepAlive(quick_self(this)), QuickReadUntil::pack(separator)});
   std::vector<std::string> separators;
   separators.emplace_back(separator);
   return readuntil_impl(keep_alive(), this, std::move(separators));

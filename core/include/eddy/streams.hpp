@@ -130,6 +130,7 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   struct QuickRead;
   struct QuickReadExactly;
   struct QuickReadline;
+  struct QuickReadUntil;
   Future<void>& new_waiter(const char* function);
 
   std::size_t limit_;
