@@ -92,11 +92,11 @@ void GatherBase::on_child_done(FutureBase& child) {
   }
   if (!return_exceptions_) {
     if (child.cancelled()) {
-      finish_with_exception(std::make_exception_ptr(CancelledError(child.cancel_message())));
+      end(std::make_exception_ptr(CancelledError(child.cancel_message())));
       return;
     }
     if (std::exception_ptr e = child.exception()) {
-      finish_with_exception(std::move(e));
+      end(std::move(e));
       return;
     }
   }
@@ -104,11 +104,23 @@ void GatherBase::on_child_done(FutureBase& child) {
   if (cancel_requested_) {
     // As asyncio: the outer future ends with the last child's CancelledError as its exception.
     std::string msg = child.cancelled() ? child.cancel_message() : std::string();
-    finish_with_exception(std::make_exception_ptr(CancelledError(std::move(msg))));
+    end(std::make_exception_ptr(CancelledError(std::move(msg))));
     return;
   }
   collect(children_);
-  finish_with_result();
+  end(nullptr);
+}
+
+void GatherBase::end(std::exception_ptr error) {
+  // A child still pending holds this gather through its done callback: keeping the children
+  // would make a cycle that outlives them all when that child never finishes. A done gather
+  // needs them no more (cancel() answers false; late children only have their exception marked
+  // retrieved).
+  std::vector<Ref<FutureBase>>().swap(children_);
+  if (error)
+    finish_with_exception(std::move(error));
+  else
+    finish_with_result();
 }
 
 // ---- wait ---------------------------------------------------------------------------------------

@@ -201,8 +201,18 @@ void TaskBase::yield_once(coro::coroutine_handle<> resume_at) {
   schedule_step();
 }
 
-void TaskBase::throw_pending_cancel() {
+void TaskBase::throw_pending_cancel(FutureBase* awaited) {
   must_cancel_ = false;
+  if (awaited) {
+    std::exception_ptr cancelled;
+    try {
+      awaited->check_result();
+    } catch (const CancelledError&) {
+      cancelled = std::current_exception();
+    } catch (...) {  // any other outcome gives way to the cancellation
+    }
+    if (cancelled) std::rethrow_exception(cancelled);
+  }
   throw CancelledError(pending_cancel_message());
 }
 

@@ -136,6 +136,7 @@ class GatherBase : public FutureBase {
 
  private:
   void on_child_done(FutureBase& child);
+  void end(std::exception_ptr error);  // null: collect()ed, finish with the result
   struct ChildDone;
   std::vector<Ref<FutureBase>> children_;
   std::size_t finished_ = 0;

@@ -356,9 +356,11 @@ class TaskBase : public FutureBase {
   void wait_on(FutureBase* future, coro::coroutine_handle<> resume_at);
   void yield_once(coro::coroutine_handle<> resume_at);
   void finish_wait() noexcept { fut_waiter_.reset(); }
-  // Throws CancelledError if a cancellation is pending (asyncio's _must_cancel).
-  void deliver_pending_cancel() {
-    if (EDDY_UNLIKELY(must_cancel_)) throw_pending_cancel();
+  // Throws CancelledError if a cancellation is pending (asyncio's _must_cancel). `awaited` is the
+  // future the task woke from, if any: as asyncio's wake-up, its outcome is read first (so its
+  // exception counts as retrieved), and a CancelledError it holds is the one raised.
+  void deliver_pending_cancel(FutureBase* awaited = nullptr) {
+    if (EDDY_UNLIKELY(must_cancel_)) throw_pending_cancel(awaited);
   }
   void on_coroutine_done() noexcept;
   // Destroys the coroutine of a task that can never run again (its loop closed).
@@ -372,7 +374,7 @@ class TaskBase : public FutureBase {
 
  private:
   void schedule_step();
-  [[noreturn]] void throw_pending_cancel();
+  [[noreturn]] void throw_pending_cancel(FutureBase* awaited);
   const char* describe_await(const PromiseBase& p, std::string& scratch) const;
   static const PromiseBase* awaited_coroutine(const PromiseBase& p) noexcept;
   // What few tasks have, out of line: a name (the default "Task-<id>" is made on first use) and
@@ -499,7 +501,7 @@ struct FutureAwaiter {
     if (suspended) {
       promise->awaiting.clear();
       promise->task->finish_wait();
-      promise->task->deliver_pending_cancel();
+      promise->task->deliver_pending_cancel(future.get());
     }
     future->check_result();
     if constexpr (!std::is_void_v<T>) {
@@ -598,7 +600,7 @@ struct CoroAwaiter {
       promise->task->finish_wait();
     }
     try {
-      if (suspended) promise->task->deliver_pending_cancel();
+      if (suspended) promise->task->deliver_pending_cancel(waiting);
       waiting->check_result();
     } catch (...) {
       error = std::current_exception();
