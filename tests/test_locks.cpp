@@ -206,6 +206,78 @@ Coro<void> condition_misuse() {
 
 }  // namespace
 
+namespace {
+
+// Found by the random programs (test_random_programs.cpp). A waiter that was notified and then
+// cancelled while it took the lock back must still pass the notification on (asyncio 3.13).
+Coro<void> condition_cancelled_while_relocking(Trace* trace) {
+  auto& loop = get_running_loop();
+  Condition cond;
+  auto a = loop.create_task(cond_waiter(cond, "a", trace));
+  auto b = loop.create_task(cond_waiter(cond, "b", trace));
+  co_await sleep(0);
+  co_await cond.acquire();
+  cond.notify(1);
+  co_await sleep(0);  // a wakes and waits for the lock we hold
+  a.cancel();
+  co_await sleep(0);
+  cond.release();
+  for (int i = 0; i < 5; ++i) co_await sleep(0);
+  trace->push_back(std::string("b done=") + (b.done() ? "1" : "0"));
+  b.cancel();
+  co_await gather(return_exceptions, a, b);
+}
+
+Coro<void> lock_user(Lock& lock, std::string name, Trace* trace) {
+  try {
+    co_await lock.acquire();
+  } catch (const CancelledError&) {
+    trace->push_back(name + " cancelled");
+    throw;
+  }
+  trace->push_back(name + " in");
+  lock.release();
+}
+
+Coro<void> lock_holder(Lock& lock, Trace* trace) {
+  co_await lock.acquire();
+  co_await sleep(0);
+  lock.release();
+  trace->push_back("holder released");
+  co_await sleep(0);
+  trace->push_back("holder after yield");
+}
+
+// Found by the random programs. release() sets only the first waiter's future; when that waiter
+// was cancelled, its task hands the lock on as it handles the cancellation (asyncio's
+// _wake_up_first), one pass later than waking the next waiter directly would.
+Coro<void> lock_first_waiter_cancelled(Trace* trace) {
+  auto& loop = get_running_loop();
+  Lock lock;
+  auto h = loop.create_task(lock_holder(lock, trace));
+  auto c = loop.create_task(lock_user(lock, "c", trace));
+  auto w = loop.create_task(lock_user(lock, "w", trace));
+  co_await sleep(0);
+  c.cancel();
+  co_await gather(return_exceptions, h, w, c);
+}
+
+}  // namespace
+
+LOOP_TEST("Condition: notified, then cancelled while taking the lock back, it still hands on",
+          "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(condition_cancelled_while_relocking(&trace));
+  // As python3 prints it with asyncio 3.13's Condition.wait.
+  CHECK(joined(trace) == "a cancelled locked=1;b woke locked=1;b done=1;");
+}
+
+LOOP_TEST("Lock: a cancelled first waiter hands the lock on itself", "[locks]") {
+  Trace trace;
+  this->loop->run_until_complete(lock_first_waiter_cancelled(&trace));
+  CHECK(joined(trace) == "holder released;c cancelled;holder after yield;w in;");
+}
+
 LOOP_TEST("Condition: a cancelled notified waiter hands the notification on", "[locks]") {
   Trace trace;
   this->loop->run_until_complete(condition_notify(&trace));

@@ -31,6 +31,10 @@ bool Waiters::wake_first() {
   return wake(1) == 1;
 }
 
+void Waiters::wake_head() {
+  if (!queue_.empty() && !queue_.front().done()) queue_.front().set_result();
+}
+
 void Waiters::pop_and_wake_some() {
   while (!queue_.empty()) {
     Future<void> f = std::move(queue_.front());
@@ -130,7 +134,7 @@ void Lock::release() {
 }
 
 void Lock::wake_up_first() {
-  waiters_.wake_first();
+  waiters_.wake_head();
 }
 
 Coro<Held<Lock>> Lock::hold_coroutine() {
@@ -223,9 +227,6 @@ Coro<void> Condition::wait() {
       error = std::current_exception();
     }
     waiters_.remove(fut);
-    // We may have been notified before the error reached us: notify someone else instead (a
-    // spurious wake-up is allowed; a lost one is not).
-    if (error) wake(1);
   }
   // The lock is reacquired even when the wait is cancelled; the latest cancellation wins.
   std::exception_ptr cancelled;
@@ -235,8 +236,14 @@ Coro<void> Condition::wait() {
     if (!this_time) break;
     cancelled = this_time;
   }
-  if (cancelled) std::rethrow_exception(cancelled);
-  if (error) std::rethrow_exception(error);
+  if (cancelled) error = cancelled;
+  if (error) {
+    // We may have been notified before the error reached us (while waiting, or while taking
+    // the lock back): notify someone else instead, now that we hold the lock, as asyncio 3.13
+    // does. A spurious wake-up is allowed; a lost one is not.
+    wake(1);
+    std::rethrow_exception(error);
+  }
 }
 
 void Condition::notify(std::size_t n) {

@@ -51,6 +51,9 @@ class Waiters {
   void remove(const FutureBase* f) noexcept;
   // Sets the first waiter that is not done; false if there was none.
   bool wake_first();
+  // Sets the head waiter unless it is done already (woken, or cancelled: its task then hands the
+  // turn on when it sees the cancellation, as asyncio's Lock._wake_up_first relies on).
+  void wake_head();
   // Queue style: pops waiters until one that is not done, and sets it.
   void pop_and_wake() {
     if (!queue_.empty()) pop_and_wake_some();
