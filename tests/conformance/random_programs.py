@@ -1,0 +1,302 @@
+"""Random programs for a differential test of the synchronisation layer against Python's asyncio.
+
+Each program is a few tasks sharing a Lock, a Semaphore, a Condition, an Event, a Queue and two
+Futures, each task running a short list of operations; the main task lets them run for some loop
+passes, then cancels whatever is left and prints every task's end. This script prints each
+program and the trace asyncio gives for it; tests/test_conformance.cpp replays the programs on
+every Eddy loop kind and must print the same traces. No timers: only loop passes order things,
+so the traces are exact.
+
+Only operations whose semantics did not change between this machine's Python (3.11) and 3.13,
+which Eddy follows, are generated (not Task.uncancel; Semaphore values of 1 and 2 without raw
+releases; the Condition below adds 3.13's hand-off of a notification a cancelled waiter got).
+"""
+import asyncio
+import gc
+import random
+import sys
+
+PROGRAMS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+FIRST_SEED = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+
+
+class Condition(asyncio.Condition):
+    """asyncio.Condition.wait as 3.13 has it (3.11's differs in two cancellation details):
+    a cancellation that comes while the lock is being re-acquired is raised as it came, with its
+    message (3.11 raises a new, empty CancelledError), and a waiter that fails after being
+    notified passes one notification on to another waiter (3.11 drops it)."""
+
+    async def wait(self):
+        if not self.locked():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        notified = asyncio.get_running_loop().create_future()
+        self.release()
+        try:
+            try:
+                self._waiters.append(notified)
+                try:
+                    await notified
+                    return True
+                finally:
+                    self._waiters.remove(notified)
+            finally:
+                last_cancel = None  # the lock comes back whatever happens, cancelled or not
+                while True:
+                    try:
+                        await self.acquire()
+                        break
+                    except asyncio.CancelledError as e:
+                        last_cancel = e
+                if last_cancel is not None:
+                    raise last_cancel
+        except BaseException:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
+                    break
+            raise
+
+
+def random_op(rng, me, ntasks):
+    kind = rng.choices(
+        ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
+         "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
+         "fut_await", "fut_set", "fut_fail", "fut_cancel", "shield", "gather", "wait_first",
+         "cancel", "await_task", "cancelling", "notify_unlocked", "state"],
+        weights=[6, 6, 1, 4, 3, 3, 1, 3, 3, 1, 4, 4, 2, 2, 2, 1, 3, 3, 1, 2, 2, 2, 2, 3, 2, 1, 1,
+                 2])[0]
+    if kind in ("lock", "sem"):
+        return (kind, rng.randint(0, 2))
+    if kind == "notify":
+        return (kind, rng.randint(1, 2))
+    if kind in ("put", "put_nowait"):
+        return (kind, rng.randint(1, 9))
+    if kind in ("fut_await", "fut_fail", "fut_cancel", "shield"):
+        return (kind, rng.randint(0, 1))
+    if kind == "fut_set":
+        return (kind, rng.randint(0, 1), rng.randint(10, 99))
+    if kind == "cancel":
+        return (kind, rng.randrange(ntasks))
+    if kind == "await_task":
+        if me + 1 >= ntasks:  # only later tasks, so no task waits on itself or in a cycle
+            return ("yield",)
+        return (kind, rng.randint(me + 1, ntasks - 1))
+    return (kind,)
+
+
+def random_program(rng):
+    ntasks = rng.randint(2, 5)
+    return {
+        "sem": rng.randint(1, 2),
+        "queue": rng.choice(["fifo", "lifo", "priority"]),
+        "cond": rng.choice(["own", "shared"]),  # the Condition's lock: its own, or the Lock
+        "qmax": rng.randint(0, 2),
+        "passes": rng.randint(0, 8),
+        "tasks": [[random_op(rng, me, ntasks) for _ in range(rng.randint(1, 6))]
+                  for me in range(ntasks)],
+    }
+
+
+def op_text(op):
+    return " ".join(str(x) for x in op)
+
+
+class World:
+    def __init__(self, program):
+        loop = asyncio.get_running_loop()
+        self.lock = asyncio.Lock()
+        self.sem = asyncio.Semaphore(program["sem"])
+        self.cond = Condition(self.lock if program["cond"] == "shared" else None)
+        self.event = asyncio.Event()
+        queue_type = {"fifo": asyncio.Queue, "lifo": asyncio.LifoQueue,
+                      "priority": asyncio.PriorityQueue}[program["queue"]]
+        self.queue = queue_type(program["qmax"])
+        self.futs = [loop.create_future(), loop.create_future()]
+        self.tasks = []
+        self.trace = []
+
+    def say(self, me, op, what=None):
+        self.trace.append(f"T{me} {op_text(op)}" + ("" if what is None else f" -> {what}"))
+
+
+async def yields(n):
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def run_op(w, me, op):
+    kind = op[0]
+    if kind == "yield":
+        await asyncio.sleep(0)
+        w.say(me, op)
+    elif kind == "lock":
+        async with w.lock:
+            w.say(me, op, "in")
+            await yields(op[1])
+        w.say(me, op, "out")
+    elif kind == "unlock":
+        w.lock.release()
+        w.say(me, op)
+    elif kind == "sem":
+        async with w.sem:
+            w.say(me, op, "in")
+            await yields(op[1])
+        w.say(me, op, "out")
+    elif kind == "cond_wait":
+        async with w.cond:
+            await w.cond.wait()
+            w.say(me, op, "woke")
+    elif kind == "notify":
+        async with w.cond:
+            w.cond.notify(op[1])
+        w.say(me, op)
+    elif kind == "notify_all":
+        async with w.cond:
+            w.cond.notify_all()
+        w.say(me, op)
+    elif kind == "ev_wait":
+        await w.event.wait()
+        w.say(me, op, "set")
+    elif kind == "ev_set":
+        w.event.set()
+        w.say(me, op)
+    elif kind == "ev_clear":
+        w.event.clear()
+        w.say(me, op)
+    elif kind == "put":
+        await w.queue.put(op[1])
+        w.say(me, op, w.queue.qsize())
+    elif kind == "get":
+        w.say(me, op, await w.queue.get())
+    elif kind == "put_nowait":
+        w.queue.put_nowait(op[1])
+        w.say(me, op, w.queue.qsize())
+    elif kind == "get_nowait":
+        w.say(me, op, w.queue.get_nowait())
+    elif kind == "task_done":
+        w.queue.task_done()
+        w.say(me, op)
+    elif kind == "join":
+        await w.queue.join()
+        w.say(me, op, "joined")
+    elif kind == "fut_await":
+        w.say(me, op, await w.futs[op[1]])
+    elif kind == "fut_set":
+        w.futs[op[1]].set_result(op[2])
+        w.say(me, op)
+    elif kind == "fut_fail":
+        w.futs[op[1]].set_exception(ValueError("failed"))
+        w.say(me, op)
+    elif kind == "fut_cancel":
+        w.say(me, op, w.futs[op[1]].cancel(f"f by T{me}"))
+    elif kind == "shield":
+        w.say(me, op, await asyncio.shield(w.futs[op[1]]))
+    elif kind == "gather":
+        a, b = await asyncio.gather(*w.futs)
+        w.say(me, op, f"{a} {b}")
+    elif kind == "wait_first":
+        done, _ = await asyncio.wait(w.futs, return_when=asyncio.FIRST_COMPLETED)
+        w.say(me, op, len(done))
+    elif kind == "cancel":
+        w.say(me, op, w.tasks[op[1]].cancel(f"by T{me}"))
+    elif kind == "await_task":
+        w.say(me, op, await w.tasks[op[1]])
+    elif kind == "cancelling":
+        w.say(me, op, asyncio.current_task().cancelling())
+    elif kind == "notify_unlocked":
+        w.cond.notify()
+        w.say(me, op)
+    elif kind == "state":
+        w.say(me, op, f"lock={w.lock.locked()} sem={w.sem.locked()} cond={w.cond.locked()} "
+                      f"event={w.event.is_set()} queue={w.queue.qsize()} full={w.queue.full()}")
+    else:
+        raise AssertionError(kind)
+
+
+async def actor(w, me, ops):
+    for op in ops:
+        try:
+            await run_op(w, me, op)
+        except asyncio.CancelledError as e:
+            # Not the message of an awaited task's cancellation: asyncio gives it to the first
+            # awaiter only (later ones get an empty CancelledError), Eddy to every awaiter.
+            message = "" if op[0] == "await_task" else f" '{e.args[0] if e.args else ''}'"
+            w.say(me, op, "cancelled" + message)
+            raise
+        except Exception as e:
+            w.say(me, op, type(e).__name__)
+    return me
+
+
+def describe_future(f):
+    if not f.done():
+        return "pending"
+    if f.cancelled():
+        return "cancelled"
+    if f._exception is not None:  # without marking it retrieved, as exception() would
+        return f"exception {type(f._exception).__name__}"
+    return f"result {f.result()}"
+
+
+async def main(program):
+    w = World(program)
+    for me, ops in enumerate(program["tasks"]):
+        w.tasks.append(asyncio.create_task(actor(w, me, ops)))
+    await yields(program["passes"])
+    for me, t in enumerate(w.tasks):
+        if not t.done():
+            w.trace.append(f"main cancels T{me} -> {t.cancel('by main')}")
+    for _ in range(20):
+        if all(t.done() for t in w.tasks):
+            break
+        await asyncio.sleep(0)
+    else:
+        return None  # something still waits: not a usable program
+    for me, t in enumerate(w.tasks):
+        w.trace.append(f"T{me} end {describe_future(t)}")
+    w.trace.append(f"lock={w.lock.locked()} sem={w.sem.locked()} event={w.event.is_set()} "
+                   f"queue={w.queue.qsize()} f0={describe_future(w.futs[0])} "
+                   f"f1={describe_future(w.futs[1])}")
+    return w.trace
+
+
+def run(program):
+    loop = asyncio.new_event_loop()
+    reports = []
+    loop.set_exception_handler(lambda loop, context: reports.append(context["message"]))
+    try:
+        trace = loop.run_until_complete(main(program))
+        gc.collect()  # what is left unretrieved is reported as it goes
+        if trace is not None:
+            trace.append(f"reports {len(reports)}")
+            trace.extend(f"report {message}" for message in reports)
+        return trace
+    finally:
+        loop.close()
+
+
+def print_program(seed, program, trace):
+    print(f"program {seed} sem {program['sem']} queue {program['queue']} qmax {program['qmax']} "
+          f"cond {program['cond']} "
+          f"passes {program['passes']}")
+    for me, ops in enumerate(program["tasks"]):
+        print(f"T{me}: " + "; ".join(op_text(op) for op in ops))
+    print("trace")
+    for line in trace:
+        print(line)
+    print("end")
+
+
+def generate():
+    made, seed = 0, FIRST_SEED
+    while made < PROGRAMS:
+        program = random_program(random.Random(seed))
+        trace = run(program)
+        if trace is not None:
+            print_program(seed, program, trace)
+            made += 1
+        seed += 1
+
+
+if __name__ == "__main__":
+    generate()
