@@ -174,6 +174,31 @@ struct World {
   Trace trace;
 };
 
+// Without marking an exception retrieved (failed() does not, as exception() would).
+template <class F>
+std::string describe(const F& f) {
+  if (!f.done()) return "pending";
+  if (f.cancelled()) return "cancelled";
+  if (f.base()->failed()) return "exception ValueError";  // the only one set: fut_fail's
+  return "result " + std::to_string(f.result());
+}
+
+std::string describe(Outcome<int> x) {
+  if (x.ok()) return std::to_string(x.value());
+  try {
+    std::rethrow_exception(x.exception());
+  } catch (const CancelledError&) {
+    return "cancelled";
+  } catch (const std::exception& e) {
+    return std::string("unexpected ") + e.what();
+  }
+}
+
+// (An ordinary function: a braced list cannot live in a coroutine frame with gcc 12.)
+std::vector<Task<int>> two_tasks(World& w, const Op& op) {
+  return {w.tasks[op.a], w.tasks[op.b]};
+}
+
 Coro<void> yields(int n) {
   for (int i = 0; i < n; ++i) co_await sleep(0);
 }
@@ -285,6 +310,26 @@ Coro<void> run_op(World& w, int me, const Op& op) {
   } else if (k == "await_task") {
     int v = co_await w.tasks[op.a];
     w.say(me, op, std::to_string(v));
+  } else if (k == "callback") {
+    const int i = op.a;
+    w.futs[i].add_done_callback([&w, me, i](Future<int> f) {
+      w.trace.push_back("T" + std::to_string(me) + " callback f" + std::to_string(i) + " -> " +
+                        describe(f));
+    });
+    w.say(me, op);
+  } else if (k == "soon") {
+    get_running_loop().call_soon(
+        [&w, me] { w.trace.push_back("T" + std::to_string(me) + " soon ran"); });
+    w.say(me, op);
+  } else if (k == "gather_tasks") {
+    auto both = co_await gather(return_exceptions, w.tasks[op.a], w.tasks[op.b]);
+    w.say(me, op, describe(std::get<0>(both)) + " " + describe(std::get<1>(both)));
+  } else if (k == "shield_task") {
+    int v = co_await shield(w.tasks[op.a]);
+    w.say(me, op, std::to_string(v));
+  } else if (k == "wait_tasks") {
+    auto r = co_await wait(two_tasks(w, op), {.return_when = FIRST_COMPLETED});
+    w.say(me, op, std::to_string(r.done.size()));
   } else if (k == "cancelling") {
     w.say(me, op, std::to_string(current_task()->cancelling()));
   } else if (k == "notify_unlocked") {
@@ -308,9 +353,11 @@ Coro<void> run_traced(World& w, int me, const Op& op) {
   try {
     co_await run_op(w, me, op);
   } catch (const CancelledError& e) {
-    // Without the message of an awaited task's cancellation: asyncio gives it to the first
-    // awaiter only, Eddy to every awaiter (docs/api.md).
-    w.say(me, op, op.kind == "await_task" ? "cancelled" : "cancelled '" + e.message() + "'");
+    // Without the message when other tasks are awaited: asyncio gives a cancelled task's
+    // message to its first awaiter only, Eddy to every awaiter (docs/api.md).
+    const bool awaits_tasks = op.kind == "await_task" || op.kind == "gather_tasks" ||
+                              op.kind == "shield_task" || op.kind == "wait_tasks";
+    w.say(me, op, awaits_tasks ? "cancelled" : "cancelled '" + e.message() + "'");
     throw;
   } catch (const QueueEmpty&) {
     w.say(me, op, "QueueEmpty");
@@ -332,15 +379,6 @@ Coro<int> actor(World& w, int me, const std::vector<Op>& ops) {
   co_return me;
 }
 
-// Without marking an exception retrieved (failed() does not, as exception() would).
-template <class F>
-std::string describe(const F& f) {
-  if (!f.done()) return "pending";
-  if (f.cancelled()) return "cancelled";
-  if (f.base()->failed()) return "exception ValueError";  // the only one set: fut_fail's
-  return "result " + std::to_string(f.result());
-}
-
 Coro<std::string> run_program(const Program& p) {
   World w(p);
   EventLoop& loop = get_running_loop();
@@ -357,6 +395,7 @@ Coro<std::string> run_program(const Program& p) {
     if (all_done) break;
     co_await sleep(0);
   }
+  co_await yields(3);  // what the last steps scheduled (done callbacks, call_soon) runs now
   for (std::size_t me = 0; me < w.tasks.size(); ++me)
     w.trace.push_back("T" + std::to_string(me) + " end " + describe(w.tasks[me]));
   w.trace.push_back("lock=" + py_bool(w.lock.locked()) + " sem=" + py_bool(w.sem.locked()) +

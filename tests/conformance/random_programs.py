@@ -62,25 +62,31 @@ def random_op(rng, me, ntasks):
         ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
          "fut_await", "fut_set", "fut_fail", "fut_cancel", "shield", "gather", "wait_first",
-         "cancel", "await_task", "cancelling", "notify_unlocked", "state"],
+         "cancel", "await_task", "cancelling", "notify_unlocked", "state", "callback", "soon",
+         "gather_tasks", "shield_task", "wait_tasks"],
         weights=[6, 6, 1, 4, 3, 3, 1, 3, 3, 1, 4, 4, 2, 2, 2, 1, 3, 3, 1, 2, 2, 2, 2, 3, 2, 1, 1,
-                 2])[0]
+                 2, 2, 2, 1, 1, 1])[0]
     if kind in ("lock", "sem"):
         return (kind, rng.randint(0, 2))
     if kind == "notify":
         return (kind, rng.randint(1, 2))
     if kind in ("put", "put_nowait"):
         return (kind, rng.randint(1, 9))
-    if kind in ("fut_await", "fut_fail", "fut_cancel", "shield"):
+    if kind in ("fut_await", "fut_fail", "fut_cancel", "shield", "callback"):
         return (kind, rng.randint(0, 1))
     if kind == "fut_set":
         return (kind, rng.randint(0, 1), rng.randint(10, 99))
     if kind == "cancel":
         return (kind, rng.randrange(ntasks))
-    if kind == "await_task":
+    if kind in ("await_task", "shield_task"):
         if me + 1 >= ntasks:  # only later tasks, so no task waits on itself or in a cycle
             return ("yield",)
         return (kind, rng.randint(me + 1, ntasks - 1))
+    if kind in ("gather_tasks", "wait_tasks"):
+        if me + 2 >= ntasks:
+            return ("yield",)
+        first = rng.randint(me + 1, ntasks - 2)
+        return (kind, first, rng.randint(first + 1, ntasks - 1))
     return (kind,)
 
 
@@ -201,6 +207,23 @@ async def run_op(w, me, op):
         w.say(me, op, w.tasks[op[1]].cancel(f"by T{me}"))
     elif kind == "await_task":
         w.say(me, op, await w.tasks[op[1]])
+    elif kind == "callback":
+        def done(f, i=op[1]):
+            w.trace.append(f"T{me} callback f{i} -> {describe_future(f)}")
+        w.futs[op[1]].add_done_callback(done)
+        w.say(me, op)
+    elif kind == "soon":
+        asyncio.get_running_loop().call_soon(lambda: w.trace.append(f"T{me} soon ran"))
+        w.say(me, op)
+    elif kind == "gather_tasks":
+        outcomes = await asyncio.gather(w.tasks[op[1]], w.tasks[op[2]], return_exceptions=True)
+        w.say(me, op, " ".join(describe_outcome(x) for x in outcomes))
+    elif kind == "shield_task":
+        w.say(me, op, await asyncio.shield(w.tasks[op[1]]))
+    elif kind == "wait_tasks":
+        done, _ = await asyncio.wait([w.tasks[op[1]], w.tasks[op[2]]],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        w.say(me, op, len(done))
     elif kind == "cancelling":
         w.say(me, op, asyncio.current_task().cancelling())
     elif kind == "notify_unlocked":
@@ -220,12 +243,25 @@ async def actor(w, me, ops):
         except asyncio.CancelledError as e:
             # Not the message of an awaited task's cancellation: asyncio gives it to the first
             # awaiter only (later ones get an empty CancelledError), Eddy to every awaiter.
-            message = "" if op[0] == "await_task" else f" '{e.args[0] if e.args else ''}'"
+            message = ("" if op[0] in TASK_AWAITS else
+                       f" '{e.args[0] if e.args else ''}'")
             w.say(me, op, "cancelled" + message)
             raise
         except Exception as e:
             w.say(me, op, type(e).__name__)
     return me
+
+
+# Operations that await other tasks: a cancellation they raise is traced without its message.
+TASK_AWAITS = ("await_task", "gather_tasks", "shield_task", "wait_tasks")
+
+
+def describe_outcome(x):
+    if isinstance(x, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(x, BaseException):
+        return type(x).__name__
+    return str(x)
 
 
 def describe_future(f):
@@ -252,6 +288,7 @@ async def main(program):
         await asyncio.sleep(0)
     else:
         return None  # something still waits: not a usable program
+    await yields(3)  # what the last steps scheduled (done callbacks, call_soon) runs now
     for me, t in enumerate(w.tasks):
         w.trace.append(f"T{me} end {describe_future(t)}")
     w.trace.append(f"lock={w.lock.locked()} sem={w.sem.locked()} event={w.event.is_set()} "
