@@ -21,11 +21,13 @@ struct Op {
   std::string text;  // as Python prints it: the kind and its arguments
   std::string kind;
   int a = 0, b = 0;
+  std::vector<Op> inner;  // timeout's operation
 };
 
 struct Program {
   std::string header;  // "program <seed> sem .. queue .. qmax .. cond .. passes .."
   int sem = 1, qmax = 0, passes = 0;
+  int sleep = 0;  // main's sleep, in sixteenths of a second, before it cancels the rest
   std::string queue;              // fifo, lifo or priority
   bool cond_shares_lock = false;  // the Condition is made on the Lock
   std::vector<std::vector<Op>> tasks;
@@ -53,6 +55,10 @@ Op parse_op(std::string_view text) {
   auto words = split(text, " ");
   op.kind = std::string(words[0]);
   if (words.size() > 1) op.a = to_int(words[1]);
+  if (op.kind == "timeout") {  // "timeout <sixteenths> <operation>"
+    op.inner.push_back(parse_op(text.substr(words[0].size() + words[1].size() + 2)));
+    return op;
+  }
   if (words.size() > 2) op.b = to_int(words[2]);
   return op;
 }
@@ -65,13 +71,15 @@ std::vector<Program> parse_programs(std::string_view text) {
     if (line.starts_with("program ")) {
       Program p;
       p.header = std::string(line);
-      auto w = split(line, " ");  // program N sem S queue K qmax Q cond own|shared passes P
-      REQUIRE(w.size() == 12);
+      // program N sem S queue K qmax Q cond own|shared passes P sleep T
+      auto w = split(line, " ");
+      REQUIRE(w.size() == 14);
       p.sem = to_int(w[3]);
       p.queue = std::string(w[5]);
       p.qmax = to_int(w[7]);
       p.cond_shares_lock = w[9] == "shared";
       p.passes = to_int(w[11]);
+      p.sleep = to_int(w[13]);
       programs.push_back(std::move(p));
       in_trace = false;
     } else if (line == "trace") {
@@ -234,6 +242,13 @@ Coro<void> run_op(World& w, int me, const Op& op) {
   if (k == "yield") {
     co_await sleep(0);
     w.say(me, op);
+  } else if (k == "sleep") {
+    co_await sleep(op.a / 16.0);
+    w.say(me, op);
+  } else if (k == "timeout") {
+    auto scope = timeout(op.a / 16.0);
+    co_await scope.run(run_op(w, me, op.inner[0]));
+    w.say(me, op, "in time");
   } else if (k == "lock" || k == "sem") {
     if (k == "lock") {
       co_await w.lock.acquire();
@@ -355,8 +370,9 @@ Coro<void> run_traced(World& w, int me, const Op& op) {
   } catch (const CancelledError& e) {
     // Without the message when other tasks are awaited: asyncio gives a cancelled task's
     // message to its first awaiter only, Eddy to every awaiter (docs/api.md).
-    const bool awaits_tasks = op.kind == "await_task" || op.kind == "gather_tasks" ||
-                              op.kind == "shield_task" || op.kind == "wait_tasks";
+    const Op& awaiting = op.kind == "timeout" ? op.inner[0] : op;
+    const bool awaits_tasks = awaiting.kind == "await_task" || awaiting.kind == "gather_tasks" ||
+                              awaiting.kind == "shield_task" || awaiting.kind == "wait_tasks";
     w.say(me, op, awaits_tasks ? "cancelled" : "cancelled '" + e.message() + "'");
     throw;
   } catch (const QueueEmpty&) {
@@ -369,6 +385,8 @@ Coro<void> run_traced(World& w, int me, const Op& op) {
     w.say(me, op, "ValueError");
   } catch (const RuntimeError&) {
     w.say(me, op, "RuntimeError");
+  } catch (const TimeoutError&) {
+    w.say(me, op, "TimeoutError");
   } catch (const std::exception& e) {
     w.say(me, op, std::string("unexpected ") + e.what());
   }
@@ -385,6 +403,7 @@ Coro<std::string> run_program(const Program& p) {
   for (std::size_t me = 0; me < p.tasks.size(); ++me)
     w.tasks.push_back(loop.create_task(actor(w, static_cast<int>(me), p.tasks[me])));
   co_await yields(p.passes);
+  if (p.sleep) co_await sleep(p.sleep / 16.0);
   for (std::size_t me = 0; me < w.tasks.size(); ++me)
     if (!w.tasks[me].done())
       w.trace.push_back("main cancels T" + std::to_string(me) + " -> " +
@@ -405,24 +424,25 @@ Coro<std::string> run_program(const Program& p) {
   co_return lines(w.trace);
 }
 
-}  // namespace
-
-LOOP_TEST("conformance: random programs of tasks, locks, queues and futures trace as in Python",
-          "[conformance][locks][queues]") {
+// Replays `text` (random_programs.py's output) and counts the programs whose trace differs
+// from Python's; the first few differences (or all, with EDDY_RANDOM_PROGRAMS_ALL) are shown.
+template <class Fixture>
+void replay(Fixture& f, std::string_view text, std::size_t expected_count) {
   // EDDY_RANDOM_PROGRAMS=<file> replays another set, e.g. `random_programs.py 5000 1000 > file`.
   const char* other = std::getenv("EDDY_RANDOM_PROGRAMS");
-  const auto programs = parse_programs(other ? read_file(other) : conformance::random_programs);
-  REQUIRE(programs.size() == (other ? programs.size() : 300));
+  const std::string read = other ? read_file(other) : std::string();
+  const auto programs = parse_programs(other ? std::string_view(read) : text);
+  REQUIRE(programs.size() == (other ? programs.size() : expected_count));
   REQUIRE(!programs.empty());
-  int mismatches = 0;
   const bool show_all = std::getenv("EDDY_RANDOM_PROGRAMS_ALL") != nullptr;
+  int mismatches = 0;
   for (const Program& p : programs) {
-    std::string trace = this->loop->run_until_complete(run_program(p));
+    std::string trace = f.loop->run_until_complete(run_program(p));
     // What reached the exception handler once the program's objects were gone (Python: after a
     // collection), as Python lists it; taken out so the fixture does not count it as unexpected.
-    trace += "reports " + std::to_string(this->reported.size()) + "\n";
-    for (const auto& c : this->reported) trace += "report " + c.message + "\n";
-    this->reported.clear();
+    trace += "reports " + std::to_string(f.reported.size()) + "\n";
+    for (const auto& c : f.reported) trace += "report " + c.message + "\n";
+    f.reported.clear();
     if (trace != p.expected) {
       ++mismatches;
       if (mismatches <= 5 || show_all) {  // the first few in full; the count says the rest
@@ -432,4 +452,18 @@ LOOP_TEST("conformance: random programs of tasks, locks, queues and futures trac
     }
   }
   CHECK(mismatches == 0);
+}
+
+}  // namespace
+
+LOOP_TEST("conformance: random programs of tasks, locks, queues and futures trace as in Python",
+          "[conformance][locks][queues]") {
+  replay(*this, conformance::random_programs, 300);
+}
+
+// With timers: only on the virtual-clock loop, whose time moves as the Python script's does.
+TEST_CASE_METHOD(LoopFixture<VirtualLoop>,
+                 "conformance: random programs with sleeps and timeouts trace as in Python",
+                 "[conformance][locks][queues][timers]") {
+  replay(*this, conformance::random_timed_programs, 300);
 }

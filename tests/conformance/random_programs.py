@@ -14,6 +14,7 @@ releases; the Condition below adds 3.13's hand-off of a notification a cancelled
 import asyncio
 import gc
 import random
+import selectors
 import sys
 
 PROGRAMS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
@@ -57,7 +58,17 @@ class Condition(asyncio.Condition):
             raise
 
 
-def random_op(rng, me, ntasks):
+# What a timeout may interrupt (timed programs only).
+BLOCKING = ["get", "put", "fut_await", "ev_wait", "lock", "sem", "cond_wait", "join", "sleep",
+            "gather", "shield", "await_task"]
+
+
+def random_op(rng, me, ntasks, timed=False):
+    if timed and rng.random() < 0.25:
+        if rng.random() < 0.5:
+            return ("sleep", rng.randint(1, 16))
+        inner = op_args(rng, rng.choice(BLOCKING), me, ntasks)
+        return ("timeout", rng.randint(1, 16)) + inner
     kind = rng.choices(
         ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
@@ -66,6 +77,12 @@ def random_op(rng, me, ntasks):
          "gather_tasks", "shield_task", "wait_tasks"],
         weights=[6, 6, 1, 4, 3, 3, 1, 3, 3, 1, 4, 4, 2, 2, 2, 1, 3, 3, 1, 2, 2, 2, 2, 3, 2, 1, 1,
                  2, 2, 2, 1, 1, 1])[0]
+    return op_args(rng, kind, me, ntasks)
+
+
+def op_args(rng, kind, me, ntasks):
+    if kind == "sleep":  # in sixteenths of a second: sums stay exact in binary floating point
+        return (kind, rng.randint(1, 16))
     if kind in ("lock", "sem"):
         return (kind, rng.randint(0, 2))
     if kind == "notify":
@@ -90,15 +107,16 @@ def random_op(rng, me, ntasks):
     return (kind,)
 
 
-def random_program(rng):
+def random_program(rng, timed=False):
     ntasks = rng.randint(2, 5)
     return {
+        "sleep": rng.randint(0, 16) if timed else 0,  # main's sleep before it cancels the rest
         "sem": rng.randint(1, 2),
         "queue": rng.choice(["fifo", "lifo", "priority"]),
         "cond": rng.choice(["own", "shared"]),  # the Condition's lock: its own, or the Lock
         "qmax": rng.randint(0, 2),
         "passes": rng.randint(0, 8),
-        "tasks": [[random_op(rng, me, ntasks) for _ in range(rng.randint(1, 6))]
+        "tasks": [[random_op(rng, me, ntasks, timed) for _ in range(rng.randint(1, 6))]
                   for me in range(ntasks)],
     }
 
@@ -207,6 +225,13 @@ async def run_op(w, me, op):
         w.say(me, op, w.tasks[op[1]].cancel(f"by T{me}"))
     elif kind == "await_task":
         w.say(me, op, await w.tasks[op[1]])
+    elif kind == "sleep":
+        await asyncio.sleep(op[1] / 16)
+        w.say(me, op)
+    elif kind == "timeout":
+        async with asyncio.timeout(op[1] / 16):
+            await run_op(w, me, op[2:])
+        w.say(me, op, "in time")
     elif kind == "callback":
         def done(f, i=op[1]):
             w.trace.append(f"T{me} callback f{i} -> {describe_future(f)}")
@@ -243,8 +268,8 @@ async def actor(w, me, ops):
         except asyncio.CancelledError as e:
             # Not the message of an awaited task's cancellation: asyncio gives it to the first
             # awaiter only (later ones get an empty CancelledError), Eddy to every awaiter.
-            message = ("" if op[0] in TASK_AWAITS else
-                       f" '{e.args[0] if e.args else ''}'")
+            awaits_tasks = op[0] in TASK_AWAITS or (op[0] == "timeout" and op[2] in TASK_AWAITS)
+            message = "" if awaits_tasks else f" '{e.args[0] if e.args else ''}'"
             w.say(me, op, "cancelled" + message)
             raise
         except Exception as e:
@@ -279,6 +304,8 @@ async def main(program):
     for me, ops in enumerate(program["tasks"]):
         w.tasks.append(asyncio.create_task(actor(w, me, ops)))
     await yields(program["passes"])
+    if program["sleep"]:
+        await asyncio.sleep(program["sleep"] / 16)
     for me, t in enumerate(w.tasks):
         if not t.done():
             w.trace.append(f"main cancels T{me} -> {t.cancel('by main')}")
@@ -297,12 +324,45 @@ async def main(program):
     return w.trace
 
 
-def run(program):
-    loop = asyncio.new_event_loop()
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """Time moves only when the loop would wait, by exactly the wait (as Eddy's virtual-clock
+    loop). Two timers due at the same time mark the program as tied: asyncio's timer heap does
+    not order them by creation, so such a program is not used."""
+
+    class Selector(selectors.DefaultSelector):
+        def __init__(self, loop):
+            super().__init__()
+            self.loop = loop
+
+        def select(self, timeout=None):
+            if timeout is None:
+                raise RuntimeError("the program would wait forever")
+            self.loop.now += timeout
+            return super().select(0)
+
+    def __init__(self):
+        self.now = 0.0
+        self.deadlines = set()
+        self.tied = False
+        super().__init__(VirtualTimeLoop.Selector(self))
+
+    def time(self):
+        return self.now
+
+    def call_at(self, when, callback, *args, context=None):
+        self.tied = self.tied or when in self.deadlines
+        self.deadlines.add(when)
+        return super().call_at(when, callback, *args, context=context)
+
+
+def run(program, timed=False):
+    loop = VirtualTimeLoop() if timed else asyncio.new_event_loop()
     reports = []
     loop.set_exception_handler(lambda loop, context: reports.append(context["message"]))
     try:
         trace = loop.run_until_complete(main(program))
+        if timed and loop.tied:
+            return None
         gc.collect()  # what is left unretrieved is reported as it goes
         if trace is not None:
             trace.append(f"reports {len(reports)}")
@@ -314,8 +374,7 @@ def run(program):
 
 def print_program(seed, program, trace):
     print(f"program {seed} sem {program['sem']} queue {program['queue']} qmax {program['qmax']} "
-          f"cond {program['cond']} "
-          f"passes {program['passes']}")
+          f"cond {program['cond']} passes {program['passes']} sleep {program['sleep']}")
     for me, ops in enumerate(program["tasks"]):
         print(f"T{me}: " + "; ".join(op_text(op) for op in ops))
     print("trace")
@@ -324,11 +383,11 @@ def print_program(seed, program, trace):
     print("end")
 
 
-def generate():
+def generate(timed=False):
     made, seed = 0, FIRST_SEED
     while made < PROGRAMS:
-        program = random_program(random.Random(seed))
-        trace = run(program)
+        program = random_program(random.Random(seed), timed)
+        trace = run(program, timed)
         if trace is not None:
             print_program(seed, program, trace)
             made += 1
