@@ -454,6 +454,192 @@ void replay(Fixture& f, std::string_view text, std::size_t expected_count) {
   CHECK(mismatches == 0);
 }
 
+// ---- StreamReader programs (random_stream_programs.py) ----------------------------------------
+
+struct StreamProgram {
+  std::string header;  // "program <seed> limit L passes P"
+  int limit = 0, passes = 0;
+  std::vector<Op> feeder;
+  std::vector<std::vector<Op>> consumers;
+  std::string expected;
+};
+
+std::vector<StreamProgram> parse_stream_programs(std::string_view text) {
+  std::vector<StreamProgram> programs;
+  bool in_trace = false;
+  for (std::string_view line : split(text, "\n")) {
+    if (line.empty()) continue;
+    if (line.starts_with("program ")) {
+      auto w = split(line, " ");
+      REQUIRE(w.size() == 6);
+      StreamProgram p;
+      p.header = std::string(line);
+      p.limit = to_int(w[3]);
+      p.passes = to_int(w[5]);
+      programs.push_back(std::move(p));
+      in_trace = false;
+    } else if (line == "trace") {
+      in_trace = true;
+    } else if (line == "end") {
+      in_trace = false;
+    } else if (in_trace) {
+      programs.back().expected += std::string(line) + "\n";
+    } else {  // "F: op; op" or "C<i>: op; op"
+      std::vector<Op> ops;
+      for (auto op : split(line.substr(line.find(": ") + 2), "; ")) ops.push_back(parse_op(op));
+      if (line.starts_with("F: "))
+        programs.back().feeder = std::move(ops);
+      else
+        programs.back().consumers.push_back(std::move(ops));
+    }
+  }
+  return programs;
+}
+
+// The script's escapes: "\n" for a newline; "empty" for nothing.
+std::string unescape(std::string_view s) {
+  if (s == "empty") return {};
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
+      out += '\n';
+      ++i;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string show(std::string_view data) {
+  std::string out = "\"";
+  for (char c : data) out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  return out + "\"";
+}
+
+// An operation's text after its kind: the chunk or separator (which may hold spaces? never: the
+// alphabet is "abxy\n").
+std::string argument(const Op& op) {
+  return op.text.substr(op.kind.size() + 1);
+}
+
+Coro<void> feed(StreamReader& reader, const std::vector<Op>& feeds, Trace& trace) {
+  for (const Op& op : feeds) {
+    if (op.kind == "yield") {
+      co_await sleep(0);
+      continue;
+    }
+    if (op.kind == "feed")
+      reader.feed_data(unescape(argument(op)));
+    else if (op.kind == "eof")
+      reader.feed_eof();
+    else if (op.kind == "fail")
+      reader.set_exception(ValueError("failed"));
+    trace.push_back("F " + op.text);
+  }
+}
+
+Coro<std::string> read_one(StreamReader& reader, const Op& op) {
+  if (op.kind == "read") {
+    std::string data = co_await reader.read(op.a);
+    co_return show(data);
+  }
+  if (op.kind == "readline") {
+    std::string data = co_await reader.readline();
+    co_return show(data);
+  }
+  if (op.kind == "readexactly") {
+    std::string data = co_await reader.readexactly(op.a);
+    co_return show(data);
+  }
+  if (op.kind == "readuntil") {
+    std::string data = co_await reader.readuntil(unescape(argument(op)));
+    co_return show(data);
+  }
+  co_return py_bool(reader.at_eof());
+}
+
+// One read, its errors traced as Python names them. (Its own coroutine: see run_traced.)
+Coro<void> read_traced(StreamReader& reader, int me, const Op& op, Trace& trace) {
+  std::string what;
+  try {
+    what = co_await read_one(reader, op);
+  } catch (const CancelledError&) {
+    trace.push_back("C" + std::to_string(me) + " " + op.text + " -> cancelled");
+    throw;
+  } catch (const IncompleteReadError& e) {
+    what = "IncompleteReadError partial=" + show(e.partial) +
+           " expected=" + (e.expected ? std::to_string(*e.expected) : std::string("None"));
+  } catch (const LimitOverrunError& e) {
+    what = "LimitOverrunError consumed=" + std::to_string(e.consumed);
+  } catch (const ValueError&) {
+    what = "ValueError";
+  } catch (const RuntimeError&) {
+    what = "RuntimeError";
+  } catch (const std::exception& e) {
+    what = std::string("unexpected ") + e.what();
+  }
+  trace.push_back("C" + std::to_string(me) + " " + op.text + " -> " + what);
+}
+
+Coro<void> consume(StreamReader& reader, int me, const std::vector<Op>& reads, Trace& trace) {
+  for (const Op& op : reads) co_await read_traced(reader, me, op, trace);
+}
+
+Coro<std::string> read_rest(StreamReader& reader) {
+  try {
+    std::string data = co_await reader.read(-1);
+    co_return show(data);
+  } catch (const ValueError&) {
+    co_return "ValueError";
+  }
+}
+
+Coro<std::string> run_stream_program(const StreamProgram& p) {
+  Trace trace;
+  EventLoop& loop = get_running_loop();
+  auto reader = std::make_shared<StreamReader>(p.limit);
+  auto feeding = loop.create_task(feed(*reader, p.feeder, trace));
+  std::vector<Task<void>> consumers;
+  for (std::size_t me = 0; me < p.consumers.size(); ++me)
+    consumers.push_back(
+        loop.create_task(consume(*reader, static_cast<int>(me), p.consumers[me], trace)));
+  co_await yields(p.passes);
+  for (int i = 0; i < 20 && !feeding.done(); ++i) co_await sleep(0);
+  for (std::size_t me = 0; me < consumers.size(); ++me)
+    if (!consumers[me].done())
+      trace.push_back("main cancels C" + std::to_string(me) + " -> " +
+                      py_bool(consumers[me].cancel()));
+  co_await yields(3);
+  reader->feed_eof();
+  std::string rest = co_await read_rest(*reader);
+  trace.push_back("rest " + rest + " at_eof=" + py_bool(reader->at_eof()));
+  for (auto& c : consumers) CHECK(c.done());
+  co_return lines(trace);
+}
+
+template <class Fixture>
+void replay_streams(Fixture& f, std::string_view text, std::size_t expected_count) {
+  const char* other = std::getenv("EDDY_RANDOM_STREAM_PROGRAMS");
+  const std::string read = other ? read_file(other) : std::string();
+  const auto programs = parse_stream_programs(other ? std::string_view(read) : text);
+  REQUIRE(programs.size() == (other ? programs.size() : expected_count));
+  REQUIRE(!programs.empty());
+  const bool show_all = std::getenv("EDDY_RANDOM_PROGRAMS_ALL") != nullptr;
+  int mismatches = 0;
+  for (const StreamProgram& p : programs) {
+    const std::string trace = f.loop->run_until_complete(run_stream_program(p));
+    if (trace != p.expected) {
+      ++mismatches;
+      if (mismatches <= 5 || show_all) {
+        INFO(p.header << "\nfirst difference: " << first_difference(trace, p.expected));
+        CHECK(trace == p.expected);
+      }
+    }
+  }
+  CHECK(mismatches == 0);
+}
+
 }  // namespace
 
 LOOP_TEST("conformance: random programs of tasks, locks, queues and futures trace as in Python",
@@ -466,4 +652,9 @@ TEST_CASE_METHOD(LoopFixture<VirtualLoop>,
                  "conformance: random programs with sleeps and timeouts trace as in Python",
                  "[conformance][locks][queues][timers]") {
   replay(*this, conformance::random_timed_programs, 300);
+}
+
+LOOP_TEST("conformance: random StreamReader programs trace as in Python",
+          "[conformance][streams]") {
+  replay_streams(*this, conformance::random_stream_programs, 300);
 }
