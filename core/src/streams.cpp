@@ -207,27 +207,6 @@ struct StreamReader::QuickReadExactly {
                                                      coroutine};
 };
 
-// readline() awaited inline with a whole line buffered, its newline within the limit: taken at
-// once, as readuntil("\n") takes it. Anything else (a line still coming, EOF, a line over the
-// limit) runs the coroutine, which then starts from the same buffer: nothing was taken.
-struct StreamReader::QuickReadline {
-  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
-    StreamReader& self = call.object<StreamReader>();
-    if (self.exception_) std::rethrow_exception(self.exception_);
-    const std::size_t newline = self.view().find('\n');
-    if (newline == std::string_view::npos || newline > self.limit_)
-      return detail::QuickStart::frame;
-    call.arg = static_cast<std::int64_t>(newline + 1);  // what QuickRead::finish takes
-    return detail::QuickStart::ready;
-  }
-  static Coro<std::string> coroutine(detail::QuickCall&& call) {
-    auto* self = &call.object<StreamReader>();
-    return readline_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()), self);
-  }
-  static constexpr detail::QuickOps<std::string> ops{start, detail::never_waits, QuickRead::finish,
-                                                     coroutine};
-};
-
 // readuntil(separator) awaited inline with a separator of up to 7 bytes (kept in the call's
 // argument, its length in the low byte) found in the buffer within the limit: taken at once. A
 // longer separator, or anything that needs more (waiting, EOF, the limit, an empty separator),
@@ -252,9 +231,15 @@ struct StreamReader::QuickReadUntil {
     const std::string_view separator = unpack(call.arg, bytes);
     if (separator.empty()) return detail::QuickStart::frame;  // its ValueError
     if (self.exception_) std::rethrow_exception(self.exception_);
+    return take_through(self, separator, call);
+  }
+  // Ready when `separator` is buffered within the limit (call.arg becomes what QuickRead::finish
+  // takes: up to and with the separator); else the coroutine, which finds the buffer untouched.
+  static detail::QuickStart take_through(StreamReader& self, std::string_view separator,
+                                         detail::QuickCall& call) {
     const std::size_t at = self.view().find(separator);
     if (at == std::string_view::npos || at > self.limit_) return detail::QuickStart::frame;
-    call.arg = static_cast<std::int64_t>(at + separator.size());  // what QuickRead::finish takes
+    call.arg = static_cast<std::int64_t>(at + separator.size());
     return detail::QuickStart::ready;
   }
   static Coro<std::string> coroutine(detail::QuickCall&& call) {
@@ -264,6 +249,23 @@ struct StreamReader::QuickReadUntil {
     separators.emplace_back(unpack(call.arg, bytes));
     return readuntil_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()), self,
                           std::move(separators));
+  }
+  static constexpr detail::QuickOps<std::string> ops{start, detail::never_waits, QuickRead::finish,
+                                                     coroutine};
+};
+
+// readline() awaited inline with a whole line buffered, its newline within the limit: taken at
+// once, as readuntil("\n") takes it. Anything else (a line still coming, EOF, a line over the
+// limit) runs readline's coroutine, for its ValueError instead of LimitOverrunError.
+struct StreamReader::QuickReadline {
+  static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
+    StreamReader& self = call.object<StreamReader>();
+    if (self.exception_) std::rethrow_exception(self.exception_);
+    return QuickReadUntil::take_through(self, "\n", call);
+  }
+  static Coro<std::string> coroutine(detail::QuickCall&& call) {
+    auto* self = &call.object<StreamReader>();
+    return readline_impl(std::static_pointer_cast<StreamReader>(call.self.release_shared()), self);
   }
   static constexpr detail::QuickOps<std::string> ops{start, detail::never_waits, QuickRead::finish,
                                                      coroutine};
