@@ -30,6 +30,7 @@ struct Program {
   int sleep = 0;  // main's sleep, in sixteenths of a second, before it cancels the rest
   std::string queue;              // fifo, lifo or priority
   bool cond_shares_lock = false;  // the Condition is made on the Lock
+  int parties = 2;                // the Barrier's
   std::vector<std::vector<Op>> tasks;
   std::string expected;  // the trace, one line each
 };
@@ -71,15 +72,16 @@ std::vector<Program> parse_programs(std::string_view text) {
     if (line.starts_with("program ")) {
       Program p;
       p.header = std::string(line);
-      // program N sem S queue K qmax Q cond own|shared passes P sleep T
+      // program N sem S queue K qmax Q cond own|shared parties B passes P sleep T
       auto w = split(line, " ");
-      REQUIRE(w.size() == 14);
+      REQUIRE(w.size() == 16);
       p.sem = to_int(w[3]);
       p.queue = std::string(w[5]);
       p.qmax = to_int(w[7]);
       p.cond_shares_lock = w[9] == "shared";
-      p.passes = to_int(w[11]);
-      p.sleep = to_int(w[13]);
+      p.parties = to_int(w[11]);
+      p.passes = to_int(w[13]);
+      p.sleep = to_int(w[15]);
       programs.push_back(std::move(p));
       in_trace = false;
     } else if (line == "trace") {
@@ -161,7 +163,10 @@ class AnyQueue {
 
 struct World {
   explicit World(const Program& p)
-      : sem(p.sem), cond(p.cond_shares_lock ? shared_cond : own_cond), queue(p.queue, p.qmax) {
+      : sem(p.sem),
+        cond(p.cond_shares_lock ? shared_cond : own_cond),
+        barrier(p.parties),
+        queue(p.queue, p.qmax) {
     EventLoop& loop = get_running_loop();
     futs.push_back(loop.create_future<int>());
     futs.push_back(loop.create_future<int>());
@@ -176,6 +181,7 @@ struct World {
   Condition shared_cond{lock};
   Condition& cond;
   Event event;
+  Barrier barrier;
   AnyQueue queue;
   std::vector<Future<int>> futs;
   std::vector<Task<int>> tasks;
@@ -325,6 +331,15 @@ Coro<void> run_op(World& w, int me, const Op& op) {
   } else if (k == "await_task") {
     int v = co_await w.tasks[op.a];
     w.say(me, op, std::to_string(v));
+  } else if (k == "barrier") {
+    int index = co_await w.barrier.wait();
+    w.say(me, op, std::to_string(index));
+  } else if (k == "barrier_reset") {
+    co_await w.barrier.reset();
+    w.say(me, op);
+  } else if (k == "barrier_abort") {
+    co_await w.barrier.abort();
+    w.say(me, op);
   } else if (k == "callback") {
     const int i = op.a;
     w.futs[i].add_done_callback([&w, me, i](Future<int> f) {
@@ -354,8 +369,9 @@ Coro<void> run_op(World& w, int me, const Op& op) {
     w.say(me, op,
           "lock=" + py_bool(w.lock.locked()) + " sem=" + py_bool(w.sem.locked()) +
               " cond=" + py_bool(w.cond.locked()) + " event=" + py_bool(w.event.is_set()) +
-              " queue=" + std::to_string(w.queue.core().qsize()) +
-              " full=" + py_bool(w.queue.core().full()));
+              " queue=" + std::to_string(w.queue.core().qsize()) + " full=" +
+              py_bool(w.queue.core().full()) + " barrier=" + std::to_string(w.barrier.n_waiting()) +
+              (w.barrier.broken() ? " broken" : ""));
   } else {
     FAIL("unknown operation " << op.text);
   }
@@ -383,6 +399,8 @@ Coro<void> run_traced(World& w, int me, const Op& op) {
     w.say(me, op, "InvalidStateError");
   } catch (const ValueError&) {
     w.say(me, op, "ValueError");
+  } catch (const BrokenBarrierError&) {
+    w.say(me, op, "BrokenBarrierError");
   } catch (const RuntimeError&) {
     w.say(me, op, "RuntimeError");
   } catch (const TimeoutError&) {

@@ -21,7 +21,7 @@ PROGRAMS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 FIRST_SEED = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 
 
-class Condition(asyncio.Condition):
+class Condition(asyncio.Condition):  # also asyncio.Barrier's (set below)
     """asyncio.Condition.wait as 3.13 has it (3.11's differs in two cancellation details):
     a cancellation that comes while the lock is being re-acquired is raised as it came, with its
     message (3.11 raises a new, empty CancelledError), and a waiter that fails after being
@@ -60,7 +60,11 @@ class Condition(asyncio.Condition):
 
 # What a timeout may interrupt (timed programs only).
 BLOCKING = ["get", "put", "fut_await", "ev_wait", "lock", "sem", "cond_wait", "join", "sleep",
-            "gather", "shield", "await_task"]
+            "gather", "shield", "await_task", "barrier"]
+
+
+# asyncio.Barrier is the same in 3.11 and 3.13 but for the Condition it makes.
+asyncio.locks.Condition = Condition
 
 
 def random_op(rng, me, ntasks, timed=False):
@@ -74,9 +78,10 @@ def random_op(rng, me, ntasks, timed=False):
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
          "fut_await", "fut_set", "fut_fail", "fut_cancel", "shield", "gather", "wait_first",
          "cancel", "await_task", "cancelling", "notify_unlocked", "state", "callback", "soon",
-         "gather_tasks", "shield_task", "wait_tasks"],
+         "gather_tasks", "shield_task", "wait_tasks", "barrier", "barrier_reset",
+         "barrier_abort"],
         weights=[6, 6, 1, 4, 3, 3, 1, 3, 3, 1, 4, 4, 2, 2, 2, 1, 3, 3, 1, 2, 2, 2, 2, 3, 2, 1, 1,
-                 2, 2, 2, 1, 1, 1])[0]
+                 2, 2, 2, 1, 1, 1, 4, 1, 1])[0]
     return op_args(rng, kind, me, ntasks)
 
 
@@ -114,6 +119,7 @@ def random_program(rng, timed=False):
         "sem": rng.randint(1, 2),
         "queue": rng.choice(["fifo", "lifo", "priority"]),
         "cond": rng.choice(["own", "shared"]),  # the Condition's lock: its own, or the Lock
+        "parties": rng.randint(2, 3),  # the Barrier's
         "qmax": rng.randint(0, 2),
         "passes": rng.randint(0, 8),
         "tasks": [[random_op(rng, me, ntasks, timed) for _ in range(rng.randint(1, 6))]
@@ -132,6 +138,7 @@ class World:
         self.sem = asyncio.Semaphore(program["sem"])
         self.cond = Condition(self.lock if program["cond"] == "shared" else None)
         self.event = asyncio.Event()
+        self.barrier = asyncio.Barrier(program["parties"])
         queue_type = {"fifo": asyncio.Queue, "lifo": asyncio.LifoQueue,
                       "priority": asyncio.PriorityQueue}[program["queue"]]
         self.queue = queue_type(program["qmax"])
@@ -232,6 +239,14 @@ async def run_op(w, me, op):
         async with asyncio.timeout(op[1] / 16):
             await run_op(w, me, op[2:])
         w.say(me, op, "in time")
+    elif kind == "barrier":
+        w.say(me, op, await w.barrier.wait())
+    elif kind == "barrier_reset":
+        await w.barrier.reset()
+        w.say(me, op)
+    elif kind == "barrier_abort":
+        await w.barrier.abort()
+        w.say(me, op)
     elif kind == "callback":
         def done(f, i=op[1]):
             w.trace.append(f"T{me} callback f{i} -> {describe_future(f)}")
@@ -256,7 +271,8 @@ async def run_op(w, me, op):
         w.say(me, op)
     elif kind == "state":
         w.say(me, op, f"lock={w.lock.locked()} sem={w.sem.locked()} cond={w.cond.locked()} "
-                      f"event={w.event.is_set()} queue={w.queue.qsize()} full={w.queue.full()}")
+                      f"event={w.event.is_set()} queue={w.queue.qsize()} full={w.queue.full()} "
+                      f"barrier={w.barrier.n_waiting}{' broken' if w.barrier.broken else ''}")
     else:
         raise AssertionError(kind)
 
@@ -374,7 +390,8 @@ def run(program, timed=False):
 
 def print_program(seed, program, trace):
     print(f"program {seed} sem {program['sem']} queue {program['queue']} qmax {program['qmax']} "
-          f"cond {program['cond']} passes {program['passes']} sleep {program['sleep']}")
+          f"cond {program['cond']} parties {program['parties']} passes {program['passes']} "
+          f"sleep {program['sleep']}")
     for me, ops in enumerate(program["tasks"]):
         print(f"T{me}: " + "; ".join(op_text(op) for op in ops))
     print("trace")
