@@ -323,6 +323,9 @@ Coro<void> run_op(World& w, int me, const Op& op) {
   } else if (k == "gather") {
     auto both = co_await gather(w.futs[0], w.futs[1]);
     w.say(me, op, std::to_string(std::get<0>(both)) + " " + std::to_string(std::get<1>(both)));
+  } else if (k == "wait_timeout") {
+    auto r = co_await wait(w.futs, {.timeout = op.a / 16.0});
+    w.say(me, op, std::to_string(r.done.size()));
   } else if (k == "wait_first") {
     auto r = co_await wait(w.futs, {.return_when = FIRST_COMPLETED});
     w.say(me, op, std::to_string(r.done.size()));

@@ -68,9 +68,11 @@ asyncio.locks.Condition = Condition
 
 
 def random_op(rng, me, ntasks, timed=False):
-    if timed and rng.random() < 0.25:
-        if rng.random() < 0.5:
+    if timed and rng.random() < 0.3:
+        if rng.random() < 0.4:
             return ("sleep", rng.randint(1, 16))
+        if rng.random() < 0.2:  # asyncio.wait on the futures, with a timeout
+            return ("wait_timeout", rng.randint(1, 16))
         inner = op_args(rng, rng.choice(BLOCKING), me, ntasks)
         return ("timeout", rng.randint(1, 16)) + inner
     kind = rng.choices(
@@ -225,6 +227,9 @@ async def run_op(w, me, op):
     elif kind == "gather":
         a, b = await asyncio.gather(*w.futs)
         w.say(me, op, f"{a} {b}")
+    elif kind == "wait_timeout":
+        done, _ = await asyncio.wait(w.futs, timeout=op[1] / 16)
+        w.say(me, op, len(done))
     elif kind == "wait_first":
         done, _ = await asyncio.wait(w.futs, return_when=asyncio.FIRST_COMPLETED)
         w.say(me, op, len(done))
