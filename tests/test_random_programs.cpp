@@ -1,8 +1,11 @@
-// The C++ twin of tests/conformance/random_programs.py: replays each random program (tasks sharing
-// a Lock, a Semaphore, a Condition, an Event, a Queue and two Futures) on every loop kind and
-// requires the trace Python's asyncio printed for it, line for line. Differential testing of the
-// orderings the hand-written conformance scenarios cannot all foresee: who wakes when, what a
-// cancellation interrupts, what is left behind.
+// The C++ twins of the random programs in tests/conformance/: each program and the trace Python's
+// asyncio printed for it are replayed here and must trace the same, line for line.
+// - random_programs.py: tasks sharing a Lock, a Semaphore, a Condition, an Event, a Barrier, a
+//   Queue and two Futures, on every loop kind;
+// - random_timed_programs.py: the same with sleeps and timeouts, on the virtual-clock loop;
+// - random_stream_programs.py: a StreamReader fed and read by tasks, on every loop kind.
+// Differential testing of the orderings the hand-written conformance scenarios cannot all
+// foresee: who wakes when, what a cancellation interrupts, what is left behind.
 #include <charconv>
 #include <cstdlib>
 #include <exception>
@@ -25,7 +28,8 @@ struct Op {
 };
 
 struct Program {
-  std::string header;  // "program <seed> sem .. queue .. qmax .. cond .. passes .."
+  // "program <seed> sem .. queue .. qmax .. cond .. parties .. passes .. sleep .."
+  std::string header;
   int sem = 1, qmax = 0, passes = 0;
   int sleep = 0;  // main's sleep, in sixteenths of a second, before it cancels the rest
   std::string queue;              // fifo, lifo or priority
