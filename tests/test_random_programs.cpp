@@ -449,34 +449,16 @@ Coro<std::string> run_program(const Program& p) {
   co_return lines(w.trace);
 }
 
-// Replays `text` (random_programs.py's output) and counts the programs whose trace differs
-// from Python's; the first few differences (or all, with EDDY_RANDOM_PROGRAMS_ALL) are shown.
+// A program's trace, then what reached the exception handler once its objects were gone
+// (Python: after a collection), as Python lists it; taken out so the fixture does not count it
+// as unexpected.
 template <class Fixture>
-void replay(Fixture& f, std::string_view text, std::size_t expected_count) {
-  // EDDY_RANDOM_PROGRAMS=<file> replays another set, e.g. `random_programs.py 5000 1000 > file`.
-  const char* other = std::getenv("EDDY_RANDOM_PROGRAMS");
-  const std::string read = other ? read_file(other) : std::string();
-  const auto programs = parse_programs(other ? std::string_view(read) : text);
-  REQUIRE(programs.size() == (other ? programs.size() : expected_count));
-  REQUIRE(!programs.empty());
-  const bool show_all = std::getenv("EDDY_RANDOM_PROGRAMS_ALL") != nullptr;
-  int mismatches = 0;
-  for (const Program& p : programs) {
-    std::string trace = f.loop->run_until_complete(run_program(p));
-    // What reached the exception handler once the program's objects were gone (Python: after a
-    // collection), as Python lists it; taken out so the fixture does not count it as unexpected.
-    trace += "reports " + std::to_string(f.reported.size()) + "\n";
-    for (const auto& c : f.reported) trace += "report " + c.message + "\n";
-    f.reported.clear();
-    if (trace != p.expected) {
-      ++mismatches;
-      if (mismatches <= 5 || show_all) {  // the first few in full; the count says the rest
-        INFO(p.header << "\nfirst difference: " << first_difference(trace, p.expected));
-        CHECK(trace == p.expected);
-      }
-    }
-  }
-  CHECK(mismatches == 0);
+std::string run_with_reports(Fixture& f, const Program& p) {
+  std::string trace = f.loop->run_until_complete(run_program(p));
+  trace += "reports " + std::to_string(f.reported.size()) + "\n";
+  for (const auto& c : f.reported) trace += "report " + c.message + "\n";
+  f.reported.clear();
+  return trace;
 }
 
 // ---- StreamReader programs (random_stream_programs.py) ----------------------------------------
@@ -643,20 +625,25 @@ Coro<std::string> run_stream_program(const StreamProgram& p) {
   co_return lines(trace);
 }
 
-template <class Fixture>
-void replay_streams(Fixture& f, std::string_view text, std::size_t expected_count) {
-  const char* other = std::getenv("EDDY_RANDOM_STREAM_PROGRAMS");
+// Replays `text` (a script's output; or the file named by the environment variable `env`,
+// e.g. after `random_programs.py 5000 1000 > file`) and counts the programs whose trace, as
+// `run` gives it, differs from Python's; the first few differences (or all, with
+// EDDY_RANDOM_PROGRAMS_ALL) are shown.
+template <class Parse, class Run>
+void replay(const char* env, std::string_view text, std::size_t expected_count, Parse parse,
+            Run run) {
+  const char* other = std::getenv(env);
   const std::string read = other ? read_file(other) : std::string();
-  const auto programs = parse_stream_programs(other ? std::string_view(read) : text);
+  const auto programs = parse(other ? std::string_view(read) : text);
   REQUIRE(programs.size() == (other ? programs.size() : expected_count));
   REQUIRE(!programs.empty());
   const bool show_all = std::getenv("EDDY_RANDOM_PROGRAMS_ALL") != nullptr;
   int mismatches = 0;
-  for (const StreamProgram& p : programs) {
-    const std::string trace = f.loop->run_until_complete(run_stream_program(p));
+  for (const auto& p : programs) {
+    const std::string trace = run(p);
     if (trace != p.expected) {
       ++mismatches;
-      if (mismatches <= 5 || show_all) {
+      if (mismatches <= 5 || show_all) {  // the first few in full; the count says the rest
         INFO(p.header << "\nfirst difference: " << first_difference(trace, p.expected));
         CHECK(trace == p.expected);
       }
@@ -669,17 +656,22 @@ void replay_streams(Fixture& f, std::string_view text, std::size_t expected_coun
 
 LOOP_TEST("conformance: random programs of tasks, locks, queues and futures trace as in Python",
           "[conformance][locks][queues]") {
-  replay(*this, conformance::random_programs, 300);
+  replay("EDDY_RANDOM_PROGRAMS", conformance::random_programs, 300, parse_programs,
+         [this](const Program& p) { return run_with_reports(*this, p); });
 }
 
 // With timers: only on the virtual-clock loop, whose time moves as the Python script's does.
 TEST_CASE_METHOD(LoopFixture<VirtualLoop>,
                  "conformance: random programs with sleeps and timeouts trace as in Python",
                  "[conformance][locks][queues][timers]") {
-  replay(*this, conformance::random_timed_programs, 300);
+  replay("EDDY_RANDOM_PROGRAMS", conformance::random_timed_programs, 300, parse_programs,
+         [this](const Program& p) { return run_with_reports(*this, p); });
 }
 
 LOOP_TEST("conformance: random StreamReader programs trace as in Python",
           "[conformance][streams]") {
-  replay_streams(*this, conformance::random_stream_programs, 300);
+  replay("EDDY_RANDOM_STREAM_PROGRAMS", conformance::random_stream_programs, 300,
+         parse_stream_programs, [this](const StreamProgram& p) {
+           return this->loop->run_until_complete(run_stream_program(p));
+         });
 }
