@@ -3,9 +3,12 @@
 // - random_programs.py: tasks sharing a Lock, a Semaphore, a Condition, an Event, a Barrier, a
 //   Queue and two Futures, on every loop kind;
 // - random_timed_programs.py: the same with sleeps and timeouts, on the virtual-clock loop;
+// - random_group_programs.py: the first kind with TaskGroups, failing operations and uncancel, on
+//   every loop kind; random_timed_group_programs.py: the same with timers, on the virtual clock;
 // - random_stream_programs.py: a StreamReader fed and read by tasks, on every loop kind.
 // Differential testing of the orderings the hand-written conformance scenarios cannot all
 // foresee: who wakes when, what a cancellation interrupts, what is left behind.
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <exception>
@@ -24,7 +27,7 @@ struct Op {
   std::string text;  // as Python prints it: the kind and its arguments
   std::string kind;
   int a = 0, b = 0;
-  std::vector<Op> inner;  // timeout's operation
+  std::vector<Op> inner;  // timeout's operation; a group's children, then its body
 };
 
 struct Program {
@@ -62,6 +65,11 @@ Op parse_op(std::string_view text) {
   if (words.size() > 1) op.a = to_int(words[1]);
   if (op.kind == "timeout") {  // "timeout <sixteenths> <operation>"
     op.inner.push_back(parse_op(text.substr(words[0].size() + words[1].size() + 2)));
+    return op;
+  }
+  if (op.kind == "group") {  // "group <child> / <child> / <body>"
+    for (auto member : split(text.substr(op.kind.size() + 1), " / "))
+      op.inner.push_back(parse_op(member));
     return op;
   }
   if (words.size() > 2) op.b = to_int(words[2]);
@@ -175,8 +183,9 @@ struct World {
     futs.push_back(loop.create_future<int>());
     futs.push_back(loop.create_future<int>());
   }
-  void say(int me, const Op& op, const std::string& what = {}) {
-    trace.push_back("T" + std::to_string(me) + " " + op.text + (what.empty() ? "" : " -> " + what));
+  // `me`: a task's number, or "<task>.<k>" for the k-th child of a group the task runs.
+  void say(const std::string& me, const Op& op, const std::string& what = {}) {
+    trace.push_back("T" + me + " " + op.text + (what.empty() ? "" : " -> " + what));
   }
 
   Lock lock;
@@ -247,7 +256,46 @@ Coro<void> cond_wait(World& w) {
   if (failed) std::rethrow_exception(failed);
 }
 
-Coro<void> run_op(World& w, int me, const Op& op) {
+Coro<void> run_group(World& w, std::string me, const Op& op);
+
+// Python's name for an exception an operation raised.
+std::string python_name(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const QueueEmpty&) {
+    return "QueueEmpty";
+  } catch (const QueueFull&) {
+    return "QueueFull";
+  } catch (const InvalidStateError&) {
+    return "InvalidStateError";
+  } catch (const ValueError&) {
+    return "ValueError";
+  } catch (const BrokenBarrierError&) {
+    return "BrokenBarrierError";
+  } catch (const RuntimeError&) {
+    return "RuntimeError";
+  } catch (const TimeoutError&) {
+    return "TimeoutError";
+  } catch (const std::exception& x) {
+    return std::string("unexpected ") + x.what();
+  }
+}
+
+// Whether `op` awaits other tasks: then a cancellation it raises is traced without its message,
+// as asyncio gives a cancelled task's message to its first awaiter only, Eddy to every awaiter
+// (docs/api.md).
+bool awaits_tasks(const Op& op) {
+  if (op.kind == "timeout" || op.kind == "group")
+    return std::any_of(op.inner.begin(), op.inner.end(), awaits_tasks);
+  return op.kind == "await_task" || op.kind == "gather_tasks" || op.kind == "shield_task" ||
+         op.kind == "wait_tasks";
+}
+
+std::string cancelled_text(const Op& op, const CancelledError& e) {
+  return awaits_tasks(op) ? "cancelled" : "cancelled '" + e.message() + "'";
+}
+
+Coro<void> run_op(World& w, std::string me, const Op& op) {
   const std::string& k = op.kind;
   if (k == "yield") {
     co_await sleep(0);
@@ -259,6 +307,17 @@ Coro<void> run_op(World& w, int me, const Op& op) {
     auto scope = timeout(op.a / 16.0);
     co_await scope.run(run_op(w, me, op.inner[0]));
     w.say(me, op, "in time");
+  } else if (k == "group") {
+    co_await run_group(w, me, op);
+  } else if (k == "fail") {
+    w.say(me, op);
+    throw ValueError("fail");
+  } else if (k == "uncancel") {
+    w.say(me, op, std::to_string(current_task()->uncancel()));
+  } else if (k == "cancel_current") {
+    TaskBase* task = current_task();
+    w.say(me, op, py_bool(task->cancel("self T" + me)));
+    if (op.a) w.say(me, op, "uncancel " + std::to_string(task->uncancel()));
   } else if (k == "lock" || k == "sem") {
     if (k == "lock") {
       co_await w.lock.acquire();
@@ -320,7 +379,7 @@ Coro<void> run_op(World& w, int me, const Op& op) {
     w.futs[op.a].set_exception(ValueError("failed"));
     w.say(me, op);
   } else if (k == "fut_cancel") {
-    w.say(me, op, py_bool(w.futs[op.a].cancel("f by T" + std::to_string(me))));
+    w.say(me, op, py_bool(w.futs[op.a].cancel("f by T" + me)));
   } else if (k == "shield") {
     int v = co_await shield(w.futs[op.a]);
     w.say(me, op, std::to_string(v));
@@ -334,7 +393,7 @@ Coro<void> run_op(World& w, int me, const Op& op) {
     auto r = co_await wait(w.futs, {.return_when = FIRST_COMPLETED});
     w.say(me, op, std::to_string(r.done.size()));
   } else if (k == "cancel") {
-    w.say(me, op, py_bool(w.tasks[op.a].cancel("by T" + std::to_string(me))));
+    w.say(me, op, py_bool(w.tasks[op.a].cancel("by T" + me)));
   } else if (k == "await_task") {
     int v = co_await w.tasks[op.a];
     w.say(me, op, std::to_string(v));
@@ -350,13 +409,11 @@ Coro<void> run_op(World& w, int me, const Op& op) {
   } else if (k == "callback") {
     const int i = op.a;
     w.futs[i].add_done_callback([&w, me, i](Future<int> f) {
-      w.trace.push_back("T" + std::to_string(me) + " callback f" + std::to_string(i) + " -> " +
-                        describe(f));
+      w.trace.push_back("T" + me + " callback f" + std::to_string(i) + " -> " + describe(f));
     });
     w.say(me, op);
   } else if (k == "soon") {
-    get_running_loop().call_soon(
-        [&w, me] { w.trace.push_back("T" + std::to_string(me) + " soon ran"); });
+    get_running_loop().call_soon([&w, me] { w.trace.push_back("T" + me + " soon ran"); });
     w.say(me, op);
   } else if (k == "gather_tasks") {
     auto both = co_await gather(return_exceptions, w.tasks[op.a], w.tasks[op.b]);
@@ -387,39 +444,50 @@ Coro<void> run_op(World& w, int me, const Op& op) {
 // One operation, its errors traced as Python names them; a CancelledError ends the task.
 // (Its own coroutine: Emscripten 3.1.6 loses an exception raised at a co_await in a try block
 // inside a loop, docs/targets.md.)
-Coro<void> run_traced(World& w, int me, const Op& op) {
+Coro<void> run_traced(World& w, std::string me, const Op& op) {
   try {
     co_await run_op(w, me, op);
   } catch (const CancelledError& e) {
-    // Without the message when other tasks are awaited: asyncio gives a cancelled task's
-    // message to its first awaiter only, Eddy to every awaiter (docs/api.md).
-    const Op& awaiting = op.kind == "timeout" ? op.inner[0] : op;
-    const bool awaits_tasks = awaiting.kind == "await_task" || awaiting.kind == "gather_tasks" ||
-                              awaiting.kind == "shield_task" || awaiting.kind == "wait_tasks";
-    w.say(me, op, awaits_tasks ? "cancelled" : "cancelled '" + e.message() + "'");
+    w.say(me, op, cancelled_text(op, e));
     throw;
-  } catch (const QueueEmpty&) {
-    w.say(me, op, "QueueEmpty");
-  } catch (const QueueFull&) {
-    w.say(me, op, "QueueFull");
-  } catch (const InvalidStateError&) {
-    w.say(me, op, "InvalidStateError");
-  } catch (const ValueError&) {
-    w.say(me, op, "ValueError");
-  } catch (const BrokenBarrierError&) {
-    w.say(me, op, "BrokenBarrierError");
-  } catch (const RuntimeError&) {
-    w.say(me, op, "RuntimeError");
-  } catch (const TimeoutError&) {
-    w.say(me, op, "TimeoutError");
-  } catch (const std::exception& e) {
-    w.say(me, op, std::string("unexpected ") + e.what());
+  } catch (const std::exception&) {
+    w.say(me, op, python_name(std::current_exception()));
   }
 }
 
 Coro<int> actor(World& w, int me, const std::vector<Op>& ops) {
-  for (const Op& op : ops) co_await run_traced(w, me, op);
+  for (const Op& op : ops) co_await run_traced(w, std::to_string(me), op);
   co_return me;
+}
+
+// A group's child (or its body): the operation's errors are traced, then raised for the group.
+Coro<void> group_member(World& w, std::string me, const Op& op) {
+  try {
+    co_await run_op(w, me, op);
+  } catch (const CancelledError& e) {
+    w.say(me, op, cancelled_text(op, e));
+    throw;
+  } catch (const std::exception&) {
+    w.say(me, op, "raises " + python_name(std::current_exception()));
+    throw;
+  }
+}
+
+// `async with TaskGroup() as tg`: the children (tasks "<me>.<k>"), then the body in this task.
+Coro<void> run_group(World& w, std::string me, const Op& op) {
+  try {
+    auto body = [&w, me, &op](TaskGroup& tg) -> Coro<void> {
+      for (std::size_t k = 0; k + 1 < op.inner.size(); ++k)
+        tg.create_task(group_member(w, me + "." + std::to_string(k), op.inner[k]));
+      co_await group_member(w, me, op.inner.back());
+    };
+    co_await TaskGroup::run(body);
+    w.say(me, op, "ok");
+  } catch (const ExceptionGroup& group) {
+    std::string names = "errors";
+    for (const std::exception_ptr& e : group.exceptions()) names += " " + python_name(e);
+    w.say(me, op, names);
+  }
 }
 
 Coro<std::string> run_program(const Program& p) {
@@ -665,6 +733,19 @@ TEST_CASE_METHOD(LoopFixture<VirtualLoop>,
                  "conformance: random programs with sleeps and timeouts trace as in Python",
                  "[conformance][locks][queues][timers]") {
   replay("EDDY_RANDOM_PROGRAMS", conformance::random_timed_programs, 300, parse_programs,
+         [this](const Program& p) { return run_with_reports(*this, p); });
+}
+
+LOOP_TEST("conformance: random programs with TaskGroups trace as in Python (3.13)",
+          "[conformance][combinators]") {
+  replay("EDDY_RANDOM_PROGRAMS", conformance::random_group_programs, 300, parse_programs,
+         [this](const Program& p) { return run_with_reports(*this, p); });
+}
+
+TEST_CASE_METHOD(LoopFixture<VirtualLoop>,
+                 "conformance: random programs with TaskGroups and timeouts trace as in Python",
+                 "[conformance][combinators][timers]") {
+  replay("EDDY_RANDOM_PROGRAMS", conformance::random_timed_group_programs, 300, parse_programs,
          [this](const Program& p) { return run_with_reports(*this, p); });
 }
 

@@ -8,8 +8,11 @@ every Eddy loop kind and must print the same traces. No timers: only loop passes
 so the traces are exact.
 
 Only operations whose semantics did not change between this machine's Python (3.11) and 3.13,
-which Eddy follows, are generated (not Task.uncancel; Semaphore values of 1 and 2 without raw
-releases; the Condition below adds 3.13's hand-off of a notification a cancelled waiter got).
+which Eddy follows, are generated (Semaphore values of 1 and 2 without raw releases), or where
+this script gives asyncio 3.13's behaviour: the Condition below hands on a notification a
+cancelled waiter got; with groups (random_group_programs.py and
+random_timed_group_programs.py), the TaskGroup below takes back its
+own cancellation of the parent as 3.13 does, and Task.uncancel clears a pending cancellation.
 """
 import asyncio
 import gc
@@ -58,6 +61,67 @@ class Condition(asyncio.Condition):  # also asyncio.Barrier's (set below)
             raise
 
 
+class TaskGroup(asyncio.TaskGroup):
+    """asyncio.TaskGroup leaving its `async with` as 3.13 does. 3.11 takes back (uncancel) the
+    cancellation the group made of its parent before it waits for the children; 3.13 does so
+    after, so a child failing while the group waits is handled too; and when children failed
+    while the parent is also being cancelled from outside, 3.13 re-issues that cancellation
+    (uncancel, cancel) so it stays pending after the ExceptionGroup. Its children are kept in
+    creation order, which is the order it cancels them in (asyncio's set has no fixed order;
+    Eddy uses creation order)."""
+
+    class Children(dict):
+        def add(self, task):
+            self[task] = None
+
+        def discard(self, task):
+            self.pop(task, None)
+
+    def __init__(self):
+        super().__init__()
+        self._tasks = TaskGroup.Children()
+
+    async def __aexit__(self, et, exc, tb):
+        self._exiting = True
+        cancelled = et is not None and issubclass(et, asyncio.CancelledError)
+        propagate = exc if cancelled else None
+        if et is not None and not self._aborting:
+            self._abort()  # the body failed or was cancelled: stop the children
+        while self._tasks:  # a cancellation while waiting only stops the children
+            if self._on_completed_fut is None:
+                self._on_completed_fut = self._loop.create_future()
+            try:
+                await self._on_completed_fut
+            except asyncio.CancelledError as e:
+                if not self._aborting:
+                    propagate = e
+                    self._abort()
+            self._on_completed_fut = None
+        if self._parent_cancel_requested and self._parent_task.uncancel() == 0:
+            propagate = None  # only the group's own cancellation: it ends here
+        if propagate is not None and not self._errors:
+            raise propagate
+        if et is not None and not cancelled:
+            self._errors.append(exc)
+        if self._errors:
+            if self._parent_task.cancelling():
+                self._parent_task.uncancel()
+                self._parent_task.cancel()
+            errors, self._errors = self._errors, None
+            raise BaseExceptionGroup("unhandled errors in a TaskGroup", errors) from None
+
+
+class Task(asyncio.tasks._PyTask):
+    """A task whose uncancel() also drops a cancellation not yet delivered once the count of
+    requests is back to zero, as 3.13's does (3.11's would still deliver it)."""
+
+    def uncancel(self):
+        left = super().uncancel()
+        if left == 0:
+            self._must_cancel = False
+        return left
+
+
 # What a timeout may interrupt (timed programs only).
 BLOCKING = ["get", "put", "fut_await", "ev_wait", "lock", "sem", "cond_wait", "join", "sleep",
             "gather", "shield", "await_task", "barrier"]
@@ -67,14 +131,26 @@ BLOCKING = ["get", "put", "fut_await", "ev_wait", "lock", "sem", "cond_wait", "j
 asyncio.locks.Condition = Condition
 
 
-def random_op(rng, me, ntasks, timed=False):
+def random_op(rng, me, ntasks, timed=False, groups=False):
     if timed and rng.random() < 0.3:
         if rng.random() < 0.4:
             return ("sleep", rng.randint(1, 16))
         if rng.random() < 0.2:  # asyncio.wait on the futures, with a timeout
             return ("wait_timeout", rng.randint(1, 16))
-        inner = op_args(rng, rng.choice(BLOCKING), me, ntasks)
+        kind = "group" if groups and rng.random() < 0.3 else rng.choice(BLOCKING)
+        inner = group_op(rng, me, ntasks, timed) if kind == "group" else op_args(
+            rng, kind, me, ntasks)
         return ("timeout", rng.randint(1, 16)) + inner
+    if groups:
+        r = rng.random()
+        if r < 0.2:
+            return group_op(rng, me, ntasks, timed)
+        if r < 0.26:
+            return ("fail",)
+        if r < 0.32:
+            return ("uncancel",)
+        if r < 0.36:  # the current task cancels itself; perhaps takes it back at once
+            return ("cancel_current", rng.randint(0, 1))
     kind = rng.choices(
         ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
@@ -85,6 +161,13 @@ def random_op(rng, me, ntasks, timed=False):
         weights=[6, 6, 1, 4, 3, 3, 1, 3, 3, 1, 4, 4, 2, 2, 2, 1, 3, 3, 1, 2, 2, 2, 2, 3, 2, 1, 1,
                  2, 2, 2, 1, 1, 1, 4, 1, 1])[0]
     return op_args(rng, kind, me, ntasks)
+
+
+def group_op(rng, me, ntasks, timed):
+    """`async with TaskGroup()`: one or two children, each running an operation in a task of
+    its own, and an operation as the body; the last of the ops is the body."""
+    ops = [random_op(rng, me, ntasks, timed) for _ in range(rng.randint(2, 3))]
+    return ("group",) + tuple(ops)
 
 
 def op_args(rng, kind, me, ntasks):
@@ -114,7 +197,7 @@ def op_args(rng, kind, me, ntasks):
     return (kind,)
 
 
-def random_program(rng, timed=False):
+def random_program(rng, timed=False, groups=False):
     ntasks = rng.randint(2, 5)
     return {
         "sleep": rng.randint(0, 16) if timed else 0,  # main's sleep before it cancels the rest
@@ -124,12 +207,16 @@ def random_program(rng, timed=False):
         "parties": rng.randint(2, 3),  # the Barrier's
         "qmax": rng.randint(0, 2),
         "passes": rng.randint(0, 8),
-        "tasks": [[random_op(rng, me, ntasks, timed) for _ in range(rng.randint(1, 6))]
+        "tasks": [[random_op(rng, me, ntasks, timed, groups) for _ in range(rng.randint(1, 6))]
                   for me in range(ntasks)],
     }
 
 
 def op_text(op):
+    if op[0] == "group":  # "group <child> / <child> / <body>"
+        return "group " + " / ".join(op_text(x) for x in op[1:])
+    if op[0] == "timeout":
+        return f"timeout {op[1]} " + op_text(op[2:])
     return " ".join(str(x) for x in op)
 
 
@@ -244,6 +331,25 @@ async def run_op(w, me, op):
         async with asyncio.timeout(op[1] / 16):
             await run_op(w, me, op[2:])
         w.say(me, op, "in time")
+    elif kind == "group":
+        try:
+            async with TaskGroup() as tg:
+                for k, child in enumerate(op[1:-1]):
+                    tg.create_task(group_member(w, f"{me}.{k}", child))
+                await group_member(w, me, op[-1])
+            w.say(me, op, "ok")
+        except ExceptionGroup as eg:
+            w.say(me, op, "errors " + " ".join(type(e).__name__ for e in eg.exceptions))
+    elif kind == "fail":
+        w.say(me, op)
+        raise ValueError("fail")
+    elif kind == "uncancel":
+        w.say(me, op, asyncio.current_task().uncancel())
+    elif kind == "cancel_current":
+        task = asyncio.current_task()
+        w.say(me, op, task.cancel(f"self T{me}"))
+        if op[1]:
+            w.say(me, op, f"uncancel {task.uncancel()}")
     elif kind == "barrier":
         w.say(me, op, await w.barrier.wait())
     elif kind == "barrier_reset":
@@ -282,24 +388,48 @@ async def run_op(w, me, op):
         raise AssertionError(kind)
 
 
+def cancelled_text(op, e):
+    """How a CancelledError that `op` raised is traced. Not with the message of an awaited task's
+    cancellation: asyncio gives it to the first awaiter only (later ones get an empty
+    CancelledError), Eddy to every awaiter."""
+    return "cancelled" + ("" if awaits_tasks(op) else f" '{e.args[0] if e.args else ''}'")
+
+
+# Operations that await other tasks: a cancellation they raise is traced without its message.
+TASK_AWAITS = ("await_task", "gather_tasks", "shield_task", "wait_tasks")
+
+
+def awaits_tasks(op):
+    if op[0] == "timeout":
+        return awaits_tasks(op[2:])
+    if op[0] == "group":
+        return any(awaits_tasks(x) for x in op[1:])
+    return op[0] in TASK_AWAITS
+
+
 async def actor(w, me, ops):
     for op in ops:
         try:
             await run_op(w, me, op)
         except asyncio.CancelledError as e:
-            # Not the message of an awaited task's cancellation: asyncio gives it to the first
-            # awaiter only (later ones get an empty CancelledError), Eddy to every awaiter.
-            awaits_tasks = op[0] in TASK_AWAITS or (op[0] == "timeout" and op[2] in TASK_AWAITS)
-            message = "" if awaits_tasks else f" '{e.args[0] if e.args else ''}'"
-            w.say(me, op, "cancelled" + message)
+            w.say(me, op, cancelled_text(op, e))
             raise
         except Exception as e:
             w.say(me, op, type(e).__name__)
     return me
 
 
-# Operations that await other tasks: a cancellation they raise is traced without its message.
-TASK_AWAITS = ("await_task", "gather_tasks", "shield_task", "wait_tasks")
+async def group_member(w, me, op):
+    """A TaskGroup's child (or its body): the operation's errors are traced, then raised for
+    the group to collect."""
+    try:
+        await run_op(w, me, op)
+    except asyncio.CancelledError as e:
+        w.say(me, op, cancelled_text(op, e))
+        raise
+    except Exception as e:
+        w.say(me, op, "raises " + type(e).__name__)
+        raise
 
 
 def describe_outcome(x):
@@ -376,8 +506,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return super().call_at(when, callback, *args, context=context)
 
 
-def run(program, timed=False):
+def run(program, timed=False, groups=False):
     loop = VirtualTimeLoop() if timed else asyncio.new_event_loop()
+    if groups:
+        loop.set_task_factory(lambda loop, coro, **kwargs: Task(coro, loop=loop, **kwargs))
     reports = []
     loop.set_exception_handler(lambda loop, context: reports.append(context["message"]))
     try:
@@ -405,11 +537,11 @@ def print_program(seed, program, trace):
     print("end")
 
 
-def generate(timed=False):
+def generate(timed=False, groups=False):
     made, seed = 0, FIRST_SEED
     while made < PROGRAMS:
-        program = random_program(random.Random(seed), timed)
-        trace = run(program, timed)
+        program = random_program(random.Random(seed), timed, groups)
+        trace = run(program, timed, groups)
         if trace is not None:
             print_program(seed, program, trace)
             made += 1
