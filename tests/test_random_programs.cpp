@@ -312,6 +312,9 @@ Coro<void> run_op(World& w, std::string me, const Op& op) {
   } else if (k == "fail") {
     w.say(me, op);
     throw ValueError("fail");
+  } else if (k == "sem_release") {
+    w.sem.release();
+    w.say(me, op, std::to_string(w.sem.value()));
   } else if (k == "uncancel") {
     w.say(me, op, std::to_string(current_task()->uncancel()));
   } else if (k == "cancel_current") {

@@ -277,17 +277,7 @@ struct Semaphore::Quick {
     return detail::QuickStart::wait;
   }
   static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool failed) noexcept {
-    Semaphore& sem = call.object<Semaphore>();
-    sem.waiters_.remove(&waited);
-    // Woken (value_ already taken for us) but cancelled before running: give the unit back.
-    if (failed && waited.done() && !waited.cancelled()) ++sem.value_;
-    // Waiters that arrived meanwhile had to queue behind us: wake as many as value_ allows.
-    try {
-      while (sem.value_ > 0 && sem.wake_up_next()) {
-      }
-    } catch (...) {
-      // Setting a pending future's result cannot fail.
-    }
+    call.object<Semaphore>().end_wait(waited, failed);
   }
   static void acquired(detail::QuickCall&) {}
   static Held<Semaphore> held(detail::QuickCall& call) {
@@ -324,13 +314,22 @@ Coro<void> Semaphore::acquire_coroutine() {
   } catch (...) {
     error = std::current_exception();
   }
-  waiters_.remove(fut);
-  // Woken (value_ already taken for us) but cancelled before running: give the unit back.
-  if (error && fut.done() && !fut.cancelled()) ++value_;
-  // Waiters that arrived meanwhile had to queue behind us: wake as many as value_ allows.
-  while (value_ > 0 && wake_up_next()) {
-  }
+  end_wait(*fut.base(), error != nullptr);
   if (error) std::rethrow_exception(error);
+}
+
+// How a wait in acquire() ends, however it ended (`failed`: cancelled).
+void Semaphore::end_wait(FutureBase& waited, bool failed) noexcept {
+  waiters_.remove(&waited);
+  // Woken (value_ already taken for us) but cancelled before running: give the unit back.
+  if (failed && waited.done() && !waited.cancelled()) ++value_;
+  // Waiters that arrived meanwhile had to queue behind us: wake as many as value_ allows.
+  try {
+    while (value_ > 0 && wake_up_next()) {
+    }
+  } catch (...) {
+    // Setting a pending future's result cannot fail.
+  }
 }
 
 void Semaphore::release() {

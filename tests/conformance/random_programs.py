@@ -8,13 +8,15 @@ every Eddy loop kind and must print the same traces. No timers: only loop passes
 so the traces are exact.
 
 Only operations whose semantics did not change between this machine's Python (3.11) and 3.13,
-which Eddy follows, are generated (Semaphore values of 1 and 2 without raw releases), or where
-this script gives asyncio 3.13's behaviour: the Condition below hands on a notification a
-cancelled waiter got; with groups (random_group_programs.py and
+which Eddy follows, are generated, or this script gives asyncio 3.13's behaviour: the Condition
+below hands on a notification a cancelled waiter got; the Semaphore below wakes as many waiters
+as its value allows (in the first two kinds, values are 1 and 2 without raw releases, where
+3.11 does the same); with groups (random_group_programs.py and
 random_timed_group_programs.py), the TaskGroup below takes back its
 own cancellation of the parent as 3.13 does, and Task.uncancel clears a pending cancellation.
 """
 import asyncio
+import collections
 import gc
 import random
 import selectors
@@ -59,6 +61,42 @@ class Condition(asyncio.Condition):  # also asyncio.Barrier's (set below)
                     waiter.set_result(False)
                     break
             raise
+
+
+class Semaphore(asyncio.Semaphore):
+    """asyncio.Semaphore.acquire as 3.13 has it. 3.11's, once woken, wakes at most one more
+    waiter, and a waiter cancelled after being woken hands its unit to the next one; 3.13's
+    gives the unit back and then, however acquire ended, wakes waiters while units are left."""
+
+    async def acquire(self):
+        if not self.locked():
+            self._value -= 1
+            return True
+        if self._waiters is None:
+            self._waiters = collections.deque()
+        woken = asyncio.get_running_loop().create_future()
+        self._waiters.append(woken)
+        try:
+            try:
+                await woken
+            finally:
+                self._waiters.remove(woken)
+        except asyncio.CancelledError:
+            if woken.done() and not woken.cancelled():
+                self._value += 1  # woken, with a unit taken for it, but not acquiring
+            raise
+        finally:
+            while self._value > 0 and self._wake_up_next():
+                pass
+        return True
+
+    def _wake_up_next(self):
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                self._value -= 1
+                waiter.set_result(True)
+                return True
+        return False
 
 
 class TaskGroup(asyncio.TaskGroup):
@@ -151,6 +189,10 @@ def random_op(rng, me, ntasks, timed=False, groups=False):
             return ("uncancel",)
         if r < 0.36:  # the current task cancels itself; perhaps takes it back at once
             return ("cancel_current", rng.randint(0, 1))
+        if r < 0.41:
+            return ("sem_release",)
+        if r < 0.49:  # more Semaphore traffic, for its wake-ups with several units free
+            return op_args(rng, "sem", me, ntasks)
     kind = rng.choices(
         ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
@@ -201,7 +243,7 @@ def random_program(rng, timed=False, groups=False):
     ntasks = rng.randint(2, 5)
     return {
         "sleep": rng.randint(0, 16) if timed else 0,  # main's sleep before it cancels the rest
-        "sem": rng.randint(1, 2),
+        "sem": rng.randint(1, 3 if groups else 2),
         "queue": rng.choice(["fifo", "lifo", "priority"]),
         "cond": rng.choice(["own", "shared"]),  # the Condition's lock: its own, or the Lock
         "parties": rng.randint(2, 3),  # the Barrier's
@@ -224,7 +266,7 @@ class World:
     def __init__(self, program):
         loop = asyncio.get_running_loop()
         self.lock = asyncio.Lock()
-        self.sem = asyncio.Semaphore(program["sem"])
+        self.sem = Semaphore(program["sem"])
         self.cond = Condition(self.lock if program["cond"] == "shared" else None)
         self.event = asyncio.Event()
         self.barrier = asyncio.Barrier(program["parties"])
@@ -343,6 +385,9 @@ async def run_op(w, me, op):
     elif kind == "fail":
         w.say(me, op)
         raise ValueError("fail")
+    elif kind == "sem_release":
+        w.sem.release()
+        w.say(me, op, w.sem._value)
     elif kind == "uncancel":
         w.say(me, op, asyncio.current_task().uncancel())
     elif kind == "cancel_current":

@@ -171,6 +171,7 @@ class Semaphore : public detail::LoopBound {
   Coro<void> acquire_coroutine();
   Coro<Held<Semaphore>> hold_coroutine();
   bool wake_up_next();
+  void end_wait(FutureBase& waited, bool failed) noexcept;
   detail::Waiters waiters_;
   int value_;
 };
