@@ -377,8 +377,8 @@ async def run_op(w, me, op):
         try:
             async with TaskGroup() as tg:
                 for k, child in enumerate(op[1:-1]):
-                    tg.create_task(group_member(w, f"{me}.{k}", child))
-                await group_member(w, me, op[-1])
+                    tg.create_task(run_traced(w, f"{me}.{k}", child, group_member=True))
+                await run_traced(w, me, op[-1], group_member=True)
             w.say(me, op, "ok")
         except ExceptionGroup as eg:
             w.say(me, op, "errors " + " ".join(type(e).__name__ for e in eg.exceptions))
@@ -452,29 +452,26 @@ def awaits_tasks(op):
     return op[0] in TASK_AWAITS
 
 
-async def actor(w, me, ops):
-    for op in ops:
-        try:
-            await run_op(w, me, op)
-        except asyncio.CancelledError as e:
-            w.say(me, op, cancelled_text(op, e))
-            raise
-        except Exception as e:
-            w.say(me, op, type(e).__name__)
-    return me
-
-
-async def group_member(w, me, op):
-    """A TaskGroup's child (or its body): the operation's errors are traced, then raised for
-    the group to collect."""
+async def run_traced(w, me, op, group_member=False):
+    """One operation, its errors traced; a CancelledError ends the task. In a TaskGroup's member
+    (a child, or the body) every error is raised on, for the group to collect."""
     try:
         await run_op(w, me, op)
     except asyncio.CancelledError as e:
         w.say(me, op, cancelled_text(op, e))
         raise
     except Exception as e:
+        if not group_member:
+            w.say(me, op, type(e).__name__)
+            return
         w.say(me, op, "raises " + type(e).__name__)
         raise
+
+
+async def actor(w, me, ops):
+    for op in ops:
+        await run_traced(w, me, op)
+    return me
 
 
 def describe_outcome(x):
