@@ -160,6 +160,11 @@ class AnyQueue {
     if (kind_ == "priority") return priority_.get_nowait();
     return fifo_.get_nowait();
   }
+  void shutdown(bool immediate) {
+    if (kind_ == "fifo") fifo_.shutdown(immediate);
+    if (kind_ == "lifo") lifo_.shutdown(immediate);
+    if (kind_ == "priority") priority_.shutdown(immediate);
+  }
   detail::QueueCore& core() {
     if (kind_ == "lifo") return lifo_;
     if (kind_ == "priority") return priority_;
@@ -267,6 +272,8 @@ std::string python_name(std::exception_ptr e) {
     return "QueueEmpty";
   } catch (const QueueFull&) {
     return "QueueFull";
+  } catch (const QueueShutDown&) {
+    return "QueueShutDown";
   } catch (const InvalidStateError&) {
     return "InvalidStateError";
   } catch (const ValueError&) {
@@ -313,6 +320,9 @@ Coro<void> run_op(World& w, std::string me, const Op& op) {
   } else if (k == "fail") {
     w.say(me, op);
     throw ValueError("fail");
+  } else if (k == "q_shutdown") {
+    w.queue.shutdown(op.a != 0);
+    w.say(me, op, std::to_string(w.queue.core().qsize()));
   } else if (k == "sem_release") {
     w.sem.release();
     w.say(me, op, std::to_string(w.sem.value()));

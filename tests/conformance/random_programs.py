@@ -11,7 +11,7 @@ Only operations whose semantics did not change between this machine's Python (3.
 which Eddy follows, are generated, or this script gives asyncio 3.13's behaviour: the Condition
 below hands on a notification a cancelled waiter got; the Semaphore below wakes as many waiters
 as its value allows (in the first two kinds, values are 1 and 2 without raw releases, where
-3.11 does the same); with groups (random_group_programs.py and
+3.11 does the same); the queues have 3.13's shutdown (used with groups); with groups (random_group_programs.py and
 random_timed_group_programs.py), the TaskGroup below takes back its
 own cancellation of the parent as 3.13 does, and Task.uncancel clears a pending cancellation.
 """
@@ -97,6 +97,82 @@ class Semaphore(asyncio.Semaphore):
                 waiter.set_result(True)
                 return True
         return False
+
+
+class QueueShutDown(Exception):
+    """asyncio.QueueShutDown (3.13)."""
+
+
+class Shutdown:
+    """Queue.shutdown (3.13) on 3.11's queues: once shut down, puts raise QueueShutDown, and gets
+    too once the queue is empty (at once if the shutdown was immediate: it drops the items, and
+    counts them as done for join()); every waiting getter and putter is woken to see it."""
+
+    _is_shutdown = False
+
+    def shutdown(self, immediate=False):
+        self._is_shutdown = True
+        if immediate:
+            while not self.empty():
+                self._get()
+                self._unfinished_tasks = max(0, self._unfinished_tasks - 1)
+            if self._unfinished_tasks == 0:
+                self._finished.set()
+        for waiters in (self._getters, self._putters):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def put_nowait(self, item):
+        if self._is_shutdown:
+            raise QueueShutDown
+        super().put_nowait(item)
+
+    def get_nowait(self):
+        if self._is_shutdown and self.empty():
+            raise QueueShutDown
+        return super().get_nowait()
+
+    async def put(self, item):
+        while self.full():
+            if self._is_shutdown:
+                raise QueueShutDown
+            await self._wait_in(self._putters, self.full)
+        self.put_nowait(item)
+
+    async def get(self):
+        while self.empty():
+            if self._is_shutdown:
+                raise QueueShutDown
+            await self._wait_in(self._getters, self.empty)
+        return self.get_nowait()
+
+    async def _wait_in(self, waiters, blocked):
+        """One wait for a turn; a waiter woken but failing (cancelled) passes the turn on."""
+        waiter = self._get_loop().create_future()
+        waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            waiter.cancel()
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not blocked() and not waiter.cancelled():
+                self._wakeup_next(waiters)
+            raise
+
+
+class Queue(Shutdown, asyncio.Queue):
+    pass
+
+
+class LifoQueue(Shutdown, asyncio.LifoQueue):
+    pass
+
+
+class PriorityQueue(Shutdown, asyncio.PriorityQueue):
+    pass
 
 
 class TaskGroup(asyncio.TaskGroup):
@@ -193,6 +269,8 @@ def random_op(rng, me, ntasks, timed=False, groups=False):
             return ("sem_release",)
         if r < 0.49:  # more Semaphore traffic, for its wake-ups with several units free
             return op_args(rng, "sem", me, ntasks)
+        if r < 0.51:
+            return ("q_shutdown", rng.randint(0, 1))
     kind = rng.choices(
         ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
@@ -270,8 +348,8 @@ class World:
         self.cond = Condition(self.lock if program["cond"] == "shared" else None)
         self.event = asyncio.Event()
         self.barrier = asyncio.Barrier(program["parties"])
-        queue_type = {"fifo": asyncio.Queue, "lifo": asyncio.LifoQueue,
-                      "priority": asyncio.PriorityQueue}[program["queue"]]
+        queue_type = {"fifo": Queue, "lifo": LifoQueue,
+                      "priority": PriorityQueue}[program["queue"]]
         self.queue = queue_type(program["qmax"])
         self.futs = [loop.create_future(), loop.create_future()]
         self.tasks = []
@@ -385,6 +463,9 @@ async def run_op(w, me, op):
     elif kind == "fail":
         w.say(me, op)
         raise ValueError("fail")
+    elif kind == "q_shutdown":
+        w.queue.shutdown(immediate=bool(op[1]))
+        w.say(me, op, w.queue.qsize())
     elif kind == "sem_release":
         w.sem.release()
         w.say(me, op, w.sem._value)
