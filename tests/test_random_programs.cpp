@@ -26,7 +26,7 @@ namespace {
 struct Op {
   std::string text;  // as Python prints it: the kind and its arguments
   std::string kind;
-  int a = 0, b = 0;
+  int a = 0, b = 0, c = 0;
   std::vector<Op> inner;  // timeout's operation; a group's children, then its body
 };
 
@@ -73,6 +73,7 @@ Op parse_op(std::string_view text) {
     return op;
   }
   if (words.size() > 2) op.b = to_int(words[2]);
+  if (words.size() > 3) op.c = to_int(words[3]);
   return op;
 }
 
@@ -249,11 +250,15 @@ Coro<void> yields_holding(Held& held, int n) {
   if (failed) std::rethrow_exception(failed);
 }
 
-Coro<void> cond_wait(World& w) {
+// `async with cond: await cond.wait()`, or with `for_items`, cond.wait_for(queue not empty).
+Coro<void> cond_wait(World& w, bool for_items = false) {
   co_await w.cond.acquire();
   std::exception_ptr failed;
   try {
-    co_await w.cond.wait();
+    if (for_items)
+      co_await w.cond.wait_for([&w] { return w.queue.core().qsize() > 0; });
+    else
+      co_await w.cond.wait();
   } catch (...) {
     failed = std::current_exception();
   }
@@ -296,7 +301,8 @@ bool awaits_tasks(const Op& op) {
   if (op.kind == "timeout" || op.kind == "group")
     return std::any_of(op.inner.begin(), op.inner.end(), awaits_tasks);
   return op.kind == "await_task" || op.kind == "gather_tasks" || op.kind == "shield_task" ||
-         op.kind == "wait_tasks";
+         op.kind == "wait_tasks" || op.kind == "wait_tasks_all" || op.kind == "wait_tasks_exc" ||
+         op.kind == "as_completed_tasks";
 }
 
 std::string cancelled_text(const Op& op, const CancelledError& e) {
@@ -320,6 +326,25 @@ Coro<void> run_op(World& w, std::string me, const Op& op) {
   } else if (k == "fail") {
     w.say(me, op);
     throw ValueError("fail");
+  } else if (k == "wait_tasks_all" || k == "wait_tasks_exc") {
+    WaitOptions options;
+    options.return_when = k == "wait_tasks_all" ? ALL_COMPLETED : FIRST_EXCEPTION;
+    auto r = co_await wait(two_tasks(w, op), options);
+    w.say(me, op, std::to_string(r.done.size()));
+  } else if (k == "as_completed_tasks") {  // the results in the order the tasks end
+    std::optional<double> within;
+    if (op.c) within = op.c / 16.0;
+    auto completed = as_completed(two_tasks(w, op), within);
+    std::string results;
+    while (!completed.done()) {
+      Task<int> next = co_await completed.next();
+      int v = co_await next;
+      results += (results.empty() ? "" : " ") + std::to_string(v);
+    }
+    w.say(me, op, results);
+  } else if (k == "cond_wait_for") {
+    co_await cond_wait(w, true);
+    w.say(me, op, std::to_string(w.queue.core().qsize()));
   } else if (k == "q_shutdown") {
     w.queue.shutdown(op.a != 0);
     w.say(me, op, std::to_string(w.queue.core().qsize()));

@@ -271,6 +271,14 @@ def random_op(rng, me, ntasks, timed=False, groups=False):
             return op_args(rng, "sem", me, ntasks)
         if r < 0.51:
             return ("q_shutdown", rng.randint(0, 1))
+        if r < 0.53:
+            return ("cond_wait_for",)
+        if r < 0.59:  # wait(ALL_COMPLETED / FIRST_EXCEPTION) and as_completed on later tasks
+            kind = rng.choice(["wait_tasks_all", "wait_tasks_exc", "as_completed_tasks"])
+            op = op_args(rng, kind, me, ntasks)
+            if kind == "as_completed_tasks" and op[0] == kind:  # and its timeout, if timed
+                op += (rng.randint(0, 16) if timed else 0,)
+            return op
     kind = rng.choices(
         ["yield", "lock", "unlock", "sem", "cond_wait", "notify", "notify_all", "ev_wait",
          "ev_set", "ev_clear", "put", "get", "put_nowait", "get_nowait", "task_done", "join",
@@ -309,7 +317,8 @@ def op_args(rng, kind, me, ntasks):
         if me + 1 >= ntasks:  # only later tasks, so no task waits on itself or in a cycle
             return ("yield",)
         return (kind, rng.randint(me + 1, ntasks - 1))
-    if kind in ("gather_tasks", "wait_tasks"):
+    if kind in ("gather_tasks", "wait_tasks", "wait_tasks_all", "wait_tasks_exc",
+                "as_completed_tasks"):
         if me + 2 >= ntasks:
             return ("yield",)
         first = rng.randint(me + 1, ntasks - 2)
@@ -463,6 +472,20 @@ async def run_op(w, me, op):
     elif kind == "fail":
         w.say(me, op)
         raise ValueError("fail")
+    elif kind in ("wait_tasks_all", "wait_tasks_exc"):
+        when = asyncio.ALL_COMPLETED if kind == "wait_tasks_all" else asyncio.FIRST_EXCEPTION
+        done, _ = await asyncio.wait([w.tasks[op[1]], w.tasks[op[2]]], return_when=when)
+        w.say(me, op, len(done))
+    elif kind == "as_completed_tasks":  # the results in the order the tasks end
+        results = []
+        for next_done in asyncio.as_completed([w.tasks[op[1]], w.tasks[op[2]]],
+                                              timeout=op[3] / 16 if op[3] else None):
+            results.append(str(await next_done))
+        w.say(me, op, " ".join(results))
+    elif kind == "cond_wait_for":
+        async with w.cond:
+            await w.cond.wait_for(lambda: w.queue.qsize() > 0)
+            w.say(me, op, w.queue.qsize())
     elif kind == "q_shutdown":
         w.queue.shutdown(immediate=bool(op[1]))
         w.say(me, op, w.queue.qsize())
@@ -522,7 +545,8 @@ def cancelled_text(op, e):
 
 
 # Operations that await other tasks: a cancellation they raise is traced without its message.
-TASK_AWAITS = ("await_task", "gather_tasks", "shield_task", "wait_tasks")
+TASK_AWAITS = ("await_task", "gather_tasks", "shield_task", "wait_tasks", "wait_tasks_all",
+               "wait_tasks_exc", "as_completed_tasks")
 
 
 def awaits_tasks(op):
