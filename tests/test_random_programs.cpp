@@ -27,7 +27,7 @@ struct Op {
   std::string text;  // as Python prints it: the kind and its arguments
   std::string kind;
   int a = 0, b = 0, c = 0;
-  std::vector<Op> inner;  // timeout's operation; a group's children, then its body
+  std::vector<Op> inner;  // timeout's or eager's operation; a group's children, then its body
 };
 
 struct Program {
@@ -63,7 +63,7 @@ Op parse_op(std::string_view text) {
   auto words = split(text, " ");
   op.kind = std::string(words[0]);
   if (words.size() > 1) op.a = to_int(words[1]);
-  if (op.kind == "timeout") {  // "timeout <sixteenths> <operation>"
+  if (op.kind == "timeout" || op.kind == "eager") {  // "timeout <sixteenths> <operation>"
     op.inner.push_back(parse_op(text.substr(words[0].size() + words[1].size() + 2)));
     return op;
   }
@@ -298,6 +298,7 @@ std::string python_name(std::exception_ptr e) {
 // as asyncio gives a cancelled task's message to its first awaiter only, Eddy to every awaiter
 // (docs/api.md).
 bool awaits_tasks(const Op& op) {
+  if (op.kind == "eager") return true;
   if (op.kind == "timeout" || op.kind == "group")
     return std::any_of(op.inner.begin(), op.inner.end(), awaits_tasks);
   return op.kind == "await_task" || op.kind == "gather_tasks" || op.kind == "shield_task" ||
@@ -326,6 +327,24 @@ Coro<void> run_op(World& w, std::string me, const Op& op) {
   } else if (k == "fail") {
     w.say(me, op);
     throw ValueError("fail");
+  } else if (k == "eager") {  // a task started eagerly, awaited after op.a passes
+    TaskOptions options;
+    options.eager_start = true;
+    Task<void> task =
+        get_running_loop().create_task(run_traced(w, me + ".e", op.inner[0], false), options);
+    w.say(me, op, std::string("started ") + (task.done() ? "done" : "pending"));
+    std::exception_ptr cancelled;
+    try {
+      co_await yields(op.a);
+    } catch (const CancelledError&) {
+      cancelled = std::current_exception();
+    }
+    if (cancelled) {
+      task.cancel();  // as the script does: not left pending for ever
+      std::rethrow_exception(cancelled);
+    }
+    co_await task;
+    w.say(me, op, "joined");
   } else if (k == "wait_tasks_all" || k == "wait_tasks_exc") {
     WaitOptions options;
     options.return_when = k == "wait_tasks_all" ? ALL_COMPLETED : FIRST_EXCEPTION;

@@ -227,7 +227,24 @@ class TaskGroup(asyncio.TaskGroup):
 
 class Task(asyncio.tasks._PyTask):
     """A task whose uncancel() also drops a cancellation not yet delivered once the count of
-    requests is back to zero, as 3.13's does (3.11's would still deliver it)."""
+    requests is back to zero, as 3.13's does (3.11's would still deliver it); and which, made
+    with eager_start=True in a running loop, runs its first step inside its constructor, as
+    the current task in place of its creator (3.12's eager tasks)."""
+
+    def __init__(self, coro, *, loop, eager_start=False, **kwargs):
+        super().__init__(coro, loop=loop, **kwargs)
+        if not eager_start:
+            return
+        # 3.11 scheduled the first step: it runs now instead.
+        first_step = loop._ready.pop()
+        assert first_step._callback == self._Task__step
+        current = asyncio.tasks._current_tasks
+        creator = current.pop(loop, None)
+        try:
+            first_step._run()
+        finally:
+            if creator is not None:
+                current[loop] = creator
 
     def uncancel(self):
         left = super().uncancel()
@@ -273,6 +290,8 @@ def random_op(rng, me, ntasks, timed=False, groups=False):
             return ("q_shutdown", rng.randint(0, 1))
         if r < 0.53:
             return ("cond_wait_for",)
+        if r < 0.58:  # an eager task running an operation; awaited after `yields` passes
+            return ("eager", rng.randint(0, 2)) + random_op(rng, me, ntasks, timed)
         if r < 0.59:  # wait(ALL_COMPLETED / FIRST_EXCEPTION) and as_completed on later tasks
             kind = rng.choice(["wait_tasks_all", "wait_tasks_exc", "as_completed_tasks"])
             op = op_args(rng, kind, me, ntasks)
@@ -344,8 +363,8 @@ def random_program(rng, timed=False, groups=False):
 def op_text(op):
     if op[0] == "group":  # "group <child> / <child> / <body>"
         return "group " + " / ".join(op_text(x) for x in op[1:])
-    if op[0] == "timeout":
-        return f"timeout {op[1]} " + op_text(op[2:])
+    if op[0] in ("timeout", "eager"):
+        return f"{op[0]} {op[1]} " + op_text(op[2:])
     return " ".join(str(x) for x in op)
 
 
@@ -472,6 +491,20 @@ async def run_op(w, me, op):
     elif kind == "fail":
         w.say(me, op)
         raise ValueError("fail")
+    elif kind == "eager":
+        name = f"{me}.e"
+        task = Task(run_traced(w, name, op[2:]), loop=asyncio.get_running_loop(),
+                    eager_start=True)
+        w.say(me, op, "started " + ("done" if task.done() else "pending"))
+        try:
+            await yields(op[1])
+        except asyncio.CancelledError:
+            # Not left pending for ever: asyncio reports such a task when it is collected, Eddy
+            # when the loop closes (docs/architecture.md, Lifetime).
+            task.cancel()
+            raise
+        await task
+        w.say(me, op, "joined")
     elif kind in ("wait_tasks_all", "wait_tasks_exc"):
         when = asyncio.ALL_COMPLETED if kind == "wait_tasks_all" else asyncio.FIRST_EXCEPTION
         done, _ = await asyncio.wait([w.tasks[op[1]], w.tasks[op[2]]], return_when=when)
@@ -550,6 +583,8 @@ TASK_AWAITS = ("await_task", "gather_tasks", "shield_task", "wait_tasks", "wait_
 
 
 def awaits_tasks(op):
+    if op[0] == "eager":
+        return True
     if op[0] == "timeout":
         return awaits_tasks(op[2:])
     if op[0] == "group":
