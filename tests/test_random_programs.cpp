@@ -63,7 +63,8 @@ Op parse_op(std::string_view text) {
   auto words = split(text, " ");
   op.kind = std::string(words[0]);
   if (words.size() > 1) op.a = to_int(words[1]);
-  if (op.kind == "timeout" || op.kind == "eager") {  // "timeout <sixteenths> <operation>"
+  // "timeout <sixteenths> <operation>", "eager <passes> <operation>"
+  if (op.kind == "timeout" || op.kind == "eager") {
     op.inner.push_back(parse_op(text.substr(words[0].size() + words[1].size() + 2)));
     return op;
   }
@@ -333,15 +334,11 @@ Coro<void> run_op(World& w, std::string me, const Op& op) {
     Task<void> task =
         get_running_loop().create_task(run_traced(w, me + ".e", op.inner[0], false), options);
     w.say(me, op, std::string("started ") + (task.done() ? "done" : "pending"));
-    std::exception_ptr cancelled;
     try {
       co_await yields(op.a);
     } catch (const CancelledError&) {
-      cancelled = std::current_exception();
-    }
-    if (cancelled) {
       task.cancel();  // as the script does: not left pending for ever
-      std::rethrow_exception(cancelled);
+      throw;
     }
     co_await task;
     w.say(me, op, "joined");
