@@ -1,10 +1,12 @@
 // Async generators: co_yield with co_await in between, the end of iteration, aclose with async
-// cleanup, athrow, errors, concurrent steps, cancellation, and the loop's tracking: dropped
+// cleanup, athrow, asend, errors, concurrent steps, cancellation, and the loop's tracking: dropped
 // generators are closed by a task, shutdown_asyncgens (and Runner) close the live ones.
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "conformance_traces.hpp"
 #include "support.hpp"
 
 using namespace eddy;
@@ -276,4 +278,142 @@ LOOP_TEST("AsyncGenerator: aclose raises GeneratorExit at the yield and awaits t
   Trace trace;
   this->loop->run_until_complete(close_early(&trace));
   CHECK(joined(trace) == "got 0;counter cleaned up;closed;");
+}
+
+namespace {
+
+std::string shown(const std::optional<int>& v) {
+  return v ? std::to_string(*v) : std::string("None");
+}
+
+// asyncgen_send.py's generator: adds up what is sent in until a ValueError is thrown in, then
+// yields -1 and cleans up asynchronously when closed there.
+AsyncGenerator<int, int> accumulator(Trace* trace) {
+  int total = 0;
+  std::string caught;
+  try {
+    for (;;) {
+      co_await sleep(0);
+      std::optional<int> got = co_yield total;
+      trace->push_back("gen got " + shown(got));
+      if (got) total += *got;
+    }
+  } catch (const ValueError& e) {
+    caught = e.what();
+  }
+  trace->push_back("gen caught " + caught);
+  bool closing = false;
+  try {
+    co_yield -1;
+  } catch (const GeneratorExit&) {
+    closing = true;
+  }
+  if (closing) {
+    trace->push_back("gen cleanup");
+    co_await sleep(0);
+    trace->push_back("gen cleaned up");
+    throw GeneratorExit();
+  }
+}
+
+Coro<void> ticker(Trace* trace) {
+  for (int i = 0; i < 8; ++i) {
+    trace->push_back("tick " + std::to_string(i));
+    co_await sleep(0);
+  }
+}
+
+Coro<std::optional<int>> send(AsyncGenerator<int, int>* gen, int value) {
+  co_return co_await gen->asend(value);
+}
+
+Coro<void> asyncgen_send(Trace* trace) {
+  auto& loop = get_running_loop();
+  auto ticks = loop.create_task(ticker(trace));
+  auto gen = accumulator(trace);
+  try {
+    co_await gen.asend(5);
+  } catch (const TypeError& e) {
+    trace->push_back(std::string("TypeError ") + e.what());
+  }
+  auto first = co_await gen.asend(std::nullopt);
+  trace->push_back("first " + shown(first));
+  auto three = co_await gen.asend(3);
+  trace->push_back("sent 3 -> " + shown(three));
+  auto next = co_await gen.next();
+  trace->push_back("next -> " + shown(next));
+  auto early = gen.asend(10);
+  auto four = co_await gen.asend(4);
+  trace->push_back("sent 4 -> " + shown(four));
+  auto ten = co_await early;
+  trace->push_back("early 10 -> " + shown(ten));
+  auto running = loop.create_task(send(&gen, 1));
+  co_await sleep(0);
+  try {
+    co_await gen.asend(2);
+  } catch (const RuntimeError& e) {
+    trace->push_back(std::string("RuntimeError ") + e.what());
+  }
+  auto one = co_await running;
+  trace->push_back("task sent 1 -> " + shown(one));
+  auto thrown = co_await gen.athrow(std::make_exception_ptr(ValueError("boom")));
+  trace->push_back("athrow -> " + shown(thrown));
+  co_await gen.aclose();
+  trace->push_back("closed");
+  auto after = co_await gen.asend(7);
+  if (!after) trace->push_back("StopAsyncIteration");
+  co_await ticks;
+}
+
+// Takes ownership of what is sent in; ends when it is sent nothing.
+AsyncGenerator<std::string, std::unique_ptr<std::string>> collector(Trace* trace) {
+  std::string all;
+  for (;;) {
+    std::optional<std::unique_ptr<std::string>> got = co_yield all;
+    if (!got) break;
+    all += **got;
+    trace->push_back("took " + **got);
+  }
+}
+
+Coro<void> send_owned(Trace* trace) {
+  auto gen = collector(trace);
+  auto empty = co_await gen.next();
+  CHECK(*empty == "");
+  auto a = co_await gen.asend(std::make_unique<std::string>("a"));
+  CHECK(*a == "a");
+  auto ab = co_await gen.asend(std::make_unique<std::string>("b"));
+  CHECK(*ab == "ab");
+  auto end = co_await gen.next();
+  CHECK_FALSE(end.has_value());
+  CHECK(gen.finished());
+  // A send to a generator that never started leaves it unstarted; next() starts it.
+  auto fresh = collector(trace);
+  bool refused = false;
+  try {
+    co_await fresh.asend(std::make_unique<std::string>("too early"));
+  } catch (const TypeError&) {
+    refused = true;
+  }
+  CHECK(refused);
+  CHECK(get_running_loop().live_asyncgens() == 0);
+  auto started = co_await fresh.asend(std::nullopt);
+  CHECK(*started == "");
+  CHECK(get_running_loop().live_asyncgens() == 1);
+  co_await fresh.aclose();
+}
+
+}  // namespace
+
+LOOP_TEST("conformance: asyncgen_send matches Python's asyncio", "[asyncgen][conformance]") {
+  Trace trace;
+  this->loop->run_until_complete(asyncgen_send(&trace));
+  CHECK(lines(trace) == conformance::asyncgen_send);
+}
+
+LOOP_TEST("AsyncGenerator: asend moves the value into the co_yield; nullopt is next()",
+          "[asyncgen]") {
+  Trace trace;
+  this->loop->run_until_complete(send_owned(&trace));
+  CHECK(joined(trace) == "took a;took b;");
 }

@@ -10,6 +10,9 @@
 //   auto gen = ticks(3);
 //   while (auto v = co_await gen.next()) use(*v);   // nullopt: StopAsyncIteration
 //   co_await gen.aclose();
+//
+// A generator declared AsyncGenerator<T, S> also takes values in, as Python's asend: its
+// `co_yield` gives the std::optional<S> that asend delivered, or nullopt (None) after next().
 #pragma once
 
 #include <exception>
@@ -68,6 +71,25 @@ class AsyncGenPromiseBase : public PromiseBase {
   std::string describe() const;
 };
 
+// The promise parts that depend on the value types: the value of the last co_yield, and the value
+// the step that resumes the generator sends to it.
+template <class T>
+struct AsyncGenValuePromise : AsyncGenPromiseBase {
+  std::optional<T> current;
+};
+template <class T, class Send>
+struct AsyncGenSendPromise : AsyncGenValuePromise<T> {
+  std::optional<Send> sent;
+  // co_yield in a generator that takes values: the value asend sent, nullopt after next().
+  struct SendingYieldAwaiter : AsyncGenPromiseBase::YieldAwaiter {
+    std::optional<Send> await_resume() {
+      AsyncGenPromiseBase::YieldAwaiter::
+          await_resume();  // GeneratorExit for aclose, the exception for athrow
+      return std::exchange(static_cast<AsyncGenSendPromise*>(this->p)->sent, std::nullopt);
+    }
+  };
+};
+
 // Owns a generator's frame; shared by the AsyncGenerator, a step in progress and the loop's
 // closing task, so the frame lives as long as any of them needs it.
 struct AsyncGenCore {
@@ -111,6 +133,31 @@ class AsyncGenNext : public AsyncGenStep {
   std::optional<T> await_resume();
 };
 
+// asend(value): next() that first delivers `value` to the co_yield it resumes.
+template <class T, class Send>
+class AsyncGenSend : public AsyncGenNext<T> {
+ public:
+  AsyncGenSend(std::shared_ptr<AsyncGenCore> core, std::optional<Send> value, PromiseBase* consumer,
+               SourceLocation where) noexcept
+      : AsyncGenNext<T>(std::move(core), AsyncGenPromiseBase::Resume::next, nullptr, consumer,
+                        where),
+        value_(std::move(value)) {}
+  bool await_ready() {
+    if (AsyncGenStep::await_ready()) return true;  // finished: StopAsyncIteration
+    // A generator that has not started has no co_yield to receive it; it stays unstarted.
+    if (value_ && !this->core_->promise->started)
+      throw TypeError("can't send non-None value to a just-started async generator");
+    return false;
+  }
+  bool await_suspend(coro::coroutine_handle<> h) {
+    static_cast<AsyncGenSendPromise<T, Send>&>(*this->core_->promise).sent = std::move(value_);
+    return AsyncGenStep::await_suspend(h);
+  }
+
+ private:
+  std::optional<Send> value_;
+};
+
 class AsyncGenClose : public AsyncGenStep {
  public:
   using AsyncGenStep::AsyncGenStep;
@@ -136,6 +183,23 @@ class [[nodiscard]] AsyncGenAwaitable {
   std::exception_ptr to_raise_;
 };
 
+// What gen.asend(value) returns: carries the value until the step runs.
+template <class T, class Send>
+class [[nodiscard]] AsyncGenSendAwaitable {
+ public:
+  using eddy_awaitable = void;
+  AsyncGenSendAwaitable(std::shared_ptr<AsyncGenCore> core, std::optional<Send> value) noexcept
+      : core_(std::move(core)), value_(std::move(value)) {}
+  AsyncGenSend<T, Send> make_awaiter(PromiseBase* consumer, SourceLocation where) {
+    if (!core_) throw RuntimeError("this async generator has been moved from");
+    return AsyncGenSend<T, Send>(std::move(core_), std::move(value_), consumer, where);
+  }
+
+ private:
+  std::shared_ptr<AsyncGenCore> core_;
+  std::optional<Send> value_;
+};
+
 // Closes a generator from a task of its own (the finalizer and shutdown_asyncgens use it).
 Coro<void> close_asyncgen(std::shared_ptr<AsyncGenCore> core);
 // Called by ~AsyncGenerator for the last owner: schedules the close of a generator suspended at
@@ -144,14 +208,18 @@ void finalize_asyncgen(std::shared_ptr<AsyncGenCore> core) noexcept;
 
 }  // namespace detail
 
-// An async generator yielding T. Move-only. The steps (`next`, `athrow`, `aclose`) are awaited
-// from coroutines; two steps at once raise RuntimeError, as in Python.
-template <class T>
+// An async generator yielding T and, unless Send is void, taking Send values in. Move-only. The
+// steps (`next`, `asend`, `athrow`, `aclose`) are awaited from coroutines; two steps at once raise
+// RuntimeError, as in Python.
+template <class T, class Send = void>
 class [[nodiscard]] AsyncGenerator {
+  using PromiseParts = std::conditional_t<std::is_void_v<Send>, detail::AsyncGenValuePromise<T>,
+                                          detail::AsyncGenSendPromise<T, Send>>;
+
  public:
   using value_type = T;
-  struct promise_type : detail::AsyncGenPromiseBase {
-    std::optional<T> current;
+  using send_type = Send;
+  struct promise_type : PromiseParts {
     AsyncGenerator get_return_object() {
       auto h = coro::coroutine_handle<promise_type>::from_promise(*this);
       auto core = std::make_shared<detail::AsyncGenCore>(h, this);
@@ -163,10 +231,13 @@ class [[nodiscard]] AsyncGenerator {
     void return_void() noexcept {}
     template <class U>
     requires std::is_constructible_v<T, U&&>
-    YieldAwaiter yield_value(U&& value, SourceLocation where = SourceLocation::current()) {
+    auto yield_value(U&& value, SourceLocation where = SourceLocation::current()) {
       this->learn_function(where);  // a co_yield names it too
-      current.emplace(std::forward<U>(value));
-      return YieldAwaiter{this};
+      this->current.emplace(std::forward<U>(value));
+      if constexpr (std::is_void_v<Send>)
+        return detail::AsyncGenPromiseBase::YieldAwaiter{this};
+      else
+        return typename PromiseParts::SendingYieldAwaiter{{this}};
     }
   };
 
@@ -185,6 +256,14 @@ class [[nodiscard]] AsyncGenerator {
   // An exception escaping the generator comes out here (and the generator is finished).
   detail::AsyncGenAwaitable<detail::AsyncGenNext<T>> next() {
     return {core_, detail::AsyncGenPromiseBase::Resume::next};
+  }
+  // asend: resumes the generator with `value` as the result of its co_yield (nullopt is Python's
+  // None: next()) and returns the next value, or nullopt. TypeError for a value sent to a
+  // generator that has not started, which stays unstarted.
+  template <class S = Send>
+  requires(!std::is_void_v<S>) detail::AsyncGenSendAwaitable<T, S> asend(
+      std::optional<std::type_identity_t<S>> value) {
+    return {core_, std::move(value)};
   }
   // athrow: raises `error` at the suspended co_yield; returns the next value, or nullopt.
   detail::AsyncGenAwaitable<detail::AsyncGenNext<T>> athrow(std::exception_ptr error) {
@@ -212,7 +291,7 @@ class [[nodiscard]] AsyncGenerator {
 template <class T>
 std::optional<T> detail::AsyncGenNext<T>::await_resume() {
   if (!resume_step()) return std::nullopt;
-  auto& p = static_cast<typename AsyncGenerator<T>::promise_type&>(*core_->promise);
+  auto& p = static_cast<AsyncGenValuePromise<T>&>(*core_->promise);
   std::optional<T> v = std::move(p.current);
   p.current.reset();
   return v;
