@@ -124,12 +124,24 @@ Coro<void> errors(Trace* trace) {
     trace->push_back(e.what());  // not handled: it comes out of athrow
   }
   CHECK(c.finished());
-  // athrow into a finished generator raises what was thrown in.
+  // athrow into a finished generator does nothing: Python's None, nullopt here.
+  auto after_end = co_await c.athrow(std::make_exception_ptr(ValueError("after the end")));
+  CHECK_FALSE(after_end.has_value());
+  // Into one that never started, it raises what was thrown in, and the generator is finished.
+  auto unstarted = catcher(trace);
   try {
-    co_await c.athrow(std::make_exception_ptr(ValueError("after the end")));
+    co_await unstarted.athrow(std::make_exception_ptr(ValueError("before the start")));
   } catch (const ValueError& e) {
     trace->push_back(e.what());
   }
+  CHECK(unstarted.finished());
+  auto again = co_await unstarted.athrow(std::make_exception_ptr(ValueError("once more")));
+  CHECK_FALSE(again.has_value());
+  // And into one closed before it started, too.
+  auto closed = catcher(trace);
+  co_await closed.aclose();
+  auto into_closed = co_await closed.athrow(std::make_exception_ptr(ValueError("closed")));
+  CHECK_FALSE(into_closed.has_value());
 }
 
 AsyncGenerator<int> slow(Trace* trace) {
@@ -179,7 +191,7 @@ LOOP_TEST("AsyncGenerator: aclose ignored, errors out of next, athrow", "[asyncg
         "an error occurred during closing of asynchronous generator <async_generator stubborn>");
   this->reported.clear();
   CHECK(joined(trace) ==
-        "failing raises;generator failed;caught thrown in;not caught;after the end;");
+        "failing raises;generator failed;caught thrown in;not caught;before the start;");
 }
 
 LOOP_TEST("AsyncGenerator: one step at a time; cancelling the consumer cancels the generator",

@@ -74,11 +74,12 @@ bool AsyncGenStep::await_ready() {
   AsyncGenPromiseBase& p = *core_->promise;
   if (p.running)
     throw RuntimeError(std::string(step_name(how_)) + "asynchronous generator is already running");
-  if (core_->handle.done() || p.closed_unstarted) return immediate_ = true;  // finished
+  if (core_->handle.done() || p.closed_unstarted) return true;  // finished
   if (!p.started && how_ != AsyncGenPromiseBase::Resume::next) {
     // Closing or throwing into a generator that never ran: it is closed without running.
     p.closed_unstarted = true;
-    return immediate_ = true;
+    unstarted_ = true;
+    return true;
   }
   return false;
 }
@@ -117,9 +118,10 @@ bool AsyncGenStep::resume_step() {
       throw RuntimeError("async generator ignored GeneratorExit");
     return true;
   }
-  // Finished. athrow into a generator that was already finished (or never started) raises the
-  // exception given; one that finishes in this step is StopAsyncIteration, like next().
-  if (immediate_ && how_ == AsyncGenPromiseBase::Resume::raise && to_raise_)
+  // Finished. athrow into a generator that never started raises the exception given, as if
+  // raised at its first line; into one already finished it does nothing (Python returns None);
+  // one that finishes in this step is StopAsyncIteration, like next().
+  if (unstarted_ && how_ == AsyncGenPromiseBase::Resume::raise && to_raise_)
     std::rethrow_exception(to_raise_);
   return false;
 }

@@ -123,7 +123,7 @@ class AsyncGenStep {
   std::exception_ptr to_raise_;
   PromiseBase* consumer_;
   SourceLocation where_;
-  bool immediate_ = false;  // await_ready found the generator finished: it did not run
+  bool unstarted_ = false;  // this athrow or aclose finished a generator that never started
 };
 
 template <class T>
@@ -265,7 +265,9 @@ class [[nodiscard]] AsyncGenerator {
       std::optional<std::type_identity_t<S>> value) {
     return {core_, std::move(value)};
   }
-  // athrow: raises `error` at the suspended co_yield; returns the next value, or nullopt.
+  // athrow: raises `error` at the suspended co_yield; returns the next value, or nullopt when the
+  // generator ends (StopAsyncIteration) or had already ended (Python returns None). A generator
+  // that has not started ends at once, raising `error`.
   detail::AsyncGenAwaitable<detail::AsyncGenNext<T>> athrow(std::exception_ptr error) {
     return {core_, detail::AsyncGenPromiseBase::Resume::raise, std::move(error)};
   }
