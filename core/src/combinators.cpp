@@ -70,8 +70,17 @@ void GatherBase::start() {
     finish_with_result();
     return;
   }
-  for (const auto& c : children_)
-    c->add_done_callback_as<ChildDone, ChildDone::Invoke>(ChildDone{Ref<GatherBase>(this)});
+  // As asyncio since 3.12: children already done are counted at once, after the callbacks of
+  // the others are in place, so a gather whose children all finished (or one of which failed or
+  // was cancelled) is done on return, and awaiting it does not wait for a loop pass.
+  std::vector<Ref<FutureBase>> already_done;
+  for (const auto& c : children_) {
+    if (c->done())
+      already_done.push_back(c);
+    else
+      c->add_done_callback_as<ChildDone, ChildDone::Invoke>(ChildDone{Ref<GatherBase>(this)});
+  }
+  for (const auto& c : already_done) on_child_done(*c);
 }
 
 bool GatherBase::cancel(std::string message) {

@@ -262,6 +262,45 @@ BLOCKING = ["get", "put", "fut_await", "ev_wait", "lock", "sem", "cond_wait", "j
 asyncio.locks.Condition = Condition
 
 
+def gather(*children, return_exceptions=False):
+    """asyncio.gather of futures and tasks as 3.12 made it (3.11 differs in one detail): a child
+    already done when gather is called counts at once, once the callbacks of the others are in
+    place, instead of through a callback a loop pass later. So gathering a cancelled or failed
+    future raises without waiting, and gathering finished children does not wait at all."""
+    outer = asyncio.tasks._GatheringFuture(list(children), loop=asyncio.get_running_loop())
+    finished = 0
+
+    def child_done(child):
+        nonlocal finished
+        finished += 1
+        if outer.done():
+            if not child.cancelled():
+                child.exception()  # retrieved: nobody is told of it any more
+            return
+        if not return_exceptions:
+            if child.cancelled():
+                outer.set_exception(child._make_cancelled_error())
+                return
+            if child.exception() is not None:
+                outer.set_exception(child.exception())
+                return
+        if finished < len(children):
+            return
+        if outer._cancel_requested:  # cancelled through gather: ends with the last child's error
+            outer.set_exception(child._make_cancelled_error())
+            return
+        outer.set_result([c._make_cancelled_error() if c.cancelled() else
+                          c.exception() or c.result() for c in children])
+
+    for child in children:
+        if not child.done():
+            child.add_done_callback(child_done)
+    for child in children:
+        if child.done():
+            child_done(child)
+    return outer
+
+
 def random_op(rng, me, ntasks, timed=False, groups=False):
     if timed and rng.random() < 0.3:
         if rng.random() < 0.4:
@@ -460,7 +499,7 @@ async def run_op(w, me, op):
     elif kind == "shield":
         w.say(me, op, await asyncio.shield(w.futs[op[1]]))
     elif kind == "gather":
-        a, b = await asyncio.gather(*w.futs)
+        a, b = await gather(*w.futs)
         w.say(me, op, f"{a} {b}")
     elif kind == "wait_timeout":
         done, _ = await asyncio.wait(w.futs, timeout=op[1] / 16)
@@ -549,7 +588,7 @@ async def run_op(w, me, op):
         asyncio.get_running_loop().call_soon(lambda: w.trace.append(f"T{me} soon ran"))
         w.say(me, op)
     elif kind == "gather_tasks":
-        outcomes = await asyncio.gather(w.tasks[op[1]], w.tasks[op[2]], return_exceptions=True)
+        outcomes = await gather(w.tasks[op[1]], w.tasks[op[2]], return_exceptions=True)
         w.say(me, op, " ".join(describe_outcome(x) for x in outcomes))
     elif kind == "shield_task":
         w.say(me, op, await asyncio.shield(w.tasks[op[1]]))
