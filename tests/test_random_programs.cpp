@@ -5,6 +5,8 @@
 // - random_timed_programs.py: the same with sleeps and timeouts, on the virtual-clock loop;
 // - random_group_programs.py: the first kind with TaskGroups, failing operations and uncancel, on
 //   every loop kind; random_timed_group_programs.py: the same with timers, on the virtual clock;
+// - random_asyncgen_programs.py: the first kind with an async generator the tasks step, on every
+//   loop kind;
 // - random_stream_programs.py: a StreamReader fed and read by tasks, on every loop kind.
 // Differential testing of the orderings the hand-written conformance scenarios cannot all
 // foresee: who wakes when, what a cancellation interrupts, what is left behind.
@@ -39,6 +41,7 @@ struct Program {
   bool cond_shares_lock = false;  // the Condition is made on the Lock
   int parties = 2;                // the Barrier's
   std::vector<std::vector<Op>> tasks;
+  std::vector<Op> gen;   // the shared async generator's operations ("G: ..."), if it has one
   std::string expected;  // the trace, one line each
 };
 
@@ -104,6 +107,8 @@ std::vector<Program> parse_programs(std::string_view text) {
       in_trace = false;
     } else if (in_trace) {
       programs.back().expected += std::string(line) + "\n";
+    } else if (line.starts_with("G: ")) {
+      for (auto op : split(line.substr(3), "; ")) programs.back().gen.push_back(parse_op(op));
     } else {  // "T<i>: op; op; ..."
       std::vector<Op> ops;
       for (auto op : split(line.substr(line.find(": ") + 2), "; ")) ops.push_back(parse_op(op));
@@ -205,6 +210,7 @@ struct World {
   AnyQueue queue;
   std::vector<Future<int>> futs;
   std::vector<Task<int>> tasks;
+  std::optional<AsyncGenerator<int, int>> gen;
   Trace trace;
 };
 
@@ -270,6 +276,31 @@ Coro<void> cond_wait(World& w, bool for_items = false) {
 Coro<void> run_group(World& w, std::string me, const Op& op);
 Coro<void> run_traced(World& w, std::string me, const Op& op, bool group_member);
 
+std::string python_name(std::exception_ptr e);
+
+// The async generator the tasks share: yields 0, 1, ... and between two yields traces what it was
+// sent and runs its next operation (as task "g"); traces how it ends.
+AsyncGenerator<int, int> agen_body(World& w, const std::vector<Op>& ops) {
+  int i = 0;
+  try {
+    for (;;) {
+      std::optional<int> got = co_yield i;
+      w.trace.push_back("G got " + (got ? std::to_string(*got) : std::string("None")));
+      co_await run_traced(w, "g", ops[i % ops.size()], false);
+      ++i;
+    }
+  } catch (const GeneratorExit&) {
+    w.trace.push_back("G exit");
+    throw;
+  } catch (const CancelledError&) {
+    w.trace.push_back("G raises CancelledError");
+    throw;
+  } catch (...) {
+    w.trace.push_back("G raises " + python_name(std::current_exception()));
+    throw;
+  }
+}
+
 // Python's name for an exception an operation raised.
 std::string python_name(std::exception_ptr e) {
   try {
@@ -282,6 +313,8 @@ std::string python_name(std::exception_ptr e) {
     return "QueueShutDown";
   } catch (const InvalidStateError&) {
     return "InvalidStateError";
+  } catch (const TypeError&) {
+    return "TypeError";
   } catch (const ValueError&) {
     return "ValueError";
   } catch (const BrokenBarrierError&) {
@@ -484,6 +517,18 @@ Coro<void> run_op(World& w, std::string me, const Op& op) {
   } else if (k == "notify_unlocked") {
     w.cond.notify();
     w.say(me, op);
+  } else if (k == "agen_next" || k == "agen_send" || k == "agen_throw") {
+    std::optional<int> value;  // nullopt: StopAsyncIteration
+    if (k == "agen_next")
+      value = co_await w.gen->next();
+    else if (k == "agen_send")
+      value = co_await w.gen->asend(op.a);
+    else
+      value = co_await w.gen->athrow(std::make_exception_ptr(ValueError("thrown in")));
+    w.say(me, op, value ? std::to_string(*value) : std::string("stop"));
+  } else if (k == "agen_close") {
+    co_await w.gen->aclose();
+    w.say(me, op, "closed");
   } else if (k == "state") {
     w.say(me, op,
           "lock=" + py_bool(w.lock.locked()) + " sem=" + py_bool(w.sem.locked()) +
@@ -541,6 +586,7 @@ Coro<void> run_group(World& w, std::string me, const Op& op) {
 
 Coro<std::string> run_program(const Program& p) {
   World w(p);
+  if (!p.gen.empty()) w.gen.emplace(agen_body(w, p.gen));
   EventLoop& loop = get_running_loop();
   for (std::size_t me = 0; me < p.tasks.size(); ++me)
     w.tasks.push_back(loop.create_task(actor(w, static_cast<int>(me), p.tasks[me])));
@@ -557,6 +603,19 @@ Coro<std::string> run_program(const Program& p) {
     co_await sleep(0);
   }
   co_await yields(3);  // what the last steps scheduled (done callbacks, call_soon) runs now
+  if (w.gen) {         // closed here, as the script does (not by its garbage collector)
+    std::string closed = "ok";
+    try {
+      co_await w.gen->aclose();
+    } catch (const GeneratorExit&) {
+      closed = "GeneratorExit";
+    } catch (const CancelledError&) {
+      closed = "CancelledError";
+    } catch (...) {
+      closed = python_name(std::current_exception());
+    }
+    w.trace.push_back("main closes G -> " + closed);
+  }
   for (std::size_t me = 0; me < w.tasks.size(); ++me)
     w.trace.push_back("T" + std::to_string(me) + " end " + describe(w.tasks[me]));
   w.trace.push_back("lock=" + py_bool(w.lock.locked()) + " sem=" + py_bool(w.sem.locked()) +
@@ -800,6 +859,11 @@ TEST_CASE_METHOD(LoopFixture<VirtualLoop>,
                  "conformance: random programs with TaskGroups and timeouts trace as in Python",
                  "[conformance][combinators][timers]") {
   replay_programs(*this, conformance::random_timed_group_programs);
+}
+
+LOOP_TEST("conformance: random programs with an async generator trace as in Python",
+          "[conformance][asyncgen]") {
+  replay_programs(*this, conformance::random_asyncgen_programs);
 }
 
 LOOP_TEST("conformance: random StreamReader programs trace as in Python",

@@ -262,6 +262,11 @@ BLOCKING = ["get", "put", "fut_await", "ev_wait", "lock", "sem", "cond_wait", "j
 asyncio.locks.Condition = Condition
 
 
+# What the shared async generator (random_asyncgen_programs.py) may run between its yields.
+GEN_KINDS = ["yield", "lock", "sem", "cond_wait", "notify", "ev_wait", "ev_set", "put", "get",
+             "get_nowait", "fut_await", "fut_set", "fut_fail"]
+
+
 def gather(*children, return_exceptions=False):
     """asyncio.gather of futures and tasks as 3.12 made it (3.11 differs in one detail): a child
     already done when gather is called counts at once, once the callbacks of the others are in
@@ -301,7 +306,11 @@ def gather(*children, return_exceptions=False):
     return outer
 
 
-def random_op(rng, me, ntasks, timed=False, groups=False):
+def random_op(rng, me, ntasks, timed=False, groups=False, agens=False):
+    if agens and rng.random() < 0.35:  # a step of the shared async generator
+        kind = rng.choices(["agen_next", "agen_send", "agen_throw", "agen_close"],
+                           weights=[5, 5, 1, 1])[0]
+        return (kind, rng.randint(1, 9)) if kind == "agen_send" else (kind,)
     if timed and rng.random() < 0.3:
         if rng.random() < 0.4:
             return ("sleep", rng.randint(1, 16))
@@ -384,9 +393,9 @@ def op_args(rng, kind, me, ntasks):
     return (kind,)
 
 
-def random_program(rng, timed=False, groups=False):
+def random_program(rng, timed=False, groups=False, agens=False):
     ntasks = rng.randint(2, 5)
-    return {
+    program = {
         "sleep": rng.randint(0, 16) if timed else 0,  # main's sleep before it cancels the rest
         "sem": rng.randint(1, 3 if groups else 2),
         "queue": rng.choice(["fifo", "lifo", "priority"]),
@@ -394,9 +403,14 @@ def random_program(rng, timed=False, groups=False):
         "parties": rng.randint(2, 3),  # the Barrier's
         "qmax": rng.randint(0, 2),
         "passes": rng.randint(0, 8),
-        "tasks": [[random_op(rng, me, ntasks, timed, groups) for _ in range(rng.randint(1, 6))]
+        "tasks": [[random_op(rng, me, ntasks, timed, groups, agens)
+                   for _ in range(rng.randint(1, 6))]
                   for me in range(ntasks)],
     }
+    if agens:  # the generator's operations, taken in turn between its yields
+        program["gen"] = [op_args(rng, rng.choice(GEN_KINDS), 0, 1)
+                          for _ in range(rng.randint(1, 4))]
+    return program
 
 
 def op_text(op):
@@ -421,9 +435,28 @@ class World:
         self.futs = [loop.create_future(), loop.create_future()]
         self.tasks = []
         self.trace = []
+        self.gen = agen_body(self, program["gen"]) if "gen" in program else None
 
     def say(self, me, op, what=None):
         self.trace.append(f"T{me} {op_text(op)}" + ("" if what is None else f" -> {what}"))
+
+
+async def agen_body(w, ops):
+    """The async generator the tasks share: yields 0, 1, ... and between two yields traces what
+    it was sent and runs its next operation (as task "g"); traces how it ends."""
+    i = 0
+    try:
+        while True:
+            got = yield i
+            w.trace.append(f"G got {got}")
+            await run_traced(w, "g", ops[i % len(ops)])
+            i += 1
+    except GeneratorExit:
+        w.trace.append("G exit")
+        raise
+    except BaseException as e:
+        w.trace.append(f"G raises {type(e).__name__}")
+        raise
 
 
 async def yields(n):
@@ -601,6 +634,23 @@ async def run_op(w, me, op):
     elif kind == "notify_unlocked":
         w.cond.notify()
         w.say(me, op)
+    elif kind in ("agen_next", "agen_send", "agen_throw"):
+        try:
+            if kind == "agen_next":
+                value = await w.gen.__anext__()
+            elif kind == "agen_send":
+                value = await w.gen.asend(op[1])
+            else:
+                # None if it had already ended: Eddy's athrow gives nullopt, as for the
+                # StopAsyncIteration of a generator that ends in this step.
+                value = await w.gen.athrow(ValueError("thrown in"))
+                value = "stop" if value is None else value
+        except StopAsyncIteration:
+            value = "stop"
+        w.say(me, op, value)
+    elif kind == "agen_close":
+        await w.gen.aclose()
+        w.say(me, op, "closed")
     elif kind == "state":
         w.say(me, op, f"lock={w.lock.locked()} sem={w.sem.locked()} cond={w.cond.locked()} "
                       f"event={w.event.is_set()} queue={w.queue.qsize()} full={w.queue.full()} "
@@ -688,6 +738,12 @@ async def main(program):
     else:
         return None  # something still waits: not a usable program
     await yields(3)  # what the last steps scheduled (done callbacks, call_soon) runs now
+    if w.gen is not None:  # closed here, not by the garbage collector at some later time
+        try:
+            await w.gen.aclose()
+            w.trace.append("main closes G -> ok")
+        except BaseException as e:
+            w.trace.append(f"main closes G -> {type(e).__name__}")
     for me, t in enumerate(w.tasks):
         w.trace.append(f"T{me} end {describe_future(t)}")
     w.trace.append(f"lock={w.lock.locked()} sem={w.sem.locked()} event={w.event.is_set()} "
@@ -752,16 +808,18 @@ def print_program(seed, program, trace):
           f"sleep {program['sleep']}")
     for me, ops in enumerate(program["tasks"]):
         print(f"T{me}: " + "; ".join(op_text(op) for op in ops))
+    if "gen" in program:
+        print("G: " + "; ".join(op_text(op) for op in program["gen"]))
     print("trace")
     for line in trace:
         print(line)
     print("end")
 
 
-def generate(timed=False, groups=False):
+def generate(timed=False, groups=False, agens=False):
     made, seed = 0, FIRST_SEED
     while made < PROGRAMS:
-        program = random_program(random.Random(seed), timed, groups)
+        program = random_program(random.Random(seed), timed, groups, agens)
         trace = run(program, timed, groups)
         if trace is not None:
             print_program(seed, program, trace)
