@@ -83,8 +83,8 @@ struct AsyncGenSendPromise : AsyncGenValuePromise<T> {
   // co_yield in a generator that takes values: the value asend sent, nullopt after next().
   struct SendingYieldAwaiter : AsyncGenPromiseBase::YieldAwaiter {
     std::optional<Send> await_resume() {
-      AsyncGenPromiseBase::YieldAwaiter::
-          await_resume();  // GeneratorExit for aclose, the exception for athrow
+      // Raises GeneratorExit for aclose, the exception for athrow.
+      AsyncGenPromiseBase::YieldAwaiter::await_resume();
       return std::exchange(static_cast<AsyncGenSendPromise*>(this->p)->sent, std::nullopt);
     }
   };
