@@ -59,6 +59,16 @@ LOOP_TEST("create_task names, get_name/set_name, current_task and all_tasks", "[
   CHECK(unnamed.get_name().rfind("Task-", 0) == 0);
   CHECK(loop.all_tasks().size() == 2);
   CHECK(current_task(&loop) == nullptr);
+  {
+    // As in asyncio, only tasks created without a name take a number: a named task between
+    // two unnamed ones leaves no gap.
+    auto named = loop.create_task(add_later(0, 0), {.name = "named"});
+    auto next = loop.create_task(add_later(0, 0));
+    CHECK(next.get_name() ==
+          "Task-" + std::to_string(std::stoul(unnamed.get_name().substr(5)) + 1));
+    CHECK(loop.all_tasks().size() == 4);
+  }
+
   TaskBase* seen = nullptr;
   auto probe = [](TaskBase** out) -> Coro<void> {
     *out = current_task();

@@ -11,7 +11,8 @@ namespace eddy {
 
 namespace {
 
-std::atomic<std::uint64_t> g_task_counter{0};
+std::atomic<std::uint64_t> g_task_counter{0};       // ids, unique per process
+std::atomic<std::uint64_t> g_task_name_counter{0};  // "Task-<n>" names, for unnamed tasks only
 
 // Stops the loop when the future run_until_complete waits for is done.
 struct StopLoop {
@@ -97,7 +98,15 @@ TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& opt
   slot_ = frame.slot();
   frame_.promise()->task = this;
   id_ = ++g_task_counter;
-  if (!options.name.empty()) set_name(options.name);
+  if (!options.name.empty()) {
+    set_name(options.name);
+  } else {
+    const std::uint64_t n = ++g_task_name_counter;
+    if (EDDY_LIKELY(n <= UINT32_MAX))
+      name_number_ = static_cast<std::uint32_t>(n);
+    else
+      set_name("Task-" + std::to_string(n));  // past what the field holds: formatted now
+  }
   loop.register_task(this);
   EDDY_INSPECT_HOOK(loop, task_created(this));
 }

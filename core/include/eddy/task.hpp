@@ -313,10 +313,11 @@ class TaskBase : public FutureBase {
   bool cancel(std::string message = {}) override;
   int cancelling() const noexcept { return num_cancels_requested_; }
   int uncancel() noexcept;
-  // The default name "Task-<id>" is formatted on first use, not at creation.
+  // The default name "Task-<n>" is formatted on first use, not at creation. As in asyncio, n
+  // counts the tasks created without a name, process-wide (a named task takes no number).
   const std::string& get_name() const {
     if (EDDY_UNLIKELY(!name_set_)) {
-      rare().name = "Task-" + std::to_string(id_);
+      rare().name = "Task-" + std::to_string(name_number_);
       name_set_ = true;
     }
     return rare_->name;
@@ -407,6 +408,7 @@ class TaskBase : public FutureBase {
   bool started_ = false;
   mutable bool name_set_ = false;
   bool scheduled_ = false;
+  std::uint32_t name_number_ = 0;  // for the default name (in what would be padding)
 };
 
 Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options);
