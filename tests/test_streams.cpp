@@ -5,10 +5,11 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include <unistd.h>
 #include <array>
 #include <cerrno>
 #include <cstdio>
-#include <unistd.h>
+#include <limits>
 
 #include "support.hpp"
 
@@ -92,6 +93,12 @@ TEST_CASE("write buffer limits: asyncio's defaults and validation", "[streams][f
   CHECK_THROWS_AS(f.set_limits(10, -1), ValueError);
   CHECK_THROWS_AS(f.set_limits(-5, std::nullopt), ValueError);
   CHECK(f.high() == 0);  // a rejected call changes nothing
+  // The message names the low that asyncio computes: high // 4, rounded down.
+  CHECK_THROWS_WITH(f.set_limits(-1, std::nullopt), "high (-1) must be >= low (-1) must be >= 0");
+  CHECK_THROWS_WITH(f.set_limits(-5, std::nullopt), "high (-5) must be >= low (-2) must be >= 0");
+  // A low too large to multiply by four gives the largest high.
+  f.set_limits(std::nullopt, std::numeric_limits<long long>::max() / 2);
+  CHECK(f.high() == static_cast<std::size_t>(std::numeric_limits<long long>::max()));
 }
 
 #ifndef __EMSCRIPTEN__

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "eddy/backend.hpp"
 #include "eddy/errors.hpp"
@@ -100,13 +101,16 @@ DatagramEndpointPtr Backend::adopt_datagram(int) { backend_lacks("create_datagra
 // ---- Flow control -------------------------------------------------------------------------------
 
 void WriteFlowControl::set_limits(std::optional<long long> high, std::optional<long long> low) {
+  // Python's integers: high = 4 * low cannot overflow there (here it saturates), and
+  // low = high // 4 rounds down, so the message for a negative high names the same low.
+  constexpr long long kMax = std::numeric_limits<long long>::max();
   long long h, l;
   if (!high) {
-    h = low ? 4 * *low : static_cast<long long>(kDefaultHigh);
+    h = !low ? static_cast<long long>(kDefaultHigh) : *low > kMax / 4 ? kMax : 4 * *low;
   } else {
     h = *high;
   }
-  l = low ? *low : h / 4;
+  l = low ? *low : (h >= 0 ? h / 4 : -((-(h + 1)) / 4) - 1);
   if (!(h >= l && l >= 0))
     throw ValueError("high (" + std::to_string(h) + ") must be >= low (" + std::to_string(l) + ") must be >= 0");
   high_ = static_cast<std::size_t>(h);
