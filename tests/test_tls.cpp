@@ -6,6 +6,7 @@
 using namespace eddy;
 
 #ifndef __EMSCRIPTEN__
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -403,5 +404,137 @@ TEST_CASE_METHOD(NativeFixture, "TLS server: openssl s_client verifies us and ge
   std::string said;
   loop->run_until_complete(tls_server_for_s_client(*loop, &said));
   CHECK(said.find("echo: ping") != std::string::npos);
+}
+
+// TLS on the other ways of connecting: a connected socket (sock=) and a Unix path. Before, both
+// ignored `ssl` and sent plain text; the server here only speaks TLS, so each must handshake.
+static Coro<void> tls_other_paths(EventLoop& loop, std::vector<std::string>* got) {
+  TlsContext server_tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  TlsContext client_tls{.ca_file = test_cert().cert};
+  Future<void> unused = loop.create_future<void>();
+  ProtocolFactory echo = [unused] { return std::make_shared<TlsEcho>(unused); };
+  Ref<Server> tcp = co_await loop.create_server(echo, "127.0.0.1", 0, {.ssl = &server_tls});
+  const std::string path = "/tmp/eddy-tls-" + std::to_string(::getpid()) + ".sock";
+  Ref<Server> unix_server = co_await loop.create_unix_server(echo, path, {.ssl = &server_tls});
+
+  // A TCP socket connected by hand, handed over with sock=.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(tcp->sockets()[0].address.port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0);
+  auto by_sock = std::make_shared<Collect>(loop);
+  ProtocolFactory f1 = [by_sock] { return by_sock; };
+  Connection c1 = co_await loop.create_connection(
+      f1, "", 0, {.sock = fd, .ssl = &client_tls, .server_hostname = "localhost"});
+  got->push_back(std::any_cast<std::string>(c1.first->get_extra_info("cipher")));
+  by_sock->want = 5;
+  c1.first->write("sock!");
+  co_await by_sock->lost;
+  got->push_back(by_sock->data);
+
+  auto by_path = std::make_shared<Collect>(loop);
+  ProtocolFactory f2 = [by_path] { return by_path; };
+  Connection c2 = co_await loop.create_unix_connection(
+      f2, path, {.ssl = &client_tls, .server_hostname = "localhost"});
+  got->push_back(std::any_cast<std::string>(c2.first->get_extra_info("cipher")));
+  by_path->want = 5;
+  c2.first->write("unix!");
+  co_await by_path->lost;
+  got->push_back(by_path->data);
+
+  tcp->close();
+  unix_server->close();
+  co_await tcp->wait_closed();
+  co_await unix_server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS over a connected socket (sock=) and over a Unix path",
+                 "[tls][server]") {
+  std::vector<std::string> got;
+  loop->run_until_complete(tls_other_paths(*loop, &got));
+  REQUIRE(got.size() == 4);
+  CHECK_FALSE(got[0].empty());  // a cipher: the connection is TLS
+  CHECK(got[1] == "sock!");
+  CHECK_FALSE(got[2].empty());
+  CHECK(got[3] == "unix!");
+}
+
+// asyncio's checks of the TLS options, made before anything connects.
+static Coro<void> tls_option_errors(EventLoop& loop, std::vector<std::string>* errors) {
+  TlsContext client_tls{.ca_file = test_cert().cert};
+  ProtocolFactory f = [&loop] { return std::make_shared<Collect>(loop); };
+  auto attempt = [&](ConnectionOptions options, bool unix_path) -> Coro<void> {
+    try {
+      if (unix_path)
+        co_await loop.create_unix_connection(f, "/nonexistent/eddy.sock", options);
+      else
+        co_await loop.create_connection(f, "", 0, options);
+      errors->push_back("connected");
+    } catch (const ValueError& e) {
+      errors->push_back(e.what());
+    } catch (const std::exception& e) {
+      errors->push_back(std::string("other: ") + e.what());
+    }
+  };
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  co_await attempt({.sock = fd, .server_hostname = "localhost"}, false);
+  co_await attempt({.sock = fd, .ssl = &client_tls}, false);
+  co_await attempt(
+      {.sock = fd, .ssl = &client_tls, .server_hostname = "localhost", .ssl_handshake_timeout = 0},
+      false);
+  co_await attempt({.ssl = &client_tls}, true);
+  co_await attempt({.server_hostname = "localhost"}, true);
+  ::close(fd);
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS options: asyncio's ValueErrors for server_hostname and the handshake timeout",
+                 "[tls][errors]") {
+  std::vector<std::string> errors;
+  loop->run_until_complete(tls_option_errors(*loop, &errors));
+  CHECK(errors ==
+        std::vector<std::string>{"server_hostname is only meaningful with ssl",
+                                 "You must set server_hostname when using ssl without a host",
+                                 "ssl_handshake_timeout should be a positive number, got 0.0",
+                                 "you have to pass server_hostname when using ssl",
+                                 "server_hostname is only meaningful with ssl"});
+}
+
+// TLS has no half-close: a protocol whose eof_received() returns true is closed all the same
+// (asyncio logs a warning). Before, the transport stopped reading and never reported the loss.
+struct KeepOpenOnEof : Collect {
+  using Collect::Collect;
+  bool eof_received() override { return true; }
+};
+
+static Coro<void> tls_keep_open_on_eof(EventLoop& loop, bool* lost) {
+  TlsContext server_tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  TlsContext client_tls{.ca_file = test_cert().cert};
+  struct CloseAtOnce : Protocol {
+    void connection_made(Ref<Transport> t) override { t->close(); }  // close_notify, then FIN
+  };
+  ProtocolFactory closer = [] { return std::make_shared<CloseAtOnce>(); };
+  Ref<Server> server = co_await loop.create_server(closer, "127.0.0.1", 0, {.ssl = &server_tls});
+  auto client = std::make_shared<KeepOpenOnEof>(loop);
+  ProtocolFactory f = [client] { return client; };
+  Connection c = co_await loop.create_connection(f, "localhost", server->sockets()[0].address.port,
+                                                 {.ssl = &client_tls});
+  try {
+    co_await wait_for(client->lost, 5.0);
+    *lost = true;
+  } catch (const TimeoutError&) {
+    c.first->abort();
+  }
+  server->close();
+  co_await server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS: eof_received() returning true still closes the connection",
+                 "[tls]") {
+  bool lost = false;
+  loop->run_until_complete(tls_keep_open_on_eof(*loop, &lost));
+  CHECK(lost);
 }
 #endif  // __EMSCRIPTEN__

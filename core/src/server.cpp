@@ -5,7 +5,10 @@
 #include "eddy/server.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
+#include <string>
 
 #include "eddy/errors.hpp"
 #include "eddy/log.hpp"
@@ -365,6 +368,42 @@ EDDY_WASM_NOINLINE Coro<Connection> make_transport(EventLoop& loop, StreamEndpoi
   co_return Connection{Ref<Transport>(transport.get()), std::move(protocol)};
 }
 
+// A number as Python's repr prints a float (0.0, 2.5, -1.0).
+std::string format_seconds(double v) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {  // the shortest text that reads back as v
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string text(buf);
+  if (text.find_first_of(".eni") == std::string::npos) text += ".0";
+  return text;
+}
+
+// asyncio's checks of the TLS options of create_connection / create_unix_connection, made
+// before connecting. `name` is the default server_hostname: the host ("" with a sock or a path).
+void check_tls_options(const ConnectionOptions& options, std::string_view name,
+                       const char* missing_name) {
+  if (!options.ssl) {
+    if (options.server_hostname) throw ValueError("server_hostname is only meaningful with ssl");
+    return;
+  }
+  if (!options.server_hostname && name.empty()) throw ValueError(missing_name);
+  if (!(options.ssl_handshake_timeout > 0))
+    throw ValueError("ssl_handshake_timeout should be a positive number, got " +
+                     format_seconds(options.ssl_handshake_timeout));
+}
+
+// The handshake over a new connection when its options ask for TLS; else the connection as is.
+Coro<StreamEndpointPtr> secure_if_asked(EventLoop& loop, StreamEndpointPtr endpoint,
+                                        const ConnectionOptions& options, std::string_view name) {
+  if (!options.ssl) co_return std::move(endpoint);
+  const std::string server_name(options.server_hostname.value_or(name));
+  StreamEndpointPtr secured = co_await tls_handshake(loop, std::move(endpoint), options.ssl,
+                                                     server_name, options.ssl_handshake_timeout);
+  co_return std::move(secured);
+}
+
 }  // namespace
 
 Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::string host, std::uint16_t port,
@@ -372,10 +411,12 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   capabilities().require("create_connection");
   ConnectOptions copts;
   copts.keep_alive = options.keep_alive;
+  check_tls_options(options, host, "You must set server_hostname when using ssl without a host");
   if (options.sock) {
     if (!host.empty() || port) throw ValueError("host/port and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, copts);
-    Connection c = co_await make_transport(*this, std::move(adopted), std::move(factory));
+    StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(adopted), options, host);
+    Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
     co_return c;
   }
   if (host.empty()) throw ValueError("host and port was not specified and no sock specified");
@@ -396,12 +437,8 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   if (interleave > 0) infos = interleave_by_family(std::move(infos), interleave);
 
   StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(infos), copts, options.happy_eyeballs_delay);
-  if (options.ssl) {
-    const std::string name(options.server_hostname.value_or(host));
-    StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), options.ssl, name, options.ssl_handshake_timeout);
-    endpoint = std::move(secured);
-  }
-  Connection c = co_await make_transport(*this, std::move(endpoint), std::move(factory));
+  StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, host);
+  Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
   co_return c;
 }
 
@@ -431,10 +468,12 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
 Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
                                                    ConnectionOptions options) {
   capabilities().require("create_unix_connection");
+  check_tls_options(options, "", "you have to pass server_hostname when using ssl");
   if (options.sock) {
     if (!path.empty()) throw ValueError("path and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, {});
-    Connection c = co_await make_transport(*this, std::move(adopted), std::move(factory));
+    StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(adopted), options, "");
+    Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
     co_return c;
   }
   if (path.empty()) throw ValueError("no path and sock were specified");
@@ -444,7 +483,8 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
   target.address = SocketAddress::unix_path(path);
   std::vector<AddrInfo> targets(1, target);
   StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(targets), {}, std::nullopt);
-  Connection c = co_await make_transport(*this, std::move(endpoint), std::move(factory));
+  StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, "");
+  Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
   co_return c;
 }
 

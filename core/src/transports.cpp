@@ -476,7 +476,10 @@ void StreamTransport::read_eof() {
     fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
     return;
   }
-  if (keep_open && mode_ == Mode::socket) {
+  const bool tls = endpoint_ && !endpoint_->can_shutdown();  // TLS has no half-close
+  if (keep_open && tls)
+    log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
+  if (keep_open && mode_ == Mode::socket && !tls) {
     if (endpoint_) endpoint_->read_stop();
   } else {
     close();
