@@ -187,6 +187,33 @@ static Coro<void> sendfile_from_pipe(EventLoop& loop, int sock, int peer, int pi
   CHECK(sent == got->size());
 }
 
+// Nothing to send (an offset past the end of the file): 0, and the file position stays where it
+// was, as asyncio moves it only when bytes went out.
+static Coro<void> sendfile_past_end(EventLoop& loop, int listener, std::uint16_t port, int file,
+                                    std::size_t* sent) {
+  int client = nonblocking_socket(AF_INET, SOCK_STREAM);
+  Task<std::pair<int, SocketAddress>> accepting = loop.create_task(loop.sock_accept(listener));
+  co_await loop.sock_connect(client, SocketAddress::ip("127.0.0.1", port));
+  std::pair<int, SocketAddress> conn = co_await accepting;
+  *sent = co_await loop.sock_sendfile(client, file, 5000, std::nullopt);
+  ::close(client);
+  ::close(conn.first);
+}
+
+TEST_CASE_METHOD(NativeFixture, "sock_sendfile: nothing sent leaves the file position",
+                 "[sockets][sendfile]") {
+  int file = temp_file_with("0123456789");
+  ::lseek(file, 7, SEEK_SET);
+  std::uint16_t port = 0;
+  int listener = loopback_listener(&port);
+  std::size_t sent = 99;
+  loop->run_until_complete(sendfile_past_end(*loop, listener, port, file, &sent));
+  CHECK(sent == 0);
+  CHECK(::lseek(file, 0, SEEK_CUR) == 7);
+  ::close(listener);
+  ::close(file);
+}
+
 TEST_CASE_METHOD(NativeFixture, "sock_sendfile: the fallback, and SendfileNotAvailableError without it",
                  "[sockets][sendfile]") {
   const bool fallback = GENERATE(true, false);

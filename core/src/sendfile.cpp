@@ -119,14 +119,14 @@ Coro<std::size_t> send_zero_copy(Backend& backend, ZeroCopyTarget target, int fi
       throw SendfileNotAvailableError("os.sendfile() is not available for this socket and file: " +
                                       ec.message());
     if (ec) {
-      backend.seek_file(file, offset + total);
+      if (total > 0) backend.seek_file(file, offset + total);
       throw std::system_error(ec, "sendfile");
     }
     if (n == 0) break;  // end of file
     total += n;
     if (target.sent) target.sent(n);
   }
-  backend.seek_file(file, offset + total);
+  if (total > 0) backend.seek_file(file, offset + total);  // as asyncio: only when bytes went
   co_return total;
 }
 
@@ -234,7 +234,7 @@ Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t off
   if (use_fallback) {
     ChunkSink send = [this, sock](std::string_view chunk) { return sock_sendall(sock, chunk); };
     total = co_await copy_file(*this, file, offset, count, send);
-    backend().seek_file(file, offset + total);
+    if (total > 0) backend().seek_file(file, offset + total);
   }
   co_return total;
 }
@@ -277,7 +277,7 @@ Coro<std::size_t> EventLoop::sendfile(Ref<WriteTransport> transport, int file, s
   };
   const std::size_t total = co_await copy_file(*this, file, offset, count, write);
   co_await lent->drain();
-  backend().seek_file(file, offset + total);
+  if (total > 0) backend().seek_file(file, offset + total);
   co_return total;
 }
 
