@@ -16,6 +16,11 @@ LOOP_TEST("signal handlers: real signals, validation, removal", "[signals]") {
   CHECK_THROWS_AS(loop.add_signal_handler(100000, [] {}), ValueError);
   CHECK_THROWS_AS(loop.add_signal_handler(SIGKILL, [] {}), RuntimeError);
   CHECK_THROWS_AS(loop.remove_signal_handler(-3), ValueError);
+  if (SIGRTMIN > 32) {
+    // The C library keeps 32 (and 33) for itself: not among Python's valid_signals().
+    CHECK_THROWS_AS(loop.add_signal_handler(32, [] {}), ValueError);
+    CHECK_THROWS_AS(loop.remove_signal_handler(32), ValueError);
+  }
   CHECK_FALSE(loop.remove_signal_handler(SIGUSR2));
 
   int usr1 = 0, usr2 = 0;

@@ -16,7 +16,12 @@ struct SignalWatch {
 }  // namespace
 
 void UvBackend::check_signal(int sig) const {
-  if (sig < 1 || sig >= NSIG) throw ValueError("invalid signal number " + std::to_string(sig));
+  // Python's signal.valid_signals(): what sigfillset() includes, which leaves out the C
+  // library's own real-time signals (32 and 33 with glibc).
+  sigset_t all;
+  sigfillset(&all);
+  if (sig < 1 || sig >= NSIG || sigismember(&all, sig) != 1)
+    throw ValueError("invalid signal number " + std::to_string(sig));
 }
 
 void UvBackend::watch_signal(int sig, std::function<void()> on_signal) {
