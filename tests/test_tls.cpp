@@ -537,4 +537,29 @@ TEST_CASE_METHOD(NativeFixture, "TLS: eof_received() returning true still closes
   loop->run_until_complete(tls_keep_open_on_eof(*loop, &lost));
   CHECK(lost);
 }
+
+// The server name (SNI) carries host names only (RFC 6066): connecting to an address sends none,
+// as Python's ssl does; connecting by name sends the name. Python's server reports what it got.
+static Coro<void> sni_client(EventLoop& loop, std::uint16_t port, std::string host,
+                             std::string* line) {
+  TlsContext tls{.verify_peer = false};
+  auto c = std::make_shared<Collect>(loop);
+  ProtocolFactory f = [c] { return c; };
+  Connection conn = co_await loop.create_connection(f, host, port, {.ssl = &tls});
+  co_await c->lost;
+  *line = c->data;
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: no server name (SNI) for an address, the name for a host name",
+                 "[tls][peer]") {
+  for (const char* host : {"127.0.0.1", "localhost"}) {
+    PythonPeer peer(strings("sni-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+    const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+    std::string line;
+    loop->run_until_complete(sni_client(*loop, port, host, &line));
+    CHECK(line == (std::string(host) == "localhost" ? "sni: localhost\n" : "sni: None\n"));
+    peer.finish();
+  }
+}
 #endif  // __EMSCRIPTEN__

@@ -2,6 +2,7 @@
 // memory BIOs. Ciphertext moves through the inner endpoint; the core's StreamTransport sees
 // plaintext and is otherwise unchanged. The handshake's outcome is reported once; after that,
 // outer writes complete when the inner endpoint has handed all ciphertext to the kernel.
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -27,6 +28,12 @@ const std::error_category& tls_category() {
   };
   static const Category c;
   return c;
+}
+
+bool is_ip_literal(const std::string& name) {
+  unsigned char address[16];
+  return ::inet_pton(AF_INET, name.c_str(), address) == 1 ||
+         ::inet_pton(AF_INET6, name.c_str(), address) == 1;
 }
 
 std::error_code last_tls_error(std::string* why) {
@@ -85,7 +92,8 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
       SSL_set_connect_state(ssl_);
       const std::string name(hostname);
       if (!name.empty()) {
-        SSL_set_tlsext_host_name(ssl_, name.c_str());
+        // RFC 6066: no address in the server name; Python sends none for one either.
+        if (!is_ip_literal(name)) SSL_set_tlsext_host_name(ssl_, name.c_str());
         if (config.verify_peer) SSL_set1_host(ssl_, name.c_str());
       }
     }

@@ -272,6 +272,29 @@ async def starttls_handler(reader, writer):
     writer.close()
 
 
+async def sni_server(addr, certfile, keyfile):
+    # A TLS server that answers each client with the server name it sent ("None" for none).
+    import ssl
+    names = []
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    ctx.sni_callback = lambda sslobj, name, context: names.append(name)
+    done = asyncio.get_running_loop().create_future()
+
+    async def handler(reader, writer):
+        writer.write(f"sni: {names[-1] if names else None}\n".encode())
+        await writer.drain()
+        writer.close()
+        if not done.done():
+            done.set_result(None)
+
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    server = await asyncio.start_server(handler, host, int(port), ssl=ctx)
+    print("READY", server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await asyncio.wait_for(done, 60)
+
+
 def main():
     mode, addr = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
@@ -296,6 +319,8 @@ def main():
         asyncio.run(tls_client(addr, n, sys.argv[4]))
     elif mode == "starttls-after-bulk-client":
         asyncio.run(starttls_after_bulk_client(addr, n, sys.argv[4]))
+    elif mode == "sni-server":
+        asyncio.run(sni_server(addr, sys.argv[3], sys.argv[4]))
     elif mode == "slow-reader":
         asyncio.run(slow_reader(addr, n))
     else:
