@@ -57,9 +57,7 @@ class StreamTransport final : public Transport,
 
   using WriteTransport::write;
   void write(std::string_view data) override;
-  bool can_write_eof() const override {
-    return mode_ != Mode::read_pipe && (!endpoint_ || endpoint_->can_shutdown());
-  }
+  bool can_write_eof() const override { return mode_ != Mode::read_pipe && !over_tls(); }
   void write_eof() override;
   void abort() override;
   std::size_t get_write_buffer_size() const override;
@@ -67,6 +65,8 @@ class StreamTransport final : public Transport,
   // without a connection_lost call, as asyncio replaces the old transport's protocol.
   // RuntimeError if closing or if written data is still buffered (await flushed() first).
   StreamEndpointPtr take_endpoint();
+  // TLS endpoints are the ones that cannot half-close.
+  bool over_tls() const noexcept { return endpoint_ && !endpoint_->can_shutdown(); }
   // Done once nothing written is still queued in the platform (at once if nothing is), or once
   // the transport is lost.
   Future<void> flushed();

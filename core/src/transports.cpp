@@ -110,7 +110,7 @@ void WriteFlowControl::set_limits(std::optional<long long> high, std::optional<l
   } else {
     h = *high;
   }
-  l = low ? *low : (h >= 0 ? h / 4 : -((-(h + 1)) / 4) - 1);
+  l = low ? *low : h / 4 - (h % 4 < 0 ? 1 : 0);  // floor division
   if (!(h >= l && l >= 0))
     throw ValueError("high (" + std::to_string(h) + ") must be >= low (" + std::to_string(l) + ") must be >= 0");
   high_ = static_cast<std::size_t>(h);
@@ -344,8 +344,7 @@ void StreamTransport::write_eof() {
     close();
     return;
   }
-  if (endpoint_ && !endpoint_->can_shutdown())
-    throw NotSupportedError("write_eof", "TLS transports", "TLS has no half-close");
+  if (over_tls()) throw NotSupportedError("write_eof", "TLS transports", "TLS has no half-close");
   if (closing_ || eof_written_) return;
   eof_written_ = true;
   // The platform sends FIN after queued writes; a sendfile in progress sends it when done.
@@ -476,10 +475,9 @@ void StreamTransport::read_eof() {
     fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
     return;
   }
-  const bool tls = endpoint_ && !endpoint_->can_shutdown();  // TLS has no half-close
-  if (keep_open && tls)
+  if (keep_open && over_tls())
     log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
-  if (keep_open && mode_ == Mode::socket && !tls) {
+  if (keep_open && mode_ == Mode::socket && !over_tls()) {
     if (endpoint_) endpoint_->read_stop();
   } else {
     close();
