@@ -2,6 +2,7 @@
 // real TCP, Unix and UDP sockets natively (libuv), the virtual network in WebAssembly and on the
 // virtual-clock loop. Then what only the virtual network has: latency, bandwidth, loss, reset
 // injection, socket pairs and pipes, virtual host names.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -373,6 +374,79 @@ static Coro<void> datagram_echo(EventLoop& loop, bool unix_socket) {
 LOOP_TEST("network: datagrams echo whole and in order, UDP and Unix", "[network][datagrams]") {
   const bool unix_socket = GENERATE(false, true);
   this->loop->run_until_complete(datagram_echo(*this->loop, unix_socket));
+}
+
+// ---- Closing the loop with everything still open -------------------------------------------
+
+namespace {
+struct LeftOpen {
+  Ref<Server> server;
+  Connection client;
+  DatagramConnection datagrams;
+  std::vector<int> fds;  // the sockets' descriptors, where they are the system's
+};
+
+void note_socket(LeftOpen& left, const BaseTransport& t) {
+  std::any fd = t.get_extra_info("socket");
+  if (fd.has_value()) left.fds.push_back(std::any_cast<int>(fd));
+}
+}  // namespace
+
+static Coro<void> open_and_leave(EventLoop& loop, std::shared_ptr<Peer> server_side,
+                                 std::shared_ptr<Peer> client, std::shared_ptr<Datagrams> datagrams,
+                                 LeftOpen& left) {
+  left.server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  left.client = co_await loop.create_connection(give(client), "127.0.0.1", port_of(left.server));
+  DatagramEndpointOptions o;
+  o.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  left.datagrams = co_await loop.create_datagram_endpoint(give_datagrams(datagrams), o);
+  for (int i = 0; i < 100 && !server_side->transport; ++i) co_await sleep(0.001);
+  REQUIRE(server_side->transport);
+  client->transport->write("left in flight");
+  note_socket(left, *client->transport);
+  note_socket(left, *server_side->transport);
+  note_socket(left, *datagrams->transport);
+  left.fds.push_back(left.server->sockets()[0].fd);
+}
+
+// asyncio leaves what is still open at loop.close() to the garbage collector, which closes the
+// sockets. Eddy releases them in close() itself: close() returns at once, no protocol callback
+// runs afterwards, transports the program still holds report closing, and nothing is left behind
+// (the fixture checks that no transport outlives the references dropped below).
+LOOP_TEST("network: closing the loop releases the servers and transports still open",
+          "[network][lifecycle]") {
+  auto server_side = std::make_shared<Peer>(*this->loop);
+  auto client = std::make_shared<Peer>(*this->loop);
+  auto datagrams = std::make_shared<Datagrams>(*this->loop);
+  LeftOpen left;
+  this->loop->run_until_complete(open_and_leave(*this->loop, server_side, client, datagrams, left));
+  this->loop->close();
+  CHECK(this->loop->stats().live_transports == 3);  // held by the protocols and by `left`
+  CHECK(client->events == strings("made"));
+  CHECK(server_side->events.size() <= 2);  // made, and data if it arrived before close
+  CHECK(left.client.first->is_closing());
+  CHECK(left.datagrams.first->is_closing());
+  CHECK(server_side->transport->is_closing());
+  CHECK_FALSE(left.server->is_serving());
+  CHECK(left.server->sockets().empty());
+  CHECK(left.client.first->get_write_buffer_size() == 0);
+  left.client.first->write("after close");  // dropped, as on a lost connection
+  left.client.first->close();
+  left.datagrams.first->abort();
+#ifndef __EMSCRIPTEN__
+  if constexpr (!TestType::virtual_time) {
+    CHECK(left.fds.size() == 4);
+    for (int fd : left.fds) {
+      errno = 0;
+      CHECK(::fcntl(fd, F_GETFD) == -1);
+      CHECK(errno == EBADF);
+    }
+  }
+#endif
+  left = {};
+  client->transport.reset();
+  server_side->transport.reset();
+  datagrams->transport.reset();
 }
 
 // ---- Raw sockets: sock_* and add_reader ------------------------------------------------------

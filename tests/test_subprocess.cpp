@@ -2,11 +2,13 @@
 // return codes (negative for a signal), stdio redirection, cwd and env; connect_read_pipe and
 // connect_write_pipe over an OS pipe. Loop kinds without processes say NotSupportedError.
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
 
 #include <algorithm>
+#include <chrono>
 
 #include "support.hpp"
 
@@ -127,6 +129,40 @@ TEST_CASE_METHOD(NativeFixture, "a child killed by a signal reports a negative r
   std::optional<int> rc;
   loop->run_until_complete(kill_child(*loop, r, &rc));
   CHECK(rc == -SIGKILL);
+}
+
+static Coro<void> leave_children(EventLoop& loop, std::shared_ptr<ProcessRecorder> exited,
+                                 std::shared_ptr<ProcessRecorder> running, int* running_pid) {
+  // The shell exits at once, but the backgrounded sleep keeps its stdout pipe open.
+  SubprocessConnection a = co_await loop.subprocess_shell(give(exited), "sleep 3 & echo hi", {});
+  SubprocessConnection b = co_await loop.subprocess_exec(give(running), strings("sleep", "30"));
+  *running_pid = b.first->get_pid();
+  for (int i = 0; i < 500 && exited->events.size() < 3; ++i) co_await sleep(0.01);
+}
+
+// asyncio's transport, when collected, closes the pipes and kills a child still running; Eddy
+// does that in loop.close(), which must not wait for a pipe a grandchild still holds.
+TEST_CASE_METHOD(NativeFixture, "closing the loop releases children and pipes still open",
+                 "[subprocess][lifecycle]") {
+  auto exited = std::make_shared<ProcessRecorder>(*loop);
+  auto running = std::make_shared<ProcessRecorder>(*loop);
+  int pid = -1;
+  loop->run_until_complete(leave_children(*loop, exited, running, &pid));
+  // stdin closes when the child exits; stdout and stderr stay with the grandchild.
+  CHECK(exited->events == strings("made", "exited", "pipe0"));
+  CHECK(running->events == strings("made"));
+  const auto t0 = std::chrono::steady_clock::now();
+  loop->close();
+  CHECK(std::chrono::steady_clock::now() - t0 <
+        std::chrono::seconds(2));                               // not the grandchild's 3 s
+  CHECK(exited->events == strings("made", "exited", "pipe0"));  // no connection_lost
+  CHECK(running->transport->is_closing());
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  exited->transport.reset();
+  running->transport.reset();
 }
 
 static Coro<void> missing_program(EventLoop& loop, std::error_code* got) {

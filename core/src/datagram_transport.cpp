@@ -39,6 +39,16 @@ class UdpTransport final : public DatagramTransport,
     flow_.describe(out, get_write_buffer_size(), conn_lost_, closing_);
   }
 
+  void loop_closed() noexcept override {
+    Ref<UdpTransport> keep(this);
+    closing_ = true;
+    if (!conn_lost_) ++conn_lost_;
+    sends_in_flight_ = 0;
+    endpoint_.reset();
+    protocol_.reset();  // it may hold this transport
+    self_.reset();
+  }
+
   void start(Future<void> waiter) {
     Ref<UdpTransport> t(this);
     loop_->call_soon([t, waiter]() mutable {

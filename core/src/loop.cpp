@@ -14,6 +14,7 @@
 #include "eddy/executor.hpp"
 #include "eddy/future.hpp"
 #include "eddy/log.hpp"
+#include "eddy/server.hpp"
 #include "eddy/task.hpp"
 
 namespace eddy {
@@ -369,6 +370,33 @@ void EventLoop::close() {
       call_exception_handler(ctx);
       t->abandon();
     }
+  }
+
+  // Servers and transports still open can never call their protocols again: their sockets,
+  // pipes and children are released now (asyncio leaves them to the garbage collector), so the
+  // backend has nothing left to wait for. A transport may release others (a child's pipes), so
+  // the walk restarts after each.
+  std::vector<Ref<Server>> servers;
+  for (auto& [server, id] : servers_) servers.emplace_back(server);
+  for (auto& server : servers) server->loop_closed();
+  servers.clear();
+  for (inspect::TransportProbe* p = transports_head_; p;) {
+    if (p->released_at_close) {
+      p = p->probe_next;
+      continue;
+    }
+    p->released_at_close = true;
+    if (debug_) {
+      inspect::TransportInfo info;
+      const void* server = nullptr;
+      p->describe(info, server);
+      if (info.state != "closed" && info.state != "closing")
+        log(LogLevel::warning, "unclosed transport (" + info.kind +
+                                   (info.peer.empty() ? "" : " " + info.peer) +
+                                   ") released when the loop closed");
+    }
+    p->loop_closed();
+    p = transports_head_;
   }
 
   // Generators still alive outside the loop must not point at it any more.

@@ -118,6 +118,16 @@ void Server::close() {
   if (transports_.empty()) wakeup();
 }
 
+void Server::loop_closed() noexcept {
+  Ref<Server> keep(this);  // a dropped handshake may hold the last reference
+  closed_ = true;
+  serving_ = false;
+  listeners_.clear();
+  handshakes_.clear();
+  waiters_.clear();
+  serving_forever_ = {};
+}
+
 void Server::close_clients() {
   auto copy = transports_;
   for (StreamTransport* t : copy) t->close();

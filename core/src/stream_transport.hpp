@@ -82,6 +82,8 @@ class StreamTransport final : public Transport,
   void set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) override;
 
   void describe(inspect::TransportInfo& out, const void*& server) const override;
+  void loop_closed() noexcept override;
+
  private:
   StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint, std::shared_ptr<BaseProtocol> protocol,
                   Server* server);

@@ -156,6 +156,23 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
     }
   }
   bool is_closing() const override { return closed_; }
+  void loop_closed() noexcept override {
+    Ref<ProcessTransport> keep(this);
+    if (process_ && !returncode_) {
+      try {
+        process_->send_signal(9);  // as close() does, and asyncio's transport when collected
+      } catch (const std::system_error&) {
+      }
+    }
+    closed_ = finished_ = true;
+    pending_.clear();
+    process_.reset();
+    for (auto& r : relays_)
+      if (r) r->disown();
+    for (auto& p : pipes_) p.reset();  // the loop releases each pipe transport in turn
+    protocol_.reset();
+    self_.reset();
+  }
   std::any get_extra_info(std::string_view name, std::any default_value) const override {
     if (name == "subprocess") return pid_;
     return default_value;

@@ -383,6 +383,23 @@ void StreamTransport::force_close(std::exception_ptr exc) {
   loop_->call_soon([self, exc] { self->call_connection_lost(exc); });
 }
 
+void StreamTransport::loop_closed() noexcept {
+  Ref<StreamTransport> keep(this);
+  closing_ = true;
+  if (!conn_lost_) ++conn_lost_;
+  writes_in_flight_ = 0;
+  sendfile_active_ = false;
+  endpoint_.reset();
+  flush_waiters_.clear();
+  sendfile_writable_ = {};
+  if (server_) std::exchange(server_, nullptr)->detach(this);
+  // The protocol may hold this transport (a StreamWriter does): dropping our side breaks the cycle.
+  stream_protocol_ = nullptr;
+  buffered_protocol_ = nullptr;
+  protocol_.reset();
+  self_.reset();
+}
+
 void StreamTransport::call_connection_lost(std::exception_ptr exc) {
   Ref<StreamTransport> keep(this);
   // The endpoint, the server's count and our self-reference go even if connection_lost throws

@@ -347,6 +347,11 @@ class Recorder {
 class TransportProbe {
  public:
   virtual void describe(TransportInfo& out, const void*& server) const = 0;
+  // The loop is closing with this transport still open: no protocol callback can run any more,
+  // so release the socket, pipe or child now (asyncio leaves that to the garbage collector).
+  // Called once; calls on the transport afterwards find it closing and do nothing.
+  virtual void loop_closed() noexcept = 0;
+  bool released_at_close = false;  // set by the loop before calling loop_closed()
   std::uint64_t inspect_id = 0;  // assigned by the loop
   std::uint64_t bytes_in = 0, bytes_out = 0;
   TransportProbe* probe_prev = nullptr;

@@ -54,6 +54,9 @@ class Server : public RefCounted {
   // Used by StreamTransport.
   void attach(StreamTransport* t);
   void detach(StreamTransport* t);
+  // Used by EventLoop::close(): closes the listening sockets and drops handshakes in progress,
+  // settling nothing (no callback can run any more).
+  void loop_closed() noexcept;
 
  private:
   void start_listening();
