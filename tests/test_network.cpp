@@ -376,6 +376,64 @@ LOOP_TEST("network: datagrams echo whole and in order, UDP and Unix", "[network]
   this->loop->run_until_complete(datagram_echo(*this->loop, unix_socket));
 }
 
+// ---- A BufferedProtocol that refuses a buffer ----------------------------------------------
+
+namespace {
+struct BufferRefuser : BufferedProtocol {
+  BufferRefuser(EventLoop& loop, bool throws) : lost(loop.create_future<void>()), throws(throws) {}
+  Ref<Transport> transport;
+  Future<void> lost;
+  std::exception_ptr lost_exc;
+  bool throws;
+  int updates = 0;
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  std::span<char> get_buffer(std::size_t) override {
+    if (throws) throw ValueError("no buffer today");
+    return {};
+  }
+  void buffer_updated(std::size_t) override { ++updates; }
+  void connection_lost(std::exception_ptr e) override {
+    lost_exc = e;
+    transport.reset();
+    lost.set_result();
+  }
+};
+}  // namespace
+
+static Coro<void> refuse_buffer(EventLoop& loop, std::shared_ptr<BufferRefuser> client) {
+  auto server_side = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
+  for (int i = 0; i < 100 && !server_side->transport; ++i) co_await sleep(0.001);
+  REQUIRE(server_side->transport);
+  server_side->transport->write("hello");
+  co_await client->lost;
+  co_await server_side->lost;
+  server->close();
+  co_await server->wait_closed();
+}
+
+// asyncio: get_buffer() raising, or giving an empty buffer (RuntimeError), is a fatal error of the
+// transport: reported, then connection_lost with that exception. (Natively the refusal happens
+// inside libuv's buffer callback, where closing the stream at once used to crash.)
+LOOP_TEST("network: a BufferedProtocol whose get_buffer fails loses the connection with that error",
+          "[network][buffered]") {
+  const bool throws = GENERATE(true, false);
+  auto client = std::make_shared<BufferRefuser>(*this->loop, throws);
+  this->loop->run_until_complete(refuse_buffer(*this->loop, client));
+  CHECK(client->updates == 0);
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].message == "Fatal error: protocol.get_buffer() call failed.");
+  CHECK(this->reported[0].exception == client->lost_exc);
+  if (throws)
+    CHECK_THROWS_MATCHES(std::rethrow_exception(client->lost_exc), ValueError,
+                         Catch::Matchers::Message("no buffer today"));
+  else
+    CHECK_THROWS_MATCHES(std::rethrow_exception(client->lost_exc), RuntimeError,
+                         Catch::Matchers::Message("get_buffer() returned an empty buffer"));
+  this->reported.clear();
+}
+
 // ---- Closing the loop with everything still open -------------------------------------------
 
 namespace {

@@ -120,6 +120,7 @@ class StreamTransport final : public Transport,
   mutable std::optional<std::string> peer_text_;  // peername_ as the inspector shows it, once
   std::size_t writes_in_flight_ = 0;
   std::vector<Future<void>> flush_waiters_;
+  std::exception_ptr get_buffer_failure_;  // BufferedProtocol.get_buffer() refused a read
   Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost
   int conn_lost_ = 0;
   bool closing_ = false;

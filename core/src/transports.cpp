@@ -448,7 +448,7 @@ std::span<char> StreamTransport::read_buffer(std::size_t suggested) {
       if (buf.empty()) throw RuntimeError("get_buffer() returned an empty buffer");
       return buf;
     } catch (...) {
-      fatal_error(std::current_exception(), "Fatal error: protocol.get_buffer() call failed.");
+      get_buffer_failure_ = std::current_exception();  // reported by read_failed, next
       return {};
     }
   }
@@ -505,6 +505,9 @@ void StreamTransport::read_failed(std::error_code error) {
   if (conn_lost_) return;
   Ref<StreamTransport> keep(this);
   if (mode_ == Mode::write_pipe) return peer_closed_write_pipe();
+  if (get_buffer_failure_)
+    return fatal_error(std::exchange(get_buffer_failure_, nullptr),
+                       "Fatal error: protocol.get_buffer() call failed.");
   fatal_error(std::make_exception_ptr(std::system_error(error, "read")), "Fatal read error on socket transport");
 }
 

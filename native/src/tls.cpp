@@ -285,7 +285,10 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   void deliver_plaintext() {
     while (events_ && outer_reading_ && !closed_) {
       std::span<char> buf = events_->read_buffer(16384);
-      if (buf.empty()) return;
+      if (buf.empty()) {
+        events_->read_failed(std::make_error_code(std::errc::no_buffer_space));
+        return;
+      }
       int r = SSL_read(ssl_, buf.data(), static_cast<int>(buf.size()));
       if (r > 0) {
         events_->read_done(static_cast<std::size_t>(r));

@@ -115,7 +115,7 @@ void UvStreamEndpoint::read_start() {
           self->events_->read_done(static_cast<std::size_t>(nread));
         else if (nread == UV_EOF)
           self->events_->read_eof();
-        else if (nread != UV_ENOBUFS)  // ENOBUFS: the transport refused a buffer and closed
+        else  // UV_ENOBUFS: the transport refused a buffer (see StreamEvents::read_buffer)
           self->events_->read_failed(uv_error(static_cast<int>(nread)));
       });
   if (rc && rc != UV_EALREADY) throw std::system_error(uv_error(rc), "read_start");

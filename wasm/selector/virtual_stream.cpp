@@ -155,7 +155,11 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
       if (!s->in->received.empty()) {
         std::span<char> buffer =
             events_->read_buffer(std::min<std::size_t>(s->in->received.size(), 64 * 1024));
-        if (closed_ || !events_ || buffer.empty()) return true;
+        if (closed_ || !events_) return true;
+        if (buffer.empty()) {
+          events_->read_failed(std::make_error_code(std::errc::no_buffer_space));
+          return true;
+        }
         std::error_code ec;
         const std::size_t n = net_.recv(fd_, buffer, nullptr, ec);
         events_->read_done(n);

@@ -23,7 +23,9 @@ namespace eddy {
 class StreamEvents {
  public:
   virtual ~StreamEvents() = default;
-  // Where the next read lands (the endpoint reads at most buffer.size() bytes).
+  // Where the next read lands (the endpoint reads at most buffer.size() bytes). An empty span
+  // refuses the read: the endpoint then reads nothing and calls read_failed(no_buffer_space),
+  // once its platform allows it to be closed (libuv does not inside its buffer callback).
   virtual std::span<char> read_buffer(std::size_t suggested) = 0;
   virtual void read_done(std::size_t nbytes) = 0;  // nbytes > 0, into the last read_buffer
   virtual void read_eof() = 0;
