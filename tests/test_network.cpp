@@ -376,6 +376,78 @@ LOOP_TEST("network: datagrams echo whole and in order, UDP and Unix", "[network]
   this->loop->run_until_complete(datagram_echo(*this->loop, unix_socket));
 }
 
+// ---- connection_made raising ------------------------------------------------------------------
+
+namespace {
+struct RaisingPeer : Peer {
+  using Peer::Peer;
+  void connection_made(Ref<Transport> t) override {
+    Peer::connection_made(t);
+    throw ValueError("boom in connection_made");
+  }
+};
+struct RaisingDatagrams : Datagrams {
+  using Datagrams::Datagrams;
+  void connection_made(Ref<DatagramTransport> t) override {
+    Datagrams::connection_made(t);
+    throw ValueError("boom in connection_made");
+  }
+};
+}  // namespace
+
+static Coro<void> raise_in_connection_made(EventLoop& loop,
+                                           std::shared_ptr<RaisingPeer> server_side,
+                                           std::shared_ptr<RaisingPeer> client,
+                                           std::shared_ptr<RaisingDatagrams> datagrams) {
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  Connection c =
+      co_await wait_for(loop.create_connection(give(client), "127.0.0.1", port_of(server)), 5.0);
+  for (int i = 0; i < 100 && !server_side->transport; ++i) co_await sleep(0.001);
+  REQUIRE(server_side->transport);
+  CHECK(c.first->is_reading());
+  CHECK(server_side->transport->is_reading());
+  server_side->transport->write("to client");
+  client->transport->write("to server");
+  for (int i = 0; i < 500 && (client->data.size() < 9 || server_side->data.size() < 9); ++i)
+    co_await sleep(0.001);
+  CHECK(client->data == "to client");
+  CHECK(server_side->data == "to server");
+  c.first->close();
+  co_await client->lost;
+  co_await server_side->lost;
+  server->close();
+  co_await server->wait_closed();
+
+  DatagramEndpointOptions o;
+  o.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection d =
+      co_await wait_for(loop.create_datagram_endpoint(give_datagrams(datagrams), o), 5.0);
+  auto where = std::any_cast<SocketAddress>(d.first->get_extra_info("sockname"));
+  d.first->sendto("to myself", where);
+  co_await wait_for(datagrams->got, 5.0);
+  CHECK(datagrams->received.at(0).first == "to myself");
+  d.first->close();
+  co_await sleep(0);
+}
+
+// asyncio calls connection_made in a callback of its own: when it raises, the loop reports it and
+// the transport carries on: create_connection returns, and both sides read.
+LOOP_TEST("network: connection_made raising is reported; the connection still works",
+          "[network][faults]") {
+  auto server_side = std::make_shared<RaisingPeer>(*this->loop);
+  auto client = std::make_shared<RaisingPeer>(*this->loop);
+  auto datagrams = std::make_shared<RaisingDatagrams>(*this->loop);
+  this->loop->run_until_complete(
+      raise_in_connection_made(*this->loop, server_side, client, datagrams));
+  CHECK(this->reported.size() == 3);
+  for (const auto& r : this->reported) {
+    CHECK(r.message == "Exception in callback protocol.connection_made()");
+    CHECK_THROWS_MATCHES(std::rethrow_exception(r.exception), ValueError,
+                         Catch::Matchers::Message("boom in connection_made"));
+  }
+  this->reported.clear();
+}
+
 // ---- A BufferedProtocol that refuses a buffer ----------------------------------------------
 
 namespace {

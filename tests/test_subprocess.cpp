@@ -131,6 +131,33 @@ TEST_CASE_METHOD(NativeFixture, "a child killed by a signal reports a negative r
   CHECK(rc == -SIGKILL);
 }
 
+struct RaisingRecorder : ProcessRecorder {
+  using ProcessRecorder::ProcessRecorder;
+  void connection_made(Ref<SubprocessTransport> t) override {
+    ProcessRecorder::connection_made(t);
+    throw ValueError("boom in connection_made");
+  }
+};
+
+static Coro<void> raising_child(EventLoop& loop, std::shared_ptr<RaisingRecorder> r) {
+  SubprocessConnection c = co_await wait_for(loop.subprocess_shell(give(r), "echo out", {}), 5.0);
+  co_await wait_for(r->lost, 5.0);
+  CHECK(c.first->get_returncode() == 0);
+}
+
+// As asyncio (connection_made runs in a callback of its own): reported, and the child's pipes
+// and exit are still delivered.
+TEST_CASE_METHOD(NativeFixture,
+                 "subprocess: connection_made raising is reported; the child still runs",
+                 "[subprocess][faults]") {
+  auto r = std::make_shared<RaisingRecorder>(*loop);
+  loop->run_until_complete(raising_child(*loop, r));
+  CHECK(r->out[1] == "out\n");
+  REQUIRE(reported.size() == 1);
+  CHECK(reported[0].message == "Exception in callback protocol.connection_made()");
+  reported.clear();
+}
+
 static Coro<void> leave_children(EventLoop& loop, std::shared_ptr<ProcessRecorder> exited,
                                  std::shared_ptr<ProcessRecorder> running, int* running_pid) {
   // The shell exits at once, but the backgrounded sleep keeps its stdout pipe open.

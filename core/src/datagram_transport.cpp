@@ -54,7 +54,8 @@ class UdpTransport final : public DatagramTransport,
     loop_->call_soon([t, waiter]() mutable {
       if (!t->conn_lost_) {
         t->protocol_connected_ = true;
-        t->protocol_->connection_made(Ref<DatagramTransport>(t.get()));
+        call_connection_made(
+            *t->loop_, [&] { t->protocol_->connection_made(Ref<DatagramTransport>(t.get())); });
         if (t->endpoint_ && !t->closing_) t->endpoint_->receive_start();
       }
       if (!waiter.done()) waiter.set_result();

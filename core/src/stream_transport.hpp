@@ -33,6 +33,20 @@ std::any lookup_extra_info(std::string_view name, std::any default_value, const 
   return default_value;
 }
 
+// asyncio schedules connection_made, the start of reading and the waiter as three callbacks, so
+// connection_made raising is reported and the rest still happens: Eddy runs them in one callback
+// and reports the exception the same way.
+template <class F>
+void call_connection_made(EventLoop& loop, F&& connection_made) noexcept {
+  try {
+    connection_made();
+  } catch (...) {
+    ExceptionContext ctx("Exception in callback protocol.connection_made()",
+                         std::current_exception());
+    loop.call_exception_handler(ctx);
+  }
+}
+
 class StreamTransport final : public Transport,
                               public inspect::TransportProbe,
                               private StreamEvents {

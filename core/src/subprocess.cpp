@@ -90,7 +90,8 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
       co_await waiter;
     }
     connected_ = true;
-    protocol_->connection_made(Ref<SubprocessTransport>(this));
+    call_connection_made(*loop_,
+                         [&] { protocol_->connection_made(Ref<SubprocessTransport>(this)); });
     // Events that arrived while connecting are delivered now, in asyncio's order.
     for (auto& f : pending_) f();
     pending_.clear();

@@ -232,10 +232,12 @@ void StreamTransport::connection_made() {
   if (conn_lost_) return;  // aborted before the first pass
   protocol_connected_ = true;
   Ref<Transport> self(this);
-  if (buffered_protocol_)
-    buffered_protocol_->connection_made(self);
-  else
-    stream_protocol_->connection_made(self);
+  call_connection_made(*loop_, [&] {
+    if (buffered_protocol_)
+      buffered_protocol_->connection_made(self);
+    else
+      stream_protocol_->connection_made(self);
+  });
   // libuv cannot read-watch a write-only pipe (asyncio's trick for noticing that the reader went
   // away): a write pipe learns it from EPIPE on its next write, and a child's stdin pipe is
   // closed when the child exits.
