@@ -83,6 +83,38 @@ LOOP_TEST("misuse of the lifecycle is rejected as asyncio does", "[lifecycle][ba
     loop.run_forever();
     CHECK(what == "This event loop is already running");
   }
+  SECTION("run_until_complete inside the running loop leaves no trace") {
+    // Refused before anything is attached or created: the done future's stop callback used to
+    // stop the outer run a pass later, and a coroutine became a task that ran anyway.
+    auto done = loop.template create_future<int>();
+    done.set_result(1);
+    bool side_ran = false;
+    auto side = [](bool* ran) -> Coro<void> {
+      *ran = true;
+      co_return;
+    };
+    auto body = [](EventLoop* l, Future<int> f, Coro<void> c,
+                   std::vector<std::string>* out) -> Coro<int> {
+      try {
+        l->run_until_complete(f);
+      } catch (const RuntimeError& e) {
+        out->push_back(e.what());
+      }
+      try {
+        l->run_until_complete(std::move(c));
+      } catch (const RuntimeError& e) {
+        out->push_back(e.what());
+      }
+      co_await sleep(0.01);
+      co_return 7;
+    };
+    std::vector<std::string> errors;
+    CHECK(loop.run_until_complete(body(&loop, done, side(&side_ran), &errors)) == 7);
+    CHECK(errors == std::vector<std::string>{"This event loop is already running",
+                                             "This event loop is already running"});
+    CHECK_FALSE(side_ran);
+    CHECK(loop.all_tasks().empty());
+  }
   SECTION("closing a running loop") {
     std::string what;
     loop.call_soon([&] {

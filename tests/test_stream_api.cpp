@@ -729,6 +729,34 @@ LOOP_TEST("open_connection without TLS on the target: start_tls is NotSupportedE
   this->loop->run_until_complete(tls_refused(*this->loop));
 }
 
+// As asyncio 3.12+: the server keeps no reference to a connection's writer. A handler that
+// returns without closing it drops the last one, which closes the transport: the client reads
+// what was written, then EOF, and the server's wait_closed() ends.
+static Coro<void> handler_drops_writer(EventLoop& loop, std::string* got) {
+  ClientConnectedCallback hello = [](std::shared_ptr<StreamReader>,
+                                     std::shared_ptr<StreamWriter> w) -> Coro<void> {
+    w->write("hi");
+    co_await w->drain();
+  };
+  Ref<Server> server = co_await start_server(hello, "127.0.0.1", 0);
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  auto [reader, writer] = pair;
+  Coro<std::string> everything = reader->read(-1);
+  *got = co_await wait_for(std::move(everything), 5.0);
+  writer->close();
+  co_await writer->wait_closed();
+  server->close();
+  Coro<void> closed = server->wait_closed();
+  co_await wait_for(std::move(closed), 5.0);
+}
+
+LOOP_TEST("start_server: a handler that drops its writer closes the connection", "[streams-api]") {
+  if (!this->loop->capabilities().supports("create_server")) SKIP("no sockets on this loop");
+  std::string got;
+  this->loop->run_until_complete(handler_drops_writer(*this->loop, &got));
+  CHECK(got == "hi");
+}
+
 #ifndef __EMSCRIPTEN__
 #include <unistd.h>
 

@@ -296,3 +296,18 @@ LOOP_TEST("sleep(0) yields exactly one pass", "[task]") {
   CHECK(trace == std::vector<std::string>{"before", "other1", "after"});
   CHECK(t.done());
 }
+
+LOOP_TEST("a task refuses set_result and set_exception, and runs on", "[task]") {
+  auto& loop = *this->loop;
+  auto body = []() -> Coro<int> {
+    co_await sleep(0.01);
+    co_return 5;
+  };
+  auto t = loop.create_task(body());
+  CHECK_THROWS_WITH(t.set_result(1), "Task does not support set_result operation");
+  CHECK_THROWS_WITH(t.set_exception(ValueError("x")),
+                    "Task does not support set_exception operation");
+  CHECK_FALSE(t.done());
+  CHECK(loop.run_until_complete(t) == 5);
+  CHECK_THROWS_AS(t.set_result(1), RuntimeError);  // done or not
+}

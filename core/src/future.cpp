@@ -119,6 +119,8 @@ void FutureBase::check_result_slow() {
 }
 
 void FutureBase::check_settable(const char* method) const {
+  // A task's outcome is its coroutine's (asyncio's Task refuses both calls, whatever its state).
+  if (is_task_) throw RuntimeError(std::string("Task does not support ") + method + " operation");
   if (state_ != FutureState::pending)
     throw InvalidStateError(std::string(method) + ": invalid state " + to_string(state_) + ": " +
                             describe());

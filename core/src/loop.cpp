@@ -279,10 +279,14 @@ void EventLoop::check_thread(const char* method) const {
                        method + ")");
 }
 
-void EventLoop::enter_running(const char* method) {
+void EventLoop::check_can_run() const {
   check_closed();
   if (running_) throw RuntimeError("This event loop is already running");
   if (t_running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
+}
+
+void EventLoop::enter_running(const char* method) {
+  check_can_run();
   (void)method;
   thread_id_ = std::this_thread::get_id();
   t_running_loop = this;

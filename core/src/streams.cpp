@@ -512,15 +512,21 @@ void StreamReaderProtocol::connection_made(Ref<Transport> transport) {
   if (!client_connected_cb_) return;
   std::shared_ptr<StreamReaderProtocol> self = weak_from_this().lock();
   if (!self) throw RuntimeError("StreamReaderProtocol must be owned by a shared_ptr");
-  stream_writer_ = std::make_shared<StreamWriter>(Ref<WriteTransport>(transport),
-                                                  std::static_pointer_cast<FlowControlMixin>(self),
-                                                  reader, get_loop());
+  // The writer is the callback's alone, as in asyncio 3.12+: when the handler drops it (returns
+  // without keeping it), the last reference closes the transport.
+  auto writer = std::make_shared<StreamWriter>(Ref<WriteTransport>(transport),
+                                               std::static_pointer_cast<FlowControlMixin>(self),
+                                               reader, get_loop());
   strong_reader_.reset();
-  Coro<void> body = client_connected_cb_.call(reader, stream_writer_);
+  Coro<void> body = client_connected_cb_.call(reader, std::move(writer));
   if (!body) return;
   task_ = get_loop().create_task(run_client_connected(client_connected_cb_, std::move(body)));
   EventLoop* loop = &get_loop();
-  task_.add_done_callback([transport, loop](Task<void> task) {
+  std::weak_ptr<StreamReaderProtocol> weak = self;
+  task_.add_done_callback([transport, loop, weak](Task<void> task) {
+    // A finished task keeps its frame, and with it the callback's arguments (Python frees them
+    // when the coroutine returns): let it go, so a writer the handler dropped closes now.
+    if (auto protocol = weak.lock()) protocol->task_ = Task<void>();
     if (task.cancelled()) {
       transport->close();
       return;
@@ -553,7 +559,6 @@ void StreamReaderProtocol::connection_lost(std::exception_ptr exc) {
   strong_reader_.reset();
   task_ = Task<void>();
   transport_.reset();
-  stream_writer_.reset();  // last: its destructor may look at the transport
 }
 
 void StreamReaderProtocol::data_received(std::string_view data) {

@@ -68,7 +68,9 @@ void reject_future_await(PromiseBase& p, FutureBase* f) {
 }
 
 void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
-  loop.check_closed();
+  // Checked before the stop callback goes on: on a done future it would be scheduled at once
+  // and stop the running loop a pass later.
+  loop.check_can_run();
   if (&f->get_loop() != &loop)
     throw ValueError("The future belongs to a different loop than the one specified as the loop "
                      "argument");

@@ -208,7 +208,7 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
     release_callback(&first_);
     release();  // the entry's reference
   }
-  // InvalidStateError if done; RuntimeError if the loop is closed.
+  // InvalidStateError if done; RuntimeError if the loop is closed, or for a task.
   void check_settable(const char* method) const;
 
  protected:

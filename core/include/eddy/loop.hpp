@@ -399,6 +399,9 @@ class EventLoop : public RefCounted {
   // Debug-mode check used by non-thread-safe methods (asyncio's _check_thread).
   void check_thread(const char* method) const;
   void check_closed() const;
+  // What running the loop would refuse: a closed loop, this loop already running, or another
+  // loop running on this thread (asyncio's _check_closed and _check_running).
+  void check_can_run() const;
 
   // ---- Used by Eddy's own types (not part of asyncio's API) --------------------------------------
   void register_task(TaskBase* task) noexcept;

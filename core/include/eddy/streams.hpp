@@ -272,7 +272,6 @@ class StreamReaderProtocol : public Protocol,
  private:
   std::weak_ptr<StreamReader> reader_;
   std::shared_ptr<StreamReader> strong_reader_;  // server side, until connection_made
-  std::shared_ptr<StreamWriter> stream_writer_;  // server side, until connection_lost
   ClientConnectedCallback client_connected_cb_;
   Task<void> task_;
   Ref<Transport> transport_;

@@ -707,7 +707,7 @@ T EventLoop::run_until_complete(Task<T> task) {
 
 template <class T>
 T EventLoop::run_until_complete(Coro<T> coro) {
-  check_closed();
+  check_can_run();  // before the coroutine becomes a task that would run later
   Task<T> task = create_task(std::move(coro));
   detail::run_until_done(*this, task.base(), true);
   if constexpr (std::is_void_v<T>)
