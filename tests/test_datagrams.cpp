@@ -147,6 +147,39 @@ TEST_CASE_METHOD(NativeFixture, "UDP: ICMP port unreachable reaches error_receiv
   loop->run_until_complete(icmp_refused(*loop, r));
   CHECK(r->received.empty());
 }
+struct RaisingOnError : DatagramRecorder {
+  using DatagramRecorder::DatagramRecorder;
+  void error_received(std::exception_ptr e) override {
+    DatagramRecorder::error_received(e);
+    throw ValueError("boom in error_received");
+  }
+};
+
+static Coro<void> icmp_refused_raising(EventLoop& loop, std::shared_ptr<RaisingOnError> r) {
+  r->enough = loop.create_future<void>();
+  DatagramConnection c = co_await loop.create_datagram_endpoint(
+      give(r), {.remote_addr = SocketAddress::ip("127.0.0.1", 9)});
+  c.first->sendto("anyone?");
+  Future<void> enough = r->enough;
+  co_await wait_for(enough, 5.0);
+  co_await sleep(0.01);
+  CHECK_FALSE(c.first->is_closing());
+  c.first->abort();
+  co_await r->lost;
+}
+
+// asyncio: error_received raising inside the read callback is that callback's exception,
+// reported; the transport stays open.
+TEST_CASE_METHOD(NativeFixture, "UDP: error_received raising is reported; the transport stays open",
+                 "[datagrams][faults]") {
+  auto r = std::make_shared<RaisingOnError>(*loop);
+  loop->run_until_complete(icmp_refused_raising(*loop, r));
+  CHECK(r->errors.size() == 1);
+  REQUIRE(reported.size() == 1);
+  CHECK(reported[0].message == "Exception in callback protocol.error_received()");
+  reported.clear();
+}
+
 // ---- Unix datagram sockets (libuv has none: native/src/unix_datagram.cpp) ----------------------
 
 static std::string dgram_path(const char* tag) {

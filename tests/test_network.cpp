@@ -448,6 +448,44 @@ LOOP_TEST("network: connection_made raising is reported; the connection still wo
   this->reported.clear();
 }
 
+// asyncio: datagram_received raising is an exception in the transport's read callback, which the
+// loop reports; the endpoint stays open and the next datagram arrives.
+namespace {
+struct FirstDatagramRaises : Datagrams {
+  using Datagrams::Datagrams;
+  void datagram_received(std::string_view data, const SocketAddress& from) override {
+    Datagrams::datagram_received(data, from);
+    if (received.size() == 1) throw ValueError("boom in datagram_received");
+  }
+};
+}  // namespace
+
+static Coro<void> raise_in_datagram_received(EventLoop& loop,
+                                             std::shared_ptr<FirstDatagramRaises> receiver) {
+  receiver->want = 2;
+  DatagramEndpointOptions o;
+  o.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection d = co_await loop.create_datagram_endpoint(give_datagrams(receiver), o);
+  auto where = std::any_cast<SocketAddress>(d.first->get_extra_info("sockname"));
+  d.first->sendto("first", where);
+  for (int i = 0; i < 500 && receiver->received.empty(); ++i) co_await sleep(0.001);
+  CHECK_FALSE(d.first->is_closing());
+  d.first->sendto("second", where);
+  co_await wait_for(receiver->got, 5.0);
+  CHECK(receiver->received.at(1).first == "second");
+  d.first->close();
+  co_await sleep(0);
+}
+
+LOOP_TEST("network: datagram_received raising is reported; the endpoint stays open",
+          "[network][datagrams][faults]") {
+  auto receiver = std::make_shared<FirstDatagramRaises>(*this->loop);
+  this->loop->run_until_complete(raise_in_datagram_received(*this->loop, receiver));
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].message == "Exception in callback protocol.datagram_received()");
+  this->reported.clear();
+}
+
 // ---- A BufferedProtocol that refuses a buffer ----------------------------------------------
 
 namespace {

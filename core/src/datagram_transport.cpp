@@ -94,7 +94,7 @@ class UdpTransport final : public DatagramTransport,
       std::error_code ec;
       if (endpoint_->try_send(data, to, ec)) return;
       if (ec) {
-        error_received(ec);
+        error_received(ec);  // an exception from it reaches the caller, as in asyncio
         return;
       }
     }
@@ -119,34 +119,44 @@ class UdpTransport final : public DatagramTransport,
     try {
       protocol_->datagram_received(std::string_view(buffer_.get(), n), from);
     } catch (...) {
-      fatal_error(std::current_exception(), "Fatal error: protocol.datagram_received() call failed.");
+      report_callback_failure("datagram_received");
     }
   }
   void receive_failed(std::error_code ec) override {
+    if (conn_lost_) return;
     Ref<UdpTransport> keep(this);
-    error_received(ec);
+    try {
+      error_received(ec);
+    } catch (...) {
+      report_callback_failure("error_received");
+    }
   }
   void send_done(std::error_code ec) override {
     Ref<UdpTransport> keep(this);
     if (sends_in_flight_) --sends_in_flight_;
     if (conn_lost_) return;
-    if (ec) error_received(ec);
+    if (ec) {
+      try {
+        error_received(ec);
+      } catch (...) {
+        report_callback_failure("error_received");
+      }
+    }
+    if (conn_lost_) return;  // the protocol closed the transport
     flow_.maybe_resume(get_write_buffer_size(), protocol_.get(), *loop_, this);
     if (sends_in_flight_ == 0 && closing_) schedule_connection_lost(nullptr);
   }
 
   void error_received(std::error_code ec) {
-    try {
-      protocol_->error_received(std::make_exception_ptr(std::system_error(ec, "sendto/recvfrom")));
-    } catch (...) {
-      fatal_error(std::current_exception(), "Fatal error: protocol.error_received() call failed.");
-    }
+    protocol_->error_received(std::make_exception_ptr(std::system_error(ec, "sendto/recvfrom")));
   }
-  void fatal_error(std::exception_ptr exc, const char* message) {
-    ExceptionContext ctx(message, exc);
+  // A protocol callback raised inside the transport's I/O callback: asyncio's loop reports it
+  // as that callback's exception, and the transport stays open.
+  void report_callback_failure(const char* method) {
+    ExceptionContext ctx(std::string("Exception in callback protocol.") + method + "()",
+                         std::current_exception());
     ctx.extra["transport"] = "datagram transport";
     loop_->call_exception_handler(ctx);
-    force_close(exc);
   }
   void force_close(std::exception_ptr exc) {
     if (conn_lost_) return;
