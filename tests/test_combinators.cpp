@@ -458,15 +458,49 @@ Coro<void> as_completeds(Trace* trace) {
     int v = f.result();
     trace->push_back("got " + std::to_string(v));
   }
+  // Two futures, one given twice, and a timeout: as asyncio, two steps, each a TimeoutError.
   std::vector<Future<void>> slow;
   slow.push_back(loop.create_future<void>());
+  slow.push_back(loop.create_future<void>());
+  slow.push_back(slow[0]);
   auto timed = as_completed(slow, 0.01);
-  try {
-    co_await timed.next();
-  } catch (const TimeoutError&) {
-    trace->push_back("as_completed timeout");
+  CHECK(timed.remaining() == 2);
+  while (!timed.done()) {
+    try {
+      co_await timed.next();
+    } catch (const TimeoutError&) {
+      trace->push_back("as_completed timeout");
+    }
   }
   slow[0].cancel();
+  slow[1].cancel();
+}
+
+// asyncio.wait takes a set: a future given twice is listed once.
+Coro<void> wait_repeated(Trace* trace) {
+  auto& loop = get_running_loop();
+  Future<int> a = loop.create_future<int>();
+  Future<int> b = loop.create_future<int>();
+  a.set_result(1);
+  std::vector<Future<int>> fs;
+  fs.push_back(a);
+  fs.push_back(b);
+  fs.push_back(a);
+  fs.push_back(b);
+  auto r = co_await wait(fs, {.timeout = 0.001});
+  trace->push_back("done " + std::to_string(r.done.size()) + " pending " +
+                   std::to_string(r.pending.size()));
+  b.cancel();
+  std::vector<Future<int>> again;
+  again.push_back(a);
+  again.push_back(a);
+  auto it = as_completed(again);
+  int steps = 0;
+  while (!it.done()) {
+    Future<int> f = co_await it.next();
+    steps += f.result();
+  }
+  trace->push_back("as_completed steps " + std::to_string(steps));
 }
 
 }  // namespace
@@ -509,7 +543,14 @@ LOOP_TEST("as_completed: results in completion order; timeout", "[combinators]")
   Trace trace;
   this->loop->run_until_complete(as_completeds(&trace));
   CHECK(joined(trace) ==
-        "a start;b start;c start;b done;c done;got 1;a done;got 2;got 4;as_completed timeout;");
+        "a start;b start;c start;b done;c done;got 1;a done;got 2;got 4;as_completed timeout;"
+        "as_completed timeout;");
+}
+
+LOOP_TEST("wait and as_completed: a future given twice counts once", "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(wait_repeated(&trace));
+  CHECK(joined(trace) == "done 1 pending 1;as_completed steps 1;");
 }
 
 namespace {

@@ -24,6 +24,7 @@
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -327,12 +328,23 @@ auto gather(ReturnExceptions, std::vector<A> aws)
 // ---- wait, wait_for, shield, as_completed
 // ---------------------------------------------------------
 
+namespace detail {
+// asyncio takes a set of futures: the same one given twice counts once (the first place kept).
+template <class F>
+void drop_repeated(std::vector<F>& fs) {
+  std::unordered_set<const FutureBase*> seen;
+  std::erase_if(fs, [&seen](const F& f) { return !seen.insert(f.state().get()).second; });
+}
+}  // namespace detail
+
 // Waits for the futures or tasks (not coroutines, as asyncio 3.11+) until `return_when` holds
 // or the timeout passes (no TimeoutError: what is not done is in `pending`). ValueError if empty.
+// A future given twice is listed once, as in asyncio's sets.
 template <class F>
 requires detail::FutureLike<F> Coro<WaitResult<F>> wait(std::vector<F> fs,
                                                         WaitOptions options = {}) {
   if (fs.empty()) throw ValueError("Set of Tasks/Futures is empty.");
+  detail::drop_repeated(fs);
   std::vector<Ref<FutureBase>> bases;
   bases.reserve(fs.size());
   for (const auto& f : fs) bases.push_back(f.state());
@@ -372,26 +384,26 @@ std::shared_ptr<AsCompletedCore> start_as_completed(const std::vector<Ref<Future
 Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core);
 }  // namespace detail
 
-// asyncio.as_completed: next() gives the futures in the order they complete; TimeoutError from
-// next() once `timeout` has passed.
+// asyncio.as_completed: next() gives the futures in the order they complete, each once (a
+// future given twice counts once). Once `timeout` has passed, each next() still owed raises
+// TimeoutError instead; either way done() is true after as many next() calls as futures.
 template <class F>
 class AsCompleted {
  public:
-  AsCompleted(std::vector<F> fs, std::optional<double> timeout) : remaining_(fs.size()) {
+  AsCompleted(std::vector<F> fs, std::optional<double> timeout) {
     std::vector<Ref<FutureBase>> bases;
-    for (auto& f : fs) {
-      bases.push_back(f.state());
-      by_state_.emplace(f.state().get(), f);
-    }
+    for (auto& f : fs)
+      if (by_state_.emplace(f.state().get(), f).second) bases.push_back(f.state());
+    remaining_ = bases.size();
     core_ = detail::start_as_completed(bases, timeout);
   }
   bool done() const noexcept { return remaining_ == 0; }
   std::size_t remaining() const noexcept { return remaining_; }
   Coro<F> next() {
     if (remaining_ == 0) throw RuntimeError("as_completed: every future was already returned");
+    --remaining_;  // before waiting, as asyncio: a timed-out step counts too
     auto waiting = detail::next_completed(core_);
     Ref<FutureBase> f = co_await waiting;
-    --remaining_;
     co_return by_state_.at(f.get());
   }
 
