@@ -1,4 +1,5 @@
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "support.hpp"
@@ -71,4 +72,53 @@ LOOP_TEST("a job whose future was cancelled finishes without touching it", "[exe
   release = true;
   loop.run_until_complete(loop.shutdown_default_executor());
   CHECK(fut.cancelled());
+}
+
+// asyncio cancels the concurrent future it wraps: a job still queued never runs.
+LOOP_TEST("cancelling a queued job's future means the job never runs", "[executor][threads]") {
+  auto& loop = *this->loop;
+  if (!this->threads()) return;
+  loop.set_default_executor(std::make_shared<ThreadPoolExecutor>(1));
+  std::atomic<bool> started{false}, release{false};
+  std::atomic<int> second_ran{0};
+  auto first = loop.run_in_executor(nullptr, [&] {
+    started = true;
+    while (!release) std::this_thread::yield();
+  });
+  auto second = loop.run_in_executor(nullptr, [&] { ++second_ran; });
+  while (!started) std::this_thread::yield();  // the only worker is busy: `second` is queued
+  CHECK(loop.stats().executor_jobs == 2);
+  second.cancel();
+  loop.run_until_complete(sleep(0));  // the cancellation's callback runs
+  CHECK(loop.stats().executor_jobs == 1);
+  release = true;
+  loop.run_until_complete(first);
+  loop.run_until_complete(loop.shutdown_default_executor());
+  CHECK(second_ran == 0);
+  CHECK(second.cancelled());
+}
+
+// Each shutdown_default_executor joins in a thread of its own: a second call while the first is
+// still joining (past its timeout) must not block the loop.
+LOOP_TEST("a second shutdown_default_executor does not block the loop", "[executor][threads]") {
+  auto& loop = *this->loop;
+  if (!this->threads()) return;
+  std::atomic<bool> started{false}, release{false};
+  auto job = loop.run_in_executor(nullptr, [&] {
+    started = true;
+    while (!release) std::this_thread::yield();
+  });
+  while (!started) std::this_thread::yield();
+  // Lets the job go after 2 s whatever happens, so a blocked loop fails below instead of hanging.
+  std::thread watchdog([&] {
+    for (int i = 0; i < 200 && !release; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    release = true;
+  });
+  loop.run_until_complete(loop.shutdown_default_executor(0.01));  // gives up waiting: a warning
+  loop.run_until_complete(loop.shutdown_default_executor(0.01));
+  CHECK_FALSE(release);  // both returned while the job still ran
+  release = true;
+  watchdog.join();
+  loop.run_until_complete(job);
 }

@@ -410,7 +410,7 @@ void EventLoop::close() {
     default_executor_->shutdown(/*wait=*/false);
     default_executor_.reset();
   }
-  if (executor_shutdown_thread_.joinable()) executor_shutdown_thread_.join();
+  for (std::thread& t : std::exchange(executor_shutdown_threads_, {})) t.join();
   backend_->close();
 }
 
@@ -849,10 +849,11 @@ Future<void> EventLoop::shutdown_default_executor(double timeout) {
     done.set_result();
     return done;
   }
-  if (executor_shutdown_thread_.joinable()) executor_shutdown_thread_.join();
+  // Each call joins in a thread of its own (as asyncio): a second call must not block the loop
+  // on the first one's join. close() joins them all.
   std::shared_ptr<Executor> executor = default_executor_;
   const std::uint64_t id = add_executor_job(done.state());
-  executor_shutdown_thread_ = std::thread([executor, inbox = inbox_, loop = this, id] {
+  executor_shutdown_threads_.emplace_back([executor, inbox = inbox_, loop = this, id] {
     executor->shutdown(/*wait=*/true);
     detail::post_executor_result(inbox, loop, id, [](FutureBase& f) { f.finish_with_result(); });
   });

@@ -3,6 +3,7 @@
 // asyncio-style Future on the loop's thread. ThreadPoolExecutor is the default on native targets.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -59,6 +60,8 @@ void unregister_executor_job(EventLoop& loop, std::uint64_t id) noexcept;
 void post_executor_result(const std::shared_ptr<Inbox>& inbox, EventLoop* loop, std::uint64_t id,
                           std::function<void(FutureBase&)> complete);
 
+enum class ExecutorJobState : std::uint8_t { queued, running, cancelled };
+
 template <class R>
 struct ExecutorOutcome {
   Slot<R> value;
@@ -76,8 +79,15 @@ auto EventLoop::run_in_executor(std::shared_ptr<Executor> executor, F&& fn) {
   if (!executor) executor = default_executor();
   Future<R> future = create_future<R>();
   const std::uint64_t id = detail::register_executor_job(*this, future.state());
+  // Cancelling the future before a worker takes the job means it never runs, as asyncio's
+  // cancel of the concurrent future it wraps.
+  auto claim =
+      std::make_shared<std::atomic<detail::ExecutorJobState>>(detail::ExecutorJobState::queued);
   try {
-    executor->submit([fn = Fn(std::forward<F>(fn)), inbox = inbox_, loop = this, id]() mutable {
+    executor->submit([fn = Fn(std::forward<F>(fn)), inbox = inbox_, loop = this, id,
+                      claim]() mutable {
+      auto queued = detail::ExecutorJobState::queued;
+      if (!claim->compare_exchange_strong(queued, detail::ExecutorJobState::running)) return;
       auto outcome = std::make_shared<detail::ExecutorOutcome<R>>();
       try {
         if constexpr (std::is_void_v<R>) {
@@ -104,6 +114,12 @@ auto EventLoop::run_in_executor(std::shared_ptr<Executor> executor, F&& fn) {
     detail::unregister_executor_job(*this, id);
     throw;
   }
+  future.add_done_callback([this, id, claim](Future<R> f) {
+    auto queued = detail::ExecutorJobState::queued;
+    if (f.cancelled() &&
+        claim->compare_exchange_strong(queued, detail::ExecutorJobState::cancelled))
+      detail::unregister_executor_job(*this, id);  // no result will come back
+  });
   return future;
 }
 

@@ -521,7 +521,7 @@ class EventLoop : public RefCounted {
   bool executor_shutdown_called_ = false;
   std::unordered_map<std::uint64_t, Ref<FutureBase>> executor_jobs_;
   std::uint64_t next_executor_job_ = 0;
-  std::thread executor_shutdown_thread_;
+  std::vector<std::thread> executor_shutdown_threads_;
 
   HostDriver* host_driver_ = nullptr;
   Capabilities capabilities_;
