@@ -147,6 +147,7 @@ TEST_CASE_METHOD(NativeFixture, "create_connection: echo through Python asyncio,
   CHECK(rec->events == std::vector<std::string>{"made", "data", "eof", "lost"});
   CHECK_FALSE(rec->lost_exc);
   peer.finish();
+  if (unix_socket) ::unlink(temp_socket_path("echo").c_str());  // the peer's, left by its exit
 }
 
 static Coro<void> check_peername(EventLoop& loop, std::uint16_t port, std::shared_ptr<Recorder> rec) {
@@ -335,6 +336,37 @@ TEST_CASE_METHOD(NativeFixture, "create_server: an asyncio client's 1 MiB echoes
   std::string said;
   loop->run_until_complete(serve_one_client(*loop, unix_socket, 1 << 20, &said));
   CHECK(said == "OK 1048576\n");
+}
+
+static Coro<void> replaced_socket_path(EventLoop& loop, std::string path, bool cleanup) {
+  Ref<Server> server = co_await loop.create_unix_server([] { return std::make_shared<Protocol>(); },
+                                                        path, {.cleanup_socket = cleanup});
+  if (!cleanup) {
+    server->close();
+    co_await server->wait_closed();
+    co_return;
+  }
+  // Someone else's file now has that name (made first, so that it cannot reuse the socket's
+  // inode number): closing the server must leave it alone.
+  const std::string other_path = path + ".other";
+  FILE* other = std::fopen(other_path.c_str(), "w");
+  REQUIRE(other);
+  std::fclose(other);
+  REQUIRE(::rename(other_path.c_str(), path.c_str()) == 0);
+  server->close();
+  co_await server->wait_closed();
+}
+
+// asyncio's cleanup_socket removes the path only if it is still the server's socket (same inode);
+// cleanup_socket=false leaves it.
+TEST_CASE_METHOD(NativeFixture,
+                 "create_unix_server: closing leaves a file that replaced the socket",
+                 "[streams][server]") {
+  const std::string path = temp_socket_path("replaced");
+  const bool cleanup = GENERATE(true, false);
+  loop->run_until_complete(replaced_socket_path(*loop, path, cleanup));
+  CHECK(::access(path.c_str(), F_OK) == 0);
+  ::unlink(path.c_str());
 }
 
 // Writes `total` bytes in 1 MiB chunks, waiting for resume_writing whenever paused.

@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include "uv_backend.hpp"
 #include "uv_stream.hpp"
 
@@ -29,7 +31,14 @@ StreamListenerPtr bind_unix(uv_loop_t* loop, const SocketAddress& local, const L
   StreamListenerPtr owned(l);
   if (int rc = uv_pipe_bind(l->pipe(), path.c_str()))
     throw std::system_error(uv_error(rc), "bind " + path);
-  if (options.unlink_on_close) l->set_unlink_path(path);
+  // libuv would remove the path it bound when the handle closes, whatever is there by then;
+  // whether to remove it is cleanup_socket's call (with asyncio's inode check), so libuv's copy
+  // of the name (strdup'ed with its default allocator) is dropped.
+  std::free(const_cast<char*>(l->pipe()->pipe_fname));
+  l->pipe()->pipe_fname = nullptr;
+  struct stat st;
+  if (options.unlink_on_close && ::stat(path.c_str(), &st) == 0)
+    l->set_unlink_path(path, st.st_ino);
   return owned;
 }
 

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -314,7 +315,9 @@ int UvListener::fileno() const noexcept {
 void UvListener::close() noexcept {
   if (closed_) return;
   closed_ = true;
-  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
+  struct stat st;
+  if (!unlink_path_.empty() && ::stat(unlink_path_.c_str(), &st) == 0 && st.st_ino == unlink_inode_)
+    ::unlink(unlink_path_.c_str());
   uv_close(&handle_.handle, [](uv_handle_t* h) { delete static_cast<UvListener*>(h->data); });
 }
 

@@ -4,6 +4,7 @@
 // reports nothing, even for the writes libuv cancels while closing.
 #pragma once
 
+#include <sys/stat.h>
 #include <uv.h>
 
 #include <any>
@@ -81,7 +82,12 @@ class UvListener final : public StreamListener {
   UvListener(uv_loop_t* loop, UvStreamEndpoint::Kind kind, const ListenOptions& options);
   uv_tcp_t* tcp() noexcept { return &handle_.tcp; }
   uv_pipe_t* pipe() noexcept { return &handle_.pipe; }
-  void set_unlink_path(std::string path) { unlink_path_ = std::move(path); }
+  // close() removes the socket file at `path`, unless another file replaced it (asyncio checks
+  // the inode the same way).
+  void set_unlink_path(std::string path, ino_t inode) {
+    unlink_path_ = std::move(path);
+    unlink_inode_ = inode;
+  }
 
   void listen(Events events) override;
   SocketAddress address() const override;
@@ -95,6 +101,7 @@ class UvListener final : public StreamListener {
   ListenOptions options_;
   Events events_;
   std::string unlink_path_;
+  ino_t unlink_inode_ = 0;
   bool closed_ = false;
 };
 
