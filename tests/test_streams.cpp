@@ -461,11 +461,12 @@ static Coro<void> server_lifecycle(EventLoop& loop) {
   Ref<Server> s2 = co_await loop.create_server(factory, "127.0.0.1", 0);
   Task<void> forever = loop.create_task(s2->serve_forever());
   co_await sleep(0.01);
-  forever.cancel();
+  forever.cancel("enough");
   try {
     co_await forever;
     FAIL("serve_forever returned");
-  } catch (const CancelledError&) {
+  } catch (const CancelledError& e) {
+    CHECK(e.message() == "enough");  // asyncio re-raises the cancellation it got
   }
   CHECK_FALSE(s2->is_serving());
   try {

@@ -155,14 +155,16 @@ Coro<void> Server::serve_forever() {
   start_listening();
   serving_forever_ = loop_->create_future<void>();
   Future<void> f = serving_forever_;
+  std::string message;
   try {
     co_await f;
-  } catch (const CancelledError&) {
+  } catch (const CancelledError& e) {
+    message = e.message();
     close();
     // asyncio closes and then waits for the connections before re-raising.
   }
   co_await wait_closed();
-  throw CancelledError();
+  throw CancelledError(std::move(message));  // the same cancellation, its message kept
 }
 
 Coro<void> Server::wait_closed() {
