@@ -486,6 +486,42 @@ LOOP_TEST("network: datagram_received raising is reported; the endpoint stays op
   this->reported.clear();
 }
 
+// asyncio's transport drops its protocol after connection_lost. A protocol that keeps its
+// transport to the end (no reset in connection_lost) must not keep both alive: the fixture
+// checks that no transport outlives the test.
+namespace {
+struct Clingy : Protocol {
+  explicit Clingy(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  Ref<Transport> transport;  // never released
+  Future<void> lost;
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  void connection_lost(std::exception_ptr) override { lost.set_result(); }
+};
+}  // namespace
+
+static Coro<void> clingy_connection(EventLoop& loop, Ref<Transport>* kept) {
+  auto server_side = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  auto clingy = std::make_shared<Clingy>(loop);
+  Connection c = co_await loop.create_connection(give(clingy), "127.0.0.1", port_of(server));
+  CHECK(c.first->get_protocol() == clingy);
+  c.first->close();
+  Future<void> lost = clingy->lost;
+  co_await lost;
+  co_await server_side->lost;
+  co_await sleep(0);
+  *kept = c.first;
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("network: after connection_lost the transport lets its protocol go",
+          "[network][lifecycle]") {
+  Ref<Transport> kept;
+  this->loop->run_until_complete(clingy_connection(*this->loop, &kept));
+  CHECK(kept->get_protocol() == nullptr);
+}
+
 // ---- A BufferedProtocol that refuses a buffer ----------------------------------------------
 
 namespace {

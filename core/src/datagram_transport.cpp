@@ -177,6 +177,7 @@ class UdpTransport final : public DatagramTransport,
         UdpTransport* t;
         ~Release() {
           t->endpoint_.reset();
+          t->protocol_.reset();  // as asyncio: see StreamTransport::call_connection_lost
           t->self_.reset();
         }
       } release{self.get()};

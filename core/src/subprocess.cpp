@@ -209,6 +209,7 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
         ~Release() {
           t->process_.reset();
           for (auto& p : t->pipes_) p.reset();
+          t->protocol_.reset();  // as asyncio: see StreamTransport::call_connection_lost
           t->self_.reset();
         }
       } release{self.get()};

@@ -411,6 +411,11 @@ void StreamTransport::call_connection_lost(std::exception_ptr exc) {
     ~Release() {
       t->endpoint_.reset();
       if (t->server_) std::exchange(t->server_, nullptr)->detach(t);
+      // As asyncio, the transport lets its protocol go: a protocol holding the transport
+      // would otherwise keep both alive.
+      t->stream_protocol_ = nullptr;
+      t->buffered_protocol_ = nullptr;
+      t->protocol_.reset();
       t->self_.reset();
     }
   } release{this};
