@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include <netdb.h>
 #include <unistd.h>
 #include <array>
 #include <cerrno>
@@ -550,6 +551,10 @@ static Coro<void> resolve(EventLoop& loop) {
     FAIL("resolved an .invalid name");
   } catch (const std::system_error& e) {
     CHECK(std::string(e.code().category().name()) == "resolver");
+    // socket.gaierror's errno: the C library's EAI_* value (EAI_NONAME here, EAI_AGAIN without
+    // a DNS server), not libuv's own numbering.
+    CHECK(e.code().value() < 0);
+    CHECK(e.code().message() == ::gai_strerror(e.code().value()));
   }
 }
 

@@ -3,6 +3,7 @@
 // the core fires a timer only once loop.time() has reached its deadline, never early.
 #include "uv_backend.hpp"
 
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <csignal>
@@ -19,7 +20,7 @@ namespace eddy::native {
 const std::error_category& resolver_category() noexcept {
   struct Category final : std::error_category {
     const char* name() const noexcept override { return "resolver"; }
-    std::string message(int code) const override { return uv_strerror(-code); }
+    std::string message(int code) const override { return ::gai_strerror(code); }
   };
   static const Category category;
   return category;
@@ -91,8 +92,43 @@ std::uint64_t UvBackend::ticks() noexcept {
 #endif
 }
 
+namespace {
+// libuv's resolver codes as the C library's EAI_* values, which Python's socket.gaierror carries
+// (and the virtual network's resolver uses).
+int gai_code(int status) noexcept {
+  switch (status) {
+    case UV_EAI_ADDRFAMILY:
+      return EAI_ADDRFAMILY;
+    case UV_EAI_AGAIN:
+      return EAI_AGAIN;
+    case UV_EAI_BADFLAGS:
+    case UV_EAI_BADHINTS:
+      return EAI_BADFLAGS;
+    case UV_EAI_CANCELED:
+      return EAI_CANCELED;
+    case UV_EAI_FAMILY:
+      return EAI_FAMILY;
+    case UV_EAI_MEMORY:
+      return EAI_MEMORY;
+    case UV_EAI_NODATA:
+      return EAI_NODATA;
+    case UV_EAI_NONAME:
+      return EAI_NONAME;
+    case UV_EAI_OVERFLOW:
+      return EAI_OVERFLOW;
+    case UV_EAI_SERVICE:
+      return EAI_SERVICE;
+    case UV_EAI_SOCKTYPE:
+      return EAI_SOCKTYPE;
+    default:
+      return EAI_FAIL;  // UV_EAI_FAIL, UV_EAI_PROTOCOL
+  }
+}
+}  // namespace
+
 std::error_code uv_error(int status) noexcept {
-  if (status <= UV_EAI_ADDRFAMILY && status >= UV_EAI_PROTOCOL) return {-status, resolver_category()};
+  if (status <= UV_EAI_ADDRFAMILY && status >= UV_EAI_PROTOCOL)
+    return {gai_code(status), resolver_category()};
   return {-status, std::generic_category()};
 }
 
