@@ -44,8 +44,13 @@ class UdpTransport final : public DatagramTransport,
     closing_ = true;
     if (!conn_lost_) ++conn_lost_;
     sends_in_flight_ = 0;
+    let_go();
+  }
+  // Drops the endpoint, the protocol (as asyncio: it may hold this transport) and the
+  // self-reference.
+  void let_go() noexcept {
     endpoint_.reset();
-    protocol_.reset();  // it may hold this transport
+    protocol_.reset();
     self_.reset();
   }
 
@@ -125,23 +130,13 @@ class UdpTransport final : public DatagramTransport,
   void receive_failed(std::error_code ec) override {
     if (conn_lost_) return;
     Ref<UdpTransport> keep(this);
-    try {
-      error_received(ec);
-    } catch (...) {
-      report_callback_failure("error_received");
-    }
+    report_error(ec);
   }
   void send_done(std::error_code ec) override {
     Ref<UdpTransport> keep(this);
     if (sends_in_flight_) --sends_in_flight_;
     if (conn_lost_) return;
-    if (ec) {
-      try {
-        error_received(ec);
-      } catch (...) {
-        report_callback_failure("error_received");
-      }
-    }
+    if (ec) report_error(ec);
     if (conn_lost_) return;  // the protocol closed the transport
     flow_.maybe_resume(get_write_buffer_size(), protocol_.get(), *loop_, this);
     if (sends_in_flight_ == 0 && closing_) schedule_connection_lost(nullptr);
@@ -149,6 +144,14 @@ class UdpTransport final : public DatagramTransport,
 
   void error_received(std::error_code ec) {
     protocol_->error_received(std::make_exception_ptr(std::system_error(ec, "sendto/recvfrom")));
+  }
+  // error_received from an I/O callback: what it raises is reported, not passed on.
+  void report_error(std::error_code ec) {
+    try {
+      error_received(ec);
+    } catch (...) {
+      report_callback_failure("error_received");
+    }
   }
   // A protocol callback raised inside the transport's I/O callback: asyncio's loop reports it
   // as that callback's exception, and the transport stays open.
@@ -175,11 +178,7 @@ class UdpTransport final : public DatagramTransport,
     loop_->call_soon([self, exc] {
       struct Release {
         UdpTransport* t;
-        ~Release() {
-          t->endpoint_.reset();
-          t->protocol_.reset();  // as asyncio: see StreamTransport::call_connection_lost
-          t->self_.reset();
-        }
+        ~Release() { t->let_go(); }
       } release{self.get()};
       if (self->protocol_connected_) self->protocol_->connection_lost(exc);
     });

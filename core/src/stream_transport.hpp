@@ -116,6 +116,9 @@ class StreamTransport final : public Transport,
   void fatal_error(std::exception_ptr exc, const char* message);
   void force_close(std::exception_ptr exc);
   void call_connection_lost(std::exception_ptr exc);
+  // Drops the endpoint, the server's count, the protocol and the self-reference (the last one
+  // may destroy this).
+  void let_go() noexcept;
   void report(const char* message, std::exception_ptr exc);
   void wake_flush_waiters();
   Coro<void> wait_sendfile_writable();

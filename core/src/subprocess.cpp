@@ -167,12 +167,9 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
     }
     closed_ = finished_ = true;
     pending_.clear();
-    process_.reset();
     for (auto& r : relays_)
       if (r) r->disown();
-    for (auto& p : pipes_) p.reset();  // the loop releases each pipe transport in turn
-    protocol_.reset();
-    self_.reset();
+    let_go();  // the loop releases each pipe transport in turn
   }
   std::any get_extra_info(std::string_view name, std::any default_value) const override {
     if (name == "subprocess") return pid_;
@@ -191,6 +188,13 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
       if (r) r->disown();
     loop_->transport_destroyed(this);
   }
+  // Drops the child, the pipes, the protocol (as asyncio) and the self-reference.
+  void let_go() noexcept {
+    process_.reset();
+    for (auto& p : pipes_) p.reset();
+    protocol_.reset();
+    self_.reset();
+  }
   template <class F>
   void call(F f) {
     if (!connected_) {
@@ -206,12 +210,7 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
     loop_->call_soon([self] {
       struct Release {
         ProcessTransport* t;
-        ~Release() {
-          t->process_.reset();
-          for (auto& p : t->pipes_) p.reset();
-          t->protocol_.reset();  // as asyncio: see StreamTransport::call_connection_lost
-          t->self_.reset();
-        }
+        ~Release() { t->let_go(); }
       } release{self.get()};
       self->protocol_->connection_lost(nullptr);
     });

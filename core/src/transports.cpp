@@ -391,11 +391,16 @@ void StreamTransport::loop_closed() noexcept {
   if (!conn_lost_) ++conn_lost_;
   writes_in_flight_ = 0;
   sendfile_active_ = false;
-  endpoint_.reset();
   flush_waiters_.clear();
   sendfile_writable_ = {};
+  let_go();
+}
+
+void StreamTransport::let_go() noexcept {
+  endpoint_.reset();
   if (server_) std::exchange(server_, nullptr)->detach(this);
-  // The protocol may hold this transport (a StreamWriter does): dropping our side breaks the cycle.
+  // As asyncio, the transport lets its protocol go: a protocol holding the transport (a
+  // StreamWriter does) would otherwise keep both alive.
   stream_protocol_ = nullptr;
   buffered_protocol_ = nullptr;
   protocol_.reset();
@@ -408,16 +413,7 @@ void StreamTransport::call_connection_lost(std::exception_ptr exc) {
   // (run_ready then reports the exception, as asyncio reports a failing callback).
   struct Release {
     StreamTransport* t;
-    ~Release() {
-      t->endpoint_.reset();
-      if (t->server_) std::exchange(t->server_, nullptr)->detach(t);
-      // As asyncio, the transport lets its protocol go: a protocol holding the transport
-      // would otherwise keep both alive.
-      t->stream_protocol_ = nullptr;
-      t->buffered_protocol_ = nullptr;
-      t->protocol_.reset();
-      t->self_.reset();
-    }
+    ~Release() { t->let_go(); }
   } release{this};
   if (protocol_connected_) protocol_->connection_lost(exc);
 }
