@@ -712,6 +712,10 @@ static Coro<void> raw_sockets(EventLoop& loop) {
   co_await loop.sock_connect(client, SocketAddress::ip("127.0.0.1", port));
   auto [server, peer] = co_await accepting;
   CHECK(peer.host() == "127.0.0.1");
+  // Asking for nothing returns at once, with nothing sent yet, as Python's socket.recv(0) does
+  // (recv(2) itself would wait on a TCP socket).
+  std::string nothing = co_await wait_for(loop.sock_recv(server, 0), 5.0);
+  CHECK(nothing.empty());
   const std::string big = pattern(0, 1 << 20);
   Task<void> sending = loop.create_task(loop.sock_sendall(client, big));
   std::string got;
@@ -745,6 +749,15 @@ static Coro<void> raw_sockets(EventLoop& loop) {
   const int a = raw.open(SocketKind::datagram);
   const int b = raw.open(SocketKind::datagram);
   const std::uint16_t bport = raw.listen_any(b, false);
+  if (loop.capabilities().supports("sock_sendfile")) {
+    bool refused = false;
+    try {
+      co_await loop.sock_sendfile(a, 0);
+    } catch (const ValueError& e) {
+      refused = std::string(e.what()) == "only SOCK_STREAM type sockets are supported";
+    }
+    CHECK(refused);
+  }
   co_await loop.sock_sendto(a, "ping", SocketAddress::ip("127.0.0.1", bport));
   auto [data, from] = co_await loop.sock_recvfrom(b, 100);
   CHECK(data == "ping");

@@ -102,6 +102,48 @@ TEST_CASE_METHOD(NativeFixture, "sock_accept, sock_connect, sock_sendall, sock_r
   ::close(listener);
 }
 
+// asyncio's debug mode refuses a blocking socket in every sock_* call, before touching it; a
+// non-socket descriptor is an OSError. Outside debug mode the call goes ahead.
+TEST_CASE_METHOD(NativeFixture, "sock_*: debug mode refuses a blocking socket", "[sockets]") {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);  // blocking
+  auto message_of = [&](auto&& call) -> std::string {
+    try {
+      loop->run_until_complete(call());
+    } catch (const ValueError& e) {
+      return e.what();
+    }
+    return "no ValueError";
+  };
+  loop->set_debug(true);
+  const std::string refused = "the socket must be non-blocking";
+  CHECK(message_of([&] { return loop->sock_recv(sv[0], 10); }) == refused);
+  CHECK(message_of([&] { return loop->sock_sendall(sv[0], "x"); }) == refused);
+  CHECK(message_of([&] { return loop->sock_accept(sv[0]); }) == refused);
+  CHECK(message_of([&] {
+          return loop->sock_connect(sv[0], SocketAddress::unix_path("/nonexistent"));
+        }) == refused);
+  CHECK(message_of([&] {
+          return loop->sock_sendto(sv[0], "x", SocketAddress::ip("127.0.0.1", 9));
+        }) == refused);
+  CHECK(message_of([&] { return loop->sock_recvfrom(sv[0], 10); }) == refused);
+  CHECK(message_of([&] { return loop->sock_sendfile(sv[0], 0); }) == refused);
+  char byte = 0;
+  CHECK(::recv(sv[1], &byte, 1, MSG_DONTWAIT) == -1);  // refused before sending anything
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  try {
+    loop->run_until_complete(loop->sock_recv(fds[0], 1));
+    FAIL("sock_recv on a pipe did not throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::not_a_socket);
+  }
+  loop->set_debug(false);
+  REQUIRE(::write(sv[1], "y", 1) == 1);
+  CHECK(loop->run_until_complete(loop->sock_recv(sv[0], 10)) == "y");
+  for (int fd : {sv[0], sv[1], fds[0], fds[1]}) ::close(fd);
+}
+
 static Coro<void> udp_roundtrip(EventLoop& loop, int a, int b, std::uint16_t bport) {
   Task<std::pair<std::string, SocketAddress>> receiving = loop.create_task(loop.sock_recvfrom(b, 1024));
   CHECK(co_await loop.sock_sendto(a, "datagram", SocketAddress::ip("127.0.0.1", bport)) == 8);

@@ -220,6 +220,8 @@ void StreamTransport::finish_sendfile(bool resume) {
 Coro<std::size_t> EventLoop::sock_sendfile(int sock, int file, std::uint64_t offset, std::optional<std::size_t> count,
                                            bool fallback) {
   capabilities().require("sock_sendfile");
+  if (check_sock(sock, true) != SocketKind::stream)
+    throw ValueError("only SOCK_STREAM type sockets are supported");
   check_count(count);
   ZeroCopyTarget target{[sock] { return sock; }, [this, sock] { return wait_fd(sock, 1); },
                         nullptr};

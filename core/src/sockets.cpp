@@ -60,6 +60,15 @@ bool EventLoop::remove_fd_callback(int fd, int which) {
   return true;
 }
 
+// asyncio's debug mode refuses a blocking socket in every sock_* call: the call would block the
+// whole loop.
+SocketKind EventLoop::check_sock(int fd, bool need_kind) {
+  if (!debug_ && !need_kind) return SocketKind::any;
+  const Backend::SocketFacts facts = backend().socket_facts(fd);
+  if (debug_ && facts.blocking) throw ValueError("the socket must be non-blocking");
+  return facts.kind;
+}
+
 Coro<void> EventLoop::wait_fd(int fd, int which) {
   Future<void> ready = create_future<void>();
   add_fd_callback(fd, which, [ready]() mutable {
@@ -76,6 +85,7 @@ Coro<void> EventLoop::wait_fd(int fd, int which) {
 
 Coro<std::size_t> EventLoop::sock_recv_into(int fd, std::span<char> buffer) {
   capabilities().require("sock_recv_into");
+  check_sock(fd);
   for (;;) {
     std::error_code ec;
     const std::size_t n = backend().sock_recv(fd, buffer, nullptr, ec);
@@ -87,6 +97,8 @@ Coro<std::size_t> EventLoop::sock_recv_into(int fd, std::span<char> buffer) {
 
 Coro<std::string> EventLoop::sock_recv(int fd, std::size_t nbytes) {
   capabilities().require("sock_recv");
+  check_sock(fd);
+  if (nbytes == 0) co_return std::string();  // as Python's socket.recv(0): no system call
   std::string data(nbytes, '\0');
   const std::size_t n = co_await sock_recv_into(fd, std::span<char>(data.data(), data.size()));
   data.resize(n);
@@ -95,6 +107,7 @@ Coro<std::string> EventLoop::sock_recv(int fd, std::size_t nbytes) {
 
 Coro<std::pair<std::size_t, SocketAddress>> EventLoop::sock_recvfrom_into(int fd, std::span<char> buffer) {
   capabilities().require("sock_recvfrom_into");
+  check_sock(fd);
   for (;;) {
     std::error_code ec;
     SocketAddress from;
@@ -110,6 +123,7 @@ Coro<std::pair<std::size_t, SocketAddress>> EventLoop::sock_recvfrom_into(int fd
 
 Coro<std::pair<std::string, SocketAddress>> EventLoop::sock_recvfrom(int fd, std::size_t bufsize) {
   capabilities().require("sock_recvfrom");
+  check_sock(fd);
   std::string data(bufsize, '\0');
   std::pair<std::size_t, SocketAddress> r = co_await sock_recvfrom_into(fd, std::span<char>(data.data(), data.size()));
   data.resize(r.first);
@@ -119,6 +133,7 @@ Coro<std::pair<std::string, SocketAddress>> EventLoop::sock_recvfrom(int fd, std
 
 Coro<void> EventLoop::sock_sendall(int fd, std::string_view data) {
   capabilities().require("sock_sendall");
+  check_sock(fd);
   while (!data.empty()) {
     std::error_code ec;
     const std::size_t n = backend().sock_send(fd, data, nullptr, ec);
@@ -130,6 +145,7 @@ Coro<void> EventLoop::sock_sendall(int fd, std::string_view data) {
 
 Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string_view data, SocketAddress address) {
   capabilities().require("sock_sendto");
+  check_sock(fd);
   for (;;) {
     std::error_code ec;
     const std::size_t n = backend().sock_send(fd, data, &address, ec);
@@ -141,6 +157,7 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string_view data, SocketAd
 
 Coro<void> EventLoop::sock_connect(int fd, SocketAddress address) {
   capabilities().require("sock_connect");
+  check_sock(fd);
   if (address.family == AddressFamily::inet || address.family == AddressFamily::inet6) {
     // asyncio resolves a name first (numeric hosts resolve to themselves).
     std::vector<AddrInfo> r = co_await getaddrinfo(std::string(address.host()), std::to_string(address.port),
@@ -160,6 +177,7 @@ Coro<void> EventLoop::sock_connect(int fd, SocketAddress address) {
 
 Coro<std::pair<int, SocketAddress>> EventLoop::sock_accept(int fd) {
   capabilities().require("sock_accept");
+  check_sock(fd);
   for (;;) {
     std::error_code ec;
     SocketAddress peer;

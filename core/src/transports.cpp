@@ -79,6 +79,9 @@ std::size_t Backend::sock_send(int, std::string_view, const SocketAddress*, std:
 int Backend::sock_accept(int, SocketAddress*, std::error_code&) { backend_lacks("sock_accept"); }
 void Backend::sock_connect(int, const SocketAddress&, std::error_code&) { backend_lacks("sock_connect"); }
 std::error_code Backend::sock_connect_result(int) { backend_lacks("sock_connect"); }
+Backend::SocketFacts Backend::socket_facts(int) {
+  backend_lacks("sock_recv");
+}
 std::size_t Backend::sendfile_chunk(int, int, std::uint64_t, std::size_t, std::error_code&) {
   backend_lacks("sock_sendfile");
 }

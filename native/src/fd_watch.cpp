@@ -1,5 +1,6 @@
 // add_reader/add_writer and the sock_* syscalls for the native backend: a uv_poll_t per watched
 // fd (level-triggered), and plain non-blocking recv/send/accept4/connect.
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -113,6 +114,19 @@ void UvBackend::sock_connect(int fd, const SocketAddress& address, std::error_co
   sockaddr_storage ss;
   const socklen_t len = fill_sockaddr(address, ss);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) error = last_error();
+}
+
+Backend::SocketFacts UvBackend::socket_facts(int fd) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+    throw std::system_error(last_error());
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) throw std::system_error(last_error());
+  const SocketKind kind = type == SOCK_STREAM  ? SocketKind::stream
+                          : type == SOCK_DGRAM ? SocketKind::datagram
+                                               : SocketKind::any;
+  return {kind, (flags & O_NONBLOCK) == 0};
 }
 
 std::error_code UvBackend::sock_connect_result(int fd) {

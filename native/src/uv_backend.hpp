@@ -91,6 +91,7 @@ class UvBackend final : public Backend {
   int sock_accept(int fd, SocketAddress* peer, std::error_code& error) override;
   void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
   std::error_code sock_connect_result(int fd) override;
+  SocketFacts socket_facts(int fd) override;
   std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
                              std::error_code& error) override;
   std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error) override;

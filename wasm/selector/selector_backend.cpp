@@ -237,6 +237,21 @@ std::error_code SelectorBackend::sock_connect_result(int fd) {
   return s->connect_result;
 }
 
+// Virtual sockets never block.
+Backend::SocketFacts SelectorBackend::socket_facts(int fd) {
+  Socket* s = net_->find(fd);
+  if (!s) throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor));
+  switch (s->kind) {
+    case Socket::Kind::stream:
+    case Socket::Kind::listener:
+      return {SocketKind::stream, false};
+    case Socket::Kind::datagram:
+      return {SocketKind::datagram, false};
+    default:
+      throw std::system_error(std::make_error_code(std::errc::not_a_socket));
+  }
+}
+
 }  // namespace eddy::selector
 
 namespace eddy::testing {

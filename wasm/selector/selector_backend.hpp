@@ -119,6 +119,7 @@ class SelectorBackend final : public Backend {
   int sock_accept(int fd, SocketAddress* peer, std::error_code& error) override;
   void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
   std::error_code sock_connect_result(int fd) override;
+  SocketFacts socket_facts(int fd) override;
 
  private:
   SelectorOptions options_;

@@ -104,6 +104,14 @@ class Backend {
   virtual int sock_accept(int fd, SocketAddress* peer, std::error_code& error);
   virtual void sock_connect(int fd, const SocketAddress& address, std::error_code& error);
   virtual std::error_code sock_connect_result(int fd);
+  // What the sock_* calls check first: the socket's kind, and whether its calls block (asyncio's
+  // debug mode refuses blocking sockets). Throws std::system_error for a descriptor that is no
+  // socket (EBADF, ENOTSOCK).
+  struct SocketFacts {
+    SocketKind kind;
+    bool blocking;
+  };
+  virtual SocketFacts socket_facts(int fd);
   // Files for sendfile: zero-copy from `file` at `offset` to the socket (what the kernel took
   // now; would_block when full), pread for the fallback, and the file position afterwards.
   virtual std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,

@@ -415,6 +415,8 @@ class EventLoop : public RefCounted {
   void add_fd_callback(int fd, int which, std::function<void()> callback);
   bool remove_fd_callback(int fd, int which);
   Coro<void> wait_fd(int fd, int which);
+  // The checks every sock_* call starts with; returns the socket's kind when `need_kind`.
+  SocketKind check_sock(int fd, bool need_kind = false);
   void future_destroyed() noexcept { --live_futures_; }
   void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
   void timer_cancelled() noexcept { ++timer_cancelled_count_; }
