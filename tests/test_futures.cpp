@@ -106,4 +106,11 @@ LOOP_TEST("setting a result schedules on a closed loop fails like asyncio", "[fu
   loop.close();
   CHECK_THROWS_MATCHES(fut.set_result(1), RuntimeError,
                        Catch::Matchers::Message("Event loop is closed"));
+  CHECK(fut.done());  // as asyncio: the result is set before the callbacks are scheduled
+  CHECK(fut.result() == 1);
+  // A future made on a closed loop is fine until it has something to schedule.
+  auto late = loop.template create_future<int>();
+  late.set_result(2);
+  CHECK(late.result() == 2);
+  CHECK(&late.get_loop() == &loop);
 }

@@ -8,6 +8,10 @@
 
 using namespace eddy;
 
+static Coro<void> noop_coro() {
+  co_return;
+}
+
 LOOP_TEST("run_until_complete returns the future's result", "[lifecycle]") {
   auto fut = this->loop->template create_future<int>();
   this->loop->call_soon([fut]() mutable { fut.set_result(7); });
@@ -138,7 +142,7 @@ LOOP_TEST("misuse of the lifecycle is rejected as asyncio does", "[lifecycle][ba
     CHECK_THROWS_AS(loop.call_soon([] {}), RuntimeError);
     CHECK_THROWS_AS(loop.call_later(1.0, [] {}), RuntimeError);
     CHECK_THROWS_AS(loop.call_soon_threadsafe([] {}), RuntimeError);
-    CHECK_THROWS_AS(loop.template create_future<int>(), RuntimeError);
+    CHECK_THROWS_AS(loop.create_task(noop_coro()), RuntimeError);
   }
   SECTION("another loop running in this thread") {
     LoopRef other = TestType::make();

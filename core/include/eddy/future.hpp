@@ -332,8 +332,7 @@ std::size_t FutureBase::remove_done_callback(const F& callback) {
 }
 
 template <class T>
-Future<T> EventLoop::create_future() {
-  if (EDDY_UNLIKELY(closed_)) check_closed();
+Future<T> EventLoop::create_future() {  // a closed loop too, as asyncio: only scheduling fails
   return Future<T>(Ref<FutureBase>(new FutureImpl<T>(*this)));
 }
 
