@@ -777,6 +777,62 @@ LOOP_TEST("network: sock_accept, sock_connect, sock_sendall, sock_recv, add_read
   if (!vnet::find_network(loop)) SKIP("this loop uses the operating system's network"); \
   vnet::Network& net = vnet::network(loop)
 
+// asyncio's _ensure_fd_no_transport: the socket of a transport belongs to it until it closes, so
+// add_reader and its kin and the sock_* calls refuse it with a RuntimeError naming the transport.
+static Coro<void> transports_own_their_sockets(EventLoop& loop, std::shared_ptr<Peer> server_side,
+                                               std::shared_ptr<Peer> client,
+                                               std::shared_ptr<Datagrams> datagrams) {
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  Connection c =
+      co_await wait_for(loop.create_connection(give(client), "127.0.0.1", port_of(server)), 5.0);
+  const int fd = std::any_cast<int>(c.first->get_extra_info("socket"));
+  std::string used = "File descriptor " + std::to_string(fd) + " is used by transport <tcp";
+  auto refused = [&used](auto&& call) {
+    try {
+      call();
+    } catch (const RuntimeError& e) {
+      return std::string(e.what()).starts_with(used);
+    }
+    return false;
+  };
+  CHECK(refused([&] { loop.add_reader(fd, [] {}); }));
+  CHECK(refused([&] { loop.add_writer(fd, [] {}); }));
+  CHECK(refused([&] { loop.remove_reader(fd); }));
+  CHECK(refused([&] { loop.remove_writer(fd); }));
+  bool recv_refused = false;
+  try {
+    co_await loop.sock_recv(fd, 1);
+  } catch (const RuntimeError& e) {
+    recv_refused = std::string(e.what()).starts_with(used);
+  }
+  CHECK(recv_refused);
+  c.first->close();  // a closing transport's socket is free for them again
+  CHECK_FALSE(loop.remove_reader(fd));
+  co_await client->lost;
+  server->close();
+  co_await server->wait_closed();
+
+  DatagramEndpointOptions o;
+  o.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection d =
+      co_await wait_for(loop.create_datagram_endpoint(give_datagrams(datagrams), o), 5.0);
+  const int ufd = std::any_cast<int>(d.first->get_extra_info("socket"));
+  used = "File descriptor " + std::to_string(ufd) + " is used by transport <udp";
+  CHECK(refused([&] { loop.add_reader(ufd, [] {}); }));
+  d.first->close();
+  CHECK_FALSE(loop.remove_reader(ufd));
+  co_await sleep(0);
+}
+
+LOOP_TEST("network: a transport's socket is refused to add_reader and sock_* until it closes",
+          "[network][sockets][bad-input]") {
+  auto server_side = std::make_shared<Peer>(*this->loop);
+  auto client = std::make_shared<Peer>(*this->loop);
+  auto datagrams = std::make_shared<Datagrams>(*this->loop);
+  this->loop->run_until_complete(
+      transports_own_their_sockets(*this->loop, server_side, client, datagrams));
+}
+
 static Coro<void> timed_round_trip(EventLoop& loop, double* elapsed) {
   auto server_side = std::make_shared<Peer>(loop);
   server_side->echo = true;

@@ -27,6 +27,11 @@ class UdpTransport final : public DatagramTransport,
     endpoint_->set_events(this);
     sockname_ = endpoint_->extra_info("sockname");
     if (remote_) peername_ = *remote_;
+    const std::any socket = endpoint_->extra_info("socket");
+    if (const int* fd = std::any_cast<int>(&socket)) {
+      loop.socket_transport_opened(*fd, this);
+      socket_fd_ = *fd;
+    }
     self_ = Ref<UdpTransport>(this);
     loop.transport_created(this);
     flow_.inspect_id = inspect_id;
@@ -50,8 +55,12 @@ class UdpTransport final : public DatagramTransport,
   // self-reference.
   void let_go() noexcept {
     endpoint_.reset();
+    release_socket_fd();
     protocol_.reset();
     self_.reset();
+  }
+  void release_socket_fd() noexcept {
+    if (socket_fd_ >= 0) loop_->socket_transport_released(std::exchange(socket_fd_, -1), this);
   }
 
   void start(Future<void> waiter) {
@@ -111,7 +120,10 @@ class UdpTransport final : public DatagramTransport,
   std::size_t get_write_buffer_size() const override { return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0; }
 
  private:
-  ~UdpTransport() override { loop_->transport_destroyed(this); }
+  ~UdpTransport() override {
+    release_socket_fd();
+    loop_->transport_destroyed(this);
+  }
 
   std::span<char> receive_buffer(std::size_t) override {
     if (!buffer_) buffer_.reset(new char[kMaxDatagram]);
@@ -190,6 +202,7 @@ class UdpTransport final : public DatagramTransport,
   std::optional<SocketAddress> remote_;
   std::any peername_, sockname_;
   Ref<UdpTransport> self_;
+  int socket_fd_ = -1;  // registered with the loop while this transport holds the socket
   WriteFlowControl flow_;
   std::unique_ptr<char[]> buffer_;
   std::size_t sends_in_flight_ = 0;

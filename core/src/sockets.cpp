@@ -4,6 +4,7 @@
 #include "eddy/errors.hpp"
 #include "eddy/loop.hpp"
 #include "eddy/task.hpp"
+#include "eddy/transports.hpp"
 
 namespace eddy {
 
@@ -28,6 +29,30 @@ void EventLoop::rewatch_fd(int fd, const FdWatch& w) {
     if (writable && it->second.callbacks[1])
       call_soon([run, w = std::weak_ptr(it->second.callbacks[1])] { run(w); });
   });
+}
+
+void EventLoop::socket_transport_opened(int fd, const BaseTransport* transport) {
+  socket_transports_[fd] = transport;
+}
+
+void EventLoop::socket_transport_released(int fd, const BaseTransport* transport) noexcept {
+  auto it = socket_transports_.find(fd);
+  if (it != socket_transports_.end() && it->second == transport) socket_transports_.erase(it);
+}
+
+// asyncio's _ensure_fd_no_transport: a transport's descriptor is the transport's, until it closes.
+void EventLoop::ensure_fd_no_transport(int fd) const {
+  if (socket_transports_.empty()) return;
+  auto it = socket_transports_.find(fd);
+  if (it == socket_transports_.end() || it->second->is_closing()) return;
+  std::string what = "a transport";
+  if (auto* probe = dynamic_cast<const inspect::TransportProbe*>(it->second)) {
+    inspect::TransportInfo info;
+    const void* server = nullptr;
+    probe->describe(info, server);
+    what = "<" + info.kind + " transport" + (info.peer.empty() ? "" : " to " + info.peer) + ">";
+  }
+  throw RuntimeError("File descriptor " + std::to_string(fd) + " is used by transport " + what);
 }
 
 void EventLoop::add_fd_callback(int fd, int which, std::function<void()> callback) {
@@ -63,6 +88,7 @@ bool EventLoop::remove_fd_callback(int fd, int which) {
 // asyncio's debug mode refuses a blocking socket in every sock_* call: the call would block the
 // whole loop.
 SocketKind EventLoop::check_sock(int fd, bool need_kind) {
+  ensure_fd_no_transport(fd);
   if (!debug_ && !need_kind) return SocketKind::any;
   const Backend::SocketFacts facts = backend().socket_facts(fd);
   if (debug_ && facts.blocking) throw ValueError("the socket must be non-blocking");

@@ -119,6 +119,8 @@ class StreamTransport final : public Transport,
   // Drops the endpoint, the server's count, the protocol and the self-reference (the last one
   // may destroy this).
   void let_go() noexcept;
+  // Takes this transport's socket out of the loop's registry (asyncio's loop._transports).
+  void release_socket_fd() noexcept;
   void report(const char* message, std::exception_ptr exc);
   void wake_flush_waiters();
   Coro<void> wait_sendfile_writable();
@@ -131,6 +133,7 @@ class StreamTransport final : public Transport,
   BufferedProtocol* buffered_protocol_ = nullptr;
   Ref<Server> server_;
   Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
+  int socket_fd_ = -1;         // registered with the loop while this transport holds the socket
   WriteFlowControl flow_;
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;

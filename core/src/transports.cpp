@@ -194,13 +194,25 @@ StreamTransport::StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint,
   endpoint_->set_events(this);
   peername_ = endpoint_->extra_info("peername");
   sockname_ = endpoint_->extra_info("sockname");
+  const std::any socket = endpoint_->extra_info("socket");
+  if (const int* fd = std::any_cast<int>(&socket)) {
+    loop.socket_transport_opened(*fd, this);
+    socket_fd_ = *fd;
+  }
   self_ = Ref<StreamTransport>(this);
   loop.transport_created(this);
   flow_.inspect_id = inspect_id;
   if (server_) server_->attach(this);
 }
 
-StreamTransport::~StreamTransport() { loop_->transport_destroyed(this); }
+StreamTransport::~StreamTransport() {
+  release_socket_fd();
+  loop_->transport_destroyed(this);
+}
+
+void StreamTransport::release_socket_fd() noexcept {
+  if (socket_fd_ >= 0) loop_->socket_transport_released(std::exchange(socket_fd_, -1), this);
+}
 
 void StreamTransport::describe(inspect::TransportInfo& out, const void*& server) const {
   server = server_.get();
@@ -331,6 +343,7 @@ StreamEndpointPtr StreamTransport::take_endpoint() {
   StreamEndpointPtr endpoint = std::move(endpoint_);
   closing_ = true;
   ++conn_lost_;
+  release_socket_fd();  // the socket goes to the TLS transport
   Ref<StreamTransport> self(this);
   loop_->call_soon([self] {
     if (self->server_) std::exchange(self->server_, nullptr)->detach(self.get());
@@ -401,6 +414,7 @@ void StreamTransport::loop_closed() noexcept {
 
 void StreamTransport::let_go() noexcept {
   endpoint_.reset();
+  release_socket_fd();
   if (server_) std::exchange(server_, nullptr)->detach(this);
   // As asyncio, the transport lets its protocol go: a protocol holding the transport (a
   // StreamWriter does) would otherwise keep both alive.

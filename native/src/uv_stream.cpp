@@ -234,7 +234,7 @@ void UvStreamEndpoint::close(bool reset) noexcept {
 
 std::any UvStreamEndpoint::extra_info(std::string_view name) const {
   auto* self = const_cast<UvStreamEndpoint*>(this);
-  if (name == "socket" || (name == "pipe" && kind_ == Kind::pipe)) {
+  if (name == (kind_ == Kind::pipe ? "pipe" : "socket")) {
     uv_os_fd_t fd;
     if (uv_fileno(&self->handle_.handle, &fd) == 0) return static_cast<int>(fd);
     return {};

@@ -40,6 +40,7 @@ namespace eddy {
 
 class FutureBase;
 class TaskBase;
+class BaseTransport;
 class Executor;
 template <class T>
 class Future;
@@ -300,17 +301,26 @@ class EventLoop : public RefCounted {
                                               SubprocessOptions options = {});
   // ---- File descriptors and raw sockets (asyncio's add_reader family and sock_* calls) -------
   // `callback` runs from the loop while `fd` is readable / writable (level-triggered). A second
-  // add replaces the callback. remove_* return whether a callback was registered.
+  // add replaces the callback. remove_* return whether a callback was registered. All four
+  // raise RuntimeError for the socket of a transport that is not closing, as asyncio.
   template <class F>
   void add_reader(int fd, F&& callback) {
+    ensure_fd_no_transport(fd);
     add_fd_callback(fd, 0, std::function<void()>(std::forward<F>(callback)));
   }
   template <class F>
   void add_writer(int fd, F&& callback) {
+    ensure_fd_no_transport(fd);
     add_fd_callback(fd, 1, std::function<void()>(std::forward<F>(callback)));
   }
-  bool remove_reader(int fd) { return remove_fd_callback(fd, 0); }
-  bool remove_writer(int fd) { return remove_fd_callback(fd, 1); }
+  bool remove_reader(int fd) {
+    ensure_fd_no_transport(fd);
+    return remove_fd_callback(fd, 0);
+  }
+  bool remove_writer(int fd) {
+    ensure_fd_no_transport(fd);
+    return remove_fd_callback(fd, 1);
+  }
   // The socket must be non-blocking. Results and errors as asyncio's (std::system_error).
   Coro<std::string> sock_recv(int fd, std::size_t nbytes);
   Coro<std::size_t> sock_recv_into(int fd, std::span<char> buffer);
@@ -408,6 +418,11 @@ class EventLoop : public RefCounted {
   void unregister_task(TaskBase* task) noexcept;
   void future_created() noexcept { ++live_futures_; }
   void transport_created(inspect::TransportProbe* probe) noexcept;
+  // The socket transports' descriptors (asyncio's loop._transports): add_reader, add_writer,
+  // their removal and the sock_* calls refuse a descriptor a transport that is not closing uses.
+  void socket_transport_opened(int fd, const BaseTransport* transport);
+  void socket_transport_released(int fd, const BaseTransport* transport) noexcept;
+  void ensure_fd_no_transport(int fd) const;
   void transport_destroyed(inspect::TransportProbe* probe) noexcept;
   void server_created(Server* server);
   void server_destroyed(Server* server) noexcept;
@@ -517,6 +532,7 @@ class EventLoop : public RefCounted {
     std::shared_ptr<std::function<void()>> callbacks[2];  // reader, writer
   };
   std::map<int, FdWatch> fd_watches_;
+  std::unordered_map<int, const BaseTransport*> socket_transports_;
   void rewatch_fd(int fd, const FdWatch& w);
 
   std::shared_ptr<Executor> default_executor_;
