@@ -53,3 +53,32 @@ LOOP_TEST("signal handlers: real signals, validation, removal", "[signals]") {
   CHECK(now.sa_handler == SIG_DFL);  // the default disposition is back
   // SIGUSR2 stays registered: close() removes it.
 }
+
+#ifndef __EMSCRIPTEN__
+#include <unistd.h>
+
+#include <thread>
+
+// asyncio wants the main thread (its set_wakeup_fd); libuv delivers a signal to every loop that
+// watches it, so a loop running in another thread can take signals too.
+TEST_CASE("signal handlers: a loop running in another thread receives them", "[signals]") {
+  int got = 0;
+  bool closed = false;
+  std::thread worker([&] {
+    LoopRef loop = new_event_loop();
+    loop->add_signal_handler(SIGUSR1, [&] {
+      ++got;
+      loop->stop();
+    });
+    loop->call_soon([] { ::kill(::getpid(), SIGUSR1); });  // to the process, not this thread
+    loop->call_later(10.0, [&] { loop->stop(); });
+    loop->run_forever();
+    CHECK(loop->remove_signal_handler(SIGUSR1));
+    loop->close();
+    closed = loop->is_closed();
+  });
+  worker.join();
+  CHECK(got == 1);
+  CHECK(closed);
+}
+#endif
