@@ -483,4 +483,87 @@ TEST_CASE_METHOD(NativeFixture,
   CHECK(got == content);
   ::close(file);
 }
+// The fallback lends the transport a protocol of its own. Flow control the user's protocol missed
+// meanwhile is made up for when it comes back (a StreamWriter paused before would otherwise wait
+// for a resume_writing that already went to the lent protocol), and after connection_lost the
+// transport does not take the user's protocol back.
+struct FlowRecorder : FileSender {
+  using FileSender::FileSender;
+  int pauses = 0, resumes = 0;
+  void pause_writing() override { ++pauses; }
+  void resume_writing() override { ++resumes; }
+};
+
+static Coro<void> sendfile_after_pause(EventLoop& loop, int write_end, int file,
+                                       std::shared_ptr<FlowRecorder> p, std::size_t* sent) {
+  ProtocolFactory factory = [p] { return p; };
+  WritePipeConnection c = co_await loop.connect_write_pipe(factory, write_end);
+  Ref<WriteTransport> w(c.first.get());
+  w->write(std::string(std::size_t(512) << 10, 'x'));  // more than the pipe holds: paused
+  CHECK(p->pauses == 1);
+  CHECK(p->resumes == 0);
+  *sent = co_await loop.sendfile(w, file);
+  CHECK(p->resumes == 1);  // the fallback waited for the buffer to drain: resumed
+  CHECK(w->get_protocol() == p);
+  c.first->close();
+  co_await p->lost;
+  CHECK(w->get_protocol() == nullptr);
+  p->transport.reset();
+}
+
+static Coro<void> sendfile_into_closed_pipe(EventLoop& loop, int write_end, int file,
+                                            std::shared_ptr<FlowRecorder> p, bool* failed) {
+  ProtocolFactory factory = [p] { return p; };
+  WritePipeConnection c = co_await loop.connect_write_pipe(factory, write_end);
+  Ref<WriteTransport> w(c.first.get());
+  try {
+    co_await loop.sendfile(w, file);
+  } catch (const std::system_error&) {
+    *failed = true;
+  }
+  co_await p->lost;  // through the lent protocol
+  CHECK(w->get_protocol() == nullptr);
+  CHECK(p->lost_with != nullptr);
+  p->transport.reset();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "sendfile fallback: flow control made up for, nothing re-attached after loss",
+                 "[streams][sendfile]") {
+  const std::string content = peer_pattern(0, 300000);
+  int file = temp_file_with(content);
+  SECTION("paused before the call, resumed during it") {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::size_t got = 0;
+    std::thread reader([&] {
+      ::usleep(50000);  // let the first write fill the pipe
+      char buf[65536];
+      for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+        got += static_cast<std::size_t>(n);
+    });
+    auto p = std::make_shared<FlowRecorder>(*loop);
+    std::size_t sent = 0;
+    loop->run_until_complete(sendfile_after_pause(*loop, fds[1], file, p, &sent));
+    reader.join();
+    ::close(fds[0]);
+    CHECK(sent == content.size());
+    CHECK(got == content.size() + (std::size_t(512) << 10));
+  }
+  SECTION("the reader goes away in the middle") {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::thread reader([&] {
+      char buf[4096];
+      (void)::read(fds[0], buf, sizeof buf);
+      ::close(fds[0]);
+    });
+    auto p = std::make_shared<FlowRecorder>(*loop);
+    bool failed = false;
+    loop->run_until_complete(sendfile_into_closed_pipe(*loop, fds[1], file, p, &failed));
+    reader.join();
+    CHECK(failed);
+  }
+  ::close(file);
+}
 #endif  // __EMSCRIPTEN__

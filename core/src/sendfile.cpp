@@ -40,6 +40,7 @@ class SendfileFallbackProtocol final : public Protocol {
  public:
   SendfileFallbackProtocol(EventLoop& loop, std::shared_ptr<BaseProtocol> user, bool paused)
       : loop_(&loop), user_(std::move(user)), paused_(paused) {}
+  bool writing_paused() const noexcept { return paused_; }
   void pause_writing() override { paused_ = true; }
   void resume_writing() override {
     paused_ = false;
@@ -259,20 +260,40 @@ Coro<std::size_t> EventLoop::sendfile(Ref<WriteTransport> transport, int file, s
   const bool was_reading = reader && reader->is_reading();
   if (reader) reader->pause_reading();
   std::shared_ptr<BaseProtocol> user = transport->get_protocol();
-  const bool paused = transport->get_write_buffer_size() > transport->get_write_buffer_limits().second;
+  const bool paused =
+      stream ? stream->writing_paused()
+             : transport->get_write_buffer_size() > transport->get_write_buffer_limits().second;
   auto lent = std::make_shared<SendfileFallbackProtocol>(*this, user, paused);
   transport->set_protocol(lent);
-  // The user's protocol comes back however this ends.
+  // The user's protocol comes back however this ends, told of the pause or resume it missed,
+  // unless the connection was lost meanwhile: then the transport has let go of both protocols
+  // (the user's got connection_lost through ours), and must not take the user's back.
   struct Restore {
+    EventLoop& loop;
     Ref<WriteTransport> t;
-    std::shared_ptr<BaseProtocol> p;
+    std::shared_ptr<BaseProtocol> user;
+    std::shared_ptr<SendfileFallbackProtocol> lent;
     ReadTransport* r;
-    bool resume;
+    bool user_paused, resume;
     ~Restore() {
-      t->set_protocol(p);
+      if (t->get_protocol() != lent) return;
+      t->set_protocol(user);
+      if (user && lent->writing_paused() != user_paused) {
+        try {
+          if (user_paused)
+            user->resume_writing();
+          else
+            user->pause_writing();
+        } catch (...) {
+          ExceptionContext ctx(
+              user_paused ? "protocol.resume_writing() failed" : "protocol.pause_writing() failed",
+              std::current_exception());
+          loop.call_exception_handler(ctx);
+        }
+      }
       if (resume && r && !t->is_closing()) r->resume_reading();
     }
-  } restore{transport, user, reader, was_reading};
+  } restore{*this, transport, user, lent, reader, paused, was_reading};
   ChunkSink write = [lent, transport](std::string_view chunk) -> Coro<void> {
     co_await lent->drain();
     transport->write(chunk);

@@ -90,6 +90,8 @@ class StreamTransport final : public Transport,
   // the endpoint has no socket for it (TLS, pipes, virtual sockets): the caller falls back.
   bool can_sendfile() const noexcept;
   Coro<std::size_t> sendfile(int file, std::uint64_t offset, std::optional<std::size_t> count);
+  // Whether the protocol was told to pause writing and not yet to resume.
+  bool writing_paused() const noexcept { return flow_.protocol_paused(); }
   std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
     return {flow_.low(), flow_.high()};
   }
