@@ -610,6 +610,21 @@ Coro<void> timeouts(Trace* trace) {
     } catch (const TimeoutError&) {
       trace->push_back("rescheduled sooner: timeout");
     }
+    CHECK(scope.describe() == "<Timeout [expired]>");
+    CHECK_THROWS_WITH(scope.reschedule(1.0), "Cannot change state of expired Timeout");
+  }
+  {
+    // repr's `when` is rounded to three decimals, as Python's round(when, 3).
+    auto scope = timeout_at(1e9 + 0.1239);
+    scope.enter();
+    CHECK(scope.describe() == "<Timeout [active] when=1000000000.124>");
+    scope.reschedule(1e9);
+    CHECK(scope.describe() == "<Timeout [active] when=1000000000.0>");
+    scope.reschedule(std::nullopt);
+    CHECK(scope.describe() == "<Timeout [active] when=None>");
+    std::exception_ptr none;
+    scope.exit(none);
+    CHECK(scope.describe() == "<Timeout [finished]>");
   }
   {
     auto outer = timeout(10);
@@ -646,6 +661,11 @@ Coro<void> timeouts(Trace* trace) {
 }
 
 }  // namespace
+
+TEST_CASE("timeout() needs a running loop, with a delay or without", "[combinators][bad-input]") {
+  CHECK_THROWS_AS(timeout(std::nullopt), RuntimeError);
+  CHECK_THROWS_AS(timeout(1.0), RuntimeError);
+}
 
 // tests/conformance/timeout_reschedule.py.
 LOOP_TEST("conformance: timeout / timeout_at expiry, reschedule and nesting",

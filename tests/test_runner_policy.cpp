@@ -52,6 +52,32 @@ TEMPLATE_TEST_CASE("eddy::run and Runner", "[runner]", PlatformLoop, VirtualLoop
   run(nested(options), options);
 }
 
+// asyncio.Runner: without a loop factory its loop is the thread's current loop, so synchronous
+// code between runs finds it with get_event_loop(), until close(). close() on a runner never
+// used does nothing: the runner still works afterwards.
+TEST_CASE(
+    "Runner: its own loop is the current loop until close; an unused runner's close is a no-op",
+    "[runner][policy]") {
+  CHECK_THROWS_AS(get_event_loop(), RuntimeError);
+  Runner runner;
+  runner.close();
+  CHECK_THROWS_AS(get_event_loop(), RuntimeError);  // close() made no loop either
+  EventLoop& loop = runner.get_loop();
+  CHECK(get_event_loop().get() == &loop);
+  CHECK(runner.run(forty_two()) == 42);
+  CHECK(get_event_loop().get() == &loop);  // between runs
+  runner.close();
+  CHECK(loop.is_closed());
+  CHECK_THROWS_AS(get_event_loop(), RuntimeError);
+  CHECK_THROWS_WITH(runner.get_loop(), "Runner is closed");
+
+  RunOptions own;  // a loop factory's loop is left alone, as asyncio
+  own.loop_factory = [] { return new_event_loop(); };
+  Runner factory_runner(own);
+  CHECK(factory_runner.run(forty_two()) == 42);
+  CHECK_THROWS_AS(get_event_loop(), RuntimeError);
+}
+
 TEST_CASE("policy calls: get_running_loop, get/set/new_event_loop", "[policy]") {
   CHECK(running_loop() == nullptr);
   CHECK_THROWS_WITH(get_running_loop(), "no running event loop");

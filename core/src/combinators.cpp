@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "eddy/queues.hpp"
 
@@ -317,8 +318,9 @@ Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core) {
 // ---- Timeout ------------------------------------------------------------------------------------
 
 Timeout timeout(std::optional<double> delay) {
+  EventLoop& loop = get_running_loop();  // asyncio asks for the running loop even without a delay
   if (!delay) return Timeout(std::nullopt);
-  return Timeout(get_running_loop().time() + *delay);
+  return Timeout(loop.time() + *delay);
 }
 
 Timeout timeout_at(std::optional<double> when) {
@@ -342,7 +344,7 @@ void Timeout::enter() {
 void Timeout::reschedule(std::optional<double> when) {
   if (state_ != State::entered) {
     if (state_ == State::created) throw RuntimeError("Timeout has not been entered");
-    throw RuntimeError("Cannot change state of " + describe());
+    throw RuntimeError("Cannot change state of " + std::string(state_name()) + " Timeout");
   }
   when_ = when;
   handle_.cancel();
@@ -375,10 +377,22 @@ void Timeout::exit(std::exception_ptr& error) {
   task_.reset();
 }
 
+const char* Timeout::state_name() const noexcept {
+  static const char* const names[] = {"created", "active", "expiring", "expired", "finished"};
+  return names[static_cast<int>(state_)];
+}
+
 std::string Timeout::describe() const {
-  const char* names[] = {"created", "active", "expiring", "expired", "finished"};
-  std::string s = "<Timeout [" + std::string(names[static_cast<int>(state_)]) + "]";
-  if (state_ == State::entered) s += when_ ? " when=" + std::to_string(*when_) : " when=None";
+  std::string s = "<Timeout [" + std::string(state_name()) + "]";
+  if (state_ == State::entered) {
+    if (!when_) return s + " when=None>";
+    // Python's repr(round(when, 3)): at most three decimals, at least one.
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f", *when_);
+    std::string w = buf;
+    while (w.size() > 1 && w.back() == '0' && w[w.size() - 2] != '.') w.pop_back();
+    s += " when=" + w;
+  }
   return s + ">";
 }
 

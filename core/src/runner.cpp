@@ -52,26 +52,34 @@ EventLoop& Runner::prepare_run() {
 EventLoop& Runner::get_loop() {
   if (closed_) throw RuntimeError("Runner is closed");
   if (!loop_) {
-    loop_ = options_.loop_factory ? options_.loop_factory() : new_event_loop();
+    if (options_.loop_factory) {
+      loop_ = options_.loop_factory();
+    } else {
+      // As asyncio, a runner's own loop is the thread's current loop until close().
+      loop_ = new_event_loop();
+      set_event_loop(loop_);
+      set_event_loop_ = true;
+    }
     if (options_.debug) loop_->set_debug(*options_.debug);
   }
   return *loop_;
 }
 
 void Runner::close() {
-  if (closed_) return;
+  if (closed_ || !loop_) return;  // a runner never used stays usable, as asyncio's
   closed_ = true;
-  if (!loop_) return;
   LoopRef loop = std::move(loop_);
-  try {
-    cancel_all_tasks(*loop);
-    loop->run_until_complete(loop->shutdown_asyncgens());
-    loop->run_until_complete(loop->shutdown_default_executor(300.0));
-  } catch (...) {
-    loop->close();
-    throw;
-  }
-  loop->close();
+  struct Finish {
+    LoopRef& loop;
+    bool unset;
+    ~Finish() {
+      if (unset) set_event_loop(nullptr);
+      loop->close();
+    }
+  } finish{loop, set_event_loop_};
+  cancel_all_tasks(*loop);
+  loop->run_until_complete(loop->shutdown_asyncgens());
+  loop->run_until_complete(loop->shutdown_default_executor(300.0));
 }
 
 }  // namespace eddy

@@ -444,6 +444,7 @@ class Timeout {
   void reschedule(std::optional<double> when);
   bool expired() const noexcept { return state_ == State::expiring || state_ == State::expired; }
   std::string describe() const;
+  const char* state_name() const noexcept;  // asyncio's _State values: "created", "active", ...
 
   // Runs `aw` (a coroutine inline, or awaits a future) inside the scope.
   template <class A>

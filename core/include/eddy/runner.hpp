@@ -41,6 +41,7 @@ class Runner {
   RunOptions options_;
   LoopRef loop_;
   bool closed_ = false;
+  bool set_event_loop_ = false;  // this runner made its loop the thread's current one
 };
 
 template <class T>
