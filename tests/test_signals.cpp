@@ -82,3 +82,98 @@ TEST_CASE("signal handlers: a loop running in another thread receives them", "[s
   CHECK(closed);
 }
 #endif
+
+#ifndef __EMSCRIPTEN__
+#include <sys/wait.h>
+
+namespace {
+// The test runner may have been started with SIGINT ignored (a background job): give these
+// tests the default disposition a program normally starts with, and put the old one back.
+struct DefaultSigint {
+  struct sigaction saved {};
+  DefaultSigint() {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGINT, &dfl, &saved);
+  }
+  ~DefaultSigint() { ::sigaction(SIGINT, &saved, nullptr); }
+};
+
+bool sigint_is_default() {
+  struct sigaction now {};
+  ::sigaction(SIGINT, nullptr, &now);
+  return now.sa_handler == SIG_DFL;
+}
+
+Coro<void> interrupted_main(bool* caught_during_run, bool* cleaned_up) {
+  *caught_during_run = !sigint_is_default();
+  get_running_loop().call_later(0.05, [] { ::kill(::getpid(), SIGINT); });
+  try {
+    co_await sleep(30);
+  } catch (const CancelledError&) {
+    *cleaned_up = true;
+    throw;
+  }
+}
+
+Coro<int> swallowing_main() {
+  get_running_loop().call_later(0.05, [] { ::kill(::getpid(), SIGINT); });
+  try {
+    co_await sleep(30);
+  } catch (const CancelledError&) {
+    current_task()->uncancel();
+  }
+  co_return 7;
+}
+}  // namespace
+
+// asyncio's Runner: the first Ctrl-C cancels the main task, whose cleanup runs, and run() raises
+// KeyboardInterrupt; SIGINT's default disposition is back afterwards.
+TEST_CASE("Runner: SIGINT cancels the main task, then run() raises KeyboardInterrupt",
+          "[signals][runner]") {
+  DefaultSigint dfl;
+  bool caught_during_run = false, cleaned_up = false;
+  {
+    Runner runner;
+    CHECK_THROWS_AS(runner.run(interrupted_main(&caught_during_run, &cleaned_up)),
+                    KeyboardInterrupt);
+    CHECK(caught_during_run);
+    CHECK(cleaned_up);
+    CHECK(sigint_is_default());
+    // A main task that takes the cancellation back (uncancel) returns normally.
+    CHECK(runner.run(swallowing_main()) == 7);
+    CHECK(sigint_is_default());
+  }
+  // eddy::run in another thread leaves SIGINT alone, as asyncio does off the main thread.
+  bool touched = true;
+  std::thread worker(
+      [&] { touched = eddy::run([]() -> Coro<bool> { co_return !sigint_is_default(); }()); });
+  worker.join();
+  CHECK_FALSE(touched);
+}
+
+// The second Ctrl-C ends the process at once, even while the loop is stuck in a callback (as a
+// second KeyboardInterrupt does in Python): proved in a child process.
+TEST_CASE("Runner: a second SIGINT ends the process even when the loop is stuck",
+          "[signals][runner]") {
+  DefaultSigint dfl;
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    try {
+      eddy::run([]() -> Coro<void> {
+        ::kill(::getpid(), SIGINT);  // the first: noted, to be handled by the loop...
+        ::kill(::getpid(), SIGINT);  // ...which is busy here: the second ends the process
+        ::usleep(2000000);
+        co_return;
+      }());
+    } catch (...) {
+    }
+    ::_exit(0);  // not reached when the second SIGINT works
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  if (WIFSIGNALED(status)) CHECK(WTERMSIG(status) == SIGINT);
+}
+#endif

@@ -49,6 +49,14 @@ EventLoop& Runner::prepare_run() {
   return get_loop();
 }
 
+// asyncio's Runner._on_sigint: the first SIGINT cancels the main task, if not done yet.
+std::unique_ptr<Backend::InterruptWatch> Runner::watch_interrupt(TaskBase& main) {
+  Ref<TaskBase> task(&main);
+  return loop_->backend().watch_interrupt([task] {
+    if (!task->done()) task->cancel();
+  });
+}
+
 EventLoop& Runner::get_loop() {
   if (closed_) throw RuntimeError("Runner is closed");
   if (!loop_) {

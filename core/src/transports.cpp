@@ -82,6 +82,9 @@ std::error_code Backend::sock_connect_result(int) { backend_lacks("sock_connect"
 Backend::SocketFacts Backend::socket_facts(int) {
   backend_lacks("sock_recv");
 }
+std::unique_ptr<Backend::InterruptWatch> Backend::watch_interrupt(std::function<void()>) {
+  return nullptr;
+}
 std::size_t Backend::sendfile_chunk(int, int, std::uint64_t, std::size_t, std::error_code&) {
   backend_lacks("sock_sendfile");
 }

@@ -92,6 +92,7 @@ class UvBackend final : public Backend {
   void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
   std::error_code sock_connect_result(int fd) override;
   SocketFacts socket_facts(int fd) override;
+  std::unique_ptr<InterruptWatch> watch_interrupt(std::function<void()> first) override;
   std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
                              std::error_code& error) override;
   std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error) override;

@@ -129,6 +129,17 @@ class Backend {
   virtual void unwatch_signal(int sig) noexcept {}
   // Throws what watch_signal would for a bad number (remove_signal_handler validates too).
   virtual void check_signal(int sig) const;
+  // Ctrl-C for Runner::run, as asyncio's Runner takes it: where this thread may (the main thread,
+  // SIGINT at its default disposition, a platform with signals), SIGINT is caught until the watch
+  // is destroyed, which puts the default back. The first SIGINT calls `first` from the loop; a
+  // second one ends the process at once, as the default would, even if the loop is stuck.
+  // Null where SIGINT is left alone.
+  class InterruptWatch {
+   public:
+    virtual ~InterruptWatch() = default;
+    virtual int interrupts() const noexcept = 0;  // SIGINTs caught so far
+  };
+  virtual std::unique_ptr<InterruptWatch> watch_interrupt(std::function<void()> first);
   using NameInfoDone = std::function<void(NameInfo, std::error_code)>;
   virtual void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done);
 

@@ -27,6 +27,13 @@ class CancelledError : public BaseException {
   explicit CancelledError(std::string message = {}) : BaseException(std::move(message)) {}
 };
 
+// Python's KeyboardInterrupt: what Runner::run and eddy::run raise when Ctrl-C (SIGINT) cancelled
+// their main task. A BaseException, so that `catch (const std::exception&)` lets it through.
+class KeyboardInterrupt : public BaseException {
+ public:
+  KeyboardInterrupt() : BaseException("KeyboardInterrupt") {}
+};
+
 // Python's RuntimeError (closed loop, loop already running, ...).
 class RuntimeError : public std::runtime_error {
  public:
