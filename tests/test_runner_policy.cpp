@@ -62,12 +62,12 @@ TEST_CASE(
   Runner runner;
   runner.close();
   CHECK_THROWS_AS(get_event_loop(), RuntimeError);  // close() made no loop either
-  EventLoop& loop = runner.get_loop();
-  CHECK(get_event_loop().get() == &loop);
+  LoopRef loop(&runner.get_loop());
+  CHECK(get_event_loop() == loop);
   CHECK(runner.run(forty_two()) == 42);
-  CHECK(get_event_loop().get() == &loop);  // between runs
+  CHECK(get_event_loop() == loop);  // between runs
   runner.close();
-  CHECK(loop.is_closed());
+  CHECK(loop->is_closed());
   CHECK_THROWS_AS(get_event_loop(), RuntimeError);
   CHECK_THROWS_WITH(runner.get_loop(), "Runner is closed");
 
