@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <thread>
 
 #include "support.hpp"
 
@@ -63,6 +64,13 @@ static Coro<void> cat_roundtrip(EventLoop& loop, std::shared_ptr<ProcessRecorder
   stdin_pipe->write_eof();  // closes cat's stdin: it exits after echoing
   co_await r->lost;
   CHECK(c.first->get_returncode() == 0);
+  // As asyncio, the pipe transports outlive the process: closed, but still there to ask.
+  for (int fd = 0; fd < 3; ++fd) {
+    Ref<BaseTransport> pipe = c.first->get_pipe_transport(fd);
+    REQUIRE(pipe);
+    CHECK(pipe->is_closing());
+    pipe->close();  // a no-op, as on any closed transport
+  }
 }
 
 TEST_CASE_METHOD(NativeFixture, "subprocess_exec: cat echoes stdin; asyncio's callback order", "[subprocess]") {
@@ -107,6 +115,46 @@ TEST_CASE_METHOD(NativeFixture, "subprocess_shell: stderr=STDOUT, exit status, c
     CHECK(r->out[1].empty());
     CHECK(std::count(r->events.begin(), r->events.end(), "pipe1") == 0);
     CHECK(rc == 0);
+  }
+}
+
+// Python's subprocess defaults: close_fds=True (a descriptor we opened without O_CLOEXEC stays
+// ours) and restore_signals=True (SIGPIPE, which the loop ignores, is default again in the child;
+// a signal the program ignores on purpose, SIGHUP under nohup, stays ignored). A cwd that is no
+// directory is an error naming it.
+TEST_CASE_METHOD(NativeFixture,
+                 "subprocess: descriptors closed, ignored signals kept, SIGPIPE restored",
+                 "[subprocess]") {
+  const int leaky = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC
+  REQUIRE(leaky > 2);
+  struct sigaction ignore {
+  }, saved_hup{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGHUP, &ignore, &saved_hup);
+  auto r = std::make_shared<ProcessRecorder>(*loop);
+  std::optional<int> rc;
+  const std::string fd = std::to_string(leaky);
+  loop->run_until_complete(shell(*loop, r,
+                                 "grep SigIgn /proc/self/status; [ -e /proc/self/fd/" + fd +
+                                     " ] && echo fd open || echo fd closed",
+                                 {}, &rc));
+  ::sigaction(SIGHUP, &saved_hup, nullptr);
+  ::close(leaky);
+  CHECK(rc == 0);
+  const std::string& out = r->out[1];
+  REQUIRE(out.rfind("SigIgn:", 0) == 0);
+  const unsigned long long ignored = std::stoull(out.substr(7, out.find('\n') - 7), nullptr, 16);
+  CHECK((ignored & (1ull << (SIGHUP - 1))) != 0);
+  CHECK((ignored & (1ull << (SIGPIPE - 1))) == 0);
+  CHECK(out.find("fd closed") != std::string::npos);
+
+  auto nowhere = std::make_shared<ProcessRecorder>(*loop);
+  try {
+    loop->run_until_complete(shell(*loop, nowhere, "pwd", {.cwd = "/nonexistent-eddy-dir"}, &rc));
+    FAIL("a missing cwd did not throw");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::no_such_file_or_directory);
+    CHECK(std::string(e.what()).find("/nonexistent-eddy-dir") != std::string::npos);
   }
 }
 
@@ -254,6 +302,40 @@ TEST_CASE_METHOD(NativeFixture, "connect_read_pipe and connect_write_pipe over a
   loop->run_until_complete(pipe_pair(*loop, fds[0], fds[1], reader));
   CHECK(reader->data == "through a pipe");
   CHECK(reader->events == strings("made", "eof", "lost"));
+}
+
+// asyncio's write pipe drops what is written once it is closing, even while earlier data is still
+// queued: the reader gets exactly what came before close() / write_eof().
+static Coro<void> write_after_close(EventLoop& loop, int wfd, bool eof) {
+  auto writer = std::make_shared<PipeReader>(loop);
+  ProtocolFactory writer_factory = [writer] { return writer; };
+  WritePipeConnection w = co_await loop.connect_write_pipe(writer_factory, wfd);
+  w.first->write(std::string(300000, 'x'));  // more than the pipe holds: most of it is queued
+  CHECK(w.first->get_write_buffer_size() > 0);
+  if (eof)
+    w.first->write_eof();
+  else
+    w.first->close();
+  w.first->write("TAIL");
+  co_await writer->lost;
+}
+
+TEST_CASE_METHOD(NativeFixture, "a write pipe drops writes after close or write_eof", "[pipes]") {
+  for (bool eof : {false, true}) {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::string got;
+    std::thread reader([&] {
+      char buf[65536];
+      for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
+        got.append(buf, static_cast<std::size_t>(n));
+    });
+    loop->run_until_complete(write_after_close(*loop, fds[1], eof));
+    reader.join();
+    ::close(fds[0]);
+    CHECK(got.size() == 300000);
+    CHECK(got.find("TAIL") == std::string::npos);
+  }
 }
 
 static Coro<void> regular_file(EventLoop& loop, int fd) {

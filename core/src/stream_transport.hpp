@@ -135,7 +135,9 @@ class StreamTransport final : public Transport,
   BufferedProtocol* buffered_protocol_ = nullptr;
   Ref<Server> server_;
   Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
-  int socket_fd_ = -1;         // registered with the loop while this transport holds the socket
+  int socket_fd_ = -1;
+  int dropped_pipe_writes_ =
+      0;  // write pipes: writes dropped after close or loss         // registered with the loop while this transport holds the socket
   WriteFlowControl flow_;
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;

@@ -188,10 +188,10 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
       if (r) r->disown();
     loop_->transport_destroyed(this);
   }
-  // Drops the child, the pipes, the protocol (as asyncio) and the self-reference.
+  // Drops the child, the protocol (as asyncio) and the self-reference. The pipe transports stay,
+  // closed, for get_pipe_transport (asyncio keeps them too); they hold nothing of ours any more.
   void let_go() noexcept {
     process_.reset();
-    for (auto& p : pipes_) p.reset();
     protocol_.reset();
     self_.reset();
   }

@@ -301,6 +301,13 @@ void StreamTransport::write(std::string_view data) {
   if (sendfile_active_) throw RuntimeError("unable to write; sendfile is in progress");
   if (data.empty()) return;
   bytes_out += data.size();
+  if (mode_ == Mode::write_pipe && (closing_ || conn_lost_)) {
+    // asyncio's pipe transport drops what is written once it is closing, even while earlier
+    // data is still queued (a socket transport still sends that).
+    if (dropped_pipe_writes_++ >= kConnLostWritesLogThreshold)
+      log(LogLevel::warning, "pipe closed by peer or os.write(pipe, data) raised exception.");
+    return;
+  }
   if (conn_lost_) {
     if (conn_lost_ >= kConnLostWritesLogThreshold) log(LogLevel::warning, "socket.send() raised exception.");
     ++conn_lost_;

@@ -1,48 +1,78 @@
-// Child processes and pipes for the native backend. Each PIPE entry is a pipe2() pair: the
-// child's end is handed to uv_spawn as an inherited fd (so stderr=STDOUT can share stdout's pipe)
-// and closed here after the spawn; our end becomes a libuv pipe endpoint. The exit status is
-// reported once, as asyncio's returncode (negative: the signal that killed the child).
+// Child processes and pipes for the native backend. A child is started with posix_spawn, as
+// Python's subprocess starts it: descriptors 3 and up closed in the child (close_fds=True),
+// SIGPIPE and SIGXFSZ back to their default (restore_signals) but other ignored signals still
+// ignored (so `nohup` holds), the program looked up in the PATH of the environment it gets. Its
+// exit is watched through a pidfd polled by libuv, and reported once as asyncio's returncode
+// (negative: the signal that killed it). Each PIPE entry is a pipe2() pair: the child's end is
+// dup2'ed onto its stdio and closed here after the spawn; our end becomes a libuv pipe endpoint.
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "uv_backend.hpp"
 #include "uv_stream.hpp"
 
+extern char** environ;
+
 namespace eddy::native {
 
 namespace {
 
-class UvProcess final : public ProcessEndpoint {
+class SpawnedChild final : public ProcessEndpoint {
  public:
-  explicit UvProcess(std::function<void(int)> on_exit) : on_exit_(std::move(on_exit)) { process_.data = this; }
-  uv_process_t* handle() noexcept { return &process_; }
-  static void exited(uv_process_t* p, int64_t status, int term_signal) {
-    auto* self = static_cast<UvProcess*>(p->data);
-    self->exited_ = true;
-    if (self->closed_ || !self->on_exit_) return;
-    auto report = std::move(self->on_exit_);
-    report(term_signal ? -term_signal : static_cast<int>(status));
+  SpawnedChild(uv_loop_t* loop, int pid, int pidfd, std::function<void(int)> on_exit)
+      : pid_(pid), pidfd_(pidfd), on_exit_(std::move(on_exit)) {
+    uv_poll_init(loop, &poll_, pidfd_);
+    poll_.data = this;
+    uv_poll_start(&poll_, UV_READABLE,
+                  [](uv_poll_t* h, int, int) { static_cast<SpawnedChild*>(h->data)->reap(); });
   }
-  int pid() const noexcept override { return process_.pid; }
+  int pid() const noexcept override { return pid_; }
   void send_signal(int sig) override {
-    if (int rc = uv_process_kill(&process_, sig)) throw std::system_error(uv_error(rc), "kill");
+    // Until it is reaped the pid cannot name another process.
+    if (reaped_) throw std::system_error(std::make_error_code(std::errc::no_such_process), "kill");
+    if (::kill(pid_, sig) != 0) throw std::system_error(errno, std::generic_category(), "kill");
   }
   void close() noexcept override {
     if (closed_) return;
     closed_ = true;
     on_exit_ = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&process_), [](uv_handle_t* h) { delete static_cast<UvProcess*>(h->data); });
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* h) {
+      auto* self = static_cast<SpawnedChild*>(h->data);
+      ::close(self->pidfd_);
+      delete self;
+    });
   }
 
  private:
-  ~UvProcess() override = default;
-  uv_process_t process_;
+  ~SpawnedChild() override = default;
+  // The pidfd is readable once the child has ended.
+  void reap() {
+    int status = 0;
+    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == 0 || (r < 0 && errno == EINTR)) return;  // not yet
+    uv_poll_stop(&poll_);
+    reaped_ = true;
+    if (r < 0) status = 0;  // reaped elsewhere (SIGCHLD ignored): the status is lost
+    const int returncode = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+    if (closed_ || !on_exit_) return;
+    auto report = std::move(on_exit_);
+    report(returncode);
+  }
+
+  int pid_;
+  int pidfd_;
+  uv_poll_t poll_;
   std::function<void(int)> on_exit_;
   bool closed_ = false;
-  bool exited_ = false;
+  bool reaped_ = false;
 };
 
 struct Fd {
@@ -65,40 +95,127 @@ StreamEndpointPtr UvBackend::adopt_pipe(int fd) {
   return owned;
 }
 
+namespace {
+// The program to run, as execvp would find it, but in the PATH of `env` when the child gets an
+// environment of its own (Python's os.get_exec_path(env); "/bin:/usr/bin" when it has none).
+std::string find_program(const ProcessSpec& spec) {
+  const std::string& name = spec.args.at(0);
+  if (name.empty()) throw std::system_error(ENOENT, std::generic_category(), "spawn ''");
+  if (name.find('/') != std::string::npos) return name;
+  std::string path;
+  if (spec.env) {
+    path = "/bin:/usr/bin";
+    for (const std::string& e : *spec.env)
+      if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+  } else {
+    const char* p = std::getenv("PATH");
+    path = p ? p : "/bin:/usr/bin";
+  }
+  int error = ENOENT;
+  for (std::size_t begin = 0;;) {
+    const std::size_t end = path.find(':', begin);
+    std::string dir =
+        path.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+      error = EACCES;  // as execvp: remembered, the search goes on
+    }
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  throw std::system_error(error, std::generic_category(), "spawn " + name);
+}
+
+int open_pidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+}  // namespace
+
 SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit) {
   SpawnedProcess out;
-  Fd child_ends[3], devnull;
-  int ours[3] = {-1, -1, -1};
-  uv_stdio_container_t stdio[3];
+  Fd child_ends[3], devnull, moved[3];
+  int source[3] = {-1, -1, -1};
   for (int i = 0; i < 3; ++i) {
     const int want = spec.stdio[i];
-    stdio[i].flags = UV_INHERIT_FD;
     if (want == subprocess::PIPE) {
       int fds[2];
       if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
       // fds[0] reads, fds[1] writes. The child reads its stdin, writes stdout and stderr.
       child_ends[i].fd = i == 0 ? fds[0] : fds[1];
-      ours[i] = i == 0 ? fds[1] : fds[0];
+      const int ours = i == 0 ? fds[1] : fds[0];
       auto* ep = new UvStreamEndpoint(&loop_, UvStreamEndpoint::Kind::pipe);
       out.pipes[i] = StreamEndpointPtr(ep);
-      if (int rc = uv_pipe_open(ep->pipe(), ours[i])) {
-        ::close(ours[i]);
+      if (int rc = uv_pipe_open(ep->pipe(), ours)) {
+        ::close(ours);
         throw std::system_error(uv_error(rc), "uv_pipe_open");
       }
-      stdio[i].data.fd = child_ends[i].fd;
+      source[i] = child_ends[i].fd;
     } else if (want == subprocess::STDOUT) {
-      stdio[i].data.fd = stdio[1].data.fd;
+      if (i != 2) throw ValueError("STDOUT is only for stderr");
+      source[i] = source[1];
     } else if (want == subprocess::DEVNULL) {
       if (devnull.fd < 0) devnull.fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-      stdio[i].data.fd = devnull.fd;
+      if (devnull.fd < 0) throw std::system_error(errno, std::generic_category(), "/dev/null");
+      source[i] = devnull.fd;
     } else if (want == subprocess::INHERIT) {
-      stdio[i].data.fd = i;
+      source[i] = i;
     } else if (want >= 0) {
-      stdio[i].data.fd = want;
+      source[i] = want;
     } else {
       throw ValueError("invalid stdio value " + std::to_string(want));
     }
   }
+  // A source that is another of the child's stdio numbers would be overwritten by an earlier
+  // dup2: such sources are copied above 2 first.
+  for (int i = 0; i < 3; ++i) {
+    if (source[i] >= 0 && source[i] < 3 && source[i] != i) {
+      moved[i].fd = ::fcntl(source[i], F_DUPFD_CLOEXEC, 3);
+      if (moved[i].fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
+      source[i] = moved[i].fd;
+    }
+  }
+  if (spec.cwd) {  // checked here, so that the error names the directory, as Python's does
+    struct stat st;
+    if (::stat(spec.cwd->c_str(), &st) != 0)
+      throw std::system_error(errno, std::generic_category(), *spec.cwd);
+    if (!S_ISDIR(st.st_mode)) throw std::system_error(ENOTDIR, std::generic_category(), *spec.cwd);
+  }
+  const std::string program = find_program(spec);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  struct Cleanup {
+    posix_spawn_file_actions_t* a;
+    posix_spawnattr_t* t;
+    ~Cleanup() {
+      posix_spawn_file_actions_destroy(a);
+      posix_spawnattr_destroy(t);
+    }
+  } cleanup{&actions, &attr};
+  // dup2 onto the same number clears close-on-exec (glibc 2.29+, POSIX 2024).
+  for (int i = 0; i < 3; ++i) posix_spawn_file_actions_adddup2(&actions, source[i], i);
+  if (spec.cwd) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd->c_str());
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+#endif
+  sigset_t defaults, none;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGXFSZ);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+
   std::vector<char*> argv;
   for (const std::string& a : spec.args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -107,22 +224,19 @@ SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<v
     for (const std::string& e : *spec.env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
   }
-  uv_process_options_t options;
-  std::memset(&options, 0, sizeof options);
-  options.file = argv[0];
-  options.args = argv.data();
-  options.env = spec.env ? envp.data() : nullptr;
-  options.cwd = spec.cwd ? spec.cwd->c_str() : nullptr;
-  options.stdio_count = 3;
-  options.stdio = stdio;
-  options.exit_cb = &UvProcess::exited;
-  auto* p = new UvProcess(std::move(on_exit));
-  if (int rc = uv_spawn(&loop_, p->handle(), &options)) {
-    // libuv requires closing the handle even when spawn failed.
-    p->close();
-    throw std::system_error(uv_error(rc), "spawn " + spec.args[0]);
+  pid_t pid = -1;
+  if (int rc = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(),
+                             spec.env ? envp.data() : environ))
+    throw std::system_error(rc, std::generic_category(), "spawn " + spec.args[0]);
+  const int pidfd = open_pidfd(pid);
+  if (pidfd < 0) {
+    const int error = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::system_error(error, std::generic_category(), "pidfd_open");
   }
-  out.process = ProcessEndpointPtr(p);
+  ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  out.process = ProcessEndpointPtr(new SpawnedChild(&loop_, pid, pidfd, std::move(on_exit)));
   return out;  // the child's ends close here (Fd destructors)
 }
 
