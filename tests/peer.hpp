@@ -9,8 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -102,3 +105,33 @@ inline std::string peer_pattern(std::size_t start, std::size_t n) {
   }
   return s;
 }
+
+// The reading end of an OS pipe, drained by a thread of its own until EOF (a peer that reads
+// everything, after waiting `delay_us` first). join() then gives what arrived.
+class PipeDrain {
+ public:
+  explicit PipeDrain(unsigned delay_us = 0) {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) std::abort();
+    reader_ = std::thread([this, delay_us] {
+      if (delay_us) ::usleep(delay_us);
+      char buf[65536];
+      for (ssize_t n; (n = ::read(fds_[0], buf, sizeof buf)) > 0;)
+        got_.append(buf, static_cast<std::size_t>(n));
+    });
+  }
+  ~PipeDrain() {
+    if (reader_.joinable()) join();
+  }
+  // The writing end, for the code under test (which closes it).
+  int write_end() const noexcept { return fds_[1]; }
+  const std::string& join() {
+    reader_.join();
+    ::close(fds_[0]);
+    return got_;
+  }
+
+ private:
+  int fds_[2];
+  std::string got_;
+  std::thread reader_;
+};

@@ -465,19 +465,11 @@ TEST_CASE_METHOD(NativeFixture,
                  "[streams][sendfile]") {
   const std::string content = peer_pattern(0, 200000);
   int file = temp_file_with(content);
-  int fds[2];
-  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-  std::string got;
-  std::thread reader([&] {
-    char buf[65536];
-    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
-      got.append(buf, static_cast<std::size_t>(n));
-  });
+  PipeDrain drain;
   std::size_t sent = 0;
   std::string refused;
-  loop->run_until_complete(sendfile_to_pipe(*loop, fds[1], file, &sent, &refused));
-  reader.join();
-  ::close(fds[0]);
+  loop->run_until_complete(sendfile_to_pipe(*loop, drain.write_end(), file, &sent, &refused));
+  const std::string& got = drain.join();
   CHECK(refused == "fallback is disabled and native sendfile is not supported for this transport");
   CHECK(sent == content.size());
   CHECK(got == content);
@@ -533,22 +525,12 @@ TEST_CASE_METHOD(NativeFixture,
   const std::string content = peer_pattern(0, 300000);
   int file = temp_file_with(content);
   SECTION("paused before the call, resumed during it") {
-    int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-    std::size_t got = 0;
-    std::thread reader([&] {
-      ::usleep(50000);  // let the first write fill the pipe
-      char buf[65536];
-      for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
-        got += static_cast<std::size_t>(n);
-    });
+    PipeDrain drain(50000);  // waits first, so that the first write fills the pipe
     auto p = std::make_shared<FlowRecorder>(*loop);
     std::size_t sent = 0;
-    loop->run_until_complete(sendfile_after_pause(*loop, fds[1], file, p, &sent));
-    reader.join();
-    ::close(fds[0]);
+    loop->run_until_complete(sendfile_after_pause(*loop, drain.write_end(), file, p, &sent));
     CHECK(sent == content.size());
-    CHECK(got == content.size() + (std::size_t(512) << 10));
+    CHECK(drain.join().size() == content.size() + (std::size_t(512) << 10));
   }
   SECTION("the reader goes away in the middle") {
     int fds[2];
