@@ -160,6 +160,33 @@ TEST_CASE_METHOD(NativeFixture,
   }
 }
 
+// A program whose stdin is closed (a daemon) can still run a loop and start a child that inherits
+// stdin: libuv would take descriptor 0 for itself and abort when closing it, so the loop puts
+// /dev/null there first, as Node does. Proved in a forked child, whose descriptor 0 may be closed
+// without disturbing the tests.
+TEST_CASE("subprocess: a closed stdin does not break the loop or the child", "[subprocess]") {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(0);
+    int code = 1;
+    try {
+      code = eddy::run([]() -> Coro<int> {
+        Process p = co_await create_subprocess_shell("read line; [ -z \"$line\" ] && exit 3");
+        int rc = co_await p.wait();
+        co_return rc;
+      }());
+    } catch (...) {
+      code = 2;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 3);  // its stdin: /dev/null, read at once as end of file
+}
+
 static Coro<void> kill_child(EventLoop& loop, std::shared_ptr<ProcessRecorder> r, std::optional<int>* rc) {
   SubprocessConnection c = co_await loop.subprocess_exec(give(r), strings("sleep", "30"));
   co_await sleep(0.05);

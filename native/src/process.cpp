@@ -201,8 +201,13 @@ SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<v
       posix_spawnattr_destroy(t);
     }
   } cleanup{&actions, &attr};
-  // dup2 onto the same number clears close-on-exec (glibc 2.29+, POSIX 2024).
-  for (int i = 0; i < 3; ++i) posix_spawn_file_actions_adddup2(&actions, source[i], i);
+  // dup2 onto the same number clears close-on-exec (glibc 2.29+, POSIX 2024). An inherited
+  // stdio descriptor that is closed here (a daemon's stdin) stays closed in the child, as with
+  // Python's stdin=None, instead of failing the spawn with EBADF.
+  for (int i = 0; i < 3; ++i) {
+    if (source[i] == i && ::fcntl(i, F_GETFD) < 0) continue;
+    posix_spawn_file_actions_adddup2(&actions, source[i], i);
+  }
   if (spec.cwd) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd->c_str());
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
   posix_spawn_file_actions_addclosefrom_np(&actions, 3);

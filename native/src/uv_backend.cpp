@@ -3,8 +3,10 @@
 // the core fires a timer only once loop.time() has reached its deadline, never early.
 #include "uv_backend.hpp"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <csignal>
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,6 +35,17 @@ void ignore_sigpipe() noexcept {
     return true;
   }();
   (void)done;
+}
+
+void ensure_stdio_open() noexcept {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    const int null_fd = ::open("/dev/null", O_RDWR);  // the lowest free number: this one
+    if (null_fd >= 0 && null_fd != fd) {
+      ::dup2(null_fd, fd);
+      ::close(null_fd);
+    }
+  }
 }
 
 // A StreamReader's data, sock_recv's bytes and every other per-read buffer is allocated and

@@ -18,6 +18,9 @@ namespace eddy::native {
 // A write to a reset socket must fail with EPIPE, not kill the process: like Python and Node,
 // the first native loop sets SIGPIPE to SIG_IGN (unless the program installed a handler).
 void ignore_sigpipe() noexcept;
+// libuv takes descriptors 0-2 for its own and then asserts when closing them: like Node, each
+// native loop first opens /dev/null on any of them the program had closed (a daemon's stdin).
+void ensure_stdio_open() noexcept;
 // Per-read buffers must not cost page faults: the first native loop raises glibc's heap
 // thresholds the way glibc itself does after a large block is freed (see uv_backend.cpp).
 void keep_freed_read_buffers() noexcept;
@@ -26,6 +29,7 @@ class UvBackend final : public Backend {
  public:
   UvBackend() {
     ignore_sigpipe();
+    ensure_stdio_open();
     keep_freed_read_buffers();
     if (int rc = uv_loop_init(&loop_)) throw std::system_error(-rc, std::generic_category(), "uv_loop_init");
     uv_async_init(&loop_, &async_, [](uv_async_t*) {});
