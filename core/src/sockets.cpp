@@ -123,9 +123,11 @@ Coro<std::size_t> EventLoop::sock_recv_into(int fd, std::span<char> buffer) {
 
 Coro<std::string> EventLoop::sock_recv(int fd, std::size_t nbytes) {
   capabilities().require("sock_recv");
-  check_sock(fd);
-  if (nbytes == 0) co_return std::string();  // as Python's socket.recv(0): no system call
-  std::string data(nbytes, '\0');
+  if (nbytes == 0) {  // as Python's socket.recv(0): no system call
+    check_sock(fd);
+    co_return std::string();
+  }
+  std::string data(nbytes, '\0');  // sock_recv_into checks the socket
   const std::size_t n = co_await sock_recv_into(fd, std::span<char>(data.data(), data.size()));
   data.resize(n);
   co_return data;
@@ -149,8 +151,7 @@ Coro<std::pair<std::size_t, SocketAddress>> EventLoop::sock_recvfrom_into(int fd
 
 Coro<std::pair<std::string, SocketAddress>> EventLoop::sock_recvfrom(int fd, std::size_t bufsize) {
   capabilities().require("sock_recvfrom");
-  check_sock(fd);
-  std::string data(bufsize, '\0');
+  std::string data(bufsize, '\0');  // sock_recvfrom_into checks the socket
   std::pair<std::size_t, SocketAddress> r = co_await sock_recvfrom_into(fd, std::span<char>(data.data(), data.size()));
   data.resize(r.first);
   std::pair<std::string, SocketAddress> result{std::move(data), r.second};
