@@ -217,6 +217,50 @@ LOOP_TEST("network: a slow reader pauses its writer; every byte arrives in order
   this->loop->run_until_complete(slow_reader(*this->loop, 16 << 20));
 }
 
+// asyncio keeps one write buffer and sends as much of it as the socket takes: a burst of small
+// writes made while the socket is full leaves in a few sends, not one per write(), in order, and
+// a write_eof() made meanwhile goes out after all of it.
+static Coro<void> burst_while_blocked(EventLoop& loop) {
+  auto* net = vnet::find_network(loop);
+  auto server_side = std::make_shared<Peer>(loop);
+  server_side->keep_open = true;
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
+  while (!server_side->transport) co_await sleep(0.001);
+  server_side->transport->pause_reading();
+  // More than the socket buffers hold while nobody reads (the kernel's, or the virtual ones).
+  const std::size_t big = net ? std::size_t(1) << 20 : std::size_t(16) << 20;
+  const std::size_t pieces = 20000, piece = 10, total = big + pieces * piece;
+  c.first->write(pattern(0, big));
+  CHECK(c.first->get_write_buffer_size() > 0);
+  const std::uint64_t sends_before = net ? net->stats().stream_sends : 0;
+  for (std::size_t i = 0; i < pieces; ++i) c.first->write(pattern(big + i * piece, piece));
+  c.first->write_eof();
+  CHECK(c.first->get_write_buffer_size() >= pieces * piece);
+  CHECK(client->pauses == 1);
+  server_side->transport->resume_reading();
+  while (server_side->events.back() != "eof") co_await sleep(0.001);
+  CHECK(server_side->data.size() == total);
+  CHECK(server_side->data == pattern(0, total));
+  CHECK(c.first->get_write_buffer_size() == 0);
+  CHECK(client->resumes == 1);
+  // 1 MiB in 64 KiB segments, then the 200 KB of pieces: a few dozen sends (one per write()
+  // would be over 20,000).
+  if (net) CHECK(net->stats().stream_sends - sends_before < 200);
+  server_side->transport->close();
+  co_await client->lost;
+  co_await server_side->lost;
+  CHECK(joined(client->events) == "made;eof;lost;");
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST("network: small writes made while the socket is full leave together, then the EOF",
+          "[network][flow]") {
+  this->loop->run_until_complete(burst_while_blocked(*this->loop));
+}
+
 static Coro<void> half_close(EventLoop& loop) {
   auto server_side = std::make_shared<Peer>(loop);
   server_side->keep_open = true;  // answer after the client's EOF, then close

@@ -125,6 +125,8 @@ class StreamTransport final : public Transport,
   void release_socket_fd() noexcept;
   void report(const char* message, std::exception_ptr exc);
   void wake_flush_waiters();
+  // Hands pending_ to the endpoint (then the FIN, if write_eof() came meanwhile).
+  void submit_pending();
   Coro<void> wait_sendfile_writable();
   void finish_sendfile(bool resume_reading);
 
@@ -135,14 +137,16 @@ class StreamTransport final : public Transport,
   BufferedProtocol* buffered_protocol_ = nullptr;
   Ref<Server> server_;
   Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
-  int socket_fd_ = -1;
-  int dropped_pipe_writes_ =
-      0;  // write pipes: writes dropped after close or loss         // registered with the loop while this transport holds the socket
+  int socket_fd_ = -1;         // registered with the loop while this transport holds it
+  int dropped_pipe_writes_ = 0;  // write pipes: writes dropped after close or loss
   WriteFlowControl flow_;
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;
   mutable std::optional<std::string> peer_text_;  // peername_ as the inspector shows it, once
-  std::size_t writes_in_flight_ = 0;
+  std::size_t writes_in_flight_ = 0;              // writes the endpoint holds: at most one
+  // What is written while the endpoint still holds a write: handed over as one write when that
+  // one is done, so a burst of small writes leaves in one system call, as from asyncio's buffer.
+  std::string pending_;
   std::vector<Future<void>> flush_waiters_;
   std::exception_ptr get_buffer_failure_;  // BufferedProtocol.get_buffer() refused a read
   Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost

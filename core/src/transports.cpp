@@ -287,7 +287,7 @@ void StreamTransport::resume_reading() {
 }
 
 std::size_t StreamTransport::get_write_buffer_size() const {
-  return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0;
+  return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() + pending_.size() : 0;
 }
 
 void StreamTransport::set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) {
@@ -322,9 +322,11 @@ void StreamTransport::write(std::string_view data) {
     }
     data.remove_prefix(n);
     if (data.empty()) return;
+    endpoint_->write(std::string(data));
+    ++writes_in_flight_;
+  } else {
+    pending_.append(data);
   }
-  endpoint_->write(data);
-  ++writes_in_flight_;
   const std::size_t buffered = get_write_buffer_size();
   EDDY_INSPECT_HOOK(
       *loop_, transport_event(inspect::EventKind::write_buffer, inspect_id, double(buffered)));
@@ -375,8 +377,9 @@ void StreamTransport::write_eof() {
   if (over_tls()) throw NotSupportedError("write_eof", "TLS transports", "TLS has no half-close");
   if (closing_ || eof_written_) return;
   eof_written_ = true;
-  // The platform sends FIN after queued writes; a sendfile in progress sends it when done.
-  if (endpoint_ && !sendfile_active_) endpoint_->shutdown();
+  // The platform sends FIN after queued writes; a sendfile in progress sends it when done, and
+  // data not yet handed to the endpoint takes it along (submit_pending).
+  if (endpoint_ && !sendfile_active_ && pending_.empty()) endpoint_->shutdown();
 }
 
 void StreamTransport::close() {
@@ -400,6 +403,7 @@ void StreamTransport::force_close(std::exception_ptr exc) {
     endpoint_.reset();
     writes_in_flight_ = 0;
   }
+  pending_ = {};
   if (!closing_) {
     closing_ = true;
     if (endpoint_) endpoint_->read_stop();
@@ -416,6 +420,7 @@ void StreamTransport::loop_closed() noexcept {
   closing_ = true;
   if (!conn_lost_) ++conn_lost_;
   writes_in_flight_ = 0;
+  pending_ = {};
   sendfile_active_ = false;
   flush_waiters_.clear();
   sendfile_writable_ = {};
@@ -541,9 +546,22 @@ void StreamTransport::read_failed(std::error_code error) {
   fatal_error(std::make_exception_ptr(std::system_error(error, "read")), "Fatal read error on socket transport");
 }
 
+void StreamTransport::submit_pending() {
+  try {
+    endpoint_->write(std::exchange(pending_, {}));
+  } catch (...) {
+    fatal_error(std::current_exception(), "Fatal write error on socket transport");
+    return;
+  }
+  ++writes_in_flight_;
+  if (eof_written_) endpoint_->shutdown();
+}
+
 void StreamTransport::write_done(std::error_code error) {
   Ref<StreamTransport> keep(this);
   if (writes_in_flight_) --writes_in_flight_;
+  if (writes_in_flight_ == 0 && !pending_.empty() && !error && !conn_lost_ && endpoint_)
+    submit_pending();
   if (writes_in_flight_ == 0 || conn_lost_) wake_flush_waiters();
   if (conn_lost_) return;
   if (error) {

@@ -124,7 +124,7 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
     if (!encrypt(data, error)) return 0;
     return data.size();
   }
-  void write(std::string_view data) override {
+  void write(std::string data) override {
     std::error_code ec;
     ++outer_writes_;
     if (!encrypt(data, ec)) throw std::system_error(ec, "SSL_write");
@@ -231,27 +231,29 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
     return flush(error);
   }
 
-  // Moves pending ciphertext to the inner endpoint.
+  // Moves pending ciphertext to the inner endpoint: what the socket takes now, the rest as one
+  // queued write.
   bool flush(std::error_code& error) noexcept {
-    char buf[16384];
-    int n;
-    while (inner_ && (n = BIO_read(wbio_, buf, sizeof buf)) > 0) {
-      std::string_view chunk(buf, static_cast<std::size_t>(n));
-      if (inner_->queued_bytes() == 0) {
-        std::size_t sent = inner_->try_write(chunk, error);
-        if (error) return false;
-        chunk.remove_prefix(sent);
-      }
-      if (!chunk.empty()) {
-        try {
-          inner_->write(chunk);
-        } catch (const std::system_error& e) {
-          error = e.code();
-          return false;
+    try {
+      std::string rest;
+      char buf[16384];
+      int n;
+      while (inner_ && (n = BIO_read(wbio_, buf, sizeof buf)) > 0) {
+        std::string_view chunk(buf, static_cast<std::size_t>(n));
+        if (rest.empty() && inner_->queued_bytes() == 0) {
+          chunk.remove_prefix(inner_->try_write(chunk, error));
+          if (error) return false;
         }
+        rest.append(chunk);
       }
+      if (!rest.empty() && inner_) inner_->write(std::move(rest));
+      return true;
+    } catch (const std::system_error& e) {
+      error = e.code();
+    } catch (const std::bad_alloc&) {
+      error = std::make_error_code(std::errc::not_enough_memory);
     }
-    return true;
+    return false;
   }
 
   void advance_handshake() {

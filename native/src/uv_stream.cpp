@@ -141,8 +141,8 @@ struct WriteRequest {
 };
 }  // namespace
 
-void UvStreamEndpoint::write(std::string_view data) {
-  auto* w = new WriteRequest{{}, std::string(data)};
+void UvStreamEndpoint::write(std::string data) {
+  auto* w = new WriteRequest{{}, std::move(data)};
   w->req.data = this;
   uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
   int rc = uv_write(&w->req, &handle_.stream, &buf, 1, [](uv_write_t* req, int status) {

@@ -614,6 +614,7 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
   const std::size_t n = std::min(data.size(), f.send_space());
   if (n == 0) return failed(error, std::errc::operation_would_block);
   f.unsent.push(data.substr(0, n));
+  ++stats.stream_sends;
   transmit(s->out);
   return n;
 }

@@ -52,6 +52,7 @@ struct NetworkStats {
   std::uint64_t connections = 0;        // stream connections accepted
   std::uint64_t bytes_carried = 0;      // stream bytes that reached a receive buffer
   std::uint64_t segments = 0;           // stream pieces sent
+  std::uint64_t stream_sends = 0;       // send calls that moved stream bytes (a kernel's writes)
   std::uint64_t retransmissions = 0;    // stream pieces that had to be resent
   std::uint64_t datagrams = 0;          // datagrams delivered
   std::uint64_t datagrams_dropped = 0;  // lost on a link, to a full buffer, or to nobody

@@ -38,9 +38,9 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
     return n;
   }
 
-  void write(std::string_view data) override {
-    writes_.emplace_back(data);
+  void write(std::string data) override {
     queued_ += data.size();
+    writes_.push_back(std::move(data));
     net_.mark(fd_);
   }
 

@@ -46,8 +46,10 @@ class StreamEndpoint {
   // Writes what the kernel takes now, without blocking; returns the byte count (0 when it would
   // block). Errors are returned in `error`.
   virtual std::size_t try_write(std::string_view data, std::error_code& error) noexcept = 0;
-  // Queues `data`; the memory must stay valid until the matching write_done.
-  virtual void write(std::string_view data) = 0;
+  // Queues `data`, taking the bytes over; write_done reports it once it is all out. The transport
+  // keeps at most one write here at a time and gathers what comes meanwhile, so an endpoint may
+  // hand each one to the platform as a single request.
+  virtual void write(std::string data) = 0;
   // Bytes queued by write() that the platform has not handed to the kernel yet.
   virtual std::size_t queued_bytes() const noexcept = 0;
   // Half-close after queued writes (write_eof).
