@@ -125,6 +125,9 @@ class StreamTransport final : public Transport,
   void release_socket_fd() noexcept;
   void report(const char* message, std::exception_ptr exc);
   void wake_flush_waiters();
+  // Gives `data` to the endpoint; one that pauses the protocol in two parts, so that
+  // resume_writing can come at the low mark.
+  void hand_over(std::string data);
   // Hands pending_ to the endpoint (then the FIN, if write_eof() came meanwhile).
   void submit_pending();
   Coro<void> wait_sendfile_writable();
@@ -143,7 +146,7 @@ class StreamTransport final : public Transport,
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;
   mutable std::optional<std::string> peer_text_;  // peername_ as the inspector shows it, once
-  std::size_t writes_in_flight_ = 0;              // writes the endpoint holds: at most one
+  std::size_t writes_in_flight_ = 0;  // writes the endpoint holds: one, or a long one in two parts
   // What is written while the endpoint still holds a write: handed over as one write when that
   // one is done, so a burst of small writes leaves in one system call, as from asyncio's buffer.
   std::string pending_;

@@ -322,8 +322,7 @@ void StreamTransport::write(std::string_view data) {
     }
     data.remove_prefix(n);
     if (data.empty()) return;
-    endpoint_->write(std::string(data));
-    ++writes_in_flight_;
+    hand_over(std::string(data));
   } else {
     pending_.append(data);
   }
@@ -546,14 +545,29 @@ void StreamTransport::read_failed(std::error_code error) {
   fatal_error(std::make_exception_ptr(std::system_error(error, "read")), "Fatal read error on socket transport");
 }
 
+// A write that will pause the protocol goes to the endpoint as two, its last `low` bytes apart:
+// the endpoint reports when only those are left, so resume_writing comes as the buffer reaches the
+// low mark, as asyncio's, instead of once all of it is out.
+void StreamTransport::hand_over(std::string data) {
+  const std::size_t low = flow_.low();
+  if (low > 0 && data.size() > flow_.high() && data.size() > low) {
+    std::string tail(data, data.size() - low);
+    data.resize(data.size() - low);
+    endpoint_->write(std::move(data));
+    ++writes_in_flight_;
+    data = std::move(tail);
+  }
+  endpoint_->write(std::move(data));
+  ++writes_in_flight_;
+}
+
 void StreamTransport::submit_pending() {
   try {
-    endpoint_->write(std::exchange(pending_, {}));
+    hand_over(std::exchange(pending_, {}));
   } catch (...) {
     fatal_error(std::current_exception(), "Fatal write error on socket transport");
     return;
   }
-  ++writes_in_flight_;
   if (eof_written_) endpoint_->shutdown();
 }
 

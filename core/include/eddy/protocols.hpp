@@ -43,8 +43,9 @@ class Protocol : public BaseProtocol {
 class BufferedProtocol : public BaseProtocol {
  public:
   virtual void connection_made(Ref<Transport> transport) { (void)transport; }
-  // A buffer to receive into; `sizehint` is a recommendation (-1 semantics: 0 means any size).
-  // Must not be empty.
+  // A buffer to receive into, not empty; any size is accepted. `sizehint` is the platform's
+  // suggested read size (64 KiB natively; on the virtual network the bytes waiting, up to
+  // 64 KiB), where asyncio passes -1 ("any size").
   virtual std::span<char> get_buffer(std::size_t sizehint) = 0;
   // `nbytes` bytes were written at the start of the last buffer get_buffer returned.
   virtual void buffer_updated(std::size_t nbytes) = 0;
