@@ -127,7 +127,8 @@ class StreamTransport final : public Transport,
   void wake_flush_waiters();
   // Gives `data` to the endpoint; one that pauses the protocol in two parts, so that
   // resume_writing can come at the low mark.
-  void hand_over(std::string data);
+  void hand_over(WriteBuffers data, std::size_t bytes);
+  void gather(std::string_view data);
   // Hands pending_ to the endpoint (then the FIN, if write_eof() came meanwhile).
   void submit_pending();
   Coro<void> wait_sendfile_writable();
@@ -149,7 +150,9 @@ class StreamTransport final : public Transport,
   std::size_t writes_in_flight_ = 0;  // writes the endpoint holds: one, or a long one in two parts
   // What is written while the endpoint still holds a write: handed over as one write when that
   // one is done, so a burst of small writes leaves in one system call, as from asyncio's buffer.
-  std::string pending_;
+  // Small writes share blocks; nothing already gathered is ever copied again.
+  WriteBuffers pending_;
+  std::size_t pending_bytes_ = 0;
   std::vector<Future<void>> flush_waiters_;
   std::exception_ptr get_buffer_failure_;  // BufferedProtocol.get_buffer() refused a read
   Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost

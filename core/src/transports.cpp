@@ -2,6 +2,7 @@
 // and StreamTransport: asyncio's _SelectorSocketTransport semantics over a byte-moving endpoint.
 #include "eddy/transports.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -171,6 +172,8 @@ void WriteFlowControl::maybe_resume(std::size_t size, BaseProtocol* protocol, Ev
 // ---- StreamTransport ----------------------------------------------------------------------------
 
 namespace {
+// Blocks of StreamTransport::pending_ hold up to this much of small writes.
+constexpr std::size_t kGatherBlock = 64 * 1024;
 // Protocol (not Buffered) transports read into this; data_received sees it for the call only.
 constexpr std::size_t kReadBufferBytes = 256 * 1024;
 thread_local std::unique_ptr<char[]> shared_read_buffer;
@@ -287,7 +290,7 @@ void StreamTransport::resume_reading() {
 }
 
 std::size_t StreamTransport::get_write_buffer_size() const {
-  return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() + pending_.size() : 0;
+  return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() + pending_bytes_ : 0;
 }
 
 void StreamTransport::set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) {
@@ -322,9 +325,11 @@ void StreamTransport::write(std::string_view data) {
     }
     data.remove_prefix(n);
     if (data.empty()) return;
-    hand_over(std::string(data));
+    WriteBuffers rest;
+    rest.emplace_back(data);
+    hand_over(std::move(rest), data.size());
   } else {
-    pending_.append(data);
+    gather(data);
   }
   const std::size_t buffered = get_write_buffer_size();
   EDDY_INSPECT_HOOK(
@@ -403,6 +408,7 @@ void StreamTransport::force_close(std::exception_ptr exc) {
     writes_in_flight_ = 0;
   }
   pending_ = {};
+  pending_bytes_ = 0;
   if (!closing_) {
     closing_ = true;
     if (endpoint_) endpoint_->read_stop();
@@ -420,6 +426,7 @@ void StreamTransport::loop_closed() noexcept {
   if (!conn_lost_) ++conn_lost_;
   writes_in_flight_ = 0;
   pending_ = {};
+  pending_bytes_ = 0;
   sendfile_active_ = false;
   flush_waiters_.clear();
   sendfile_writable_ = {};
@@ -548,11 +555,23 @@ void StreamTransport::read_failed(std::error_code error) {
 // A write that will pause the protocol goes to the endpoint as two, its last `low` bytes apart:
 // the endpoint reports when only those are left, so resume_writing comes as the buffer reaches the
 // low mark, as asyncio's, instead of once all of it is out.
-void StreamTransport::hand_over(std::string data) {
+void StreamTransport::hand_over(WriteBuffers data, std::size_t bytes) {
   const std::size_t low = flow_.low();
-  if (low > 0 && data.size() > flow_.high() && data.size() > low) {
-    std::string tail(data, data.size() - low);
-    data.resize(data.size() - low);
+  if (low > 0 && bytes > flow_.high() && bytes > low) {
+    WriteBuffers tail;
+    for (std::size_t need = low; need > 0;) {
+      std::string& last = data.back();
+      if (last.size() <= need) {
+        need -= last.size();
+        tail.push_back(std::move(last));
+        data.pop_back();
+      } else {
+        tail.emplace_back(last, last.size() - need);
+        last.resize(last.size() - need);
+        need = 0;
+      }
+    }
+    std::reverse(tail.begin(), tail.end());
     endpoint_->write(std::move(data));
     ++writes_in_flight_;
     data = std::move(tail);
@@ -561,9 +580,26 @@ void StreamTransport::hand_over(std::string data) {
   ++writes_in_flight_;
 }
 
+// Appends to pending_: into the last block while it has room, else a new block sized to what is
+// gathered so far (up to kGatherBlock), so a connection with a little pending holds a little.
+void StreamTransport::gather(std::string_view data) {
+  pending_bytes_ += data.size();
+  if (!pending_.empty()) {
+    std::string& last = pending_.back();
+    if (last.capacity() - last.size() >= data.size()) {
+      last.append(data);
+      return;
+    }
+  }
+  std::string& block = pending_.emplace_back();
+  block.reserve(
+      std::max(data.size(), std::min(kGatherBlock, std::max<std::size_t>(pending_bytes_, 1024))));
+  block.append(data);
+}
+
 void StreamTransport::submit_pending() {
   try {
-    hand_over(std::exchange(pending_, {}));
+    hand_over(std::exchange(pending_, {}), std::exchange(pending_bytes_, 0));
   } catch (...) {
     fatal_error(std::current_exception(), "Fatal write error on socket transport");
     return;

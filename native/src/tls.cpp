@@ -124,10 +124,12 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
     if (!encrypt(data, error)) return 0;
     return data.size();
   }
-  void write(std::string data) override {
+  void write(WriteBuffers data) override {
     std::error_code ec;
     ++outer_writes_;
-    if (!encrypt(data, ec)) throw std::system_error(ec, "SSL_write");
+    for (const std::string& piece : data)
+      if (!seal(piece, ec)) throw std::system_error(ec, "SSL_write");
+    if (!flush(ec)) throw std::system_error(ec, "SSL_write");
     maybe_complete_writes();
   }
   std::size_t queued_bytes() const noexcept override { return inner_ ? inner_->queued_bytes() : 0; }
@@ -219,6 +221,11 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   }
 
   bool encrypt(std::string_view data, std::error_code& error) noexcept {
+    return seal(data, error) && flush(error);
+  }
+
+  // Turns `data` into TLS records, kept in the write BIO until flush().
+  bool seal(std::string_view data, std::error_code& error) noexcept {
     while (!data.empty()) {
       int r = SSL_write(ssl_, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 30)));
       if (r <= 0) {
@@ -228,7 +235,7 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
       }
       data.remove_prefix(static_cast<std::size_t>(r));
     }
-    return flush(error);
+    return true;
   }
 
   // Moves pending ciphertext to the inner endpoint: what the socket takes now, the rest as one
@@ -246,7 +253,11 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
         }
         rest.append(chunk);
       }
-      if (!rest.empty() && inner_) inner_->write(std::move(rest));
+      if (!rest.empty() && inner_) {
+        WriteBuffers one;
+        one.push_back(std::move(rest));
+        inner_->write(std::move(one));
+      }
       return true;
     } catch (const std::system_error& e) {
       error = e.code();

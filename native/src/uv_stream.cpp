@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <memory>
 #include <utility>
 
 namespace eddy::native {
@@ -137,21 +139,28 @@ std::size_t UvStreamEndpoint::try_write(std::string_view data, std::error_code& 
 namespace {
 struct WriteRequest {
   uv_write_t req;
-  std::string data;
+  WriteBuffers data;
 };
 }  // namespace
 
-void UvStreamEndpoint::write(std::string data) {
+void UvStreamEndpoint::write(WriteBuffers data) {
   auto* w = new WriteRequest{{}, std::move(data)};
   w->req.data = this;
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  int rc = uv_write(&w->req, &handle_.stream, &buf, 1, [](uv_write_t* req, int status) {
-    auto* w = reinterpret_cast<WriteRequest*>(req);
-    auto* self = static_cast<UvStreamEndpoint*>(req->data);
-    delete w;
-    if (self->closed_ || !self->events_) return;
-    self->events_->write_done(status ? uv_error(status) : std::error_code());
-  });
+  // libuv copies the array of buffers into the request; the bytes stay in `w`.
+  const std::size_t n = w->data.size();
+  uv_buf_t few[8];
+  std::unique_ptr<uv_buf_t[]> many;
+  uv_buf_t* bufs = n <= std::size(few) ? few : (many = std::make_unique<uv_buf_t[]>(n)).get();
+  for (std::size_t i = 0; i < n; ++i)
+    bufs[i] = uv_buf_init(w->data[i].data(), static_cast<unsigned>(w->data[i].size()));
+  int rc = uv_write(&w->req, &handle_.stream, bufs, static_cast<unsigned>(n),
+                    [](uv_write_t* req, int status) {
+                      auto* w = reinterpret_cast<WriteRequest*>(req);
+                      auto* self = static_cast<UvStreamEndpoint*>(req->data);
+                      delete w;
+                      if (self->closed_ || !self->events_) return;
+                      self->events_->write_done(status ? uv_error(status) : std::error_code());
+                    });
   if (rc) {
     delete w;
     throw std::system_error(uv_error(rc), "write");

@@ -48,7 +48,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
   void read_start() override;
   void read_stop() noexcept override;
   std::size_t try_write(std::string_view data, std::error_code& error) noexcept override;
-  void write(std::string data) override;
+  void write(WriteBuffers data) override;
   std::size_t queued_bytes() const noexcept override { return handle_.stream.write_queue_size; }
   void shutdown() override;
   void close(bool reset = false) noexcept override;

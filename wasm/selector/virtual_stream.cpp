@@ -38,9 +38,13 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
     return n;
   }
 
-  void write(std::string data) override {
-    queued_ += data.size();
-    writes_.push_back(std::move(data));
+  void write(WriteBuffers data) override {
+    if (data.empty()) data.emplace_back();  // still one write_done
+    for (std::string& piece : data) {
+      queued_ += piece.size();
+      writes_.push_back({std::move(piece), false});
+    }
+    writes_.back().ends_write = true;
     net_.mark(fd_);
   }
 
@@ -94,16 +98,17 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
   bool move_writes() {
     bool reported = false;
     while (!writes_.empty()) {
-      std::string& w = writes_.front();
+      std::string& w = writes_.front().data;
       std::error_code ec;
       const std::size_t n = net_.send(fd_, std::string_view(w).substr(offset_), nullptr, ec);
       if (ec && !would_block(ec)) {
         // The connection is gone: every queued write fails with its error.
         while (!writes_.empty() && !closed_) {
+          const bool ends_write = writes_.front().ends_write;
           writes_.pop_front();
           offset_ = 0;
           queued_ = 0;
-          if (events_) {
+          if (events_ && ends_write) {
             events_->write_done(ec);
             reported = true;
           }
@@ -113,9 +118,10 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
       offset_ += n;
       queued_ -= n;
       if (offset_ < w.size()) break;
+      const bool ends_write = writes_.front().ends_write;
       writes_.pop_front();
       offset_ = 0;
-      if (events_) {
+      if (events_ && ends_write) {
         events_->write_done({});
         reported = true;
         if (closed_) return true;
@@ -188,7 +194,11 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
   int fd_;
   ConnectDone connect_done_;
   StreamEvents* events_ = nullptr;
-  std::deque<std::string> writes_;
+  struct QueuedPiece {
+    std::string data;
+    bool ends_write;  // write_done once this piece is in the send buffer
+  };
+  std::deque<QueuedPiece> writes_;
   std::size_t offset_ = 0;  // of writes_.front() already in the send buffer
   std::size_t queued_ = 0;
   bool reading_ = false;

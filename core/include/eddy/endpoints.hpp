@@ -35,6 +35,9 @@ class StreamEvents {
   virtual void shutdown_done(std::error_code error) = 0;
 };
 
+// The bytes of one endpoint write, in pieces, sent in order.
+using WriteBuffers = std::vector<std::string>;
+
 class StreamEndpoint {
  public:
   // Connecting endpoints report once through this callback (from poll()).
@@ -46,10 +49,10 @@ class StreamEndpoint {
   // Writes what the kernel takes now, without blocking; returns the byte count (0 when it would
   // block). Errors are returned in `error`.
   virtual std::size_t try_write(std::string_view data, std::error_code& error) noexcept = 0;
-  // Queues `data`, taking the bytes over; write_done reports it once it is all out. The transport
-  // keeps at most one write here at a time and gathers what comes meanwhile, so an endpoint may
-  // hand each one to the platform as a single request.
-  virtual void write(std::string data) = 0;
+  // Queues `data`, taking the bytes over; write_done reports it once all of it is out. The pieces
+  // are one write (a platform may send them with one gathering system call): the transport
+  // gathers what is written while the endpoint still holds a write and hands it over in one.
+  virtual void write(WriteBuffers data) = 0;
   // Bytes queued by write() that the platform has not handed to the kernel yet.
   virtual std::size_t queued_bytes() const noexcept = 0;
   // Half-close after queued writes (write_eof).
