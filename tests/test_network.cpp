@@ -219,20 +219,41 @@ LOOP_TEST("network: a slow reader pauses its writer; every byte arrives in order
   this->loop->run_until_complete(slow_reader(*this->loop, 16 << 20));
 }
 
+// A TCP connection whose server side does not read (yet).
+struct StalledConnection {
+  std::shared_ptr<Peer> server_side, client;
+  Ref<Server> server;
+  Connection c;
+};
+
+static Coro<void> stall(EventLoop& loop, StalledConnection& s) {
+  s.server_side = std::make_shared<Peer>(loop);
+  s.server = co_await loop.create_server(give(s.server_side), "127.0.0.1", 0);
+  s.client = std::make_shared<Peer>(loop);
+  s.c = co_await loop.create_connection(give(s.client), "127.0.0.1", port_of(s.server));
+  while (!s.server_side->transport) co_await sleep(0.001);
+  s.server_side->transport->pause_reading();
+}
+
+// More than the socket buffers between the two hold while nobody reads: the kernel's, or the
+// virtual network's.
+std::size_t more_than_buffered(EventLoop& loop) {
+  return vnet::find_network(loop) ? std::size_t(1) << 20 : std::size_t(16) << 20;
+}
+
 // asyncio keeps one write buffer and sends as much of it as the socket takes: a burst of small
 // writes made while the socket is full leaves in a few sends, not one per write(), in order, and
 // a write_eof() made meanwhile goes out after all of it.
 static Coro<void> burst_while_blocked(EventLoop& loop) {
   auto* net = vnet::find_network(loop);
-  auto server_side = std::make_shared<Peer>(loop);
+  StalledConnection s;
+  co_await stall(loop, s);
+  std::shared_ptr<Peer>& server_side = s.server_side;
+  std::shared_ptr<Peer>& client = s.client;
+  Ref<Server>& server = s.server;
+  Connection& c = s.c;
   server_side->keep_open = true;
-  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
-  auto client = std::make_shared<Peer>(loop);
-  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
-  while (!server_side->transport) co_await sleep(0.001);
-  server_side->transport->pause_reading();
-  // More than the socket buffers hold while nobody reads (the kernel's, or the virtual ones).
-  const std::size_t big = net ? std::size_t(1) << 20 : std::size_t(16) << 20;
+  const std::size_t big = more_than_buffered(loop);
   const std::size_t pieces = 20000, piece = 10, total = big + pieces * piece;
   c.first->write(pattern(0, big));
   CHECK(c.first->get_write_buffer_size() > 0);
@@ -269,13 +290,13 @@ LOOP_TEST("network: small writes made while the socket is full leave together, t
 // then (natively libuv may have sent the rest too before the loop hears of it).
 static Coro<void> resume_at_low_mark(EventLoop& loop) {
   auto* net = vnet::find_network(loop);
-  auto server_side = std::make_shared<Peer>(loop);
-  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
-  auto client = std::make_shared<Peer>(loop);
-  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
-  while (!server_side->transport) co_await sleep(0.001);
-  server_side->transport->pause_reading();
-  const std::size_t total = net ? std::size_t(1) << 20 : std::size_t(16) << 20;
+  StalledConnection s;
+  co_await stall(loop, s);
+  std::shared_ptr<Peer>& server_side = s.server_side;
+  std::shared_ptr<Peer>& client = s.client;
+  Ref<Server>& server = s.server;
+  Connection& c = s.c;
+  const std::size_t total = more_than_buffered(loop);
   c.first->set_write_buffer_limits(64 * 1024, 16 * 1024);
   client->resumed = loop.create_future<void>();
   c.first->write(pattern(0, total));
@@ -326,12 +347,12 @@ LOOP_TEST("network: write_eof half-closes; the other side still answers", "[netw
 }
 
 static Coro<void> abort_resets(EventLoop& loop) {
-  auto server_side = std::make_shared<Peer>(loop);
-  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
-  auto client = std::make_shared<Peer>(loop);
-  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
-  while (!server_side->transport) co_await sleep(0.001);
-  server_side->transport->pause_reading();
+  StalledConnection s;
+  co_await stall(loop, s);
+  std::shared_ptr<Peer>& server_side = s.server_side;
+  std::shared_ptr<Peer>& client = s.client;
+  Ref<Server>& server = s.server;
+  Connection& c = s.c;
   c.first->write("unread");
   co_await sleep(0.05);  // it reaches the server's receive buffer, where nobody reads it
   // Closing with unread data resets the connection (Linux sends RST), so the client loses it with
