@@ -107,6 +107,11 @@ struct Peer : Protocol {
 
 }  // namespace
 
+// Tests of what only the virtual network has, skipped on loops that use the OS's network.
+#define REQUIRE_VIRTUAL_NETWORK(loop)                                                   \
+  if (!vnet::find_network(loop)) SKIP("this loop uses the operating system's network"); \
+  vnet::Network& net = vnet::network(loop)
+
 // ---- Streams -------------------------------------------------------------------------------
 
 static Coro<void> echo_handler(std::shared_ptr<StreamReader> reader,
@@ -405,6 +410,152 @@ LOOP_TEST("network: connection refused, address in use, missing Unix path", "[ne
   this->loop->run_until_complete(refused_and_in_use(*this->loop));
 }
 
+// ---- Addresses, as asyncio's base_events handles them -------------------------------------------
+
+namespace {
+// What a failed call raised: its text and errno (0: Python's errno None), or an ExceptionGroup.
+struct Failure {
+  std::string what;
+  int code = -1;
+  std::size_t group_size = 0;  // > 0: an ExceptionGroup of that many
+};
+}  // namespace
+
+static Coro<void> connect_failure(EventLoop& loop, std::string host, std::uint16_t port,
+                                  ConnectionOptions options, Failure* out) {
+  auto nobody = std::make_shared<Peer>(loop);
+  try {
+    Connection c = co_await loop.create_connection(give(nobody), host, port, options);
+    out->what = "connected";
+    c.first->close();
+  } catch (const ExceptionGroup& g) {
+    out->group_size = g.exceptions().size();
+    out->what = g.what();
+  } catch (const std::system_error& e) {
+    out->what = e.what();
+    out->code = e.code().value();
+  }
+}
+
+// Whether `text` names `items` in this order.
+static bool names_in_order(const std::string& text, const std::vector<std::string>& items) {
+  std::size_t at = 0;
+  for (const std::string& item : items) {
+    at = text.find(item, at);
+    if (at == std::string::npos) return false;
+    at += item.size();
+  }
+  return true;
+}
+
+LOOP_TEST("create_connection: interleave orders the addresses as asyncio; every failure is named",
+          "[network][vnet][dns]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  for (const char* address :
+       {"10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "fd00::21", "fd00::22"}) {
+    net.add_host("multi.example", address);
+    net.set_link(address, {.latency = 0.001});  // known to the network: refused, not foreign
+  }
+  Failure two, one, grouped;
+  this->loop->run_until_complete(
+      connect_failure(*this->loop, "multi.example", 80, {.interleave = 2}, &two));
+  // asyncio's _interleave_addrinfos: one of the first family ahead, then one of each in turn.
+  CHECK(two.code == 0);  // the errors differ: one OSError with errno None naming them all
+  CHECK(two.what.rfind("Multiple exceptions: Connect call failed 10.0.0.11:80", 0) == 0);
+  CHECK(names_in_order(two.what, {"10.0.0.11:80", "10.0.0.12:80", "[fd00::21]:80", "10.0.0.13:80",
+                                  "[fd00::22]:80", "10.0.0.14:80"}));
+  this->loop->run_until_complete(
+      connect_failure(*this->loop, "multi.example", 80, {.interleave = 1}, &one));
+  CHECK(names_in_order(one.what, {"10.0.0.11:80", "[fd00::21]:80", "10.0.0.12:80", "[fd00::22]:80",
+                                  "10.0.0.13:80", "10.0.0.14:80"}));
+  this->loop->run_until_complete(
+      connect_failure(*this->loop, "multi.example", 80, {.all_errors = true}, &grouped));
+  CHECK(grouped.group_size == 6);
+}
+
+static Coro<void> local_addresses(EventLoop& loop, std::string two_family_name) {
+  auto server_side = std::make_shared<Peer>(loop);
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0);
+  const std::uint16_t port = port_of(server);
+  // The local name gives ::1 first: each attempt binds the local address of its own family.
+  auto client = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(
+      give(client), "127.0.0.1", port, {.local_addr = SocketAddress::ip(two_family_name, 0)});
+  CHECK(std::any_cast<SocketAddress>(c.first->get_extra_info("sockname")).host() == "127.0.0.1");
+  c.first->close();
+  co_await client->lost;
+
+  Failure in_use, no_family;
+  co_await connect_failure(loop, "127.0.0.1", port,
+                           {.local_addr = SocketAddress::ip("127.0.0.1", port)}, &in_use);
+  CHECK(in_use.code == EADDRINUSE);
+  CHECK(in_use.what.rfind(
+            "error while attempting to bind on address 127.0.0.1:" + std::to_string(port), 0) == 0);
+  co_await connect_failure(loop, "127.0.0.1", port, {.local_addr = SocketAddress::ip("::1", 0)},
+                           &no_family);
+  CHECK(no_family.code == 0);
+  CHECK(no_family.what == "no matching local address with family=AF_INET found");
+
+  std::string rejected;
+  try {
+    co_await loop.create_connection(give(client), "127.0.0.1", port,
+                                    {.ssl_handshake_timeout = 5.0});
+  } catch (const ValueError& e) {
+    rejected = e.what();
+  }
+  CHECK(rejected == "ssl_handshake_timeout is only meaningful with ssl");
+  rejected.clear();
+  try {
+    co_await loop.create_server(give(client), "127.0.0.1", 0, {.ssl_handshake_timeout = 5.0});
+  } catch (const ValueError& e) {
+    rejected = e.what();
+  }
+  CHECK(rejected == "ssl_handshake_timeout is only meaningful with ssl");
+
+  int no_name = 0;
+  try {
+    co_await loop.getaddrinfo("", "");
+  } catch (const std::system_error& e) {
+    no_name = e.code().value();
+  }
+  CHECK(no_name == -2);  // EAI_NONAME, as the C library answers
+
+  if (!vnet::find_network(loop)) {
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine: asyncio skips what cannot be
+    // assigned, and fails only when nothing could be bound.
+    std::vector<std::string> hosts = {"127.0.0.1", "192.0.2.1"};
+    Ref<Server> partial = co_await loop.create_server(give(server_side), hosts, 0);
+    CHECK(partial->sockets().size() == 1);
+    partial->close();
+    co_await partial->wait_closed();
+    std::vector<std::string> unavailable = {"192.0.2.1"};
+    Failure none;
+    try {
+      co_await loop.create_server(give(server_side), unavailable, 0);
+    } catch (const std::system_error& e) {
+      none.what = e.what();
+      none.code = e.code().value();
+    }
+    CHECK(none.code == 0);
+    CHECK(none.what == "could not bind on any address out of [192.0.2.1:0]");
+  }
+  server->close();
+  co_await server->wait_closed();
+}
+
+LOOP_TEST(
+    "create_connection: local addresses by family, bind errors named; unavailable server addresses "
+    "skipped",
+    "[network][faults]") {
+  std::string name = "localhost";
+  if (vnet::Network* net = vnet::find_network(*this->loop)) {
+    name = "local.example";
+    net->add_host(name, "::1");
+    net->add_host(name, "127.0.0.1");
+  }
+  this->loop->run_until_complete(local_addresses(*this->loop, name));
+}
+
 // ---- Datagrams -------------------------------------------------------------------------------
 
 namespace {
@@ -476,6 +627,105 @@ static Coro<void> datagram_echo(EventLoop& loop, bool unix_socket) {
 LOOP_TEST("network: datagrams echo whole and in order, UDP and Unix", "[network][datagrams]") {
   const bool unix_socket = GENERATE(false, true);
   this->loop->run_until_complete(datagram_echo(*this->loop, unix_socket));
+}
+
+// A stream socket, on the loop's own network.
+static int stream_socket(EventLoop& loop) {
+  if (vnet::Network* net = vnet::find_network(loop))
+    return net->socket(AddressFamily::inet, SocketKind::stream);
+#ifndef __EMSCRIPTEN__
+  return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+#else
+  return -1;
+#endif
+}
+
+static void close_socket(EventLoop& loop, int fd) {
+  if (vnet::Network* net = vnet::find_network(loop))
+    net->close(fd);
+  else
+    ::close(fd);
+}
+
+static Coro<void> datagram_addresses(EventLoop& loop) {
+  auto receiver = std::make_shared<Datagrams>(loop);
+  DatagramConnection r = co_await loop.create_datagram_endpoint(
+      give_datagrams(receiver), {.local_addr = SocketAddress::ip("127.0.0.1", 0)});
+  const auto receiver_address = std::any_cast<SocketAddress>(r.first->get_extra_info("sockname"));
+
+  // allow_broadcast with remote_addr: sendto's default address, but the socket is not connected
+  // (asyncio), so a datagram from any other address still arrives.
+  auto caster = std::make_shared<Datagrams>(loop);
+  DatagramConnection b = co_await loop.create_datagram_endpoint(
+      give_datagrams(caster), {.local_addr = SocketAddress::ip("127.0.0.1", 0),
+                               .remote_addr = receiver_address,
+                               .allow_broadcast = true});
+  CHECK_FALSE(b.first->get_extra_info("peername").has_value());
+  b.first->sendto("to the default address");
+  co_await receiver->got;
+  CHECK(receiver->received.at(0).first == "to the default address");
+  auto third = std::make_shared<Datagrams>(loop);
+  DatagramConnection t = co_await loop.create_datagram_endpoint(
+      give_datagrams(third), {.local_addr = SocketAddress::ip("127.0.0.1", 0)});
+  t.first->sendto("from a third address",
+                  std::any_cast<SocketAddress>(b.first->get_extra_info("sockname")));
+  co_await caster->got;
+  CHECK(caster->received.at(0).first == "from a third address");
+
+  // A host name is resolved by sendto itself, as Python's socket.sendto does.
+  receiver->want = 2;
+  receiver->got = loop.create_future<void>();
+  t.first->sendto("by name", SocketAddress::ip("localhost", receiver_address.port));
+  co_await receiver->got;
+  CHECK(receiver->received.at(1).first == "by name");
+  CHECK(third->errors.empty());
+
+  // Write-buffer limits, as on stream transports.
+  CHECK(t.first->get_write_buffer_limits() == std::pair<std::size_t, std::size_t>(16384, 65536));
+  t.first->set_write_buffer_limits(4096, 1024);
+  CHECK(t.first->get_write_buffer_limits() == std::pair<std::size_t, std::size_t>(1024, 4096));
+  CHECK_THROWS_AS(t.first->set_write_buffer_limits(10, 20), ValueError);
+
+  // asyncio's argument checks.
+  std::string error;
+  try {
+    co_await loop.create_datagram_endpoint(give_datagrams(third),
+                                           {.local_addr = SocketAddress::ip("127.0.0.1", 0),
+                                            .remote_addr = SocketAddress::ip("::1", 9)});
+  } catch (const ValueError& e) {
+    error = e.what();
+  }
+  CHECK(error == "can not get address information");  // no family both addresses have
+  const int stream_fd = stream_socket(loop);
+  error.clear();
+  try {
+    co_await loop.create_datagram_endpoint(give_datagrams(third), {.sock = stream_fd});
+  } catch (const ValueError& e) {
+    error = e.what();
+  }
+  CHECK(error.rfind("A datagram socket was expected", 0) == 0);
+  error.clear();
+  try {
+    co_await loop.create_datagram_endpoint(give_datagrams(third),
+                                           {.allow_broadcast = true, .sock = stream_fd});
+  } catch (const ValueError& e) {
+    error = e.what();
+  }
+  CHECK(error ==
+        "socket modifier keyword arguments can not be used when sock is specified. "
+        "(allow_broadcast=True)");
+  close_socket(loop, stream_fd);
+  r.first->close();
+  b.first->close();
+  t.first->close();
+  co_await sleep(0);
+}
+
+LOOP_TEST(
+    "network: datagram endpoints: broadcast is not connected, sendto resolves names, asyncio's "
+    "checks",
+    "[network][datagrams]") {
+  this->loop->run_until_complete(datagram_addresses(*this->loop));
 }
 
 // ---- connection_made raising ------------------------------------------------------------------
@@ -874,10 +1124,6 @@ LOOP_TEST("network: sock_accept, sock_connect, sock_sendall, sock_recv, add_read
 }
 
 // ---- What only the virtual network has --------------------------------------------------------
-
-#define REQUIRE_VIRTUAL_NETWORK(loop)                                                   \
-  if (!vnet::find_network(loop)) SKIP("this loop uses the operating system's network"); \
-  vnet::Network& net = vnet::network(loop)
 
 // asyncio's _ensure_fd_no_transport: the socket of a transport belongs to it until it closes, so
 // add_reader and its kin and the sock_* calls refuse it with a RuntimeError naming the transport.

@@ -2,6 +2,7 @@
 // loop.create_datagram_endpoint. Datagrams are sent whole; what the kernel cannot take at once is
 // queued (counted by get_write_buffer_size, with the same water marks as streams). Send and
 // receive errors go to protocol.error_received and the transport stays open, as in asyncio.
+#include <algorithm>
 #include <deque>
 
 #include "eddy/errors.hpp"
@@ -21,12 +22,19 @@ class UdpTransport final : public DatagramTransport,
                            public inspect::TransportProbe,
                            private DatagramEvents {
  public:
-  UdpTransport(EventLoop& loop, DatagramEndpointPtr endpoint, std::shared_ptr<DatagramProtocol> protocol,
-               std::optional<SocketAddress> remote)
-      : loop_(&loop), endpoint_(std::move(endpoint)), protocol_(std::move(protocol)), remote_(std::move(remote)) {
+  // `remote`: sendto's default address; `connected`: the socket is connected to it (it is not
+  // for broadcast endpoints, which hear replies from any address, as in asyncio).
+  UdpTransport(EventLoop& loop, DatagramEndpointPtr endpoint,
+               std::shared_ptr<DatagramProtocol> protocol, std::optional<SocketAddress> remote,
+               bool connected)
+      : loop_(&loop),
+        endpoint_(std::move(endpoint)),
+        protocol_(std::move(protocol)),
+        remote_(std::move(remote)),
+        connected_(connected && remote_) {
     endpoint_->set_events(this);
     sockname_ = endpoint_->extra_info("sockname");
-    if (remote_) peername_ = *remote_;
+    if (connected_) peername_ = *remote_;
     const std::any socket = endpoint_->extra_info("socket");
     if (const int* fd = std::any_cast<int>(&socket)) {
       loop.socket_transport_opened(*fd, this);
@@ -102,7 +110,7 @@ class UdpTransport final : public DatagramTransport,
       ++conn_lost_;
       return;
     }
-    const SocketAddress* to = remote_ ? nullptr : &*addr;
+    const SocketAddress* to = connected_ ? nullptr : addr ? &*addr : &*remote_;
     bytes_out += data.size();
     if (sends_in_flight_ == 0) {
       std::error_code ec;
@@ -118,6 +126,14 @@ class UdpTransport final : public DatagramTransport,
   }
   void abort() override { force_close(nullptr); }
   std::size_t get_write_buffer_size() const override { return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0; }
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
+    return {flow_.low(), flow_.high()};
+  }
+  void set_write_buffer_limits(std::optional<long long> high,
+                               std::optional<long long> low) override {
+    flow_.set_limits(high, low);
+    flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
+  }
 
  private:
   ~UdpTransport() override {
@@ -200,6 +216,7 @@ class UdpTransport final : public DatagramTransport,
   DatagramEndpointPtr endpoint_;
   std::shared_ptr<DatagramProtocol> protocol_;
   std::optional<SocketAddress> remote_;
+  bool connected_;
   std::any peername_, sockname_;
   Ref<UdpTransport> self_;
   int socket_fd_ = -1;  // registered with the loop while this transport holds the socket
@@ -211,12 +228,59 @@ class UdpTransport final : public DatagramTransport,
   bool protocol_connected_ = false;
 };
 
-// The first address getaddrinfo gives for `a` (asyncio uses the first match too).
-Coro<SocketAddress> resolve_first(EventLoop& loop, SocketAddress a, AddrInfoOptions ai) {
-  std::vector<AddrInfo> r = co_await loop.getaddrinfo(std::string(a.host()), std::to_string(a.port), ai);
-  if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
-  SocketAddress first = r.front().address;
-  co_return first;
+// Where create_datagram_endpoint may bind and connect: asyncio pairs the local and remote
+// addresses by family, in the order getaddrinfo gives them, keeping the families both have.
+struct AddressPair {
+  AddressFamily family = AddressFamily::unspec;
+  std::optional<SocketAddress> local, remote;
+};
+AddressPair address_pair(AddressFamily family, std::optional<SocketAddress> local,
+                         std::optional<SocketAddress> remote) {
+  AddressPair p;
+  p.family = family;
+  p.local = local;
+  p.remote = remote;
+  return p;
+}
+
+// "family=AF_INET6, reuse_port=True": the socket modifiers given with `sock`, as asyncio names them.
+std::string modifiers_given(const DatagramEndpointOptions& o) {
+  std::string given;
+  auto add = [&](const std::string& item) { given += (given.empty() ? "" : ", ") + item; };
+  if (o.local_addr) add("local_addr=" + o.local_addr->to_string());
+  if (o.remote_addr) add("remote_addr=" + o.remote_addr->to_string());
+  if (o.family != AddressFamily::unspec)
+    add(std::string("family=") + (o.family == AddressFamily::inet    ? "AF_INET"
+                                  : o.family == AddressFamily::inet6 ? "AF_INET6"
+                                                                     : "AF_UNIX"));
+  if (o.reuse_port) add("reuse_port=True");
+  if (o.allow_broadcast) add("allow_broadcast=True");
+  return given;
+}
+
+Coro<std::vector<AddressPair>> resolve_pairs(EventLoop& loop, DatagramEndpointOptions options) {
+  AddrInfoOptions ai{.family = options.family, .kind = SocketKind::datagram};
+  std::vector<AddressPair> pairs;
+  for (int remote = 0; remote < 2; ++remote) {
+    const std::optional<SocketAddress>& a = remote ? options.remote_addr : options.local_addr;
+    if (!a) continue;
+    std::vector<AddrInfo> r =
+        co_await loop.getaddrinfo(std::string(a->host()), std::to_string(a->port), ai);
+    if (r.empty()) throw OSError("getaddrinfo() returned empty list");
+    for (const AddrInfo& info : r) {
+      auto p = std::find_if(pairs.begin(), pairs.end(),
+                            [&](const AddressPair& q) { return q.family == info.address.family; });
+      if (p == pairs.end())
+        p = pairs.insert(p, address_pair(info.address.family, std::nullopt, std::nullopt));
+      std::optional<SocketAddress>& slot = remote ? p->remote : p->local;
+      if (!slot) slot = info.address;
+    }
+  }
+  std::erase_if(pairs, [&](const AddressPair& p) {
+    return (options.local_addr && !p.local) || (options.remote_addr && !p.remote);
+  });
+  if (pairs.empty()) throw ValueError("can not get address information");
+  co_return pairs;
 }
 
 }  // namespace
@@ -227,15 +291,17 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
   DatagramEndpointPtr endpoint;
   std::optional<SocketAddress> remote;
   if (options.sock) {
-    if (options.local_addr || options.remote_addr)
-      throw ValueError("socket modifier keyword arguments can not be used when sock is specified");
-    endpoint = backend().adopt_datagram(*options.sock);
+    const std::string given = modifiers_given(options);
+    if (!given.empty())
+      throw ValueError(
+          "socket modifier keyword arguments can not be used when sock is specified. (" + given +
+          ")");
+    endpoint = backend().adopt_datagram(*options.sock);  // ValueError unless a datagram socket
   } else {
     DatagramOptions d;
     d.family = options.family;
     d.reuse_port = options.reuse_port;
     d.allow_broadcast = options.allow_broadcast;
-    AddrInfoOptions ai{.family = options.family, .kind = SocketKind::datagram};
     // AF_UNIX as asked, or as a path address says (a SocketAddress knows its family).
     const auto is_path = [](const std::optional<SocketAddress>& a) {
       return a && a->family == AddressFamily::unix_socket;
@@ -243,31 +309,38 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
     const bool unix_socket =
         options.family == AddressFamily::unix_socket ||
         (options.family == AddressFamily::unspec && (is_path(options.local_addr) || is_path(options.remote_addr)));
+    std::vector<AddressPair> pairs;
     if (unix_socket) {
       for (const auto* a : {&options.local_addr, &options.remote_addr})
         if (*a && !is_path(*a)) throw ValueError("AF_UNIX datagram endpoints take path addresses: " + (*a)->to_string());
-      d.family = AddressFamily::unix_socket;
+      pairs.push_back(
+          address_pair(AddressFamily::unix_socket, options.local_addr, options.remote_addr));
+    } else if (options.local_addr || options.remote_addr) {
+      pairs = co_await resolve_pairs(*this, options);
+    } else {
+      if (options.family == AddressFamily::unspec) throw ValueError("unexpected address family");
+      pairs.push_back(address_pair(options.family, std::nullopt, std::nullopt));
     }
-    if (options.local_addr) {
-      if (unix_socket)
-        d.local = *options.local_addr;
-      else
-        d.local = co_await resolve_first(*this, *options.local_addr, ai);
-      ai.family = d.local->family;
+    // The first pair whose socket binds and connects; else the first pair's error, as asyncio.
+    std::exception_ptr first_error;
+    for (const AddressPair& pair : pairs) {
+      d.family = pair.family;
+      d.local = pair.local;
+      d.remote = options.allow_broadcast ? std::nullopt : pair.remote;  // broadcast: not connected
+      try {
+        endpoint = backend().open_datagram(d);
+      } catch (const std::system_error&) {
+        if (!first_error) first_error = std::current_exception();
+        continue;
+      }
+      remote = pair.remote;
+      break;
     }
-    if (options.remote_addr) {
-      if (unix_socket)
-        d.remote = *options.remote_addr;
-      else
-        d.remote = co_await resolve_first(*this, *options.remote_addr, ai);
-      remote = d.remote;
-    }
-    if (!d.local && !d.remote && options.family == AddressFamily::unspec)
-      throw ValueError("unexpected address family");
-    endpoint = backend().open_datagram(d);
+    if (!endpoint) std::rethrow_exception(first_error);
   }
   std::shared_ptr<DatagramProtocol> protocol = factory();
-  Ref<UdpTransport> transport(new UdpTransport(*this, std::move(endpoint), protocol, remote));
+  Ref<UdpTransport> transport(
+      new UdpTransport(*this, std::move(endpoint), protocol, remote, !options.allow_broadcast));
   Future<void> waiter = create_future<void>();
   transport->start(waiter);
   co_await waiter;

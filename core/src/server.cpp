@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <set>
 #include <string>
 
+#include "eddy/combinators.hpp"
 #include "eddy/errors.hpp"
 #include "eddy/log.hpp"
 #include "eddy/loop.hpp"
@@ -208,31 +208,78 @@ Coro<NameInfo> EventLoop::getnameinfo(SocketAddress address, int flags) {
 
 namespace {
 
+// asyncio's _interleave_addrinfos: the addresses grouped by family, in the order the families
+// first appear; `first_family_count - 1` of the first family lead, then one of each family in
+// turn (RFC 8305 section 4).
 std::vector<AddrInfo> interleave_by_family(std::vector<AddrInfo> infos, int first_family_count) {
-  // RFC 8305 section 4: alternate families, starting with the first address's family.
-  if (infos.empty()) return infos;
-  std::vector<AddrInfo> first, rest;
-  for (auto& a : infos) (a.family == infos.front().family ? first : rest).push_back(a);
+  std::vector<std::vector<AddrInfo>> groups;
+  for (auto& a : infos) {
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const std::vector<AddrInfo>& group) {
+      return group.front().family == a.family;
+    });
+    if (g == groups.end())
+      groups.emplace_back(1, a);
+    else
+      g->push_back(a);
+  }
   std::vector<AddrInfo> out;
-  std::size_t i = 0, j = 0;
-  while (i < first.size() || j < rest.size()) {
-    for (int k = 0; k < first_family_count && i < first.size(); ++k) out.push_back(first[i++]);
-    if (j < rest.size()) out.push_back(rest[j++]);
+  std::vector<std::size_t> next(groups.size(), 0);
+  if (!groups.empty() && first_family_count > 1) {
+    next[0] = std::min(static_cast<std::size_t>(first_family_count - 1), groups[0].size());
+    out.insert(out.end(), groups[0].begin(),
+               groups[0].begin() + static_cast<std::ptrdiff_t>(next[0]));
+  }
+  for (bool more = true; more;) {
+    more = false;
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      if (next[g] < groups[g].size()) {
+        out.push_back(groups[g][next[g]++]);
+        more = true;
+      }
   }
   return out;
 }
 
 std::string port_text(std::uint16_t port) { return std::to_string(port); }
 
+constexpr double kSslHandshakeTimeout = 60.0;  // asyncio's constants.SSL_HANDSHAKE_TIMEOUT
+
+const char* family_name(AddressFamily f) {
+  switch (f) {
+    case AddressFamily::inet:
+      return "AF_INET";
+    case AddressFamily::inet6:
+      return "AF_INET6";
+    case AddressFamily::unix_socket:
+      return "AF_UNIX";
+    default:
+      return "AF_UNSPEC";
+  }
+}
+
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
 // Connection attempts, one after another or staggered (happy eyeballs): the first to connect
-// wins, the others are closed. Errors are collected for asyncio's combined message.
+// wins, the others are closed. Each attempt binds to the first local address of its family that
+// binds, as asyncio's _connect_sock. Errors are kept per attempt, in the order attempts started,
+// for asyncio's combined error.
 struct ConnectRace : RefCounted {
   EventLoop* loop;
   std::vector<AddrInfo> targets;
+  std::vector<SocketAddress> locals;  // create_connection's local_addr, resolved; empty: none
   ConnectOptions options;
   std::optional<double> delay;
+  bool all_errors = false;
   std::vector<StreamEndpointPtr> attempts;
-  std::vector<std::system_error> errors;
+  std::vector<std::vector<std::exception_ptr>> errors;
   std::size_t started = 0, failed = 0;
   Future<StreamEndpointPtr> result;
   TimerHandle stagger;
@@ -240,26 +287,51 @@ struct ConnectRace : RefCounted {
   void start_next() {
     if (result.done() || started >= targets.size()) return;
     const std::size_t index = started++;
-    Ref<ConnectRace> self(this);
+    attempts.emplace_back();
+    errors.emplace_back();
     try {
-      attempts.push_back(loop->backend().connect_stream(
-          targets[index].address, options, [self, index](std::error_code ec) { self->finished(index, ec); }));
-    } catch (const std::system_error& e) {
-      attempts.emplace_back();
-      errors.push_back(e);
+      attempts[index] = open_attempt(index);
+    } catch (const NotSupportedError&) {
+      // The target cannot reach this address at all: that is the answer, whichever attempt it is.
+      stagger.cancel();
+      if (!result.done()) result.set_exception(std::current_exception());
+      return;
+    } catch (const std::system_error&) {
+      errors[index].push_back(std::current_exception());
       ++failed;
       start_next();
       check_all_failed();
       return;
-    } catch (const NotSupportedError&) {
-      // The target cannot reach this address at all: that is the answer, whichever attempt it is.
-      attempts.emplace_back();
-      stagger.cancel();
-      if (!result.done()) result.set_exception(std::current_exception());
-      return;
     }
-    if (delay && started < targets.size())
+    if (delay && started < targets.size()) {
+      Ref<ConnectRace> self(this);
       stagger = loop->call_later(*delay, [self] { self->start_next(); });
+    }
+  }
+  StreamEndpointPtr open_attempt(std::size_t index) {
+    Ref<ConnectRace> self(this);
+    auto done = [self, index](std::error_code ec) { self->finished(index, ec); };
+    const SocketAddress& target = targets[index].address;
+    if (locals.empty()) return loop->backend().connect_stream(target, options, done);
+    bool family_matched = false;
+    for (const SocketAddress& local : locals) {
+      if (local.family != target.family) continue;
+      family_matched = true;
+      ConnectOptions bound = options;
+      bound.local_addr = local;
+      try {
+        return loop->backend().connect_stream(target, bound, done);
+      } catch (const BindError& e) {
+        errors[index].push_back(std::make_exception_ptr(std::system_error(
+            e.code(), "error while attempting to bind on address " + local.to_string())));
+      }
+    }
+    if (!family_matched)
+      throw OSError(std::string("no matching local address with family=") +
+                    family_name(target.family) + " found");
+    std::exception_ptr last = errors[index].back();  // the caller records it again
+    errors[index].pop_back();
+    std::rethrow_exception(last);
   }
   void finished(std::size_t index, std::error_code ec) {
     if (result.done()) return;
@@ -271,28 +343,37 @@ struct ConnectRace : RefCounted {
       return;
     }
     attempts[index].reset();
-    errors.emplace_back(ec, "Connect call failed " + targets[index].address.to_string());
+    errors[index].push_back(std::make_exception_ptr(
+        std::system_error(ec, "Connect call failed " + targets[index].address.to_string())));
     ++failed;
     // The next attempt starts now rather than at the stagger timer (RFC 8305).
     stagger.cancel();
     start_next();
     check_all_failed();
   }
+  // asyncio's choice: every error in an ExceptionGroup (all_errors), the only one, the first of
+  // identical ones, or one OSError (errno None) naming them all.
   void check_all_failed() {
     if (result.done() || failed < targets.size()) return;
-    std::set<std::string> messages;
-    for (auto& e : errors) messages.insert(e.what());
-    if (messages.size() == 1) {
-      result.set_exception(errors.front());
-    } else {
-      std::string all = "Multiple exceptions: ";
-      bool first = true;
-      for (auto& e : errors) {
-        all += (first ? "" : ", ") + std::string(e.what());
-        first = false;
-      }
-      result.set_exception(std::system_error(errors.front().code(), all));
+    std::vector<std::exception_ptr> all;
+    for (auto& list : errors) all.insert(all.end(), list.begin(), list.end());
+    if (all_errors) {
+      result.set_exception(
+          std::make_exception_ptr(ExceptionGroup("create_connection failed", all)));
+      return;
     }
+    const std::string model = what_of(all.front());
+    std::string combined = "Multiple exceptions: ";
+    bool same = true;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const std::string text = what_of(all[i]);
+      same = same && text == model;
+      combined += (i ? ", " : "") + text;
+    }
+    if (same)
+      result.set_exception(all.front());
+    else
+      result.set_exception(std::make_exception_ptr(OSError(combined)));
   }
   void cancel() {
     stagger.cancel();
@@ -344,15 +425,16 @@ EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop,
 }
 
 // Connects to the first of `targets` that answers (one after another, or staggered by `delay`).
-EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> connect_first(EventLoop& loop,
-                                                         std::vector<AddrInfo> targets,
-                                                         ConnectOptions options,
-                                                         std::optional<double> delay) {
+EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> connect_first(
+    EventLoop& loop, std::vector<AddrInfo> targets, std::vector<SocketAddress> locals,
+    ConnectOptions options, std::optional<double> delay, bool all_errors) {
   Ref<ConnectRace> race(new ConnectRace);
   race->loop = &loop;
   race->targets = std::move(targets);
+  race->locals = std::move(locals);
   race->options = options;
   race->delay = delay;
+  race->all_errors = all_errors;
   race->result = loop.create_future<StreamEndpointPtr>();
   race->start_next();
   StreamEndpointPtr endpoint;
@@ -398,12 +480,20 @@ void check_tls_options(const ConnectionOptions& options, std::string_view name,
                        const char* missing_name) {
   if (!options.ssl) {
     if (options.server_hostname) throw ValueError("server_hostname is only meaningful with ssl");
+    if (options.ssl_handshake_timeout)
+      throw ValueError("ssl_handshake_timeout is only meaningful with ssl");
     return;
   }
   if (!options.server_hostname && name.empty()) throw ValueError(missing_name);
-  if (!(options.ssl_handshake_timeout > 0))
+  if (options.ssl_handshake_timeout && !(*options.ssl_handshake_timeout > 0))
     throw ValueError("ssl_handshake_timeout should be a positive number, got " +
-                     format_seconds(options.ssl_handshake_timeout));
+                     format_seconds(*options.ssl_handshake_timeout));
+}
+
+// create_server / create_unix_server: asyncio's check, made before binding.
+void check_server_tls_options(const ServerOptions& options) {
+  if (!options.ssl && options.ssl_handshake_timeout)
+    throw ValueError("ssl_handshake_timeout is only meaningful with ssl");
 }
 
 // The handshake over a new connection when its options ask for TLS; else the connection as is.
@@ -411,8 +501,9 @@ Coro<StreamEndpointPtr> secure_if_asked(EventLoop& loop, StreamEndpointPtr endpo
                                         const ConnectionOptions& options, std::string_view name) {
   if (!options.ssl) co_return std::move(endpoint);
   const std::string server_name(options.server_hostname.value_or(name));
-  StreamEndpointPtr secured = co_await tls_handshake(loop, std::move(endpoint), options.ssl,
-                                                     server_name, options.ssl_handshake_timeout);
+  StreamEndpointPtr secured =
+      co_await tls_handshake(loop, std::move(endpoint), options.ssl, server_name,
+                             options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout));
   co_return std::move(secured);
 }
 
@@ -434,21 +525,20 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   if (host.empty()) throw ValueError("host and port was not specified and no sock specified");
   AddrInfoOptions ai{.family = options.family, .kind = SocketKind::stream};
   std::vector<AddrInfo> infos = co_await getaddrinfo(host, port_text(port), ai);
-  if (infos.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
+  if (infos.empty()) throw OSError("getaddrinfo() returned empty list");
+  std::vector<SocketAddress> locals;  // each attempt binds to the first of its family that binds
   if (options.local_addr) {
-    // Resolve the local address too; bind to the first one of a matching family.
     std::vector<AddrInfo> local =
         co_await getaddrinfo(std::string(options.local_addr->host()), port_text(options.local_addr->port), ai);
-    if (local.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
-    copts.local_addr = local.front().address;
-    std::erase_if(infos, [&](const AddrInfo& a) { return a.family != copts.local_addr->family; });
-    if (infos.empty()) throw std::system_error(std::make_error_code(std::errc::address_family_not_supported),
-                                               "no matching local address with family found");
+    if (local.empty()) throw OSError("getaddrinfo() returned empty list");
+    for (const AddrInfo& a : local) locals.push_back(a.address);
   }
   int interleave = options.interleave.value_or(options.happy_eyeballs_delay ? 1 : 0);
   if (interleave > 0) infos = interleave_by_family(std::move(infos), interleave);
 
-  StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(infos), copts, options.happy_eyeballs_delay);
+  StreamEndpointPtr endpoint =
+      co_await connect_first(*this, std::move(infos), std::move(locals), copts,
+                             options.happy_eyeballs_delay, options.all_errors);
   StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, host);
   Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
   co_return c;
@@ -494,7 +584,9 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
   target.kind = SocketKind::stream;
   target.address = SocketAddress::unix_path(path);
   std::vector<AddrInfo> targets(1, target);
-  StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(targets), {}, std::nullopt);
+  std::vector<SocketAddress> no_locals;
+  StreamEndpointPtr endpoint = co_await connect_first(
+      *this, std::move(targets), std::move(no_locals), {}, std::nullopt, options.all_errors);
   StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, "");
   Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
   co_return c;
@@ -518,6 +610,7 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::string 
 Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<std::string> hosts,
                                            std::uint16_t port, ServerOptions options) {
   capabilities().require("create_server");
+  check_server_tls_options(options);
   AddrInfoOptions ai{.family = options.family, .kind = SocketKind::stream, .flags = kPassiveFlag};
   if (hosts.empty()) hosts.push_back("");  // all interfaces
   std::vector<AddrInfo> infos;
@@ -537,11 +630,22 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<
     try {
       listeners.push_back(backend().bind_stream(a.address, lo));
     } catch (const std::system_error& e) {
-      throw std::system_error(e.code(), "error while attempting to bind on address " + a.address.to_string());
+      const std::string what = "error while attempting to bind on address " + a.address.to_string();
+      // EADDRNOTAVAIL: that family is not enabled here (an IPv6 address without IPv6): asyncio
+      // skips the address, and logs it in debug mode.
+      if (e.code() != std::errc::address_not_available) throw std::system_error(e.code(), what);
+      if (debug_) log(LogLevel::warning, what + ": " + e.code().message());
     }
   }
+  if (listeners.empty()) {
+    std::string addresses;
+    for (const AddrInfo& a : infos)
+      addresses += (addresses.empty() ? "" : ", ") + a.address.to_string();
+    throw OSError("could not bind on any address out of [" + addresses + "]");
+  }
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
-  if (options.ssl) server->set_tls(options.ssl, options.ssl_handshake_timeout);
+  if (options.ssl)
+    server->set_tls(options.ssl, options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout));
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }
@@ -549,13 +653,15 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<
 Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::string path, ServerOptions options) {
   capabilities().require("create_unix_server");
   if (path.empty()) throw ValueError("path was not specified, and no sock specified");
+  check_server_tls_options(options);
   ListenOptions lo;
   lo.backlog = options.backlog;
   lo.unlink_on_close = options.cleanup_socket;
   std::vector<StreamListenerPtr> listeners;
   listeners.push_back(backend().bind_stream(SocketAddress::unix_path(path), lo));
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
-  if (options.ssl) server->set_tls(options.ssl, options.ssl_handshake_timeout);
+  if (options.ssl)
+    server->set_tls(options.ssl, options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout));
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }

@@ -44,6 +44,9 @@ struct NameRequest {
 
 void UvBackend::getaddrinfo(const std::string& host, const std::string& service, const AddrInfoOptions& options,
                             ResolveDone done) {
+  // libuv refuses this with EINVAL; the C library's answer (and so Python's) is EAI_NONAME.
+  if (host.empty() && service.empty())
+    throw std::system_error(std::error_code(EAI_NONAME, resolver_category()), "getaddrinfo");
   addrinfo hints;
   std::memset(&hints, 0, sizeof hints);
   hints.ai_family = to_native_family(options.family);

@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <string>
+
 #include "uv_backend.hpp"
 #include "uv_stream.hpp"
 
@@ -18,10 +21,23 @@ StreamEndpointPtr connect_tcp(uv_loop_t* loop, const SocketAddress& remote, cons
   auto* ep = new UvStreamEndpoint(loop, UvStreamEndpoint::Kind::tcp);
   StreamEndpointPtr owned(ep);
   if (options.local_addr) {
+    // Our own socket()+bind(): uv_tcp_bind would defer EADDRINUSE to the connect, and the
+    // caller must know a bind failure from a refused connection.
     sockaddr_storage local;
     to_sockaddr(*options.local_addr, local);
-    if (int rc = uv_tcp_bind(ep->tcp(), reinterpret_cast<sockaddr*>(&local), 0))
-      throw std::system_error(uv_error(rc), "bind " + options.local_addr->to_string());
+    const std::string what = "bind " + options.local_addr->to_string();
+    int fd = ::socket(local.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
+    const socklen_t len = local.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&local), len)) {
+      const int e = errno;
+      ::close(fd);
+      throw BindError(e, std::generic_category(), what);
+    }
+    if (int rc = uv_tcp_open(ep->tcp(), fd)) {
+      ::close(fd);
+      throw std::system_error(uv_error(rc), "uv_tcp_open");
+    }
   }
   ep->tune(options);
   ep->connect_tcp(reinterpret_cast<sockaddr*>(&ss), std::move(done));

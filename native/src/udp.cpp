@@ -1,8 +1,11 @@
 // UDP for the native backend: a uv_udp_t bound and/or connected as asked, uv_udp_try_send first
 // and uv_udp_send (with a copy) when the kernel would block. Frees itself in uv_close's callback;
 // reports nothing after close(). AF_UNIX datagram sockets go to unix_datagram.cpp.
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/socket.h>
 
+#include <cstring>
 #include <string>
 
 #include "uv_backend.hpp"
@@ -54,7 +57,7 @@ class UvUdpEndpoint final : public DatagramEndpoint {
     const sockaddr* addr = nullptr;
     try {
       if (to) {
-        to_sockaddr(*to, ss);
+        destination(*to, ss);
         addr = reinterpret_cast<sockaddr*>(&ss);
       }
     } catch (const std::system_error& e) {
@@ -75,7 +78,7 @@ class UvUdpEndpoint final : public DatagramEndpoint {
     sockaddr_storage ss;
     const sockaddr* addr = nullptr;
     if (to) {
-      to_sockaddr(*to, ss);
+      destination(*to, ss);
       addr = reinterpret_cast<sockaddr*>(&ss);
     }
     auto* r = new SendRequest{{}, std::string(data)};
@@ -117,6 +120,36 @@ class UvUdpEndpoint final : public DatagramEndpoint {
 
  private:
   ~UvUdpEndpoint() override = default;
+
+  // sendto's address: numeric as given; a name is resolved now, for this socket's family, as
+  // Python's socket.sendto resolves it (blocking the caller, as there).
+  void destination(const SocketAddress& to, sockaddr_storage& out) const {
+    if (is_numeric_host(to)) {
+      to_sockaddr(to, out);
+      return;
+    }
+    sockaddr_storage local;
+    int len = sizeof local;
+    addrinfo hints;
+    std::memset(&hints, 0, sizeof hints);
+    hints.ai_family = uv_udp_getsockname(&udp_, reinterpret_cast<sockaddr*>(&local), &len) == 0
+                          ? local.ss_family
+                          : AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(to.port);
+    if (int rc = ::getaddrinfo(to.host_c_str(), port.c_str(), &hints, &found))
+      throw std::system_error(std::error_code(rc, resolver_category()), "sendto " + to.to_string());
+    std::memset(&out, 0, sizeof out);
+    std::memcpy(&out, found->ai_addr, found->ai_addrlen);
+    ::freeaddrinfo(found);
+  }
+  static bool is_numeric_host(const SocketAddress& a) {
+    unsigned char scratch[sizeof(in6_addr)];
+    return ::inet_pton(AF_INET, a.host_c_str(), scratch) == 1 ||
+           ::inet_pton(AF_INET6, a.host_c_str(), scratch) == 1;
+  }
   uv_udp_t udp_;
   DatagramEvents* events_ = nullptr;
   bool closed_ = false;
@@ -171,6 +204,12 @@ DatagramEndpointPtr UvBackend::adopt_datagram(int fd) {
   socklen_t len = sizeof domain;
   if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len))
     throw std::system_error(errno, std::generic_category(), "not a socket");
+  int type = 0;
+  len = sizeof type;
+  ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+  if (type != SOCK_DGRAM)
+    throw ValueError("A datagram socket was expected, got a socket of another type (fd " +
+                     std::to_string(fd) + ")");
   if (domain == AF_UNIX) return adopt_unix_datagram(&loop_, fd);
   auto* ep = new UvUdpEndpoint(&loop_, AF_UNSPEC);
   DatagramEndpointPtr owned(ep);

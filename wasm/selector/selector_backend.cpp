@@ -116,7 +116,13 @@ StreamEndpointPtr SelectorBackend::connect_stream(const SocketAddress& remote,
                                                   StreamEndpoint::ConnectDone done) {
   const int fd = net_->open(Socket::Kind::stream, remote.family);
   try {
-    if (options.local_addr) net_->bind(fd, *options.local_addr);
+    if (options.local_addr) {
+      try {
+        net_->bind(fd, *options.local_addr);
+      } catch (const std::system_error& e) {
+        throw BindError(e.code(), "bind " + options.local_addr->to_string());
+      }
+    }
     net_->connect(fd, remote);
   } catch (...) {
     net_->close(fd);
@@ -191,7 +197,9 @@ DatagramEndpointPtr SelectorBackend::open_datagram(const DatagramOptions& option
 
 DatagramEndpointPtr SelectorBackend::adopt_datagram(int fd) {
   Socket& s = net_->get(fd);
-  if (s.kind != Socket::Kind::datagram) throw ValueError("A datagram socket was expected");
+  if (s.kind != Socket::Kind::datagram)
+    throw ValueError("A datagram socket was expected, got a socket of another type (fd " +
+                     std::to_string(fd) + ")");
   if (s.owner)
     throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
   return vnet::detail::make_datagram_endpoint(*net_, fd);

@@ -550,7 +550,19 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
     }
     if (s->connected && to && !(*to == s->peer)) return failed(error, std::errc::already_connected);
     if (!to && !s->connected) return failed(error, std::errc::destination_address_required);
-    const SocketAddress dest = to ? *to : s->peer;
+    SocketAddress dest = to ? *to : s->peer;
+    if (dest.family != AddressFamily::unix_socket && !is_ipv4(dest.host()) &&
+        !is_ipv6(dest.host())) {
+      // A name: resolved now for this socket's family, as Python's socket.sendto does.
+      AddrInfoOptions hints;
+      hints.family = s->family;
+      hints.kind = SocketKind::datagram;
+      std::vector<AddrInfo> found =
+          resolve(std::string(dest.host()), std::to_string(dest.port), hints, error);
+      if (error) return 0;
+      if (found.empty()) return failed(error, std::errc::host_unreachable);
+      dest = found.front().address;
+    }
     if (dest.family != s->family) return failed(error, std::errc::address_family_not_supported);
     if (data.size() > kMaxDatagram) return failed(error, std::errc::message_size);
     auto_bind(*s, dest);

@@ -107,13 +107,20 @@ class StreamListener {
   virtual ~StreamListener() = default;
 };
 
+// What connect_stream throws when binding its local address fails (before any connecting), so
+// that create_connection can try the next local address and word the error as asyncio does.
+class BindError : public std::system_error {
+ public:
+  using std::system_error::system_error;
+};
+
 struct ListenerCloser {
   void operator()(StreamListener* l) const noexcept { l->close(); }
 };
 using StreamListenerPtr = std::unique_ptr<StreamListener, ListenerCloser>;
 
 struct ConnectOptions {
-  std::optional<SocketAddress> local_addr;
+  std::optional<SocketAddress> local_addr;  // bound before connecting; a failure is a BindError
   bool nodelay = true;
   bool keep_alive = false;
 };

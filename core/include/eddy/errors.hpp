@@ -65,6 +65,20 @@ class TimeoutError : public std::system_error {
       : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
 };
 
+// Python's OSError raised without an errno ("Multiple exceptions: ...", "could not bind on any
+// address out of [...]"): a std::system_error whose code() is 0 (errno None), so that
+// `catch (const std::system_error&)` takes it as `except OSError` does, and whose what() is the
+// message alone.
+class OSError : public std::system_error {
+ public:
+  explicit OSError(const std::string& message)
+      : std::system_error(std::error_code(), message), message_(message) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
+};
+
 // A call the current target cannot do (the browser has no subprocesses, ...). Names the call
 // and the target; the loop's capability table lists the same facts up front.
 class NotSupportedError : public RuntimeError {

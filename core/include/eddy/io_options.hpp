@@ -45,7 +45,8 @@ struct ConnectionOptions {
   bool keep_alive = false;
   const TlsContext* ssl = nullptr;          // TLS over the connection
   std::optional<std::string_view> server_hostname;  // SNI and verification name (default: host)
-  double ssl_handshake_timeout = 60.0;
+  std::optional<double> ssl_handshake_timeout;      // seconds, only with ssl (default 60)
+  bool all_errors = false;  // every address failed: raise ExceptionGroup of every error
 };
 
 struct ServerOptions {
@@ -56,7 +57,7 @@ struct ServerOptions {
   bool start_serving = true;
   bool keep_alive = false;
   const TlsContext* ssl = nullptr;  // TLS for every accepted connection
-  double ssl_handshake_timeout = 60.0;
+  std::optional<double> ssl_handshake_timeout;  // seconds, only with ssl (default 60)
   bool cleanup_socket = true;  // Unix servers: remove the path on close (Python 3.13)
 };
 

@@ -78,7 +78,13 @@ class DatagramTransport : public virtual BaseTransport {
   // `addr` omitted: the connected remote address. Data is sent whole or not at all.
   virtual void sendto(std::string_view data, std::optional<SocketAddress> addr = std::nullopt) = 0;
   virtual void abort() = 0;
+  // Datagrams the kernel could not take yet, with the same water marks as stream transports.
   virtual std::size_t get_write_buffer_size() const = 0;
+  // (low, high)
+  virtual std::pair<std::size_t, std::size_t> get_write_buffer_limits() const = 0;
+  // ValueError unless high >= low >= 0. Omitted values follow asyncio's defaults.
+  virtual void set_write_buffer_limits(std::optional<long long> high = std::nullopt,
+                                       std::optional<long long> low = std::nullopt) = 0;
 };
 
 class SubprocessTransport : public virtual BaseTransport {
