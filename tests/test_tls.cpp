@@ -191,6 +191,46 @@ TEST_CASE_METHOD(NativeFixture, "TLS server: Python's ssl client echoes 300 KB",
   CHECK(said.rfind("OK TLSv1.3", 0) == 0);
 }
 
+// A plain-HTTP request to a TLS server: the handshake fails and the connection is dropped. As
+// in asyncio (an SSLError is an OSError), that is logged in debug mode only, never sent to the
+// exception handler (the fixture fails the test on any report).
+static Coro<void> plain_request_to_tls(EventLoop& loop, std::string* answer) {
+  TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  Future<void> unused = loop.create_future<void>();
+  ProtocolFactory factory = [unused] { return std::make_shared<TlsEcho>(unused); };
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, {.ssl = &tls});
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  pair.second->write("GET / HTTP/1.0\r\n\r\n");
+  try {
+    *answer = co_await pair.first->read();  // the server's TLS alert, if any, then EOF
+    std::string more = co_await pair.first->read();
+    while (!more.empty()) more = co_await pair.first->read();
+  } catch (const std::system_error&) {  // or a reset
+  }
+  pair.second->close();
+  co_await pair.second->wait_closed();
+  server->close();
+  co_await server->wait_closed();
+  unused.cancel();
+}
+
+TEST_CASE_METHOD(
+    NativeFixture,
+    "TLS server: a failed handshake drops the connection and is only logged in debug mode",
+    "[tls][faults][server]") {
+  std::vector<std::string> logged;
+  LogSink previous = set_log_sink([&](LogLevel level, std::string_view message) {
+    if (level == LogLevel::debug) logged.emplace_back(message);
+  });
+  loop->set_debug(true);
+  std::string answer;
+  loop->run_until_complete(plain_request_to_tls(*loop, &answer));
+  set_log_sink(previous);
+  CHECK(reported.empty());
+  CHECK(std::any_of(logged.begin(), logged.end(),
+                    [](const std::string& m) { return m.rfind("SSL handshake failed", 0) == 0; }));
+}
+
 // sendfile on a TLS transport: no zero-copy (the bytes must be encrypted), so asyncio's
 // RuntimeError without the fallback, and the fallback sends what the client expects back.
 struct TlsFileSender : Protocol {

@@ -97,10 +97,11 @@ void Server::handshake_done(std::uint64_t id, std::error_code ec, const std::str
   handshakes_.erase(it);
   pending.timer.cancel();
   if (ec || closed_) {
-    if (ec) {
-      ExceptionContext ctx("SSL handshake failed", std::make_exception_ptr(std::system_error(ec, why)));
-      loop_->call_exception_handler(ctx);
-    }
+    // A failed handshake is an OSError, which asyncio's transport only logs, in debug mode: a
+    // port scan or a plain-HTTP request is not an error of the program.
+    if (ec && loop_->get_debug())
+      log(LogLevel::debug,
+          std::string("SSL handshake failed: ") + std::system_error(ec, why).what());
     return;  // `pending.endpoint` closes here
   }
   StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
