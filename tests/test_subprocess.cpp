@@ -2,6 +2,7 @@
 // return codes (negative for a signal), stdio redirection, cwd and env; connect_read_pipe and
 // connect_write_pipe over an OS pipe. Loop kinds without processes say NotSupportedError.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -232,6 +233,70 @@ TEST_CASE_METHOD(NativeFixture,
   CHECK(r->out[1] == "out\n");
   REQUIRE(reported.size() == 1);
   CHECK(reported[0].message == "Exception in callback protocol.connection_made()");
+  reported.clear();
+}
+
+// Raises from the one protocol method it is told to, after recording the call.
+struct ThrowingRecorder : ProcessRecorder {
+  ThrowingRecorder(EventLoop& loop, std::string method)
+      : ProcessRecorder(loop), method(std::move(method)) {}
+  std::string method;
+  int data_calls = 0;
+  void raise_in(const char* name) {
+    if (method == name) throw ValueError(std::string("boom in ") + name);
+  }
+  void pipe_data_received(int fd, std::string_view data) override {
+    ProcessRecorder::pipe_data_received(fd, data);
+    ++data_calls;
+    raise_in("pipe_data_received");
+  }
+  void pipe_connection_lost(int fd, std::exception_ptr exc) override {
+    ProcessRecorder::pipe_connection_lost(fd, exc);
+    raise_in("pipe_connection_lost");
+  }
+  void process_exited() override {
+    ProcessRecorder::process_exited();
+    raise_in("process_exited");
+  }
+};
+
+static Coro<void> run_to_the_end(EventLoop& loop, std::shared_ptr<ThrowingRecorder> r,
+                                 std::optional<int>* rc) {
+  SubprocessProtocolFactory factory = [r] {
+    return std::static_pointer_cast<SubprocessProtocol>(r);
+  };
+  SubprocessConnection c =
+      co_await loop.subprocess_shell(factory, "echo one; sleep 0.1; echo two", {});
+  co_await wait_for(r->lost, 5.0);
+  *rc = c.first->get_returncode();
+}
+
+// asyncio calls each SubprocessProtocol method in a callback of its own: one that raises is
+// reported as that callback's exception, and the rest still comes. The pipe whose
+// pipe_data_received raised goes on reading (the child is not killed by SIGPIPE), and
+// connection_lost(null) still ends it all.
+TEST_CASE_METHOD(NativeFixture,
+                 "subprocess: a protocol method that raises is reported; the rest still follows",
+                 "[subprocess][faults]") {
+  const std::string method =
+      GENERATE(as<std::string>(), "pipe_data_received", "pipe_connection_lost", "process_exited");
+  CAPTURE(method);
+  auto r = std::make_shared<ThrowingRecorder>(*loop, method);
+  std::optional<int> rc;
+  loop->run_until_complete(run_to_the_end(*loop, r, &rc));
+  CHECK(rc == 0);
+  CHECK(r->out[1] == "one\ntwo\n");
+  CHECK(r->events.back() == "lost");
+  for (const char* e : {"pipe0", "pipe1", "pipe2", "exited"})
+    CHECK(std::count(r->events.begin(), r->events.end(), e) == 1);
+  const std::size_t expected = method == "pipe_data_received"     ? std::size_t(r->data_calls)
+                               : method == "pipe_connection_lost" ? 3
+                                                                  : 1;
+  CHECK(reported.size() == expected);
+  for (const ExceptionContext& c : reported) {
+    CHECK(c.message == "Exception in callback protocol." + method + "()");
+    CHECK_THROWS_AS(std::rethrow_exception(c.exception), ValueError);
+  }
   reported.clear();
 }
 
