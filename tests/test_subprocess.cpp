@@ -424,6 +424,103 @@ TEST_CASE_METHOD(NativeFixture, "a write pipe drops writes after close or write_
   }
 }
 
+// Raises from data_received on the first chunk and from eof_received; records every call.
+struct RaisingReader : Protocol {
+  explicit RaisingReader(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  std::vector<std::string> events;
+  Future<void> lost;
+  void data_received(std::string_view d) override {
+    events.push_back("data " + std::string(d));
+    if (events.size() == 1) throw ValueError("boom in data_received");
+  }
+  bool eof_received() override {
+    events.push_back("eof");
+    throw ValueError("boom in eof_received");
+  }
+  void connection_lost(std::exception_ptr exc) override {
+    events.push_back(exc ? "lost with error" : "lost");
+    lost.set_result();
+  }
+};
+
+static Coro<void> feed_raising_reader(EventLoop& loop, bool over_pipe,
+                                      std::shared_ptr<RaisingReader> reader) {
+  int fds[2];
+  REQUIRE((over_pipe ? ::pipe(fds) : ::socketpair(AF_UNIX, SOCK_STREAM, 0, fds)) == 0);
+  ProtocolFactory factory = [reader] { return reader; };
+  if (over_pipe)
+    co_await loop.connect_read_pipe(factory, fds[0]);
+  else
+    co_await loop.connect_accepted_socket(factory, fds[0]);
+  (void)!::write(fds[1], "one", 3);
+  co_await sleep(0.05);
+  (void)!::write(fds[1], "two", 3);  // the socket is gone by now: EPIPE, ignored
+  co_await sleep(0.05);
+  ::close(fds[1]);
+  co_await wait_for(reader->lost, 5.0);
+}
+
+// asyncio's _UnixReadPipeTransport calls data_received from its reader callback unguarded, and
+// eof_received in a callback of its own: what they raise is reported, and the pipe goes on to
+// its end. A socket transport treats the same failure as fatal (connection_lost(exc)).
+TEST_CASE_METHOD(NativeFixture, "a read pipe whose protocol raises keeps reading; a socket closes",
+                 "[pipes][faults]") {
+  const bool over_pipe = GENERATE(true, false);
+  CAPTURE(over_pipe);
+  auto reader = std::make_shared<RaisingReader>(*loop);
+  loop->run_until_complete(feed_raising_reader(*loop, over_pipe, reader));
+  if (over_pipe) {
+    CHECK(joined(reader->events) == "data one;data two;eof;lost;");
+    REQUIRE(reported.size() == 2);
+    CHECK(reported[0].message == "Exception in callback protocol.data_received()");
+    CHECK(reported[1].message == "Exception in callback protocol.eof_received()");
+  } else {
+    CHECK(joined(reader->events) == "data one;lost with error;");
+    REQUIRE(reported.size() == 1);
+    CHECK(reported[0].message == "Fatal error: protocol.data_received() call failed.");
+  }
+  reported.clear();
+}
+
+static Coro<void> pipes_on_dev_null(EventLoop& loop, std::shared_ptr<PipeReader> reader,
+                                    std::shared_ptr<PipeReader> writer) {
+  ProtocolFactory reader_factory = [reader] { return reader; };
+  ProtocolFactory writer_factory = [writer] { return writer; };
+  ReadPipeConnection r =
+      co_await loop.connect_read_pipe(reader_factory, ::open("/dev/null", O_RDONLY));
+  WritePipeConnection w =
+      co_await loop.connect_write_pipe(writer_factory, ::open("/dev/null", O_WRONLY));
+  w.first->write("into nothing");
+  co_await sleep(0.05);
+  CHECK_FALSE(r.first->is_closing());  // open, but never reading
+  CHECK(w.first->get_write_buffer_size() == 0);
+  r.first->close();
+  w.first->close();
+  co_await reader->lost;
+  co_await writer->lost;
+}
+
+// epoll cannot watch /dev/null (a program's stdin under `prog </dev/null`): Python reports the
+// PermissionError of its _add_reader() callback and leaves the read pipe open, idle. libuv would
+// abort the process. A write pipe there never needed watching, and writes go through.
+TEST_CASE_METHOD(NativeFixture,
+                 "pipes on /dev/null: reading is refused and reported; writing works",
+                 "[pipes][faults]") {
+  auto reader = std::make_shared<PipeReader>(*loop);
+  auto writer = std::make_shared<PipeReader>(*loop);
+  loop->run_until_complete(pipes_on_dev_null(*loop, reader, writer));
+  CHECK(reader->events == strings("made", "lost"));
+  CHECK(writer->events == strings("made", "lost"));
+  REQUIRE(reported.size() == 1);
+  CHECK(reported[0].message == "Exception in callback read_pipe_transport._add_reader()");
+  try {
+    std::rethrow_exception(reported[0].exception);
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::operation_not_permitted);
+  }
+  reported.clear();
+}
+
 static Coro<void> regular_file(EventLoop& loop, int fd) {
   co_await loop.connect_read_pipe([] { return std::make_shared<Protocol>(); }, fd);
 }

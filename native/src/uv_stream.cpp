@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <cerrno>
 #include <cstring>
@@ -98,8 +101,23 @@ void UvStreamEndpoint::tune(const ConnectOptions& options) noexcept {
   if (options.keep_alive) uv_tcp_keepalive(&handle_.tcp, 1, 60);
 }
 
+void UvStreamEndpoint::refuse_reading_unless_pollable() noexcept {
+#ifdef __linux__
+  uv_os_fd_t fd;
+  if (uv_fileno(&handle_.handle, &fd) != 0) return;
+  const int probe = ::epoll_create1(EPOLL_CLOEXEC);
+  if (probe < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (::epoll_ctl(probe, EPOLL_CTL_ADD, fd, &ev) != 0) unpollable_error_ = errno;
+  ::close(probe);
+#endif
+}
+
 void UvStreamEndpoint::read_start() {
   if (closed_) return;
+  if (unpollable_error_)
+    throw std::system_error(unpollable_error_, std::generic_category(), "cannot watch the pipe");
   int rc = uv_read_start(
       &handle_.stream,
       [](uv_handle_t* h, size_t suggested, uv_buf_t* buf) {

@@ -43,6 +43,9 @@ class UvStreamEndpoint final : public StreamEndpoint {
   void connect_unix(const std::string& path, ConnectDone done);
   // Socket options for a connected TCP endpoint.
   void tune(const ConnectOptions& options) noexcept;
+  // For a pipe over a character device: read_start() will throw what epoll says about the
+  // descriptor, if it cannot watch it (libuv would abort in its poll instead).
+  void refuse_reading_unless_pollable() noexcept;
 
   void set_events(StreamEvents* events) noexcept override { events_ = events; }
   void read_start() override;
@@ -70,6 +73,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
   WritableWatch* writable_ = nullptr;  // for sendfile; made on first use
   bool closed_ = false;
   bool shutting_down_ = false;
+  int unpollable_error_ = 0;  // errno from epoll for a descriptor it cannot watch
 };
 
 }  // namespace eddy::native
