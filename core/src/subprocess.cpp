@@ -100,10 +100,9 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
 
   void process_exited(int returncode) {
     returncode_ = returncode;
+    // The child's stdin pipe stays open, as in asyncio: a grandchild may still read it. It
+    // closes when its last reader goes (the pipe transport watches for that) or on close().
     call([this] {
-      // Nobody reads the child's stdin any more. Deferred until the pipes are connected: a pipe
-      // closed before its connection_made would never report pipe_connection_lost.
-      if (pipes_[0] && !pipes_[0]->is_closing()) pipes_[0]->close();
       call_protocol(*loop_, "process_exited()", [this] { protocol_->process_exited(); });
       try_finish();
     });

@@ -259,10 +259,18 @@ void StreamTransport::connection_made() {
     else
       stream_protocol_->connection_made(self);
   });
-  // libuv cannot read-watch a write-only pipe (asyncio's trick for noticing that the reader went
-  // away): a write pipe learns it from EPIPE on its next write, and a child's stdin pipe is
-  // closed when the child exits.
-  if (!paused_ && !closing_ && endpoint_ && mode_ != Mode::write_pipe) {
+  if (mode_ == Mode::write_pipe) {
+    // asyncio's write pipe watches its pipe for reading, to notice that the reader went away
+    // (read_eof here) without waiting for the next write to fail. The watch is best effort.
+    if (!closing_ && endpoint_) {
+      try {
+        endpoint_->watch_reader();
+      } catch (const std::system_error&) {
+      }
+    }
+    return;
+  }
+  if (!paused_ && !closing_ && endpoint_) {
     try {
       endpoint_->read_start();
     } catch (const std::system_error&) {

@@ -50,6 +50,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
   void set_events(StreamEvents* events) noexcept override { events_ = events; }
   void read_start() override;
   void read_stop() noexcept override;
+  void watch_reader() override;  // the write end of a FIFO: see ReaderWatch
   std::size_t try_write(std::string_view data, std::error_code& error) noexcept override;
   void write(WriteBuffers data) override;
   std::size_t queued_bytes() const noexcept override { return handle_.stream.write_queue_size; }
@@ -62,6 +63,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
 
  private:
   struct WritableWatch;
+  struct ReaderWatch;
   ~UvStreamEndpoint() override = default;
 
   UvStreamHandle handle_;
@@ -71,6 +73,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
   uv_connect_t connect_req_;
   uv_shutdown_t shutdown_req_;
   WritableWatch* writable_ = nullptr;  // for sendfile; made on first use
+  ReaderWatch* reader_watch_ = nullptr;  // write pipes: until the last reader goes
   bool closed_ = false;
   bool shutting_down_ = false;
   int unpollable_error_ = 0;  // errno from epoll for a descriptor it cannot watch
