@@ -33,18 +33,28 @@ std::any lookup_extra_info(std::string_view name, std::any default_value, const 
   return default_value;
 }
 
+// Runs a protocol callback that asyncio runs in a callback of its own (with call_soon, or as the
+// loop's reader callback): what it raises is reported as that callback's exception, "Exception in
+// callback protocol.<method>", and the transport carries on.
+inline void report_callback_failure(EventLoop& loop, const std::string& callback) noexcept {
+  ExceptionContext ctx("Exception in callback " + callback, std::current_exception());
+  loop.call_exception_handler(ctx);
+}
+template <class F>
+void call_protocol(EventLoop& loop, const char* method, F&& callback) noexcept {
+  try {
+    callback();
+  } catch (...) {
+    report_callback_failure(loop, std::string("protocol.") + method);
+  }
+}
+
 // asyncio schedules connection_made, the start of reading and the waiter as three callbacks, so
 // connection_made raising is reported and the rest still happens: Eddy runs them in one callback
 // and reports the exception the same way.
 template <class F>
 void call_connection_made(EventLoop& loop, F&& connection_made) noexcept {
-  try {
-    connection_made();
-  } catch (...) {
-    ExceptionContext ctx("Exception in callback protocol.connection_made()",
-                         std::current_exception());
-    loop.call_exception_handler(ctx);
-  }
+  call_protocol(loop, "connection_made()", std::forward<F>(connection_made));
 }
 
 class StreamTransport final : public Transport,

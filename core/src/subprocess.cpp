@@ -1,7 +1,8 @@
 // Pipes (connect_read_pipe, connect_write_pipe) and child processes (subprocess_exec,
 // subprocess_shell) with asyncio's base_subprocess semantics: connection_made once the pipes are
 // connected; pipe_data_received / pipe_connection_lost per fd; process_exited when the child
-// ends; connection_lost(null) once it has exited *and* every pipe is closed.
+// ends; connection_lost(null) once it has exited *and* every pipe is closed. asyncio calls each
+// protocol method in a callback of its own, so one that raises is reported and the rest follows.
 #include "eddy/errors.hpp"
 #include "eddy/loop.hpp"
 #include "eddy/task.hpp"
@@ -99,25 +100,25 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
 
   void process_exited(int returncode) {
     returncode_ = returncode;
+    // The child's stdin pipe stays open, as in asyncio: a grandchild may still read it. It
+    // closes when its last reader goes (the pipe transport watches for that) or on close().
     call([this] {
-      // Nobody reads the child's stdin any more. Deferred until the pipes are connected: a pipe
-      // closed before its connection_made would never report pipe_connection_lost.
-      if (pipes_[0] && !pipes_[0]->is_closing()) pipes_[0]->close();
-      protocol_->process_exited();
+      call_protocol(*loop_, "process_exited()", [this] { protocol_->process_exited(); });
       try_finish();
     });
   }
   void pipe_data(int fd, std::string_view data) {
     if (!connected_) {
-      pending_.push_back([this, fd, d = std::string(data)] { protocol_->pipe_data_received(fd, d); });
+      pending_.push_back([this, fd, d = std::string(data)] { deliver_data(fd, d); });
       return;
     }
-    protocol_->pipe_data_received(fd, data);
+    deliver_data(fd, data);
   }
   void pipe_lost(int fd, std::exception_ptr exc) {
     --open_pipes_;
     call([this, fd, exc] {
-      protocol_->pipe_connection_lost(fd, exc);
+      call_protocol(*loop_, "pipe_connection_lost()",
+                    [&] { protocol_->pipe_connection_lost(fd, exc); });
       try_finish();
     });
   }
@@ -194,6 +195,11 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
     process_.reset();
     protocol_.reset();
     self_.reset();
+  }
+  // asyncio calls each protocol method in a callback of its own: one that raises is reported,
+  // and the pipe goes on reading (it is not the pipe's protocol that failed).
+  void deliver_data(int fd, std::string_view data) {
+    call_protocol(*loop_, "pipe_data_received()", [&] { protocol_->pipe_data_received(fd, data); });
   }
   template <class F>
   void call(F f) {

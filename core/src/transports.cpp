@@ -259,14 +259,28 @@ void StreamTransport::connection_made() {
     else
       stream_protocol_->connection_made(self);
   });
-  // libuv cannot read-watch a write-only pipe (asyncio's trick for noticing that the reader went
-  // away): a write pipe learns it from EPIPE on its next write, and a child's stdin pipe is
-  // closed when the child exits.
-  if (!paused_ && !closing_ && endpoint_ && mode_ != Mode::write_pipe) {
+  if (mode_ == Mode::write_pipe) {
+    // asyncio's write pipe watches its pipe for reading, to notice that the reader went away
+    // (read_eof here) without waiting for the next write to fail. The watch is best effort.
+    if (!closing_ && endpoint_) {
+      try {
+        endpoint_->watch_reader();
+      } catch (const std::system_error&) {
+      }
+    }
+    return;
+  }
+  if (!paused_ && !closing_ && endpoint_) {
     try {
       endpoint_->read_start();
     } catch (const std::system_error&) {
-      fatal_error(std::current_exception(), "Fatal read error on socket transport");
+      if (mode_ == Mode::read_pipe)
+        // asyncio's read pipe starts reading in a callback of its own: a descriptor the
+        // platform cannot watch (/dev/null under epoll) is reported there, and the transport
+        // stays open without reading.
+        report_callback_failure(*loop_, "read_pipe_transport._add_reader()");
+      else
+        fatal_error(std::current_exception(), "Fatal read error on socket transport");
     }
   }
 }
@@ -501,11 +515,20 @@ void StreamTransport::read_done(std::size_t nbytes) {
   if (conn_lost_) return;
   bytes_in += nbytes;
   Ref<StreamTransport> keep(this);
-  try {
+  auto deliver = [&] {
     if (buffered_protocol_)
       buffered_protocol_->buffer_updated(nbytes);
     else
       stream_protocol_->data_received(std::string_view(shared_read_buffer.get(), nbytes));
+  };
+  if (mode_ == Mode::read_pipe) {
+    // asyncio's _UnixReadPipeTransport calls data_received from its reader callback unguarded:
+    // what it raises is reported as that callback's exception, and reading goes on.
+    call_protocol(*loop_, buffered_protocol_ ? "buffer_updated()" : "data_received()", deliver);
+    return;
+  }
+  try {
+    deliver();
   } catch (...) {
     fatal_error(std::current_exception(), buffered_protocol_
                                               ? "Fatal error: protocol.buffer_updated() call failed."
@@ -526,6 +549,18 @@ void StreamTransport::read_eof() {
   Ref<StreamTransport> keep(this);
   if (mode_ == Mode::write_pipe) return peer_closed_write_pipe();
   eof_received_ = true;
+  if (mode_ == Mode::read_pipe) {
+    // asyncio's read pipe schedules eof_received and connection_lost(None) as two callbacks:
+    // eof_received raising is reported, and the pipe closes all the same.
+    call_protocol(*loop_, "eof_received()", [this] {
+      if (buffered_protocol_)
+        buffered_protocol_->eof_received();
+      else
+        stream_protocol_->eof_received();
+    });
+    close();
+    return;
+  }
   bool keep_open = false;
   try {
     keep_open = buffered_protocol_ ? buffered_protocol_->eof_received() : stream_protocol_->eof_received();
@@ -535,7 +570,7 @@ void StreamTransport::read_eof() {
   }
   if (keep_open && over_tls())
     log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
-  if (keep_open && mode_ == Mode::socket && !over_tls()) {
+  if (keep_open && !over_tls()) {
     if (endpoint_) endpoint_->read_stop();
   } else {
     close();

@@ -92,6 +92,9 @@ StreamEndpointPtr UvBackend::adopt_pipe(int fd) {
   auto* ep = new UvStreamEndpoint(&loop_, UvStreamEndpoint::Kind::pipe);
   StreamEndpointPtr owned(ep);
   if (int rc = uv_pipe_open(ep->pipe(), fd)) throw std::system_error(uv_error(rc), "uv_pipe_open");
+  // Some character devices (/dev/null) cannot be watched by epoll, and libuv aborts when it
+  // finds out: the endpoint knows beforehand, and refuses to read (EPERM, as Python's selector).
+  if (S_ISCHR(st.st_mode)) ep->refuse_reading_unless_pollable();
   return owned;
 }
 

@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 
 #include <cerrno>
 #include <cstring>
@@ -98,8 +101,23 @@ void UvStreamEndpoint::tune(const ConnectOptions& options) noexcept {
   if (options.keep_alive) uv_tcp_keepalive(&handle_.tcp, 1, 60);
 }
 
+void UvStreamEndpoint::refuse_reading_unless_pollable() noexcept {
+#ifdef __linux__
+  uv_os_fd_t fd;
+  if (uv_fileno(&handle_.handle, &fd) != 0) return;
+  const int probe = ::epoll_create1(EPOLL_CLOEXEC);
+  if (probe < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (::epoll_ctl(probe, EPOLL_CTL_ADD, fd, &ev) != 0) unpollable_error_ = errno;
+  ::close(probe);
+#endif
+}
+
 void UvStreamEndpoint::read_start() {
   if (closed_) return;
+  if (unpollable_error_)
+    throw std::system_error(unpollable_error_, std::generic_category(), "cannot watch the pipe");
   int rc = uv_read_start(
       &handle_.stream,
       [](uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
@@ -224,10 +242,52 @@ void UvStreamEndpoint::cancel_writable_wait() noexcept {
   writable_->ready = nullptr;
 }
 
+// The write end of a FIFO polls as an error once no reader is left (libuv cannot read-watch a
+// write-only pipe, which is how asyncio's write pipe transport notices it): a duplicate
+// descriptor, with its own epoll registration, is watched for that. Frees itself when closed.
+struct UvStreamEndpoint::ReaderWatch {
+  uv_poll_t poll;
+  int fd;
+  UvStreamEndpoint* owner;
+};
+
+void UvStreamEndpoint::watch_reader() {
+  uv_os_fd_t ours;
+  struct stat st;
+  if (closed_ || reader_watch_ || kind_ != Kind::pipe || uv_fileno(&handle_.handle, &ours) != 0 ||
+      ::fstat(ours, &st) != 0 || !S_ISFIFO(st.st_mode))
+    return;
+  const int fd = ::fcntl(ours, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
+  auto* w = new ReaderWatch{{}, fd, this};
+  if (int rc = uv_poll_init(handle_.handle.loop, &w->poll, fd)) {
+    ::close(fd);
+    delete w;
+    throw std::system_error(uv_error(rc), "watch_reader");
+  }
+  w->poll.data = w;
+  reader_watch_ = w;
+  // A write end never polls readable: whatever is reported (POLLERR) means the readers are gone.
+  int rc = uv_poll_start(&w->poll, UV_READABLE, [](uv_poll_t* h, int, int) {
+    auto* w = static_cast<ReaderWatch*>(h->data);
+    uv_poll_stop(h);
+    UvStreamEndpoint* self = w->owner;
+    if (!self->closed_ && self->events_) self->events_->read_eof();
+  });
+  if (rc) throw std::system_error(uv_error(rc), "watch_reader");
+}
+
 void UvStreamEndpoint::close(bool reset) noexcept {
   if (closed_) return;
   closed_ = true;
   events_ = nullptr;
+  if (ReaderWatch* w = std::exchange(reader_watch_, nullptr)) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+      auto* w = static_cast<ReaderWatch*>(h->data);
+      ::close(w->fd);
+      delete w;
+    });
+  }
   if (WritableWatch* w = std::exchange(writable_, nullptr)) {
     w->ready = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {

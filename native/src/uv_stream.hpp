@@ -43,10 +43,14 @@ class UvStreamEndpoint final : public StreamEndpoint {
   void connect_unix(const std::string& path, ConnectDone done);
   // Socket options for a connected TCP endpoint.
   void tune(const ConnectOptions& options) noexcept;
+  // For a pipe over a character device: read_start() will throw what epoll says about the
+  // descriptor, if it cannot watch it (libuv would abort in its poll instead).
+  void refuse_reading_unless_pollable() noexcept;
 
   void set_events(StreamEvents* events) noexcept override { events_ = events; }
   void read_start() override;
   void read_stop() noexcept override;
+  void watch_reader() override;  // the write end of a FIFO: see ReaderWatch
   std::size_t try_write(std::string_view data, std::error_code& error) noexcept override;
   void write(WriteBuffers data) override;
   std::size_t queued_bytes() const noexcept override { return handle_.stream.write_queue_size; }
@@ -59,6 +63,7 @@ class UvStreamEndpoint final : public StreamEndpoint {
 
  private:
   struct WritableWatch;
+  struct ReaderWatch;
   ~UvStreamEndpoint() override = default;
 
   UvStreamHandle handle_;
@@ -68,8 +73,10 @@ class UvStreamEndpoint final : public StreamEndpoint {
   uv_connect_t connect_req_;
   uv_shutdown_t shutdown_req_;
   WritableWatch* writable_ = nullptr;  // for sendfile; made on first use
+  ReaderWatch* reader_watch_ = nullptr;  // write pipes: until the last reader goes
   bool closed_ = false;
   bool shutting_down_ = false;
+  int unpollable_error_ = 0;  // errno from epoll for a descriptor it cannot watch
 };
 
 }  // namespace eddy::native

@@ -46,6 +46,10 @@ class StreamEndpoint {
   virtual void set_events(StreamEvents* events) noexcept = 0;
   virtual void read_start() = 0;
   virtual void read_stop() noexcept = 0;
+  // Write pipes: reports read_eof() once no reader is left, as asyncio's write pipe transport
+  // learns it from a reader callback on its pipe. A no-op where the platform cannot tell (the
+  // next write then fails with EPIPE instead).
+  virtual void watch_reader() {}
   // Writes what the kernel takes now, without blocking; returns the byte count (0 when it would
   // block). Errors are returned in `error`.
   virtual std::size_t try_write(std::string_view data, std::error_code& error) noexcept = 0;
