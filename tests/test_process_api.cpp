@@ -111,6 +111,32 @@ TEST_CASE_METHOD(NativeFixture, "wait(): the exit status, for several waiters", 
   loop->run_until_complete(exit_codes(*loop));
 }
 
+// A child reaped by someone else (here the kernel, as SIGCHLD is ignored) has lost its status:
+// asyncio warns and reports 255, never a success nobody saw.
+static Coro<void> reaped_elsewhere(int* rc) {
+  Process p = co_await create_subprocess_shell("exit 3");
+  *rc = co_await p.wait();
+}
+
+TEST_CASE_METHOD(NativeFixture, "a child reaped elsewhere: returncode 255 and a warning",
+                 "[process-api]") {
+  std::vector<std::string> warnings;
+  LogSink previous = set_log_sink([&](LogLevel level, std::string_view message) {
+    if (level == LogLevel::warning) warnings.emplace_back(message);
+  });
+  struct sigaction ignore = {}, saved = {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGCHLD, &ignore, &saved);
+  int rc = 0;
+  loop->run_until_complete(reaped_elsewhere(&rc));
+  ::sigaction(SIGCHLD, &saved, nullptr);
+  set_log_sink(previous);
+  CHECK(rc == 255);
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("exit status already read: will report returncode 255") !=
+        std::string::npos);
+}
+
 static Coro<void> line_by_line(std::vector<std::string>* lines) {
   ProcessOptions o{.stdout_ = subprocess::PIPE};
   Process p = co_await create_subprocess_exec(strings("printf", "a\\nb\\nlast"), o);

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "eddy/log.hpp"
 #include "uv_backend.hpp"
 #include "uv_stream.hpp"
 
@@ -60,8 +61,14 @@ class SpawnedChild final : public ProcessEndpoint {
     if (r == 0 || (r < 0 && errno == EINTR)) return;  // not yet
     uv_poll_stop(&poll_);
     reaped_ = true;
-    if (r < 0) status = 0;  // reaped elsewhere (SIGCHLD ignored): the status is lost
-    const int returncode = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+    int returncode = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+    if (r < 0) {
+      // Reaped elsewhere (SIGCHLD ignored, or a waitpid(-1) of the program's): the status is
+      // lost. asyncio warns and reports 255 rather than a success nobody saw.
+      returncode = 255;
+      log(LogLevel::warning, "child process pid " + std::to_string(pid_) +
+                                 " exit status already read: will report returncode 255");
+    }
     if (closed_ || !on_exit_) return;
     auto report = std::move(on_exit_);
     report(returncode);
