@@ -249,10 +249,7 @@ std::string modifiers_given(const DatagramEndpointOptions& o) {
   auto add = [&](const std::string& item) { given += (given.empty() ? "" : ", ") + item; };
   if (o.local_addr) add("local_addr=" + o.local_addr->to_string());
   if (o.remote_addr) add("remote_addr=" + o.remote_addr->to_string());
-  if (o.family != AddressFamily::unspec)
-    add(std::string("family=") + (o.family == AddressFamily::inet    ? "AF_INET"
-                                  : o.family == AddressFamily::inet6 ? "AF_INET6"
-                                                                     : "AF_UNIX"));
+  if (o.family != AddressFamily::unspec) add(std::string("family=") + family_name(o.family));
   if (o.reuse_port) add("reuse_port=True");
   if (o.allow_broadcast) add("allow_broadcast=True");
   return given;

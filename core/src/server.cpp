@@ -245,19 +245,6 @@ std::string port_text(std::uint16_t port) { return std::to_string(port); }
 
 constexpr double kSslHandshakeTimeout = 60.0;  // asyncio's constants.SSL_HANDSHAKE_TIMEOUT
 
-const char* family_name(AddressFamily f) {
-  switch (f) {
-    case AddressFamily::inet:
-      return "AF_INET";
-    case AddressFamily::inet6:
-      return "AF_INET6";
-    case AddressFamily::unix_socket:
-      return "AF_UNIX";
-    default:
-      return "AF_UNSPEC";
-  }
-}
-
 std::string what_of(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);

@@ -41,6 +41,20 @@ SocketAddress SocketAddress::unix_path(std::string_view path) {
   return a;
 }
 
+const char* family_name(AddressFamily family) noexcept {
+  switch (family) {
+    case AddressFamily::inet:
+      return "AF_INET";
+    case AddressFamily::inet6:
+      return "AF_INET6";
+    case AddressFamily::unix_socket:
+      return "AF_UNIX";
+    case AddressFamily::unspec:
+      break;
+  }
+  return "AF_UNSPEC";
+}
+
 std::string SocketAddress::to_string() const {
   const std::string h(host());
   switch (family) {

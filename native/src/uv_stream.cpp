@@ -205,6 +205,35 @@ struct UvStreamEndpoint::WritableWatch {
   std::function<void()> ready;
 };
 
+namespace {
+// A uv_poll on a duplicate of `fd`: its own epoll registration, so it may watch for other
+// events than libuv's stream handle on the same socket or pipe. `Watch` has `poll` and `fd`.
+template <class Watch>
+Watch* watch_duplicate(uv_loop_t* loop, int fd, const char* what) {
+  const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) throw std::system_error(errno, std::generic_category(), "dup");
+  auto* w = new Watch{};
+  w->fd = copy;
+  if (int rc = uv_poll_init(loop, &w->poll, copy)) {
+    ::close(copy);
+    delete w;
+    throw std::system_error(uv_error(rc), what);
+  }
+  w->poll.data = w;
+  return w;
+}
+
+// Closes a watch made by watch_duplicate, and frees it once libuv has let go of it.
+template <class Watch>
+void close_watch(Watch* w) noexcept {
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+    auto* w = static_cast<Watch*>(h->data);
+    ::close(w->fd);  // libuv has already dropped its registration
+    delete w;
+  });
+}
+}  // namespace
+
 int UvStreamEndpoint::sendfile_socket() const noexcept {
   uv_os_fd_t fd;
   if (closed_ || kind_ == Kind::pipe || uv_fileno(&handle_.handle, &fd) != 0) return -1;
@@ -214,18 +243,8 @@ int UvStreamEndpoint::sendfile_socket() const noexcept {
 void UvStreamEndpoint::wait_writable(std::function<void()> ready) {
   if (closed_)
     throw std::system_error(std::make_error_code(std::errc::bad_file_descriptor), "sendfile");
-  if (!writable_) {
-    const int fd = ::fcntl(sendfile_socket(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
-    auto* w = new WritableWatch{{}, fd, {}};
-    if (int rc = uv_poll_init(handle_.handle.loop, &w->poll, fd)) {
-      ::close(fd);
-      delete w;
-      throw std::system_error(uv_error(rc), "sendfile");
-    }
-    w->poll.data = w;
-    writable_ = w;
-  }
+  if (!writable_)
+    writable_ = watch_duplicate<WritableWatch>(handle_.handle.loop, sendfile_socket(), "sendfile");
   writable_->ready = std::move(ready);
   int rc = uv_poll_start(&writable_->poll, UV_WRITABLE, [](uv_poll_t* h, int, int) {
     auto* w = static_cast<WritableWatch*>(h->data);
@@ -257,15 +276,8 @@ void UvStreamEndpoint::watch_reader() {
   if (closed_ || reader_watch_ || kind_ != Kind::pipe || uv_fileno(&handle_.handle, &ours) != 0 ||
       ::fstat(ours, &st) != 0 || !S_ISFIFO(st.st_mode))
     return;
-  const int fd = ::fcntl(ours, F_DUPFD_CLOEXEC, 3);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "dup");
-  auto* w = new ReaderWatch{{}, fd, this};
-  if (int rc = uv_poll_init(handle_.handle.loop, &w->poll, fd)) {
-    ::close(fd);
-    delete w;
-    throw std::system_error(uv_error(rc), "watch_reader");
-  }
-  w->poll.data = w;
+  ReaderWatch* w = watch_duplicate<ReaderWatch>(handle_.handle.loop, ours, "watch_reader");
+  w->owner = this;
   reader_watch_ = w;
   // A write end never polls readable: whatever is reported (POLLERR) means the readers are gone.
   int rc = uv_poll_start(&w->poll, UV_READABLE, [](uv_poll_t* h, int, int) {
@@ -281,20 +293,10 @@ void UvStreamEndpoint::close(bool reset) noexcept {
   if (closed_) return;
   closed_ = true;
   events_ = nullptr;
-  if (ReaderWatch* w = std::exchange(reader_watch_, nullptr)) {
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
-      auto* w = static_cast<ReaderWatch*>(h->data);
-      ::close(w->fd);
-      delete w;
-    });
-  }
+  if (ReaderWatch* w = std::exchange(reader_watch_, nullptr)) close_watch(w);
   if (WritableWatch* w = std::exchange(writable_, nullptr)) {
     w->ready = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
-      auto* w = static_cast<WritableWatch*>(h->data);
-      ::close(w->fd);  // libuv has already dropped its registration
-      delete w;
-    });
+    close_watch(w);
   }
   auto on_closed = [](uv_handle_t* h) { delete static_cast<UvStreamEndpoint*>(h->data); };
   if (reset && kind_ == Kind::tcp && uv_tcp_close_reset(&handle_.tcp, on_closed) == 0) return;

@@ -13,6 +13,8 @@
 namespace eddy {
 
 enum class AddressFamily : std::uint8_t { unspec, inet, inet6, unix_socket };
+// "AF_INET", "AF_INET6", "AF_UNIX", "AF_UNSPEC": the names Python's socket module gives them.
+const char* family_name(AddressFamily family) noexcept;
 enum class SocketKind : std::uint8_t { any, stream, datagram };
 
 // A plain value (trivially copyable, like sockaddr_storage): option structs that hold addresses
