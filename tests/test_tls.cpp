@@ -486,11 +486,15 @@ static Coro<void> tls_option_errors(EventLoop& loop, std::vector<std::string>* e
       false);
   co_await attempt({.ssl = &client_tls}, true);
   co_await attempt({.server_hostname = "localhost"}, true);
+  co_await attempt({.sock = fd, .ssl_shutdown_timeout = 1.0}, false);
+  co_await attempt(
+      {.sock = fd, .ssl = &client_tls, .server_hostname = "localhost", .ssl_shutdown_timeout = 0.0},
+      false);
   ::close(fd);
 }
 
 TEST_CASE_METHOD(NativeFixture,
-                 "TLS options: asyncio's ValueErrors for server_hostname and the handshake timeout",
+                 "TLS options: asyncio's ValueErrors for server_hostname and the timeouts",
                  "[tls][errors]") {
   std::vector<std::string> errors;
   loop->run_until_complete(tls_option_errors(*loop, &errors));
@@ -499,7 +503,9 @@ TEST_CASE_METHOD(NativeFixture,
                                  "You must set server_hostname when using ssl without a host",
                                  "ssl_handshake_timeout should be a positive number, got 0.0",
                                  "you have to pass server_hostname when using ssl",
-                                 "server_hostname is only meaningful with ssl"});
+                                 "server_hostname is only meaningful with ssl",
+                                 "ssl_shutdown_timeout is only meaningful with ssl",
+                                 "ssl_shutdown_timeout should be a positive number, got 0.0"});
 }
 
 // TLS has no half-close: a protocol whose eof_received() returns true is closed all the same
@@ -706,5 +712,60 @@ TEST_CASE_METHOD(NativeFixture, "TLS: abort() sends no close_notify", "[tls][pee
   std::string said;
   loop->run_until_complete(tls_abort(*loop, &said));
   CHECK(said == "GOT 0 SSLEOFError\n");
+}
+#endif  // __EMSCRIPTEN__
+
+#ifndef __EMSCRIPTEN__
+namespace {
+
+// Writes a line and closes at once.
+struct LineThenClose : Protocol {
+  explicit LineThenClose(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  Future<void> lost;
+  std::exception_ptr lost_with;
+  void connection_made(Ref<Transport> t) override {
+    t->write("hello\n");
+    t->close();
+  }
+  void connection_lost(std::exception_ptr exc) override {
+    lost_with = exc;
+    lost.set_result();
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_unanswered_close(EventLoop& loop, std::string* said, std::string* lost,
+                                       double* waited) {
+  PythonPeer peer(strings("tls-mute-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  auto client = std::make_shared<LineThenClose>(loop);
+  ProtocolFactory factory = [client] { return client; };
+  const double start = loop.time();
+  Connection c = co_await loop.create_connection(factory, "localhost", port,
+                                                 {.ssl = &tls, .ssl_shutdown_timeout = 1.0});
+  co_await client->lost;
+  *waited = loop.time() - start;
+  *lost = lost_text(client->lost_with);
+  *said = peer.finish();
+}
+
+// asyncio waits ssl_shutdown_timeout for the answer to its close_notify, keeping the socket
+// open, then reports TimeoutError (before, Eddy closed the socket at once).
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: close() waits ssl_shutdown_timeout for the peer's close_notify",
+                 "[tls][peer][close]") {
+  std::string said, lost;
+  double waited = 0;
+  loop->run_until_complete(tls_unanswered_close(*loop, &said, &lost, &waited));
+  CHECK(lost.rfind("TimeoutError: SSL shutdown timed out", 0) == 0);
+  CHECK(waited >= 0.9);
+  CHECK(waited < 20);
+  // The peer got the line and our close_notify, and the socket stayed open for most of a second.
+  INFO(said);
+  const std::string prefix = "GOT 6 close_notify then EOF after ";
+  REQUIRE(said.rfind(prefix, 0) == 0);
+  CHECK(std::stod(said.substr(prefix.size())) >= 0.5);
 }
 #endif  // __EMSCRIPTEN__

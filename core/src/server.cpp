@@ -103,7 +103,9 @@ void Server::handshake_done(std::uint64_t id, std::error_code ec, const std::str
     }
     return;  // `pending.endpoint` closes here
   }
-  StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
+  Ref<StreamTransport> t =
+      StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
+  t->set_tls_shutdown_timeout(tls_shutdown_timeout_);
 }
 
 void Server::close() {
@@ -300,6 +302,9 @@ struct ConnectRace : RefCounted {
   }
 };
 
+// asyncio's SSL_SHUTDOWN_TIMEOUT.
+constexpr double kSslShutdownTimeout = 30.0;
+
 std::string seconds_text(double s) {
   std::string t = std::to_string(s);
   t.erase(t.find_last_not_of('0') + 1);
@@ -366,11 +371,14 @@ EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> connect_first(EventLoop& loop,
   co_return std::move(endpoint);
 }
 
-EDDY_WASM_NOINLINE Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint,
-                                                   ProtocolFactory factory) {
+// `tls_shutdown_timeout`: for a TLS endpoint, how long close() waits for the peer's close_notify.
+EDDY_WASM_NOINLINE Coro<Connection> make_transport(
+    EventLoop& loop, StreamEndpointPtr endpoint, ProtocolFactory factory,
+    double tls_shutdown_timeout = kSslShutdownTimeout) {
   std::shared_ptr<BaseProtocol> protocol = factory();
   Future<void> waiter = loop.create_future<void>();
   Ref<StreamTransport> transport = StreamTransport::create(loop, std::move(endpoint), protocol, nullptr, waiter);
+  transport->set_tls_shutdown_timeout(tls_shutdown_timeout);
   try {
     co_await waiter;
   } catch (...) {
@@ -392,18 +400,30 @@ std::string format_seconds(double v) {
   return text;
 }
 
+// asyncio's checks of ssl_shutdown_timeout. asyncio checks the value itself only as it sets up
+// TLS (after connecting, or for each accepted connection); Eddy checks it before anything.
+void check_shutdown_timeout(const TlsContext* ssl, std::optional<double> timeout) {
+  if (!timeout) return;
+  if (!ssl) throw ValueError("ssl_shutdown_timeout is only meaningful with ssl");
+  if (!(*timeout > 0))
+    throw ValueError("ssl_shutdown_timeout should be a positive number, got " +
+                     format_seconds(*timeout));
+}
+
 // asyncio's checks of the TLS options of create_connection / create_unix_connection, made
 // before connecting. `name` is the default server_hostname: the host ("" with a sock or a path).
 void check_tls_options(const ConnectionOptions& options, std::string_view name,
                        const char* missing_name) {
   if (!options.ssl) {
     if (options.server_hostname) throw ValueError("server_hostname is only meaningful with ssl");
+    check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
     return;
   }
   if (!options.server_hostname && name.empty()) throw ValueError(missing_name);
   if (!(options.ssl_handshake_timeout > 0))
     throw ValueError("ssl_handshake_timeout should be a positive number, got " +
                      format_seconds(options.ssl_handshake_timeout));
+  check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
 }
 
 // The handshake over a new connection when its options ask for TLS; else the connection as is.
@@ -428,7 +448,9 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
     if (!host.empty() || port) throw ValueError("host/port and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, copts);
     StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(adopted), options, host);
-    Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+    Connection c =
+        co_await make_transport(*this, std::move(secured), std::move(factory),
+                                options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
     co_return c;
   }
   if (host.empty()) throw ValueError("host and port was not specified and no sock specified");
@@ -450,7 +472,9 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
 
   StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(infos), copts, options.happy_eyeballs_delay);
   StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, host);
-  Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+  Connection c =
+      co_await make_transport(*this, std::move(secured), std::move(factory),
+                              options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_return c;
 }
 
@@ -458,6 +482,7 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
                                           const TlsContext* context, StartTlsOptions options) {
   capabilities().require("start_tls");
   if (!context) throw TypeError("start_tls needs a TlsContext");
+  check_shutdown_timeout(context, options.ssl_shutdown_timeout);
   auto* stream = dynamic_cast<StreamTransport*>(transport.get());
   if (!stream) throw TypeError("start_tls needs a stream transport made by this loop");
   const std::string name(options.server_hostname.value_or(""));
@@ -472,6 +497,7 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
   StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), context, name, options.ssl_handshake_timeout);
   Future<void> waiter = create_future<void>();
   Ref<StreamTransport> t = StreamTransport::create(*this, std::move(secured), std::move(protocol), nullptr, waiter);
+  t->set_tls_shutdown_timeout(options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_await waiter;
   Ref<Transport> result(t.get());
   co_return result;
@@ -485,7 +511,9 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
     if (!path.empty()) throw ValueError("path and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, {});
     StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(adopted), options, "");
-    Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+    Connection c =
+        co_await make_transport(*this, std::move(secured), std::move(factory),
+                                options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
     co_return c;
   }
   if (path.empty()) throw ValueError("no path and sock were specified");
@@ -496,7 +524,9 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
   std::vector<AddrInfo> targets(1, target);
   StreamEndpointPtr endpoint = co_await connect_first(*this, std::move(targets), {}, std::nullopt);
   StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, "");
-  Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+  Connection c =
+      co_await make_transport(*this, std::move(secured), std::move(factory),
+                              options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_return c;
 }
 
@@ -518,6 +548,7 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::string 
 Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<std::string> hosts,
                                            std::uint16_t port, ServerOptions options) {
   capabilities().require("create_server");
+  check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
   AddrInfoOptions ai{.family = options.family, .kind = SocketKind::stream, .flags = kPassiveFlag};
   if (hosts.empty()) hosts.push_back("");  // all interfaces
   std::vector<AddrInfo> infos;
@@ -541,13 +572,16 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<
     }
   }
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
-  if (options.ssl) server->set_tls(options.ssl, options.ssl_handshake_timeout);
+  if (options.ssl)
+    server->set_tls(options.ssl, options.ssl_handshake_timeout,
+                    options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }
 
 Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::string path, ServerOptions options) {
   capabilities().require("create_unix_server");
+  check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
   if (path.empty()) throw ValueError("path was not specified, and no sock specified");
   ListenOptions lo;
   lo.backlog = options.backlog;
@@ -555,7 +589,9 @@ Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::st
   std::vector<StreamListenerPtr> listeners;
   listeners.push_back(backend().bind_stream(SocketAddress::unix_path(path), lo));
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
-  if (options.ssl) server->set_tls(options.ssl, options.ssl_handshake_timeout);
+  if (options.ssl)
+    server->set_tls(options.ssl, options.ssl_handshake_timeout,
+                    options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }

@@ -335,6 +335,21 @@ def tls_slow_read_server(addr, certfile, keyfile, version):
     s.close()
 
 
+def tls_mute_server(addr, certfile, keyfile):
+    # Takes the client's close_notify without answering it, and reports when the TCP
+    # connection then ends (the client should wait for an answer, up to its shutdown timeout).
+    s = ssl_server_socket(addr, certfile, keyfile, "1.3")
+    got, end = ssl_read_all(s)
+    start = time.monotonic()
+    try:
+        rest = socket.socket.recv(s, 100)
+        how = "EOF" if not rest else "data"
+    except OSError as e:
+        how = type(e).__name__
+    print("GOT", len(got), end, "then", how, "after %.2f" % (time.monotonic() - start), flush=True)
+    s.close()
+
+
 def tls_line_then_read_server(addr, certfile, keyfile):
     # Answers the client's first line with "ok", then reports how the stream ends.
     s = ssl_server_socket(addr, certfile, keyfile, "1.3")
@@ -391,6 +406,8 @@ def main():
         asyncio.run(sni_server(addr, sys.argv[3], sys.argv[4]))
     elif mode == "tls-slow-read-server":
         tls_slow_read_server(addr, sys.argv[3], sys.argv[4], sys.argv[5])
+    elif mode == "tls-mute-server":
+        tls_mute_server(addr, sys.argv[3], sys.argv[4])
     elif mode == "tls-line-then-read-server":
         tls_line_then_read_server(addr, sys.argv[3], sys.argv[4])
     elif mode == "tls-slow-read-client":

@@ -46,6 +46,7 @@ struct ConnectionOptions {
   const TlsContext* ssl = nullptr;          // TLS over the connection
   std::optional<std::string_view> server_hostname;  // SNI and verification name (default: host)
   double ssl_handshake_timeout = 60.0;
+  std::optional<double> ssl_shutdown_timeout;  // seconds, only with ssl (default 30)
 };
 
 struct ServerOptions {
@@ -57,6 +58,7 @@ struct ServerOptions {
   bool keep_alive = false;
   const TlsContext* ssl = nullptr;  // TLS for every accepted connection
   double ssl_handshake_timeout = 60.0;
+  std::optional<double> ssl_shutdown_timeout;  // seconds, only with ssl (default 30)
   bool cleanup_socket = true;  // Unix servers: remove the path on close (Python 3.13)
 };
 
@@ -106,6 +108,7 @@ using WritePipeConnection = std::pair<Ref<WriteTransport>, std::shared_ptr<BaseP
 struct StartTlsOptions {
   std::optional<std::string_view> server_hostname;
   double ssl_handshake_timeout = 60.0;
+  std::optional<double> ssl_shutdown_timeout;  // seconds (default 30)
 };
 static_assert(std::is_trivially_destructible_v<StartTlsOptions>);
 
