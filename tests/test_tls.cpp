@@ -769,3 +769,74 @@ TEST_CASE_METHOD(NativeFixture,
   CHECK(std::stod(said.substr(prefix.size())) >= 0.5);
 }
 #endif  // __EMSCRIPTEN__
+
+#ifndef __EMSCRIPTEN__
+namespace {
+
+// Pauses reading at each delivery and resumes from a later callback; notes a delivery made
+// inside resume_reading() (before, the TLS endpoint delivered what it held from there).
+struct PauseAtEachDelivery : Protocol {
+  PauseAtEachDelivery(EventLoop& loop, std::size_t want) : loop(loop), want(want) {}
+  EventLoop& loop;
+  std::size_t want;
+  Ref<Transport> transport;
+  std::string data;
+  bool resuming = false;
+  int inside_resume = 0;
+  int deliveries = 0;
+  Future<void> lost = loop.create_future<void>();
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    t->pause_reading();  // the burst arrives meanwhile
+    loop.call_later(0.3, [this] { resume(); });
+  }
+  void resume() {
+    if (!transport) return;
+    resuming = true;
+    transport->resume_reading();
+    resuming = false;
+  }
+  void data_received(std::string_view d) override {
+    ++deliveries;
+    if (resuming) ++inside_resume;
+    data += d;
+    if (data.size() >= want) {
+      transport->close();
+      return;
+    }
+    transport->pause_reading();
+    loop.call_soon([this] { resume(); });
+  }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_resume_reading(EventLoop& loop, std::shared_ptr<PauseAtEachDelivery> client,
+                                     std::string* said) {
+  PythonPeer peer(
+      strings("tls-burst-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  ProtocolFactory factory = [client] { return client; };
+  Connection c = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
+  co_await client->lost;
+  *said = peer.finish();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: resume_reading() delivers buffered records later, not inside it",
+                 "[tls][peer]") {
+  auto client = std::make_shared<PauseAtEachDelivery>(*loop, 80000);
+  std::string said;
+  loop->run_until_complete(tls_resume_reading(*loop, client, &said));
+  CHECK(client->data == peer_pattern(0, 80000));
+  CHECK(client->deliveries > 1);
+  CHECK(client->inside_resume == 0);
+  CHECK(said == "END close_notify\n");
+}
+
+#endif  // __EMSCRIPTEN__

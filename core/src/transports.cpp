@@ -286,7 +286,22 @@ void StreamTransport::resume_reading() {
   if (closing_ || !paused_ || mode_ == Mode::write_pipe) return;
   paused_ = false;
   EDDY_INSPECT_HOOK(*loop_, transport_event(inspect::EventKind::resume_reading, inspect_id));
-  if (endpoint_ && protocol_connected_ && !eof_received_) endpoint_->read_start();
+  if (!endpoint_ || !protocol_connected_ || eof_received_) return;
+  if (!over_tls()) {
+    endpoint_->read_start();
+    return;
+  }
+  // A TLS endpoint delivers the records it already holds from read_start(): asyncio delivers
+  // them from a callback of their own, so data_received never runs inside resume_reading().
+  Ref<StreamTransport> self(this);
+  loop_->call_soon([self] {
+    if (self->paused_ || self->closing_ || !self->endpoint_ || self->eof_received_) return;
+    try {
+      self->endpoint_->read_start();
+    } catch (const std::system_error&) {
+      self->fatal_error(std::current_exception(), "Fatal read error on socket transport");
+    }
+  });
 }
 
 std::size_t StreamTransport::get_write_buffer_size() const {

@@ -350,6 +350,16 @@ def tls_mute_server(addr, certfile, keyfile):
     s.close()
 
 
+def tls_burst_server(addr, certfile, keyfile):
+    # 20 records of 4000 bytes at once, then waits for the client to end.
+    s = ssl_server_socket(addr, certfile, keyfile, "1.3")
+    for i in range(20):
+        s.sendall(pattern(i * 4000, 4000))
+    got, end = ssl_read_all(s)
+    print("END", end, flush=True)
+    s.close()
+
+
 def tls_line_then_read_server(addr, certfile, keyfile):
     # Answers the client's first line with "ok", then reports how the stream ends.
     s = ssl_server_socket(addr, certfile, keyfile, "1.3")
@@ -408,6 +418,8 @@ def main():
         tls_slow_read_server(addr, sys.argv[3], sys.argv[4], sys.argv[5])
     elif mode == "tls-mute-server":
         tls_mute_server(addr, sys.argv[3], sys.argv[4])
+    elif mode == "tls-burst-server":
+        tls_burst_server(addr, sys.argv[3], sys.argv[4])
     elif mode == "tls-line-then-read-server":
         tls_line_then_read_server(addr, sys.argv[3], sys.argv[4])
     elif mode == "tls-slow-read-client":

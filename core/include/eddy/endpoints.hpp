@@ -47,6 +47,8 @@ class StreamEndpoint {
   using ConnectDone = std::function<void(std::error_code)>;
 
   virtual void set_events(StreamEvents* events) noexcept = 0;
+  // read_start() may deliver what the endpoint already holds (TLS: decrypted records) before it
+  // returns; the transport calls it where asyncio would deliver (not from resume_reading()).
   virtual void read_start() = 0;
   virtual void read_stop() noexcept = 0;
   // Writes what the kernel takes now, without blocking; returns the byte count (0 when it would
