@@ -305,16 +305,21 @@ struct ConnectRace : RefCounted {
 // asyncio's SSL_SHUTDOWN_TIMEOUT.
 constexpr double kSslShutdownTimeout = 30.0;
 
-std::string seconds_text(double s) {
-  std::string t = std::to_string(s);
-  t.erase(t.find_last_not_of('0') + 1);
-  if (!t.empty() && t.back() == '.') t.pop_back();
-  return t;
+// A number as Python's repr prints a float (0.0, 2.5, -1.0).
+std::string format_seconds(double v) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {  // the shortest text that reads back as v
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string text(buf);
+  if (text.find_first_of(".eni") == std::string::npos) text += ".0";
+  return text;
 }
 
 std::system_error handshake_timeout(double timeout) {
   return std::system_error(std::make_error_code(std::errc::connection_aborted),
-                           "SSL handshake is taking longer than " + seconds_text(timeout) +
+                           "SSL handshake is taking longer than " + format_seconds(timeout) +
                                " seconds: aborting the connection");
 }
 
@@ -386,18 +391,6 @@ EDDY_WASM_NOINLINE Coro<Connection> make_transport(
     throw;
   }
   co_return Connection{Ref<Transport>(transport.get()), std::move(protocol)};
-}
-
-// A number as Python's repr prints a float (0.0, 2.5, -1.0).
-std::string format_seconds(double v) {
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {  // the shortest text that reads back as v
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::string text(buf);
-  if (text.find_first_of(".eni") == std::string::npos) text += ".0";
-  return text;
 }
 
 // asyncio's checks of ssl_shutdown_timeout. asyncio checks the value itself only as it sets up
