@@ -154,9 +154,11 @@ TEST_CASE_METHOD(NativeFixture, "TLS handshake timeout: a server that never answ
   TlsContext tls{.ca_file = test_cert().cert};
   std::string what;
   std::error_code code;
-  loop->run_until_complete(tls_expect_failure(*loop, ntohs(a.sin_port), &tls, 0.3, &what, &code));
+  // A whole number of seconds, printed as Python prints a float ("1.0", not "1").
+  loop->run_until_complete(tls_expect_failure(*loop, ntohs(a.sin_port), &tls, 1.0, &what, &code));
   CHECK(code == std::errc::connection_aborted);
-  CHECK(what.find("SSL handshake is taking longer than 0.3 seconds") != std::string::npos);
+  CHECK(what.find("SSL handshake is taking longer than 1.0 seconds: aborting the connection") !=
+        std::string::npos);
   ::close(silent);
 }
 
@@ -526,11 +528,15 @@ static Coro<void> tls_option_errors(EventLoop& loop, std::vector<std::string>* e
       false);
   co_await attempt({.ssl = &client_tls}, true);
   co_await attempt({.server_hostname = "localhost"}, true);
+  co_await attempt({.sock = fd, .ssl_shutdown_timeout = 1.0}, false);
+  co_await attempt(
+      {.sock = fd, .ssl = &client_tls, .server_hostname = "localhost", .ssl_shutdown_timeout = 0.0},
+      false);
   ::close(fd);
 }
 
 TEST_CASE_METHOD(NativeFixture,
-                 "TLS options: asyncio's ValueErrors for server_hostname and the handshake timeout",
+                 "TLS options: asyncio's ValueErrors for server_hostname and the timeouts",
                  "[tls][errors]") {
   std::vector<std::string> errors;
   loop->run_until_complete(tls_option_errors(*loop, &errors));
@@ -539,7 +545,9 @@ TEST_CASE_METHOD(NativeFixture,
                                  "You must set server_hostname when using ssl without a host",
                                  "ssl_handshake_timeout should be a positive number, got 0.0",
                                  "you have to pass server_hostname when using ssl",
-                                 "server_hostname is only meaningful with ssl"});
+                                 "server_hostname is only meaningful with ssl",
+                                 "ssl_shutdown_timeout is only meaningful with ssl",
+                                 "ssl_shutdown_timeout should be a positive number, got 0.0"});
 }
 
 // TLS has no half-close: a protocol whose eof_received() returns true is closed all the same
@@ -602,4 +610,275 @@ TEST_CASE_METHOD(NativeFixture,
     peer.finish();
   }
 }
+#endif  // __EMSCRIPTEN__
+
+// ---- Closing a TLS connection -------------------------------------------------------------------
+// Peers here are blocking Python ssl sockets: they tell a close_notify from a bare EOF.
+
+#ifndef __EMSCRIPTEN__
+namespace {
+
+// Writes `size` bytes of the peers' pattern in connection_made and closes at once.
+struct WriteAllThenClose : Protocol {
+  WriteAllThenClose(std::size_t size, Future<void> done) : size(size), done(std::move(done)) {}
+  std::size_t size;
+  Future<void> done;
+  std::exception_ptr lost_with;
+  void connection_made(Ref<Transport> t) override {
+    t->write(peer_pattern(0, size));
+    t->close();
+  }
+  void connection_lost(std::exception_ptr exc) override {
+    lost_with = exc;
+    if (!done.done()) done.set_result();
+  }
+};
+
+std::string lost_text(const std::exception_ptr& exc) {
+  if (!exc) return "None";
+  try {
+    std::rethrow_exception(exc);
+  } catch (const TimeoutError& e) {
+    return std::string("TimeoutError: ") + e.what();
+  } catch (const std::exception& e) {
+    return std::string("other: ") + e.what();
+  }
+}
+
+}  // namespace
+
+static Coro<void> tls_big_write_then_close(EventLoop& loop, std::size_t size, std::string* said,
+                                           std::string* lost) {
+  TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  Future<void> done = loop.create_future<void>();
+  std::shared_ptr<WriteAllThenClose> proto;
+  ProtocolFactory factory = [&proto, size, done] {
+    return proto = std::make_shared<WriteAllThenClose>(size, done);
+  };
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, {.ssl = &tls});
+  PythonPeer peer(strings("tls-slow-read-client",
+                          "tcp:127.0.0.1:" + std::to_string(server->sockets()[0].address.port),
+                          test_cert().cert));
+  co_await done;
+  *lost = lost_text(proto->lost_with);
+  server->close();
+  co_await server->wait_closed();
+  *said = peer.finish();
+}
+
+// Before, the TLS endpoint reported a write done once it was encrypted: close() then dropped
+// the ciphertext the socket had not taken yet, close_notify with it.
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS server: close() after a large write sends it all, then close_notify",
+                 "[tls][peer][server][close]") {
+  constexpr std::size_t size = 8u << 20;  // more than loopback's socket buffers
+  std::string said, lost;
+  loop->run_until_complete(tls_big_write_then_close(*loop, size, &said, &lost));
+  CHECK(said == "GOT " + std::to_string(size) + " -1 close_notify\n");
+  CHECK(lost == "None");
+}
+
+static Coro<void> tls_write_drain_close(EventLoop& loop, std::string version, std::size_t size,
+                                        std::string* said, std::size_t* after_drain,
+                                        std::size_t* low) {
+  PythonPeer peer(strings("tls-slow-read-server", "tcp:127.0.0.1:0", test_cert().cert,
+                          test_cert().key, version));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  StreamConnectionOptions options;
+  options.connection.ssl = &tls;
+  options.connection.server_hostname = "localhost";
+  StreamPair pair = co_await open_connection("127.0.0.1", port, options);
+  std::shared_ptr<StreamWriter> writer = pair.second;
+  writer->write(peer_pattern(0, size));
+  co_await writer->drain();
+  *after_drain = writer->transport()->get_write_buffer_size();
+  *low = writer->transport()->get_write_buffer_limits().first;
+  writer->close();
+  co_await writer->wait_closed();
+  *said = peer.finish();
+}
+
+// drain() returned while ciphertext was still queued, and close() then lost it. With TLS 1.3 the
+// server's session tickets were also left unread, so closing the socket sent a RST, which made
+// the peer discard what it had not read yet.
+TEST_CASE_METHOD(NativeFixture, "TLS client: write, drain, close, wait_closed delivers every byte",
+                 "[tls][peer][close]") {
+  constexpr std::size_t size = 4u << 20;
+  for (const char* version : {"1.2", "1.3"}) {
+    INFO("TLS " << version);
+    std::string said;
+    std::size_t after_drain = 0, low = 0;
+    loop->run_until_complete(
+        tls_write_drain_close(*loop, version, size, &said, &after_drain, &low));
+    CHECK(after_drain <= low);
+    CHECK(said == "GOT " + std::to_string(size) + " -1 close_notify\n");
+  }
+}
+
+namespace {
+
+// Sends a line; aborts once the server has answered it.
+struct AbortAfterAnswer : Protocol {
+  explicit AbortAfterAnswer(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  Future<void> lost;
+  Ref<Transport> transport;
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    t->write("hello\n");
+  }
+  void data_received(std::string_view) override { transport->abort(); }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_abort(EventLoop& loop, std::string* said) {
+  PythonPeer peer(
+      strings("tls-line-then-read-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  auto client = std::make_shared<AbortAfterAnswer>(loop);
+  ProtocolFactory factory = [client] { return client; };
+  Connection c = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
+  co_await client->lost;
+  *said = peer.finish();
+}
+
+// asyncio's abort() closes the socket as it is: the peer sees the stream end without a
+// close_notify (before, Eddy sent one, as for close()).
+TEST_CASE_METHOD(NativeFixture, "TLS: abort() sends no close_notify", "[tls][peer][close]") {
+  std::string said;
+  loop->run_until_complete(tls_abort(*loop, &said));
+  CHECK(said == "GOT 0 SSLEOFError\n");
+}
+#endif  // __EMSCRIPTEN__
+
+#ifndef __EMSCRIPTEN__
+namespace {
+
+// Writes a line and closes at once.
+struct LineThenClose : Protocol {
+  explicit LineThenClose(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  Future<void> lost;
+  std::exception_ptr lost_with;
+  void connection_made(Ref<Transport> t) override {
+    t->write("hello\n");
+    t->close();
+  }
+  void connection_lost(std::exception_ptr exc) override {
+    lost_with = exc;
+    lost.set_result();
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_unanswered_close(EventLoop& loop, std::string* said, std::string* lost,
+                                       double* waited) {
+  PythonPeer peer(strings("tls-mute-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  auto client = std::make_shared<LineThenClose>(loop);
+  ProtocolFactory factory = [client] { return client; };
+  const double start = loop.time();
+  Connection c = co_await loop.create_connection(factory, "localhost", port,
+                                                 {.ssl = &tls, .ssl_shutdown_timeout = 1.0});
+  co_await client->lost;
+  *waited = loop.time() - start;
+  *lost = lost_text(client->lost_with);
+  *said = peer.finish();
+}
+
+// asyncio waits ssl_shutdown_timeout for the answer to its close_notify, keeping the socket
+// open, then reports TimeoutError (before, Eddy closed the socket at once).
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: close() waits ssl_shutdown_timeout for the peer's close_notify",
+                 "[tls][peer][close]") {
+  std::string said, lost;
+  double waited = 0;
+  loop->run_until_complete(tls_unanswered_close(*loop, &said, &lost, &waited));
+  CHECK(lost.rfind("TimeoutError: SSL shutdown timed out", 0) == 0);
+  CHECK(waited >= 0.9);
+  CHECK(waited < 20);
+  // The peer got the line and our close_notify, and the socket stayed open for most of a second.
+  INFO(said);
+  const std::string prefix = "GOT 6 close_notify then EOF after ";
+  REQUIRE(said.rfind(prefix, 0) == 0);
+  CHECK(std::stod(said.substr(prefix.size())) >= 0.5);
+}
+#endif  // __EMSCRIPTEN__
+
+#ifndef __EMSCRIPTEN__
+namespace {
+
+// Pauses reading at each delivery and resumes from a later callback; notes a delivery made
+// inside resume_reading() (before, the TLS endpoint delivered what it held from there).
+struct PauseAtEachDelivery : Protocol {
+  PauseAtEachDelivery(EventLoop& loop, std::size_t want) : loop(loop), want(want) {}
+  EventLoop& loop;
+  std::size_t want;
+  Ref<Transport> transport;
+  std::string data;
+  bool resuming = false;
+  int inside_resume = 0;
+  int deliveries = 0;
+  Future<void> lost = loop.create_future<void>();
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    t->pause_reading();  // the burst arrives meanwhile
+    loop.call_later(0.3, [this] { resume(); });
+  }
+  void resume() {
+    if (!transport) return;
+    resuming = true;
+    transport->resume_reading();
+    resuming = false;
+  }
+  void data_received(std::string_view d) override {
+    ++deliveries;
+    if (resuming) ++inside_resume;
+    data += d;
+    if (data.size() >= want) {
+      transport->close();
+      return;
+    }
+    transport->pause_reading();
+    loop.call_soon([this] { resume(); });
+  }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_resume_reading(EventLoop& loop, std::shared_ptr<PauseAtEachDelivery> client,
+                                     std::string* said) {
+  PythonPeer peer(
+      strings("tls-burst-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  ProtocolFactory factory = [client] { return client; };
+  Connection c = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
+  co_await client->lost;
+  *said = peer.finish();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: resume_reading() delivers buffered records later, not inside it",
+                 "[tls][peer]") {
+  auto client = std::make_shared<PauseAtEachDelivery>(*loop, 80000);
+  std::string said;
+  loop->run_until_complete(tls_resume_reading(*loop, client, &said));
+  CHECK(client->data == peer_pattern(0, 80000));
+  CHECK(client->deliveries > 1);
+  CHECK(client->inside_resume == 0);
+  CHECK(said == "END close_notify\n");
+}
+
 #endif  // __EMSCRIPTEN__

@@ -209,9 +209,7 @@ void StreamTransport::finish_sendfile(bool resume) {
   sendfile_active_ = false;
   if (conn_lost_) return;
   if (closing_ && writes_in_flight_ == 0) {  // close() came meanwhile: now the data is out
-    ++conn_lost_;
-    Ref<StreamTransport> self(this);
-    loop_->call_soon([self] { self->call_connection_lost(nullptr); });
+    finish_closing();
     return;
   }
   if (eof_written_ && endpoint_) endpoint_->shutdown();  // write_eof() came meanwhile

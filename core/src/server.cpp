@@ -104,7 +104,9 @@ void Server::handshake_done(std::uint64_t id, std::error_code ec, const std::str
           std::string("SSL handshake failed: ") + std::system_error(ec, why).what());
     return;  // `pending.endpoint` closes here
   }
-  StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
+  Ref<StreamTransport> t =
+      StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
+  t->set_tls_shutdown_timeout(tls_shutdown_timeout_);
 }
 
 void Server::close() {
@@ -369,16 +371,24 @@ struct ConnectRace : RefCounted {
   }
 };
 
-std::string seconds_text(double s) {
-  std::string t = std::to_string(s);
-  t.erase(t.find_last_not_of('0') + 1);
-  if (!t.empty() && t.back() == '.') t.pop_back();
-  return t;
+// asyncio's SSL_SHUTDOWN_TIMEOUT.
+constexpr double kSslShutdownTimeout = 30.0;
+
+// A number as Python's repr prints a float (0.0, 2.5, -1.0).
+std::string format_seconds(double v) {
+  char buf[32];
+  for (int precision = 1; precision <= 17; ++precision) {  // the shortest text that reads back as v
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string text(buf);
+  if (text.find_first_of(".eni") == std::string::npos) text += ".0";
+  return text;
 }
 
 std::system_error handshake_timeout(double timeout) {
   return std::system_error(std::make_error_code(std::errc::connection_aborted),
-                           "SSL handshake is taking longer than " + seconds_text(timeout) +
+                           "SSL handshake is taking longer than " + format_seconds(timeout) +
                                " seconds: aborting the connection");
 }
 
@@ -436,11 +446,14 @@ EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> connect_first(
   co_return std::move(endpoint);
 }
 
-EDDY_WASM_NOINLINE Coro<Connection> make_transport(EventLoop& loop, StreamEndpointPtr endpoint,
-                                                   ProtocolFactory factory) {
+// `tls_shutdown_timeout`: for a TLS endpoint, how long close() waits for the peer's close_notify.
+EDDY_WASM_NOINLINE Coro<Connection> make_transport(
+    EventLoop& loop, StreamEndpointPtr endpoint, ProtocolFactory factory,
+    double tls_shutdown_timeout = kSslShutdownTimeout) {
   std::shared_ptr<BaseProtocol> protocol = factory();
   Future<void> waiter = loop.create_future<void>();
   Ref<StreamTransport> transport = StreamTransport::create(loop, std::move(endpoint), protocol, nullptr, waiter);
+  transport->set_tls_shutdown_timeout(tls_shutdown_timeout);
   try {
     co_await waiter;
   } catch (...) {
@@ -450,16 +463,14 @@ EDDY_WASM_NOINLINE Coro<Connection> make_transport(EventLoop& loop, StreamEndpoi
   co_return Connection{Ref<Transport>(transport.get()), std::move(protocol)};
 }
 
-// A number as Python's repr prints a float (0.0, 2.5, -1.0).
-std::string format_seconds(double v) {
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {  // the shortest text that reads back as v
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::string text(buf);
-  if (text.find_first_of(".eni") == std::string::npos) text += ".0";
-  return text;
+// asyncio's checks of ssl_shutdown_timeout. asyncio checks the value itself only as it sets up
+// TLS (after connecting, or for each accepted connection); Eddy checks it before anything.
+void check_shutdown_timeout(const TlsContext* ssl, std::optional<double> timeout) {
+  if (!timeout) return;
+  if (!ssl) throw ValueError("ssl_shutdown_timeout is only meaningful with ssl");
+  if (!(*timeout > 0))
+    throw ValueError("ssl_shutdown_timeout should be a positive number, got " +
+                     format_seconds(*timeout));
 }
 
 // asyncio's checks of the TLS options of create_connection / create_unix_connection, made
@@ -470,18 +481,21 @@ void check_tls_options(const ConnectionOptions& options, std::string_view name,
     if (options.server_hostname) throw ValueError("server_hostname is only meaningful with ssl");
     if (options.ssl_handshake_timeout)
       throw ValueError("ssl_handshake_timeout is only meaningful with ssl");
+    check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
     return;
   }
   if (!options.server_hostname && name.empty()) throw ValueError(missing_name);
   if (options.ssl_handshake_timeout && !(*options.ssl_handshake_timeout > 0))
     throw ValueError("ssl_handshake_timeout should be a positive number, got " +
                      format_seconds(*options.ssl_handshake_timeout));
+  check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
 }
 
-// create_server / create_unix_server: asyncio's check, made before binding.
+// create_server / create_unix_server: asyncio's checks, made before binding.
 void check_server_tls_options(const ServerOptions& options) {
   if (!options.ssl && options.ssl_handshake_timeout)
     throw ValueError("ssl_handshake_timeout is only meaningful with ssl");
+  check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
 }
 
 // The handshake over a new connection when its options ask for TLS; else the connection as is.
@@ -507,7 +521,9 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
     if (!host.empty() || port) throw ValueError("host/port and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, copts);
     StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(adopted), options, host);
-    Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+    Connection c =
+        co_await make_transport(*this, std::move(secured), std::move(factory),
+                                options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
     co_return c;
   }
   if (host.empty()) throw ValueError("host and port was not specified and no sock specified");
@@ -528,7 +544,9 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
       co_await connect_first(*this, std::move(infos), std::move(locals), copts,
                              options.happy_eyeballs_delay, options.all_errors);
   StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, host);
-  Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+  Connection c =
+      co_await make_transport(*this, std::move(secured), std::move(factory),
+                              options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_return c;
 }
 
@@ -536,6 +554,7 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
                                           const TlsContext* context, StartTlsOptions options) {
   capabilities().require("start_tls");
   if (!context) throw TypeError("start_tls needs a TlsContext");
+  check_shutdown_timeout(context, options.ssl_shutdown_timeout);
   auto* stream = dynamic_cast<StreamTransport*>(transport.get());
   if (!stream) throw TypeError("start_tls needs a stream transport made by this loop");
   const std::string name(options.server_hostname.value_or(""));
@@ -550,6 +569,7 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
   StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), context, name, options.ssl_handshake_timeout);
   Future<void> waiter = create_future<void>();
   Ref<StreamTransport> t = StreamTransport::create(*this, std::move(secured), std::move(protocol), nullptr, waiter);
+  t->set_tls_shutdown_timeout(options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_await waiter;
   Ref<Transport> result(t.get());
   co_return result;
@@ -563,7 +583,9 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
     if (!path.empty()) throw ValueError("path and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, {});
     StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(adopted), options, "");
-    Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+    Connection c =
+        co_await make_transport(*this, std::move(secured), std::move(factory),
+                                options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
     co_return c;
   }
   if (path.empty()) throw ValueError("no path and sock were specified");
@@ -576,7 +598,9 @@ Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std:
   StreamEndpointPtr endpoint = co_await connect_first(
       *this, std::move(targets), std::move(no_locals), {}, std::nullopt, options.all_errors);
   StreamEndpointPtr secured = co_await secure_if_asked(*this, std::move(endpoint), options, "");
-  Connection c = co_await make_transport(*this, std::move(secured), std::move(factory));
+  Connection c =
+      co_await make_transport(*this, std::move(secured), std::move(factory),
+                              options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_return c;
 }
 
@@ -633,7 +657,8 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<
   }
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
   if (options.ssl)
-    server->set_tls(options.ssl, options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout));
+    server->set_tls(options.ssl, options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout),
+                    options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }
@@ -649,7 +674,8 @@ Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::st
   listeners.push_back(backend().bind_stream(SocketAddress::unix_path(path), lo));
   Ref<Server> server(new Server(*this, std::move(listeners), std::move(factory)));
   if (options.ssl)
-    server->set_tls(options.ssl, options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout));
+    server->set_tls(options.ssl, options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout),
+                    options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   if (options.start_serving) co_await server->start_serving();
   co_return server;
 }

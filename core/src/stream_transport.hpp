@@ -106,6 +106,9 @@ class StreamTransport final : public Transport,
     return {flow_.low(), flow_.high()};
   }
   void set_write_buffer_limits(std::optional<long long> high, std::optional<long long> low) override;
+  // TLS: how long close() waits for the peer's close_notify before connection_lost gets
+  // TimeoutError (asyncio's ssl_shutdown_timeout; 30 s unless set).
+  void set_tls_shutdown_timeout(double seconds) noexcept { tls_shutdown_timeout_ = seconds; }
 
   void describe(inspect::TransportInfo& out, const void*& server) const override;
   void loop_closed() noexcept override;
@@ -122,8 +125,12 @@ class StreamTransport final : public Transport,
   void read_failed(std::error_code error) override;
   void write_done(std::error_code error) override;
   void shutdown_done(std::error_code error) override;
+  void closing_handshake_done(std::error_code error) override;
 
   void connection_made();
+  // close() once the written data is out: the endpoint's closing handshake (TLS), then
+  // connection_lost.
+  void finish_closing();
   void peer_closed_write_pipe();
   void fatal_error(std::exception_ptr exc, const char* message);
   void force_close(std::exception_ptr exc);
@@ -152,7 +159,7 @@ class StreamTransport final : public Transport,
   Ref<Server> server_;
   Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
   int socket_fd_ = -1;         // registered with the loop while this transport holds it
-  int dropped_pipe_writes_ = 0;  // write pipes: writes dropped after close or loss
+  int dropped_writes_ = 0;     // write pipes after close or loss, TLS after close_notify
   WriteFlowControl flow_;
   Mode mode_ = Mode::socket;
   std::any peername_, sockname_;
@@ -166,6 +173,8 @@ class StreamTransport final : public Transport,
   std::vector<Future<void>> flush_waiters_;
   std::exception_ptr get_buffer_failure_;  // BufferedProtocol.get_buffer() refused a read
   Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost
+  double tls_shutdown_timeout_ = 30.0;  // asyncio's SSL_SHUTDOWN_TIMEOUT
+  TimerHandle tls_shutdown_timer_;      // from close() until connection_lost, over TLS
   int conn_lost_ = 0;
   bool closing_ = false;
   bool paused_ = false;       // pause_reading()
@@ -173,6 +182,7 @@ class StreamTransport final : public Transport,
   bool eof_received_ = false;
   bool protocol_connected_ = false;
   bool sendfile_active_ = false;
+  bool closing_handshake_ = false;  // the endpoint's closing handshake began
 };
 
 }  // namespace eddy

@@ -314,7 +314,22 @@ void StreamTransport::resume_reading() {
   if (closing_ || !paused_ || mode_ == Mode::write_pipe) return;
   paused_ = false;
   EDDY_INSPECT_HOOK(*loop_, transport_event(inspect::EventKind::resume_reading, inspect_id));
-  if (endpoint_ && protocol_connected_ && !eof_received_) endpoint_->read_start();
+  if (!endpoint_ || !protocol_connected_ || eof_received_) return;
+  if (!over_tls()) {
+    endpoint_->read_start();
+    return;
+  }
+  // A TLS endpoint delivers the records it already holds from read_start(): asyncio delivers
+  // them from a callback of their own, so data_received never runs inside resume_reading().
+  Ref<StreamTransport> self(this);
+  loop_->call_soon([self] {
+    if (self->paused_ || self->closing_ || !self->endpoint_ || self->eof_received_) return;
+    try {
+      self->endpoint_->read_start();
+    } catch (const std::system_error&) {
+      self->fatal_error(std::current_exception(), "Fatal read error on socket transport");
+    }
+  });
 }
 
 std::size_t StreamTransport::get_write_buffer_size() const {
@@ -335,13 +350,18 @@ void StreamTransport::write(std::string_view data) {
   if (mode_ == Mode::write_pipe && (closing_ || conn_lost_)) {
     // asyncio's pipe transport drops what is written once it is closing, even while earlier
     // data is still queued (a socket transport still sends that).
-    if (dropped_pipe_writes_++ >= kConnLostWritesLogThreshold)
+    if (dropped_writes_++ >= kConnLostWritesLogThreshold)
       log(LogLevel::warning, "pipe closed by peer or os.write(pipe, data) raised exception.");
     return;
   }
   if (conn_lost_) {
     if (conn_lost_ >= kConnLostWritesLogThreshold) log(LogLevel::warning, "socket.send() raised exception.");
     ++conn_lost_;
+    return;
+  }
+  if (closing_handshake_) {  // TLS: nothing can follow close_notify; asyncio drops it too
+    if (dropped_writes_++ >= kConnLostWritesLogThreshold)
+      log(LogLevel::warning, "SSL connection is closed");
     return;
   }
   if (writes_in_flight_ == 0) {
@@ -418,17 +438,64 @@ void StreamTransport::close() {
   if (closing_) return;
   closing_ = true;
   if (endpoint_) endpoint_->read_stop();
-  if (writes_in_flight_ == 0 && !sendfile_active_) {  // else once the data is out
-    ++conn_lost_;
+  if (over_tls()) {
+    // asyncio's ssl_shutdown_timeout runs from close(): flushing and the closing handshake
+    // together must not take longer.
     Ref<StreamTransport> self(this);
-    loop_->call_soon([self] { self->call_connection_lost(nullptr); });
+    tls_shutdown_timer_ = loop_->call_later(tls_shutdown_timeout_, [self] {
+      self->tls_shutdown_timer_ = {};
+      if (!self->conn_lost_)
+        self->force_close(std::make_exception_ptr(TimeoutError("SSL shutdown timed out")));
+    });
   }
+  if (writes_in_flight_ == 0 && !sendfile_active_) finish_closing();  // else once the data is out
+}
+
+void StreamTransport::finish_closing() {
+  if (closing_handshake_) return;
+  if (endpoint_ && endpoint_->start_closing_handshake()) {
+    closing_handshake_ = true;  // closing_handshake_done goes on
+    return;
+  }
+  tls_shutdown_timer_.cancel();
+  ++conn_lost_;
+  Ref<StreamTransport> self(this);
+  loop_->call_soon([self] { self->call_connection_lost(nullptr); });
+}
+
+void StreamTransport::closing_handshake_done(std::error_code error) {
+  if (conn_lost_) return;
+  Ref<StreamTransport> keep(this);
+  tls_shutdown_timer_.cancel();
+  if (error) {
+    fatal_error(std::make_exception_ptr(std::system_error(error, "SSL shutdown")),
+                "Fatal error on SSL transport");
+    return;
+  }
+  // asyncio ends its shutdown by calling eof_received(), unless the peer's EOF was reported.
+  if (!eof_received_ && protocol_connected_) {
+    eof_received_ = true;
+    bool keep_open = false;
+    try {
+      keep_open = buffered_protocol_ ? buffered_protocol_->eof_received()
+                                     : stream_protocol_->eof_received();
+    } catch (...) {
+      fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
+      return;
+    }
+    if (keep_open)
+      log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
+    if (conn_lost_) return;  // the protocol aborted meanwhile
+  }
+  ++conn_lost_;
+  loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });
 }
 
 void StreamTransport::abort() { force_close(nullptr); }
 
 void StreamTransport::force_close(std::exception_ptr exc) {
   if (conn_lost_) return;
+  tls_shutdown_timer_.cancel();
   if (writes_in_flight_ && endpoint_) {
     // Drop what is still queued: only closing the endpoint cancels the platform's writes.
     endpoint_->read_stop();
@@ -458,10 +525,13 @@ void StreamTransport::loop_closed() noexcept {
   sendfile_active_ = false;
   flush_waiters_.clear();
   sendfile_writable_ = {};
+  tls_shutdown_timer_ = {};
   let_go();
 }
 
 void StreamTransport::let_go() noexcept {
+  tls_shutdown_timer_.cancel();
+  tls_shutdown_timer_ = {};
   endpoint_.reset();
   release_socket_fd();
   if (server_) std::exchange(server_, nullptr)->detach(this);
@@ -671,10 +741,7 @@ void StreamTransport::write_done(std::error_code error) {
   EDDY_INSPECT_HOOK(
       *loop_, transport_event(inspect::EventKind::write_buffer, inspect_id, double(buffered)));
   flow_.maybe_resume(buffered, protocol_.get(), *loop_, this);
-  if (writes_in_flight_ == 0 && closing_ && !conn_lost_ && !sendfile_active_) {
-    ++conn_lost_;
-    loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });
-  }
+  if (writes_in_flight_ == 0 && closing_ && !conn_lost_ && !sendfile_active_) finish_closing();
 }
 
 void StreamTransport::shutdown_done(std::error_code) {}

@@ -1,7 +1,8 @@
 // TLS for the native backend: an endpoint that wraps another (TCP or Unix) with OpenSSL over
 // memory BIOs. Ciphertext moves through the inner endpoint; the core's StreamTransport sees
 // plaintext and is otherwise unchanged. The handshake's outcome is reported once; after that,
-// outer writes complete when the inner endpoint has handed all ciphertext to the kernel.
+// an outer write completes when the inner endpoint has handed its records to the kernel, and
+// close() is preceded by TLS's closing handshake (close_notify both ways).
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -110,41 +111,57 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   void set_events(StreamEvents* events) noexcept override { events_ = events; }
   void read_start() override {
     outer_reading_ = true;
-    if (handshaken_ && inner_) {
+    if (handshaken_ && inner_ && !closing_) {
       inner_->read_start();
       deliver_plaintext();
     }
   }
   void read_stop() noexcept override {
     outer_reading_ = false;
-    if (handshaken_ && inner_) inner_->read_stop();
+    if (handshaken_ && inner_ && !closing_) inner_->read_stop();
   }
-  std::size_t try_write(std::string_view data, std::error_code& error) noexcept override {
-    if (!handshaken_ || !inner_ || inner_->queued_bytes() > 0 || outer_writes_ > 0) return 0;
-    if (!encrypt(data, error)) return 0;
-    return data.size();
-  }
+  // Nothing goes to the kernel as it is: write() makes the records and hands them over.
+  std::size_t try_write(std::string_view, std::error_code&) noexcept override { return 0; }
   void write(WriteBuffers data) override {
     std::error_code ec;
-    ++outer_writes_;
     for (const std::string& piece : data)
       if (!seal(piece, ec)) throw std::system_error(ec, "SSL_write");
-    if (!flush(ec)) throw std::system_error(ec, "SSL_write");
-    maybe_complete_writes();
+    if (!send_records(ec)) throw std::system_error(ec, "SSL_write");
+    // Done once the inner write that carries its last record is.
+    outer_writes_.push_back(inner_writes_sent_);
   }
   std::size_t queued_bytes() const noexcept override { return inner_ ? inner_->queued_bytes() : 0; }
   void shutdown() override {}  // TLS has no half-close (asyncio: can_write_eof() is false)
   bool can_shutdown() const noexcept override { return false; }
+  // close_notify after what is queued, then the peer's answer (asyncio's SSLProtocol shutdown:
+  // unwrap(), application data discarded). After the peer's EOF there is nobody to tell.
+  bool start_closing_handshake() noexcept override {
+    if (closed_ || closing_ || !handshaken_ || !inner_ || inner_eof_) return false;
+    ERR_clear_error();
+    if (SSL_shutdown(ssl_) < 0) {  // a broken session: no close_notify to send
+      ERR_clear_error();
+      return false;
+    }
+    std::error_code ec;
+    if (!send_records(ec)) return false;
+    closing_ = true;
+    try {
+      inner_->read_start();
+    } catch (const std::system_error&) {
+      return false;
+    }
+    take_closing_input();  // records that came while the transport was not reading
+    // Over already (or failed): the transport closes at once. Else the end is reported from
+    // poll(), at the latest by the write_done of our close_notify.
+    return !closing_error_ && !(peer_closed_ && inner_writes_done_ >= inner_writes_sent_);
+  }
+  // No close_notify here: close() has made the closing handshake already, and abort() must not
+  // send one (asyncio's abort() just closes the socket: the peer sees the stream cut short).
   void close(bool reset) noexcept override {
     if (closed_) return;
     closed_ = true;
     events_ = nullptr;
-    if (!reset && handshaken_ && inner_) {
-      SSL_shutdown(ssl_);  // close_notify, best effort
-      std::error_code ignored;
-      flush(ignored);
-    }
-    inner_.reset();
+    if (inner_) inner_.release()->close(reset);
     if (depth_ == 0) delete this;  // else when the current event returns
   }
   std::any extra_info(std::string_view name) const override {
@@ -187,44 +204,53 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
       advance_handshake();
       if (!handshaken_ || closed_) return;
     }
-    deliver_plaintext();
+    if (closing_) {
+      take_closing_input();
+      finish_closing_if_done();
+    } else {
+      deliver_plaintext();
+    }
   }
   void read_eof() override {
     Dispatch guard(this);
+    inner_eof_ = true;
     if (!handshaken_) return fail_handshake(std::make_error_code(std::errc::connection_reset), "EOF during the handshake");
+    if (closing_) return finish_closing_if_done();
     if (events_) events_->read_eof();
   }
   void read_failed(std::error_code ec) override {
     Dispatch guard(this);
     if (!handshaken_) return fail_handshake(ec, ec.message());
+    if (closing_) {
+      if (!closing_error_) closing_error_ = ec;
+      return finish_closing_if_done();
+    }
     if (events_) events_->read_failed(ec);
   }
   void write_done(std::error_code ec) override {
     Dispatch guard(this);
+    ++inner_writes_done_;
     if (ec) {
       if (!handshaken_) return fail_handshake(ec, ec.message());
-      if (events_ && outer_writes_ > 0) {
-        outer_writes_ = 0;
+      if (closing_) {
+        if (!closing_error_) closing_error_ = ec;
+        return finish_closing_if_done();
+      }
+      if (events_ && !outer_writes_.empty()) {
+        outer_writes_.clear();
         events_->write_done(ec);
       }
       return;
     }
-    maybe_complete_writes();
+    while (events_ && !outer_writes_.empty() && outer_writes_.front() <= inner_writes_done_) {
+      outer_writes_.pop_front();
+      events_->write_done({});
+    }
+    if (closing_) finish_closing_if_done();
   }
   void shutdown_done(std::error_code) override {}
 
-  void maybe_complete_writes() {
-    if (!events_ || !inner_ || outer_writes_ == 0 || inner_->queued_bytes() > 0) return;
-    std::size_t n = outer_writes_;
-    outer_writes_ = 0;
-    for (std::size_t i = 0; i < n && events_; ++i) events_->write_done({});
-  }
-
-  bool encrypt(std::string_view data, std::error_code& error) noexcept {
-    return seal(data, error) && flush(error);
-  }
-
-  // Turns `data` into TLS records, kept in the write BIO until flush().
+  // Turns `data` into TLS records, kept in the write BIO until send_records().
   bool seal(std::string_view data, std::error_code& error) noexcept {
     while (!data.empty()) {
       int r = SSL_write(ssl_, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 30)));
@@ -238,26 +264,26 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
     return true;
   }
 
-  // Moves pending ciphertext to the inner endpoint: what the socket takes now, the rest as one
-  // queued write.
-  bool flush(std::error_code& error) noexcept {
+  // Hands the records made so far to the inner endpoint as one write. Its write_done comes from
+  // poll(), so an outer write never completes inside write(), and what is still queued counts in
+  // queued_bytes() (the transport's flow control and close() wait for it).
+  bool send_records(std::error_code& error) noexcept {
+    const std::size_t pending = BIO_ctrl_pending(wbio_);
+    if (pending == 0 || !inner_) return true;
     try {
-      std::string rest;
-      char buf[16384];
-      int n;
-      while (inner_ && (n = BIO_read(wbio_, buf, sizeof buf)) > 0) {
-        std::string_view chunk(buf, static_cast<std::size_t>(n));
-        if (rest.empty() && inner_->queued_bytes() == 0) {
-          chunk.remove_prefix(inner_->try_write(chunk, error));
-          if (error) return false;
-        }
-        rest.append(chunk);
+      std::string records(pending, '\0');
+      std::size_t got = 0;
+      while (got < pending) {
+        const int n = BIO_read(wbio_, records.data() + got,
+                               static_cast<int>(std::min<std::size_t>(pending - got, 1 << 30)));
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
       }
-      if (!rest.empty() && inner_) {
-        WriteBuffers one;
-        one.push_back(std::move(rest));
-        inner_->write(std::move(one));
-      }
+      records.resize(got);
+      WriteBuffers one;
+      one.push_back(std::move(records));
+      inner_->write(std::move(one));
+      ++inner_writes_sent_;
       return true;
     } catch (const std::system_error& e) {
       error = e.code();
@@ -270,7 +296,7 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   void advance_handshake() {
     int r = SSL_do_handshake(ssl_);
     std::error_code ec;
-    if (!flush(ec)) return fail_handshake(ec, ec.message());
+    if (!send_records(ec)) return fail_handshake(ec, ec.message());
     if (r == 1) {
       handshaken_ = true;
       if (!outer_reading_ && inner_) inner_->read_stop();
@@ -296,7 +322,7 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   }
 
   void deliver_plaintext() {
-    while (events_ && outer_reading_ && !closed_) {
+    while (events_ && outer_reading_ && !closed_ && !closing_) {
       std::span<char> buf = events_->read_buffer(16384);
       if (buf.empty()) {
         events_->read_failed(std::make_error_code(std::errc::no_buffer_space));
@@ -309,7 +335,7 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
       }
       int err = SSL_get_error(ssl_, r);
       std::error_code ec;
-      flush(ec);  // TLS 1.3 may answer (key updates)
+      send_records(ec);  // TLS 1.3 may answer (key updates)
       if (err == SSL_ERROR_WANT_READ) return;
       if (err == SSL_ERROR_ZERO_RETURN) {
         if (events_) events_->read_eof();
@@ -322,6 +348,35 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
     }
   }
 
+  // During the closing handshake: reads until the peer's close_notify, dropping application
+  // data (the transport has stopped reading; asyncio's unwrap() drops it too).
+  void take_closing_input() {
+    char sink[16384];
+    while (!closed_ && !peer_closed_ && !closing_error_) {
+      int r = SSL_read(ssl_, sink, sizeof sink);
+      if (r > 0) continue;
+      int err = SSL_get_error(ssl_, r);
+      std::error_code ec;
+      send_records(ec);
+      if (err == SSL_ERROR_WANT_READ) break;
+      if (err == SSL_ERROR_ZERO_RETURN)
+        peer_closed_ = true;
+      else
+        closing_error_ = last_tls_error(nullptr);
+    }
+  }
+
+  // The closing handshake is over once the peer has answered (or ended the stream) and our
+  // close_notify has left, or once something failed.
+  void finish_closing_if_done() {
+    if (!closing_ || closing_reported_ || !events_) return;
+    const bool answered = (peer_closed_ || inner_eof_) && inner_writes_done_ >= inner_writes_sent_;
+    if (!answered && !closing_error_) return;
+    closing_reported_ = true;
+    if (inner_) inner_->read_stop();
+    events_->closing_handshake_done(closing_error_);
+  }
+
   StreamEndpointPtr inner_;
   std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx_;
   SSL* ssl_ = nullptr;
@@ -329,9 +384,18 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   BIO* wbio_ = nullptr;
   Backend::HandshakeDone done_;
   StreamEvents* events_ = nullptr;
-  std::size_t outer_writes_ = 0;
+  // Inner writes counted as they are made and as they complete (in order); each outer write
+  // waits for the inner write numbered here.
+  std::uint64_t inner_writes_sent_ = 0;
+  std::uint64_t inner_writes_done_ = 0;
+  std::deque<std::uint64_t> outer_writes_;
+  std::error_code closing_error_;
   bool handshaken_ = false;
   bool outer_reading_ = false;
+  bool inner_eof_ = false;    // the peer ended the TCP stream
+  bool closing_ = false;      // close_notify sent: the closing handshake is on
+  bool peer_closed_ = false;  // the peer's close_notify came
+  bool closing_reported_ = false;
   bool closed_ = false;
   int depth_ = 0;
   char cipher_in_[65536];

@@ -11,6 +11,7 @@ import asyncio
 import socket
 import struct
 import sys
+import time
 
 
 _BLOCKS = [bytes(((j * 7 + k) % 251) for j in range(4096)) for k in range(251)]
@@ -295,6 +296,98 @@ async def sni_server(addr, certfile, keyfile):
         await asyncio.wait_for(done, 60)
 
 
+# Blocking ssl peers: asyncio reports an EOF without close_notify like a clean one, the ssl
+# module (suppress_ragged_eofs=False) tells them apart. "close_notify" means the stream ended
+# with the other side's close_notify, anything else names what ended it.
+
+def ssl_read_all(s):
+    got = bytearray()
+    try:
+        while chunk := s.recv(1 << 20):
+            got += chunk
+        return bytes(got), "close_notify"
+    except OSError as e:  # ssl.SSLEOFError for an EOF without close_notify
+        return bytes(got), type(e).__name__
+
+
+def ssl_server_socket(addr, certfile, keyfile, version):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certfile, keyfile)
+    if version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    listener = socket.create_server((host, int(port)))
+    print("READY", listener.getsockname()[1], flush=True)
+    listener.settimeout(30)
+    raw, _ = listener.accept()
+    listener.close()
+    raw.settimeout(30)
+    return ctx.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+
+
+def tls_slow_read_server(addr, certfile, keyfile, version):
+    # Reads late (so that the client's writes queue up), then everything up to the end.
+    s = ssl_server_socket(addr, certfile, keyfile, version)
+    time.sleep(0.5)
+    got, end = ssl_read_all(s)
+    print("GOT", len(got), check_pattern(got), end, flush=True)
+    s.close()
+
+
+def tls_mute_server(addr, certfile, keyfile):
+    # Takes the client's close_notify without answering it, and reports when the TCP
+    # connection then ends (the client should wait for an answer, up to its shutdown timeout).
+    s = ssl_server_socket(addr, certfile, keyfile, "1.3")
+    got, end = ssl_read_all(s)
+    start = time.monotonic()
+    try:
+        rest = socket.socket.recv(s, 100)
+        how = "EOF" if not rest else "data"
+    except OSError as e:
+        how = type(e).__name__
+    print("GOT", len(got), end, "then", how, "after %.2f" % (time.monotonic() - start), flush=True)
+    s.close()
+
+
+def tls_burst_server(addr, certfile, keyfile):
+    # 20 records of 4000 bytes at once, then waits for the client to end.
+    s = ssl_server_socket(addr, certfile, keyfile, "1.3")
+    for i in range(20):
+        s.sendall(pattern(i * 4000, 4000))
+    got, end = ssl_read_all(s)
+    print("END", end, flush=True)
+    s.close()
+
+
+def tls_line_then_read_server(addr, certfile, keyfile):
+    # Answers the client's first line with "ok", then reports how the stream ends.
+    s = ssl_server_socket(addr, certfile, keyfile, "1.3")
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = s.recv(100)
+        if not chunk:
+            break
+        line += chunk
+    s.sendall(b"ok\n")
+    got, end = ssl_read_all(s)
+    print("GOT", len(got), end, flush=True)
+    s.close()
+
+
+def tls_slow_read_client(addr, cafile):
+    # Handshakes, reads late, then everything up to the end.
+    import ssl
+    ctx = ssl.create_default_context(cafile=cafile)
+    host, _, port = addr.partition(":")[2].rpartition(":")
+    raw = socket.create_connection((host, int(port)), timeout=30)
+    s = ctx.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+    time.sleep(0.5)
+    got, end = ssl_read_all(s)
+    print("GOT", len(got), check_pattern(got), end, flush=True)
+    s.close()
+
+
 def main():
     mode, addr = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
@@ -321,6 +414,16 @@ def main():
         asyncio.run(starttls_after_bulk_client(addr, n, sys.argv[4]))
     elif mode == "sni-server":
         asyncio.run(sni_server(addr, sys.argv[3], sys.argv[4]))
+    elif mode == "tls-slow-read-server":
+        tls_slow_read_server(addr, sys.argv[3], sys.argv[4], sys.argv[5])
+    elif mode == "tls-mute-server":
+        tls_mute_server(addr, sys.argv[3], sys.argv[4])
+    elif mode == "tls-burst-server":
+        tls_burst_server(addr, sys.argv[3], sys.argv[4])
+    elif mode == "tls-line-then-read-server":
+        tls_line_then_read_server(addr, sys.argv[3], sys.argv[4])
+    elif mode == "tls-slow-read-client":
+        tls_slow_read_client(addr, sys.argv[3])
     elif mode == "slow-reader":
         asyncio.run(slow_reader(addr, n))
     else:

@@ -33,6 +33,9 @@ class StreamEvents {
   // A write() finished (all of it, or failed); writes complete in submission order.
   virtual void write_done(std::error_code error) = 0;
   virtual void shutdown_done(std::error_code error) = 0;
+  // The closing handshake that start_closing_handshake() began is over: the peer answered it
+  // (or ended the stream), or `error` says what went wrong.
+  virtual void closing_handshake_done(std::error_code error) { (void)error; }
 };
 
 // The bytes of one endpoint write, in pieces, sent in order.
@@ -44,6 +47,8 @@ class StreamEndpoint {
   using ConnectDone = std::function<void(std::error_code)>;
 
   virtual void set_events(StreamEvents* events) noexcept = 0;
+  // read_start() may deliver what the endpoint already holds (TLS: decrypted records) before it
+  // returns; the transport calls it where asyncio would deliver (not from resume_reading()).
   virtual void read_start() = 0;
   virtual void read_stop() noexcept = 0;
   // Write pipes: reports read_eof() once no reader is left, as asyncio's write pipe transport
@@ -51,7 +56,8 @@ class StreamEndpoint {
   // next write then fails with EPIPE instead).
   virtual void watch_reader() {}
   // Writes what the kernel takes now, without blocking; returns the byte count (0 when it would
-  // block). Errors are returned in `error`.
+  // block). Errors are returned in `error`. An endpoint whose bytes cannot go to the kernel as
+  // they are (TLS) always returns 0: write() takes them.
   virtual std::size_t try_write(std::string_view data, std::error_code& error) noexcept = 0;
   // Queues `data`, taking the bytes over; write_done reports it once all of it is out. The pieces
   // are one write (a platform may send them with one gathering system call): the transport
@@ -62,6 +68,11 @@ class StreamEndpoint {
   // Half-close after queued writes (write_eof).
   virtual void shutdown() = 0;
   virtual bool can_shutdown() const noexcept { return true; }  // false for TLS
+  // The protocol's goodbye before close(), where it has one (TLS: close_notify, then reading,
+  // application data discarded, until the peer's close_notify or EOF). Called once the transport's
+  // writes are done; false where there is none to make (close at once), else
+  // closing_handshake_done follows, from poll().
+  virtual bool start_closing_handshake() noexcept { return false; }
   // Stops everything; no event after this returns. The endpoint frees itself once the platform
   // has released it. `reset`: abortive close (RST) where the platform supports it.
   virtual void close(bool reset = false) noexcept = 0;

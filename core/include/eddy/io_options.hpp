@@ -45,7 +45,8 @@ struct ConnectionOptions {
   bool keep_alive = false;
   const TlsContext* ssl = nullptr;          // TLS over the connection
   std::optional<std::string_view> server_hostname;  // SNI and verification name (default: host)
-  std::optional<double> ssl_handshake_timeout;      // seconds, only with ssl (default 60)
+  std::optional<double> ssl_handshake_timeout;  // seconds, only with ssl (default 60)
+  std::optional<double> ssl_shutdown_timeout;   // seconds, only with ssl (default 30)
   bool all_errors = false;  // every address failed: raise ExceptionGroup of every error
 };
 
@@ -58,6 +59,7 @@ struct ServerOptions {
   bool keep_alive = false;
   const TlsContext* ssl = nullptr;  // TLS for every accepted connection
   std::optional<double> ssl_handshake_timeout;  // seconds, only with ssl (default 60)
+  std::optional<double> ssl_shutdown_timeout;   // seconds, only with ssl (default 30)
   bool cleanup_socket = true;  // Unix servers: remove the path on close (Python 3.13)
 };
 
@@ -107,6 +109,7 @@ using WritePipeConnection = std::pair<Ref<WriteTransport>, std::shared_ptr<BaseP
 struct StartTlsOptions {
   std::optional<std::string_view> server_hostname;
   double ssl_handshake_timeout = 60.0;
+  std::optional<double> ssl_shutdown_timeout;  // seconds (default 30)
 };
 static_assert(std::is_trivially_destructible_v<StartTlsOptions>);
 

@@ -46,9 +46,10 @@ class Server : public RefCounted {
   std::vector<ServerSocket> sockets() const;
   std::size_t active_connections() const noexcept { return transports_.size(); }
 
-  void set_tls(const TlsContext* context, double handshake_timeout) {
+  void set_tls(const TlsContext* context, double handshake_timeout, double shutdown_timeout) {
     tls_ = context;
     tls_timeout_ = handshake_timeout;
+    tls_shutdown_timeout_ = shutdown_timeout;
   }
 
   // Used by StreamTransport.
@@ -78,6 +79,7 @@ class Server : public RefCounted {
   Future<void> serving_forever_;
   const TlsContext* tls_ = nullptr;
   double tls_timeout_ = 60.0;
+  double tls_shutdown_timeout_ = 30.0;
   std::map<std::uint64_t, PendingHandshake> handshakes_;
   std::uint64_t next_handshake_id_ = 0;
   bool serving_ = false;
