@@ -149,11 +149,8 @@ class UdpTransport final : public DatagramTransport,
     if (conn_lost_) return;
     bytes_in += n;
     Ref<UdpTransport> keep(this);
-    try {
-      protocol_->datagram_received(std::string_view(buffer_.get(), n), from);
-    } catch (...) {
-      report_callback_failure("datagram_received");
-    }
+    call_protocol(*loop_, "datagram_received()",
+                  [&] { protocol_->datagram_received(std::string_view(buffer_.get(), n), from); });
   }
   void receive_failed(std::error_code ec) override {
     if (conn_lost_) return;
@@ -173,21 +170,10 @@ class UdpTransport final : public DatagramTransport,
   void error_received(std::error_code ec) {
     protocol_->error_received(std::make_exception_ptr(std::system_error(ec, "sendto/recvfrom")));
   }
-  // error_received from an I/O callback: what it raises is reported, not passed on.
+  // error_received from an I/O callback: what it raises is reported as that callback's exception,
+  // as asyncio's loop does, and the transport stays open.
   void report_error(std::error_code ec) {
-    try {
-      error_received(ec);
-    } catch (...) {
-      report_callback_failure("error_received");
-    }
-  }
-  // A protocol callback raised inside the transport's I/O callback: asyncio's loop reports it
-  // as that callback's exception, and the transport stays open.
-  void report_callback_failure(const char* method) {
-    ExceptionContext ctx(std::string("Exception in callback protocol.") + method + "()",
-                         std::current_exception());
-    ctx.extra["transport"] = "datagram transport";
-    loop_->call_exception_handler(ctx);
+    call_protocol(*loop_, "error_received()", [&] { error_received(ec); });
   }
   void force_close(std::exception_ptr exc) {
     if (conn_lost_) return;

@@ -132,6 +132,9 @@ class StreamTransport final : public Transport,
   // connection_lost.
   void finish_closing();
   void peer_closed_write_pipe();
+  // The protocol's eof_received(): false if it raised (the transport is then failing). Over TLS a
+  // true result is ignored, with asyncio's warning.
+  bool call_eof_received(bool& keep_open);
   void fatal_error(std::exception_ptr exc, const char* message);
   void force_close(std::exception_ptr exc);
   void call_connection_lost(std::exception_ptr exc);

@@ -474,18 +474,8 @@ void StreamTransport::closing_handshake_done(std::error_code error) {
   }
   // asyncio ends its shutdown by calling eof_received(), unless the peer's EOF was reported.
   if (!eof_received_ && protocol_connected_) {
-    eof_received_ = true;
-    bool keep_open = false;
-    try {
-      keep_open = buffered_protocol_ ? buffered_protocol_->eof_received()
-                                     : stream_protocol_->eof_received();
-    } catch (...) {
-      fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
-      return;
-    }
-    if (keep_open)
-      log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
-    if (conn_lost_) return;  // the protocol aborted meanwhile
+    bool keep_open = false;  // nothing to keep open: the TLS stream is ending either way
+    if (!call_eof_received(keep_open) || conn_lost_) return;  // it raised, or aborted meanwhile
   }
   ++conn_lost_;
   loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });
@@ -525,7 +515,7 @@ void StreamTransport::loop_closed() noexcept {
   sendfile_active_ = false;
   flush_waiters_.clear();
   sendfile_writable_ = {};
-  tls_shutdown_timer_ = {};
+  tls_shutdown_timer_ = {};  // dropped uncancelled: the closed loop frees its timers itself
   let_go();
 }
 
@@ -646,19 +636,27 @@ void StreamTransport::read_eof() {
     return;
   }
   bool keep_open = false;
-  try {
-    keep_open = buffered_protocol_ ? buffered_protocol_->eof_received() : stream_protocol_->eof_received();
-  } catch (...) {
-    fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
-    return;
-  }
-  if (keep_open && over_tls())
-    log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
-  if (keep_open && !over_tls()) {
+  if (!call_eof_received(keep_open)) return;
+  if (keep_open) {
     if (endpoint_) endpoint_->read_stop();
   } else {
     close();
   }
+}
+
+bool StreamTransport::call_eof_received(bool& keep_open) {
+  eof_received_ = true;
+  try {
+    keep_open = buffered_protocol_ ? buffered_protocol_->eof_received() : stream_protocol_->eof_received();
+  } catch (...) {
+    fatal_error(std::current_exception(), "Fatal error: protocol.eof_received() call failed.");
+    return false;
+  }
+  if (keep_open && over_tls()) {
+    log(LogLevel::warning, "returning true from eof_received() has no effect when using ssl");
+    keep_open = false;
+  }
+  return true;
 }
 
 void StreamTransport::read_failed(std::error_code error) {
