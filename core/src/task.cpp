@@ -96,6 +96,8 @@ TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& opt
       created_file_(options.created_at.file),
       created_line_(options.created_at.line) {
   static_assert(sizeof(void*) != 8 || sizeof(TaskBase) <= 208, "see the note on TaskBase's fields");
+  static_assert(sizeof(void*) != 8 || sizeof(Coro<void>::promise_type) <= 64,
+                "see the notes on AwaitRecord::where and PromiseBase::inline_start");
   is_task_ = true;
   slot_ = frame.slot();
   frame_.promise()->task = this;

@@ -32,9 +32,14 @@ class PromiseBase;
 // What a suspended coroutine frame is waiting for.
 struct AwaitRecord {
   enum class Kind : std::uint8_t { none, future, task, coroutine, yield };
-  Kind kind = Kind::none;
+  AwaitRecord() = default;
+  AwaitRecord(Kind kind, const void* target, SourceLocation where) noexcept
+      : target(target), where(where), kind(kind) {}
   const void* target = nullptr;  // FutureBase*, TaskBase* or PromiseBase*
-  SourceLocation where;          // kept after the await: its `function` names the coroutine
+  // Kept after the await: its `function` names the coroutine. (no_unique_address lets `kind`, and
+  // the promise's flags after this record, sit in its padding: every coroutine frame has one.)
+  [[no_unique_address]] SourceLocation where;
+  Kind kind = Kind::none;
   void clear() noexcept {
     kind = Kind::none;
     target = nullptr;
@@ -68,9 +73,11 @@ class PromiseBase : public detail::SlabAllocated {
   PromiseBase* parent = nullptr;         // the frame awaiting this one inline
   coro::coroutine_handle<> parent_handle;
   std::exception_ptr exception;
-  AwaitRecord awaiting;
-  bool inline_start = false;             // true while the parent's co_await is starting us
-  bool consumed = false;                 // already awaited or handed to a task
+  [[no_unique_address]] AwaitRecord awaiting;
+  // (One byte for both: with `awaiting.kind` they leave two bytes of padding, where a
+  // Coro<void>'s result flag goes, keeping its promise at 64 bytes.)
+  bool inline_start : 1 = false;  // true while the parent's co_await is starting us
+  bool consumed : 1 = false;      // already awaited or handed to a task
 
   // The coroutine function's name, known from its first co_await ("" before).
   const char* function() const noexcept { return awaiting.where.function; }
