@@ -21,14 +21,16 @@ namespace {
 
 struct TestCert {
   std::string dir, cert, key;
-  TestCert() {
-    dir = "/tmp/eddy-tls-" + std::to_string(::getpid());
+  explicit TestCert(const std::string& name = "tls",
+                    const std::string& subject_and_extensions =
+                        "-subj /CN=localhost -addext subjectAltName=DNS:localhost") {
+    dir = "/tmp/eddy-" + name + "-" + std::to_string(::getpid());
     cert = dir + "/cert.pem";
     key = dir + "/key.pem";
-    const std::string cmd = "mkdir -p " + dir +
-                            " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-                            " -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
-                            key + " -out " + cert + " 2>/dev/null";
+    const std::string cmd =
+        "mkdir -p " + dir +
+        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 " +
+        subject_and_extensions + " -keyout " + key + " -out " + cert + " 2>/dev/null";
     if (std::system(cmd.c_str()) != 0) std::abort();
   }
   ~TestCert() { std::system(("rm -rf " + dir).c_str()); }
@@ -36,6 +38,20 @@ struct TestCert {
 
 const TestCert& test_cert() {
   static TestCert c;
+  return c;
+}
+
+// A certificate with every field Python's getpeercert() shows: a multi-valued RDN, each kind of
+// subject alternative name, OCSP and CA issuer URLs, a CRL distribution point.
+const TestCert& rich_cert() {
+  static TestCert c(
+      "tls-rich",
+      "-subj '/C=DE/O=Eddy Tests/OU=Loop+OU=Core/CN=localhost'"
+      " -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:2001:db8::1,email:a@b.example,"
+      "URI:http://u.example/'"
+      " -addext "
+      "'authorityInfoAccess=OCSP;URI:http://ocsp.example/,caIssuers;URI:http://ca.example/ca.crt'"
+      " -addext 'crlDistributionPoints=URI:http://crl.example/x.crl'");
   return c;
 }
 
@@ -95,13 +111,13 @@ struct Collect : Protocol {
 
 }  // namespace
 
-static Coro<void> tls_client(EventLoop& loop, std::uint16_t port, std::shared_ptr<Collect> c, std::string* cipher,
-                             std::string* peercert) {
+static Coro<void> tls_client(EventLoop& loop, std::uint16_t port, std::shared_ptr<Collect> c,
+                             TlsCipher* cipher, PeerCertificate* peercert) {
   TlsContext tls{.ca_file = test_cert().cert};
   ProtocolFactory factory = [c] { return c; };
   Connection conn = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
-  *cipher = std::any_cast<std::string>(conn.first->get_extra_info("cipher"));
-  *peercert = std::any_cast<std::string>(conn.first->get_extra_info("peercert"));
+  *cipher = std::any_cast<TlsCipher>(conn.first->get_extra_info("cipher"));
+  *peercert = std::any_cast<PeerCertificate>(conn.first->get_extra_info("peercert"));
   CHECK_FALSE(conn.first->can_write_eof());
   CHECK_THROWS_AS(conn.first->write_eof(), NotSupportedError);
   c->want = 12;
@@ -113,11 +129,14 @@ TEST_CASE_METHOD(NativeFixture, "TLS client: openssl s_server, verified certific
   const std::uint16_t port = unused_port();
   OpensslServer server(port);
   auto c = std::make_shared<Collect>(*loop);
-  std::string cipher, peercert;
+  TlsCipher cipher;
+  PeerCertificate peercert;
   loop->run_until_complete(tls_client(*loop, port, c, &cipher, &peercert));
   CHECK(c->data.rfind("!slt ,olleh", 0) == 0);
-  CHECK_FALSE(cipher.empty());
-  CHECK(peercert.find("CN=localhost") != std::string::npos);
+  CHECK_FALSE(cipher.name.empty());
+  using Attribute = PeerCertificate::Attribute;
+  CHECK(peercert.subject == PeerCertificate::Name{{Attribute{"commonName", "localhost"}}});
+  CHECK(peercert.subject_alt_name == std::vector<Attribute>{{"DNS", "localhost"}});
 }
 
 static Coro<void> tls_expect_failure(EventLoop& loop, std::uint16_t port, const TlsContext* tls, double timeout,
@@ -372,7 +391,7 @@ static Coro<void> starttls_client(EventLoop& loop, std::uint16_t port, std::stri
   Ref<Transport> upgraded = co_await loop.start_tls(c.first, second, &tls, {.server_hostname = "localhost"});
   CHECK(c.first->is_closing());  // the plain transport is retired
   CHECK(second->transport == upgraded);
-  CHECK_FALSE(std::any_cast<std::string>(upgraded->get_extra_info("cipher")).empty());
+  CHECK_FALSE(std::any_cast<TlsCipher>(upgraded->get_extra_info("cipher")).name.empty());
   upgraded->write("hello\n");
   co_await second->lost;  // the server closes after answering
   *secure = second->data;
@@ -470,7 +489,7 @@ static Coro<void> tls_other_paths(EventLoop& loop, std::vector<std::string>* got
   ProtocolFactory f1 = [by_sock] { return by_sock; };
   Connection c1 = co_await loop.create_connection(
       f1, "", 0, {.sock = fd, .ssl = &client_tls, .server_hostname = "localhost"});
-  got->push_back(std::any_cast<std::string>(c1.first->get_extra_info("cipher")));
+  got->push_back(std::any_cast<TlsCipher>(c1.first->get_extra_info("cipher")).name);
   by_sock->want = 5;
   c1.first->write("sock!");
   co_await by_sock->lost;
@@ -480,7 +499,7 @@ static Coro<void> tls_other_paths(EventLoop& loop, std::vector<std::string>* got
   ProtocolFactory f2 = [by_path] { return by_path; };
   Connection c2 = co_await loop.create_unix_connection(
       f2, path, {.ssl = &client_tls, .server_hostname = "localhost"});
-  got->push_back(std::any_cast<std::string>(c2.first->get_extra_info("cipher")));
+  got->push_back(std::any_cast<TlsCipher>(c2.first->get_extra_info("cipher")).name);
   by_path->want = 5;
   c2.first->write("unix!");
   co_await by_path->lost;
@@ -879,6 +898,129 @@ TEST_CASE_METHOD(NativeFixture,
   CHECK(client->deliveries > 1);
   CHECK(client->inside_resume == 0);
   CHECK(said == "END close_notify\n");
+}
+
+// ---- getpeercert() and cipher() as Python gives them ----
+
+namespace {
+
+// Python's repr() of the values getpeercert() returns (the test's texts need no escaping).
+std::string py_str(const std::string& s) {
+  return "'" + s + "'";
+}
+std::string py_tuple(const std::vector<std::string>& items) {
+  std::string t = "(";
+  for (std::size_t i = 0; i < items.size(); ++i) t += (i ? ", " : "") + items[i];
+  return t + (items.size() == 1 ? ",)" : ")");
+}
+std::string py_attribute(const PeerCertificate::Attribute& a) {
+  return py_tuple({py_str(a.first), py_str(a.second)});
+}
+std::string py_name(const PeerCertificate::Name& name) {
+  std::vector<std::string> rdns;
+  for (const auto& rdn : name) {
+    std::vector<std::string> attributes;
+    for (const auto& a : rdn) attributes.push_back(py_attribute(a));
+    rdns.push_back(py_tuple(attributes));
+  }
+  return py_tuple(rdns);
+}
+std::string py_strings(const std::vector<std::string>& items) {
+  std::vector<std::string> quoted;
+  for (const auto& i : items) quoted.push_back(py_str(i));
+  return py_tuple(quoted);
+}
+std::string py_dict(const PeerCertificate& c) {
+  if (c.empty()) return "{}";
+  std::string d = "{'subject': " + py_name(c.subject) + ", 'issuer': " + py_name(c.issuer) +
+                  ", 'version': " + std::to_string(c.version) +
+                  ", 'serialNumber': " + py_str(c.serial_number) +
+                  ", 'notBefore': " + py_str(c.not_before) + ", 'notAfter': " + py_str(c.not_after);
+  if (!c.subject_alt_name.empty()) {
+    std::vector<std::string> names;
+    for (const auto& a : c.subject_alt_name) names.push_back(py_attribute(a));
+    d += ", 'subjectAltName': " + py_tuple(names);
+  }
+  if (!c.ocsp.empty()) d += ", 'OCSP': " + py_strings(c.ocsp);
+  if (!c.ca_issuers.empty()) d += ", 'caIssuers': " + py_strings(c.ca_issuers);
+  if (!c.crl_distribution_points.empty())
+    d += ", 'crlDistributionPoints': " + py_strings(c.crl_distribution_points);
+  return d + "}";
+}
+
+// What Python's ssl module makes of a certificate file (the same decoder as getpeercert()).
+std::string python_decoded(const std::string& cert_file) {
+  const std::string cmd =
+      "python3 -c \"import ssl; print(ssl._ssl._test_decode_cert('" + cert_file + "'))\"";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return "";
+  std::string out;
+  char buf[1024];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  ::pclose(p);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+struct PeerInfo {
+  std::any server_side;  // the server's view of a client that sent no certificate
+  std::any verified, unverified;
+  TlsCipher cipher;
+  std::string version;
+};
+
+struct RecordServerSide : Protocol {
+  explicit RecordServerSide(PeerInfo* info) : info(info) {}
+  PeerInfo* info;
+  void connection_made(Ref<Transport> t) override {
+    info->server_side = t->get_extra_info("peercert");
+  }
+};
+
+}  // namespace
+
+static Coro<void> tls_peer_info(EventLoop& loop, PeerInfo* info) {
+  TlsContext server_tls{.server = true, .cert_file = rich_cert().cert, .key_file = rich_cert().key};
+  ProtocolFactory record = [info] { return std::make_shared<RecordServerSide>(info); };
+  Ref<Server> server = co_await loop.create_server(record, "127.0.0.1", 0, {.ssl = &server_tls});
+  const std::uint16_t port = server->sockets()[0].address.port;
+  ProtocolFactory plain = [] { return std::make_shared<Protocol>(); };
+
+  TlsContext verify{.ca_file = rich_cert().cert};
+  Connection verified = co_await loop.create_connection(
+      plain, "127.0.0.1", port, {.ssl = &verify, .server_hostname = "localhost"});
+  info->verified = verified.first->get_extra_info("peercert");
+  info->cipher = std::any_cast<TlsCipher>(verified.first->get_extra_info("cipher"));
+  info->version = std::any_cast<std::string>(verified.first->get_extra_info("ssl_version"));
+  verified.first->close();
+
+  TlsContext trust_anything{.verify_peer = false};
+  Connection unverified =
+      co_await loop.create_connection(plain, "127.0.0.1", port, {.ssl = &trust_anything});
+  info->unverified = unverified.first->get_extra_info("peercert");
+  unverified.first->close();
+
+  server->close();
+  co_await server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: peercert and cipher hold what Python's getpeercert() and cipher() give",
+                 "[tls][peer]") {
+  PeerInfo info;
+  loop->run_until_complete(tls_peer_info(*loop, &info));
+  REQUIRE(info.verified.has_value());
+  const auto& cert = std::any_cast<const PeerCertificate&>(info.verified);
+  CHECK(py_dict(cert) == python_decoded(rich_cert().cert));
+  CHECK(cert.subject_alt_name.at(2) ==
+        PeerCertificate::Attribute{"IP Address", "2001:DB8:0:0:0:0:0:1"});
+  // Not verified: Python's {}. No certificate at all (a server's client here): None.
+  REQUIRE(info.unverified.has_value());
+  CHECK(std::any_cast<const PeerCertificate&>(info.unverified).empty());
+  CHECK_FALSE(info.server_side.has_value());
+  CHECK_FALSE(info.cipher.name.empty());
+  CHECK(info.cipher.protocol == info.version);
+  CHECK(info.cipher.secret_bits >= 128);
 }
 
 #endif  // __EMSCRIPTEN__

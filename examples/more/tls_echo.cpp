@@ -34,9 +34,12 @@ static Coro<int> client(std::uint16_t port, const TlsContext* tls) {
   options.connection.ssl = tls;
   options.connection.server_hostname = "localhost";
   auto [reader, writer] = co_await open_connection("127.0.0.1", port, options);
-  std::printf("client: %s, cipher %s\n",
-              std::any_cast<std::string>(writer->get_extra_info("ssl_version")).c_str(),
-              std::any_cast<std::string>(writer->get_extra_info("cipher")).c_str());
+  const auto cipher = std::any_cast<TlsCipher>(writer->get_extra_info("cipher"));
+  const auto cert = std::any_cast<PeerCertificate>(writer->get_extra_info("peercert"));
+  std::printf("client: %s, cipher %s (%d bits), server certificate for %s, valid until %s\n",
+              cipher.protocol.c_str(), cipher.name.c_str(), cipher.secret_bits,
+              cert.subject.empty() ? "?" : cert.subject.back().front().second.c_str(),
+              cert.not_after.c_str());
   int echoed = 0;
   for (const char* line : {"hello\n", "over TLS\n", "from eddy\n"}) {
     writer->write(line);

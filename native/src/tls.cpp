@@ -8,6 +8,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <string>
@@ -45,6 +47,157 @@ std::error_code last_tls_error(std::string* why) {
   if (why) *why = buf;
   ERR_clear_error();
   return {static_cast<int>(e & 0x7fffffff), tls_category()};
+}
+
+// ---- getpeercert() and cipher(), with Python's texts ----
+
+std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string text(data, n > 0 ? static_cast<std::size_t>(n) : 0);
+  BIO_free(bio);
+  return text;
+}
+
+std::string asn1_utf8(const ASN1_STRING* value) {
+  unsigned char* utf8 = nullptr;
+  const int n = ASN1_STRING_to_UTF8(&utf8, value);
+  if (n < 0) return {};
+  std::string text(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(n));
+  OPENSSL_free(utf8);
+  return text;
+}
+
+// An attribute's long name ("commonName"), or its dotted number when OpenSSL has no name for it.
+std::string object_name(const ASN1_OBJECT* object) {
+  char name[256];
+  const int n = OBJ_obj2txt(name, sizeof name, object, 0);
+  return n > 0 ? std::string(name,
+                             std::min<std::size_t>(static_cast<std::size_t>(n), sizeof name - 1))
+               : "";
+}
+
+PeerCertificate::Name name_of(const X509_NAME* name) {
+  PeerCertificate::Name rdns;
+  int current_set = -1;
+  for (int i = 0; i < X509_NAME_entry_count(name); ++i) {
+    const X509_NAME_ENTRY* entry = X509_NAME_get_entry(name, i);
+    const int set = X509_NAME_ENTRY_set(entry);
+    if (set != current_set || rdns.empty()) rdns.emplace_back();  // a new RDN
+    current_set = set;
+    rdns.back().emplace_back(object_name(X509_NAME_ENTRY_get_object(entry)),
+                             asn1_utf8(X509_NAME_ENTRY_get_data(entry)));
+  }
+  return rdns;
+}
+
+std::string ip_text(const ASN1_OCTET_STRING* ip) {
+  const unsigned char* b = ASN1_STRING_get0_data(ip);
+  char text[64];
+  if (ASN1_STRING_length(ip) == 4) {
+    std::snprintf(text, sizeof text, "%d.%d.%d.%d", b[0], b[1], b[2], b[3]);
+  } else if (ASN1_STRING_length(ip) == 16) {  // Python's form: eight groups, no "::"
+    std::string groups;
+    for (int g = 0; g < 8; ++g) {
+      std::snprintf(text, sizeof text, g ? ":%X" : "%X", b[2 * g] << 8 | b[2 * g + 1]);
+      groups += text;
+    }
+    return groups;
+  } else {
+    return "<invalid>";
+  }
+  return text;
+}
+
+std::vector<PeerCertificate::Attribute> alt_names_of(X509* cert) {
+  std::vector<PeerCertificate::Attribute> names;
+  auto* general =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (!general) return names;
+  for (int i = 0; i < sk_GENERAL_NAME_num(general); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(general, i);
+    switch (n->type) {
+      case GEN_DNS:
+        names.emplace_back("DNS", asn1_utf8(n->d.dNSName));
+        break;
+      case GEN_EMAIL:
+        names.emplace_back("email", asn1_utf8(n->d.rfc822Name));
+        break;
+      case GEN_URI:
+        names.emplace_back("URI", asn1_utf8(n->d.uniformResourceIdentifier));
+        break;
+      case GEN_IPADD:
+        names.emplace_back("IP Address", ip_text(n->d.iPAddress));
+        break;
+      case GEN_RID:
+        names.emplace_back("Registered ID", object_name(n->d.registeredID));
+        break;
+      case GEN_DIRNAME: {
+        char text[512];
+        X509_NAME_oneline(n->d.directoryName, text, sizeof text);
+        names.emplace_back("DirName", text);
+        break;
+      }
+      default:
+        names.emplace_back(n->type == GEN_OTHERNAME ? "othername" : "unsupported", "<unsupported>");
+    }
+  }
+  GENERAL_NAMES_free(general);
+  return names;
+}
+
+// The OCSP responders and CA issuer URLs (authority information access), as Python lists them.
+void access_urls_of(X509* cert, PeerCertificate& c) {
+  auto* info = static_cast<AUTHORITY_INFO_ACCESS*>(
+      X509_get_ext_d2i(cert, NID_info_access, nullptr, nullptr));
+  if (!info) return;
+  for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(info); ++i) {
+    const ACCESS_DESCRIPTION* ad = sk_ACCESS_DESCRIPTION_value(info, i);
+    if (ad->location->type != GEN_URI) continue;
+    const int method = OBJ_obj2nid(ad->method);
+    if (method == NID_ad_OCSP)
+      c.ocsp.push_back(asn1_utf8(ad->location->d.uniformResourceIdentifier));
+    else if (method == NID_ad_ca_issuers)
+      c.ca_issuers.push_back(asn1_utf8(ad->location->d.uniformResourceIdentifier));
+  }
+  AUTHORITY_INFO_ACCESS_free(info);
+}
+
+void crl_urls_of(X509* cert, PeerCertificate& c) {
+  auto* points = static_cast<CRL_DIST_POINTS*>(
+      X509_get_ext_d2i(cert, NID_crl_distribution_points, nullptr, nullptr));
+  if (!points) return;
+  for (int i = 0; i < sk_DIST_POINT_num(points); ++i) {
+    const DIST_POINT* dp = sk_DIST_POINT_value(points, i);
+    if (!dp->distpoint || dp->distpoint->type != 0) continue;  // full names only, as Python
+    const GENERAL_NAMES* names = dp->distpoint->name.fullname;
+    for (int j = 0; j < sk_GENERAL_NAME_num(names); ++j) {
+      const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, j);
+      if (n->type == GEN_URI)
+        c.crl_distribution_points.push_back(asn1_utf8(n->d.uniformResourceIdentifier));
+    }
+  }
+  CRL_DIST_POINTS_free(points);
+}
+
+PeerCertificate decode_certificate(X509* cert) {
+  PeerCertificate c;
+  c.subject = name_of(X509_get_subject_name(cert));
+  c.issuer = name_of(X509_get_issuer_name(cert));
+  c.version = static_cast<int>(X509_get_version(cert)) + 1;
+  BIO* bio = BIO_new(BIO_s_mem());
+  i2a_ASN1_INTEGER(bio, X509_get_serialNumber(cert));
+  c.serial_number = bio_text(bio);
+  bio = BIO_new(BIO_s_mem());
+  ASN1_TIME_print(bio, X509_get0_notBefore(cert));
+  c.not_before = bio_text(bio);
+  bio = BIO_new(BIO_s_mem());
+  ASN1_TIME_print(bio, X509_get0_notAfter(cert));
+  c.not_after = bio_text(bio);
+  c.subject_alt_name = alt_names_of(cert);
+  access_urls_of(cert, c);
+  crl_urls_of(cert, c);
+  return c;
 }
 
 struct SslCtxDeleter {
@@ -167,17 +320,21 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   std::any extra_info(std::string_view name) const override {
     if (name == "ssl_object") return static_cast<void*>(ssl_);
     if (name == "cipher") {
-      const char* c = SSL_get_cipher_name(ssl_);
-      return std::string(c ? c : "");
+      const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_);
+      if (!cipher) return {};
+      return TlsCipher{SSL_CIPHER_get_name(cipher), SSL_CIPHER_get_version(cipher),
+                       SSL_CIPHER_get_bits(cipher, nullptr)};
     }
     if (name == "ssl_version") return std::string(SSL_get_version(ssl_));
     if (name == "peercert") {
       X509* cert = SSL_get1_peer_certificate(ssl_);
       if (!cert) return {};
-      char subject[512];
-      X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof subject);
+      // As Python: only a certificate this side asked to verify is decoded.
+      PeerCertificate decoded = (SSL_get_verify_mode(ssl_) & SSL_VERIFY_PEER)
+                                    ? decode_certificate(cert)
+                                    : PeerCertificate{};
       X509_free(cert);
-      return std::string(subject);
+      return decoded;
     }
     if (name == "compression") return {};
     return inner_ ? inner_->extra_info(name) : std::any();

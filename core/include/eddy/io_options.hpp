@@ -11,6 +11,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "eddy/net.hpp"
 #include "eddy/ref.hpp"
@@ -34,6 +35,31 @@ struct TlsContext {
   std::string_view cert_file;        // our certificate chain (PEM): servers, or client certs
   std::string_view key_file;         // its private key (PEM)
   int min_version = 0x0303;          // TLS 1.2; 0x0304 for TLS 1.3 only
+};
+
+// get_extra_info("cipher") on a TLS transport: ssl.SSLSocket.cipher()'s (name, protocol, secret
+// bits), e.g. {"TLS_AES_256_GCM_SHA384", "TLSv1.3", 256}.
+struct TlsCipher {
+  std::string name;
+  std::string protocol;
+  int secret_bits = 0;
+};
+
+// get_extra_info("peercert") on a TLS transport: ssl.SSLSocket.getpeercert(), field by field, with
+// Python's texts ("commonName", "Dec  6 05:50:16 2026 GMT", ("IP Address", "127.0.0.1"), ...).
+// As in Python, a certificate that this side did not verify (a client with verify_peer off, a
+// server) comes back empty (Python's {}); a peer that sent none gives no value at all (None).
+struct PeerCertificate {
+  using Attribute = std::pair<std::string, std::string>;  // {"commonName", "localhost"}
+  // Relative distinguished names in order, each one or more attributes (Python's tuple of tuples).
+  using Name = std::vector<std::vector<Attribute>>;
+  Name subject, issuer;
+  int version = 0;  // 3 for X.509 v3; 0 when empty
+  std::string serial_number, not_before, not_after;
+  std::vector<Attribute>
+      subject_alt_name;  // {"DNS", ...}, {"IP Address", ...}, {"email", ...}, {"URI", ...}
+  std::vector<std::string> ocsp, ca_issuers, crl_distribution_points;
+  bool empty() const noexcept { return version == 0; }
 };
 
 struct ConnectionOptions {

@@ -32,7 +32,8 @@ class BaseTransport : public RefCounted {
   virtual void close() = 0;
   virtual bool is_closing() const = 0;
   // asyncio's keys: "peername", "sockname" (SocketAddress), "socket" (int fd), "pipe" (int fd),
-  // "subprocess" (int pid), "sslcontext"/"ssl_object"/"peercert"/"cipher"/"compression" for TLS.
+  // "subprocess" (int pid); for TLS "ssl_object" (SSL* as void*), "peercert" (PeerCertificate),
+  // "cipher" (TlsCipher), "ssl_version" (std::string), "compression" (none, as Python's None).
   // An empty std::any (or `default_value`) when the key does not apply.
   virtual std::any get_extra_info(std::string_view name, std::any default_value = {}) const = 0;
   virtual void set_protocol(std::shared_ptr<BaseProtocol> protocol) = 0;
