@@ -10,6 +10,9 @@ using namespace eddy;
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -1021,6 +1024,72 @@ TEST_CASE_METHOD(NativeFixture,
   CHECK_FALSE(info.cipher.name.empty());
   CHECK(info.cipher.protocol == info.version);
   CHECK(info.cipher.secret_bits >= 128);
+}
+
+// ---- One SSL_CTX per settings, read again when a file changes ----
+
+namespace {
+struct ContextSeen {
+  std::vector<const void*> server_contexts, client_contexts;
+  std::vector<std::string> server_serials;  // of the certificate the server presented
+};
+struct RecordContext : Protocol {
+  explicit RecordContext(ContextSeen* seen) : seen(seen) {}
+  ContextSeen* seen;
+  void connection_made(Ref<Transport> t) override {
+    SSL* ssl = static_cast<SSL*>(std::any_cast<void*>(t->get_extra_info("ssl_object")));
+    seen->server_contexts.push_back(SSL_get_SSL_CTX(ssl));
+    BIGNUM* serial = ASN1_INTEGER_to_BN(X509_get_serialNumber(SSL_get_certificate(ssl)), nullptr);
+    char* hex = BN_bn2hex(serial);
+    seen->server_serials.push_back(hex);
+    OPENSSL_free(hex);
+    BN_free(serial);
+  }
+};
+}  // namespace
+
+static Coro<void> tls_contexts(EventLoop& loop, const TestCert& rotated, const TestCert& next,
+                               ContextSeen* seen) {
+  TlsContext server_tls{.server = true, .cert_file = rotated.cert, .key_file = rotated.key};
+  ProtocolFactory record = [seen] { return std::make_shared<RecordContext>(seen); };
+  Ref<Server> server = co_await loop.create_server(record, "127.0.0.1", 0, {.ssl = &server_tls});
+  const std::uint16_t port = server->sockets()[0].address.port;
+  ProtocolFactory plain = [] { return std::make_shared<Protocol>(); };
+  TlsContext client_tls{.verify_peer = false};
+  // All kept open until the end, so that no context is freed and its address reused meanwhile.
+  std::vector<Ref<Transport>> open;
+  for (int i = 0; i < 3; ++i) {
+    // Before the third connection the server's certificate is replaced on disk (same paths).
+    if (i == 2) {
+      const std::string copy =
+          "cp " + next.cert + " " + rotated.cert + " && cp " + next.key + " " + rotated.key;
+      REQUIRE(std::system(copy.c_str()) == 0);
+    }
+    Connection c = co_await loop.create_connection(plain, "127.0.0.1", port, {.ssl = &client_tls});
+    SSL* ssl = static_cast<SSL*>(std::any_cast<void*>(c.first->get_extra_info("ssl_object")));
+    seen->client_contexts.push_back(SSL_get_SSL_CTX(ssl));
+    open.push_back(c.first);
+  }
+  for (auto& t : open) t->close();
+  server->close();
+  co_await server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "TLS: connections share a context until its certificate file changes",
+                 "[tls][server]") {
+  const TestCert rotated("tls-rotated"), next("tls-next");
+  ContextSeen seen;
+  loop->run_until_complete(tls_contexts(*loop, rotated, next, &seen));
+  REQUIRE(seen.server_contexts.size() == 3);
+  REQUIRE(seen.client_contexts.size() == 3);
+  CHECK(seen.client_contexts[0] == seen.client_contexts[1]);
+  CHECK(seen.client_contexts[1] == seen.client_contexts[2]);
+  CHECK(seen.server_contexts[0] == seen.server_contexts[1]);
+  CHECK(seen.server_serials[0] == seen.server_serials[1]);
+  // The replaced certificate is read again: a new context, presenting the new certificate.
+  CHECK(seen.server_contexts[2] != seen.server_contexts[1]);
+  CHECK(seen.server_serials[2] != seen.server_serials[1]);
 }
 
 #endif  // __EMSCRIPTEN__

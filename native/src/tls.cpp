@@ -8,10 +8,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "uv_backend.hpp"
@@ -229,11 +232,71 @@ std::unique_ptr<SSL_CTX, SslCtxDeleter> make_context(const TlsContext& config) {
   return ctx;
 }
 
+// An SSL_CTX is built once for the same settings and files, as a Python program builds its
+// SSLContext once: reading a certificate chain and key takes about 0.7 ms, and loading the
+// system's trust store about 20 ms, which every connection used to pay. A certificate or trust
+// file that changed on disk (another inode, size or modification time) is read again, so a
+// rotated certificate is picked up by the next connection.
+class ContextCache {
+ public:
+  static std::shared_ptr<SSL_CTX> get(const TlsContext& config) {
+    Key key{config.server,
+            config.verify_peer,
+            config.min_version,
+            {file_of(config.ca_file), file_of(config.cert_file), file_of(config.key_file)}};
+    static ContextCache cache;
+    {
+      std::lock_guard<std::mutex> lock(cache.mutex_);
+      for (auto& entry : cache.entries_)
+        if (entry.first == key) return entry.second;
+    }
+    std::shared_ptr<SSL_CTX> ctx(make_context(config).release(),
+                                 SslCtxDeleter{});  // throws: not kept
+    std::lock_guard<std::mutex> lock(cache.mutex_);
+    if (cache.entries_.size() == kMaxContexts) cache.entries_.erase(cache.entries_.begin());
+    cache.entries_.emplace_back(std::move(key), ctx);
+    return ctx;
+  }
+
+ private:
+  static constexpr std::size_t kMaxContexts = 16;
+  struct File {
+    std::string path;
+    dev_t device = 0;
+    ino_t inode = 0;
+    off_t size = 0;
+    std::int64_t modified_ns = 0;
+    bool operator==(const File&) const = default;
+  };
+  struct Key {
+    bool server, verify_peer;
+    int min_version;
+    File files[3];
+    bool operator==(const Key& o) const {
+      return server == o.server && verify_peer == o.verify_peer && min_version == o.min_version &&
+             std::equal(std::begin(files), std::end(files), std::begin(o.files));
+    }
+  };
+  static File file_of(std::string_view path) {
+    File f{std::string(path)};
+    struct stat st;
+    if (!path.empty() && ::stat(f.path.c_str(), &st) == 0) {
+      f.device = st.st_dev;
+      f.inode = st.st_ino;
+      f.size = st.st_size;
+      f.modified_ns = std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    }
+    return f;
+  }
+  std::mutex mutex_;
+  std::vector<std::pair<Key, std::shared_ptr<SSL_CTX>>> entries_;  // oldest first
+};
+
 class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
  public:
   TlsEndpoint(StreamEndpointPtr inner, const TlsContext& config, std::string_view hostname,
               Backend::HandshakeDone done)
-      : inner_(std::move(inner)), ctx_(make_context(config)), done_(std::move(done)) {
+      : inner_(std::move(inner)), ctx_(ContextCache::get(config)), done_(std::move(done)) {
     ssl_ = SSL_new(ctx_.get());
     BIO* rbio = BIO_new(BIO_s_mem());
     BIO* wbio = BIO_new(BIO_s_mem());
@@ -535,7 +598,7 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
   }
 
   StreamEndpointPtr inner_;
-  std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx_;
+  std::shared_ptr<SSL_CTX> ctx_;  // shared with other connections of the same settings
   SSL* ssl_ = nullptr;
   BIO* rbio_ = nullptr;
   BIO* wbio_ = nullptr;

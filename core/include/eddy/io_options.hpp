@@ -26,8 +26,10 @@ using ProtocolFactory = std::function<std::shared_ptr<BaseProtocol>()>;
 // What create_connection returns: asyncio's (transport, protocol) pair.
 using Connection = std::pair<Ref<Transport>, std::shared_ptr<BaseProtocol>>;
 
-// TLS settings (asyncio's ssl.SSLContext, reduced to what a loop needs). Paths are read when a
-// connection is set up; the struct is the caller's and must outlive the calls that use it.
+// TLS settings (asyncio's ssl.SSLContext, reduced to what a loop needs). The files are read by
+// the first connection that uses these settings, and again only when one of them changed on disk
+// (a rotated certificate); connections with the same settings share what was read. The struct is
+// the caller's and must outlive the calls that use it.
 struct TlsContext {
   bool server = false;
   bool verify_peer = true;           // client: check the server's certificate and name
