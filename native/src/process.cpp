@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,8 +29,10 @@ namespace {
 
 class SpawnedChild final : public ProcessEndpoint {
  public:
-  SpawnedChild(uv_loop_t* loop, int pid, int pidfd, std::function<void(int)> on_exit)
-      : pid_(pid), pidfd_(pidfd), on_exit_(std::move(on_exit)) {
+  // `gone`: the child ended and was reaped before its pidfd could be opened; `pidfd` is then a
+  // readable stand-in, and the end is reported as for a child reaped elsewhere.
+  SpawnedChild(uv_loop_t* loop, int pid, int pidfd, bool gone, std::function<void(int)> on_exit)
+      : pid_(pid), pidfd_(pidfd), gone_(gone), on_exit_(std::move(on_exit)) {
     uv_poll_init(loop, &poll_, pidfd_);
     poll_.data = this;
     uv_poll_start(&poll_, UV_READABLE,
@@ -38,7 +41,8 @@ class SpawnedChild final : public ProcessEndpoint {
   int pid() const noexcept override { return pid_; }
   void send_signal(int sig) override {
     // Until it is reaped the pid cannot name another process.
-    if (reaped_) throw std::system_error(std::make_error_code(std::errc::no_such_process), "kill");
+    if (reaped_ || gone_)
+      throw std::system_error(std::make_error_code(std::errc::no_such_process), "kill");
     if (::kill(pid_, sig) != 0) throw std::system_error(errno, std::generic_category(), "kill");
   }
   void close() noexcept override {
@@ -57,7 +61,7 @@ class SpawnedChild final : public ProcessEndpoint {
   // The pidfd is readable once the child has ended.
   void reap() {
     int status = 0;
-    const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    const pid_t r = gone_ ? -1 : ::waitpid(pid_, &status, WNOHANG);
     if (r == 0 || (r < 0 && errno == EINTR)) return;  // not yet
     uv_poll_stop(&poll_);
     reaped_ = true;
@@ -76,6 +80,7 @@ class SpawnedChild final : public ProcessEndpoint {
 
   int pid_;
   int pidfd_;
+  bool gone_;
   uv_poll_t poll_;
   std::function<void(int)> on_exit_;
   bool closed_ = false;
@@ -243,15 +248,25 @@ SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<v
   if (int rc = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(),
                              spec.env ? envp.data() : environ))
     throw std::system_error(rc, std::generic_category(), "spawn " + spec.args[0]);
-  const int pidfd = open_pidfd(pid);
+  int pidfd = open_pidfd(pid);
+  bool gone = false;
+  if (pidfd < 0 && errno == ESRCH) {
+    // With SIGCHLD ignored the kernel reaps a child as it exits, which a quick one can do before
+    // its pidfd is opened. Its status is lost, as when that happens later: a readable eventfd
+    // stands in for the pidfd, so the loop reports the end the same way (255, with a warning).
+    pidfd = ::eventfd(1, EFD_CLOEXEC);
+    gone = true;
+  }
   if (pidfd < 0) {
     const int error = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    if (!gone) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
     throw std::system_error(error, std::generic_category(), "pidfd_open");
   }
   ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-  out.process = ProcessEndpointPtr(new SpawnedChild(&loop_, pid, pidfd, std::move(on_exit)));
+  out.process = ProcessEndpointPtr(new SpawnedChild(&loop_, pid, pidfd, gone, std::move(on_exit)));
   return out;  // the child's ends close here (Fd destructors)
 }
 
