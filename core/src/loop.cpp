@@ -824,7 +824,12 @@ std::shared_ptr<Executor> EventLoop::default_executor() {
 
 void EventLoop::set_default_executor(std::shared_ptr<Executor> executor) {
   if (!executor) throw TypeError("set_default_executor: executor must not be null");
-  default_executor_ = std::move(executor);
+  std::shared_ptr<Executor> old = std::exchange(default_executor_, std::move(executor));
+  // As asyncio, the executor replaced is left to finish what it runs. Dropping the last
+  // reference joins its threads, so that happens off the loop's thread (close() joins it):
+  // the loop must not wait for the old executor's jobs.
+  if (old && old.use_count() == 1 && capabilities_.supports("run_in_executor"))
+    executor_shutdown_threads_.emplace_back([old = std::move(old)]() mutable { old.reset(); });
 }
 
 std::uint64_t EventLoop::add_executor_job(Ref<FutureBase> future) {
@@ -858,7 +863,8 @@ Future<void> EventLoop::shutdown_default_executor(double timeout) {
     detail::post_executor_result(inbox, loop, id, [](FutureBase& f) { f.finish_with_result(); });
   });
   if (timeout >= 0) {
-    call_later(timeout, [this, id, timeout] {
+    // The timeout ends with the join, as asyncio's timeout() block: no timer is left behind.
+    TimerHandle expiry = call_later(timeout, [this, id, timeout] {
       Ref<FutureBase> f = take_executor_job(id);
       if (!f || f->done()) return;
       char buf[64];
@@ -867,6 +873,7 @@ Future<void> EventLoop::shutdown_default_executor(double timeout) {
                                  buf + " seconds.");
       f->finish_with_result();
     });
+    done.add_done_callback([expiry](Future<void>) mutable { expiry.cancel(); });
   }
   return done;
 }
