@@ -226,3 +226,31 @@ LOOP_TEST("debug mode rejects non-thread-safe calls from another thread", "[debu
   loop.set_debug(false);
   CHECK(error.find("Non-thread-safe operation") == 0);
 }
+
+// asyncio's _run_once times Handle._run, which reports a callback's exception itself: a slow
+// callback that raises is both reported and logged as slow. Only the first used to happen.
+LOOP_TEST("debug mode logs a slow callback even when it raised", "[debug][errors]") {
+  EventLoop& loop = *this->loop;
+  std::vector<std::string> logged;
+  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warning) logged.emplace_back(m);
+  });
+  loop.set_debug(true);
+  loop.set_slow_callback_duration(0.05);
+  loop.call_soon([&loop] {
+    if (testing::is_virtual_clock_loop(loop))
+      testing::advance_virtual_clock(loop, 0.06);
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    throw ValueError("slow and failing");
+  });
+  loop.run_until_complete(sleep(0));
+  loop.set_debug(false);
+  set_log_sink(std::move(old));
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].exception_text() == "slow and failing");
+  this->reported.clear();
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find("Executing <Handle ") == 0);
+  CHECK(logged[0].find(" took 0.0") != std::string::npos);
+}

@@ -584,15 +584,21 @@ bool EventLoop::callbacks_timed() const noexcept {
 }
 
 EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
-  auto invoke = [e] {
-    switch (e.kind()) {
-      case detail::ReadyEntry::Kind::done_callback:
-        return e.future()->run_first_callback();
-      case detail::ReadyEntry::Kind::task_step:
-      case detail::ReadyEntry::Kind::task_wakeup:
-        return e.task()->step();
-      case detail::ReadyEntry::Kind::record:
-        return e.record()->ops->invoke(e.record()->storage);
+  // As asyncio's _run_once, a callback that raises is reported and then still timed: a slow
+  // callback is logged whether or not it failed.
+  auto invoke = [this, e] {
+    try {
+      switch (e.kind()) {
+        case detail::ReadyEntry::Kind::done_callback:
+          return e.future()->run_first_callback();
+        case detail::ReadyEntry::Kind::task_step:
+        case detail::ReadyEntry::Kind::task_wakeup:
+          return e.task()->step();
+        case detail::ReadyEntry::Kind::record:
+          return e.record()->ops->invoke(e.record()->storage);
+      }
+    } catch (...) {
+      report_callback_exception(e, std::current_exception());
     }
   };
   try {
@@ -616,7 +622,7 @@ EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
     const double dt = time() - t0;
     if (dt >= slow_callback_duration_) report_slow_callback(e, dt);
   } catch (...) {
-    report_callback_exception(e, std::current_exception());
+    report_callback_exception(e, std::current_exception());  // from the reports themselves
   }
 }
 
