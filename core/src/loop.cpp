@@ -294,6 +294,7 @@ void EventLoop::enter_running(const char* method) {
 }
 
 void EventLoop::leave_running() noexcept {
+  in_pass_ = false;  // a KeyboardInterrupt may have ended the pass early
   stopping_ = false;
   running_ = false;
   t_running_loop = nullptr;
@@ -571,9 +572,33 @@ void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
   }
   try {
     invoke();
+  } catch (const KeyboardInterrupt&) {
+    finish_interrupted(e);
+    throw;
   } catch (...) {
     report_callback_exception(e, std::current_exception());
   }
+}
+
+// As asyncio's Handle._run (which re-raises KeyboardInterrupt and SystemExit), a
+// KeyboardInterrupt ends the run: it leaves run_forever / run_until_complete, and what is still
+// ready stays queued for the next run. The entry that raised is released as run_ready would.
+EDDY_NOINLINE void EventLoop::finish_interrupted(detail::ReadyEntry e) noexcept {
+  switch (e.kind()) {
+    case detail::ReadyEntry::Kind::done_callback:
+      e.future()->release_first_callback();
+      return;
+    case detail::ReadyEntry::Kind::task_step:
+    case detail::ReadyEntry::Kind::task_wakeup:
+      e.task()->release();
+      return;
+    case detail::ReadyEntry::Kind::record:
+      break;
+  }
+  detail::HandleRecord* r = e.record();
+  r->flags &= ~detail::kHandleRunning;
+  r->destroy_callback();
+  detail::release_handle(r);
 }
 
 bool EventLoop::callbacks_timed() const noexcept {
@@ -597,6 +622,8 @@ EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
         case detail::ReadyEntry::Kind::record:
           return e.record()->ops->invoke(e.record()->storage);
       }
+    } catch (const KeyboardInterrupt&) {
+      throw;
     } catch (...) {
       report_callback_exception(e, std::current_exception());
     }
@@ -621,6 +648,9 @@ EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
     invoke();
     const double dt = time() - t0;
     if (dt >= slow_callback_duration_) report_slow_callback(e, dt);
+  } catch (const KeyboardInterrupt&) {
+    finish_interrupted(e);
+    throw;
   } catch (...) {
     report_callback_exception(e, std::current_exception());  // from the reports themselves
   }

@@ -40,6 +40,8 @@ Runner::~Runner() {
     close();
   } catch (const std::exception& e) {
     log(LogLevel::error, std::string("Runner::close failed: ") + e.what());
+  } catch (const BaseException& e) {  // a KeyboardInterrupt from a task's cleanup, say
+    log(LogLevel::error, std::string("Runner::close failed: ") + e.what());
   }
 }
 
