@@ -78,6 +78,19 @@ TEST_CASE(
   CHECK_THROWS_AS(get_event_loop(), RuntimeError);
 }
 
+// asyncio fails on the first use of what its loop factory returned (an AttributeError for None);
+// Runner used to dereference a null loop.
+TEST_CASE("Runner: a loop factory that returns no loop is a TypeError, not a crash", "[runner]") {
+  RunOptions options;
+  options.loop_factory = [] { return LoopRef(); };
+  options.debug = true;
+  Runner runner(options);
+  CHECK_THROWS_AS(runner.run(forty_two()), TypeError);
+  CHECK_THROWS_AS(runner.get_loop(), TypeError);
+  runner.close();  // nothing to close
+  CHECK(running_loop() == nullptr);
+}
+
 TEST_CASE("policy calls: get_running_loop, get/set/new_event_loop", "[policy]") {
   CHECK(running_loop() == nullptr);
   CHECK_THROWS_WITH(get_running_loop(), "no running event loop");

@@ -70,6 +70,8 @@ EventLoop& Runner::get_loop() {
       set_event_loop(loop_);
       set_event_loop_ = true;
     }
+    // asyncio fails on the first use of what the factory returned; a null loop must not crash.
+    if (!loop_) throw TypeError("Runner: the loop factory returned no event loop");
     if (options_.debug) loop_->set_debug(*options_.debug);
   }
   return *loop_;
