@@ -226,3 +226,84 @@ LOOP_TEST("debug mode rejects non-thread-safe calls from another thread", "[debu
   loop.set_debug(false);
   CHECK(error.find("Non-thread-safe operation") == 0);
 }
+
+// asyncio's _run_once times Handle._run, which reports a callback's exception itself: a slow
+// callback that raises is both reported and logged as slow. Only the first used to happen.
+LOOP_TEST("debug mode logs a slow callback even when it raised", "[debug][errors]") {
+  EventLoop& loop = *this->loop;
+  std::vector<std::string> logged;
+  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
+    if (level == LogLevel::warning) logged.emplace_back(m);
+  });
+  loop.set_debug(true);
+  loop.set_slow_callback_duration(0.05);
+  loop.call_soon([&loop] {
+    if (testing::is_virtual_clock_loop(loop))
+      testing::advance_virtual_clock(loop, 0.06);
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    throw ValueError("slow and failing");
+  });
+  loop.run_until_complete(sleep(0));
+  loop.set_debug(false);
+  set_log_sink(std::move(old));
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].exception_text() == "slow and failing");
+  this->reported.clear();
+  REQUIRE(logged.size() == 1);
+  CHECK(logged[0].find("Executing <Handle ") == 0);
+  CHECK(logged[0].find(" took 0.0") != std::string::npos);
+}
+
+static Coro<void> interrupt_after_a_pass() {
+  co_await sleep(0);
+  throw KeyboardInterrupt();
+}
+
+// asyncio's Handle._run and Task.__step re-raise KeyboardInterrupt (and SystemExit) instead of
+// reporting it: it leaves run_until_complete / run_forever, and what was still ready runs in the
+// next run. A task keeps it as its exception too. Eddy used to report it and keep running.
+LOOP_TEST("KeyboardInterrupt raised by a callback or a task ends the run, as asyncio",
+          "[errors][lifecycle]") {
+  EventLoop& loop = *this->loop;
+  for (const bool debug : {false, true}) {
+    CAPTURE(debug);
+    loop.set_debug(debug);  // the timed path must do the same
+    std::vector<std::string> trace;
+
+    Future<int> fut = loop.create_future<int>();
+    loop.call_soon([] { throw KeyboardInterrupt(); });
+    loop.call_soon([&] {
+      trace.push_back("after callback");
+      fut.set_result(1);
+    });
+    CHECK_THROWS_AS(loop.run_until_complete(fut), KeyboardInterrupt);
+    CHECK(trace.empty());
+    CHECK_FALSE(loop.is_running());
+    CHECK(running_loop() == nullptr);
+    CHECK(loop.run_until_complete(fut) == 1);  // the rest ran in the next run
+    CHECK(trace == std::vector<std::string>{"after callback"});
+
+    Future<int> done = loop.create_future<int>();
+    done.add_done_callback([](Future<int>) { throw KeyboardInterrupt(); });
+    done.set_result(2);
+    loop.call_soon([&] { trace.push_back("after done callback"); });
+    CHECK_THROWS_AS(loop.run_forever(), KeyboardInterrupt);
+    CHECK(trace.size() == 1);
+    loop.stop();
+    loop.run_forever();
+    CHECK(trace.back() == "after done callback");
+
+    Task<void> task = loop.create_task(interrupt_after_a_pass());
+    Future<int> never = loop.create_future<int>();
+    TimerHandle guard = loop.call_later(5.0, [&] { loop.stop(); });  // old behaviour: no hang
+    CHECK_THROWS_AS(loop.run_until_complete(never), KeyboardInterrupt);
+    guard.cancel();
+    REQUIRE(task.done());
+    CHECK_THROWS_AS(std::rethrow_exception(task.exception()), KeyboardInterrupt);
+    CHECK(loop.current_task() == nullptr);
+    loop.run_until_complete(sleep(0));
+    CHECK(this->reported.empty());
+  }
+  loop.set_debug(false);
+}

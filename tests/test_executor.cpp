@@ -122,3 +122,45 @@ LOOP_TEST("a second shutdown_default_executor does not block the loop", "[execut
   watchdog.join();
   loop.run_until_complete(job);
 }
+
+// asyncio's set_default_executor only swaps the reference: the executor replaced finishes its
+// jobs on its own. Dropping it on the loop's thread used to join its threads there, blocking
+// the loop until its running jobs ended.
+LOOP_TEST("set_default_executor does not wait for the jobs of the executor it replaces",
+          "[executor][threads]") {
+  auto& loop = *this->loop;
+  if (!this->threads()) return;
+  std::atomic<bool> started{false}, release{false};
+  auto job = loop.run_in_executor(nullptr, [&] {
+    started = true;
+    while (!release) std::this_thread::yield();
+    return 7;
+  });
+  while (!started) std::this_thread::yield();
+  // Lets the job go after 2 s whatever happens, so a blocked loop fails below instead of hanging.
+  std::thread watchdog([&] {
+    for (int i = 0; i < 200 && !release; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    release = true;
+  });
+  loop.set_default_executor(std::make_shared<ThreadPoolExecutor>(1));
+  CHECK_FALSE(release);  // returned while the old executor's job still ran
+  CHECK(loop.run_until_complete(loop.run_in_executor(nullptr, [] { return 1; })) == 1);
+  release = true;
+  watchdog.join();
+  CHECK(loop.run_until_complete(job) == 7);  // its result still comes back
+  loop.run_until_complete(loop.shutdown_default_executor());
+}
+
+// The timeout of shutdown_default_executor ends with the join (asyncio's `async with
+// timeout()`): a join that finished in time used to leave its timer armed until it expired.
+LOOP_TEST("shutdown_default_executor leaves no timer behind once the join is done",
+          "[executor][threads]") {
+  auto& loop = *this->loop;
+  // A virtual clock jumps to the timeout while the join runs in real time.
+  if (!this->threads() || TestType::virtual_time) return;
+  CHECK(loop.run_until_complete(loop.run_in_executor(nullptr, [] { return 3; })) == 3);
+  loop.run_until_complete(loop.shutdown_default_executor(30.0));
+  loop.run_until_complete(sleep(0));  // a cancelled timer leaves the heap at the next pass
+  CHECK(loop.stats().timers == 0);
+}

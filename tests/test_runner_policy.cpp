@@ -78,6 +78,19 @@ TEST_CASE(
   CHECK_THROWS_AS(get_event_loop(), RuntimeError);
 }
 
+// asyncio fails on the first use of what its loop factory returned (an AttributeError for None);
+// Runner used to dereference a null loop.
+TEST_CASE("Runner: a loop factory that returns no loop is a TypeError, not a crash", "[runner]") {
+  RunOptions options;
+  options.loop_factory = [] { return LoopRef(); };
+  options.debug = true;
+  Runner runner(options);
+  CHECK_THROWS_AS(runner.run(forty_two()), TypeError);
+  CHECK_THROWS_AS(runner.get_loop(), TypeError);
+  runner.close();  // nothing to close
+  CHECK(running_loop() == nullptr);
+}
+
 TEST_CASE("policy calls: get_running_loop, get/set/new_event_loop", "[policy]") {
   CHECK(running_loop() == nullptr);
   CHECK_THROWS_WITH(get_running_loop(), "no running event loop");
@@ -155,4 +168,49 @@ LOOP_TEST("guest mode: run_once steps the loop; time_until_work tells the host w
   REQUIRE(host.delays.size() == 1);
   CHECK(host.delays[0] > 0.5);
   loop.set_host_driver(nullptr);
+}
+
+namespace {
+Coro<void> interrupt_soon() {
+  co_await sleep(0);
+  throw KeyboardInterrupt();
+}
+Coro<void> wait_a_while(bool* cancelled) {
+  get_running_loop().create_task(interrupt_soon());
+  bool was_cancelled = false;
+  try {
+    co_await sleep(
+        5);  // bounded, so that a run the interrupt does not end fails instead of hanging
+  } catch (const CancelledError&) {
+    was_cancelled = true;
+  }
+  *cancelled = was_cancelled;
+  if (was_cancelled) throw CancelledError();
+}
+}  // namespace
+
+// As asyncio.run: a KeyboardInterrupt raised by another task leaves run(), and closing the
+// runner then cancels the main task it interrupted. The interrupting task's exception was never
+// retrieved, which is reported when it goes, as asyncio logs it.
+TEMPLATE_TEST_CASE(
+    "eddy::run: a task's KeyboardInterrupt leaves run and the main task is cancelled",
+    "[runner][errors]", PlatformLoop, VirtualLoop) {
+  RunOptions options;
+  LoopRef loop;
+  std::vector<std::string> reported;
+  options.loop_factory = [&] {
+    loop = TestType::make();
+    loop->set_exception_handler([&](EventLoop&, const ExceptionContext& c) {
+      reported.push_back(c.message + ": " + c.exception_text());
+    });
+    return loop;
+  };
+  bool cancelled = false;
+  CHECK_THROWS_AS(run(wait_a_while(&cancelled), options), KeyboardInterrupt);
+  CHECK(cancelled);
+  REQUIRE(loop);
+  CHECK(loop->is_closed());
+  CHECK(loop->stats().live_tasks == 0);
+  CHECK(reported ==
+        std::vector<std::string>{"Task exception was never retrieved: KeyboardInterrupt"});
 }

@@ -294,6 +294,7 @@ void EventLoop::enter_running(const char* method) {
 }
 
 void EventLoop::leave_running() noexcept {
+  in_pass_ = false;  // a KeyboardInterrupt may have ended the pass early
   stopping_ = false;
   running_ = false;
   t_running_loop = nullptr;
@@ -571,9 +572,33 @@ void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
   }
   try {
     invoke();
+  } catch (const KeyboardInterrupt&) {
+    finish_interrupted(e);
+    throw;
   } catch (...) {
     report_callback_exception(e, std::current_exception());
   }
+}
+
+// As asyncio's Handle._run (which re-raises KeyboardInterrupt and SystemExit), a
+// KeyboardInterrupt ends the run: it leaves run_forever / run_until_complete, and what is still
+// ready stays queued for the next run. The entry that raised is released as run_ready would.
+EDDY_NOINLINE void EventLoop::finish_interrupted(detail::ReadyEntry e) noexcept {
+  switch (e.kind()) {
+    case detail::ReadyEntry::Kind::done_callback:
+      e.future()->release_first_callback();
+      return;
+    case detail::ReadyEntry::Kind::task_step:
+    case detail::ReadyEntry::Kind::task_wakeup:
+      e.task()->release();
+      return;
+    case detail::ReadyEntry::Kind::record:
+      break;
+  }
+  detail::HandleRecord* r = e.record();
+  r->flags &= ~detail::kHandleRunning;
+  r->destroy_callback();
+  detail::release_handle(r);
 }
 
 bool EventLoop::callbacks_timed() const noexcept {
@@ -584,15 +609,23 @@ bool EventLoop::callbacks_timed() const noexcept {
 }
 
 EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
-  auto invoke = [e] {
-    switch (e.kind()) {
-      case detail::ReadyEntry::Kind::done_callback:
-        return e.future()->run_first_callback();
-      case detail::ReadyEntry::Kind::task_step:
-      case detail::ReadyEntry::Kind::task_wakeup:
-        return e.task()->step();
-      case detail::ReadyEntry::Kind::record:
-        return e.record()->ops->invoke(e.record()->storage);
+  // As asyncio's _run_once, a callback that raises is reported and then still timed: a slow
+  // callback is logged whether or not it failed.
+  auto invoke = [this, e] {
+    try {
+      switch (e.kind()) {
+        case detail::ReadyEntry::Kind::done_callback:
+          return e.future()->run_first_callback();
+        case detail::ReadyEntry::Kind::task_step:
+        case detail::ReadyEntry::Kind::task_wakeup:
+          return e.task()->step();
+        case detail::ReadyEntry::Kind::record:
+          return e.record()->ops->invoke(e.record()->storage);
+      }
+    } catch (const KeyboardInterrupt&) {
+      throw;
+    } catch (...) {
+      report_callback_exception(e, std::current_exception());
     }
   };
   try {
@@ -615,8 +648,11 @@ EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
     invoke();
     const double dt = time() - t0;
     if (dt >= slow_callback_duration_) report_slow_callback(e, dt);
+  } catch (const KeyboardInterrupt&) {
+    finish_interrupted(e);
+    throw;
   } catch (...) {
-    report_callback_exception(e, std::current_exception());
+    report_callback_exception(e, std::current_exception());  // from the reports themselves
   }
 }
 
@@ -824,7 +860,12 @@ std::shared_ptr<Executor> EventLoop::default_executor() {
 
 void EventLoop::set_default_executor(std::shared_ptr<Executor> executor) {
   if (!executor) throw TypeError("set_default_executor: executor must not be null");
-  default_executor_ = std::move(executor);
+  std::shared_ptr<Executor> old = std::exchange(default_executor_, std::move(executor));
+  // As asyncio, the executor replaced is left to finish what it runs. Dropping the last
+  // reference joins its threads, so that happens off the loop's thread (close() joins it):
+  // the loop must not wait for the old executor's jobs.
+  if (old && old.use_count() == 1 && capabilities_.supports("run_in_executor"))
+    executor_shutdown_threads_.emplace_back([old = std::move(old)]() mutable { old.reset(); });
 }
 
 std::uint64_t EventLoop::add_executor_job(Ref<FutureBase> future) {
@@ -858,7 +899,8 @@ Future<void> EventLoop::shutdown_default_executor(double timeout) {
     detail::post_executor_result(inbox, loop, id, [](FutureBase& f) { f.finish_with_result(); });
   });
   if (timeout >= 0) {
-    call_later(timeout, [this, id, timeout] {
+    // The timeout ends with the join, as asyncio's timeout() block: no timer is left behind.
+    TimerHandle expiry = call_later(timeout, [this, id, timeout] {
       Ref<FutureBase> f = take_executor_job(id);
       if (!f || f->done()) return;
       char buf[64];
@@ -867,6 +909,7 @@ Future<void> EventLoop::shutdown_default_executor(double timeout) {
                                  buf + " seconds.");
       f->finish_with_result();
     });
+    done.add_done_callback([expiry](Future<void>) mutable { expiry.cancel(); });
   }
   return done;
 }

@@ -40,6 +40,8 @@ Runner::~Runner() {
     close();
   } catch (const std::exception& e) {
     log(LogLevel::error, std::string("Runner::close failed: ") + e.what());
+  } catch (const BaseException& e) {  // a KeyboardInterrupt from a task's cleanup, say
+    log(LogLevel::error, std::string("Runner::close failed: ") + e.what());
   }
 }
 
@@ -68,6 +70,8 @@ EventLoop& Runner::get_loop() {
       set_event_loop(loop_);
       set_event_loop_ = true;
     }
+    // asyncio fails on the first use of what the factory returned; a null loop must not crash.
+    if (!loop_) throw TypeError("Runner: the loop factory returned no event loop");
     if (options_.debug) loop_->set_debug(*options_.debug);
   }
   return *loop_;

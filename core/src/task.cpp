@@ -197,6 +197,7 @@ void TaskBase::step() {
   EDDY_INSPECT_HOOK(loop, task_stepping(this));  // its callback's duration is the step's
   h.resume();
   loop.set_current_task(nullptr);
+  if (EDDY_UNLIKELY(loop.interrupting())) std::rethrow_exception(loop.take_interrupting());
 }
 
 void TaskBase::wait_on(FutureBase* future, coro::coroutine_handle<> resume_at) {
@@ -259,6 +260,9 @@ void TaskBase::on_coroutine_done() noexcept {
       } catch (const CancelledError& c) {
         must_cancel_ = false;
         finish_cancelled(c.message());
+      } catch (const KeyboardInterrupt&) {
+        get_loop().set_interrupting(std::current_exception());  // step() re-raises it
+        finish_with_exception(std::current_exception());
       } catch (...) {
         finish_with_exception(std::current_exception());
       }

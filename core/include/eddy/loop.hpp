@@ -434,6 +434,11 @@ class EventLoop : public RefCounted {
   SocketKind check_sock(int fd, bool need_kind = false);
   void future_destroyed() noexcept { --live_futures_; }
   void set_current_task(TaskBase* task) noexcept { current_task_ = task; }
+  // A task whose coroutine raised KeyboardInterrupt: its step re-raises it (asyncio's __step
+  // re-raises KeyboardInterrupt and SystemExit after setting them on the task).
+  void set_interrupting(std::exception_ptr e) noexcept { interrupting_ = std::move(e); }
+  bool interrupting() const noexcept { return interrupting_ != nullptr; }
+  std::exception_ptr take_interrupting() noexcept { return std::exchange(interrupting_, nullptr); }
   void timer_cancelled() noexcept { ++timer_cancelled_count_; }
   // Queues an already-built record, taking over its one reference (used by futures to run
   // their done callbacks). RuntimeError if the loop is closed.
@@ -471,6 +476,7 @@ class EventLoop : public RefCounted {
   void run_callback(detail::ReadyEntry e, Invoke&& invoke);
   bool callbacks_timed() const noexcept;  // the inspector or debug mode times each callback
   void run_watched(detail::ReadyEntry e);
+  void finish_interrupted(detail::ReadyEntry e) noexcept;
   void push_timer(detail::HandleRecord* rec);
   void fire_due_timers(double now);  // now: time() as read after this pass polled
   void purge_cancelled_timers();
@@ -520,6 +526,7 @@ class EventLoop : public RefCounted {
   ExceptionHandler exception_handler_;
   TaskFactory task_factory_;
   TaskBase* current_task_ = nullptr;
+  std::exception_ptr interrupting_;
   TaskBase* tasks_head_ = nullptr;
   detail::AsyncGenPromiseBase* asyncgens_head_ = nullptr;
   std::size_t asyncgen_count_ = 0;
