@@ -4,7 +4,10 @@
 // reported that the test did not expect.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "catch_amalgamated.hpp"
@@ -86,6 +89,56 @@ std::vector<std::string> strings(S... s) {
   (v.emplace_back(s), ...);
   return v;
 }
+
+// The log messages of one level, collected while in scope; the previous sink is back after it.
+class CapturedLog {
+ public:
+  explicit CapturedLog(eddy::LogLevel level = eddy::LogLevel::warning)
+      : previous_(eddy::set_log_sink([this, level](eddy::LogLevel l, std::string_view m) {
+          if (l == level) messages.emplace_back(m);
+        })) {}
+  ~CapturedLog() { eddy::set_log_sink(std::move(previous_)); }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+  std::vector<std::string> messages;
+
+ private:
+  eddy::LogSink previous_;
+};
+
+// A default-executor job that runs until release(), or 2 s at most: a loop that wrongly waits
+// for it then fails its test instead of hanging. Its result is 7.
+class HeldExecutorJob {
+ public:
+  explicit HeldExecutorJob(eddy::EventLoop& loop)
+      : job_(loop.run_in_executor(nullptr, [this] {
+          started_ = true;
+          while (!released_) std::this_thread::yield();
+          return 7;
+        })) {
+    while (!started_) std::this_thread::yield();
+    watchdog_ = std::thread([this] {
+      for (int i = 0; i < 200 && !released_; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      released_ = true;
+    });
+  }
+  ~HeldExecutorJob() {
+    release();
+    watchdog_.join();
+  }
+  HeldExecutorJob(const HeldExecutorJob&) = delete;
+  HeldExecutorJob& operator=(const HeldExecutorJob&) = delete;
+  void release() noexcept { released_ = true; }
+  // True once released, by release() or by the watchdog (the loop waited 2 s for the job).
+  bool released() const noexcept { return released_; }
+  eddy::Future<int>& job() noexcept { return job_; }
+
+ private:
+  std::atomic<bool> started_{false}, released_{false};
+  eddy::Future<int> job_;
+  std::thread watchdog_;
+};
 
 #define LOOP_TEST(name, tags) \
   TEMPLATE_TEST_CASE_METHOD(LoopFixture, name, tags, PlatformLoop, VirtualLoop)

@@ -119,10 +119,7 @@ static Coro<void> slow_after(EventLoop& loop, Future<void> f) {
 LOOP_TEST("debug mode reports slow task steps as Task.__step and __wakeup, where it was created",
           "[debug][tasks]") {
   EventLoop& loop = *this->loop;
-  std::vector<std::string> logged;
-  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
-    if (level == LogLevel::warning) logged.emplace_back(m);
-  });
+  CapturedLog warnings;
   loop.set_debug(true);
   loop.set_slow_callback_duration(0.05);
   Future<void> f = loop.create_future<void>();
@@ -131,7 +128,7 @@ LOOP_TEST("debug mode reports slow task steps as Task.__step and __wakeup, where
   loop.run_until_complete(sleep(0));
   f.set_result();
   loop.run_until_complete(t);
-  set_log_sink(std::move(old));
+  const std::vector<std::string>& logged = warnings.messages;
   loop.set_debug(false);
   REQUIRE(logged.size() == 2);
   const std::string at = "test_errors_debug.cpp:" + std::to_string(line) + ">";
@@ -231,10 +228,7 @@ LOOP_TEST("debug mode rejects non-thread-safe calls from another thread", "[debu
 // callback that raises is both reported and logged as slow. Only the first used to happen.
 LOOP_TEST("debug mode logs a slow callback even when it raised", "[debug][errors]") {
   EventLoop& loop = *this->loop;
-  std::vector<std::string> logged;
-  LogSink old = set_log_sink([&](LogLevel level, std::string_view m) {
-    if (level == LogLevel::warning) logged.emplace_back(m);
-  });
+  CapturedLog warnings;
   loop.set_debug(true);
   loop.set_slow_callback_duration(0.05);
   loop.call_soon([&loop] {
@@ -246,7 +240,7 @@ LOOP_TEST("debug mode logs a slow callback even when it raised", "[debug][errors
   });
   loop.run_until_complete(sleep(0));
   loop.set_debug(false);
-  set_log_sink(std::move(old));
+  const std::vector<std::string>& logged = warnings.messages;
   REQUIRE(this->reported.size() == 1);
   CHECK(this->reported[0].exception_text() == "slow and failing");
   this->reported.clear();

@@ -103,24 +103,12 @@ LOOP_TEST("cancelling a queued job's future means the job never runs", "[executo
 LOOP_TEST("a second shutdown_default_executor does not block the loop", "[executor][threads]") {
   auto& loop = *this->loop;
   if (!this->threads()) return;
-  std::atomic<bool> started{false}, release{false};
-  auto job = loop.run_in_executor(nullptr, [&] {
-    started = true;
-    while (!release) std::this_thread::yield();
-  });
-  while (!started) std::this_thread::yield();
-  // Lets the job go after 2 s whatever happens, so a blocked loop fails below instead of hanging.
-  std::thread watchdog([&] {
-    for (int i = 0; i < 200 && !release; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    release = true;
-  });
+  HeldExecutorJob held(loop);
   loop.run_until_complete(loop.shutdown_default_executor(0.01));  // gives up waiting: a warning
   loop.run_until_complete(loop.shutdown_default_executor(0.01));
-  CHECK_FALSE(release);  // both returned while the job still ran
-  release = true;
-  watchdog.join();
-  loop.run_until_complete(job);
+  CHECK_FALSE(held.released());  // both returned while the job still ran
+  held.release();
+  loop.run_until_complete(held.job());
 }
 
 // asyncio's set_default_executor only swaps the reference: the executor replaced finishes its
@@ -130,25 +118,12 @@ LOOP_TEST("set_default_executor does not wait for the jobs of the executor it re
           "[executor][threads]") {
   auto& loop = *this->loop;
   if (!this->threads()) return;
-  std::atomic<bool> started{false}, release{false};
-  auto job = loop.run_in_executor(nullptr, [&] {
-    started = true;
-    while (!release) std::this_thread::yield();
-    return 7;
-  });
-  while (!started) std::this_thread::yield();
-  // Lets the job go after 2 s whatever happens, so a blocked loop fails below instead of hanging.
-  std::thread watchdog([&] {
-    for (int i = 0; i < 200 && !release; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    release = true;
-  });
+  HeldExecutorJob held(loop);
   loop.set_default_executor(std::make_shared<ThreadPoolExecutor>(1));
-  CHECK_FALSE(release);  // returned while the old executor's job still ran
+  CHECK_FALSE(held.released());  // returned while the old executor's job still ran
   CHECK(loop.run_until_complete(loop.run_in_executor(nullptr, [] { return 1; })) == 1);
-  release = true;
-  watchdog.join();
-  CHECK(loop.run_until_complete(job) == 7);  // its result still comes back
+  held.release();
+  CHECK(loop.run_until_complete(held.job()) == 7);  // its result still comes back
   loop.run_until_complete(loop.shutdown_default_executor());
 }
 

@@ -138,19 +138,15 @@ struct IgnoreSigchld {
 
 TEST_CASE_METHOD(NativeFixture, "a child reaped elsewhere: returncode 255 and a warning",
                  "[process-api]") {
-  std::vector<std::string> warnings;
-  LogSink previous = set_log_sink([&](LogLevel level, std::string_view message) {
-    if (level == LogLevel::warning) warnings.emplace_back(message);
-  });
+  CapturedLog warnings;
   std::vector<int> codes;
   {
     IgnoreSigchld ignored;
     CHECK_NOTHROW(loop->run_until_complete(reaped_elsewhere(&codes)));
   }
-  set_log_sink(previous);
   CHECK(codes == std::vector<int>(101, 255));
-  REQUIRE(warnings.size() == 101);
-  CHECK(warnings[0].find("exit status already read: will report returncode 255") !=
+  REQUIRE(warnings.messages.size() == 101);
+  CHECK(warnings.messages[0].find("exit status already read: will report returncode 255") !=
         std::string::npos);
 }
 
