@@ -1092,4 +1092,106 @@ TEST_CASE_METHOD(NativeFixture,
   CHECK(seen.server_serials[2] != seen.server_serials[1]);
 }
 
+// ---- Mutual TLS: a server asking for client certificates ----
+
+namespace {
+const TestCert& client_cert() {
+  static TestCert c("tls-client", "-subj /CN=eddy-client");
+  return c;
+}
+
+struct MutualSeen {
+  int server_connections = 0;
+  std::vector<std::any> server_peercerts;
+  bool client_lost_with_error = false;
+};
+
+struct RecordClientCert : Protocol {
+  explicit RecordClientCert(MutualSeen* seen) : seen(seen) {}
+  MutualSeen* seen;
+  void connection_made(Ref<Transport> t) override {
+    ++seen->server_connections;
+    seen->server_peercerts.push_back(t->get_extra_info("peercert"));
+    t->write("ok");
+  }
+};
+
+struct WaitForAnswer : Protocol {
+  explicit WaitForAnswer(EventLoop& loop) : done(loop.create_future<void>()) {}
+  Future<void> done;
+  std::exception_ptr error;
+  std::string data;
+  void data_received(std::string_view d) override {
+    data += d;
+    if (!done.done()) done.set_result();
+  }
+  void connection_lost(std::exception_ptr e) override {
+    error = e;
+    if (!done.done()) done.set_result();
+  }
+};
+}  // namespace
+
+// One client connection; false if it was refused (at connect, or cut before any answer).
+static Coro<bool> mutual_client(EventLoop& loop, std::uint16_t port, const TlsContext* tls) {
+  auto client = std::make_shared<WaitForAnswer>(loop);
+  ProtocolFactory factory = [client] { return client; };
+  try {
+    Connection c = co_await loop.create_connection(factory, "127.0.0.1", port,
+                                                   {.ssl = tls, .server_hostname = "localhost"});
+    co_await wait_for(client->done, 10.0);
+    c.first->close();
+  } catch (const std::system_error&) {
+    co_return false;
+  }
+  co_return client->data == "ok";
+}
+
+static Coro<void> mutual_tls(EventLoop& loop, TlsContext::ClientCertificates mode, MutualSeen* seen,
+                             std::vector<bool>* answered) {
+  TlsContext server_tls{.server = true,
+                        .ca_file = client_cert().cert,
+                        .cert_file = test_cert().cert,
+                        .key_file = test_cert().key,
+                        .client_certificates = mode};
+  ProtocolFactory record = [seen] { return std::make_shared<RecordClientCert>(seen); };
+  Ref<Server> server = co_await loop.create_server(record, "127.0.0.1", 0, {.ssl = &server_tls});
+  const std::uint16_t port = server->sockets()[0].address.port;
+  TlsContext with_cert{
+      .ca_file = test_cert().cert, .cert_file = client_cert().cert, .key_file = client_cert().key};
+  TlsContext without_cert{.ca_file = test_cert().cert};
+  const bool first = co_await mutual_client(loop, port, &with_cert);
+  answered->push_back(first);
+  const bool second = co_await mutual_client(loop, port, &without_cert);
+  answered->push_back(second);
+  server->close();
+  co_await server->wait_closed();
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "mutual TLS: a server asks for client certificates as verify_mode says",
+                 "[tls][server]") {
+  using Mode = TlsContext::ClientCertificates;
+  for (const Mode mode : {Mode::none, Mode::optional, Mode::required}) {
+    CAPTURE(static_cast<int>(mode));
+    MutualSeen seen;
+    std::vector<bool> answered;
+    loop->run_until_complete(mutual_tls(*loop, mode, &seen, &answered));
+    REQUIRE(answered.size() == 2);
+    CHECK(answered[0]);  // a client with a trusted certificate is always served
+    // CERT_REQUIRED refuses a client without one; the others serve it.
+    CHECK(answered[1] == (mode != Mode::required));
+    REQUIRE(seen.server_connections == (mode == Mode::required ? 1 : 2));
+    const std::any& first = seen.server_peercerts[0];
+    if (mode == Mode::none) {
+      CHECK_FALSE(first.has_value());  // not asked for: None
+    } else {
+      REQUIRE(first.has_value());
+      CHECK(std::any_cast<const PeerCertificate&>(first).subject ==
+            PeerCertificate::Name{{PeerCertificate::Attribute{"commonName", "eddy-client"}}});
+    }
+    if (mode == Mode::optional) CHECK_FALSE(seen.server_peercerts[1].has_value());
+  }
+}
+
 #endif  // __EMSCRIPTEN__

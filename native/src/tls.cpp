@@ -223,8 +223,14 @@ std::unique_ptr<SSL_CTX, SslCtxDeleter> make_context(const TlsContext& config) {
   if (!config.key_file.empty() &&
       SSL_CTX_use_PrivateKey_file(ctx.get(), std::string(config.key_file).c_str(), SSL_FILETYPE_PEM) != 1)
     fail("load private key");
-  if (!config.server && config.verify_peer) {
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  using ClientCertificates = TlsContext::ClientCertificates;
+  const bool verify =
+      config.server ? config.client_certificates != ClientCertificates::none : config.verify_peer;
+  if (verify) {
+    int mode = SSL_VERIFY_PEER;
+    if (config.server && config.client_certificates == ClientCertificates::required)
+      mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(ctx.get(), mode, nullptr);
     int ok = config.ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx.get())
                                     : SSL_CTX_load_verify_locations(ctx.get(), std::string(config.ca_file).c_str(), nullptr);
     if (ok != 1) fail("load trust anchors");
@@ -242,6 +248,7 @@ class ContextCache {
   static std::shared_ptr<SSL_CTX> get(const TlsContext& config) {
     Key key{config.server,
             config.verify_peer,
+            config.client_certificates,
             config.min_version,
             {file_of(config.ca_file), file_of(config.cert_file), file_of(config.key_file)}};
     static ContextCache cache;
@@ -270,10 +277,12 @@ class ContextCache {
   };
   struct Key {
     bool server, verify_peer;
+    TlsContext::ClientCertificates client_certificates;
     int min_version;
     File files[3];
     bool operator==(const Key& o) const {
-      return server == o.server && verify_peer == o.verify_peer && min_version == o.min_version &&
+      return server == o.server && verify_peer == o.verify_peer &&
+             client_certificates == o.client_certificates && min_version == o.min_version &&
              std::equal(std::begin(files), std::end(files), std::begin(o.files));
     }
   };

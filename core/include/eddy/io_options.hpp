@@ -37,6 +37,10 @@ struct TlsContext {
   std::string_view cert_file;        // our certificate chain (PEM): servers, or client certs
   std::string_view key_file;         // its private key (PEM)
   int min_version = 0x0303;          // TLS 1.2; 0x0304 for TLS 1.3 only
+  // Servers: whether clients are asked for a certificate (mutual TLS), checked against ca_file
+  // (or the system's anchors): Python's verify_mode CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED.
+  enum class ClientCertificates : std::uint8_t { none, optional, required };
+  ClientCertificates client_certificates = ClientCertificates::none;
 };
 
 // get_extra_info("cipher") on a TLS transport: ssl.SSLSocket.cipher()'s (name, protocol, secret
