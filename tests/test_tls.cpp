@@ -44,6 +44,12 @@ const TestCert& test_cert() {
   return c;
 }
 
+// A client's certificate for mutual TLS (its own trust anchor).
+const TestCert& client_cert() {
+  static TestCert c("tls-client", "-subj /CN=eddy-client");
+  return c;
+}
+
 // A certificate with every field Python's getpeercert() shows: a multi-valued RDN, each kind of
 // subject alternative name, OCSP and CA issuer URLs, a CRL distribution point.
 const TestCert& rich_cert() {
@@ -342,8 +348,13 @@ struct TlsLineEcho : Protocol {
   }
 };
 
-static Coro<void> tls_server_for_s_client(EventLoop& loop, std::string* said) {
+// `mutual`: the server requires a client certificate, and s_client presents one.
+static Coro<void> tls_server_for_s_client(EventLoop& loop, std::string* said, bool mutual = false) {
   TlsContext tls{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  if (mutual) {
+    tls.ca_file = client_cert().cert;
+    tls.client_certificates = TlsContext::ClientCertificates::required;
+  }
   Future<void> done = loop.create_future<void>();
   ProtocolFactory factory = [done] { return std::make_shared<TlsLineEcho>(done); };
   Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, {.ssl = &tls});
@@ -360,6 +371,10 @@ static Coro<void> tls_server_for_s_client(EventLoop& loop, std::string* said) {
   std::vector<std::string> a = strings("openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port),
                                        "-quiet", "-CAfile", test_cert().cert, "-verify_return_error",
                                        "-servername", "localhost");
+  if (mutual) {
+    for (const std::string& arg : strings("-cert", client_cert().cert, "-key", client_cert().key))
+      a.push_back(arg);
+  }
   std::vector<char*> argv;
   for (auto& x : a) argv.push_back(x.data());
   argv.push_back(nullptr);
@@ -467,6 +482,14 @@ TEST_CASE_METHOD(NativeFixture, "start_tls with written data still buffered: pla
 TEST_CASE_METHOD(NativeFixture, "TLS server: openssl s_client verifies us and gets its line back", "[tls][peer][server]") {
   std::string said;
   loop->run_until_complete(tls_server_for_s_client(*loop, &said));
+  CHECK(said.find("echo: ping") != std::string::npos);
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "mutual TLS: openssl s_client presents its certificate to a server requiring one",
+                 "[tls][peer][server]") {
+  std::string said;
+  loop->run_until_complete(tls_server_for_s_client(*loop, &said, true));
   CHECK(said.find("echo: ping") != std::string::npos);
 }
 
@@ -1095,10 +1118,6 @@ TEST_CASE_METHOD(NativeFixture,
 // ---- Mutual TLS: a server asking for client certificates ----
 
 namespace {
-const TestCert& client_cert() {
-  static TestCert c("tls-client", "-subj /CN=eddy-client");
-  return c;
-}
 
 struct MutualSeen {
   int server_connections = 0;
