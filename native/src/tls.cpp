@@ -226,6 +226,13 @@ std::unique_ptr<SSL_CTX, SslCtxDeleter> make_context(const TlsContext& config) {
   using ClientCertificates = TlsContext::ClientCertificates;
   const bool verify =
       config.server ? config.client_certificates != ClientCertificates::none : config.verify_peer;
+  // A server's sessions are tied to its settings: without this, OpenSSL refuses a client that
+  // resumes a session with a server verifying client certificates ("session id context
+  // uninitialized"), as browsers and Python's session= do. Python names its contexts too.
+  if (config.server) {
+    static const unsigned char kSessionContext[] = "eddy";
+    SSL_CTX_set_session_id_context(ctx.get(), kSessionContext, sizeof kSessionContext - 1);
+  }
   if (verify) {
     int mode = SSL_VERIFY_PEER;
     if (config.server && config.client_certificates == ClientCertificates::required)
