@@ -118,12 +118,25 @@ LOOP_TEST("set_default_executor does not wait for the jobs of the executor it re
           "[executor][threads]") {
   auto& loop = *this->loop;
   if (!this->threads()) return;
-  HeldExecutorJob held(loop);
+  std::atomic<bool> started{false}, release{false};
+  auto job = loop.run_in_executor(nullptr, [&] {
+    started = true;
+    while (!release) std::this_thread::yield();
+    return 7;
+  });
+  while (!started) std::this_thread::yield();
+  // Lets the job go after 2 s whatever happens, so a blocked loop fails below instead of hanging.
+  std::thread watchdog([&] {
+    for (int i = 0; i < 200 && !release; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    release = true;
+  });
   loop.set_default_executor(std::make_shared<ThreadPoolExecutor>(1));
-  CHECK_FALSE(held.released());  // returned while the old executor's job still ran
+  CHECK_FALSE(release);  // returned while the old executor's job still ran
   CHECK(loop.run_until_complete(loop.run_in_executor(nullptr, [] { return 1; })) == 1);
-  held.release();
-  CHECK(loop.run_until_complete(held.job()) == 7);  // its result still comes back
+  release = true;
+  watchdog.join();
+  CHECK(loop.run_until_complete(job) == 7);  // its result still comes back
   loop.run_until_complete(loop.shutdown_default_executor());
 }
 
