@@ -54,7 +54,8 @@ struct TlsCipher {
 // get_extra_info("peercert") on a TLS transport: ssl.SSLSocket.getpeercert(), field by field, with
 // Python's texts ("commonName", "Dec  6 05:50:16 2026 GMT", ("IP Address", "127.0.0.1"), ...).
 // As in Python, a certificate that this side did not verify (a client with verify_peer off, a
-// server) comes back empty (Python's {}); a peer that sent none gives no value at all (None).
+// server not asking for client_certificates) comes back empty (Python's {}); a peer that sent none
+// gives no value at all (None).
 struct PeerCertificate {
   using Attribute = std::pair<std::string, std::string>;  // {"commonName", "localhost"}
   // Relative distinguished names in order, each one or more attributes (Python's tuple of tuples).
