@@ -4,8 +4,11 @@
 // reported that the test did not expect.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +91,22 @@ std::vector<std::string> strings(S... s) {
   std::vector<std::string> v;
   (v.emplace_back(s), ...);
   return v;
+}
+
+// A file holding `content`, its name already unlinked, positioned at its end (for sendfile): on
+// the host's file system natively, in Emscripten's in WebAssembly.
+inline int temp_file_with(const std::string& content) {
+  char path[] = "/tmp/eddy-sendfile-XXXXXX";
+  const int fd = ::mkstemp(path);
+  REQUIRE(fd >= 0);
+  ::unlink(path);
+  std::size_t off = 0;
+  while (off < content.size()) {
+    const auto n = ::write(fd, content.data() + off, content.size() - off);
+    REQUIRE(n > 0);
+    off += static_cast<std::size_t>(n);
+  }
+  return fd;
 }
 
 // The log messages of one level, collected while in scope; the previous sink is back after it.

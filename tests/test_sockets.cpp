@@ -180,15 +180,6 @@ TEST_CASE_METHOD(NativeFixture, "sock_connect to a closed port raises ECONNREFUS
   CHECK(got == std::errc::connection_refused);
   ::close(s);
 }
-static int temp_file_with(const std::string& content) {
-  char path[] = "/tmp/eddy-sendfile-XXXXXX";
-  int fd = ::mkstemp(path);
-  ::unlink(path);
-  std::size_t off = 0;
-  while (off < content.size()) off += static_cast<std::size_t>(::write(fd, content.data() + off, content.size() - off));
-  return fd;
-}
-
 static Coro<void> sendfile_zero_copy(EventLoop& loop, int listener, std::uint16_t port, int file, std::string* got) {
   int client = nonblocking_socket(AF_INET, SOCK_STREAM);
   Task<std::pair<int, SocketAddress>> accepting = loop.create_task(loop.sock_accept(listener));

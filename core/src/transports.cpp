@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "eddy/backend.hpp"
+#include "eddy/detail/files.hpp"
 #include "eddy/errors.hpp"
 #include "eddy/log.hpp"
 #include "eddy/loop.hpp"
@@ -103,7 +104,18 @@ std::unique_ptr<Backend::InterruptWatch> Backend::watch_interrupt(std::function<
 std::size_t Backend::sendfile_chunk(int, int, std::uint64_t, std::size_t, std::error_code&) {
   backend_lacks("sock_sendfile");
 }
-std::size_t Backend::read_file(int, std::uint64_t, std::span<char>, std::error_code&) { backend_lacks("sendfile"); }
+std::size_t Backend::read_file(int file, std::uint64_t offset, std::span<char> buffer,
+                               std::error_code& error) {
+  std::size_t n = platform::read_file_at(file, offset, buffer, error);
+  if (error == std::errc::invalid_seek) {  // a pipe: read on from where it is
+    error.clear();
+    n = platform::read_file(file, buffer, error);
+  }
+  return n;
+}
+void Backend::seek_file(int file, std::uint64_t offset) noexcept {
+  platform::seek_file(file, offset);
+}
 void StreamEndpoint::wait_writable(std::function<void()>) {
   backend_lacks("sendfile");
 }

@@ -1,7 +1,9 @@
 #include "selector_backend.hpp"
 
+#include <algorithm>
 #include <chrono>
 
+#include "eddy/detail/files.hpp"
 #include "eddy/executor.hpp"
 #include "virtual_sockets.hpp"
 
@@ -89,8 +91,9 @@ void SelectorBackend::describe(Capabilities& caps) const {
       c.supported = false;
       c.note = "no signals or processes on this target";
     } else if (name == "sendfile" || name == "sock_sendfile") {
-      c.supported = false;
-      c.note = "the virtual network has no files to send";
+      c.note =
+          "the virtual network copies the file into the socket as sendfile(2) would (in "
+          "WebAssembly: files of Emscripten's file system)";
     } else if (name == "start_tls") {
       c.supported = false;
       c.note = "no TLS on the virtual network (use a wss:// WebSocket in a browser)";
@@ -243,6 +246,29 @@ std::error_code SelectorBackend::sock_connect_result(int fd) {
   Socket* s = net_->find(fd);
   if (!s) return std::make_error_code(std::errc::bad_file_descriptor);
   return s->connect_result;
+}
+
+// The network's sendfile(2): the file's bytes from `offset` go into the socket's send buffer, as
+// many as it has room for (would_block when it has none), read at their offset, so the file
+// position stays. As Linux, a file without offsets (a pipe) is refused with EINVAL.
+std::size_t SelectorBackend::sendfile_chunk(int sock, int file, std::uint64_t offset,
+                                            std::size_t count, std::error_code& error) {
+  constexpr std::size_t kMaxChunk = 256 * 1024;
+  Socket* s = net_->find(sock);
+  if (!s || s->kind != Socket::Kind::stream) {
+    error = std::make_error_code(s ? std::errc::invalid_argument : std::errc::bad_file_descriptor);
+    return 0;
+  }
+  const std::size_t space = s->out ? s->out->send_space() : 0;
+  if (space == 0) {
+    net_->send(sock, {}, nullptr, error);  // the socket's error, or would_block
+    return 0;
+  }
+  sendfile_buffer_.resize(std::min({count, space, kMaxChunk}));
+  const std::size_t n = platform::read_file_at(file, offset, sendfile_buffer_, error);
+  if (error == std::errc::invalid_seek) error = std::make_error_code(std::errc::invalid_argument);
+  if (error || n == 0) return 0;
+  return net_->send(sock, std::string_view(sendfile_buffer_.data(), n), nullptr, error);
 }
 
 // Virtual sockets never block.

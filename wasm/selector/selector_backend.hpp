@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "eddy/backend.hpp"
 #include "eddy/loop.hpp"
@@ -120,6 +121,8 @@ class SelectorBackend final : public Backend {
   void sock_connect(int fd, const SocketAddress& address, std::error_code& error) override;
   std::error_code sock_connect_result(int fd) override;
   SocketFacts socket_facts(int fd) override;
+  std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
+                             std::error_code& error) override;
 
  private:
   SelectorOptions options_;
@@ -127,6 +130,7 @@ class SelectorBackend final : public Backend {
   Waiter* waiter_;
   std::shared_ptr<vnet::detail::NetworkCore> net_;
   vnet::Network network_;
+  std::vector<char> sendfile_buffer_;
 };
 
 }  // namespace eddy::selector

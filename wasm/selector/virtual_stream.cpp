@@ -59,6 +59,7 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
     if (closed_) return;
     closed_ = true;
     events_ = nullptr;
+    writable_ = nullptr;
     net_.close(fd_, reset);
     net_.retire(std::unique_ptr<SocketOwner>(this));  // freed at the next poll, outside our calls
   }
@@ -73,9 +74,29 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
     return {};
   }
 
+  // sendfile writes into a stream socket's send buffer directly (SelectorBackend::sendfile_chunk),
+  // once the writes queued here are in: the transport waits for them first.
+  int sendfile_socket() const noexcept override {
+    const Socket* s = net_.find(fd_);
+    return s && s->kind == Socket::Kind::stream && !closed_ ? fd_ : -1;
+  }
+  void wait_writable(std::function<void()> ready) override {
+    writable_ = std::move(ready);
+    net_.mark(fd_);
+  }
+  void cancel_writable_wait() noexcept override { writable_ = nullptr; }
+
   bool pump() override {
     Socket* s = net_.find(fd_);
     if (!s || closed_) return false;
+    if (writable_ && writes_.empty() && net_.writable(*s)) {
+      auto ready = std::move(writable_);
+      writable_ = nullptr;
+      ready();
+      if (closed_) return true;
+      s = net_.find(fd_);
+      if (!s) return true;
+    }
     bool reported = false;
     if (connect_done_) {
       if (s->connecting) return false;
@@ -194,6 +215,7 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
   int fd_;
   ConnectDone connect_done_;
   StreamEvents* events_ = nullptr;
+  std::function<void()> writable_;  // sendfile's wait for room in the send buffer
   struct QueuedPiece {
     std::string data;
     bool ends_write;  // write_done once this piece is in the send buffer

@@ -116,8 +116,9 @@ class Backend {
   // now; would_block when full), pread for the fallback, and the file position afterwards.
   virtual std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
                                      std::error_code& error);
+  // The last two are the platform's file access (eddy/detail/files.hpp) unless overridden.
   virtual std::size_t read_file(int file, std::uint64_t offset, std::span<char> buffer, std::error_code& error);
-  virtual void seek_file(int file, std::uint64_t offset) noexcept {}
+  virtual void seek_file(int file, std::uint64_t offset) noexcept;
   // TLS: wraps a connected endpoint; `done` reports the handshake's outcome once (from poll()),
   // unless the returned endpoint is closed first. Errors carry a readable message.
   using HandshakeDone = std::function<void(std::error_code, std::string)>;

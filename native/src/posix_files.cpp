@@ -1,0 +1,35 @@
+// The platform's file access for sendfile (eddy/detail/files.hpp): POSIX reads at an offset,
+// plain reads for pipes, and the file position. The WebAssembly library compiles this file too:
+// Emscripten's file system answers the same calls.
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "eddy/detail/files.hpp"
+
+namespace eddy::platform {
+
+std::size_t read_file_at(int file, std::uint64_t offset, std::span<char> buffer,
+                         std::error_code& error) {
+  const ssize_t n = ::pread(file, buffer.data(), buffer.size(), static_cast<off_t>(offset));
+  if (n < 0) {
+    error = {errno, std::generic_category()};
+    return 0;
+  }
+  return static_cast<std::size_t>(n);
+}
+
+std::size_t read_file(int file, std::span<char> buffer, std::error_code& error) {
+  const ssize_t n = ::read(file, buffer.data(), buffer.size());
+  if (n < 0) {
+    error = {errno, std::generic_category()};
+    return 0;
+  }
+  return static_cast<std::size_t>(n);
+}
+
+void seek_file(int file, std::uint64_t offset) noexcept {
+  ::lseek(file, static_cast<off_t>(offset), SEEK_SET);
+}
+
+}  // namespace eddy::platform
