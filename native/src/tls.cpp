@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <deque>
 #include <memory>
@@ -557,29 +558,42 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
     if (done) done(ec, why);
   }
 
+  static constexpr std::size_t kPlaintextHint = 65536;  // get_buffer's hint, as on plain sockets
+
+  // As asyncio's SSL protocol: the records decrypted so far reach the protocol in one call (as
+  // many as fit the buffer it lends: 256 KiB for data_received), not one call per record. What
+  // ended the reading (the peer's close_notify, an error) is reported after that data.
   void deliver_plaintext() {
     while (events_ && outer_reading_ && !closed_ && !closing_) {
-      std::span<char> buf = events_->read_buffer(16384);
+      std::span<char> buf = events_->read_buffer(kPlaintextHint);
       if (buf.empty()) {
         events_->read_failed(std::make_error_code(std::errc::no_buffer_space));
         return;
       }
-      int r = SSL_read(ssl_, buf.data(), static_cast<int>(buf.size()));
-      if (r > 0) {
-        events_->read_done(static_cast<std::size_t>(r));
+      std::size_t filled = 0;
+      int r = 1;
+      while (filled < buf.size()) {
+        const std::size_t room = std::min<std::size_t>(buf.size() - filled, INT_MAX);
+        r = SSL_read(ssl_, buf.data() + filled, static_cast<int>(room));
+        if (r <= 0) break;
+        filled += static_cast<std::size_t>(r);
+      }
+      if (r > 0) {  // the buffer is full: more may be waiting
+        events_->read_done(filled);
         continue;
       }
-      int err = SSL_get_error(ssl_, r);
+      const int err = SSL_get_error(ssl_, r);
+      std::error_code tls_ec;
+      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_ZERO_RETURN)
+        tls_ec = last_tls_error(nullptr);  // before anything else touches OpenSSL's error queue
       std::error_code ec;
       send_records(ec);  // TLS 1.3 may answer (key updates)
-      if (err == SSL_ERROR_WANT_READ) return;
-      if (err == SSL_ERROR_ZERO_RETURN) {
-        if (events_) events_->read_eof();
-        return;
-      }
-      std::string why;
-      std::error_code tls_ec = last_tls_error(&why);
-      if (events_) events_->read_failed(tls_ec);
+      if (filled > 0) events_->read_done(filled);
+      if (!events_ || closed_ || err == SSL_ERROR_WANT_READ) return;
+      if (err == SSL_ERROR_ZERO_RETURN)
+        events_->read_eof();
+      else
+        events_->read_failed(tls_ec);
       return;
     }
   }
