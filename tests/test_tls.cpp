@@ -13,6 +13,7 @@ using namespace eddy;
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -954,6 +955,62 @@ TEST_CASE_METHOD(NativeFixture,
   // carries 16 KiB at most).
   CHECK(client->largest > 16384);
   CHECK(said == "END close_notify\n");
+}
+
+// A BufferedProtocol over TLS: get_buffer's buffer is filled across records where it has room,
+// and a buffer smaller than a record takes the record in pieces.
+namespace {
+struct BufferedTlsReader : BufferedProtocol {
+  BufferedTlsReader(EventLoop& loop, std::size_t buffer_size, std::size_t want)
+      : buffer(buffer_size), want(want), lost(loop.create_future<void>()) {}
+  std::vector<char> buffer;
+  std::size_t want;
+  Ref<Transport> transport;
+  std::string data;
+  std::vector<std::size_t> updates;
+  Future<void> lost;
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  std::span<char> get_buffer(std::size_t) override { return buffer; }
+  void buffer_updated(std::size_t n) override {
+    updates.push_back(n);
+    data.append(buffer.data(), n);
+    if (data.size() >= want) transport->close();
+  }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+}  // namespace
+
+static Coro<void> tls_buffered_reader(EventLoop& loop, std::shared_ptr<BufferedTlsReader> reader,
+                                      std::string* said) {
+  PythonPeer peer(
+      strings("tls-burst-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
+  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
+  TlsContext tls{.ca_file = test_cert().cert};
+  ProtocolFactory factory = [reader] { return reader; };
+  Connection c = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
+  co_await reader->lost;
+  *said = peer.finish();
+}
+
+TEST_CASE_METHOD(NativeFixture, "TLS: a BufferedProtocol's buffer is filled across records",
+                 "[tls][peer][buffered]") {
+  const std::size_t buffer_size = GENERATE(std::size_t(1000), std::size_t(65536));
+  CAPTURE(buffer_size);
+  auto reader = std::make_shared<BufferedTlsReader>(*loop, buffer_size, 80000);
+  std::string said;
+  loop->run_until_complete(tls_buffered_reader(*loop, reader, &said));
+  CHECK(reader->data == peer_pattern(0, 80000));  // 20 records of 4000 bytes
+  CHECK(said == "END close_notify\n");
+  const std::size_t largest = *std::max_element(reader->updates.begin(), reader->updates.end());
+  CHECK(largest <= buffer_size);
+  CHECK(std::count(reader->updates.begin(), reader->updates.end(), std::size_t(0)) == 0);
+  if (buffer_size < 4000)
+    CHECK(reader->updates.size() >= 80);
+  else
+    CHECK(largest > 4000);  // more than one record in one buffer_updated
 }
 
 // ---- getpeercert() and cipher() as Python gives them ----
