@@ -930,8 +930,10 @@ struct PauseAtEachDelivery : Protocol {
 
 }  // namespace
 
-static Coro<void> tls_resume_reading(EventLoop& loop, std::shared_ptr<PauseAtEachDelivery> client,
-                                     std::string* said) {
+// A TLS connection to Python's burst server (20 records of 4000 bytes at once) with `client` as
+// its protocol, until the connection is lost; `said` is what the server printed.
+template <class P>
+static Coro<void> tls_burst_to(EventLoop& loop, std::shared_ptr<P> client, std::string* said) {
   PythonPeer peer(
       strings("tls-burst-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
   const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
@@ -947,7 +949,7 @@ TEST_CASE_METHOD(NativeFixture,
                  "[tls][peer]") {
   auto client = std::make_shared<PauseAtEachDelivery>(*loop, 80000);
   std::string said;
-  loop->run_until_complete(tls_resume_reading(*loop, client, &said));
+  loop->run_until_complete(tls_burst_to(*loop, client, &said));
   CHECK(client->data == peer_pattern(0, 80000));
   CHECK(client->deliveries > 1);
   CHECK(client->inside_resume == 0);
@@ -983,25 +985,13 @@ struct BufferedTlsReader : BufferedProtocol {
 };
 }  // namespace
 
-static Coro<void> tls_buffered_reader(EventLoop& loop, std::shared_ptr<BufferedTlsReader> reader,
-                                      std::string* said) {
-  PythonPeer peer(
-      strings("tls-burst-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
-  const auto port = static_cast<std::uint16_t>(std::stoi(peer.ready()));
-  TlsContext tls{.ca_file = test_cert().cert};
-  ProtocolFactory factory = [reader] { return reader; };
-  Connection c = co_await loop.create_connection(factory, "localhost", port, {.ssl = &tls});
-  co_await reader->lost;
-  *said = peer.finish();
-}
-
 TEST_CASE_METHOD(NativeFixture, "TLS: a BufferedProtocol's buffer is filled across records",
                  "[tls][peer][buffered]") {
   const std::size_t buffer_size = GENERATE(std::size_t(1000), std::size_t(65536));
   CAPTURE(buffer_size);
   auto reader = std::make_shared<BufferedTlsReader>(*loop, buffer_size, 80000);
   std::string said;
-  loop->run_until_complete(tls_buffered_reader(*loop, reader, &said));
+  loop->run_until_complete(tls_burst_to(*loop, reader, &said));
   CHECK(reader->data == peer_pattern(0, 80000));  // 20 records of 4000 bytes
   CHECK(said == "END close_notify\n");
   const std::size_t largest = *std::max_element(reader->updates.begin(), reader->updates.end());
