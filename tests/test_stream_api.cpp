@@ -761,6 +761,7 @@ LOOP_TEST("start_server: a handler that drops its writer closes the connection",
 #include <unistd.h>
 
 #include "peer.hpp"
+#include "tls_certs.hpp"
 
 using NativeFixture = LoopFixture<PlatformLoop>;
 
@@ -1025,34 +1026,12 @@ TEST_CASE_METHOD(NativeFixture, "start_server: a failing handler is reported; pl
 
 // ---- start_tls ----------------------------------------------------------------------------------
 
-namespace {
-struct StreamTestCert {
-  std::string dir, cert, key;
-  StreamTestCert() {
-    dir = "/tmp/eddy-stream-api-tls-" + std::to_string(::getpid());
-    cert = dir + "/cert.pem";
-    key = dir + "/key.pem";
-    const std::string cmd =
-        "mkdir -p " + dir +
-        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-        " -subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout " +
-        key + " -out " + cert + " 2>/dev/null";
-    if (std::system(cmd.c_str()) != 0) std::abort();
-  }
-  ~StreamTestCert() { std::system(("rm -rf " + dir).c_str()); }
-};
-const StreamTestCert& stream_test_cert() {
-  static StreamTestCert c;
-  return c;
-}
-}  // namespace
-
 static Coro<void> starttls_streams(std::uint16_t port, std::string* secure) {
   StreamPair s = co_await open_connection("127.0.0.1", port);
   s.second->write("STARTTLS\n");
   std::string go = co_await s.first->readline();
   CHECK(go == "GO\n");
-  TlsContext tls{.ca_file = stream_test_cert().cert};
+  TlsContext tls{.ca_file = test_cert().cert};
   Ref<WriteTransport> plain = s.second->transport();
   co_await s.second->start_tls(&tls, {.server_hostname = "localhost"});
   CHECK(plain->is_closing());  // retired
@@ -1069,8 +1048,7 @@ static Coro<void> starttls_streams(std::uint16_t port, std::string* secure) {
 
 TEST_CASE_METHOD(NativeFixture, "StreamWriter.start_tls upgrades reader and writer",
                  "[streams-api][peer][tls]") {
-  PythonPeer peer(strings("starttls-server", "tcp:127.0.0.1:0", stream_test_cert().cert,
-                          stream_test_cert().key));
+  PythonPeer peer(strings("starttls-server", "tcp:127.0.0.1:0", test_cert().cert, test_cert().key));
   std::string secure;
   loop->run_until_complete(starttls_streams(port_of(peer.ready()), &secure));
   CHECK(secure == "secure: hello\n");

@@ -18,32 +18,11 @@ using namespace eddy;
 #include <fstream>
 
 #include "peer.hpp"
+#include "tls_certs.hpp"
 
 using NativeFixture = LoopFixture<PlatformLoop>;
 
 namespace {
-
-struct TestCert {
-  std::string dir, cert, key;
-  explicit TestCert(const std::string& name = "tls",
-                    const std::string& subject_and_extensions =
-                        "-subj /CN=localhost -addext subjectAltName=DNS:localhost") {
-    dir = "/tmp/eddy-" + name + "-" + std::to_string(::getpid());
-    cert = dir + "/cert.pem";
-    key = dir + "/key.pem";
-    const std::string cmd =
-        "mkdir -p " + dir +
-        " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 " +
-        subject_and_extensions + " -keyout " + key + " -out " + cert + " 2>/dev/null";
-    if (std::system(cmd.c_str()) != 0) std::abort();
-  }
-  ~TestCert() { std::system(("rm -rf " + dir).c_str()); }
-};
-
-const TestCert& test_cert() {
-  static TestCert c;
-  return c;
-}
 
 // A client's certificate for mutual TLS (its own trust anchor).
 const TestCert& client_cert() {
@@ -603,6 +582,16 @@ static Coro<void> tls_option_errors(EventLoop& loop, std::vector<std::string>* e
   co_await attempt(
       {.sock = fd, .ssl = &client_tls, .server_hostname = "localhost", .ssl_shutdown_timeout = 0.0},
       false);
+  // The value as Python's repr() writes it.
+  static constexpr double kOdd[] = {-60.0,  -100000.0,          -1e-05,       -0.0001,
+                                    -1e16,  -123456789012345.6, -(0.1 + 0.2), -9999999999999998.0,
+                                    -5e-324};
+  for (double v : kOdd)
+    co_await attempt({.sock = fd,
+                      .ssl = &client_tls,
+                      .server_hostname = "localhost",
+                      .ssl_handshake_timeout = v},
+                     false);
   ::close(fd);
 }
 
@@ -618,7 +607,19 @@ TEST_CASE_METHOD(NativeFixture,
                                  "you have to pass server_hostname when using ssl",
                                  "server_hostname is only meaningful with ssl",
                                  "ssl_shutdown_timeout is only meaningful with ssl",
-                                 "ssl_shutdown_timeout should be a positive number, got 0.0"});
+                                 "ssl_shutdown_timeout should be a positive number, got 0.0",
+                                 "ssl_handshake_timeout should be a positive number, got -60.0",
+                                 "ssl_handshake_timeout should be a positive number, got -100000.0",
+                                 "ssl_handshake_timeout should be a positive number, got -1e-05",
+                                 "ssl_handshake_timeout should be a positive number, got -0.0001",
+                                 "ssl_handshake_timeout should be a positive number, got -1e+16",
+                                 "ssl_handshake_timeout should be a positive number, got "
+                                 "-123456789012345.6",
+                                 "ssl_handshake_timeout should be a positive number, got "
+                                 "-0.30000000000000004",
+                                 "ssl_handshake_timeout should be a positive number, got "
+                                 "-9999999999999998.0",
+                                 "ssl_handshake_timeout should be a positive number, got -5e-324"});
 }
 
 // TLS has no half-close: a protocol whose eof_received() returns true is closed all the same

@@ -5,6 +5,7 @@
 #include "eddy/server.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -375,15 +376,35 @@ struct ConnectRace : RefCounted {
 constexpr double kSslShutdownTimeout = 30.0;
 
 // A number as Python's repr prints a float (0.0, 2.5, -1.0).
+// A float as Python's repr() writes it in asyncio's messages: the shortest digits that read back
+// as `v`, in positional notation ("60.0", "0.3", "100000.0") unless the exponent is below -4 or
+// 16 and up ("1e-05", "1e+16").
 std::string format_seconds(double v) {
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {  // the shortest text that reads back as v
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+  char buf[40];
+  for (int precision = 0; precision <= 16; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*e", precision, v);
     if (std::strtod(buf, nullptr) == v) break;
   }
-  std::string text(buf);
-  if (text.find_first_of(".eni") == std::string::npos) text += ".0";
-  return text;
+  const std::string text(buf);  // [-]d[.ddd]e±XX
+  const bool negative = text[0] == '-';
+  const std::size_t first = negative ? 1 : 0, e = text.find('e');
+  std::string digits = text.substr(first, 1);
+  if (e > first + 1) digits += text.substr(first + 2, e - first - 2);
+  const int exponent = std::atoi(text.c_str() + e + 1);
+  std::string out = negative ? "-" : "";
+  if (exponent < -4 || exponent >= 16) {
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    char tail[16];
+    std::snprintf(tail, sizeof tail, "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+    return out + tail;
+  }
+  const int before_point = exponent + 1;  // digits left of the point (<= 0: "0.00ddd")
+  if (before_point <= 0) return out + "0." + std::string(-before_point, '0') + digits;
+  if (digits.size() <= static_cast<std::size_t>(before_point))
+    return out + digits + std::string(before_point - digits.size(), '0') + ".0";
+  return out + digits.substr(0, before_point) + "." + digits.substr(before_point);
 }
 
 std::system_error handshake_timeout(double timeout) {
@@ -473,9 +494,18 @@ void check_shutdown_timeout(const TlsContext* ssl, std::optional<double> timeout
                      format_seconds(*timeout));
 }
 
+// `method` with ssl= on a loop without TLS (WebAssembly): NotSupportedError before anything
+// is connected or bound, with the reason the capability table gives for start_tls.
+void require_tls(const Capabilities& caps, const char* method) {
+  if (caps.supports("start_tls")) return;
+  const Capability* c = caps.find("start_tls");
+  throw NotSupportedError(std::string(method) + "(ssl=...)", caps.target, c ? c->note : "");
+}
+
 // asyncio's checks of the TLS options of create_connection / create_unix_connection, made
 // before connecting. `name` is the default server_hostname: the host ("" with a sock or a path).
-void check_tls_options(const ConnectionOptions& options, std::string_view name,
+void check_tls_options(const Capabilities& caps, const char* method,
+                       const ConnectionOptions& options, std::string_view name,
                        const char* missing_name) {
   if (!options.ssl) {
     if (options.server_hostname) throw ValueError("server_hostname is only meaningful with ssl");
@@ -489,13 +519,16 @@ void check_tls_options(const ConnectionOptions& options, std::string_view name,
     throw ValueError("ssl_handshake_timeout should be a positive number, got " +
                      format_seconds(*options.ssl_handshake_timeout));
   check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
+  require_tls(caps, method);
 }
 
 // create_server / create_unix_server: asyncio's checks, made before binding.
-void check_server_tls_options(const ServerOptions& options) {
+void check_server_tls_options(const Capabilities& caps, const char* method,
+                              const ServerOptions& options) {
   if (!options.ssl && options.ssl_handshake_timeout)
     throw ValueError("ssl_handshake_timeout is only meaningful with ssl");
   check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
+  if (options.ssl) require_tls(caps, method);
 }
 
 // The handshake over a new connection when its options ask for TLS; else the connection as is.
@@ -516,7 +549,8 @@ Coro<Connection> EventLoop::create_connection(ProtocolFactory factory, std::stri
   capabilities().require("create_connection");
   ConnectOptions copts;
   copts.keep_alive = options.keep_alive;
-  check_tls_options(options, host, "You must set server_hostname when using ssl without a host");
+  check_tls_options(capabilities(), "create_connection", options, host,
+                    "You must set server_hostname when using ssl without a host");
   if (options.sock) {
     if (!host.empty() || port) throw ValueError("host/port and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, copts);
@@ -578,7 +612,8 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
 Coro<Connection> EventLoop::create_unix_connection(ProtocolFactory factory, std::string path,
                                                    ConnectionOptions options) {
   capabilities().require("create_unix_connection");
-  check_tls_options(options, "", "you have to pass server_hostname when using ssl");
+  check_tls_options(capabilities(), "create_unix_connection", options, "",
+                    "you have to pass server_hostname when using ssl");
   if (options.sock) {
     if (!path.empty()) throw ValueError("path and sock can not be specified at the same time");
     StreamEndpointPtr adopted = backend().adopt_stream(*options.sock, {});
@@ -622,7 +657,7 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::string 
 Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<std::string> hosts,
                                            std::uint16_t port, ServerOptions options) {
   capabilities().require("create_server");
-  check_server_tls_options(options);
+  check_server_tls_options(capabilities(), "create_server", options);
   AddrInfoOptions ai{.family = options.family, .kind = SocketKind::stream, .flags = kPassiveFlag};
   if (hosts.empty()) hosts.push_back("");  // all interfaces
   std::vector<AddrInfo> infos;
@@ -666,7 +701,7 @@ Coro<Ref<Server>> EventLoop::create_server(ProtocolFactory factory, std::vector<
 Coro<Ref<Server>> EventLoop::create_unix_server(ProtocolFactory factory, std::string path, ServerOptions options) {
   capabilities().require("create_unix_server");
   if (path.empty()) throw ValueError("path was not specified, and no sock specified");
-  check_server_tls_options(options);
+  check_server_tls_options(capabilities(), "create_unix_server", options);
   ListenOptions lo;
   lo.backlog = options.backlog;
   lo.unlink_on_close = options.cleanup_socket;

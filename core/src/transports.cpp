@@ -9,6 +9,7 @@
 
 #include "eddy/backend.hpp"
 #include "eddy/detail/files.hpp"
+#include "eddy/detail/tls.hpp"
 #include "eddy/errors.hpp"
 #include "eddy/log.hpp"
 #include "eddy/loop.hpp"
@@ -119,8 +120,9 @@ void Backend::seek_file(int file, std::uint64_t offset) noexcept {
 void StreamEndpoint::wait_writable(std::function<void()>) {
   backend_lacks("sendfile");
 }
-StreamEndpointPtr Backend::wrap_tls(StreamEndpointPtr, const TlsContext&, std::string_view, HandshakeDone) {
-  throw NotSupportedError("create_connection(ssl=...)", "this backend", "it has no TLS");
+StreamEndpointPtr Backend::wrap_tls(StreamEndpointPtr inner, const TlsContext& context,
+                                    std::string_view server_hostname, HandshakeDone done) {
+  return platform::wrap_tls(std::move(inner), context, server_hostname, std::move(done));
 }
 void Backend::watch_signal(int, std::function<void()>) {
   throw NotSupportedError("add_signal_handler", "this backend", "it has no signals");

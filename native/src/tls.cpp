@@ -1,5 +1,5 @@
-// TLS for the native backend: an endpoint that wraps another (TCP or Unix) with OpenSSL over
-// memory BIOs. Ciphertext moves through the inner endpoint; the core's StreamTransport sees
+// TLS for native builds: an endpoint that wraps another (TCP, Unix, or a connection on the
+// virtual-clock loop's virtual network) with OpenSSL over memory BIOs. Ciphertext moves through the inner endpoint; the core's StreamTransport sees
 // plaintext and is otherwise unchanged. The handshake's outcome is reported once; after that,
 // an outer write completes when the inner endpoint has handed its records to the kernel, and
 // close() is preceded by TLS's closing handshake (close_notify both ways).
@@ -18,7 +18,9 @@
 #include <mutex>
 #include <string>
 
-#include "uv_backend.hpp"
+#include "eddy/detail/tls.hpp"
+#include "eddy/errors.hpp"
+#include "eddy/io_options.hpp"
 
 namespace eddy::native {
 
@@ -653,12 +655,21 @@ class TlsEndpoint final : public StreamEndpoint, private StreamEvents {
 
 }  // namespace
 
-StreamEndpointPtr UvBackend::wrap_tls(StreamEndpointPtr inner, const TlsContext& context, std::string_view hostname,
-                                      HandshakeDone done) {
+}  // namespace eddy::native
+
+namespace eddy::platform {
+
+bool has_tls() noexcept {
+  return true;
+}
+
+StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context,
+                           std::string_view hostname, Backend::HandshakeDone done) {
+  using native::TlsEndpoint;
   auto* t = new TlsEndpoint(std::move(inner), context, hostname, std::move(done));
   StreamEndpointPtr owned(t);
   t->begin();
   return owned;
 }
 
-}  // namespace eddy::native
+}  // namespace eddy::platform

@@ -99,8 +99,6 @@ class UvBackend final : public Backend {
   std::unique_ptr<InterruptWatch> watch_interrupt(std::function<void()> first) override;
   std::size_t sendfile_chunk(int sock, int file, std::uint64_t offset, std::size_t count,
                              std::error_code& error) override;
-  StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context, std::string_view server_hostname,
-                             HandshakeDone done) override;
   void watch_signal(int sig, std::function<void()> on_signal) override;
   void unwatch_signal(int sig) noexcept override;
   void check_signal(int sig) const override;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "eddy/detail/files.hpp"
+#include "eddy/detail/tls.hpp"
 #include "eddy/executor.hpp"
 #include "virtual_sockets.hpp"
 
@@ -95,8 +96,9 @@ void SelectorBackend::describe(Capabilities& caps) const {
           "the virtual network copies the file into the socket as sendfile(2) would (in "
           "WebAssembly: files of Emscripten's file system)";
     } else if (name == "start_tls") {
-      c.supported = false;
-      c.note = "no TLS on the virtual network (use a wss:// WebSocket in a browser)";
+      c.supported = platform::has_tls();
+      c.note = c.supported ? "TLS over the virtual network's connections, as natively (OpenSSL)"
+                           : "no TLS in WebAssembly (use a wss:// WebSocket in a browser)";
     } else if (name.starts_with("create_") || name.starts_with("sock_") ||
                name.ends_with("_reader") || name.ends_with("_writer") ||
                name.starts_with("connect_") || name.starts_with("getaddr") ||

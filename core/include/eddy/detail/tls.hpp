@@ -1,0 +1,16 @@
+// TLS for stream endpoints: the platform's TLS library (OpenSSL natively, native/src/tls.cpp;
+// none in WebAssembly, wasm/host/tls.cpp). Every backend's wrap_tls goes through it, so a
+// connection on the virtual network of a native build is encrypted just as a TCP one.
+#pragma once
+
+#include <string_view>
+
+#include "eddy/backend.hpp"
+
+namespace eddy::platform {
+// Whether this build has a TLS library (the capability tables' start_tls and ssl= rows).
+bool has_tls() noexcept;
+// Wraps a connected endpoint, as Backend::wrap_tls documents; NotSupportedError without TLS.
+StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context,
+                           std::string_view server_hostname, Backend::HandshakeDone done);
+}  // namespace eddy::platform

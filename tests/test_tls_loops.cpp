@@ -1,0 +1,480 @@
+// TLS between two Eddy endpoints in one loop, on every loop kind: natively over TCP (libuv) and
+// over the virtual-clock loop's virtual network, both with OpenSSL. Timeouts that take real
+// seconds on libuv take virtual ones there, so asyncio's default-sized handshake and shutdown
+// timeouts are tested as such. In WebAssembly, which has no TLS library, ssl= is refused before
+// anything is connected or bound. (Real peers, openssl and Python's ssl, are in test_tls.cpp.)
+#include "support.hpp"
+#include "tls_certs.hpp"
+
+using namespace eddy;
+
+namespace {
+
+// The loop has TLS (both kinds natively; neither in WebAssembly).
+bool has_tls(EventLoop& loop) {
+  return loop.capabilities().supports("start_tls");
+}
+
+// Seconds for a timeout: asyncio's real size on the virtual clock, short on a real one.
+template <class Kind>
+double timeout_of(double virtual_seconds, double real_seconds) {
+  return Kind::virtual_time ? virtual_seconds : real_seconds;
+}
+
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+}  // namespace
+
+#ifndef __EMSCRIPTEN__
+
+namespace {
+
+struct TlsContexts {
+  TlsContext server{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
+  TlsContext client{.ca_file = test_cert().cert};
+};
+
+// Echoes what it reads until EOF, then closes (the client's close_notify is that EOF).
+Coro<void> echo_until_eof(std::shared_ptr<StreamReader> r, std::shared_ptr<StreamWriter> w) {
+  for (;;) {
+    std::string chunk = co_await r->read(65536);
+    if (chunk.empty()) break;
+    w->write(chunk);
+    co_await w->drain();
+  }
+  w->close();
+  co_await w->wait_closed();
+}
+
+struct RoundTrip {
+  std::string echoed;
+  TlsCipher cipher;
+  std::optional<PeerCertificate> peercert;
+  bool ssl_object = false;
+  bool can_write_eof = true;
+};
+
+Coro<void> round_trip(EventLoop& loop, const std::string* payload, RoundTrip* out) {
+  TlsContexts tls;
+  ClientConnectedCallback echo = echo_until_eof;
+  StreamServerOptions so;
+  so.server.ssl = &tls.server;
+  Ref<Server> server = co_await start_server(echo, "127.0.0.1", 0, so);
+  StreamConnectionOptions co;
+  co.connection.ssl = &tls.client;
+  co.connection.server_hostname = "localhost";
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port, co);
+  std::shared_ptr<StreamWriter> writer = pair.second;
+  out->cipher = std::any_cast<TlsCipher>(writer->get_extra_info("cipher"));
+  std::any cert = writer->get_extra_info("peercert");
+  if (cert.has_value()) out->peercert = std::any_cast<PeerCertificate>(cert);
+  out->ssl_object = writer->get_extra_info("ssl_object").has_value();
+  out->can_write_eof = writer->can_write_eof();
+  // In pieces, without waiting: the echo comes back while the rest is still being written.
+  for (std::size_t at = 0; at < payload->size(); at += 100000)
+    writer->write(payload->substr(at, 100000));
+  out->echoed = co_await pair.first->readexactly(static_cast<long long>(payload->size()));
+  writer->close();
+  co_await writer->wait_closed();
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("TLS between two Eddy endpoints: 3 MB echoed, the certificate verified, closed cleanly",
+          "[tls][loops]") {
+  const std::string payload = pattern(3'000'000);
+  RoundTrip r;
+  this->loop->run_until_complete(round_trip(*this->loop, &payload, &r));
+  CHECK(r.echoed.size() == payload.size());
+  CHECK(r.echoed == payload);
+  CHECK(r.ssl_object);
+  CHECK_FALSE(r.can_write_eof);
+  CHECK(r.cipher.protocol == "TLSv1.3");
+  CHECK_FALSE(r.cipher.name.empty());
+  REQUIRE(r.peercert);
+  using Attribute = PeerCertificate::Attribute;
+  CHECK(r.peercert->subject == PeerCertificate::Name{{Attribute{"commonName", "localhost"}}});
+}
+
+namespace {
+
+// Pauses its reading when connected, until told; counts what arrives.
+struct SlowTlsReader : Protocol {
+  Ref<Transport> transport;
+  std::size_t received = 0;
+  Future<void> lost;
+  explicit SlowTlsReader(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  void connection_made(Ref<Transport> t) override {
+    transport = t;
+    t->pause_reading();
+  }
+  void data_received(std::string_view d) override { received += d.size(); }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+struct FlowWriter : Protocol {
+  Ref<Transport> transport;
+  int paused = 0, resumed = 0;
+  Future<void> lost;
+  explicit FlowWriter(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  void connection_made(Ref<Transport> t) override { transport = t; }
+  void pause_writing() override { ++paused; }
+  void resume_writing() override { ++resumed; }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    lost.set_result();
+  }
+};
+
+struct FlowFacts {
+  std::size_t buffered_after_write = 0, high = 0, received = 0;
+  int paused_while_blocked = 0, paused = 0, resumed = 0;
+};
+
+Coro<void> slow_tls_reader(EventLoop& loop, std::size_t size, double hold, FlowFacts* out) {
+  TlsContexts tls;
+  std::shared_ptr<SlowTlsReader> reader;
+  ProtocolFactory server_factory = [&loop, &reader] {
+    return reader = std::make_shared<SlowTlsReader>(loop);
+  };
+  ServerOptions so;
+  so.ssl = &tls.server;
+  Ref<Server> server = co_await loop.create_server(server_factory, "127.0.0.1", 0, so);
+  auto writer = std::make_shared<FlowWriter>(loop);
+  ProtocolFactory client_factory = [writer] { return writer; };
+  ConnectionOptions co;
+  co.ssl = &tls.client;
+  co.server_hostname = "localhost";
+  Connection c = co_await loop.create_connection(client_factory, "127.0.0.1",
+                                                 server->sockets()[0].address.port, co);
+  writer->transport->write(pattern(size));
+  out->buffered_after_write = writer->transport->get_write_buffer_size();
+  out->high = writer->transport->get_write_buffer_limits().second;
+  co_await sleep(hold);  // the reader holds off: the writer stays over its high water mark
+  out->paused_while_blocked = writer->paused;
+  REQUIRE(reader);
+  CHECK(writer->resumed == 0);
+  reader->transport->resume_reading();
+  while (reader->received < size) co_await sleep(0.001);
+  out->received = reader->received;
+  out->paused = writer->paused;
+  out->resumed = writer->resumed;
+  writer->transport->close();
+  co_await writer->lost;
+  co_await reader->lost;
+  server->close();
+  co_await server->wait_closed();
+  (void)c;
+}
+
+}  // namespace
+
+LOOP_TEST("TLS flow control: a reader that holds off pauses the writer, every byte arrives",
+          "[tls][loops][flow]") {
+  // More than the kernel's loopback buffers hold natively, so the transport keeps some.
+  const std::size_t size = 16u << 20;
+  FlowFacts f;
+  this->loop->run_until_complete(
+      slow_tls_reader(*this->loop, size, timeout_of<TestType>(5.0, 0.2), &f));
+  CHECK(f.high == 65536);
+  CHECK(f.buffered_after_write > f.high);
+  CHECK(f.paused_while_blocked == 1);
+  CHECK(f.received == size);
+  CHECK(f.paused == 1);
+  CHECK(f.resumed == 1);
+}
+
+namespace {
+
+// A client whose handshake gets no answer: the server accepts, without TLS, and says nothing.
+Coro<void> unanswered_handshake(EventLoop& loop, double timeout, std::string* what,
+                                std::error_code* code, double* waited) {
+  TlsContexts tls;
+  std::vector<Ref<Transport>> accepted;
+  struct Silent : Protocol {
+    std::vector<Ref<Transport>>* keep;
+    explicit Silent(std::vector<Ref<Transport>>* keep) : keep(keep) {}
+    void connection_made(Ref<Transport> t) override { keep->push_back(t); }
+  };
+  ProtocolFactory silent = [&accepted] { return std::make_shared<Silent>(&accepted); };
+  Ref<Server> server = co_await loop.create_server(silent, "127.0.0.1", 0);
+  ProtocolFactory client = [] { return std::make_shared<Protocol>(); };
+  ConnectionOptions co;
+  co.ssl = &tls.client;
+  co.server_hostname = "localhost";
+  co.ssl_handshake_timeout = timeout;
+  const double start = loop.time();
+  try {
+    co_await loop.create_connection(client, "127.0.0.1", server->sockets()[0].address.port, co);
+  } catch (const std::system_error& e) {
+    *what = e.what();
+    *code = e.code();
+  }
+  *waited = loop.time() - start;
+  for (auto& t : accepted) t->close();
+  accepted.clear();
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("TLS handshake timeout: a server that never answers aborts the connection",
+          "[tls][loops][faults]") {
+  const double timeout = timeout_of<TestType>(60.0, 0.3);  // asyncio's default, virtually
+  std::string what;
+  std::error_code code;
+  double waited = 0;
+  this->loop->run_until_complete(unanswered_handshake(*this->loop, timeout, &what, &code, &waited));
+  INFO(what);
+  CHECK(code == std::errc::connection_aborted);
+  const std::string expected = TestType::virtual_time ? "60.0" : "0.3";
+  CHECK(what.find("SSL handshake is taking longer than " + expected +
+                  " seconds: aborting the connection") != std::string::npos);
+  CHECK(waited >= timeout);
+  CHECK(waited < timeout + 1.0);
+}
+
+namespace {
+
+// A TLS server that answers the handshake and then never reads again: the client's close_notify
+// gets no answer, and its ssl_shutdown_timeout ends the connection.
+Coro<void> unanswered_close(EventLoop& loop, double timeout, std::string* lost_with,
+                            double* waited) {
+  TlsContexts tls;
+  std::shared_ptr<SlowTlsReader> deaf;
+  ProtocolFactory server_factory = [&loop, &deaf] {
+    return deaf = std::make_shared<SlowTlsReader>(loop);
+  };
+  ServerOptions so;
+  so.ssl = &tls.server;
+  Ref<Server> server = co_await loop.create_server(server_factory, "127.0.0.1", 0, so);
+  struct Client : Protocol {
+    Ref<Transport> transport;
+    Future<std::string> lost;
+    explicit Client(EventLoop& loop) : lost(loop.create_future<std::string>()) {}
+    void connection_made(Ref<Transport> t) override { transport = t; }
+    void connection_lost(std::exception_ptr e) override {
+      transport.reset();
+      std::string what = "no exception";
+      try {
+        if (e) std::rethrow_exception(e);
+      } catch (const TimeoutError& t) {
+        what = std::string("TimeoutError: ") + t.what();
+      } catch (const std::exception& x) {
+        what = std::string("other: ") + x.what();
+      }
+      lost.set_result(what);
+    }
+  };
+  auto client = std::make_shared<Client>(loop);
+  ProtocolFactory client_factory = [client] { return client; };
+  ConnectionOptions co;
+  co.ssl = &tls.client;
+  co.server_hostname = "localhost";
+  co.ssl_shutdown_timeout = timeout;
+  Connection c = co_await loop.create_connection(client_factory, "127.0.0.1",
+                                                 server->sockets()[0].address.port, co);
+  (void)c;
+  const double start = loop.time();
+  client->transport->close();
+  *lost_with = co_await client->lost;
+  *waited = loop.time() - start;
+  REQUIRE(deaf);
+  deaf->transport->abort();
+  co_await deaf->lost;
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("TLS shutdown timeout: a peer that never answers close_notify", "[tls][loops][close]") {
+  const double timeout = timeout_of<TestType>(30.0, 0.3);  // asyncio's default, virtually
+  std::string lost_with;
+  double waited = 0;
+  this->loop->run_until_complete(unanswered_close(*this->loop, timeout, &lost_with, &waited));
+  INFO(lost_with);
+  CHECK(lost_with.rfind("TimeoutError: SSL shutdown timed out", 0) == 0);
+  CHECK(waited >= timeout);
+  CHECK(waited < timeout + 1.0);
+}
+
+namespace {
+
+Coro<void> refused_certificate(EventLoop& loop, const TlsContext* client_tls,
+                               std::string server_hostname, std::string* what) {
+  TlsContexts tls;
+  ClientConnectedCallback echo = echo_until_eof;
+  StreamServerOptions so;
+  so.server.ssl = &tls.server;
+  Ref<Server> server = co_await start_server(echo, "127.0.0.1", 0, so);
+  StreamConnectionOptions co;
+  co.connection.ssl = client_tls;
+  co.connection.server_hostname = server_hostname;
+  try {
+    co_await open_connection("127.0.0.1", server->sockets()[0].address.port, co);
+  } catch (const std::system_error& e) {
+    *what = e.what();
+  }
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("TLS: a certificate from another authority, or for another name, is refused",
+          "[tls][loops][faults]") {
+  static const TestCert other("tls-other-ca", "-subj /CN=other.example");
+  const TlsContext other_anchor{.ca_file = other.cert};
+  const TlsContext right_anchor{.ca_file = test_cert().cert};
+  std::string untrusted, misnamed;
+  this->loop->run_until_complete(
+      refused_certificate(*this->loop, &other_anchor, "localhost", &untrusted));
+  this->loop->run_until_complete(
+      refused_certificate(*this->loop, &right_anchor, "wrong.example", &misnamed));
+  INFO(untrusted);
+  INFO(misnamed);
+  CHECK(untrusted.find("SSL handshake failed") != std::string::npos);
+  CHECK(untrusted.find("certificate verify failed") != std::string::npos);
+  CHECK(misnamed.find("certificate verify failed") != std::string::npos);
+}
+
+namespace {
+
+// STARTTLS with streams on both sides: a plain line, then both writers upgrade.
+Coro<void> starttls_handler(std::shared_ptr<StreamReader> r, std::shared_ptr<StreamWriter> w) {
+  static TlsContexts tls;
+  std::string ask = co_await r->readline();
+  if (ask != "STARTTLS\n") co_return;
+  w->write("GO\n");
+  co_await w->drain();
+  co_await w->start_tls(&tls.server);
+  std::string line = co_await r->readline();
+  w->write("secure: " + line);
+  co_await w->drain();
+  w->close();
+  co_await w->wait_closed();
+}
+
+Coro<void> starttls_both_sides(EventLoop& loop, std::string* answer, bool* upgraded) {
+  TlsContexts tls;
+  ClientConnectedCallback handler = starttls_handler;
+  Ref<Server> server = co_await start_server(handler, "127.0.0.1", 0);
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  pair.second->write("STARTTLS\n");
+  std::string go = co_await pair.first->readline();
+  CHECK(go == "GO\n");
+  StartTlsOptions so;
+  so.server_hostname = "localhost";
+  co_await pair.second->start_tls(&tls.client, so);
+  *upgraded = pair.second->get_extra_info("ssl_object").has_value();
+  pair.second->write("hello\n");
+  *answer = co_await pair.first->readline();
+  std::string eof = co_await pair.first->read();
+  CHECK(eof.empty());
+  pair.second->close();
+  co_await pair.second->wait_closed();
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("start_tls on both ends of a plain stream connection", "[tls][loops][starttls]") {
+  std::string answer;
+  bool upgraded = false;
+  this->loop->run_until_complete(starttls_both_sides(*this->loop, &answer, &upgraded));
+  CHECK(upgraded);
+  CHECK(answer == "secure: hello\n");
+}
+
+#endif  // __EMSCRIPTEN__
+
+// ---- Without TLS (WebAssembly) ------------------------------------------------------------------
+
+namespace {
+
+struct Refusal {
+  std::string method, target;
+};
+
+template <class Call>
+Coro<void> expect_refusal(Call call, Refusal* out) {
+  try {
+    co_await call();
+  } catch (const NotSupportedError& e) {
+    out->method = e.method();
+    out->target = e.target();
+  }
+}
+
+}  // namespace
+
+LOOP_TEST("ssl= without TLS on the target: NotSupportedError before connecting or binding",
+          "[tls][loops][capabilities]") {
+  if (has_tls(*this->loop)) SKIP("this loop has TLS (the other [tls][loops] tests use it)");
+  EventLoop& loop = *this->loop;
+  const std::string target = loop.capabilities().target;
+  static const TlsContext tls{};
+  ProtocolFactory factory = [] { return std::make_shared<Protocol>(); };
+  Refusal conn, unix_conn, serve, unix_serve, streams;
+  loop.run_until_complete(expect_refusal(
+      [&]() -> Coro<void> {
+        ConnectionOptions o;
+        o.ssl = &tls;
+        co_await loop.create_connection(factory, "127.0.0.1", 443, o);
+      },
+      &conn));
+  loop.run_until_complete(expect_refusal(
+      [&]() -> Coro<void> {
+        ConnectionOptions o;
+        o.ssl = &tls;
+        o.server_hostname = "localhost";
+        co_await loop.create_unix_connection(factory, "/tmp/eddy-no-tls.sock", o);
+      },
+      &unix_conn));
+  loop.run_until_complete(expect_refusal(
+      [&]() -> Coro<void> {
+        ServerOptions o;
+        o.ssl = &tls;
+        co_await loop.create_server(factory, "127.0.0.1", 8443, o);
+      },
+      &serve));
+  loop.run_until_complete(expect_refusal(
+      [&]() -> Coro<void> {
+        ServerOptions o;
+        o.ssl = &tls;
+        co_await loop.create_unix_server(factory, "/tmp/eddy-no-tls.sock", o);
+      },
+      &unix_serve));
+  loop.run_until_complete(expect_refusal(
+      [&]() -> Coro<void> {
+        StreamServerOptions o;
+        o.server.ssl = &tls;
+        ClientConnectedCallback cb = [](std::shared_ptr<StreamReader>,
+                                        std::shared_ptr<StreamWriter>) {};
+        co_await start_server(cb, "127.0.0.1", 8443, o);
+      },
+      &streams));
+  CHECK(conn.method == "create_connection(ssl=...)");
+  CHECK(unix_conn.method == "create_unix_connection(ssl=...)");
+  CHECK(serve.method == "create_server(ssl=...)");
+  CHECK(unix_serve.method == "create_unix_server(ssl=...)");
+  CHECK(streams.method == "create_server(ssl=...)");
+  for (const Refusal* r : {&conn, &unix_conn, &serve, &unix_serve, &streams})
+    CHECK(r->target == target);
+  // Nothing was bound: the port is free for a plain server.
+  Ref<Server> plain = loop.run_until_complete(loop.create_server(factory, "127.0.0.1", 8443));
+  plain->close();
+  loop.run_until_complete(plain->wait_closed());
+}
