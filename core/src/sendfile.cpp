@@ -86,6 +86,9 @@ Coro<std::size_t> copy_file(EventLoop& loop, int file, std::uint64_t offset, std
     if (want == 0) break;
     std::error_code ec;
     const std::size_t n = loop.backend().read_file(file, offset + total, std::span<char>(chunk.data(), want), ec);
+    // A non-blocking file with nothing to read now ends the copy, as asyncio's readinto()
+    // returning None does: what was there is sent, and the count says how much.
+    if (ec && would_block(ec)) break;
     if (ec) throw std::system_error(ec, "read");
     if (n == 0) break;
     co_await sink(std::string_view(chunk.data(), n));
