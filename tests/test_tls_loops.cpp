@@ -366,18 +366,32 @@ Coro<void> starttls_handler(std::shared_ptr<StreamReader> r, std::shared_ptr<Str
   co_await w->wait_closed();
 }
 
-Coro<void> starttls_both_sides(EventLoop& loop, std::string* answer, bool* upgraded) {
+// Over a plain connection, or over a TLS one (TLS in TLS, as through a proxy's tunnel).
+Coro<void> starttls_both_sides(EventLoop& loop, bool outer_tls, std::string* answer,
+                               bool* upgraded) {
   TlsContexts tls;
   ClientConnectedCallback handler = starttls_handler;
-  Ref<Server> server = co_await start_server(handler, "127.0.0.1", 0);
-  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  StreamServerOptions server_options;
+  if (outer_tls) server_options.server.ssl = &tls.server;
+  Ref<Server> server = co_await start_server(handler, "127.0.0.1", 0, server_options);
+  StreamConnectionOptions client_options;
+  if (outer_tls) {
+    client_options.connection.ssl = &tls.client;
+    client_options.connection.server_hostname = "localhost";
+  }
+  StreamPair pair =
+      co_await open_connection("127.0.0.1", server->sockets()[0].address.port, client_options);
+  std::any outer = pair.second->get_extra_info("ssl_object");
+  CHECK(outer.has_value() == outer_tls);
   pair.second->write("STARTTLS\n");
   std::string go = co_await pair.first->readline();
   CHECK(go == "GO\n");
   StartTlsOptions so;
   so.server_hostname = "localhost";
   co_await pair.second->start_tls(&tls.client, so);
-  *upgraded = pair.second->get_extra_info("ssl_object").has_value();
+  std::any inner = pair.second->get_extra_info("ssl_object");
+  *upgraded = inner.has_value() &&
+              (!outer_tls || std::any_cast<void*>(inner) != std::any_cast<void*>(outer));
   pair.second->write("hello\n");
   *answer = co_await pair.first->readline();
   std::string eof = co_await pair.first->read();
@@ -393,7 +407,16 @@ Coro<void> starttls_both_sides(EventLoop& loop, std::string* answer, bool* upgra
 LOOP_TEST("start_tls on both ends of a plain stream connection", "[tls][loops][starttls]") {
   std::string answer;
   bool upgraded = false;
-  this->loop->run_until_complete(starttls_both_sides(*this->loop, &answer, &upgraded));
+  this->loop->run_until_complete(starttls_both_sides(*this->loop, false, &answer, &upgraded));
+  CHECK(upgraded);
+  CHECK(answer == "secure: hello\n");
+}
+
+LOOP_TEST("start_tls over a TLS connection: TLS in TLS, as asyncio 3.11+",
+          "[tls][loops][starttls]") {
+  std::string answer;
+  bool upgraded = false;
+  this->loop->run_until_complete(starttls_both_sides(*this->loop, true, &answer, &upgraded));
   CHECK(upgraded);
   CHECK(answer == "secure: hello\n");
 }
