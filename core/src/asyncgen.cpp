@@ -109,7 +109,7 @@ bool AsyncGenStep::resume_step() {
   consumer_->awaiting.clear();
   AsyncGenPromiseBase& p = *core_->promise;
   if (p.exception) {
-    std::exception_ptr e = std::exchange(p.exception, nullptr);
+    std::exception_ptr e = p.exception.take();
     if (how_ == AsyncGenPromiseBase::Resume::close && is_generator_exit(e)) return false;
     std::rethrow_exception(e);
   }

@@ -314,7 +314,7 @@ Coro<void> Semaphore::acquire_coroutine() {
   } catch (...) {
     error = std::current_exception();
   }
-  end_wait(*fut.base(), error != nullptr);
+  end_wait(*fut.base(), static_cast<bool>(error));
   if (error) std::rethrow_exception(error);
 }
 

@@ -254,7 +254,7 @@ void TaskBase::on_coroutine_done() noexcept {
   fut_waiter_.reset();
   try {
     if (p->exception) {
-      std::exception_ptr e = std::exchange(p->exception, nullptr);
+      std::exception_ptr e = p->exception.take();
       try {
         std::rethrow_exception(e);
       } catch (const CancelledError& c) {

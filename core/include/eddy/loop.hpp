@@ -437,7 +437,7 @@ class EventLoop : public RefCounted {
   // A task whose coroutine raised KeyboardInterrupt: its step re-raises it (asyncio's __step
   // re-raises KeyboardInterrupt and SystemExit after setting them on the task).
   void set_interrupting(std::exception_ptr e) noexcept { interrupting_ = std::move(e); }
-  bool interrupting() const noexcept { return interrupting_ != nullptr; }
+  bool interrupting() const noexcept { return static_cast<bool>(interrupting_); }
   std::exception_ptr take_interrupting() noexcept { return std::exchange(interrupting_, nullptr); }
   void timer_cancelled() noexcept { ++timer_cancelled_count_; }
   // Queues an already-built record, taking over its one reference (used by futures to run

@@ -72,7 +72,7 @@ class PromiseBase : public detail::SlabAllocated {
   TaskBase* task = nullptr;              // the task running this frame
   PromiseBase* parent = nullptr;         // the frame awaiting this one inline
   coro::coroutine_handle<> parent_handle;
-  std::exception_ptr exception;
+  detail::ExceptionSlot exception;
   [[no_unique_address]] AwaitRecord awaiting;
   // (One byte for both: with `awaiting.kind` they leave two bytes of padding, where a
   // Coro<void>'s result flag goes, keeping its promise at 64 bytes.)
@@ -614,7 +614,7 @@ struct CoroAwaiter {
     } catch (...) {
       error = std::current_exception();
     }
-    quick->stop_waiting(coro->call_, *waiting, error != nullptr);
+    quick->stop_waiting(coro->call_, *waiting, static_cast<bool>(error));
     if (error) std::rethrow_exception(error);
   }
 };
