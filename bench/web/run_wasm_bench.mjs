@@ -30,8 +30,11 @@ function runNative(test, n) {
   return JSON.parse(r.stdout.trim().split('\n').pop()).seconds;
 }
 const upFront = ['--no-liftoff', '--no-wasm-lazy-compilation'];
+// micro.js asks for the optimising tier itself under Node (bench/node_optimizing_tier.js) unless
+// EDDY_WASM_BASELINE is set: the default column sets it.
 function runNode(test, n, flags = []) {
-  const r = spawnSync('node', [...flags, join(wasmDir, 'bench/micro.js'), test, String(n)], { encoding: 'utf8' });
+  const env = flags.length ? process.env : { ...process.env, EDDY_WASM_BASELINE: '1' };
+  const r = spawnSync('node', [...flags, join(wasmDir, 'bench/micro.js'), test, String(n)], { encoding: 'utf8', env });
   return JSON.parse(r.stdout.trim().split('\n').pop()).seconds;
 }
 
