@@ -109,6 +109,19 @@ inline int temp_file_with(const std::string& content) {
   return fd;
 }
 
+// A start_server callback: echoes what it reads until EOF, then closes its writer.
+inline eddy::Coro<void> echo_until_eof(std::shared_ptr<eddy::StreamReader> reader,
+                                       std::shared_ptr<eddy::StreamWriter> writer) {
+  for (;;) {
+    std::string chunk = co_await reader->read(65536);
+    if (chunk.empty()) break;
+    writer->write(chunk);
+    co_await writer->drain();
+  }
+  writer->close();
+  co_await writer->wait_closed();
+}
+
 // The log messages of one level, collected while in scope; the previous sink is back after it.
 class CapturedLog {
  public:

@@ -139,7 +139,8 @@ Coro<void> gather_void_and_values(Trace* trace) {
   (void)nothing;  // std::monostate for a void child
   CHECK(n == 1);
   std::vector<Coro<int>> coros;
-  for (int i = 1; i <= 3; ++i) coros.push_back(child("c" + std::to_string(i), i, trace));
+  for (int i = 1; i <= 3; ++i)
+    coros.push_back(child(std::string("c").append(std::to_string(i)), i, trace));
   auto all = co_await gather(std::move(coros));
   CHECK(all.size() == 3);
   CHECK(all[0] + all[1] * 10 + all[2] * 100 == 321);

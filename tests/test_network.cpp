@@ -114,20 +114,8 @@ struct Peer : Protocol {
 
 // ---- Streams -------------------------------------------------------------------------------
 
-static Coro<void> echo_handler(std::shared_ptr<StreamReader> reader,
-                               std::shared_ptr<StreamWriter> writer) {
-  while (true) {
-    std::string chunk = co_await reader->read(65536);
-    if (chunk.empty()) break;
-    writer->write(chunk);
-    co_await writer->drain();
-  }
-  writer->close();
-  co_await writer->wait_closed();
-}
-
 static Coro<void> stream_echo(EventLoop& loop, bool unix_socket, std::size_t total) {
-  ClientConnectedCallback handler = echo_handler;
+  ClientConnectedCallback handler = echo_until_eof;
   const std::string path = socket_path("echo");
   Ref<Server> server;
   StreamPair pair;

@@ -874,24 +874,12 @@ TEST_CASE_METHOD(NativeFixture, "drain raises the connection error after a reset
   peer.finish();
 }
 
-static Coro<void> echo_handler(std::shared_ptr<StreamReader> reader,
-                               std::shared_ptr<StreamWriter> writer) {
-  for (;;) {
-    std::string data = co_await reader->read(65536);
-    if (data.empty()) break;
-    writer->write(data);
-    co_await writer->drain();
-  }
-  writer->close();
-  co_await writer->wait_closed();
-}
-
 static Coro<void> serve_asyncio_client(bool unix_socket, int* handled, std::string* said) {
   const std::string path = socket_path("server");
   ClientConnectedCallback cb = [handled](std::shared_ptr<StreamReader> r,
                                          std::shared_ptr<StreamWriter> w) {
     ++*handled;
-    return echo_handler(std::move(r), std::move(w));
+    return echo_until_eof(std::move(r), std::move(w));
   };
   Ref<Server> server;
   if (unix_socket)

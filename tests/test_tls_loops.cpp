@@ -21,15 +21,10 @@ double timeout_of(double virtual_seconds, double real_seconds) {
   return Kind::virtual_time ? virtual_seconds : real_seconds;
 }
 
-std::string pattern(std::size_t n) {
-  std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
-  return s;
-}
-
 }  // namespace
 
 #ifndef __EMSCRIPTEN__
+#include "peer.hpp"
 
 namespace {
 
@@ -37,18 +32,6 @@ struct TlsContexts {
   TlsContext server{.server = true, .cert_file = test_cert().cert, .key_file = test_cert().key};
   TlsContext client{.ca_file = test_cert().cert};
 };
-
-// Echoes what it reads until EOF, then closes (the client's close_notify is that EOF).
-Coro<void> echo_until_eof(std::shared_ptr<StreamReader> r, std::shared_ptr<StreamWriter> w) {
-  for (;;) {
-    std::string chunk = co_await r->read(65536);
-    if (chunk.empty()) break;
-    w->write(chunk);
-    co_await w->drain();
-  }
-  w->close();
-  co_await w->wait_closed();
-}
 
 struct RoundTrip {
   std::string echoed;
@@ -88,7 +71,7 @@ Coro<void> round_trip(EventLoop& loop, const std::string* payload, RoundTrip* ou
 
 LOOP_TEST("TLS between two Eddy endpoints: 3 MB echoed, the certificate verified, closed cleanly",
           "[tls][loops]") {
-  const std::string payload = pattern(3'000'000);
+  const std::string payload = peer_pattern(0, 3'000'000);
   RoundTrip r;
   this->loop->run_until_complete(round_trip(*this->loop, &payload, &r));
   CHECK(r.echoed.size() == payload.size());
@@ -156,7 +139,7 @@ Coro<void> slow_tls_reader(EventLoop& loop, std::size_t size, double hold, FlowF
   co.server_hostname = "localhost";
   Connection c = co_await loop.create_connection(client_factory, "127.0.0.1",
                                                  server->sockets()[0].address.port, co);
-  writer->transport->write(pattern(size));
+  writer->transport->write(peer_pattern(0, size));
   out->buffered_after_write = writer->transport->get_write_buffer_size();
   out->high = writer->transport->get_write_buffer_limits().second;
   co_await sleep(hold);  // the reader holds off: the writer stays over its high water mark
@@ -427,17 +410,46 @@ LOOP_TEST("start_tls over a TLS connection: TLS in TLS, as asyncio 3.11+",
 
 namespace {
 
-struct Refusal {
-  std::string method, target;
-};
-
-template <class Call>
-Coro<void> expect_refusal(Call call, Refusal* out) {
+// Each call with ssl= on a loop without TLS: the method and target its NotSupportedError named.
+Coro<void> refused_tls_calls(EventLoop& loop, std::vector<std::string>* refused) {
+  static const TlsContext tls{};
+  ProtocolFactory factory = [] { return std::make_shared<Protocol>(); };
+  ClientConnectedCallback ignore = [](std::shared_ptr<StreamReader>,
+                                      std::shared_ptr<StreamWriter>) {};
+  ConnectionOptions client;
+  client.ssl = &tls;
+  client.server_hostname = "localhost";
+  ServerOptions server;
+  server.ssl = &tls;
+  StreamServerOptions streams;
+  streams.server.ssl = &tls;
+  auto note = [&](const NotSupportedError& e) {
+    refused->push_back(e.method() + " on " + e.target());
+  };
   try {
-    co_await call();
+    co_await loop.create_connection(factory, "127.0.0.1", 443, client);
   } catch (const NotSupportedError& e) {
-    out->method = e.method();
-    out->target = e.target();
+    note(e);
+  }
+  try {
+    co_await loop.create_unix_connection(factory, "/tmp/eddy-no-tls.sock", client);
+  } catch (const NotSupportedError& e) {
+    note(e);
+  }
+  try {
+    co_await loop.create_server(factory, "127.0.0.1", 8443, server);
+  } catch (const NotSupportedError& e) {
+    note(e);
+  }
+  try {
+    co_await loop.create_unix_server(factory, "/tmp/eddy-no-tls.sock", server);
+  } catch (const NotSupportedError& e) {
+    note(e);
+  }
+  try {
+    co_await start_server(ignore, "127.0.0.1", 8443, streams);
+  } catch (const NotSupportedError& e) {
+    note(e);
   }
 }
 
@@ -447,55 +459,13 @@ LOOP_TEST("ssl= without TLS on the target: NotSupportedError before connecting o
           "[tls][loops][capabilities]") {
   if (has_tls(*this->loop)) SKIP("this loop has TLS (the other [tls][loops] tests use it)");
   EventLoop& loop = *this->loop;
-  const std::string target = loop.capabilities().target;
-  static const TlsContext tls{};
+  const std::string on = " on " + loop.capabilities().target;
+  std::vector<std::string> refused;
+  loop.run_until_complete(refused_tls_calls(loop, &refused));
+  CHECK(refused == strings("create_connection(ssl=...)" + on,
+                           "create_unix_connection(ssl=...)" + on, "create_server(ssl=...)" + on,
+                           "create_unix_server(ssl=...)" + on, "create_server(ssl=...)" + on));
   ProtocolFactory factory = [] { return std::make_shared<Protocol>(); };
-  Refusal conn, unix_conn, serve, unix_serve, streams;
-  loop.run_until_complete(expect_refusal(
-      [&]() -> Coro<void> {
-        ConnectionOptions o;
-        o.ssl = &tls;
-        co_await loop.create_connection(factory, "127.0.0.1", 443, o);
-      },
-      &conn));
-  loop.run_until_complete(expect_refusal(
-      [&]() -> Coro<void> {
-        ConnectionOptions o;
-        o.ssl = &tls;
-        o.server_hostname = "localhost";
-        co_await loop.create_unix_connection(factory, "/tmp/eddy-no-tls.sock", o);
-      },
-      &unix_conn));
-  loop.run_until_complete(expect_refusal(
-      [&]() -> Coro<void> {
-        ServerOptions o;
-        o.ssl = &tls;
-        co_await loop.create_server(factory, "127.0.0.1", 8443, o);
-      },
-      &serve));
-  loop.run_until_complete(expect_refusal(
-      [&]() -> Coro<void> {
-        ServerOptions o;
-        o.ssl = &tls;
-        co_await loop.create_unix_server(factory, "/tmp/eddy-no-tls.sock", o);
-      },
-      &unix_serve));
-  loop.run_until_complete(expect_refusal(
-      [&]() -> Coro<void> {
-        StreamServerOptions o;
-        o.server.ssl = &tls;
-        ClientConnectedCallback cb = [](std::shared_ptr<StreamReader>,
-                                        std::shared_ptr<StreamWriter>) {};
-        co_await start_server(cb, "127.0.0.1", 8443, o);
-      },
-      &streams));
-  CHECK(conn.method == "create_connection(ssl=...)");
-  CHECK(unix_conn.method == "create_unix_connection(ssl=...)");
-  CHECK(serve.method == "create_server(ssl=...)");
-  CHECK(unix_serve.method == "create_unix_server(ssl=...)");
-  CHECK(streams.method == "create_server(ssl=...)");
-  for (const Refusal* r : {&conn, &unix_conn, &serve, &unix_serve, &streams})
-    CHECK(r->target == target);
   // Nothing was bound: the port is free for a plain server.
   Ref<Server> plain = loop.run_until_complete(loop.create_server(factory, "127.0.0.1", 8443));
   plain->close();
