@@ -41,12 +41,18 @@ struct RoundTrip {
   bool can_write_eof = true;
 };
 
-Coro<void> round_trip(EventLoop& loop, const std::string* payload, RoundTrip* out) {
-  TlsContexts tls;
+// A TLS stream server on 127.0.0.1 that echoes until EOF.
+Coro<Ref<Server>> tls_echo_server(const TlsContexts& tls) {
   ClientConnectedCallback echo = echo_until_eof;
   StreamServerOptions so;
   so.server.ssl = &tls.server;
   Ref<Server> server = co_await start_server(echo, "127.0.0.1", 0, so);
+  co_return server;
+}
+
+Coro<void> round_trip(EventLoop& loop, const std::string* payload, RoundTrip* out) {
+  TlsContexts tls;
+  Ref<Server> server = co_await tls_echo_server(tls);
   StreamConnectionOptions co;
   co.connection.ssl = &tls.client;
   co.connection.server_hostname = "localhost";
@@ -104,6 +110,18 @@ struct SlowTlsReader : Protocol {
   }
 };
 
+// A TLS server on 127.0.0.1 whose connection (in `*accepted`) holds off reading.
+Coro<Ref<Server>> holding_tls_server(EventLoop& loop, const TlsContexts& tls,
+                                     std::shared_ptr<SlowTlsReader>* accepted) {
+  ProtocolFactory factory = [&loop, accepted] {
+    return *accepted = std::make_shared<SlowTlsReader>(loop);
+  };
+  ServerOptions so;
+  so.ssl = &tls.server;
+  Ref<Server> server = co_await loop.create_server(factory, "127.0.0.1", 0, so);
+  co_return server;
+}
+
 struct FlowWriter : Protocol {
   Ref<Transport> transport;
   int paused = 0, resumed = 0;
@@ -126,12 +144,7 @@ struct FlowFacts {
 Coro<void> slow_tls_reader(EventLoop& loop, std::size_t size, double hold, FlowFacts* out) {
   TlsContexts tls;
   std::shared_ptr<SlowTlsReader> reader;
-  ProtocolFactory server_factory = [&loop, &reader] {
-    return reader = std::make_shared<SlowTlsReader>(loop);
-  };
-  ServerOptions so;
-  so.ssl = &tls.server;
-  Ref<Server> server = co_await loop.create_server(server_factory, "127.0.0.1", 0, so);
+  Ref<Server> server = co_await holding_tls_server(loop, tls, &reader);
   auto writer = std::make_shared<FlowWriter>(loop);
   ProtocolFactory client_factory = [writer] { return writer; };
   ConnectionOptions co;
@@ -235,12 +248,7 @@ Coro<void> unanswered_close(EventLoop& loop, double timeout, std::string* lost_w
                             double* waited) {
   TlsContexts tls;
   std::shared_ptr<SlowTlsReader> deaf;
-  ProtocolFactory server_factory = [&loop, &deaf] {
-    return deaf = std::make_shared<SlowTlsReader>(loop);
-  };
-  ServerOptions so;
-  so.ssl = &tls.server;
-  Ref<Server> server = co_await loop.create_server(server_factory, "127.0.0.1", 0, so);
+  Ref<Server> server = co_await holding_tls_server(loop, tls, &deaf);
   struct Client : Protocol {
     Ref<Transport> transport;
     Future<std::string> lost;
@@ -297,10 +305,7 @@ namespace {
 Coro<void> refused_certificate(EventLoop& loop, const TlsContext* client_tls,
                                std::string server_hostname, std::string* what) {
   TlsContexts tls;
-  ClientConnectedCallback echo = echo_until_eof;
-  StreamServerOptions so;
-  so.server.ssl = &tls.server;
-  Ref<Server> server = co_await start_server(echo, "127.0.0.1", 0, so);
+  Ref<Server> server = co_await tls_echo_server(tls);
   StreamConnectionOptions co;
   co.connection.ssl = client_tls;
   co.connection.server_hostname = server_hostname;
@@ -410,7 +415,17 @@ LOOP_TEST("start_tls over a TLS connection: TLS in TLS, as asyncio 3.11+",
 
 namespace {
 
-// Each call with ssl= on a loop without TLS: the method and target its NotSupportedError named.
+// Awaits `call`, noting the method and target its NotSupportedError names.
+template <class T>
+Coro<void> note_refusal(Coro<T> call, std::vector<std::string>* refused) {
+  try {
+    co_await std::move(call);
+  } catch (const NotSupportedError& e) {
+    refused->push_back(e.method() + " on " + e.target());
+  }
+}
+
+// Each call with ssl= on a loop without TLS.
 Coro<void> refused_tls_calls(EventLoop& loop, std::vector<std::string>* refused) {
   static const TlsContext tls{};
   ProtocolFactory factory = [] { return std::make_shared<Protocol>(); };
@@ -423,34 +438,12 @@ Coro<void> refused_tls_calls(EventLoop& loop, std::vector<std::string>* refused)
   server.ssl = &tls;
   StreamServerOptions streams;
   streams.server.ssl = &tls;
-  auto note = [&](const NotSupportedError& e) {
-    refused->push_back(e.method() + " on " + e.target());
-  };
-  try {
-    co_await loop.create_connection(factory, "127.0.0.1", 443, client);
-  } catch (const NotSupportedError& e) {
-    note(e);
-  }
-  try {
-    co_await loop.create_unix_connection(factory, "/tmp/eddy-no-tls.sock", client);
-  } catch (const NotSupportedError& e) {
-    note(e);
-  }
-  try {
-    co_await loop.create_server(factory, "127.0.0.1", 8443, server);
-  } catch (const NotSupportedError& e) {
-    note(e);
-  }
-  try {
-    co_await loop.create_unix_server(factory, "/tmp/eddy-no-tls.sock", server);
-  } catch (const NotSupportedError& e) {
-    note(e);
-  }
-  try {
-    co_await start_server(ignore, "127.0.0.1", 8443, streams);
-  } catch (const NotSupportedError& e) {
-    note(e);
-  }
+  co_await note_refusal(loop.create_connection(factory, "127.0.0.1", 443, client), refused);
+  co_await note_refusal(loop.create_unix_connection(factory, "/tmp/eddy-no-tls.sock", client),
+                        refused);
+  co_await note_refusal(loop.create_server(factory, "127.0.0.1", 8443, server), refused);
+  co_await note_refusal(loop.create_unix_server(factory, "/tmp/eddy-no-tls.sock", server), refused);
+  co_await note_refusal(start_server(ignore, "127.0.0.1", 8443, streams), refused);
 }
 
 }  // namespace
