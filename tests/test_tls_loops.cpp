@@ -150,7 +150,7 @@ Coro<void> slow_tls_reader(EventLoop& loop, std::size_t size, double hold, FlowF
   ConnectionOptions co;
   co.ssl = &tls.client;
   co.server_hostname = "localhost";
-  Connection c = co_await loop.create_connection(client_factory, "127.0.0.1",
+  co_await loop.create_connection(client_factory, "127.0.0.1",
                                                  server->sockets()[0].address.port, co);
   writer->transport->write(peer_pattern(0, size));
   out->buffered_after_write = writer->transport->get_write_buffer_size();
@@ -169,7 +169,6 @@ Coro<void> slow_tls_reader(EventLoop& loop, std::size_t size, double hold, FlowF
   co_await reader->lost;
   server->close();
   co_await server->wait_closed();
-  (void)c;
 }
 
 }  // namespace
@@ -273,9 +272,8 @@ Coro<void> unanswered_close(EventLoop& loop, double timeout, std::string* lost_w
   co.ssl = &tls.client;
   co.server_hostname = "localhost";
   co.ssl_shutdown_timeout = timeout;
-  Connection c = co_await loop.create_connection(client_factory, "127.0.0.1",
+  co_await loop.create_connection(client_factory, "127.0.0.1",
                                                  server->sockets()[0].address.port, co);
-  (void)c;
   const double start = loop.time();
   client->transport->close();
   *lost_with = co_await client->lost;

@@ -1,8 +1,9 @@
 // TLS for native builds: an endpoint that wraps another (TCP, Unix, or a connection on the
-// virtual-clock loop's virtual network) with OpenSSL over memory BIOs. Ciphertext moves through the inner endpoint; the core's StreamTransport sees
-// plaintext and is otherwise unchanged. The handshake's outcome is reported once; after that,
-// an outer write completes when the inner endpoint has handed its records to the kernel, and
-// close() is preceded by TLS's closing handshake (close_notify both ways).
+// virtual-clock loop's virtual network) with OpenSSL over memory BIOs. Ciphertext moves through
+// the inner endpoint; the core's StreamTransport sees plaintext and is otherwise unchanged. The
+// handshake's outcome is reported once; after that, an outer write completes when the inner
+// endpoint has handed its records to the kernel, and close() is preceded by TLS's closing
+// handshake (close_notify both ways).
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
