@@ -383,7 +383,10 @@ Coro<void> wait_fors(Trace* trace) {
   trace->push_back("a result " + std::to_string(r));
   try {
     co_await wait_for(sleeper("b", trace), 0.01);
-  } catch (const TimeoutError&) {
+  } catch (const TimeoutError& e) {
+    // An OSError with ETIMEDOUT whose text is its message alone (no strerror appended).
+    CHECK(std::string(e.what()) == "timed out");
+    CHECK(e.code() == std::errc::timed_out);
     trace->push_back("b timeout");
   }
   auto f = loop.create_future<int>();

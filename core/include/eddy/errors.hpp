@@ -58,11 +58,16 @@ class InvalidStateError : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
-// asyncio.TimeoutError (the builtin TimeoutError, an OSError with ETIMEDOUT since 3.11).
+// asyncio.TimeoutError (the builtin TimeoutError, an OSError with ETIMEDOUT since 3.11). Its
+// what() is the message alone, as Python's str() of it: no ": Connection timed out" appended.
 class TimeoutError : public std::system_error {
  public:
-  explicit TimeoutError(const std::string& what = "timed out")
-      : std::system_error(std::make_error_code(std::errc::timed_out), what) {}
+  explicit TimeoutError(const std::string& message = "timed out")
+      : std::system_error(std::make_error_code(std::errc::timed_out), message), message_(message) {}
+  const char* what() const noexcept override { return message_.c_str(); }
+
+ private:
+  std::string message_;
 };
 
 // Python's OSError raised without an errno ("Multiple exceptions: ...", "could not bind on any
