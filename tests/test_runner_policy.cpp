@@ -15,7 +15,30 @@ Coro<void> forever(bool* cancelled) {
     throw;
   }
 }
+// Where the running task was created, as "file:line" (the inspector's "created at" column).
+Coro<std::string> created_where() {
+  const SourceLocation at = current_task()->created_at();
+  const std::string file = at.file;
+  co_return file.substr(file.find_last_of('/') + 1) + ":" + std::to_string(at.line);
+}
 }  // namespace
+
+// The main task's "created at" is the caller's line, not a line inside Eddy's headers.
+TEMPLATE_TEST_CASE(
+    "run_until_complete, Runner::run and eddy::run: the main task's place is the call",
+    "[runner][inspect]", PlatformLoop, VirtualLoop) {
+  auto here = [](int line) { return "test_runner_policy.cpp:" + std::to_string(line); };
+  RunOptions options;
+  options.loop_factory = [] { return TestType::make(); };
+  CHECK(run(created_where(), options) == here(__LINE__));
+  {
+    Runner runner(options);
+    CHECK(runner.run(created_where()) == here(__LINE__));
+  }
+  LoopRef loop = TestType::make();
+  CHECK(loop->run_until_complete(created_where()) == here(__LINE__));
+  loop->close();
+}
 
 TEMPLATE_TEST_CASE("eddy::run and Runner", "[runner]", PlatformLoop, VirtualLoop) {
   RunOptions options;

@@ -220,14 +220,15 @@ class EventLoop : public RefCounted {
   // Runs until stop(). RuntimeError if closed, already running, or another loop runs here.
   void run_forever();
   // Runs until the future, task or coroutine is done and returns its result (or throws its
-  // exception). A coroutine is wrapped in a Task. Not available where poll cannot block
-  // (a browser page): see wasm/host_driver.hpp for the non-blocking alternative.
+  // exception). A coroutine is wrapped in a Task, created where this was called (the inspector's
+  // "created at"). Not available where poll cannot block (a browser page): see
+  // wasm/host_driver.hpp for the non-blocking alternative.
   template <class T>
   T run_until_complete(Future<T> future);
   template <class T>
   T run_until_complete(Task<T> task);
   template <class T>
-  T run_until_complete(Coro<T> coro);
+  T run_until_complete(Coro<T> coro, SourceLocation where = SourceLocation::current());
   // Callbacks already scheduled still run; the loop stops after the current pass.
   void stop() noexcept;
   // Drops pending callbacks and timers, releases the executor and backend. Idempotent;

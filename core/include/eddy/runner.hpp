@@ -39,10 +39,11 @@ class Runner {
   // RuntimeError when called from a running loop or after close(). In the main thread, with
   // SIGINT at its default disposition, the first SIGINT cancels the task (KeyboardInterrupt
   // once it ends cancelled) and a second one ends the process; the default is back afterwards.
+  // The task's "created at" is where this was called.
   template <class T>
-  T run(Coro<T> coro) {
+  T run(Coro<T> coro, SourceLocation where = SourceLocation::current()) {
     EventLoop& loop = prepare_run();
-    Task<T> task = loop.create_task(std::move(coro));
+    Task<T> task = loop.create_task(std::move(coro), TaskOptions{}, where);
     std::unique_ptr<Backend::InterruptWatch> interrupt = watch_interrupt(*task.task());
     try {
       return loop.run_until_complete(task);
@@ -66,9 +67,9 @@ class Runner {
 };
 
 template <class T>
-T run(Coro<T> main, RunOptions options = {}) {
+T run(Coro<T> main, RunOptions options = {}, SourceLocation where = SourceLocation::current()) {
   Runner runner(std::move(options));
-  return runner.run(std::move(main));
+  return runner.run(std::move(main), where);
 }
 
 }  // namespace eddy

@@ -713,9 +713,9 @@ T EventLoop::run_until_complete(Task<T> task) {
 }
 
 template <class T>
-T EventLoop::run_until_complete(Coro<T> coro) {
+T EventLoop::run_until_complete(Coro<T> coro, SourceLocation where) {
   check_can_run();  // before the coroutine becomes a task that would run later
-  Task<T> task = create_task(std::move(coro));
+  Task<T> task = create_task(std::move(coro), TaskOptions{}, where);
   detail::run_until_done(*this, task.base(), true);
   if constexpr (std::is_void_v<T>)
     task.result();
