@@ -13,11 +13,18 @@ const char* usage() {
   return "usage: eddy-inspector [--attach HOST:PORT --token TOKEN | --open RECORDING | --serve "
          "[--port P]]\n"
          "                      [--record FILE] [--export TRACE.json] [--summary FILE] [--tab "
-         "transports]\n"
+         "VIEW]\n"
          "                      [--frames N] [--seconds S] [--web-root DIR]\n"
          "With no source it runs the built-in demo workload (an echo server, clients, a slow "
          "reader)\n"
-         "in-process. --serve runs it headless with the agent, serving the browser inspector.\n";
+         "in-process. --serve runs it headless with the agent, serving the browser inspector.\n"
+         "--tab opens a view first: overview, ready, timers, tasks, transports or exceptions.\n";
+}
+
+std::string tab_choices() {
+  std::string s = "(one of";
+  for (std::string_view t : kTabNames) (s += ' ') += t;
+  return s + ")";
 }
 
 AppOptions parse_args(const std::vector<std::string>& args) {
@@ -56,8 +63,11 @@ AppOptions parse_args(const std::vector<std::string>& args) {
       o.record = value();
     else if (a == "--export")
       o.export_path = value();
-    else if (a == "--tab")
+    else if (a == "--tab") {
       o.tab = value();
+      if (!is_tab_name(o.tab)) throw ValueError("unknown tab '" + o.tab + "' " + tab_choices());
+    } else if (a == "--help" || a == "-h")
+      o.help = true;
     else if (a == "--web-root")
       o.web_root = value();
     else if (a == "--e2e-marker")
@@ -81,7 +91,10 @@ void ReplaySource::pump(Model& model) {
 App::App(AppOptions o, std::unique_ptr<Source> source)
     : options(std::move(o)), source_(std::move(source)) {
   view.source = source_->describe();
-  view.select_transports_tab = options.tab == "transports";
+  if (is_tab_name(options.tab))
+    view.select_tab = options.tab;
+  else if (!options.tab.empty())  // the page's #tab=, which has no command line to refuse it
+    view.status = "unknown tab '" + options.tab + "' " + tab_choices();
   if (!options.record.empty()) {
     if (model.start_recording(options.record))
       view.status = "recording to " + options.record;

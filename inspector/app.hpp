@@ -24,13 +24,16 @@ struct AppOptions {
   std::string summary;      // write what the views showed (JSON) here on exit
   std::string record;       // record everything received to this file
   std::string export_path;  // write a Chrome trace here on exit
-  std::string tab;          // "transports": open that view first
+  std::string tab;          // a view to open first (kTabNames: "transports", "tasks", ...)
   std::string web_root;     // --serve: where the browser inspector's files are
+  bool help = false;        // --help: print usage() and exit
 };
 
 // ValueError for unknown or malformed arguments.
 AppOptions parse_args(const std::vector<std::string>& args);
 const char* usage();
+// "(one of overview ready ...)": the names --tab takes, for error messages.
+std::string tab_choices();
 
 class Source {
  public:

@@ -190,6 +190,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "eddy-inspector: %s\n%s", e.what(), usage());
     return 2;
   }
+  if (options.help) {
+    std::fputs(usage(), stdout);
+    return 0;
+  }
   if (options.serve) return serve_demo(options);
 
   // No display to show a window on: SDL would fall back to an offscreen or console driver.

@@ -349,27 +349,36 @@ void buffer_plot(const Model& model, const TransportHistory& h, double now, floa
   double top = static_cast<double>(std::max<std::uint64_t>(h.high, 1)) * 1.6;
   for (const BufferSample& s : h.samples)
     if (s.time >= now - span) top = std::max(top, s.bytes * 1.1);
+  // Two marker lanes outside the plot, so that the sawtooth (which drops to the low mark just as
+  // writing resumes) never covers them: pauses in a strip along the top, resumes along the bottom.
+  constexpr float kLane = 14;
+  const float plot_top = p.y + kLane, plot_bottom = p.y + height - kLane;
   auto X = [&](double t) { return p.x + static_cast<float>((t - (now - span)) / span) * w; };
-  auto Y = [&](double b) { return p.y + height - static_cast<float>(b / top) * (height - 4); };
+  auto Y = [&](double b) {
+    return plot_bottom - static_cast<float>(b / top) * (plot_bottom - plot_top - 4);
+  };
+  dl->AddRectFilled(p, ImVec2(p.x + w, plot_top), IM_COL32(34, 38, 50, 255));
+  dl->AddRectFilled(ImVec2(p.x, plot_bottom), ImVec2(p.x + w, p.y + height),
+                    IM_COL32(34, 38, 50, 255));
   dl->AddLine(ImVec2(p.x, Y(double(h.high))), ImVec2(p.x + w, Y(double(h.high))), kHighColor, 1.5f);
   dl->AddText(ImVec2(p.x + 4, Y(double(h.high)) - 15), kHighColor,
               ("high " + bytes_text(double(h.high))).c_str());
   dl->AddLine(ImVec2(p.x, Y(double(h.low))), ImVec2(p.x + w, Y(double(h.low))), kLowColor, 1.5f);
   dl->AddText(ImVec2(p.x + 4, Y(double(h.low)) - 15), kLowColor,
               ("low " + bytes_text(double(h.low))).c_str());
-  // Markers first (pause: orange ticks along the top, resume: cyan along the bottom), then the
-  // buffer on top of them, so a pause/resume burst never hides the sawtooth.
+  // Writing's markers span their lane; reading's are half as tall.
   for (const Marker& m : h.markers) {
     if (m.time < now - span || m.time > now) continue;
     const bool pause = m.kind == EventKind::pause_writing || m.kind == EventKind::pause_reading;
     const bool writing = m.kind == EventKind::pause_writing || m.kind == EventKind::resume_writing;
-    const float x = X(m.time);
+    const float x = X(m.time), len = writing ? kLane - 2 : kLane / 2;
     if (pause)
-      dl->AddLine(ImVec2(x, p.y), ImVec2(x, p.y + (writing ? 14 : 8)), kPauseColor, 1.5f);
+      dl->AddLine(ImVec2(x, p.y + 1), ImVec2(x, p.y + 1 + len), kPauseColor, 1.5f);
     else
-      dl->AddLine(ImVec2(x, p.y + height - (writing ? 14 : 8)), ImVec2(x, p.y + height),
-                  kResumeColor, 1.5f);
+      dl->AddLine(ImVec2(x, p.y + height - 1 - len), ImVec2(x, p.y + height - 1), kResumeColor,
+                  1.5f);
     if (m.kind == EventKind::pause_writing) ++shown.pause_writing_markers;
+    if (m.kind == EventKind::resume_writing) ++shown.resume_writing_markers;
   }
   ImVec2 prev(0, 0);
   bool have = false;
@@ -383,8 +392,9 @@ void buffer_plot(const Model& model, const TransportHistory& h, double now, floa
     prev = q;
     have = true;
   }
-  dl->AddText(ImVec2(p.x + w - 430, p.y + 18), IM_COL32(200, 200, 210, 255),
-              "blue: write buffer  orange (top): pause  cyan (bottom): resume");
+  const char* legend = "blue: write buffer  orange (top strip): pause  cyan (bottom strip): resume";
+  dl->AddText(ImVec2(p.x + w - ImGui::CalcTextSize(legend).x - 6, plot_top + 4),
+              IM_COL32(200, 200, 210, 255), legend);
   (void)model;
 }
 
@@ -413,9 +423,14 @@ void transports_view(const Model& model, const Frame& f, ViewState& st) {
                             ImGuiTableFlags_Resizable | ImGuiTableFlags_BordersInnerV,
                         ImVec2(0, ImGui::GetContentRegionAvail().y * 0.45f))) {
     ImGui::TableSetupScrollFreeze(0, 1);
-    for (const char* c : {"id", "kind", "peer", "server", "state", "in", "out", "rate in/out",
-                          "buffer / high / low", "paused"})
-      ImGui::TableSetupColumn(c);
+    // Widths by what the columns hold, so that rates and water marks are not cut at 1280 px.
+    const std::pair<const char*, float> columns[] = {
+        {"id", 0.4f},     {"kind", 0.6f},        {"peer", 1.6f},
+        {"server", 0.5f}, {"state", 0.7f},       {"in", 0.9f},
+        {"out", 0.9f},    {"rate in/out", 1.9f}, {"buffer / high / low", 2.2f},
+        {"paused", 1.1f}};
+    for (const auto& [name, weight] : columns)
+      ImGui::TableSetupColumn(name, ImGuiTableColumnFlags_WidthStretch, weight);
     ImGui::TableHeadersRow();
     for (const auto& [id, tp] : f.transports) {
       const TransportInfo& t = *tp;
@@ -514,6 +529,12 @@ void apply_style() {
   s.Colors[ImGuiCol_PlotLines] = ImVec4(0.40f, 0.63f, 1.0f, 1.0f);
 }
 
+bool is_tab_name(std::string_view name) {
+  for (std::string_view t : kTabNames)
+    if (t == name) return true;
+  return false;
+}
+
 void draw_inspector(Model& model, ViewState& st) {
   const ImGuiViewport* vp = ImGui::GetMainViewport();
   ImGui::SetNextWindowPos(vp->WorkPos);
@@ -543,34 +564,46 @@ void draw_inspector(Model& model, ViewState& st) {
     st.shown.transports_above_high += t->high && t->buffer > t->high;
 
   if (ImGui::BeginTabBar("views")) {
-    if (ImGui::BeginTabItem("Overview")) {
+    // Opens a tab; one the app asked for is selected once, then the user's clicks decide.
+    auto tab = [&](const char* label, std::string_view name) {
+      const bool asked = st.select_tab == name;
+      const bool open =
+          ImGui::BeginTabItem(label, nullptr, asked ? ImGuiTabItemFlags_SetSelected : 0);
+      const ImVec2 lo = ImGui::GetItemRectMin(), hi = ImGui::GetItemRectMax();
+      st.shown.tab_rects[std::string(name)] = {lo.x, lo.y, hi.x, hi.y};
+      if (open) {
+        st.shown.tab = name;
+        if (asked) st.select_tab.clear();
+      }
+      return open;
+    };
+    if (tab("Overview###overview", "overview")) {
       overview(model, f, index, st);
       ImGui::EndTabItem();
     }
     char label[64];
     std::snprintf(label, sizeof label, "Ready queue (%" PRIu64 ")###ready", f.ready_total);
-    if (ImGui::BeginTabItem(label)) {
+    if (tab(label, "ready")) {
       ready_view(f);
       ImGui::EndTabItem();
     }
     std::snprintf(label, sizeof label, "Timers (%" PRIu64 ")###timers", f.timers_total);
-    if (ImGui::BeginTabItem(label)) {
+    if (tab(label, "timers")) {
       timers_view(f);
       ImGui::EndTabItem();
     }
     std::snprintf(label, sizeof label, "Tasks (%zu)###tasks", f.tasks.size());
-    if (ImGui::BeginTabItem(label)) {
+    if (tab(label, "tasks")) {
       tasks_view(f, st);
       ImGui::EndTabItem();
     }
     std::snprintf(label, sizeof label, "Transports (%zu)###transports", f.transports.size());
-    if (ImGui::BeginTabItem(label, nullptr,
-                            st.select_transports_tab ? ImGuiTabItemFlags_SetSelected : 0)) {
+    if (tab(label, "transports")) {
       transports_view(model, f, st);
       ImGui::EndTabItem();
     }
     std::snprintf(label, sizeof label, "Exceptions (%zu)###exceptions", model.exceptions().size());
-    if (ImGui::BeginTabItem(label)) {
+    if (tab(label, "exceptions")) {
       exceptions_view(model);
       ImGui::EndTabItem();
     }
@@ -587,11 +620,23 @@ std::string shown_json(const Model& model, const ViewState& st) {
                 ",\"shown\":{\"frame_seq\":%" PRIu64 ",\"ready_depth\":%" PRIu64
                 ",\"ready_depth_max\":%" PRIu64 ",\"tasks\":%" PRIu64 ",\"transports\":%" PRIu64
                 ",\"transports_above_high\":%" PRIu64 ",\"pause_writing_markers\":%" PRIu64
-                ",\"dropped_events\":%" PRIu64 ",\"paused\":%s}",
+                ",\"resume_writing_markers\":%" PRIu64 ",\"dropped_events\":%" PRIu64
+                ",\"paused\":%s,\"tab\":",
                 st.shown.frame_seq, st.shown.ready_depth, st.shown.ready_depth_max, st.shown.tasks,
                 st.shown.transports, st.shown.transports_above_high, st.shown.pause_writing_markers,
-                st.shown.dropped_events, st.shown.paused ? "true" : "false");
+                st.shown.resume_writing_markers, st.shown.dropped_events,
+                st.shown.paused ? "true" : "false");
   s += buf;
+  inspect::json::append_string(s, st.shown.tab);
+  s += ",\"tab_rects\":{";
+  const char* sep = "";
+  for (const auto& [name, r] : st.shown.tab_rects) {
+    std::snprintf(buf, sizeof buf, "%s\"%s\":[%.0f,%.0f,%.0f,%.0f]", sep, name.c_str(), r[0], r[1],
+                  r[2], r[3]);
+    s += buf;
+    sep = ",";
+  }
+  s += "}}";
   s += ",\"source\":";
   inspect::json::append_string(s, st.source);
   s += ",\"server\":";

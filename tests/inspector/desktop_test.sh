@@ -1,17 +1,25 @@
 #!/bin/sh
 # The desktop inspector under a real X server (Xvfb): the in-process demo workload for a few
 # seconds with the Transports view open, a screenshot, and the numbers the views showed checked
-# from the app's summary; then a recording made while running is replayed into a second run.
+# from the app's summary; then a recording made while running is replayed into a second run, and
+# a third run is switched to another view with a real click.
 # usage: desktop_test.sh EDDY_INSPECTOR OUT_DIR
 set -eu
 APP=$1
 OUT=$2
 mkdir -p "$OUT"
 export ASAN_OPTIONS=detect_leaks=0  # Mesa and SDL keep allocations until exit; the model is leak-checked in eddy_tests
-rm -f "$OUT/desktop.json" "$OUT/desktop.png" "$OUT/recording.jsonl" "$OUT/replay.json" "$OUT/trace.json"
+rm -f "$OUT/desktop.json" "$OUT/clicked.json" "$OUT/tasks.png" "$OUT/desktop.png" "$OUT/recording.jsonl" "$OUT/replay.json" "$OUT/trace.json"
 xvfb-run -a -s "-screen 0 1280x720x24" sh -c "'$APP' --tab transports --seconds 5 --summary '$OUT/desktop.json' \
   --record '$OUT/recording.jsonl' --export '$OUT/trace.json' & A=\$!; sleep 4; import -window root '$OUT/desktop.png'; wait \$A"
 xvfb-run -a -s "-screen 0 1280x720x24" "$APP" --open "$OUT/recording.jsonl" --frames 30 --summary "$OUT/replay.json"
+# A view asked for with --tab is only the first one: a click on the Tasks tab (where the first
+# run drew it) must switch to it. (It once stayed on Transports whatever the user clicked.)
+TASKS_AT=$(/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['shown']['tab_rects']['tasks']; print(int((r[0]+r[2])/2), int((r[1]+r[3])/2))" "$OUT/desktop.json")
+set -- $TASKS_AT
+xvfb-run -a -s "-screen 0 1280x720x24" sh -c "'$APP' --tab transports --seconds 5 --summary '$OUT/clicked.json' & A=\$!;
+  sleep 3; xdotool mousemove $1 $2; sleep 0.2; xdotool mousemove_relative 2 0; sleep 0.3; xdotool click 1;
+  sleep 0.5; import -window root '$OUT/tasks.png'; wait \$A"
 # No display: the demo is served to the browser inspector instead, and the URL printed.
 env -u DISPLAY -u WAYLAND_DISPLAY "$APP" --seconds 2 > "$OUT/headless.txt" 2>&1
 /usr/bin/python3 - "$OUT" <<'PY'
@@ -28,7 +36,11 @@ check("live updates reached the views", d["updates"] >= 20, d["updates"])
 check("no protocol error", d["error"] == "", d["error"])
 check("the ready-queue depth shows the demo's bursts", d["ready_depth_max"] >= 200, d["ready_depth_max"])
 check("a transport went above its high water mark", any(x["above_high"] for x in d["transports"]), d["transports"])
+check("the view asked for with --tab opened first", d["shown"].get("tab") == "transports", d["shown"])
 check("pause_writing markers drawn on the transport timeline", d["shown"]["pause_writing_markers"] >= 1, d["shown"])
+check("resume_writing markers drawn too", d["shown"].get("resume_writing_markers", 0) >= 1, d["shown"])
+c = json.load(open(os.path.join(out, "clicked.json")))
+check("a click on the Tasks tab leaves the view --tab chose", c["shown"].get("tab") == "tasks", c["shown"])
 check("the views showed tasks and transports", d["shown"]["tasks"] >= 5 and d["shown"]["transports"] >= 3, d["shown"])
 check("the recording replays: frames and the same transports", r["frames"] >= 10 and len(r["transports"]) >= 3, r)
 check("the replayed history shows the pauses too", any(x["pause_writing"] > 0 for x in r["transports"]), r["transports"])
