@@ -88,6 +88,73 @@ LOOP_TEST("inspect: the ready queue and the timer heap with names, places and ca
   CHECK(inspect::recorder(loop) == nullptr);
 }
 
+// The library's own timers (sleep, wait_for, timeout, wait, as_completed) are shown as armed by
+// the caller's line, under the function's name: not as a lambda at a line inside Eddy.
+static Coro<void> sleeper(std::uint32_t* line) {
+  *line = __LINE__ + 1;
+  co_await sleep(100.0);
+}
+static Coro<void> waits_for(Future<void> f, std::uint32_t* line) {
+  *line = __LINE__ + 1;
+  co_await wait_for(f, 50.0);
+}
+static Coro<void> scoped(Future<void> f, std::uint32_t* line) {
+  *line = __LINE__ + 1;
+  auto scope = timeout(60.0);
+  co_await scope.run(f);
+}
+static Coro<void> waits(Future<void> f, std::uint32_t* line) {
+  std::vector<Future<void>> fs;
+  fs.push_back(f);
+  WaitOptions options;
+  options.timeout = 70.0;
+  *line = __LINE__ + 1;
+  auto result = co_await wait(std::move(fs), options);
+  CHECK(result.pending.size() == 1);
+}
+static Coro<void> completes(Future<void> f, std::uint32_t* line) {
+  std::vector<Future<void>> fs;
+  fs.push_back(f);
+  *line = __LINE__ + 1;
+  auto in_order = as_completed(std::move(fs), 80.0);
+  auto next = in_order.next();
+  co_await next;
+}
+
+LOOP_TEST(
+    "inspect: sleep's, wait_for's, timeout's, wait's and as_completed's timers: named, "
+    "at the caller's line",
+    "[inspect][timers]") {
+  EventLoop& loop = *this->loop;
+  inspect::Recorder& rec = inspect::enable(loop);
+  std::uint32_t lines[5] = {};
+  std::vector<Future<void>> never;
+  for (int i = 0; i < 4; ++i) never.push_back(loop.create_future<void>());
+  std::vector<Task<void>> tasks;
+  tasks.push_back(loop.create_task(sleeper(&lines[0])));
+  tasks.push_back(loop.create_task(waits_for(never[0], &lines[1])));
+  tasks.push_back(loop.create_task(scoped(never[1], &lines[2])));
+  tasks.push_back(loop.create_task(waits(never[2], &lines[3])));
+  tasks.push_back(loop.create_task(completes(never[3], &lines[4])));
+  loop.run_until_complete(sleep(0));  // each task reached its timer
+  inspect::Snapshot s = rec.capture();
+  const char* names[5] = {"eddy::sleep", "eddy::timeout", "eddy::timeout", "eddy::wait",
+                          "eddy::as_completed"};
+  for (int i = 0; i < 5; ++i) {
+    INFO(names[i] << " armed at test_inspect.cpp:" << lines[i]);
+    CHECK(std::count_if(s.timers.begin(), s.timers.end(), [&](const inspect::HandleInfo& t) {
+            return t.name == names[i] && t.line == lines[i] &&
+                   t.file.find("test_inspect.cpp") != std::string::npos;
+          }) == 1);
+  }
+  CHECK(s.timers.size() == 5);
+  for (auto& t : tasks) t.cancel();
+  for (int i = 0; i < 3; ++i) loop.run_until_complete(sleep(0));
+  for (auto& t : tasks) CHECK(t.cancelled());
+  for (auto& f : never) f.cancel();
+  inspect::disable(loop);
+}
+
 static Coro<int> wait_for_it(Future<int> f) {
   int v = co_await f;
   co_return v;

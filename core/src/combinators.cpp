@@ -160,22 +160,18 @@ struct OnCompletion {
   };
 };
 
-struct ReleaseWaiter {
-  Future<void> waiter;
-  void operator()() {
-    if (!waiter.done()) waiter.set_result();
-  }
-};
-
 }  // namespace
 
-Coro<void> wait_until(std::vector<Ref<FutureBase>> fs, WaitOptions options) {
+Coro<void> wait_until(std::vector<Ref<FutureBase>> fs, WaitOptions options, SourceLocation where) {
   EventLoop& loop = get_running_loop();
   auto s = std::make_shared<WaitState>();
   s->waiter = loop.create_future<void>();
   s->counter = fs.size();
   s->return_when = options.return_when;
-  if (options.timeout) s->timer = loop.call_later(*options.timeout, ReleaseWaiter{s->waiter});
+  if (options.timeout) {
+    detail::SetResultUnlessDone release{s->waiter, "eddy::wait"};
+    s->timer = loop.call_later(*options.timeout, std::move(release), where);
+  }
   for (const auto& f : fs)
     f->add_done_callback_as<OnCompletion, OnCompletion::Invoke>(OnCompletion{s});
   std::exception_ptr error;
@@ -281,22 +277,30 @@ struct AsCompletedDone {
   };
 };
 
+// as_completed's timer: what is not done yet is dropped and each next() still owed raises.
+struct AsCompletedTimeout {
+  std::weak_ptr<AsCompletedCore> core;
+  void operator()() {
+    auto c = core.lock();
+    if (!c) return;
+    for (const auto& f : c->todo) f->remove_done_callback(AsCompletedDone{c});
+    c->todo.clear();
+    c->done.put_nowait(Ref<FutureBase>());  // wakes next() to raise TimeoutError
+  }
+  static const char* callback_name() noexcept { return "eddy::as_completed"; }
+};
+
 }  // namespace
 
 std::shared_ptr<AsCompletedCore> start_as_completed(const std::vector<Ref<FutureBase>>& fs,
-                                                    std::optional<double> timeout) {
+                                                    std::optional<double> timeout,
+                                                    SourceLocation where) {
   auto core = std::make_shared<AsCompletedCore>();
   core->todo = fs;
   if (timeout) {
     EventLoop& loop = combinator_loop(fs.empty() ? nullptr : fs.front().get());
-    std::weak_ptr<AsCompletedCore> weak = core;
-    core->timer = loop.call_later(*timeout, [weak] {
-      auto c = weak.lock();
-      if (!c) return;
-      for (const auto& f : c->todo) f->remove_done_callback(AsCompletedDone{c});
-      c->todo.clear();
-      c->done.put_nowait(Ref<FutureBase>());  // wakes next() to raise TimeoutError
-    });
+    AsCompletedTimeout expire{core};
+    core->timer = loop.call_later(*timeout, std::move(expire), where);
   }
   for (const auto& f : fs)
     f->add_done_callback_as<AsCompletedDone, AsCompletedDone::Invoke>(AsCompletedDone{core});
@@ -317,14 +321,14 @@ Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core) {
 
 // ---- Timeout ------------------------------------------------------------------------------------
 
-Timeout timeout(std::optional<double> delay) {
+Timeout timeout(std::optional<double> delay, SourceLocation where) {
   EventLoop& loop = get_running_loop();  // asyncio asks for the running loop even without a delay
-  if (!delay) return Timeout(std::nullopt);
-  return Timeout(loop.time() + *delay);
+  if (!delay) return Timeout(std::nullopt, where);
+  return Timeout(loop.time() + *delay, where);
 }
 
-Timeout timeout_at(std::optional<double> when) {
-  return Timeout(when);
+Timeout timeout_at(std::optional<double> when, SourceLocation where) {
+  return Timeout(when, where);
 }
 
 Timeout::~Timeout() {
@@ -352,9 +356,9 @@ void Timeout::reschedule(std::optional<double> when) {
   if (!when) return;
   EventLoop& loop = task_->get_loop();
   if (*when <= loop.time())
-    handle_ = loop.call_soon([this] { on_timeout(); });
+    handle_ = loop.call_soon(Expiry{this}, where_);
   else
-    handle_ = loop.call_at(*when, [this] { on_timeout(); });
+    handle_ = loop.call_at(*when, Expiry{this}, where_);
 }
 
 void Timeout::on_timeout() {

@@ -349,7 +349,7 @@ std::vector<Ref<TaskBase>> all_tasks(EventLoop* loop) {
   return loop->all_tasks();
 }
 
-Coro<void> sleep(double delay) {
+Coro<void> sleep(double delay, SourceLocation where) {
   if (std::isnan(delay)) throw ValueError("sleep: delay must not be NaN");
   if (delay <= 0) {
     co_await detail::YieldOnce{};
@@ -357,9 +357,8 @@ Coro<void> sleep(double delay) {
   }
   EventLoop& loop = get_running_loop();
   Future<void> done = loop.create_future<void>();
-  TimerHandle timer = loop.call_later(delay, [done]() mutable {
-    if (!done.done()) done.set_result();
-  });
+  detail::SetResultUnlessDone wakeup{done, "eddy::sleep"};
+  TimerHandle timer = loop.call_later(delay, std::move(wakeup), where);
   try {
     co_await done;
   } catch (...) {

@@ -231,8 +231,9 @@ std::vector<Ref<FutureBase>> children_of_vector(std::vector<A>& aws) {
   return children;
 }
 
-// Waits (in the calling task) until `fs` satisfy `return_when` or `timeout` passes.
-Coro<void> wait_until(std::vector<Ref<FutureBase>> fs, WaitOptions options);
+// Waits (in the calling task) until `fs` satisfy `return_when` or `timeout` passes; the timeout's
+// timer is shown as scheduled at `where`.
+Coro<void> wait_until(std::vector<Ref<FutureBase>> fs, WaitOptions options, SourceLocation where);
 // Cancels `f` and waits until it is done (asyncio's _cancel_and_wait).
 Coro<void> cancel_and_wait(Ref<FutureBase> f);
 // Shield's two callbacks (defined in combinators.cpp for any T through take_value).
@@ -341,14 +342,14 @@ void drop_repeated(std::vector<F>& fs) {
 // or the timeout passes (no TimeoutError: what is not done is in `pending`). ValueError if empty.
 // A future given twice is listed once, as in asyncio's sets.
 template <class F>
-requires detail::FutureLike<F> Coro<WaitResult<F>> wait(std::vector<F> fs,
-                                                        WaitOptions options = {}) {
+requires detail::FutureLike<F> Coro<WaitResult<F>> wait(
+    std::vector<F> fs, WaitOptions options = {}, SourceLocation where = SourceLocation::current()) {
   if (fs.empty()) throw ValueError("Set of Tasks/Futures is empty.");
   detail::drop_repeated(fs);
   std::vector<Ref<FutureBase>> bases;
   bases.reserve(fs.size());
   for (const auto& f : fs) bases.push_back(f.state());
-  auto waiting = detail::wait_until(std::move(bases), options);
+  auto waiting = detail::wait_until(std::move(bases), options, where);
   co_await waiting;
   WaitResult<F> result;
   for (auto& f : fs) (f.done() ? result.done : result.pending).push_back(std::move(f));
@@ -359,10 +360,12 @@ class Timeout;
 
 // Waits for `aw` for at most `timeout` seconds (nothing: no limit). On expiry `aw` is cancelled
 // and TimeoutError raised once it has finished cancelling. A coroutine runs inline, in the
-// calling task; timeout <= 0 runs it as a Task and cancels it unless it is already done.
+// calling task; timeout <= 0 runs it as a Task and cancels it unless it is already done. The
+// timer is shown (inspector, debug reports) as scheduled where wait_for was called.
 template <class A>
 requires detail::Awaitable<A>
-auto wait_for(A aw, std::optional<double> timeout) -> Coro<detail::AwaitedType<A>>;
+auto wait_for(A aw, std::optional<double> timeout, SourceLocation where = SourceLocation::current())
+    -> Coro<detail::AwaitedType<A>>;
 
 // Protects `aw` from cancellation: cancelling the returned future leaves `aw` running.
 template <class A>
@@ -380,7 +383,8 @@ namespace detail {
 // The shared part of as_completed: a queue of completed futures (null: the timeout).
 class AsCompletedCore;
 std::shared_ptr<AsCompletedCore> start_as_completed(const std::vector<Ref<FutureBase>>& fs,
-                                                    std::optional<double> timeout);
+                                                    std::optional<double> timeout,
+                                                    SourceLocation where);
 Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core);
 }  // namespace detail
 
@@ -390,12 +394,13 @@ Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core);
 template <class F>
 class AsCompleted {
  public:
-  AsCompleted(std::vector<F> fs, std::optional<double> timeout) {
+  AsCompleted(std::vector<F> fs, std::optional<double> timeout,
+              SourceLocation where = SourceLocation::current()) {
     std::vector<Ref<FutureBase>> bases;
     for (auto& f : fs)
       if (by_state_.emplace(f.state().get(), f).second) bases.push_back(f.state());
     remaining_ = bases.size();
-    core_ = detail::start_as_completed(bases, timeout);
+    core_ = detail::start_as_completed(bases, timeout, where);
   }
   bool done() const noexcept { return remaining_ == 0; }
   std::size_t remaining() const noexcept { return remaining_; }
@@ -415,13 +420,14 @@ class AsCompleted {
 
 template <class A>
 requires detail::Awaitable<A>
-auto as_completed(std::vector<A> aws, std::optional<double> timeout = std::nullopt) {
+auto as_completed(std::vector<A> aws, std::optional<double> timeout = std::nullopt,
+                  SourceLocation where = SourceLocation::current()) {
   using T = detail::AwaitedType<A>;
   using F = std::conditional_t<detail::IsCoro<A>::value, Task<T>, A>;
   std::vector<F> fs;
   fs.reserve(aws.size());
   for (auto& a : aws) fs.push_back(ensure_future(std::move(a)));
-  return AsCompleted<F>(std::move(fs), timeout);
+  return AsCompleted<F>(std::move(fs), timeout, where);
 }
 
 // ---- timeout ------------------------------------------------------------------------------------
@@ -434,7 +440,9 @@ auto as_completed(std::vector<A> aws, std::optional<double> timeout = std::nullo
 //   std::string page = co_await scope.run(fetch(scope));  // fetch may call scope.reschedule()
 class Timeout {
  public:
-  explicit Timeout(std::optional<double> when) : when_(when) {}
+  // `where`: the line its timer is shown as scheduled at (inspector, debug reports).
+  explicit Timeout(std::optional<double> when, SourceLocation where = SourceLocation::current())
+      : when_(when), where_(where) {}
   Timeout(const Timeout&) = delete;
   Timeout& operator=(const Timeout&) = delete;
   ~Timeout();
@@ -459,7 +467,13 @@ class Timeout {
  private:
   enum class State { created, entered, expiring, expired, exited };
   void on_timeout();
+  struct Expiry {  // the deadline's callback
+    Timeout* scope;
+    void operator()() { scope->on_timeout(); }
+    static const char* callback_name() noexcept { return "eddy::timeout"; }
+  };
   std::optional<double> when_;
+  SourceLocation where_;
   Ref<TaskBase> task_;
   Handle handle_;
   int cancelling_ = 0;
@@ -467,9 +481,9 @@ class Timeout {
 };
 
 // asyncio.timeout(delay): a Timeout `delay` seconds from now (nothing: no deadline yet).
-Timeout timeout(std::optional<double> delay);
+Timeout timeout(std::optional<double> delay, SourceLocation where = SourceLocation::current());
 // asyncio.timeout_at(when): a Timeout at loop time `when`.
-Timeout timeout_at(std::optional<double> when);
+Timeout timeout_at(std::optional<double> when, SourceLocation where = SourceLocation::current());
 
 template <class A>
 requires detail::Awaitable<A>
@@ -495,7 +509,8 @@ auto Timeout::run(A aw) -> Coro<detail::AwaitedType<A>> {
 
 template <class A>
 requires detail::Awaitable<A>
-auto wait_for(A aw, std::optional<double> timeout) -> Coro<detail::AwaitedType<A>> {
+auto wait_for(A aw, std::optional<double> timeout, SourceLocation where)
+    -> Coro<detail::AwaitedType<A>> {
   using T = detail::AwaitedType<A>;
   if (timeout && *timeout <= 0) {
     auto fut = ensure_future(std::move(aw));
@@ -513,7 +528,7 @@ auto wait_for(A aw, std::optional<double> timeout) -> Coro<detail::AwaitedType<A
     }
   }
   EventLoop& loop = get_running_loop();
-  Timeout scope(timeout ? std::optional<double>(loop.time() + *timeout) : std::nullopt);
+  Timeout scope(timeout ? std::optional<double>(loop.time() + *timeout) : std::nullopt, where);
   if constexpr (std::is_void_v<T>) {
     auto running = scope.run(std::move(aw));
     co_await running;

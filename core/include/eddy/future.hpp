@@ -367,4 +367,17 @@ Future<T> EventLoop::create_future() {  // a closed loop too, as asyncio: only s
   return Future<T>(Ref<FutureBase>(new FutureImpl<T>(*this)));
 }
 
+namespace detail {
+// asyncio's futures._set_result_unless_cancelled as a timer callback: wakes what awaits `future`
+// (sleep's and wait's timers) unless it is done already; named `name` in the inspector.
+struct SetResultUnlessDone {
+  Future<void> future;
+  const char* name;
+  void operator()() {
+    if (!future.done()) future.set_result();
+  }
+  const char* callback_name() const noexcept { return name; }
+};
+}  // namespace detail
+
 }  // namespace eddy

@@ -462,21 +462,23 @@ std::vector<Ref<TaskBase>> all_tasks(EventLoop* loop = nullptr);
 // A task factory that starts every task eagerly (asyncio.eager_task_factory).
 Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options);
 
-// Suspends the current task for `delay` seconds; sleep(0) yields exactly one loop pass.
-Coro<void> sleep(double delay);
+// Suspends the current task for `delay` seconds; sleep(0) yields exactly one loop pass. Its timer
+// is shown (inspector, debug reports) as "eddy::sleep" scheduled at the caller's line.
+Coro<void> sleep(double delay, SourceLocation where = SourceLocation::current());
 // Integer seconds (and a better match than POSIX ::sleep under `using namespace eddy`).
 template <class N>
-  requires std::is_integral_v<N>
-Coro<void> sleep(N delay) {
-  return sleep(static_cast<double>(delay));
+requires std::is_integral_v<N> Coro<void> sleep(N delay,
+                                                SourceLocation where = SourceLocation::current()) {
+  return sleep(static_cast<double>(delay), where);
 }
 template <class Rep, class Period>
-Coro<void> sleep(std::chrono::duration<Rep, Period> delay) {
-  return sleep(std::chrono::duration<double>(delay).count());
+Coro<void> sleep(std::chrono::duration<Rep, Period> delay,
+                 SourceLocation where = SourceLocation::current()) {
+  return sleep(std::chrono::duration<double>(delay).count(), where);
 }
 template <class T>
-Coro<T> sleep(double delay, T result) {
-  co_await sleep(delay);
+Coro<T> sleep(double delay, T result, SourceLocation where = SourceLocation::current()) {
+  co_await sleep(delay, where);
   co_return result;
 }
 
