@@ -281,14 +281,15 @@ void tasks_view(const Frame& f, ViewState& st) {
                         ImVec2(0, -chain_height))) {
     ImGui::TableSetupScrollFreeze(0, 1);
     ImGui::TableSetupColumn("id", ImGuiTableColumnFlags_WidthFixed, 60);
-    ImGui::TableSetupColumn("name");
+    ImGui::TableSetupColumn("name", ImGuiTableColumnFlags_WidthStretch, 1.0f);
     ImGui::TableSetupColumn("state", ImGuiTableColumnFlags_WidthFixed, 80);
     ImGui::TableSetupColumn("age", ImGuiTableColumnFlags_WidthFixed, 80);
     ImGui::TableSetupColumn("runs", ImGuiTableColumnFlags_WidthFixed, 70);
     ImGui::TableSetupColumn("busy", ImGuiTableColumnFlags_WidthFixed, 80);
-    ImGui::TableSetupColumn("awaiting");
-    ImGui::TableSetupColumn("created at");
+    ImGui::TableSetupColumn("await chain", ImGuiTableColumnFlags_WidthStretch, 2.0f);
+    ImGui::TableSetupColumn("created at", ImGuiTableColumnFlags_WidthStretch, 1.0f);
     ImGui::TableHeadersRow();
+    std::string chain;
     ImGuiListClipper clip;
     clip.Begin(static_cast<int>(rows.size()));
     while (clip.Step())
@@ -318,7 +319,12 @@ void tasks_view(const Frame& f, ViewState& st) {
         ImGui::TableNextColumn();
         ImGui::Text("%.2f ms", t.busy * 1e3);
         ImGui::TableNextColumn();
-        ImGui::TextUnformatted(t.await_chain.empty() ? "" : t.await_chain.back().awaiting.c_str());
+        // The coroutines from the task's down to the innermost, then what that one awaits:
+        // "echo_client > sleep > <Future pending>" (the selected task's pane adds the places).
+        chain.clear();
+        for (const AwaitInfo& a : t.await_chain) (chain += a.function) += " > ";
+        if (!t.await_chain.empty()) chain += t.await_chain.back().awaiting;
+        ImGui::TextUnformatted(chain.c_str());
         ImGui::TableNextColumn();
         ImGui::TextUnformatted(place(t.file, t.line).c_str());
       }
@@ -484,16 +490,16 @@ void transports_view(const Model& model, const Frame& f, ViewState& st) {
   }
 }
 
-void exceptions_view(const Model& model) {
+void exceptions_view(const Model& model, double now) {
   ImGui::Text("%zu exceptions and slow callbacks", model.exceptions().size());
   if (ImGui::BeginTable(
           "exceptions", 4,
           ImGuiTableFlags_RowBg | ImGuiTableFlags_ScrollY | ImGuiTableFlags_Resizable)) {
     ImGui::TableSetupScrollFreeze(0, 1);
-    ImGui::TableSetupColumn("time", ImGuiTableColumnFlags_WidthFixed, 80);
-    ImGui::TableSetupColumn("message");
-    ImGui::TableSetupColumn("exception");
-    ImGui::TableSetupColumn("scheduled at");
+    ImGui::TableSetupColumn("when", ImGuiTableColumnFlags_WidthFixed, 80);
+    ImGui::TableSetupColumn("message", ImGuiTableColumnFlags_WidthStretch, 2.4f);
+    ImGui::TableSetupColumn("exception", ImGuiTableColumnFlags_WidthStretch, 1.6f);
+    ImGui::TableSetupColumn("scheduled at", ImGuiTableColumnFlags_WidthStretch, 0.9f);
     ImGui::TableHeadersRow();
     const auto& ex = model.exceptions();
     ImGuiListClipper clip;
@@ -503,7 +509,7 @@ void exceptions_view(const Model& model) {
         const ExceptionInfo& e = ex[ex.size() - 1 - static_cast<std::size_t>(i)];  // newest first
         ImGui::TableNextRow();
         ImGui::TableNextColumn();
-        ImGui::Text("%.2f", e.time);
+        ImGui::Text("%.1f s ago", std::max(0.0, now - e.time));  // e.time is the loop's time()
         ImGui::TableNextColumn();
         ImGui::TextColored(e.slow ? kWarn : kBad, "%s", e.message.c_str());
         ImGui::TableNextColumn();
@@ -604,7 +610,7 @@ void draw_inspector(Model& model, ViewState& st) {
     }
     std::snprintf(label, sizeof label, "Exceptions (%zu)###exceptions", model.exceptions().size());
     if (tab(label, "exceptions")) {
-      exceptions_view(model);
+      exceptions_view(model, f.time);
       ImGui::EndTabItem();
     }
     ImGui::EndTabBar();

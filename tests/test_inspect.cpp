@@ -231,7 +231,7 @@ LOOP_TEST("inspect: tasks with state, run count and await chain", "[inspect]") {
   CHECK(row->runs == 1);
   CHECK(row->file.find("test_inspect.cpp") != std::string::npos);
   REQUIRE(row->await_chain.size() == 2);
-  CHECK(row->await_chain[0].awaiting == "coroutine");
+  CHECK(row->await_chain[0].awaiting == "wait_for_it");
   CHECK(row->await_chain[1].awaiting.find("Future") != std::string::npos);
   CHECK(row->await_chain[1].file.find("test_inspect.cpp") != std::string::npos);
   CHECK(live(s, inspect::HandleKind::task) == 1);

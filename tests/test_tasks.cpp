@@ -268,7 +268,7 @@ LOOP_TEST("a task records its await chain with source locations", "[task][intros
   auto chain = t.await_chain();
   REQUIRE(chain.size() == 2);
   CHECK(chain[0].function == std::string("middle"));
-  CHECK(chain[0].awaiting == "coroutine");
+  CHECK(chain[0].awaiting == "leaf_wait");  // the awaited coroutine, by name
   CHECK(chain[1].function == std::string("leaf_wait"));
   CHECK(chain[1].awaiting == "<Future pending>");
   CHECK(std::string(chain[1].where.file).find("test_tasks.cpp") != std::string::npos);

@@ -290,8 +290,12 @@ const char* TaskBase::describe_await(const PromiseBase& p, std::string& scratch)
   switch (p.awaiting.kind) {
     case AwaitRecord::Kind::none:
       return started_ ? "running" : "not started";
-    case AwaitRecord::Kind::coroutine:
-      return "coroutine";
+    case AwaitRecord::Kind::coroutine: {
+      // The awaited coroutine by name (known from its own first co_await, which it has made,
+      // being suspended below this frame).
+      const char* name = static_cast<const PromiseBase*>(p.awaiting.target)->function();
+      return *name ? name : "coroutine";
+    }
     case AwaitRecord::Kind::future: {
       const auto* f = static_cast<const FutureBase*>(p.awaiting.target);
       if (const char* fixed = f->fixed_description()) return fixed;

@@ -50,7 +50,7 @@ struct AwaitRecord {
 struct AwaitFrame {
   std::string function;  // the coroutine that is awaiting
   SourceLocation where;  // the co_await expression
-  std::string awaiting;  // what it awaits: "coroutine", "<Future pending>", "Task 'name'", ...
+  std::string awaiting;  // what it awaits: a coroutine's name, "<Future pending>", "Task 'name'"...
 };
 
 namespace detail {
