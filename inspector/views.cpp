@@ -169,7 +169,7 @@ void overview(const Model& model, const Frame& f, std::size_t index, ViewState& 
 }
 
 void ready_view(const Frame& f) {
-  ImGui::Text("%" PRIu64 " callbacks ready%s", f.ready_total,
+  ImGui::Text("%" PRIu64 " callback%s ready%s", f.ready_total, f.ready_total == 1 ? "" : "s",
               f.ready_total > f.ready.size() ? " (first ones shown)" : "");
   if (ImGui::BeginTable(
           "ready", 3,
@@ -206,8 +206,8 @@ void timers_view(const Frame& f) {
     cancelled += h.cancelled;
     horizon = std::max(horizon, h.when - f.time);
   }
-  ImGui::Text("%" PRIu64 " timers in the heap, %" PRIu64 " cancelled but not yet purged",
-              f.timers_total, f.metrics.cancelled_timers);
+  ImGui::Text("%" PRIu64 " timer%s in the heap, %" PRIu64 " cancelled but not yet purged",
+              f.timers_total, f.timers_total == 1 ? "" : "s", f.metrics.cancelled_timers);
   // The time axis: now at the left, each timer a tick at its deadline.
   const ImVec2 p = ImGui::GetCursorScreenPos();
   const float w = ImGui::GetContentRegionAvail().x, h = 70;
