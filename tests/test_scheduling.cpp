@@ -157,6 +157,56 @@ LOOP_TEST("handles report their callback's name and where they were scheduled",
   h.cancel();
 }
 
+namespace scheduling_names {
+Coro<std::string> lambda_in_coroutine(int n) {
+  Handle h = get_running_loop().call_soon([n] { (void)n; });
+  std::string name = h.callback_name();
+  h.cancel();
+  co_return name;
+}
+}  // namespace scheduling_names
+
+// A lambda scheduled from a coroutine (the common case) was named with the coroutine frame's
+// mangled name in gcc: "ns::f(f(int)::_ZN2ns1fEi.Frame*)::<lambda()>".
+LOOP_TEST(
+    "callback names read as their scope: no frame names, parameter lists or anonymous "
+    "namespaces",
+    "[scheduling][debug]") {
+  std::string name = this->loop->run_until_complete(scheduling_names::lambda_in_coroutine(1));
+  INFO(name);
+  CHECK(name.find("lambda") != std::string::npos);
+  CHECK(name.find("Frame") == std::string::npos);
+  CHECK(name.find("_Z") == std::string::npos);
+#if defined(__GNUC__) && !defined(__clang__)
+  CHECK(name == "scheduling_names::lambda_in_coroutine::<lambda()>");
+#endif
+  // The rules, on each compiler's spelling.
+  using detail::type_name_from_signature;
+  const char* g = "const char* eddy::detail::raw_type_signature() [with T = ";
+  CHECK(type_name_from_signature((std::string(g) +
+                                  "app::echo_client(echo_client(int, std::string)::_ZN3app11echo_"
+                                  "clientEiNSt7__cxx1112basic_stringIcEE.Frame*)::<lambda()>]")
+                                     .c_str()) == "app::echo_client::<lambda()>");
+  CHECK(type_name_from_signature(
+            (std::string(g) +
+             "app::{anonymous}::Reader::data_received(std::string_view)::<lambda()>]")
+                .c_str()) == "app::Reader::data_received::<lambda()>");
+  CHECK(
+      type_name_from_signature(
+          (std::string(g) + "app::Box<int>::run(app::Box<int>::run()::_ZN3app3BoxIiE3runEv.Frame*)"
+                            "::<lambda()>]")
+              .c_str()) == "app::Box<int>::run::<lambda()>");
+  CHECK(type_name_from_signature((std::string(g) + "main()::<lambda()>::operator()() const::"
+                                                   "<lambda(int)>]")
+                                     .c_str()) == "main::<lambda()>::operator()::<lambda(int)>");
+  CHECK(type_name_from_signature((std::string(g) + "std::function<void(int)>]").c_str()) ==
+        "std::function<void(int)>");
+  CHECK(type_name_from_signature((std::string(g) + "(anonymous namespace)::Named]").c_str()) ==
+        "Named");
+  CHECK(type_name_from_signature("const char *eddy::detail::raw_type_signature() [T = (lambda at "
+                                 "/src/a.cpp:3:5)]") == "(lambda at /src/a.cpp:3:5)");
+}
+
 // 600k entries take the ready ring and the timer heap past 2 MiB, where their blocks come from
 // allocate_pages aligned to a huge page (and may be backed by huge pages natively).
 LOOP_TEST("a ready queue and a timer heap of several huge pages keep their order",

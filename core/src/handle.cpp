@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
 
 #include "eddy/detail/pages.hpp"
 #include "eddy/loop.hpp"
@@ -66,16 +67,70 @@ void cancel_handle(HandleRecord* r) noexcept {
   if (!r->has(kHandleRunning)) r->destroy_callback();
 }
 
+namespace {
+
+bool opens(char c) {
+  return c == '(' || c == '<' || c == '[' || c == '{';
+}
+bool closes(char c) {
+  return c == ')' || c == '>' || c == ']' || c == '}';
+}
+
+// "f(f(int)::_ZN1f....Frame*)" -> "f"; "operator()() const" -> "operator()"; "<lambda()>" and
+// clang's "(lambda at ...)" unchanged.
+std::string_view without_parameters(std::string_view c) {
+  if (c.empty() || c.front() == '<' || c.front() == '(') return c;
+  constexpr std::string_view kConst = " const";
+  if (c.size() > kConst.size() && c.substr(c.size() - kConst.size()) == kConst)
+    c.remove_suffix(kConst.size());
+  if (c.empty() || c.back() != ')') return c;
+  int depth = 0;
+  for (std::size_t i = c.size(); i-- > 0;) {
+    if (closes(c[i])) ++depth;
+    if (opens(c[i]) && --depth == 0) return i == 0 ? c : c.substr(0, i);
+  }
+  return c;
+}
+
+}  // namespace
+
 std::string type_name_from_signature(const char* pretty) {
-  std::string s(pretty);
+  std::string_view s(pretty);
   std::size_t start = s.find("T = ");
-  if (start == std::string::npos) return s;
+  if (start == std::string_view::npos) return std::string(s);
   start += 4;
-  std::size_t end = s.find_first_of(";]", start);
-  // Lambdas in gcc contain ']'-free text like "main()::<lambda()>"; clang writes
-  // "(lambda at file:line:col)". Cut at the closing bracket of the template argument list.
-  if (end == std::string::npos) end = s.size();
-  return s.substr(start, end - start);
+  // The end of the template argument: the first ';' or ']' outside brackets (gcc's lambdas read
+  // "main()::<lambda()>", clang's "(lambda at file:line:col)").
+  int depth = 0;
+  std::size_t end = start;
+  for (; end < s.size(); ++end) {
+    const char c = s[end];
+    if (depth == 0 && (c == ';' || c == ']')) break;
+    if (opens(c)) ++depth;
+    if (closes(c) && depth > 0) --depth;
+  }
+  const std::string_view type = s.substr(start, end - start);
+  // Its scopes, split at the "::" outside brackets.
+  std::string out;
+  depth = 0;
+  std::size_t from = 0;
+  auto add = [&](std::string_view c) {
+    if (c == "{anonymous}" || c == "(anonymous namespace)") return;
+    c = without_parameters(c);
+    if (!out.empty()) out += "::";
+    out += c;
+  };
+  for (std::size_t i = 0; i < type.size(); ++i) {
+    if (opens(type[i])) ++depth;
+    if (closes(type[i]) && depth > 0) --depth;
+    if (depth == 0 && type.compare(i, 2, "::") == 0) {
+      add(type.substr(from, i - from));
+      from = i + 2;
+      ++i;
+    }
+  }
+  add(type.substr(from));
+  return out.empty() ? std::string(type) : out;
 }
 
 }  // namespace detail

@@ -19,7 +19,10 @@ template <class T>
 constexpr const char* raw_type_signature() {
   return __PRETTY_FUNCTION__;
 }
-// "T = main()::<lambda()>" -> "main()::<lambda()>" (gcc and clang spell it differently).
+// The type's name from its signature, as a person would write the scope: "T = main()::<lambda()>"
+// -> "main::<lambda()>". Enclosing functions lose their parameter lists (for a lambda in a
+// coroutine, gcc writes the frame's mangled name there) and anonymous namespaces are dropped;
+// clang's "(lambda at file:line:col)" is kept as it is.
 std::string type_name_from_signature(const char* pretty);
 template <class T>
 const char* callable_name() {
