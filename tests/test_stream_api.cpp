@@ -729,6 +729,21 @@ LOOP_TEST("open_connection without TLS on the target: start_tls is NotSupportedE
   this->loop->run_until_complete(tls_refused(*this->loop));
 }
 
+// Connects to `server`, reads until EOF, then closes the connection and the server.
+static Coro<std::string> read_all_then_close(Ref<Server> server) {
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  std::shared_ptr<StreamReader> reader = pair.first;
+  std::shared_ptr<StreamWriter> writer = pair.second;
+  Coro<std::string> everything = reader->read(-1);
+  std::string got = co_await wait_for(std::move(everything), 5.0);
+  writer->close();
+  co_await writer->wait_closed();
+  server->close();
+  Coro<void> closed = server->wait_closed();
+  co_await wait_for(std::move(closed), 5.0);
+  co_return got;
+}
+
 // As asyncio 3.12+: the server keeps no reference to a connection's writer. A handler that
 // returns without closing it drops the last one, which closes the transport: the client reads
 // what was written, then EOF, and the server's wait_closed() ends.
@@ -739,15 +754,7 @@ static Coro<void> handler_drops_writer(EventLoop& loop, std::string* got) {
     co_await w->drain();
   };
   Ref<Server> server = co_await start_server(hello, "127.0.0.1", 0);
-  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
-  auto [reader, writer] = pair;
-  Coro<std::string> everything = reader->read(-1);
-  *got = co_await wait_for(std::move(everything), 5.0);
-  writer->close();
-  co_await writer->wait_closed();
-  server->close();
-  Coro<void> closed = server->wait_closed();
-  co_await wait_for(std::move(closed), 5.0);
+  *got = co_await read_all_then_close(server);
 }
 
 LOOP_TEST("start_server: a handler that drops its writer closes the connection", "[streams-api]") {
@@ -755,6 +762,30 @@ LOOP_TEST("start_server: a handler that drops its writer closes the connection",
   std::string got;
   this->loop->run_until_complete(handler_drops_writer(*this->loop, &got));
   CHECK(got == "hi");
+}
+
+// The per-connection task is shown (inspector, task repr) as created at the start_server call,
+// where the handler became a ClientConnectedCallback: not at a line inside Eddy.
+static Coro<void> handler_task_place(std::string* place, std::uint32_t* line) {
+  auto handler = [place](std::shared_ptr<StreamReader>,
+                         std::shared_ptr<StreamWriter> w) -> Coro<void> {
+    const SourceLocation at = current_task()->created_at();
+    const std::string file = at.file;
+    *place = file.substr(file.find_last_of('/') + 1) + ":" + std::to_string(at.line);
+    w->close();
+    co_return;
+  };
+  *line = __LINE__ + 1;
+  Ref<Server> server = co_await start_server(handler, "127.0.0.1", 0);
+  co_await read_all_then_close(server);  // EOF: the handler ran and closed
+}
+
+LOOP_TEST("start_server: the handler's task is created at the start_server call", "[streams-api]") {
+  if (!this->loop->capabilities().supports("create_server")) SKIP("no sockets on this loop");
+  std::string place;
+  std::uint32_t line = 0;
+  this->loop->run_until_complete(handler_task_place(&place, &line));
+  CHECK(place == "test_stream_api.cpp:" + std::to_string(line));
 }
 
 #ifndef __EMSCRIPTEN__

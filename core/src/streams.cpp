@@ -520,7 +520,8 @@ void StreamReaderProtocol::connection_made(Ref<Transport> transport) {
   strong_reader_.reset();
   Coro<void> body = client_connected_cb_.call(reader, std::move(writer));
   if (!body) return;
-  task_ = get_loop().create_task(run_client_connected(client_connected_cb_, std::move(body)));
+  task_ = get_loop().create_task(run_client_connected(client_connected_cb_, std::move(body)),
+                                 TaskOptions{}, client_connected_cb_.where());
   EventLoop* loop = &get_loop();
   std::weak_ptr<StreamReaderProtocol> weak = self;
   task_.add_done_callback([transport, loop, weak](Task<void> task) {

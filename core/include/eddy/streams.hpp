@@ -207,7 +207,8 @@ class FlowControlMixin {
 
 // start_server's client_connected_cb: a callable taking (reader, writer) and returning either
 // Coro<void> (run as a Task per connection, as asyncio does) or void (called in connection_made).
-// Copies share the callable, which lives as long as any task it started.
+// Copies share the callable, which lives as long as any task it started. The per-connection
+// tasks are shown as created where the callable became this (the start_server call, usually).
 class ClientConnectedCallback {
  public:
   using Reader = std::shared_ptr<StreamReader>;
@@ -216,9 +217,11 @@ class ClientConnectedCallback {
   ClientConnectedCallback(std::nullptr_t) {}
   template <class F>
   requires(!std::is_same_v<std::remove_cvref_t<F>, ClientConnectedCallback> &&
-           std::is_invocable_v<std::decay_t<F>&, Reader, Writer>) ClientConnectedCallback(F&& f) {
+           std::is_invocable_v<std::decay_t<F>&, Reader, Writer>)
+      ClientConnectedCallback(F&& f, SourceLocation where = SourceLocation::current()) {
     using R = std::invoke_result_t<std::decay_t<F>&, Reader, Writer>;
     auto impl = std::make_shared<Impl>();
+    impl->where = where;
     if constexpr (std::is_void_v<R>) {
       impl->plain = std::forward<F>(f);
     } else {
@@ -232,11 +235,13 @@ class ClientConnectedCallback {
   // A plain callback runs now and the result is an empty Coro; a coroutine callback's Coro is
   // returned unstarted.
   Coro<void> call(Reader reader, Writer writer) const;
+  SourceLocation where() const noexcept { return impl_ ? impl_->where : SourceLocation{}; }
 
  private:
   struct Impl {
     std::function<Coro<void>(Reader, Writer)> coro;
     std::function<void(Reader, Writer)> plain;
+    SourceLocation where;
   };
   std::shared_ptr<const Impl> impl_;
 };
