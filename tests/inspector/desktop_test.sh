@@ -20,6 +20,9 @@ set -- $TASKS_AT
 xvfb-run -a -s "-screen 0 1280x720x24" sh -c "'$APP' --tab transports --seconds 5 --summary '$OUT/clicked.json' & A=\$!;
   sleep 3; xdotool mousemove $1 $2; sleep 0.2; xdotool mousemove_relative 2 0; sleep 0.3; xdotool click 1;
   sleep 0.5; import -window root '$OUT/tasks.png'; wait \$A"
+# The command line: --help is usage on stdout and success; an unknown view is refused with the list.
+"$APP" --help > "$OUT/help.txt" 2>&1; echo "exit $?" >> "$OUT/help.txt"
+"$APP" --tab nope > "$OUT/badtab.txt" 2>&1 || echo "exit $?" >> "$OUT/badtab.txt"
 # No display: the demo is served to the browser inspector instead, and the URL printed.
 env -u DISPLAY -u WAYLAND_DISPLAY "$APP" --seconds 2 > "$OUT/headless.txt" 2>&1
 /usr/bin/python3 - "$OUT" <<'PY'
@@ -48,6 +51,11 @@ check("the screenshot exists", os.path.getsize(os.path.join(out, "desktop.png"))
 headless = open(os.path.join(out, "headless.txt")).read()
 check("without a display it serves the browser inspector and prints the URL",
       "serving the browser inspector instead" in headless and "http://127.0.0.1:" in headless and "#token=" in headless, headless)
+help_text = open(os.path.join(out, "help.txt")).read()
+check("--help prints the usage and succeeds", help_text.startswith("usage: eddy-inspector") and help_text.rstrip().endswith("exit 0"), help_text)
+bad = open(os.path.join(out, "badtab.txt")).read()
+check("an unknown --tab is refused with the views' names",
+      "unknown tab 'nope'" in bad and "transports" in bad and bad.rstrip().endswith("exit 2"), bad)
 phases = {e.get("ph") for e in t["traceEvents"]}
 check("the Perfetto export has slices, flows, counters and instants", {"X", "s", "f", "C", "i"} <= phases, phases)
 sys.exit(1 if fails else 0)
