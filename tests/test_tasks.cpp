@@ -278,6 +278,77 @@ LOOP_TEST("a task records its await chain with source locations", "[task][intros
   CHECK(t.await_chain().empty());
 }
 
+namespace {
+Coro<void> queue_getter(Queue<int>& q) {
+  int v = co_await q.get();
+  (void)v;
+}
+Coro<void> line_reader(std::shared_ptr<StreamReader> r) {
+  std::string line = co_await r->readline();
+  (void)line;
+}
+Coro<void> napper() {
+  co_await sleep(100);
+}
+Coro<void> time_limited(Future<int> f) {
+  int v = co_await wait_for(f, 100);
+  (void)v;
+}
+Coro<void> condition_waiter(Condition& c) {
+  auto held = co_await c.hold();
+  co_await c.wait();
+}
+
+// The await chain as "function > awaiting" steps, with each step's file's base name.
+std::vector<std::string> chain_steps(const std::vector<AwaitFrame>& chain) {
+  std::vector<std::string> steps;
+  for (const auto& f : chain) {
+    std::string file = f.where.file;
+    file = file.substr(file.find_last_of('/') + 1);
+    steps.push_back(f.function + " @" + file + " > " + f.awaiting);
+  }
+  return steps;
+}
+}  // namespace
+
+LOOP_TEST("await chains name Eddy's own coroutines after the public call",
+          "[task][introspection]") {
+  // Not the helpers that implement them (get_coroutine, readuntil_impl, wait_for<Future<int>>,
+  // Timeout::run's frame as "run<...>"), as asyncio's stacks say Queue.get or StreamReader.readline.
+  auto& loop = *this->loop;
+  Queue<int> q;
+  auto reader = std::make_shared<StreamReader>(kDefaultStreamLimit, &loop);
+  auto never = loop.template create_future<int>();
+  Condition cond;
+  auto t1 = loop.create_task(queue_getter(q));
+  auto t2 = loop.create_task(line_reader(reader));
+  auto t3 = loop.create_task(napper());
+  auto t4 = loop.create_task(time_limited(never));
+  auto t5 = loop.create_task(condition_waiter(cond));
+  loop.run_until_complete(sleep(0));
+  loop.run_until_complete(sleep(0));
+  using V = std::vector<std::string>;
+  CHECK(chain_steps(t1.await_chain()) == V{"queue_getter @test_tasks.cpp > eddy::Queue::get",
+                                           "eddy::Queue::get @queues.hpp > <Future pending>"});
+  CHECK(chain_steps(t2.await_chain()) ==
+        V{"line_reader @test_tasks.cpp > eddy::StreamReader::readline",
+          "eddy::StreamReader::readline @streams.cpp > eddy::StreamReader::readuntil",
+          "eddy::StreamReader::readuntil @streams.cpp > <Future pending>"});
+  CHECK(chain_steps(t3.await_chain()) ==
+        V{"napper @test_tasks.cpp > eddy::sleep", "eddy::sleep @task.cpp > <Future pending>"});
+  CHECK(chain_steps(t4.await_chain()) ==
+        V{"time_limited @test_tasks.cpp > eddy::wait_for",
+          "eddy::wait_for @combinators.hpp > eddy::Timeout::run",
+          "eddy::Timeout::run @combinators.hpp > <Future pending>"});
+  CHECK(chain_steps(t5.await_chain()) ==
+        V{"condition_waiter @test_tasks.cpp > eddy::Condition::wait",
+          "eddy::Condition::wait @locks.cpp > <Future pending>"});
+  for (auto* t : {&t1, &t2, &t3, &t4, &t5}) t->cancel();
+  loop.run_until_complete(sleep(0));
+  loop.run_until_complete(sleep(0));
+  for (auto* t : {&t1, &t2, &t3, &t4, &t5}) CHECK(t->cancelled());
+}
+
 LOOP_TEST("sleep(0) yields exactly one pass", "[task]") {
   auto& loop = *this->loop;
   std::vector<std::string> trace;

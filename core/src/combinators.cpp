@@ -176,7 +176,7 @@ Coro<void> wait_until(std::vector<Ref<FutureBase>> fs, WaitOptions options, Sour
     f->add_done_callback_as<OnCompletion, OnCompletion::Invoke>(OnCompletion{s});
   std::exception_ptr error;
   try {
-    co_await s->waiter;
+    co_await detail::awaiting_as("eddy::wait", s->waiter);
   } catch (...) {
     error = std::current_exception();
   }
@@ -193,7 +193,7 @@ Coro<void> cancel_and_wait(Ref<FutureBase> f) {
   std::exception_ptr error;
   try {
     f->cancel();
-    co_await s->waiter;
+    co_await detail::awaiting_as("eddy::wait_for", s->waiter);
   } catch (...) {
     error = std::current_exception();
   }
@@ -309,7 +309,7 @@ std::shared_ptr<AsCompletedCore> start_as_completed(const std::vector<Ref<Future
 
 Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core) {
   auto getting = core->done.get();
-  Ref<FutureBase> f = co_await getting;
+  Ref<FutureBase> f = co_await detail::awaiting_as("eddy::as_completed", getting);
   if (!f) {
     core->done.put_nowait(Ref<FutureBase>());  // every later next() times out too
     throw TimeoutError();
@@ -498,7 +498,7 @@ namespace {
 // Emscripten 3.1.6 mishandles an exception raised at a co_await inside a try inside a loop.)
 Coro<void> await_noting_cancel(Future<void> f, std::exception_ptr* cancelled) {
   try {
-    co_await f;
+    co_await detail::awaiting_as("eddy::TaskGroup::exit", f);
   } catch (const CancelledError&) {
     *cancelled = std::current_exception();
   }
@@ -516,7 +516,8 @@ Coro<void> TaskGroup::exit(std::exception_ptr error) {
   while (!s->tasks.empty()) {
     if (!s->on_completed) s->on_completed = s->loop->create_future<void>();
     std::exception_ptr cancelled;
-    co_await await_noting_cancel(s->on_completed, &cancelled);
+    co_await detail::awaiting_as("eddy::TaskGroup::exit",
+                                 await_noting_cancel(s->on_completed, &cancelled));
     if (cancelled && !s->aborting) {
       // The parent was cancelled from outside while waiting for the children.
       propagate_cancel = cancelled;

@@ -114,7 +114,7 @@ Coro<void> Lock::acquire_coroutine() {
   Future<void> fut = waiters_.add(bound_loop("Lock"));
   std::exception_ptr error;
   try {
-    co_await fut;
+    co_await detail::awaiting_as("eddy::Lock::acquire", fut);
   } catch (...) {
     error = std::current_exception();
   }
@@ -138,7 +138,7 @@ void Lock::wake_up_first() {
 }
 
 Coro<Held<Lock>> Lock::hold_coroutine() {
-  co_await acquire();
+  co_await detail::awaiting_as("eddy::Lock::hold", acquire());
   co_return Held<Lock>(*this);
 }
 
@@ -178,7 +178,7 @@ Coro<void> Event::wait_coroutine() {
   Future<void> fut = waiters_.add(bound_loop("Event"));
   std::exception_ptr error;
   try {
-    co_await fut;
+    co_await detail::awaiting_as("eddy::Event::wait", fut);
   } catch (...) {
     error = std::current_exception();
   }
@@ -198,7 +198,7 @@ namespace {
 // Emscripten 3.1.6 mishandles an exception raised at a co_await inside a try inside a loop.)
 Coro<void> acquire_noting_cancel(Lock& lock, std::exception_ptr* cancelled) {
   try {
-    co_await lock.acquire();
+    co_await detail::awaiting_as("eddy::Condition::wait", lock.acquire());
   } catch (const CancelledError&) {
     *cancelled = std::current_exception();
   }
@@ -210,7 +210,7 @@ Coro<void> acquire_noting_cancel(Lock& lock, std::exception_ptr* cancelled) {
 // ------------------------------------------------------------------------------------
 
 Coro<Held<Condition>> Condition::hold() {
-  co_await acquire();
+  co_await detail::awaiting_as("eddy::Condition::hold", acquire());
   co_return Held<Condition>(*this);
 }
 
@@ -222,7 +222,7 @@ Coro<void> Condition::wait() {
   {
     Future<void> fut = waiters_.add(loop);
     try {
-      co_await fut;
+      co_await detail::awaiting_as("eddy::Condition::wait", fut);
     } catch (...) {
       error = std::current_exception();
     }
@@ -232,7 +232,8 @@ Coro<void> Condition::wait() {
   std::exception_ptr cancelled;
   for (;;) {
     std::exception_ptr this_time;
-    co_await acquire_noting_cancel(*lock_, &this_time);
+    co_await detail::awaiting_as("eddy::Condition::wait",
+                                 acquire_noting_cancel(*lock_, &this_time));
     if (!this_time) break;
     cancelled = this_time;
   }
@@ -310,7 +311,7 @@ Coro<void> Semaphore::acquire_coroutine() {
   Future<void> fut = waiters_.add(bound_loop("Semaphore"));
   std::exception_ptr error;
   try {
-    co_await fut;
+    co_await detail::awaiting_as("eddy::Semaphore::acquire", fut);
   } catch (...) {
     error = std::current_exception();
   }
@@ -345,7 +346,7 @@ bool Semaphore::wake_up_next() {
 }
 
 Coro<Held<Semaphore>> Semaphore::hold_coroutine() {
-  co_await acquire();
+  co_await detail::awaiting_as("eddy::Semaphore::hold", acquire());
   co_return Held<Semaphore>(*this);
 }
 
@@ -363,13 +364,15 @@ Barrier::Barrier(int parties) : parties_(parties) {
 
 Coro<void> Barrier::block() {
   // Wait while the barrier drains or resets from a previous cycle.
-  co_await cond_.wait_for(
-      [this] { return state_ != State::draining && state_ != State::resetting; });
+  co_await detail::awaiting_as("eddy::Barrier::wait", cond_.wait_for([this] {
+    return state_ != State::draining && state_ != State::resetting;
+  }));
   if (state_ == State::broken) throw BrokenBarrierError("Barrier aborted");
 }
 
 Coro<void> Barrier::wait_released() {
-  co_await cond_.wait_for([this] { return state_ != State::filling; });
+  co_await detail::awaiting_as("eddy::Barrier::wait",
+                               cond_.wait_for([this] { return state_ != State::filling; }));
   if (state_ == State::broken || state_ == State::resetting)
     throw BrokenBarrierError("Abort or reset of barrier");
 }
@@ -382,19 +385,19 @@ void Barrier::exit() {
 }
 
 Coro<int> Barrier::wait() {
-  co_await cond_.acquire();
+  co_await detail::awaiting_as("eddy::Barrier::wait", cond_.acquire());
   std::exception_ptr error;
   int index = 0;
   bool counted = false;
   try {
-    co_await block();
+    co_await detail::awaiting_as("eddy::Barrier::wait", block());
     index = count_++;
     counted = true;
     if (index + 1 == parties_) {
       state_ = State::draining;  // the last to arrive releases everyone
       cond_.notify_all();
     } else {
-      co_await wait_released();
+      co_await detail::awaiting_as("eddy::Barrier::wait", wait_released());
     }
   } catch (...) {
     error = std::current_exception();
@@ -409,7 +412,7 @@ Coro<int> Barrier::wait() {
 }
 
 Coro<void> Barrier::reset() {
-  co_await cond_.acquire();
+  co_await detail::awaiting_as("eddy::Barrier::reset", cond_.acquire());
   if (count_ > 0)
     state_ = State::resetting;
   else
@@ -419,7 +422,7 @@ Coro<void> Barrier::reset() {
 }
 
 Coro<void> Barrier::abort() {
-  co_await cond_.acquire();
+  co_await detail::awaiting_as("eddy::Barrier::abort", cond_.acquire());
   state_ = State::broken;
   cond_.notify_all();
   cond_.release();

@@ -132,7 +132,7 @@ Coro<int> wait_for_exit(Ref<SubprocessTransport> transport,
                         std::shared_ptr<SubprocessStreamProtocol> protocol) {
   if (std::optional<int> rc = transport->get_returncode()) co_return *rc;
   Future<void> exited = protocol->exit_waiter();
-  co_await exited;
+  co_await detail::awaiting_as("eddy::Process::wait", exited);
   const int rc = transport->get_returncode().value_or(-1);
   co_return rc;
 }
@@ -183,9 +183,11 @@ Coro<std::pair<std::string, std::string>> communicate_impl(
   std::pair<std::string, std::string> result;
   std::exception_ptr error;
   try {
-    if (in_task) co_await in_task;
-    if (out_task) result.first = co_await out_task;
-    if (err_task) result.second = co_await err_task;
+    if (in_task) co_await detail::awaiting_as("eddy::Process::communicate", in_task);
+    if (out_task)
+      result.first = co_await detail::awaiting_as("eddy::Process::communicate", out_task);
+    if (err_task)
+      result.second = co_await detail::awaiting_as("eddy::Process::communicate", err_task);
   } catch (...) {
     error = std::current_exception();
   }
@@ -196,7 +198,8 @@ Coro<std::pair<std::string, std::string>> communicate_impl(
     settle(err_task);
     std::rethrow_exception(error);
   }
-  const int rc = co_await wait_for_exit(transport, protocol);
+  const int rc = co_await detail::awaiting_as("eddy::Process::communicate",
+                                              wait_for_exit(transport, protocol));
   (void)rc;
   co_return result;
 }

@@ -54,7 +54,7 @@ void QueueCore::task_done() {
 }
 
 Coro<void> QueueCore::join() {
-  if (unfinished_ > 0) co_await finished_.wait();
+  if (unfinished_ > 0) co_await detail::awaiting_as("eddy::Queue::join", finished_.wait());
 }
 
 void QueueCore::shut_down(std::size_t dropped) {

@@ -149,7 +149,7 @@ std::vector<ServerSocket> Server::sockets() const {
 Coro<void> Server::start_serving() {
   start_listening();
   // asyncio yields once (sleep(0)) so that the listening sockets are set up.
-  co_await sleep(0);
+  co_await detail::awaiting_as("eddy::Server::start_serving", sleep(0));
 }
 
 Coro<void> Server::serve_forever() {
@@ -161,13 +161,13 @@ Coro<void> Server::serve_forever() {
   Future<void> f = serving_forever_;
   std::string message;
   try {
-    co_await f;
+    co_await detail::awaiting_as("eddy::Server::serve_forever", f);
   } catch (const CancelledError& e) {
     message = e.message();
     close();
     // asyncio closes and then waits for the connections before re-raising.
   }
-  co_await wait_closed();
+  co_await detail::awaiting_as("eddy::Server::serve_forever", wait_closed());
   throw CancelledError(std::move(message));  // the same cancellation, its message kept
 }
 
@@ -176,7 +176,7 @@ Coro<void> Server::wait_closed() {
   if (closed_ && transports_.empty()) co_return;
   Future<void> w = loop_->create_future<void>();
   waiters_.push_back(w);
-  co_await w;
+  co_await detail::awaiting_as("eddy::Server::wait_closed", w);
 }
 
 // ---- Name resolution ----------------------------------------------------------------------------

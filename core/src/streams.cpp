@@ -309,13 +309,15 @@ Coro<std::string> StreamReader::read_impl(std::shared_ptr<StreamReader> keep, St
     // Block by block (limit bytes each) until EOF, so the transport is never left paused.
     std::string all;
     for (;;) {
-      std::string block = co_await self->read(static_cast<long long>(self->limit_));
+      std::string block = co_await detail::awaiting_as(
+          "eddy::StreamReader::read", self->read(static_cast<long long>(self->limit_)));
       if (block.empty()) break;
       all += block;
     }
     co_return all;
   }
-  if (self->size() == 0 && !self->eof_) co_await self->wait_for_data("read");
+  if (self->size() == 0 && !self->eof_)
+    co_await detail::awaiting_as("eddy::StreamReader::read", self->wait_for_data("read"));
   std::string data = self->take(static_cast<std::size_t>(n));
   self->maybe_resume_transport();
   co_return data;
@@ -333,7 +335,8 @@ Coro<std::string> StreamReader::readexactly_impl(std::shared_ptr<StreamReader> k
       std::string partial = self->take(self->size());
       throw IncompleteReadError(std::move(partial), want);
     }
-    co_await self->wait_for_data("readexactly");
+    co_await detail::awaiting_as("eddy::StreamReader::readexactly",
+                                 self->wait_for_data("readexactly"));
   }
   std::string data = self->take(want);
   self->maybe_resume_transport();
@@ -345,7 +348,8 @@ Coro<std::string> StreamReader::readline_impl(std::shared_ptr<StreamReader> keep
   std::vector<std::string> separators(1, std::string("\n"));
   std::string line;
   try {
-    line = co_await readuntil_impl(keep, self, std::move(separators));
+    line = co_await detail::awaiting_as("eddy::StreamReader::readline",
+                                        readuntil_impl(keep, self, std::move(separators)));
   } catch (const IncompleteReadError& e) {
     line = e.partial;
   } catch (const LimitOverrunError& e) {
@@ -401,7 +405,7 @@ Coro<std::string> StreamReader::readuntil_impl(std::shared_ptr<StreamReader> kee
       std::string partial = self->take(self->size());
       throw IncompleteReadError(std::move(partial), std::nullopt);
     }
-    co_await self->wait_for_data("readuntil");
+    co_await detail::awaiting_as("eddy::StreamReader::readuntil", self->wait_for_data("readuntil"));
   }
   if (match_start > self->limit_)
     throw LimitOverrunError("Separator is found, but chunk is longer than limit", match_start);
@@ -446,7 +450,7 @@ Coro<void> FlowControlMixin::drain_helper() {
   drain_waiters_.push_back(waiter);
   std::exception_ptr error;
   try {
-    co_await waiter;
+    co_await detail::awaiting_as("eddy::FlowControlMixin::drain_helper", waiter);
   } catch (...) {
     error = std::current_exception();
   }
@@ -637,16 +641,16 @@ Coro<void> StreamWriter::drain_impl(Ref<WriteTransport> transport,
   }
   // Closing: one pass so that connection_lost can run and drain sees its error (a loop of
   // write + drain would otherwise never notice).
-  if (transport->is_closing()) co_await sleep(0);
+  if (transport->is_closing()) co_await detail::awaiting_as("eddy::StreamWriter::drain", sleep(0));
   // drain_helper's nothing-to-wait-for case, without its frame: the common one.
   if (!protocol->writing_paused() && !protocol->connection_lost()) co_return;
-  co_await protocol->drain_helper();
+  co_await detail::awaiting_as("eddy::StreamWriter::drain", protocol->drain_helper());
 }
 
 namespace {
 Coro<void> await_closed(Future<void> closed, std::shared_ptr<FlowControlMixin> keep) {
   (void)keep;
-  co_await closed;
+  co_await detail::awaiting_as("eddy::StreamWriter::wait_closed", closed);
 }
 }  // namespace
 

@@ -356,7 +356,7 @@ std::vector<Ref<TaskBase>> all_tasks(EventLoop* loop) {
 Coro<void> sleep(double delay, SourceLocation where) {
   if (std::isnan(delay)) throw ValueError("sleep: delay must not be NaN");
   if (delay <= 0) {
-    co_await detail::YieldOnce{};
+    co_await detail::awaiting_as("eddy::sleep", detail::YieldOnce{});
     co_return;
   }
   EventLoop& loop = get_running_loop();
@@ -364,7 +364,7 @@ Coro<void> sleep(double delay, SourceLocation where) {
   detail::SetResultUnlessDone wakeup{done, "eddy::sleep"};
   TimerHandle timer = loop.call_later(delay, std::move(wakeup), where);
   try {
-    co_await done;
+    co_await detail::awaiting_as("eddy::sleep", done);
   } catch (...) {
     timer.cancel();
     throw;

@@ -350,7 +350,7 @@ requires detail::FutureLike<F> Coro<WaitResult<F>> wait(
   bases.reserve(fs.size());
   for (const auto& f : fs) bases.push_back(f.state());
   auto waiting = detail::wait_until(std::move(bases), options, where);
-  co_await waiting;
+  co_await detail::awaiting_as("eddy::wait", waiting);
   WaitResult<F> result;
   for (auto& f : fs) (f.done() ? result.done : result.pending).push_back(std::move(f));
   co_return result;
@@ -408,7 +408,7 @@ class AsCompleted {
     if (remaining_ == 0) throw RuntimeError("as_completed: every future was already returned");
     --remaining_;  // before waiting, as asyncio: a timed-out step counts too
     auto waiting = detail::next_completed(core_);
-    Ref<FutureBase> f = co_await waiting;
+    Ref<FutureBase> f = co_await detail::awaiting_as("eddy::as_completed", waiting);
     co_return by_state_.at(f.get());
   }
 
@@ -494,9 +494,9 @@ auto Timeout::run(A aw) -> Coro<detail::AwaitedType<A>> {
   std::optional<ValueOf<T>> value;
   try {
     if constexpr (std::is_void_v<T>) {
-      co_await aw;
+      co_await detail::awaiting_as("eddy::Timeout::run", aw);
     } else {
-      auto v = co_await aw;
+      auto v = co_await detail::awaiting_as("eddy::Timeout::run", aw);
       value.emplace(std::move(v));
     }
   } catch (...) {
@@ -516,7 +516,7 @@ auto wait_for(A aw, std::optional<double> timeout, SourceLocation where)
     auto fut = ensure_future(std::move(aw));
     if (!fut.done()) {
       auto cancelling = detail::cancel_and_wait(fut.state());
-      co_await cancelling;
+      co_await detail::awaiting_as("eddy::wait_for", cancelling);
       if (fut.cancelled()) throw TimeoutError();
     }
     if constexpr (std::is_void_v<T>) {
@@ -531,10 +531,10 @@ auto wait_for(A aw, std::optional<double> timeout, SourceLocation where)
   Timeout scope(timeout ? std::optional<double>(loop.time() + *timeout) : std::nullopt, where);
   if constexpr (std::is_void_v<T>) {
     auto running = scope.run(std::move(aw));
-    co_await running;
+    co_await detail::awaiting_as("eddy::wait_for", running);
   } else {
     auto running = scope.run(std::move(aw));
-    T v = co_await running;
+    T v = co_await detail::awaiting_as("eddy::wait_for", running);
     co_return v;
   }
 }
@@ -586,12 +586,12 @@ Coro<void> TaskGroup::run(F body) {
   group.enter();
   std::exception_ptr error;
   try {
-    co_await body(group);
+    co_await detail::awaiting_as("eddy::TaskGroup::run", body(group));
   } catch (...) {
     error = std::current_exception();
   }
   auto exiting = group.exit(error);
-  co_await exiting;
+  co_await detail::awaiting_as("eddy::TaskGroup::run", exiting);
 }
 
 template <class T>
@@ -699,9 +699,9 @@ auto to_thread(F fn, Args... args) -> Coro<std::invoke_result_t<F&, Args&...>> {
   };
   Future<R> fut = get_running_loop().run_in_executor(nullptr, std::move(job));
   if constexpr (std::is_void_v<R>) {
-    co_await fut;
+    co_await detail::awaiting_as("eddy::to_thread", fut);
   } else {
-    R r = co_await fut;
+    R r = co_await detail::awaiting_as("eddy::to_thread", fut);
     co_return r;
   }
 }

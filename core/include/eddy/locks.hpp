@@ -216,7 +216,7 @@ template <class Predicate>
 auto Condition::wait_for(Predicate predicate) -> Coro<decltype(predicate())> {
   auto result = predicate();
   while (!result) {
-    co_await wait();
+    co_await detail::awaiting_as("eddy::Condition::wait_for", wait());
     result = predicate();
   }
   co_return result;

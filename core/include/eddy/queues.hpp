@@ -183,7 +183,7 @@ class BasicQueue : public detail::QueueCore {
 
   // Waits while the queue is full; QueueShutDown if it is (or gets) shut down.
   Coro<void> put(T item) {
-    while (full()) co_await next_put_turn();
+    while (full()) co_await detail::awaiting_as("eddy::Queue::put", next_put_turn());
     put_nowait(std::move(item));
   }
   void put_nowait(T item) {
@@ -229,7 +229,7 @@ class BasicQueue : public detail::QueueCore {
     static constexpr detail::QuickOps<T> ops{start, detail::never_waits, finish, coroutine};
   };
   Coro<T> get_coroutine() {
-    while (empty()) co_await next_get_turn();
+    while (empty()) co_await detail::awaiting_as("eddy::Queue::get", next_get_turn());
     co_return get_nowait();
   }
   Store store_;

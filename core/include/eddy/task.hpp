@@ -64,6 +64,23 @@ concept FutureLike = requires(A& a) { a.state(); typename std::decay_t<A>::value
 
 // The awaitable for sleep(0) (asyncio's bare `yield`): gives up one loop pass.
 struct YieldOnce {};
+
+// An await in one of Eddy's own coroutines, shown in await chains under the public call it
+// implements ("eddy::Queue::get") instead of the helper's name: `co_await
+// detail::awaiting_as("eddy::Queue::get", next_get_turn())`.
+template <class A>
+struct NamedAwait {
+  A&& awaitable;
+  const char* function;
+};
+template <class A>
+struct IsNamedAwait : std::false_type {};
+template <class A>
+struct IsNamedAwait<NamedAwait<A>> : std::true_type {};
+template <class A>
+NamedAwait<A> awaiting_as(const char* function, A&& awaitable) noexcept {
+  return NamedAwait<A>{std::forward<A>(awaitable), function};
+}
 }  // namespace detail
 
 // Per-frame state shared by every Coro<T> promise.
@@ -642,8 +659,11 @@ struct YieldAwaiter {
 template <class A>
 auto PromiseBase::await_transform(A&& awaitable, SourceLocation where) {
   using D = std::decay_t<A>;
-  learn_function(where);
-  if constexpr (detail::IsCoro<D>::value) {
+  if constexpr (!detail::IsNamedAwait<D>::value) learn_function(where);
+  if constexpr (detail::IsNamedAwait<D>::value) {
+    where.function = awaitable.function;
+    return await_transform(std::forward<decltype(awaitable.awaitable)>(awaitable.awaitable), where);
+  } else if constexpr (detail::IsCoro<D>::value) {
     using Awaiter = detail::CoroAwaiter<typename D::value_type>;
     if (awaitable.quick_)
       return Awaiter{&awaitable, std::exchange(awaitable.quick_, nullptr), this, where, {}, {}};
