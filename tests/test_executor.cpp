@@ -11,6 +11,15 @@ LOOP_TEST("run_in_executor: result and exception come back to the loop", "[execu
   if (!this->threads()) {
     CHECK_THROWS_AS(loop.run_in_executor(nullptr, [] { return 1; }), NotSupportedError);
     CHECK_FALSE(loop.capabilities().supports("run_in_executor"));
+    // An executor of the caller's cannot start workers either: the same error, not
+    // std::system_error from std::thread.
+    try {
+      (void)loop.run_in_executor(std::make_shared<ThreadPoolExecutor>(1), [] { return 1; });
+      FAIL("run_in_executor accepted a thread pool without threads");
+    } catch (const NotSupportedError& e) {
+      CHECK(e.method() == "run_in_executor");
+      CHECK(e.target() == loop.capabilities().target);
+    }
     return;
   }
   const auto loop_thread = std::this_thread::get_id();

@@ -237,3 +237,53 @@ TEMPLATE_TEST_CASE(
   CHECK(reported ==
         std::vector<std::string>{"Task exception was never retrieved: KeyboardInterrupt"});
 }
+
+namespace {
+// A loop set up as a browser page's: its waiter cannot block, so it cannot run to completion.
+struct PageWaiter final : selector::Waiter {
+  void wait(double) override {}
+  void wake() noexcept override {}
+  bool can_block() const noexcept override { return false; }
+};
+LoopRef page_like_loop() {
+  selector::SelectorOptions o;
+  o.target = "page-like";
+  o.clock = std::make_unique<selector::SteadyClock>();
+  o.waiter = std::make_unique<PageWaiter>();
+  o.blocking_note = "the page's thread cannot block";
+  return LoopRef(new EventLoop(std::make_unique<selector::SelectorBackend>(std::move(o))));
+}
+Coro<int> seven() {
+  co_return 7;
+}
+}  // namespace
+
+TEST_CASE("run_until_complete and Runner::run where the loop cannot block name themselves",
+          "[runner][lifecycle]") {
+  // NotSupportedError names run_until_complete (not run_forever, which it calls), and comes
+  // before the coroutine becomes a task that would be left pending.
+  LoopRef loop = page_like_loop();
+  CHECK_FALSE(loop->capabilities().supports("run_until_complete"));
+  try {
+    loop->run_until_complete(seven());
+    FAIL("run_until_complete ran");
+  } catch (const NotSupportedError& e) {
+    CHECK(e.method() == "run_until_complete");
+    CHECK(e.target() == "page-like");
+  }
+  Future<int> f = loop->create_future<int>();
+  CHECK_THROWS_AS(loop->run_until_complete(f), NotSupportedError);
+  CHECK_FALSE(f.done());
+  {
+    Runner runner(RunOptions{.loop_factory = [&] { return loop; }});
+    try {
+      (void)runner.run(seven());
+      FAIL("Runner::run ran");
+    } catch (const NotSupportedError& e) {
+      CHECK(e.method() == "run_until_complete");
+    }
+    runner.close();  // closes the loop without trying to run its clean-up
+  }
+  CHECK(loop->is_closed());
+  CHECK(loop->stats().live_tasks == 0);
+}

@@ -279,10 +279,11 @@ void EventLoop::check_thread(const char* method) const {
                        method + ")");
 }
 
-void EventLoop::check_can_run() const {
+void EventLoop::check_can_run(const char* method) const {
   check_closed();
   if (running_) throw RuntimeError("This event loop is already running");
   if (t_running_loop) throw RuntimeError("Cannot run the event loop while another loop is running");
+  if (method) capabilities_.require(method);
 }
 
 void EventLoop::enter_running(const char* method) {

@@ -48,7 +48,9 @@ Runner::~Runner() {
 EventLoop& Runner::prepare_run() {
   if (closed_) throw RuntimeError("Runner is closed");
   if (running_loop()) throw RuntimeError("Runner.run() cannot be called from a running event loop");
-  return get_loop();
+  EventLoop& loop = get_loop();
+  loop.check_can_run("run_until_complete");  // before the main task exists
+  return loop;
 }
 
 // asyncio's Runner._on_sigint: the first SIGINT cancels the main task, if not done yet.
@@ -89,6 +91,8 @@ void Runner::close() {
       loop->close();
     }
   } finish{loop, set_event_loop_};
+  // A loop that cannot block (a browser page) never ran anything here: just close it.
+  if (!loop->capabilities().supports("run_until_complete")) return;
   cancel_all_tasks(*loop);
   loop->run_until_complete(loop->shutdown_asyncgens());
   loop->run_until_complete(loop->shutdown_default_executor(300.0));

@@ -70,7 +70,7 @@ void reject_future_await(PromiseBase& p, FutureBase* f) {
 void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
   // Checked before the stop callback goes on: on a done future it would be scheduled at once
   // and stop the running loop a pass later.
-  loop.check_can_run();
+  loop.check_can_run("run_until_complete");
   if (&f->get_loop() != &loop)
     throw ValueError("The future belongs to a different loop than the one specified as the loop "
                      "argument");

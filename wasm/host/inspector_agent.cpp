@@ -3,12 +3,13 @@
 #include "eddy/inspector_agent.hpp"
 
 #include "eddy/errors.hpp"
+#include "eddy/loop.hpp"
 
 namespace eddy::inspector {
 
-std::unique_ptr<Agent> serve(EventLoop&, ServeOptions) {
+std::unique_ptr<Agent> serve(EventLoop& loop, ServeOptions) {
   throw NotSupportedError(
-      "inspector::serve", "wasm",
+      "inspector::serve", loop.capabilities().target,
       "a page cannot accept connections; inspect the page's own loop in web/inspector");
 }
 

@@ -76,6 +76,9 @@ auto EventLoop::run_in_executor(std::shared_ptr<Executor> executor, F&& fn) {
   using R = std::invoke_result_t<Fn&>;
   check_closed();
   if (debug_) check_thread("run_in_executor");
+  // Also with an executor of the caller's: where the build has no threads its workers could not
+  // start (std::system_error from std::thread), and the capability table says so.
+  capabilities_.require("run_in_executor");
   if (!executor) executor = default_executor();
   Future<R> future = create_future<R>();
   const std::uint64_t id = detail::register_executor_job(*this, future.state());

@@ -412,7 +412,9 @@ class EventLoop : public RefCounted {
   void check_closed() const;
   // What running the loop would refuse: a closed loop, this loop already running, or another
   // loop running on this thread (asyncio's _check_closed and _check_running).
-  void check_can_run() const;
+  // RuntimeError if closed or a loop already runs here; NotSupportedError naming `method` where
+  // this loop cannot block (a browser page).
+  void check_can_run(const char* method = nullptr) const;
 
   // ---- Used by Eddy's own types (not part of asyncio's API) --------------------------------------
   void register_task(TaskBase* task) noexcept;

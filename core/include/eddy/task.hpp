@@ -736,7 +736,7 @@ T EventLoop::run_until_complete(Task<T> task) {
 
 template <class T>
 T EventLoop::run_until_complete(Coro<T> coro, SourceLocation where) {
-  check_can_run();  // before the coroutine becomes a task that would run later
+  check_can_run("run_until_complete");  // before the coroutine becomes a task that would run later
   Task<T> task = create_task(std::move(coro), TaskOptions{}, where);
   detail::run_until_done(*this, task.base(), true);
   if constexpr (std::is_void_v<T>)
