@@ -75,10 +75,12 @@ struct Peer : Protocol {
   std::size_t buffered_at_resume = 0;
   Future<void> resumed;
   std::function<void(Peer&)> on_data;
+  std::function<void(Peer&)> on_made;
 
   void connection_made(Ref<Transport> t) override {
     transport = t;
     events.push_back("made");
+    if (on_made) on_made(*this);
   }
   void data_received(std::string_view d) override {
     if (events.back() != "data") events.push_back("data");
@@ -396,6 +398,165 @@ static Coro<void> refused_and_in_use(EventLoop& loop) {
 
 LOOP_TEST("network: connection refused, address in use, missing Unix path", "[network][faults]") {
   this->loop->run_until_complete(refused_and_in_use(*this->loop));
+}
+
+// What a Unix path that cannot be used gives, as "errno text", or "ok".
+template <class MakeCoro>
+Coro<std::string> unix_outcome(MakeCoro make) {
+  std::string outcome = "ok";
+  try {
+    Ref<Server> server = co_await make();
+    server->close();
+    co_await server->wait_closed();
+  } catch (const std::system_error& e) {
+    outcome = std::to_string(e.code().value()) + " " + e.what();
+  }
+  co_return outcome;
+}
+
+// The server closes at once (FIN); the client stays open after EOF and writes twice: the peer's
+// reset to the first write is EPIPE (the socket had the FIN: Linux's CLOSE_WAIT), so
+// connection_lost gets BrokenPipeError, as asyncio's does.
+static Coro<std::string> write_after_peer_closed(EventLoop& loop) {
+  ProtocolFactory closes = [l = &loop] {
+    auto p = std::make_shared<Peer>(*l);
+    p->on_made = [](Peer& self) { self.transport->close(); };
+    return std::static_pointer_cast<BaseProtocol>(p);
+  };
+  Ref<Server> server = co_await loop.create_server(closes, "127.0.0.1", 0);
+  auto client = std::make_shared<Peer>(loop);
+  client->keep_open = true;
+  Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
+  co_await sleep(0.05);
+  c.first->write("first");
+  co_await sleep(0.05);
+  c.first->write("second");
+  co_await sleep(0.05);
+  c.first->close();
+  co_await client->lost;
+  server->close();
+  co_await server->wait_closed();
+  std::string outcome = "lost without an error";
+  if (client->lost_exc) {
+    try {
+      std::rethrow_exception(client->lost_exc);
+    } catch (const std::system_error& e) {
+      outcome = std::to_string(e.code().value());
+    }
+  }
+  co_return outcome;
+}
+
+// start_serving=false: bound, not listening, so a client is refused until start_serving(); what
+// it wrote is never delivered to a server that was not listening.
+static Coro<std::vector<std::string>> serving_later(EventLoop& loop) {
+  std::vector<std::string> trace;
+  auto server_side = std::make_shared<Peer>(loop);
+  ServerOptions not_yet;
+  not_yet.start_serving = false;
+  Ref<Server> server = co_await loop.create_server(give(server_side), "127.0.0.1", 0, not_yet);
+  auto early = std::make_shared<Peer>(loop);
+  try {
+    co_await loop.create_connection(give(early), "127.0.0.1", port_of(server));
+    trace.push_back("early connected");
+  } catch (const std::system_error& e) {
+    trace.push_back("early " + std::to_string(e.code().value()));
+  }
+  co_await server->start_serving();
+  auto late = std::make_shared<Peer>(loop);
+  Connection c = co_await loop.create_connection(give(late), "127.0.0.1", port_of(server));
+  c.first->write("hello");
+  while (server_side->data.size() < 5) co_await sleep(0.001);
+  trace.push_back("server got " + server_side->data);
+  c.first->close();
+  co_await late->lost;
+  server->close();
+  co_await server->wait_closed();
+  co_return trace;
+}
+
+LOOP_TEST("network: a server made with start_serving=false refuses until it serves",
+          "[network][server]") {
+  if (!this->loop->capabilities().supports("create_server")) SKIP("no servers on this loop");
+  CHECK(this->loop->run_until_complete(serving_later(*this->loop)) ==
+        std::vector<std::string>{"early " + std::to_string(ECONNREFUSED), "server got hello"});
+}
+
+LOOP_TEST("network: writing to a peer that closed ends in EPIPE (BrokenPipeError)",
+          "[network][faults]") {
+  if (!this->loop->capabilities().supports("create_server")) SKIP("no servers on this loop");
+  CHECK(this->loop->run_until_complete(write_after_peer_closed(*this->loop)) ==
+        std::to_string(EPIPE));
+}
+
+static Coro<void> unusable_unix_paths(EventLoop& loop) {
+  auto nobody = std::make_shared<Peer>(loop);
+  // 123 characters: sockaddr_un holds 107 and the NUL. The first 107 must not be bound or reached
+  // instead.
+  const std::string long_path = "/tmp/" + std::string(113, 'x') + ".sock";
+  REQUIRE(long_path.size() == 123);
+  auto serve_long = [&] { return loop.create_unix_server(give(nobody), long_path); };
+  std::string served = co_await unix_outcome(serve_long);
+  CHECK(served.starts_with(std::to_string(ENAMETOOLONG) + " AF_UNIX path too long"));
+  std::string reached = "ok";
+  try {
+    co_await loop.create_unix_connection(give(nobody), long_path);
+  } catch (const std::system_error& e) {
+    reached = std::to_string(e.code().value()) + " " + e.what();
+  }
+  CHECK(reached.starts_with(std::to_string(ENAMETOOLONG) + " AF_UNIX path too long"));
+  if (!vnet::find_network(loop)) {
+    // Nothing was created under the cut name.
+    CHECK(::access(long_path.substr(0, 107).c_str(), F_OK) != 0);
+    // A directory that does not exist: ENOENT, as the kernel and Python say (libuv says EACCES).
+    const std::string in_missing_dir =
+        "/tmp/eddy-no-such-dir-" + std::to_string(::getpid()) + "/s.sock";
+    auto serve_missing = [&] { return loop.create_unix_server(give(nobody), in_missing_dir); };
+    std::string missing_dir = co_await unix_outcome(serve_missing);
+    CHECK(missing_dir.starts_with(std::to_string(ENOENT) + " "));
+  }
+}
+
+// asyncio's create_unix_server removes a socket file already at its path before binding, even
+// one a live server listens on: the new server gets the connections from then on.
+static Coro<void> unix_path_taken_over(EventLoop& loop, std::vector<std::string>* served) {
+  const std::string path = socket_path("taken-over");
+  auto tagging = [&loop, served](std::string tag) -> ProtocolFactory {
+    return [&loop, served, tag] {
+      served->push_back(tag);
+      return std::static_pointer_cast<BaseProtocol>(std::make_shared<Peer>(loop));
+    };
+  };
+  Ref<Server> first = co_await loop.create_unix_server(tagging("first"), path);
+  auto c1 = std::make_shared<Peer>(loop);
+  Connection one = co_await loop.create_unix_connection(give(c1), path);
+  while (served->size() < 1) co_await sleep(0.001);
+  Ref<Server> second = co_await loop.create_unix_server(tagging("second"), path);
+  auto c2 = std::make_shared<Peer>(loop);
+  Connection two = co_await loop.create_unix_connection(give(c2), path);
+  while (served->size() < 2) co_await sleep(0.001);
+  one.first->close();
+  two.first->close();
+  co_await c1->lost;
+  co_await c2->lost;
+  second->close();
+  co_await second->wait_closed();
+  first->close();
+  co_await first->wait_closed();
+}
+
+LOOP_TEST("network: create_unix_server takes over a path a live server uses, as asyncio",
+          "[network][unix]") {
+  if (!this->loop->capabilities().supports("create_unix_server")) SKIP("no Unix sockets here");
+  std::vector<std::string> served;
+  this->loop->run_until_complete(unix_path_taken_over(*this->loop, &served));
+  CHECK(served == std::vector<std::string>{"first", "second"});
+}
+
+LOOP_TEST("network: a Unix path too long for sockaddr_un is refused, not cut short",
+          "[network][faults][unix]") {
+  if (!this->loop->capabilities().supports("create_unix_server")) SKIP("no Unix sockets here");
+  this->loop->run_until_complete(unusable_unix_paths(*this->loop));
 }
 
 // ---- Addresses, as asyncio's base_events handles them -------------------------------------------
@@ -1567,6 +1728,21 @@ static Coro<void> foreign_address(EventLoop& loop, std::string* outcome) {
   }
 }
 
+// The same with sock_connect on a socket of the network's: the refusal names sock_connect.
+static Coro<void> foreign_address_sock(EventLoop& loop, std::string* outcome) {
+  vnet::Network& net = vnet::network(loop);
+  const int fd = net.socket(AddressFamily::inet, SocketKind::stream);
+  try {
+    co_await loop.sock_connect(fd, SocketAddress::ip("203.0.113.8", 80));
+    *outcome = "connected";
+  } catch (const NotSupportedError& e) {
+    *outcome = "NotSupportedError " + e.method() + " on " + e.target();
+  } catch (const std::system_error& e) {
+    *outcome = "errno " + std::to_string(e.code().value());
+  }
+  net.close(fd);
+}
+
 LOOP_TEST(
     "virtual network: an address nobody owns: refused in a world of its own, NotSupported for a "
     "real host",
@@ -1574,10 +1750,15 @@ LOOP_TEST(
   REQUIRE_VIRTUAL_NETWORK(*this->loop);
   std::string outcome;
   this->loop->run_until_complete(foreign_address(*this->loop, &outcome));
-  if (net.options().foreign_hosts_target.empty())
+  std::string sock_outcome;
+  this->loop->run_until_complete(foreign_address_sock(*this->loop, &sock_outcome));
+  if (net.options().foreign_hosts_target.empty()) {
     CHECK(outcome == "errno " + std::to_string(ECONNREFUSED));  // the virtual-clock loop's world
-  else
+    CHECK(sock_outcome == "errno " + std::to_string(ECONNREFUSED));
+  } else {
     CHECK(outcome == "NotSupportedError create_connection on " + this->loop->capabilities().target);
+    CHECK(sock_outcome == "NotSupportedError sock_connect on " + this->loop->capabilities().target);
+  }
   net.set_link("203.0.113.7",
                {.latency = 0.001});  // a host the network knows of: refused, not unsupported
   this->loop->run_until_complete(foreign_address(*this->loop, &outcome));

@@ -445,6 +445,16 @@ static Coro<void> server_lifecycle(EventLoop& loop) {
                                                    {.start_serving = false});
   CHECK_FALSE(server->is_serving());
   CHECK(server->sockets().size() >= 1);
+  // Bound but not listening yet: a client is refused, as asyncio listens only when serving.
+  auto early = std::make_shared<Recorder>(loop);
+  int refused = 0;
+  try {
+    co_await loop.create_connection(give(early), "127.0.0.1", server->sockets()[0].address.port);
+  } catch (const std::system_error& e) {
+    refused = e.code().value();
+  }
+  CHECK(refused == ECONNREFUSED);
+  CHECK(early->events.empty());
   co_await server->start_serving();
   CHECK(server->is_serving());
   // A client connects; close() keeps it, close_clients() ends it.

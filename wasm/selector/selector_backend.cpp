@@ -138,16 +138,16 @@ StreamEndpointPtr SelectorBackend::connect_stream(const SocketAddress& remote,
 
 StreamListenerPtr SelectorBackend::bind_stream(const SocketAddress& local,
                                                const ListenOptions& options) {
+  if (local.family == AddressFamily::unix_socket) net_->unlink_path(local.host());
   const int fd = net_->open(Socket::Kind::stream, local.family);
   try {
     net_->get(fd).reuse_port = options.reuse_port;
     net_->bind(fd, local);
-    net_->listen(fd, options.backlog);
   } catch (...) {
     net_->close(fd);
     throw;
   }
-  return vnet::detail::make_listener(*net_, fd);
+  return vnet::detail::make_listener(*net_, fd, options.backlog);
 }
 
 StreamEndpointPtr SelectorBackend::adopt_stream(int fd, const ConnectOptions&) {
@@ -236,7 +236,7 @@ int SelectorBackend::sock_accept(int fd, SocketAddress* peer, std::error_code& e
 void SelectorBackend::sock_connect(int fd, const SocketAddress& address, std::error_code& error) {
   try {
     Socket& s = net_->get(fd);
-    net_->connect(fd, address);
+    net_->connect(fd, address, "sock_connect");
     if (s.kind == Socket::Kind::stream)
       error = std::make_error_code(std::errc::operation_in_progress);
   } catch (const std::system_error& e) {

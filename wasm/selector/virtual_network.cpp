@@ -155,7 +155,9 @@ bool NetworkCore::port_in_use(const Socket& s, const SocketAddress& a) const {
   for (const auto& [fd, o] : sockets_) {
     if (o.get() == &s || !o->bound || (o->kind == Socket::Kind::datagram) != datagram) continue;
     if (a.family == AddressFamily::unix_socket) {
-      if (o->family == AddressFamily::unix_socket && o->local.host() == a.host()) return true;
+      if (o->family == AddressFamily::unix_socket && !o->path_unlinked &&
+          o->local.host() == a.host())
+        return true;
       continue;
     }
     if (o->family != a.family || o->local.port != a.port) continue;
@@ -177,8 +179,20 @@ std::uint16_t NetworkCore::ephemeral_port(Socket::Kind kind, AddressFamily famil
   throw os_error(std::errc::address_in_use, "no free ephemeral port");
 }
 
+namespace {
+// The socket address's path as the kernel takes it (sockaddr_un's 108 bytes, its NUL included):
+// longer is Python's OSError "AF_UNIX path too long", never a path cut to fit.
+constexpr std::size_t kUnixPathMax = 108;
+void check_unix_path(const SocketAddress& a) {
+  if (a.family == AddressFamily::unix_socket && a.host().size() >= kUnixPathMax)
+    throw std::system_error(std::make_error_code(std::errc::filename_too_long),
+                            "AF_UNIX path too long");
+}
+}  // namespace
+
 void NetworkCore::bind(int fd, SocketAddress a) {
   Socket& s = get(fd);
+  check_unix_path(a);
   if (s.bound) throw os_error(std::errc::invalid_argument, "bind: already bound");
   if (a.family != s.family) throw os_error(std::errc::address_family_not_supported, "bind");
   if (a.family == AddressFamily::unix_socket) {
@@ -246,7 +260,7 @@ Socket* NetworkCore::find_listener(const SocketAddress& remote) {
   for (auto& [fd, s] : sockets_) {
     if (s->kind != Socket::Kind::listener || !s->listening || s->family != remote.family) continue;
     if (remote.family == AddressFamily::unix_socket) {
-      if (s->local.host() == remote.host()) return s.get();
+      if (!s->path_unlinked && s->local.host() == remote.host()) return s.get();
       continue;
     }
     if (s->local.port != remote.port || !same_host(s->local, remote)) continue;
@@ -281,8 +295,17 @@ std::shared_ptr<Flow> NetworkCore::new_flow(const std::string& link_host, int wr
   return f;
 }
 
-void NetworkCore::connect(int fd, const SocketAddress& remote) {
+void NetworkCore::unlink_path(std::string_view path) {
+  if (path.empty() || path[0] == '\0') return;  // unnamed, or Linux's abstract namespace
+  for (auto& [fd, s] : sockets_)
+    if (s->family == AddressFamily::unix_socket && s->kind != Socket::Kind::datagram && s->bound &&
+        s->local.host() == path)
+      s->path_unlinked = true;
+}
+
+void NetworkCore::connect(int fd, const SocketAddress& remote, const char* method) {
   Socket& s = get(fd);
+  check_unix_path(remote);
   if (remote.family != s.family) throw os_error(std::errc::address_family_not_supported, "connect");
   if (s.kind == Socket::Kind::datagram) {
     auto_bind(s, remote);
@@ -296,7 +319,7 @@ void NetworkCore::connect(int fd, const SocketAddress& remote) {
   const std::string* url = route(remote);
   if (!url && !options.foreign_hosts_target.empty() && !owned(remote))
     throw NotSupportedError(
-        "create_connection", options.foreign_hosts_target,
+        method, options.foreign_hosts_target,
         "no raw sockets to " + remote.to_string() +
             " (nothing on the virtual network has that address); reach real servers through a "
             "WebSocket route (eddy::vnet::Network::route_websocket)");
@@ -306,7 +329,9 @@ void NetworkCore::connect(int fd, const SocketAddress& remote) {
   if (url) {
     if (!gateway_) {
       s.connecting = false;
-      throw NotSupportedError("create_connection", "this virtual network",
+      throw NotSupportedError(method,
+                              options.foreign_hosts_target.empty() ? "this virtual network"
+                                                                   : options.foreign_hosts_target,
                               "the route to " + *url + " needs a WebSocket, which this host lacks");
     }
     s.in = new_flow(*url, -1, fd);
@@ -328,7 +353,12 @@ void NetworkCore::arrive_syn(int client_fd, SocketAddress remote) {
   const double latency = link_for(link_host).latency;
   Socket* listener = find_listener(remote);
   if (!listener || static_cast<int>(listener->accept_queue.size()) >= listener->backlog) {
-    const bool unix_missing = !listener && remote.family == AddressFamily::unix_socket;
+    // A Unix path nothing is bound to is ENOENT; one bound but not listening is refused.
+    bool unix_missing = !listener && remote.family == AddressFamily::unix_socket;
+    for (auto it = sockets_.begin(); unix_missing && it != sockets_.end(); ++it)
+      if (it->second->family == AddressFamily::unix_socket && it->second->bound &&
+          !it->second->path_unlinked && it->second->local.host() == remote.host())
+        unix_missing = false;
     at(now() + latency, [this, client_fd, unix_missing] {
       Socket* c = find(client_fd);
       if (!c || !c->connecting) return;
@@ -514,7 +544,11 @@ void NetworkCore::reset_socket(int fd) {
       f->in_flight.clear();
       f->in_flight_bytes = 0;
     }
-  s->error = std::make_error_code(std::errc::connection_reset);
+  // As Linux's tcp_reset: a reset after the peer's FIN (CLOSE_WAIT: we wrote to a peer that had
+  // closed) is EPIPE, asyncio's BrokenPipeError; otherwise ECONNRESET.
+  const bool peer_finished = s->in && s->in->eof;
+  s->error =
+      std::make_error_code(peer_finished ? std::errc::broken_pipe : std::errc::connection_reset);
   mark(fd);
 }
 

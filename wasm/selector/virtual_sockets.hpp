@@ -106,6 +106,7 @@ struct Socket {
   bool connected = false;
   bool connecting = false;
   bool reuse_port = false;
+  bool path_unlinked = false;      // Unix streams: a later server took its path (see unlink_path)
   double wire_free_at = 0;         // datagrams: when the link can send the next one
   std::error_code connect_result;  // SO_ERROR after a connect
   std::error_code error;           // pending: reported after the received bytes
@@ -137,7 +138,12 @@ class NetworkCore {
   void bind(int fd, SocketAddress address);
   void listen(int fd, int backlog);
   // Streams: starts connecting (completion marks the socket); datagrams: sets the peer.
-  void connect(int fd, const SocketAddress& remote);
+  // `method` is what a NotSupportedError names (an address off the network, a route without a
+  // WebSocket).
+  void connect(int fd, const SocketAddress& remote, const char* method = "create_connection");
+  // create_unix_server's removal of a stale socket file (asyncio's, before it binds): stream
+  // sockets bound to `path` keep working through their fds but can no longer be reached by it.
+  void unlink_path(std::string_view path);
   std::pair<int, int> socketpair();
   std::pair<int, int> pipe();
   // Non-blocking I/O: would_block when nothing can move now.
@@ -246,7 +252,8 @@ class NetworkCore {
 // outlives them (it belongs to the loop's backend, which every transport keeps alive).
 StreamEndpointPtr make_stream_endpoint(NetworkCore& net, int fd,
                                        StreamEndpoint::ConnectDone connect_done = {});
-StreamListenerPtr make_listener(NetworkCore& net, int fd);
+// `fd` is bound; it listens (and connections to it are accepted, not refused) from listen().
+StreamListenerPtr make_listener(NetworkCore& net, int fd, int backlog);
 DatagramEndpointPtr make_datagram_endpoint(NetworkCore& net, int fd);
 
 // getaddrinfo's failures ("Name or service not known"), as the resolver reports them natively.

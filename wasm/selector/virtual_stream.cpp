@@ -233,9 +233,12 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
 
 class VirtualListener final : public StreamListener, public SocketOwner {
  public:
-  VirtualListener(NetworkCore& net, int fd) : net_(net), fd_(fd) {}
+  VirtualListener(NetworkCore& net, int fd, int backlog) : net_(net), fd_(fd), backlog_(backlog) {}
 
+  // As asyncio's server: bound at creation, listening only once it starts serving (before that,
+  // connections are refused, as the kernel refuses them).
   void listen(Events events) override {
+    net_.listen(fd_, backlog_);
     events_ = std::move(events);
     listening_ = true;
     net_.set_owner(fd_, this);
@@ -269,6 +272,7 @@ class VirtualListener final : public StreamListener, public SocketOwner {
   ~VirtualListener() override = default;
   NetworkCore& net_;
   int fd_;
+  int backlog_;
   Events events_;
   bool listening_ = false;
   bool closed_ = false;
@@ -281,8 +285,8 @@ StreamEndpointPtr make_stream_endpoint(NetworkCore& net, int fd,
   return StreamEndpointPtr(new VirtualStreamEndpoint(net, fd, std::move(connect_done)));
 }
 
-StreamListenerPtr make_listener(NetworkCore& net, int fd) {
-  return StreamListenerPtr(new VirtualListener(net, fd));
+StreamListenerPtr make_listener(NetworkCore& net, int fd, int backlog) {
+  return StreamListenerPtr(new VirtualListener(net, fd, backlog));
 }
 
 }  // namespace eddy::vnet::detail
