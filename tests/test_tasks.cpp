@@ -368,6 +368,39 @@ LOOP_TEST("sleep(0) yields exactly one pass", "[task]") {
   CHECK(t.done());
 }
 
+LOOP_TEST("eddy::create_task makes a task on the running loop, as asyncio.create_task", "[task]") {
+  auto& loop = *this->loop;
+  CHECK_THROWS_WITH(create_task(add_later(1, 1)), "no running event loop");
+  auto body = [](EventLoop* expected) -> Coro<int> {
+    Task<int> a = create_task(add_later(2, 3), "adder");
+    Task<int> b = create_task(add_later(4, 5), TaskOptions{.name = "eager", .eager_start = true});
+    CHECK(&a.get_loop() == expected);
+    CHECK(a.get_name() == "adder");
+    CHECK(b.get_name() == "eager");
+    CHECK_FALSE(a.done());
+    const int x = co_await a;
+    const int y = co_await b;
+    co_return x + y;
+  };
+  CHECK(loop.run_until_complete(body(&loop)) == 14);
+}
+
+LOOP_TEST("sleep takes seconds or a chrono duration, with or without a result", "[task]") {
+  // asyncio.sleep(delay, result): the result comes back after the delay, whichever form the
+  // delay has.
+  auto& loop = *this->loop;
+  const double t0 = loop.time();
+  CHECK(loop.run_until_complete(sleep(0.01, 42)) == 42);
+  CHECK(loop.time() >= t0 + 0.01);
+  const double t1 = loop.time();
+  CHECK(loop.run_until_complete(sleep(std::chrono::milliseconds(20), std::string("late"))) ==
+        "late");
+  CHECK(loop.time() >= t1 + 0.02);
+  const double t2 = loop.time();
+  loop.run_until_complete(sleep(std::chrono::milliseconds(10)));
+  CHECK(loop.time() >= t2 + 0.01);
+}
+
 LOOP_TEST("a task refuses set_result and set_exception, and runs on", "[task]") {
   auto& loop = *this->loop;
   auto body = []() -> Coro<int> {

@@ -498,6 +498,12 @@ Coro<T> sleep(double delay, T result, SourceLocation where = SourceLocation::cur
   co_await sleep(delay, where);
   co_return result;
 }
+template <class Rep, class Period, class T>
+requires(!std::is_same_v<T, SourceLocation>) Coro<T> sleep(
+    std::chrono::duration<Rep, Period> delay, T result,
+    SourceLocation where = SourceLocation::current()) {
+  return sleep(std::chrono::duration<double>(delay).count(), std::move(result), where);
+}
 
 // ---- Awaiters ------------------------------------------------------------------------------------
 
@@ -743,6 +749,18 @@ T EventLoop::run_until_complete(Coro<T> coro, SourceLocation where) {
     task.result();
   else
     return std::move(task.result());
+}
+
+// asyncio.create_task(coro, name=): a task on the running loop (RuntimeError if none runs here).
+template <class T>
+Task<T> create_task(Coro<T> coro, TaskOptions options = {},
+                    SourceLocation where = SourceLocation::current()) {
+  return get_running_loop().create_task(std::move(coro), std::move(options), where);
+}
+template <class T, class Name>
+requires std::is_convertible_v<const Name&, std::string_view> Task<T> create_task(
+    Coro<T> coro, const Name& name, SourceLocation where = SourceLocation::current()) {
+  return get_running_loop().create_task(std::move(coro), name, where);
 }
 
 }  // namespace eddy
