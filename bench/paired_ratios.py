@@ -3,7 +3,7 @@
 the median over rounds of A / B with both measured in the same round, plus the lowest and
 highest round. The harness reports ratios to its reference row (libuv-c); this compares any two
 rows, e.g. an inspector mode against the build with the hooks compiled out (docs/inspector.md),
-or eddy-wasm against eddy (docs/web.md).
+or eddy-wasm against eddy (docs/targets.md).
 
   bench/paired_ratios.py RESULTS.json eddy-streams-watched/eddy-streams-hooks-out [A/B ...]
 
