@@ -72,6 +72,8 @@ void EventLoop::add_fd_callback(int fd, int which, std::function<void()> callbac
 
 bool EventLoop::remove_fd_callback(int fd, int which) {
   if (closed_) return false;
+  // asyncio's selector cannot look a negative fd up: ValueError, not "nothing registered".
+  if (fd < 0) throw ValueError("Invalid file descriptor: " + std::to_string(fd));
   auto it = fd_watches_.find(fd);
   if (it == fd_watches_.end() || !it->second.callbacks[which]) return false;
   it->second.callbacks[which].reset();

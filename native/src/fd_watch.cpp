@@ -58,6 +58,15 @@ void UvBackend::watch_fd(int fd, bool readable, bool writable, std::function<voi
     cb((ev & UV_READABLE) != 0, (ev & UV_WRITABLE) != 0);
   });
   if (rc) throw std::system_error(uv_error(rc), "add_reader");
+  fds_to_check_.push_back(fd);
+}
+
+void UvBackend::stop_watching_closed_fds() noexcept {
+  for (int fd : fds_to_check_) {
+    auto it = polls_.find(fd);
+    if (it != polls_.end() && ::fcntl(fd, F_GETFD) == -1 && errno == EBADF) uv_poll_stop(it->second);
+  }
+  fds_to_check_.clear();
 }
 
 void UvBackend::unwatch_fd(int fd) noexcept {

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <map>
+#include <vector>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -44,6 +45,7 @@ class UvBackend final : public Backend {
   std::uint64_t ticks() noexcept override;
 
   void poll(double timeout) override {
+    if (EDDY_UNLIKELY(!fds_to_check_.empty())) stop_watching_closed_fds();
     if (timeout == 0) {
       // No transport, server, signal or request is registered: no I/O can be ready, and a
       // cross-thread wakeup is seen through the core's inbox, so the syscall would only cost.
@@ -126,6 +128,11 @@ class UvBackend final : public Backend {
   bool closed_ = false;
   std::map<int, uv_signal_t*> signals_;
   std::map<int, uv_poll_t*> polls_;
+  // fds whose watch started or changed since the last poll. libuv registers them with epoll only
+  // when it next polls, and aborts the process if one was closed meanwhile (epoll_ctl: EBADF);
+  // asyncio's selector just never reports such an fd. Those are stopped before polling.
+  std::vector<int> fds_to_check_;
+  void stop_watching_closed_fds() noexcept;
 };
 
 
