@@ -1287,6 +1287,88 @@ static Coro<void> raw_sockets(EventLoop& loop) {
   raw.close(b);
 }
 
+// What Linux says of sockets that are not connected or bound: sending on a TCP socket that never
+// connected is EPIPE (BrokenPipeError); an unbound datagram endpoint's sockname is 0.0.0.0:0.
+static Coro<std::string> unconnected_sockets(EventLoop& loop, RawSockets& raw) {
+  std::string outcome;
+  const int fd = raw.open(SocketKind::stream);
+  try {
+    co_await loop.sock_sendall(fd, "lost");
+    outcome = "sent";
+  } catch (const std::system_error& e) {
+    outcome = std::to_string(e.code().value());
+  }
+  raw.close(fd);
+  DatagramEndpointOptions o;
+  o.family = AddressFamily::inet;
+  DatagramConnection c = co_await loop.create_datagram_endpoint(
+      [] { return std::make_shared<DatagramProtocol>(); },
+      o);
+  const std::any name = c.first->get_extra_info("sockname");
+  outcome += name.has_value() ? " " + std::any_cast<SocketAddress>(name).to_string() : " none";
+  c.first->close();
+  co_await sleep(0);
+  co_return outcome;
+}
+
+// A write pipe learns at once that its reader went away, as asyncio's watches its pipe for
+// reading: connection_lost(None) without a write to fail. Over a pipe, and over a socket whose
+// peer closed (asyncio watches sockets too).
+struct PipeEnds {
+  int read_end, write_end;
+};
+static PipeEnds os_pipe(EventLoop& loop, bool socket_pair) {
+  if (vnet::Network* net = vnet::find_network(loop)) {
+    auto ends = socket_pair ? net->socketpair() : net->pipe();
+    return {ends.first, ends.second};
+  }
+#ifndef __EMSCRIPTEN__
+  int fds[2];
+  if (socket_pair)
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) == 0);
+  else
+    REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+  return {fds[0], fds[1]};
+#else
+  FAIL("no pipes");
+  return {-1, -1};
+#endif
+}
+static void close_end(EventLoop& loop, int fd) {
+  if (vnet::Network* net = vnet::find_network(loop)) return net->close(fd);
+#ifndef __EMSCRIPTEN__
+  ::close(fd);
+#endif
+}
+static Coro<std::string> reader_leaves(EventLoop& loop, bool socket_pair) {
+  const PipeEnds ends = os_pipe(loop, socket_pair);
+  auto writer = std::make_shared<Peer>(loop);
+  WritePipeConnection wp = co_await loop.connect_write_pipe(give(writer), ends.write_end);
+  co_await sleep(0.01);
+  CHECK_FALSE(writer->lost.done());
+  close_end(loop, ends.read_end);
+  for (int i = 0; i < 100 && !writer->lost.done(); ++i) co_await sleep(0.001);
+  std::string outcome = writer->lost.done() ? "lost" : "still open";
+  if (writer->lost.done()) outcome += writer->lost_exc ? " with an error" : " (None)";
+  wp.first->close();
+  co_await writer->lost;
+  co_return outcome;
+}
+
+LOOP_TEST("pipes: a write pipe notices at once that its reader went away", "[network][pipes]") {
+  if (!this->loop->capabilities().supports("connect_write_pipe")) SKIP("no pipes here");
+  CHECK(this->loop->run_until_complete(reader_leaves(*this->loop, false)) == "lost (None)");
+  CHECK(this->loop->run_until_complete(reader_leaves(*this->loop, true)) == "lost (None)");
+}
+
+LOOP_TEST("network: an unconnected TCP socket sends EPIPE; an unbound endpoint's sockname",
+          "[network][sockets]") {
+  if (!this->loop->capabilities().supports("sock_sendall")) SKIP("no sockets here");
+  RawSockets raw{*this->loop};
+  CHECK(this->loop->run_until_complete(unconnected_sockets(*this->loop, raw)) ==
+        std::to_string(EPIPE) + " 0.0.0.0:0");
+}
+
 LOOP_TEST("network: sock_accept, sock_connect, sock_sendall, sock_recv, add_reader, sock_sendto",
           "[network][sockets]") {
   this->loop->run_until_complete(raw_sockets(*this->loop));

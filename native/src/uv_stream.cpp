@@ -274,12 +274,13 @@ void UvStreamEndpoint::watch_reader() {
   uv_os_fd_t ours;
   struct stat st;
   if (closed_ || reader_watch_ || kind_ != Kind::pipe || uv_fileno(&handle_.handle, &ours) != 0 ||
-      ::fstat(ours, &st) != 0 || !S_ISFIFO(st.st_mode))
+      ::fstat(ours, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
     return;
   ReaderWatch* w = watch_duplicate<ReaderWatch>(handle_.handle.loop, ours, "watch_reader");
   w->owner = this;
   reader_watch_ = w;
-  // A write end never polls readable: whatever is reported (POLLERR) means the readers are gone.
+  // A FIFO's write end never polls readable: whatever is reported (POLLERR) means the readers
+  // are gone. Over a socket, asyncio takes anything readable (EOF, data) as the peer closing.
   int rc = uv_poll_start(&w->poll, UV_READABLE, [](uv_poll_t* h, int, int) {
     auto* w = static_cast<ReaderWatch*>(h->data);
     uv_poll_stop(h);

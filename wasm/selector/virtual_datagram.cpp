@@ -33,7 +33,8 @@ class VirtualDatagramEndpoint final : public DatagramEndpoint, public SocketOwne
     } catch (const std::system_error& e) {  // binding on first send can fail
       ec = e.code();
     }
-    if (ec) error = ec;
+    // EAGAIN (an AF_UNIX receiver is full): not an error; the transport queues it (send()).
+    if (ec && ec != std::errc::operation_would_block) error = ec;
     return !ec;
   }
 
@@ -56,7 +57,12 @@ class VirtualDatagramEndpoint final : public DatagramEndpoint, public SocketOwne
   std::any extra_info(std::string_view name) const override {
     Socket* s = net_.find(fd_);
     if (!s) return {};
-    if (name == "sockname" && s->bound) return s->local;
+    if (name == "sockname") {
+      if (s->bound) return s->local;
+      // Not bound yet: what getsockname(2) says, the family's wildcard or an unnamed Unix path.
+      if (s->family == AddressFamily::unix_socket) return SocketAddress::unix_path("");
+      return SocketAddress::ip(s->family == AddressFamily::inet6 ? "::" : "0.0.0.0", 0);
+    }
     if (name == "peername" && s->connected) return s->peer;
     if (name == "socket") return fd_;
     return {};
@@ -65,15 +71,17 @@ class VirtualDatagramEndpoint final : public DatagramEndpoint, public SocketOwne
   bool pump() override {
     bool reported = false;
     while (!queue_.empty() && !closed_) {
-      Pending p = std::move(queue_.front());
-      queue_.pop_front();
-      queued_ -= p.data.size();
+      Pending& p = queue_.front();
       std::error_code ec;
       try {
         net_.send(fd_, p.data, p.has_to ? &p.to : nullptr, ec);
       } catch (const std::system_error& e) {
         ec = e.code();
       }
+      // The receiver is full: the datagram stays first in line until it reads (it marks us).
+      if (ec == std::errc::operation_would_block) break;
+      queued_ -= p.data.size();
+      queue_.pop_front();
       if (events_) {
         events_->send_done(ec);
         reported = true;

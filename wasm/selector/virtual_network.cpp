@@ -308,6 +308,9 @@ void NetworkCore::connect(int fd, const SocketAddress& remote, const char* metho
   check_unix_path(remote);
   if (remote.family != s.family) throw os_error(std::errc::address_family_not_supported, "connect");
   if (s.kind == Socket::Kind::datagram) {
+    // Linux checks a Unix peer at connect: nothing bound at the path is ENOENT.
+    if (remote.family == AddressFamily::unix_socket && !find_receiver(remote))
+      throw os_error(std::errc::no_such_file_or_directory, "connect");
     auto_bind(s, remote);
     s.peer = remote;
     s.connected = true;
@@ -606,6 +609,7 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
           is_loopback(dest.host())
               ? (from.family == AddressFamily::inet ? "127.0.0.1" : "::1")
               : (from.family == AddressFamily::inet ? options.local_address : std::string("::1")));
+    if (dest.family == AddressFamily::unix_socket) return send_local_datagram(fd, *s, dest, data, error);
     const LinkOptions link = link_for(std::string(dest.host()));
     if (link.loss > 0 && random01() < link.loss) {
       ++stats.datagrams_dropped;
@@ -641,8 +645,13 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
   }
   if (s->kind == Socket::Kind::listener || s->kind == Socket::Kind::pipe_read ||
       (!s->out && !s->error)) {
-    error = std::make_error_code(s->kind == Socket::Kind::pipe_read ? std::errc::bad_file_descriptor
-                                                                    : std::errc::not_connected);
+    // Linux: EBADF on a pipe's read end; a TCP socket that never connected is EPIPE (its state
+    // is CLOSE), a Unix one ENOTCONN.
+    error = std::make_error_code(
+        s->kind == Socket::Kind::pipe_read ? std::errc::bad_file_descriptor
+        : s->kind == Socket::Kind::stream && !s->connecting && s->family != AddressFamily::unix_socket
+            ? std::errc::broken_pipe
+            : std::errc::not_connected);
     return 0;
   }
   if (s->error) {
@@ -665,6 +674,29 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
   return n;
 }
 
+// AF_UNIX datagrams, as Linux's: delivered at once (no link), never dropped. A full receiver
+// makes the sender wait (EAGAIN: the transport buffers them and pauses its protocol) instead;
+// a path nothing is bound to is ENOENT, a receiver connected to someone else refuses.
+std::size_t NetworkCore::send_local_datagram(int fd, Socket& s, const SocketAddress& dest,
+                                             std::string_view data, std::error_code& error) {
+  Socket* r = find_receiver(dest);
+  if (!r)
+    return failed(error, s.connected ? std::errc::connection_refused
+                                     : std::errc::no_such_file_or_directory);
+  if (r->connected && !(r->peer == s.local)) return failed(error, std::errc::operation_not_permitted);
+  if (r->datagram_bytes + data.size() > r->receive_capacity) {
+    if (std::find(r->blocked_senders.begin(), r->blocked_senders.end(), fd) ==
+        r->blocked_senders.end())
+      r->blocked_senders.push_back(fd);
+    return failed(error, std::errc::operation_would_block);
+  }
+  r->datagram_bytes += data.size();
+  r->datagrams.push_back({s.local, std::string(data)});
+  ++stats.datagrams;
+  mark(r->fd);
+  return data.size();
+}
+
 std::size_t NetworkCore::recv(int fd, std::span<char> out, SocketAddress* from,
                               std::error_code& error) {
   Socket* s = find(fd);
@@ -678,6 +710,8 @@ std::size_t NetworkCore::recv(int fd, std::span<char> out, SocketAddress* from,
     Datagram d = std::move(s->datagrams.front());
     s->datagrams.pop_front();
     s->datagram_bytes -= d.data.size();
+    for (int sender : s->blocked_senders) mark(sender);  // room again: their sends retry
+    s->blocked_senders.clear();
     const std::size_t n =
         std::min(out.size(), d.data.size());  // the rest is discarded, as UDP does
     std::memcpy(out.data(), d.data.data(), n);
@@ -741,6 +775,8 @@ void NetworkCore::close(int fd, bool reset) noexcept {
   Socket& s = *it->second;
   s.owner = nullptr;
   s.on_ready = nullptr;
+  for (int sender : s.blocked_senders) mark(sender);  // their retry finds nobody there
+  s.blocked_senders.clear();
   if (s.kind == Socket::Kind::listener) {
     for (int c : s.accept_queue) close(c, true);
     s.accept_queue.clear();

@@ -119,6 +119,8 @@ struct Socket {
   std::deque<Datagram> datagrams;
   std::size_t datagram_bytes = 0;
   std::size_t receive_capacity = 0;
+  // AF_UNIX datagram senders that found this socket's queue full (EAGAIN): woken when it drains.
+  std::vector<int> blocked_senders;
   // Who hears about it.
   SocketOwner* owner = nullptr;
   bool watch_readable = false, watch_writable = false;
@@ -219,6 +221,8 @@ class NetworkCore {
   Socket* find_listener(const SocketAddress& remote);
   bool owned(const SocketAddress& a) const;  // an address the network knows (bound, named, linked)
   Socket* find_receiver(const SocketAddress& to);
+  std::size_t send_local_datagram(int fd, Socket& s, const SocketAddress& dest,
+                                  std::string_view data, std::error_code& error);
   void arrive_syn(int client, SocketAddress remote);
   std::shared_ptr<Flow> new_flow(const std::string& link_host, int writer, int reader);
   void transmit(const std::shared_ptr<Flow>& flow);

@@ -67,9 +67,10 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
   std::any extra_info(std::string_view name) const override {
     Socket* s = net_.find(fd_);
     if (!s) return {};
+    const bool pipe = s->kind == Socket::Kind::pipe_read || s->kind == Socket::Kind::pipe_write;
+    if (pipe) return name == "pipe" ? std::any(fd_) : std::any();  // pipes have no addresses
     if (name == "peername" && s->connected) return s->peer;
     if (name == "sockname" && s->bound) return s->local;
-    const bool pipe = s->kind == Socket::Kind::pipe_read || s->kind == Socket::Kind::pipe_write;
     if ((name == "socket" && !pipe) || (name == "pipe" && pipe)) return fd_;
     return {};
   }
@@ -85,6 +86,11 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
     net_.mark(fd_);
   }
   void cancel_writable_wait() noexcept override { writable_ = nullptr; }
+
+  void watch_reader() override {
+    watching_reader_ = true;
+    net_.mark(fd_);
+  }
 
   bool pump() override {
     Socket* s = net_.find(fd_);
@@ -166,6 +172,20 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
 
   bool report_reads() {
     bool reported = false;
+    if (watching_reader_ && !reading_ && events_ && !closed_ && !eof_reported_) {
+      // A write pipe's watch (asyncio's reader on its pipe): the reader went away, or, over a
+      // socket, anything readable came (data, EOF, an error).
+      Socket* s = net_.find(fd_);
+      const bool gone =
+          s && (s->kind == Socket::Kind::pipe_write
+                    ? s->out && (s->out->reader_gone || s->out->dead)
+                    : s->error || (s->in && (s->in->eof || !s->in->received.empty())));
+      if (gone) {
+        eof_reported_ = true;
+        events_->read_eof();
+        return true;
+      }
+    }
     while (reading_ && events_ && !closed_) {
       Socket* s = net_.find(fd_);
       if (!s) break;
@@ -224,6 +244,7 @@ class VirtualStreamEndpoint final : public StreamEndpoint, public SocketOwner {
   std::size_t offset_ = 0;  // of writes_.front() already in the send buffer
   std::size_t queued_ = 0;
   bool reading_ = false;
+  bool watching_reader_ = false;  // watch_reader(): a write pipe learning that its reader left
   bool shutdown_requested_ = false;
   bool shutdown_sent_ = false;
   bool eof_reported_ = false;
