@@ -11,6 +11,7 @@
 #include <string>
 
 #include "eddy/combinators.hpp"
+#include "eddy/detail/tls.hpp"
 #include "eddy/errors.hpp"
 #include "eddy/log.hpp"
 #include "eddy/loop.hpp"
@@ -80,10 +81,22 @@ void Server::accepted(StreamEndpointPtr endpoint) {
   // handshake is reported and the connection dropped, as asyncio does.
   const std::uint64_t id = ++next_handshake_id_;
   Ref<Server> self(this);
-  StreamEndpointPtr wrapped = loop_->backend().wrap_tls(
-      std::move(endpoint), *tls_, {}, [self, id, protocol](std::error_code ec, std::string why) mutable {
-        self->handshake_done(id, ec, why, std::move(protocol));
-      });
+  StreamEndpointPtr wrapped;
+  try {
+    wrapped = loop_->backend().wrap_tls(
+        std::move(endpoint), *tls_, {},
+        [self, id, protocol](std::error_code ec, std::string why) mutable {
+          self->handshake_done(id, ec, why, std::move(protocol));
+        });
+  } catch (const std::exception&) {
+    // The certificate files are read again when they change on disk: one that became unreadable
+    // (or a key that no longer matches) fails this connection, reported, and the server keeps
+    // serving, as asyncio reports a failure to set up an incoming connection's transport.
+    ExceptionContext ctx("Error on transport creation for incoming connection",
+                         std::current_exception());
+    loop_->call_exception_handler(ctx);
+    return;
+  }
   TimerHandle timer = loop_->call_later(tls_timeout_, [self, id] {
     self->handshake_done(id, std::make_error_code(std::errc::timed_out), "handshake timeout", nullptr);
   });
@@ -528,7 +541,10 @@ void check_server_tls_options(const Capabilities& caps, const char* method,
   if (!options.ssl && options.ssl_handshake_timeout)
     throw ValueError("ssl_handshake_timeout is only meaningful with ssl");
   check_shutdown_timeout(options.ssl, options.ssl_shutdown_timeout);
-  if (options.ssl) require_tls(caps, method);
+  if (options.ssl) {
+    require_tls(caps, method);
+    platform::check_tls_context(*options.ssl);  // before listening: a bad certificate fails here
+  }
 }
 
 // The handshake over a new connection when its options ask for TLS; else the connection as is.

@@ -221,12 +221,12 @@ std::unique_ptr<SSL_CTX, SslCtxDeleter> make_context(const TlsContext& config) {
     std::error_code ec = last_tls_error(&why);
     throw std::system_error(ec, std::string(what) + ": " + why);
   };
-  if (!config.cert_file.empty() &&
-      SSL_CTX_use_certificate_chain_file(ctx.get(), std::string(config.cert_file).c_str()) != 1)
-    fail("load certificate");
-  if (!config.key_file.empty() &&
-      SSL_CTX_use_PrivateKey_file(ctx.get(), std::string(config.key_file).c_str(), SSL_FILETYPE_PEM) != 1)
-    fail("load private key");
+  const std::string cert_file(config.cert_file), key_file(config.key_file);
+  if (!cert_file.empty() && SSL_CTX_use_certificate_chain_file(ctx.get(), cert_file.c_str()) != 1)
+    fail(("load certificate " + cert_file).c_str());
+  if (!key_file.empty() &&
+      SSL_CTX_use_PrivateKey_file(ctx.get(), key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    fail(("load private key " + key_file).c_str());  // also a key of another certificate
   using ClientCertificates = TlsContext::ClientCertificates;
   const bool verify =
       config.server ? config.client_certificates != ClientCertificates::none : config.verify_peer;
@@ -662,6 +662,10 @@ namespace eddy::platform {
 
 bool has_tls() noexcept {
   return true;
+}
+
+void check_tls_context(const TlsContext& context) {
+  (void)native::ContextCache::get(context);
 }
 
 StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context,

@@ -11,6 +11,8 @@ bool has_tls() noexcept {
   return false;
 }
 
+void check_tls_context(const TlsContext&) {}
+
 StreamEndpointPtr wrap_tls(StreamEndpointPtr, const TlsContext&, std::string_view,
                            Backend::HandshakeDone) {
   throw NotSupportedError("start_tls", "WebAssembly",

@@ -10,6 +10,10 @@
 namespace eddy::platform {
 // Whether this build has a TLS library (the capability tables' start_tls and ssl= rows).
 bool has_tls() noexcept;
+// Loads `context`'s files now (as Python's load_cert_chain does when the SSLContext is made), so
+// that a server refuses to start on a certificate it cannot use: std::system_error naming the
+// file, or a key that does not match its certificate. Nothing to do without TLS.
+void check_tls_context(const TlsContext& context);
 // Wraps a connected endpoint, as Backend::wrap_tls documents; NotSupportedError without TLS.
 StreamEndpointPtr wrap_tls(StreamEndpointPtr inner, const TlsContext& context,
                            std::string_view server_hostname, Backend::HandshakeDone done);
