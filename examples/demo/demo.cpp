@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -59,4 +60,6 @@ static Coro<int> demo() {
   co_return sum + from_thread == 43 ? 0 : 1;
 }
 
-int main() { return run(demo()); }
+int main() {
+  return examples::run_example([] { return run(demo()); });
+}

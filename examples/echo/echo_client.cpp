@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -31,7 +32,7 @@ static Coro<int> talk(std::vector<std::string> args) {
     c = co_await loop.create_unix_connection(factory, args[0].substr(5));
     first_message = 1;
   } else {
-    c = co_await loop.create_connection(factory, args[0], static_cast<std::uint16_t>(std::stoi(args[1])));
+    c = co_await loop.create_connection(factory, args[0], examples::parse_port(args[1]));
   }
   std::string sent;
   for (std::size_t i = first_message; i < args.size(); ++i) {
@@ -52,5 +53,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s HOST PORT MESSAGE... | unix:PATH MESSAGE...\n", argv[0]);
     return 2;
   }
-  return eddy::run(talk(std::move(args)));
+  return examples::run_example([&] { return eddy::run(talk(std::move(args))); });
 }

@@ -1,12 +1,13 @@
-// Echo server with asyncio's Protocol API: `eddy_echo_server [PORT | unix:PATH]`. Prints where it
-// listens, echoes every connection, and shuts down gracefully after `--max N` connections (0:
-// serve forever). Flow control: when the peer reads slower than it sends, stop reading until
+// Echo server with asyncio's Protocol API: `eddy_echo_server [--max N] [PORT | unix:PATH]` (by
+// default 127.0.0.1:8888). Prints where it listens, echoes every connection, and shuts down
+// gracefully after `--max N` connections (0: serve until Ctrl-C). Flow control: when the peer reads slower than it sends, stop reading until
 // our write buffer drains (pause_writing / resume_writing).
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -48,7 +49,7 @@ static Coro<int> serve(std::string where, int max_connections) {
   if (where.rfind("unix:", 0) == 0)
     server = co_await loop.create_unix_server(factory, where.substr(5));
   else
-    server = co_await loop.create_server(factory, "127.0.0.1", static_cast<std::uint16_t>(std::stoi(where)));
+    server = co_await loop.create_server(factory, "127.0.0.1", examples::parse_port(where));
   for (const ServerSocket& s : server->sockets()) std::printf("listening on %s\n", s.address.to_string().c_str());
   std::fflush(stdout);
   if (max_connections > 0) {
@@ -63,13 +64,22 @@ static Coro<int> serve(std::string where, int max_connections) {
 }
 
 int main(int argc, char** argv) {
-  std::string where = "8888";
-  int max_connections = 0;
+  std::string where, max = "0";
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--max") == 0 && i + 1 < argc)
-      max_connections = std::atoi(argv[++i]);
-    else
+    if (std::strcmp(argv[i], "--max") == 0 && i + 1 < argc) {
+      max = argv[++i];
+    } else if (argv[i][0] == '-' || !where.empty()) {  // --help, an unknown flag, a second place
+      std::fprintf(stderr, "usage: %s [--max N] [PORT | unix:PATH]   (default: 127.0.0.1:8888)\n",
+                   argv[0]);
+      return std::strcmp(argv[i], "--help") == 0 ? 0 : 2;
+    } else {
       where = argv[i];
+    }
   }
-  return eddy::run(serve(where, max_connections));
+  if (where.empty()) where = "8888";
+  return examples::run_example([&] {
+    const int max_connections =
+        static_cast<int>(examples::parse_number(max, 1000000, "connection count"));
+    return eddy::run(serve(where, max_connections));
+  });
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -38,5 +39,5 @@ static Coro<int> serve(bool self_test) {
 
 int main(int argc, char** argv) {
   const bool self_test = argc > 1 && std::strcmp(argv[1], "--self-test") == 0;
-  return eddy::run(serve(self_test));
+  return examples::run_example([&] { return eddy::run(serve(self_test)); });
 }

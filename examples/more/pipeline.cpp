@@ -4,6 +4,7 @@
 #include <string>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -42,4 +43,6 @@ static Coro<int> pipeline() {
   co_return rc_sort == 0 && rc_uniq == 0 && counted.find("3 pear") != std::string::npos ? 0 : 1;
 }
 
-int main() { return eddy::run(pipeline()); }
+int main() {
+  return examples::run_example([] { return eddy::run(pipeline()); });
+}

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -74,14 +75,14 @@ static Coro<int> tls_echo(std::string cert, std::string key, int serve_port) {
 
 int main(int argc, char** argv) {
   std::string cert, key;
-  int serve_port = 0;
+  std::string serve_port = "0";
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
       cert = argv[++i];
     else if (std::strcmp(argv[i], "--key") == 0 && i + 1 < argc)
       key = argv[++i];
     else if (std::strcmp(argv[i], "--serve") == 0 && i + 1 < argc)
-      serve_port = std::atoi(argv[++i]);
+      serve_port = argv[++i];
     else {
       std::fprintf(stderr, "usage: %s [--cert CERT --key KEY] [--serve PORT]\n", argv[0]);
       return 2;
@@ -104,15 +105,13 @@ int main(int argc, char** argv) {
         key + " -out " + cert + " 2>/dev/null";
     if (std::system(make.c_str()) != 0) {
       std::fprintf(stderr, "could not make a certificate with the openssl command\n");
+      std::system(("rm -rf " + dir).c_str());
       return 1;
     }
   }
-  int status = 1;
-  try {
-    status = eddy::run(tls_echo(cert, key, serve_port));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-  }
+  // The temporary key is removed however the run ends (an error, Ctrl-C).
+  const int status = examples::run_example(
+      [&] { return eddy::run(tls_echo(cert, key, examples::parse_port(serve_port))); });
   if (!dir.empty()) std::system(("rm -rf " + dir).c_str());
   return status;
 }

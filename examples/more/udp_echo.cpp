@@ -5,6 +5,7 @@
 #include <string>
 
 #include "eddy/eddy.hpp"
+#include "example_main.hpp"
 
 using namespace eddy;
 
@@ -52,4 +53,6 @@ static Coro<int> udp_echo() {
   co_return client->echoed.size() == 3 ? 0 : 1;
 }
 
-int main() { return eddy::run(udp_echo()); }
+int main() {
+  return examples::run_example([] { return eddy::run(udp_echo()); });
+}
