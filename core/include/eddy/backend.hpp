@@ -95,7 +95,7 @@ class Backend {
   // Readiness watching for add_reader/add_writer (level-triggered): `on_ready(readable,
   // writable)` is called from poll(). Calling again for the same fd changes the interest.
   virtual void watch_fd(int fd, bool readable, bool writable, std::function<void(bool, bool)> on_ready);
-  virtual void unwatch_fd(int fd) noexcept {}
+  virtual void unwatch_fd(int /*fd*/) noexcept {}
   // Non-blocking socket calls for sock_*: `error` is std::errc::operation_would_block when the
   // call must wait for readiness. sock_accept returns the new fd; sock_connect may report
   // operation_in_progress, after which sock_connect_result gives SO_ERROR.
@@ -127,7 +127,7 @@ class Backend {
   // Signals: `on_signal` is called from poll() after each delivery of `sig`. ValueError for an
   // invalid number, RuntimeError for an uncatchable one.
   virtual void watch_signal(int sig, std::function<void()> on_signal);
-  virtual void unwatch_signal(int sig) noexcept {}
+  virtual void unwatch_signal(int /*sig*/) noexcept {}
   // Throws what watch_signal would for a bad number (remove_signal_handler validates too).
   virtual void check_signal(int sig) const;
   // Ctrl-C for Runner::run, as asyncio's Runner takes it: where this thread may (the main thread,
