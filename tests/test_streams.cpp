@@ -623,7 +623,8 @@ static Coro<void> accept_at_fd_limit(EventLoop& loop, std::string* said, std::st
   const std::uint16_t port = server->sockets()[0].address.port;
   // One round trip first: sanitizer builds check each dynamic type once, and that first check
   // needs a pipe, which they could not get once the descriptors run out.
-  CHECK(co_await echo_once(loop, port) == "hello");
+  const std::string echoed = co_await echo_once(loop, port);
+  CHECK(echoed == "hello");
   // The peer (and its pipe) first; then only a few descriptors are left for accepted sockets.
   PythonPeer peer(strings("many-clients", "tcp:127.0.0.1:" + std::to_string(port), "30"));
   rlimit old;
