@@ -1302,8 +1302,7 @@ static Coro<std::string> unconnected_sockets(EventLoop& loop, RawSockets& raw) {
   DatagramEndpointOptions o;
   o.family = AddressFamily::inet;
   DatagramConnection c = co_await loop.create_datagram_endpoint(
-      [] { return std::make_shared<DatagramProtocol>(); },
-      o);
+      [] { return std::make_shared<DatagramProtocol>(); }, o);
   const std::any name = c.first->get_extra_info("sockname");
   outcome += name.has_value() ? " " + std::any_cast<SocketAddress>(name).to_string() : " none";
   c.first->close();

@@ -45,7 +45,8 @@ static int loopback_listener(std::uint16_t* port) {
 
 // libuv adds a watched fd to epoll only when it next polls, and aborted the process if the fd had
 // been closed meanwhile. asyncio's selector never reports such an fd; nor does Eddy now.
-TEST_CASE_METHOD(NativeFixture, "add_reader then closing the fd before the loop polls", "[sockets]") {
+TEST_CASE_METHOD(NativeFixture, "add_reader then closing the fd before the loop polls",
+                 "[sockets]") {
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
   int fired = 0;
@@ -166,7 +167,8 @@ TEST_CASE_METHOD(NativeFixture, "sock_*: debug mode refuses a blocking socket", 
 
 static Coro<void> udp_roundtrip(EventLoop& loop, int a, int b, std::uint16_t bport) {
   Task<std::pair<std::string, SocketAddress>> receiving = loop.create_task(loop.sock_recvfrom(b, 1024));
-  const std::size_t sent = co_await loop.sock_sendto(a, "datagram", SocketAddress::ip("127.0.0.1", bport));
+  const std::size_t sent =
+      co_await loop.sock_sendto(a, "datagram", SocketAddress::ip("127.0.0.1", bport));
   CHECK(sent == 8);
   std::pair<std::string, SocketAddress> r = co_await receiving;
   CHECK(r.first == "datagram");

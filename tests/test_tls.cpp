@@ -279,8 +279,9 @@ TEST_CASE_METHOD(NativeFixture, "TLS server: its certificate is loaded before it
                  "[tls][server][faults]") {
   SECTION("a missing certificate file is named") {
     const std::string what = loop->run_until_complete(create_server_error(
-        *loop, TlsContext{.server = true, .cert_file = "/nonexistent/cert.pem",
-                          .key_file = test_cert().key}));
+        *loop,
+        TlsContext{
+            .server = true, .cert_file = "/nonexistent/cert.pem", .key_file = test_cert().key}));
     CHECK(what.find("load certificate /nonexistent/cert.pem") != std::string::npos);
   }
   SECTION("a key of another certificate is refused") {
@@ -292,9 +293,8 @@ TEST_CASE_METHOD(NativeFixture, "TLS server: its certificate is loaded before it
   }
   SECTION("a certificate that goes missing while serving fails that connection only") {
     std::vector<std::string> reported;
-    loop->set_exception_handler([&](EventLoop&, const ExceptionContext& c) {
-      reported.push_back(c.message);
-    });
+    loop->set_exception_handler(
+        [&](EventLoop&, const ExceptionContext& c) { reported.push_back(c.message); });
     loop->run_until_complete(certificate_goes_missing(*loop, &reported));
     CHECK(reported ==
           std::vector<std::string>{"Error on transport creation for incoming connection"});

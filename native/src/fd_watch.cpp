@@ -64,7 +64,8 @@ void UvBackend::watch_fd(int fd, bool readable, bool writable, std::function<voi
 void UvBackend::stop_watching_closed_fds() noexcept {
   for (int fd : fds_to_check_) {
     auto it = polls_.find(fd);
-    if (it != polls_.end() && ::fcntl(fd, F_GETFD) == -1 && errno == EBADF) uv_poll_stop(it->second);
+    if (it != polls_.end() && ::fcntl(fd, F_GETFD) == -1 && errno == EBADF)
+      uv_poll_stop(it->second);
   }
   fds_to_check_.clear();
 }

@@ -5,10 +5,10 @@
 #include <uv.h>
 
 #include <map>
-#include <vector>
 #include <memory>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "eddy/backend.hpp"
 #include "eddy/errors.hpp"

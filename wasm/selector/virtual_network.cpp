@@ -609,7 +609,8 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
           is_loopback(dest.host())
               ? (from.family == AddressFamily::inet ? "127.0.0.1" : "::1")
               : (from.family == AddressFamily::inet ? options.local_address : std::string("::1")));
-    if (dest.family == AddressFamily::unix_socket) return send_local_datagram(fd, *s, dest, data, error);
+    if (dest.family == AddressFamily::unix_socket)
+      return send_local_datagram(fd, *s, dest, data, error);
     const LinkOptions link = link_for(std::string(dest.host()));
     if (link.loss > 0 && random01() < link.loss) {
       ++stats.datagrams_dropped;
@@ -647,11 +648,11 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
       (!s->out && !s->error)) {
     // Linux: EBADF on a pipe's read end; a TCP socket that never connected is EPIPE (its state
     // is CLOSE), a Unix one ENOTCONN.
-    error = std::make_error_code(
-        s->kind == Socket::Kind::pipe_read ? std::errc::bad_file_descriptor
-        : s->kind == Socket::Kind::stream && !s->connecting && s->family != AddressFamily::unix_socket
-            ? std::errc::broken_pipe
-            : std::errc::not_connected);
+    error = std::make_error_code(s->kind == Socket::Kind::pipe_read ? std::errc::bad_file_descriptor
+                                 : s->kind == Socket::Kind::stream && !s->connecting &&
+                                         s->family != AddressFamily::unix_socket
+                                     ? std::errc::broken_pipe
+                                     : std::errc::not_connected);
     return 0;
   }
   if (s->error) {
@@ -681,9 +682,10 @@ std::size_t NetworkCore::send_local_datagram(int fd, Socket& s, const SocketAddr
                                              std::string_view data, std::error_code& error) {
   Socket* r = find_receiver(dest);
   if (!r)
-    return failed(error, s.connected ? std::errc::connection_refused
-                                     : std::errc::no_such_file_or_directory);
-  if (r->connected && !(r->peer == s.local)) return failed(error, std::errc::operation_not_permitted);
+    return failed(
+        error, s.connected ? std::errc::connection_refused : std::errc::no_such_file_or_directory);
+  if (r->connected && !(r->peer == s.local))
+    return failed(error, std::errc::operation_not_permitted);
   if (r->datagram_bytes + data.size() > r->receive_capacity) {
     if (std::find(r->blocked_senders.begin(), r->blocked_senders.end(), fd) ==
         r->blocked_senders.end())
