@@ -118,6 +118,69 @@ static Coro<int> unix_datagram_to_nobody(EventLoop& loop) {
   co_return code;
 }
 
+// asyncio removes a socket file at a datagram endpoint's local path before binding, even one a
+// live endpoint holds: the new endpoint gets what is sent to the path from then on.
+static Coro<std::vector<std::string>> unix_datagram_path_taken_over(EventLoop& loop) {
+  const std::string path = unix_dgram_name("taken");
+  auto first = std::make_shared<DatagramRecorder>(loop);
+  auto second = std::make_shared<DatagramRecorder>(loop);
+  second->expect = 1;
+  second->enough = loop.create_future<void>();
+  DatagramEndpointOptions at_path;
+  at_path.local_addr = SocketAddress::unix_path(path);
+  DatagramConnection a = co_await loop.create_datagram_endpoint(give(first), at_path);
+  DatagramConnection b = co_await loop.create_datagram_endpoint(give(second), at_path);
+  auto sender = std::make_shared<DatagramRecorder>(loop);
+  DatagramEndpointOptions to_path;
+  to_path.remote_addr = SocketAddress::unix_path(path);
+  DatagramConnection tx = co_await loop.create_datagram_endpoint(give(sender), to_path);
+  tx.first->sendto("for the new one");
+  co_await second->enough;
+  std::vector<std::string> got;
+  got.push_back("first: " + std::to_string(first->received.size()));
+  got.push_back("second: " + second->received.at(0));
+  tx.first->close();
+  b.first->close();
+  a.first->close();
+  co_await sender->lost;
+  co_await second->lost;
+  co_await first->lost;
+  ::unlink(path.c_str());
+  co_return got;
+}
+
+LOOP_TEST("Unix datagrams: a new endpoint takes over a path a live one holds, as asyncio",
+          "[datagrams][unix]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("create_datagram_endpoint")) SKIP("no sockets here");
+  CHECK(loop.run_until_complete(unix_datagram_path_taken_over(loop)) ==
+        std::vector<std::string>{"first: 0", "second: for the new one"});
+}
+
+// The limited broadcast address without allow_broadcast: EACCES (PermissionError) in
+// error_received, as Linux refuses it without SO_BROADCAST; the transport stays open.
+static Coro<std::vector<std::string>> broadcast_without_permission(EventLoop& loop) {
+  auto r = std::make_shared<DatagramRecorder>(loop);
+  r->enough = loop.create_future<void>();
+  DatagramEndpointOptions o;
+  o.local_addr = SocketAddress::ip("0.0.0.0", 0);
+  DatagramConnection c = co_await loop.create_datagram_endpoint(give(r), o);
+  c.first->sendto("to everyone", SocketAddress::ip("255.255.255.255", 9));
+  if (r->errors.empty()) co_await r->enough;
+  std::vector<std::string> errors = r->errors;
+  c.first->close();
+  co_await r->lost;
+  co_return errors;
+}
+
+LOOP_TEST("datagrams: a broadcast without allow_broadcast is EACCES in error_received",
+          "[datagrams]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("create_datagram_endpoint")) SKIP("no sockets here");
+  CHECK(loop.run_until_complete(broadcast_without_permission(loop)) ==
+        std::vector<std::string>{std::make_error_code(std::errc::permission_denied).message()});
+}
+
 LOOP_TEST("Unix datagrams: remote_addr nothing is bound to is ENOENT", "[datagrams][unix]") {
   auto& loop = *this->loop;
   if (!loop.capabilities().supports("create_datagram_endpoint")) SKIP("no sockets here");

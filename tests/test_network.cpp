@@ -1360,6 +1360,36 @@ LOOP_TEST("pipes: a write pipe notices at once that its reader went away", "[net
   CHECK(this->loop->run_until_complete(reader_leaves(*this->loop, true)) == "lost (None)");
 }
 
+// A regular file is no pipe and cannot be polled: connect_read_pipe raises asyncio's ValueError
+// and add_reader EPERM (epoll's answer), on every loop kind (in WebAssembly, a file of
+// Emscripten's file system).
+static Coro<std::string> regular_file_as_pipe(EventLoop& loop, int fd) {
+  std::string outcome;
+  try {
+    ReadPipeConnection r = co_await loop.connect_read_pipe(give(std::make_shared<Peer>(loop)), fd);
+    r.first->close();
+    outcome = "adopted";
+  } catch (const ValueError& e) {
+    outcome = e.what();
+  }
+  co_return outcome;
+}
+
+LOOP_TEST("pipes: a regular file is refused by connect_read_pipe and add_reader",
+          "[network][pipes]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("connect_read_pipe")) SKIP("no pipes here");
+  const std::string path = "/tmp/eddy-regular-" + std::to_string(::getpid());
+  const int fd = ::open(path.c_str(), O_CREAT | O_RDWR, 0600);
+  REQUIRE(fd >= 0);
+  CHECK(loop.run_until_complete(regular_file_as_pipe(loop, fd)) ==
+        "Pipe transport is for pipes/sockets only.");
+  CHECK(errno_of([&] { loop.add_reader(fd, [] {}); }) == EPERM);
+  CHECK_FALSE(loop.remove_reader(fd));
+  ::close(fd);
+  ::unlink(path.c_str());
+}
+
 LOOP_TEST("network: an unconnected TCP socket sends EPIPE; an unbound endpoint's sockname",
           "[network][sockets]") {
   if (!this->loop->capabilities().supports("sock_sendall")) SKIP("no sockets here");

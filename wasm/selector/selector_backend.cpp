@@ -161,6 +161,9 @@ StreamEndpointPtr SelectorBackend::adopt_stream(int fd, const ConnectOptions&) {
 }
 
 StreamEndpointPtr SelectorBackend::adopt_pipe(int fd) {
+  // A descriptor of the file system (a regular file): asyncio's check on the file's mode.
+  if (!net_->find(fd) && platform::is_regular_file(fd))
+    throw ValueError("Pipe transport is for pipes/sockets only.");
   Socket& s = net_->get(fd);
   if (s.owner)
     throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
@@ -188,9 +191,12 @@ DatagramEndpointPtr SelectorBackend::open_datagram(const DatagramOptions& option
   AddressFamily family = options.family;
   if (options.local) family = options.local->family;
   if (options.remote) family = options.remote->family;
+  if (options.local && options.local->family == AddressFamily::unix_socket)
+    net_->unlink_path(options.local->host());
   const int fd = net_->open(Socket::Kind::datagram, family);
   try {
     net_->get(fd).reuse_port = options.reuse_port;
+    net_->get(fd).broadcast = options.allow_broadcast;
     if (options.local) net_->bind(fd, *options.local);
     if (options.remote) net_->connect(fd, *options.remote);
   } catch (...) {
@@ -212,6 +218,9 @@ DatagramEndpointPtr SelectorBackend::adopt_datagram(int fd) {
 
 void SelectorBackend::watch_fd(int fd, bool readable, bool writable,
                                std::function<void(bool, bool)> on_ready) {
+  // A file of the file system cannot be polled: EPERM, as epoll answers for a regular file.
+  if (!net_->find(fd) && platform::is_open_file(fd))
+    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted), "add_reader");
   net_->watch(fd, readable, writable, std::move(on_ready));
 }
 

@@ -275,7 +275,7 @@ Socket* NetworkCore::find_receiver(const SocketAddress& to) {
   for (auto& [fd, s] : sockets_) {
     if (s->kind != Socket::Kind::datagram || !s->bound || s->family != to.family) continue;
     if (to.family == AddressFamily::unix_socket) {
-      if (!to.host().empty() && s->local.host() == to.host()) return s.get();
+      if (!to.host().empty() && !s->path_unlinked && s->local.host() == to.host()) return s.get();
       continue;
     }
     if (s->local.port != to.port) continue;
@@ -298,8 +298,7 @@ std::shared_ptr<Flow> NetworkCore::new_flow(const std::string& link_host, int wr
 void NetworkCore::unlink_path(std::string_view path) {
   if (path.empty() || path[0] == '\0') return;  // unnamed, or Linux's abstract namespace
   for (auto& [fd, s] : sockets_)
-    if (s->family == AddressFamily::unix_socket && s->kind != Socket::Kind::datagram && s->bound &&
-        s->local.host() == path)
+    if (s->family == AddressFamily::unix_socket && s->bound && s->local.host() == path)
       s->path_unlinked = true;
 }
 
@@ -611,6 +610,9 @@ std::size_t NetworkCore::send(int fd, std::string_view data, const SocketAddress
               : (from.family == AddressFamily::inet ? options.local_address : std::string("::1")));
     if (dest.family == AddressFamily::unix_socket)
       return send_local_datagram(fd, *s, dest, data, error);
+    // Linux refuses the limited broadcast address without SO_BROADCAST (allow_broadcast).
+    if (dest.host() == "255.255.255.255" && !s->broadcast)
+      return failed(error, std::errc::permission_denied);
     const LinkOptions link = link_for(std::string(dest.host()));
     if (link.loss > 0 && random01() < link.loss) {
       ++stats.datagrams_dropped;

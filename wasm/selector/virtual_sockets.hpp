@@ -106,7 +106,8 @@ struct Socket {
   bool connected = false;
   bool connecting = false;
   bool reuse_port = false;
-  bool path_unlinked = false;      // Unix streams: a later server took its path (see unlink_path)
+  bool path_unlinked = false;      // Unix: a later server or endpoint took its path (unlink_path)
+  bool broadcast = false;          // SO_BROADCAST (allow_broadcast)
   double wire_free_at = 0;         // datagrams: when the link can send the next one
   std::error_code connect_result;  // SO_ERROR after a connect
   std::error_code error;           // pending: reported after the received bytes
@@ -143,8 +144,9 @@ class NetworkCore {
   // `method` is what a NotSupportedError names (an address off the network, a route without a
   // WebSocket).
   void connect(int fd, const SocketAddress& remote, const char* method = "create_connection");
-  // create_unix_server's removal of a stale socket file (asyncio's, before it binds): stream
-  // sockets bound to `path` keep working through their fds but can no longer be reached by it.
+  // The removal of a stale socket file that create_unix_server and create_datagram_endpoint make
+  // (asyncio's, before they bind): sockets bound to `path` keep working through their fds but can
+  // no longer be reached by it.
   void unlink_path(std::string_view path);
   std::pair<int, int> socketpair();
   std::pair<int, int> pipe();

@@ -17,4 +17,8 @@ std::size_t read_file_at(int file, std::uint64_t offset, std::span<char> buffer,
 std::size_t read_file(int file, std::span<char> buffer, std::error_code& error);
 // Sets the file position (what sendfile leaves behind it: just after the bytes sent).
 void seek_file(int file, std::uint64_t offset) noexcept;
+// Whether `fd` is an open descriptor of the platform's own (a file, not a virtual socket), and
+// whether it is a regular file (or a directory): what no pipe transport takes.
+bool is_open_file(int fd) noexcept;
+bool is_regular_file(int fd) noexcept;
 }  // namespace eddy::platform
