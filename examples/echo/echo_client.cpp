@@ -13,13 +13,16 @@ using namespace eddy;
 struct Client final : Protocol {
   explicit Client(Future<void> done) : done(std::move(done)) {}
   Future<void> done;
-  std::string received;
+  std::string received, error;
   void data_received(std::string_view data) override { received += data; }
   bool eof_received() override {
     std::printf("server finished sending\n");
     return false;  // close our side too
   }
-  void connection_lost(std::exception_ptr) override { done.set_result(); }
+  void connection_lost(std::exception_ptr exc) override {
+    error = examples::error_text(exc);
+    done.set_result();
+  }
 };
 
 static Coro<int> talk(std::vector<std::string> args) {
@@ -41,9 +44,11 @@ static Coro<int> talk(std::vector<std::string> args) {
   }
   c.first->write_eof();
   co_await client->done;
-  std::printf("echoed: %s", client->received.c_str());
-  const bool ok = client->received == sent;
-  std::printf("%s\n", ok ? "echo matches" : "echo DIFFERS");
+  if (!client->error.empty()) std::printf("connection lost: %s\n", client->error.c_str());
+  const std::string& got = client->received;
+  std::printf("echoed: %s%s", got.c_str(), got.empty() || got.back() != '\n' ? "\n" : "");
+  const bool ok = got == sent;
+  std::printf("%s\n", ok ? "echo matches" : "echo DIFFERS from what was sent");
   co_return ok ? 0 : 1;
 }
 

@@ -14,8 +14,8 @@ using namespace eddy;
 static Coro<int> serve(bool self_test) {
   EventLoop& loop = get_running_loop();
   Ref<Server> server = co_await loop.create_server([] { return std::make_shared<Protocol>(); }, "127.0.0.1", 0);
-  std::printf("serving on %s; send SIGTERM or press Ctrl-C to stop\n",
-              server->sockets()[0].address.to_string().c_str());
+  std::printf("serving on %s; stop with Ctrl-C or `kill %d` (SIGTERM)\n",
+              server->sockets()[0].address.to_string().c_str(), static_cast<int>(::getpid()));
   std::fflush(stdout);
   Future<int> stop = loop.create_future<int>();
   auto stop_on = [&loop, stop](int sig) {

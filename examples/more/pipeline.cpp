@@ -1,5 +1,6 @@
-// A subprocess pipeline with asyncio's SubprocessProtocol: feeds text to `sort`, pipes its output
-// into `uniq -c` through a second process, and prints the result with each child's return code.
+// A subprocess pipeline with asyncio's SubprocessProtocol: feeds text to `sort`, then what `sort`
+// printed to `uniq -c` (one process after the other, each through its pipes), and prints the result
+// with each child's return code.
 #include <cstdio>
 #include <string>
 
