@@ -161,3 +161,82 @@ LOOP_TEST("shutdown_default_executor leaves no timer behind once the join is don
   loop.run_until_complete(sleep(0));  // a cancelled timer leaves the heap at the next pass
   CHECK(loop.stats().timers == 0);
 }
+
+// A threads build's WebAssembly module has a fixed pool of Web Workers for its threads. Shutting
+// the executor down used to join it on one more thread than the pool has, and a worker joined off
+// the main thread comes back only when the JavaScript event loop runs: the end of the first run
+// hung once its jobs had used the whole pool, and a second run found no worker left.
+TEST_CASE("runs one after another each get all their executor's workers", "[executor][threads]") {
+  constexpr int workers = 4;
+  for (int round = 0; round < 3; ++round) {
+    std::atomic<int> arrived{0};
+    auto main_ = [&]() -> Coro<int> {
+      auto& loop = get_running_loop();
+      if (!loop.capabilities().supports("run_in_executor")) co_return workers;
+      loop.set_default_executor(std::make_shared<ThreadPoolExecutor>(workers));
+      auto rendezvous = [&] {  // each job waits until every worker holds one
+        ++arrived;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (arrived < workers && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::yield();
+        return arrived >= workers ? 1 : 0;
+      };
+      std::vector<Future<int>> jobs;
+      for (int i = 0; i < workers; ++i) jobs.push_back(loop.run_in_executor(nullptr, rendezvous));
+      int together = 0;
+      for (auto& job : jobs) together += co_await job;
+      co_return together;
+    };
+    INFO("round " << round);
+    CHECK(eddy::run(main_()) == workers);
+  }
+}
+
+namespace {
+// An executor of a user's own that cannot say when it is done (no shutdown_then): a thread per job.
+class ThreadPerJobExecutor final : public Executor {
+ public:
+  ~ThreadPerJobExecutor() override { shutdown(); }
+  void submit(detail::UniqueFunction job) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) throw RuntimeError("cannot schedule new futures after shutdown");
+    threads_.emplace_back(std::move(job));
+  }
+  void shutdown(bool wait = true, bool = false) override {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = true;
+      if (wait) threads.swap(threads_);
+    }
+    for (auto& t : threads) t.join();
+    if (wait) ++joins;
+  }
+  std::atomic<int> joins{0};
+
+ private:
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+  bool closed_ = false;
+};
+}  // namespace
+
+LOOP_TEST("shutdown_default_executor waits for an executor without shutdown_then too",
+          "[executor][threads]") {
+  auto& loop = *this->loop;
+  if (!this->threads()) return;
+  auto mine = std::make_shared<ThreadPerJobExecutor>();
+  loop.set_default_executor(mine);
+  std::atomic<bool> release{false};
+  auto job = loop.run_in_executor(nullptr, [&] {
+    while (!release) std::this_thread::yield();
+    return 5;
+  });
+  auto shutdown = loop.shutdown_default_executor();
+  loop.run_until_complete(sleep(0.01));
+  CHECK_FALSE(shutdown.done());  // its job still runs
+  release = true;
+  loop.run_until_complete(shutdown);
+  CHECK(mine->joins >= 1);
+  CHECK(loop.run_until_complete(job) == 5);
+}

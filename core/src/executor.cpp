@@ -20,6 +20,7 @@ void ThreadPoolExecutor::submit(detail::UniqueFunction job) {
   queue_.push_back(std::move(job));
   if (idle_ == 0 && threads_.size() < max_workers_) {
     threads_.emplace_back([this] { worker(); });
+    ++working_;
   } else {
     cv_.notify_one();
   }
@@ -33,7 +34,14 @@ void ThreadPoolExecutor::worker() {
       cv_.wait(lock);
       --idle_;
     }
-    if (queue_.empty()) return;  // shut down and drained
+    if (queue_.empty()) {  // shut down and drained
+      if (--working_ == 0 && !on_finished_.empty()) {
+        std::vector<detail::UniqueFunction> finished = std::move(on_finished_);
+        lock.unlock();
+        for (auto& f : finished) f();
+      }
+      return;
+    }
     detail::UniqueFunction job = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
@@ -56,6 +64,24 @@ void ThreadPoolExecutor::shutdown(bool wait, bool cancel_queued) {
   for (auto& t : threads) t.join();
 }
 
+bool ThreadPoolExecutor::shutdown_then(detail::UniqueFunction on_finished) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+    cv_.notify_all();
+    if (working_ != 0) {
+      on_finished_.push_back(std::move(on_finished));
+      return true;
+    }
+  }
+  on_finished();
+  return true;
+}
+
+bool Executor::shutdown_then(detail::UniqueFunction) {
+  return false;
+}
+
 std::size_t ThreadPoolExecutor::thread_count() const {
   std::lock_guard<std::mutex> lock(mu_);
   return threads_.size();
@@ -73,10 +99,14 @@ void unregister_executor_job(EventLoop& loop, std::uint64_t id) noexcept {
 
 void post_executor_result(const std::shared_ptr<Inbox>& inbox, EventLoop* loop, std::uint64_t id,
                           std::function<void(FutureBase&)> complete) {
-  auto deliver = [loop, id, complete = std::move(complete)] {
+  post_to_loop(inbox, [loop, id, complete = std::move(complete)] {
     Ref<FutureBase> f = loop->take_executor_job(id);
     if (f && !f->done()) complete(*f);  // a cancelled future ignores the late result
-  };
+  });
+}
+
+void post_to_loop(const std::shared_ptr<Inbox>& inbox, UniqueFunction fn) {
+  auto deliver = [fn = std::move(fn)]() mutable { fn(); };
   using Ops = CallbackOpsFor<decltype(deliver)>;
   auto* r = new HandleRecord;
   r->file = __FILE__;

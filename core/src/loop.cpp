@@ -412,6 +412,7 @@ void EventLoop::close() {
     default_executor_->shutdown(/*wait=*/false);
     default_executor_.reset();
   }
+  retiring_executors_.clear();  // the last reference joins: close() waits for their jobs
   for (std::thread& t : std::exchange(executor_shutdown_threads_, {})) t.join();
   backend_->close();
 }
@@ -862,11 +863,39 @@ std::shared_ptr<Executor> EventLoop::default_executor() {
 void EventLoop::set_default_executor(std::shared_ptr<Executor> executor) {
   if (!executor) throw TypeError("set_default_executor: executor must not be null");
   std::shared_ptr<Executor> old = std::exchange(default_executor_, std::move(executor));
-  // As asyncio, the executor replaced is left to finish what it runs. Dropping the last
-  // reference joins its threads, so that happens off the loop's thread (close() joins it):
-  // the loop must not wait for the old executor's jobs.
+  // As asyncio, the executor replaced is left to finish what it runs; the loop must not wait for
+  // it. Once nobody else can submit to it, its threads are joined when its jobs are done.
   if (old && old.use_count() == 1 && capabilities_.supports("run_in_executor"))
-    executor_shutdown_threads_.emplace_back([old = std::move(old)]() mutable { old.reset(); });
+    retire_executor(std::move(old), {});
+}
+
+void EventLoop::retire_executor(std::shared_ptr<Executor> executor, detail::UniqueFunction joined) {
+  Executor* raw = executor.get();
+  retiring_executors_.push_back(std::move(executor));
+  // On the loop's thread, once the jobs are done: joining threads that have returned takes no
+  // time, and a WebAssembly pthread joined on the main thread gives its Web Worker back to the
+  // pool at once (joined elsewhere, only once the page's JavaScript event loop runs).
+  auto join = [this, raw, joined = std::move(joined)]() mutable {
+    auto it = std::find_if(retiring_executors_.begin(), retiring_executors_.end(),
+                           [raw](const std::shared_ptr<Executor>& e) { return e.get() == raw; });
+    if (it != retiring_executors_.end()) {
+      std::shared_ptr<Executor> done = std::move(*it);
+      retiring_executors_.erase(it);
+      done->shutdown(/*wait=*/true);
+    }
+    if (joined) joined();
+  };
+  auto post = std::make_shared<detail::UniqueFunction>(
+      [inbox = inbox_, join = std::move(join)]() mutable {
+        detail::post_to_loop(inbox, std::move(join));
+      });
+  // An executor that cannot say when it is done is waited for on a thread of its own (close()
+  // joins those threads).
+  if (!raw->shutdown_then([post] { (*post)(); }))
+    executor_shutdown_threads_.emplace_back([raw, post] {
+      raw->shutdown(/*wait=*/true);
+      (*post)();
+    });
 }
 
 std::uint64_t EventLoop::add_executor_job(Ref<FutureBase> future) {
@@ -891,13 +920,11 @@ Future<void> EventLoop::shutdown_default_executor(double timeout) {
     done.set_result();
     return done;
   }
-  // Each call joins in a thread of its own (as asyncio): a second call must not block the loop
-  // on the first one's join. close() joins them all.
-  std::shared_ptr<Executor> executor = default_executor_;
+  // The loop never blocks on the jobs, and a second call waits for the same ones.
   const std::uint64_t id = add_executor_job(done.state());
-  executor_shutdown_threads_.emplace_back([executor, inbox = inbox_, loop = this, id] {
-    executor->shutdown(/*wait=*/true);
-    detail::post_executor_result(inbox, loop, id, [](FutureBase& f) { f.finish_with_result(); });
+  retire_executor(default_executor_, [this, id] {
+    Ref<FutureBase> f = take_executor_job(id);
+    if (f && !f->done()) f->finish_with_result();
   });
   if (timeout >= 0) {
     // The timeout ends with the join, as asyncio's timeout() block: no timer is left behind.

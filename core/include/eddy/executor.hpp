@@ -26,6 +26,11 @@ class Executor {
   // Stops accepting jobs; with `wait`, returns once every accepted job has finished. With
   // `cancel_queued`, jobs that have not started are dropped.
   virtual void shutdown(bool wait = true, bool cancel_queued = false) = 0;
+  // Stops accepting jobs without waiting. Returns true if this executor then calls `on_finished`
+  // once, on any thread, when every job it accepted has finished (its threads may still be
+  // returning: shutdown(wait=true) joins them at once). False if it cannot tell: only
+  // shutdown(wait=true) waits for it. The loop waits for the first kind without a thread of its own.
+  virtual bool shutdown_then(detail::UniqueFunction on_finished);
 };
 
 // concurrent.futures.ThreadPoolExecutor: threads are started on demand up to max_workers.
@@ -36,6 +41,7 @@ class ThreadPoolExecutor final : public Executor {
   ~ThreadPoolExecutor() override;
   void submit(detail::UniqueFunction job) override;
   void shutdown(bool wait = true, bool cancel_queued = false) override;
+  bool shutdown_then(detail::UniqueFunction on_finished) override;
   std::size_t max_workers() const noexcept { return max_workers_; }
   std::size_t thread_count() const;
 
@@ -47,7 +53,9 @@ class ThreadPoolExecutor final : public Executor {
   std::deque<detail::UniqueFunction> queue_;
   std::vector<std::thread> threads_;
   std::size_t idle_ = 0;
+  std::size_t working_ = 0;  // workers that have not returned
   bool shutdown_ = false;
+  std::vector<detail::UniqueFunction> on_finished_;
 };
 
 namespace detail {
@@ -55,6 +63,8 @@ namespace detail {
 // Loop-side bookkeeping of run_in_executor jobs (defined in executor.cpp).
 std::uint64_t register_executor_job(EventLoop& loop, Ref<FutureBase> future);
 void unregister_executor_job(EventLoop& loop, std::uint64_t id) noexcept;
+// Called on any thread: runs `fn` on the loop's thread. Dropped silently if the loop has closed.
+void post_to_loop(const std::shared_ptr<Inbox>& inbox, UniqueFunction fn);
 // Called on a worker thread: hands `complete` to the loop, which calls it with the job's future
 // if that future still waits for it. Dropped silently if the loop has closed.
 void post_executor_result(const std::shared_ptr<Inbox>& inbox, EventLoop* loop, std::uint64_t id,

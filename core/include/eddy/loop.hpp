@@ -464,6 +464,9 @@ class EventLoop : public RefCounted {
   // For run_in_executor: hands a completion from a worker thread to the loop.
   std::shared_ptr<detail::Inbox> inbox() const noexcept { return inbox_; }
   std::shared_ptr<Executor> default_executor();
+  // Shuts `executor` down without blocking the loop; `joined` runs on the loop's thread once its
+  // jobs are done and its threads joined.
+  void retire_executor(std::shared_ptr<Executor> executor, detail::UniqueFunction joined);
   std::uint64_t add_executor_job(Ref<FutureBase> future);
   Ref<FutureBase> take_executor_job(std::uint64_t id) noexcept;
 
@@ -549,6 +552,7 @@ class EventLoop : public RefCounted {
   bool executor_shutdown_called_ = false;
   std::unordered_map<std::uint64_t, Ref<FutureBase>> executor_jobs_;
   std::uint64_t next_executor_job_ = 0;
+  std::vector<std::shared_ptr<Executor>> retiring_executors_;  // shut down, joined when done
   std::vector<std::thread> executor_shutdown_threads_;
 
   HostDriver* host_driver_ = nullptr;
