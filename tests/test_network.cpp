@@ -1390,6 +1390,47 @@ LOOP_TEST("pipes: a regular file is refused by connect_read_pipe and add_reader"
   ::unlink(path.c_str());
 }
 
+// asyncio reports an add_reader callback that raised as "Exception in callback <the callback>".
+// Eddy named its own internal lambda and the place inside the loop that scheduled it; now the
+// caller's callable and the add_reader / add_writer call.
+struct FailingReader {
+  EventLoop* loop;
+  int fd;
+  void operator()() const {
+    loop->remove_reader(fd);  // level-triggered: once is enough
+    throw ValueError("reader failed");
+  }
+};
+LOOP_TEST("add_reader and add_writer callbacks that raise are reported under their own names",
+          "[network][sockets][errors]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("add_reader")) SKIP("no file descriptors here");
+  const PipeEnds ends = os_pipe(loop, /*socket_pair=*/true);
+  const std::uint32_t reader_line = __LINE__ + 1;
+  loop.add_reader(ends.read_end, FailingReader{&loop, ends.read_end});
+  loop.add_writer(ends.write_end, [&] {
+    loop.remove_writer(ends.write_end);
+    throw ValueError("writer failed");
+  });
+  loop.run_until_complete(sleep(0.01));
+  close_end(loop, ends.write_end);  // the reader sees EOF: readable
+  loop.run_until_complete(sleep(0.01));
+  CHECK_FALSE(loop.remove_reader(ends.read_end));
+  close_end(loop, ends.read_end);
+  REQUIRE(this->reported.size() == 2);
+  const auto& writer = this->reported[0];
+  CHECK(writer.exception_text() == "writer failed");
+  CHECK(writer.message.find("lambda") != std::string::npos);
+  CHECK(writer.message.find("rewatch_fd") == std::string::npos);
+  CHECK(std::string(writer.source.file).find("test_network.cpp") != std::string::npos);
+  const auto& reader = this->reported.back();
+  CHECK(reader.exception_text() == "reader failed");
+  CHECK(reader.message == "Exception in callback FailingReader");
+  CHECK(std::string(reader.source.file).find("test_network.cpp") != std::string::npos);
+  CHECK(reader.source.line == reader_line);
+  this->reported.clear();
+}
+
 LOOP_TEST("network: an unconnected TCP socket sends EPIPE; an unbound endpoint's sockname",
           "[network][sockets]") {
   if (!this->loop->capabilities().supports("sock_sendall")) SKIP("no sockets here");

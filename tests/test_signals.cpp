@@ -54,6 +54,26 @@ LOOP_TEST("signal handlers: real signals, validation, removal", "[signals]") {
   // SIGUSR2 stays registered: close() removes it.
 }
 
+// A handler that raises is reported under its own name and where it was added, as the loop's
+// other callbacks are (Eddy named an internal lambda of the loop).
+LOOP_TEST("a signal handler that raises is reported under its own name", "[signals][errors]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("add_signal_handler")) SKIP("no signals here");
+  const std::uint32_t line = __LINE__ + 1;
+  loop.add_signal_handler(SIGUSR1, [] { throw ValueError("handler failed"); });
+  loop.call_soon([] { ::raise(SIGUSR1); });
+  loop.run_until_complete(sleep(0.05));
+  CHECK(loop.remove_signal_handler(SIGUSR1));
+  REQUIRE(this->reported.size() == 1);
+  const auto& c = this->reported[0];
+  CHECK(c.exception_text() == "handler failed");
+  CHECK(c.message.find("lambda") != std::string::npos);
+  CHECK(c.message.find("add_signal_handler") == std::string::npos);
+  CHECK(std::string(c.source.file).find("test_signals.cpp") != std::string::npos);
+  CHECK(c.source.line == line);
+  this->reported.clear();
+}
+
 #ifndef __EMSCRIPTEN__
 #include <unistd.h>
 

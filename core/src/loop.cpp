@@ -824,15 +824,15 @@ LoopStats EventLoop::stats() const noexcept {
 
 // ---- Signals ------------------------------------------------------------------------------------
 
-void EventLoop::add_signal_handler_impl(int sig, std::function<void()> callback) {
+void EventLoop::add_signal_handler_impl(int sig,
+                                        std::shared_ptr<detail::RepeatingCallback> handler) {
   check_closed();
   capabilities_.require("add_signal_handler");
-  auto handler = std::make_shared<std::function<void()>>(std::move(callback));
   backend_->watch_signal(sig, [this, sig] {
     auto it = signal_handlers_.find(sig);
     if (it == signal_handlers_.end()) return;
-    std::shared_ptr<std::function<void()>> h = it->second;
-    call_soon([h] { (*h)(); });
+    using Run = detail::RunRepeatingCallback<std::shared_ptr<detail::RepeatingCallback>>;
+    call_soon(Run{it->second, it->second->name}, it->second->where);
   });
   signal_handlers_[sig] = std::move(handler);
 }

@@ -21,13 +21,12 @@ void EventLoop::rewatch_fd(int fd, const FdWatch& w) {
     if (it == fd_watches_.end()) return;
     // asyncio: readiness adds the handles to the ready queue of this very pass; removing the
     // reader or writer cancels a handle that has not run yet (only the watch owns the callback).
-    auto run = [](std::weak_ptr<std::function<void()>> weak) {
-      if (auto cb = weak.lock()) (*cb)();
-    };
-    if (readable && it->second.callbacks[0])
-      call_soon([run, w = std::weak_ptr(it->second.callbacks[0])] { run(w); });
-    if (writable && it->second.callbacks[1])
-      call_soon([run, w = std::weak_ptr(it->second.callbacks[1])] { run(w); });
+    using Run = detail::RunRepeatingCallback<std::weak_ptr<detail::RepeatingCallback>>;
+    for (int which : {0, 1}) {
+      const auto& callback = it->second.callbacks[which];
+      if ((which == 0 ? readable : writable) && callback)
+        call_soon(Run{callback, callback->name}, callback->where);
+    }
   });
 }
 
@@ -55,12 +54,13 @@ void EventLoop::ensure_fd_no_transport(int fd) const {
   throw RuntimeError("File descriptor " + std::to_string(fd) + " is used by transport " + what);
 }
 
-void EventLoop::add_fd_callback(int fd, int which, std::function<void()> callback) {
+void EventLoop::add_fd_callback(int fd, int which,
+                                std::shared_ptr<detail::RepeatingCallback> callback) {
   check_closed();
   capabilities_.require(which == 0 ? "add_reader" : "add_writer");
   if (fd < 0) throw ValueError("Invalid file descriptor: " + std::to_string(fd));
   FdWatch& w = fd_watches_[fd];
-  w.callbacks[which] = std::make_shared<std::function<void()>>(std::move(callback));
+  w.callbacks[which] = std::move(callback);
   try {
     rewatch_fd(fd, w);
   } catch (...) {
@@ -99,9 +99,10 @@ SocketKind EventLoop::check_sock(int fd, bool need_kind) {
 
 Coro<void> EventLoop::wait_fd(int fd, int which) {
   Future<void> ready = create_future<void>();
-  add_fd_callback(fd, which, [ready]() mutable {
+  auto wake = [ready]() mutable {
     if (!ready.done()) ready.set_result();
-  });
+  };
+  add_fd_callback(fd, which, detail::RepeatingCallback::make(wake, SourceLocation::current()));
   try {
     co_await ready;
   } catch (...) {

@@ -112,6 +112,36 @@ class HostDriver {
 
 namespace detail {
 
+// A callback the loop runs each time an event comes (add_reader, add_writer, add_signal_handler),
+// with what each run is reported as: the name of the caller's callable and where it was added.
+struct RepeatingCallback {
+  std::function<void()> fn;
+  const char* name;
+  SourceLocation where;
+
+  template <class F>
+  static std::shared_ptr<RepeatingCallback> make(F&& f, SourceLocation where) {
+    return std::make_shared<RepeatingCallback>(RepeatingCallback{
+        std::function<void()>(std::forward<F>(f)), callable_name<std::decay_t<F>>(), where});
+  }
+};
+// One run, as a ready handle; `Owner` is a shared_ptr (the run happens even if the callback is
+// removed meanwhile, as asyncio's signal handles) or a weak_ptr (it does not, as its fd handles).
+// The name is kept too: a callback that removes itself and then raises is still named.
+template <class Owner>
+struct RunRepeatingCallback {
+  Owner callback;
+  const char* name;
+  void operator()() const {
+    if constexpr (std::is_same_v<Owner, std::weak_ptr<RepeatingCallback>>) {
+      if (auto c = callback.lock()) c->fn();
+    } else {
+      callback->fn();
+    }
+  }
+  const char* callback_name() const noexcept { return name; }
+};
+
 // Cross-thread queue for call_soon_threadsafe and executor completions. Shared with worker
 // threads so that a completion arriving after the loop is gone is dropped safely.
 class Inbox {
@@ -304,15 +334,17 @@ class EventLoop : public RefCounted {
   // `callback` runs from the loop while `fd` is readable / writable (level-triggered). A second
   // add replaces the callback. remove_* return whether a callback was registered. All four
   // raise RuntimeError for the socket of a transport that is not closing, as asyncio.
+  // Each run is reported (exceptions, slow callbacks, the inspector) under the callable's name
+  // and the place of the add_* call.
   template <class F>
-  void add_reader(int fd, F&& callback) {
+  void add_reader(int fd, F&& callback, SourceLocation where = SourceLocation::current()) {
     ensure_fd_no_transport(fd);
-    add_fd_callback(fd, 0, std::function<void()>(std::forward<F>(callback)));
+    add_fd_callback(fd, 0, detail::RepeatingCallback::make(std::forward<F>(callback), where));
   }
   template <class F>
-  void add_writer(int fd, F&& callback) {
+  void add_writer(int fd, F&& callback, SourceLocation where = SourceLocation::current()) {
     ensure_fd_no_transport(fd);
-    add_fd_callback(fd, 1, std::function<void()>(std::forward<F>(callback)));
+    add_fd_callback(fd, 1, detail::RepeatingCallback::make(std::forward<F>(callback), where));
   }
   bool remove_reader(int fd) {
     ensure_fd_no_transport(fd);
@@ -350,8 +382,8 @@ class EventLoop : public RefCounted {
   // Replaces an earlier handler for `sig`. ValueError for an invalid signal number,
   // RuntimeError for one that cannot be caught (SIGKILL, SIGSTOP).
   template <class F>
-  void add_signal_handler(int sig, F&& callback) {
-    add_signal_handler_impl(sig, std::function<void()>(std::forward<F>(callback)));
+  void add_signal_handler(int sig, F&& callback, SourceLocation where = SourceLocation::current()) {
+    add_signal_handler_impl(sig, detail::RepeatingCallback::make(std::forward<F>(callback), where));
   }
   // False if no handler was set for `sig`; the signal's default disposition is restored.
   bool remove_signal_handler(int sig);
@@ -429,8 +461,8 @@ class EventLoop : public RefCounted {
   void transport_destroyed(inspect::TransportProbe* probe) noexcept;
   void server_created(Server* server);
   void server_destroyed(Server* server) noexcept;
-  void add_signal_handler_impl(int sig, std::function<void()> callback);
-  void add_fd_callback(int fd, int which, std::function<void()> callback);
+  void add_signal_handler_impl(int sig, std::shared_ptr<detail::RepeatingCallback> callback);
+  void add_fd_callback(int fd, int which, std::shared_ptr<detail::RepeatingCallback> callback);
   bool remove_fd_callback(int fd, int which);
   Coro<void> wait_fd(int fd, int which);
   // The checks every sock_* call starts with; returns the socket's kind when `need_kind`.
@@ -540,9 +572,9 @@ class EventLoop : public RefCounted {
   std::size_t task_count_ = 0;
   std::size_t live_futures_ = 0;
   std::size_t live_transports_ = 0;
-  std::map<int, std::shared_ptr<std::function<void()>>> signal_handlers_;
+  std::map<int, std::shared_ptr<detail::RepeatingCallback>> signal_handlers_;
   struct FdWatch {
-    std::shared_ptr<std::function<void()>> callbacks[2];  // reader, writer
+    std::shared_ptr<detail::RepeatingCallback> callbacks[2];  // reader, writer
   };
   std::map<int, FdWatch> fd_watches_;
   std::unordered_map<int, const BaseTransport*> socket_transports_;
