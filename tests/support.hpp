@@ -43,16 +43,7 @@ inline std::string lines(const Trace& t) {
 
 // ": <what>" of a reported exception, for failure messages.
 inline std::string describe_exception(const std::exception_ptr& e) {
-  if (!e) return {};
-  try {
-    std::rethrow_exception(e);
-  } catch (const eddy::BaseException& x) {
-    return std::string(": ") + x.what();
-  } catch (const std::exception& x) {
-    return std::string(": ") + x.what();
-  } catch (...) {
-    return ": (unknown exception)";
-  }
+  return e ? ": " + eddy::exception_text(e) : std::string();
 }
 
 template <class Kind>

@@ -1,4 +1,5 @@
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -300,4 +301,14 @@ LOOP_TEST("KeyboardInterrupt raised by a callback or a task ends the run, as asy
     CHECK(this->reported.empty());
   }
   loop.set_debug(false);
+}
+
+TEST_CASE("exception_text: what an exception says, for a message", "[errors]") {
+  CHECK(exception_text(nullptr).empty());
+  CHECK(exception_text(std::make_exception_ptr(ValueError("bad value"))) == "bad value");
+  CHECK(exception_text(std::make_exception_ptr(CancelledError("stop"))) == "CancelledError(stop)");
+  CHECK(exception_text(std::make_exception_ptr(
+            std::system_error(std::make_error_code(std::errc::connection_refused), "connect"))) ==
+        std::string("connect: ") + std::strerror(ECONNREFUSED));
+  CHECK(exception_text(std::make_exception_ptr(42)) == "unknown exception");
 }

@@ -51,9 +51,13 @@ ExceptionContext& ExceptionContext::operator=(ExceptionContext&&) noexcept = def
 ExceptionContext::~ExceptionContext() = default;
 
 std::string ExceptionContext::exception_text() const {
-  if (!exception) return {};
+  return eddy::exception_text(exception);
+}
+
+std::string exception_text(const std::exception_ptr& error) {
+  if (!error) return {};
   try {
-    std::rethrow_exception(exception);
+    std::rethrow_exception(error);
   } catch (const CancelledError& e) {
     return std::string("CancelledError(") + e.message() + ")";
   } catch (const std::exception& e) {

@@ -261,16 +261,6 @@ std::string port_text(std::uint16_t port) { return std::to_string(port); }
 
 constexpr double kSslHandshakeTimeout = 60.0;  // asyncio's constants.SSL_HANDSHAKE_TIMEOUT
 
-std::string what_of(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "unknown error";
-  }
-}
-
 // Connection attempts, one after another or staggered (happy eyeballs): the first to connect
 // wins, the others are closed. Each attempt binds to the first local address of its family that
 // binds, as asyncio's _connect_sock. Errors are kept per attempt, in the order attempts started,
@@ -366,11 +356,11 @@ struct ConnectRace : RefCounted {
           std::make_exception_ptr(ExceptionGroup("create_connection failed", all)));
       return;
     }
-    const std::string model = what_of(all.front());
+    const std::string model = exception_text(all.front());
     std::string combined = "Multiple exceptions: ";
     bool same = true;
     for (std::size_t i = 0; i < all.size(); ++i) {
-      const std::string text = what_of(all[i]);
+      const std::string text = exception_text(all[i]);
       same = same && text == model;
       combined += (i ? ", " : "") + text;
     }

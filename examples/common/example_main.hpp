@@ -27,18 +27,6 @@ int run_example(Body&& body) {
   }
 }
 
-// What a protocol's connection_lost was given, for a message: "" for None, else the error.
-inline std::string error_text(std::exception_ptr error) {
-  if (!error) return "";
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "an unknown error";
-  }
-}
-
 // A number from the command line: ValueError naming `what` unless it is one in 0..max.
 inline long parse_number(const std::string& text, long max, const char* what) {
   std::size_t used = 0;

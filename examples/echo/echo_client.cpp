@@ -20,7 +20,7 @@ struct Client final : Protocol {
     return false;  // close our side too
   }
   void connection_lost(std::exception_ptr exc) override {
-    error = examples::error_text(exc);
+    error = eddy::exception_text(exc);
     done.set_result();
   }
 };

@@ -29,7 +29,7 @@ struct Echo final : Protocol {
   void pause_writing() override { transport->pause_reading(); }
   void resume_writing() override { transport->resume_reading(); }
   void connection_lost(std::exception_ptr exc) override {
-    const std::string error = examples::error_text(exc);
+    const std::string error = eddy::exception_text(exc);
     std::printf("connection closed after %zu bytes%s%s\n", bytes, error.empty() ? "" : ": ",
                 error.c_str());
     std::fflush(stdout);

@@ -44,16 +44,6 @@ LoopRef g_loop;
 Run g_run;
 std::uint16_t g_next_port = 7000;
 
-std::string describe(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& x) {
-    return x.what();
-  } catch (...) {
-    return "cancelled";
-  }
-}
-
 char expected_byte(int client, std::size_t offset) {
   return static_cast<char>('a' + (offset * 7 + static_cast<std::size_t>(client)) % 26);
 }
@@ -171,7 +161,7 @@ Coro<void> run_demo() {
   auto outcomes = co_await gather(return_exceptions, std::move(tasks));
   for (auto& o : outcomes)
     if (!o.ok() && g_run.error.empty()) {
-      g_run.error = describe(o.exception());
+      g_run.error = eddy::exception_text(o.exception());
       for (char& ch : g_run.error)
         if (ch == '"' || ch == '\\') ch = '\'';
     }
@@ -230,7 +220,7 @@ EMSCRIPTEN_KEEPALIVE void demo_websocket_echo(const char* url, int bytes) {
       g_loop->create_task(websocket_echo(url, static_cast<std::size_t>(bytes)), "websocket echo");
   t.add_done_callback([](Task<void> done) {
     if (done.exception()) {
-      g_ws.status = "error: " + describe(done.exception());
+      g_ws.status = "error: " + eddy::exception_text(done.exception());
       for (char& ch : g_ws.status)
         if (ch == '"' || ch == '\\') ch = '\'';
     }

@@ -3,6 +3,7 @@
 // BaseException so that `catch (const std::exception&)` cannot swallow a cancellation.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -105,5 +106,9 @@ class SendfileNotAvailableError : public RuntimeError {
  public:
   using RuntimeError::RuntimeError;
 };
+
+// What an exception says, for a message: "" for none, "CancelledError(message)" for a
+// cancellation, else its what() ("unknown exception" for a type Eddy cannot name).
+std::string exception_text(const std::exception_ptr& error);
 
 }  // namespace eddy
