@@ -778,6 +778,51 @@ LOOP_TEST("network: datagrams echo whole and in order, UDP and Unix", "[network]
   this->loop->run_until_complete(datagram_echo(*this->loop, unix_socket));
 }
 
+// asyncio's sendto after close(): an unconnected endpoint still sends until connection_lost (it
+// has its socket until then); a connected one drops at once. After connection_lost both drop.
+static Coro<void> datagrams_after_close(EventLoop& loop) {
+  auto receiver = std::make_shared<Datagrams>(loop);
+  receiver->want = 3;
+  DatagramConnection r = co_await loop.create_datagram_endpoint(
+      give_datagrams(receiver), {.local_addr = SocketAddress::ip("127.0.0.1", 0)});
+  auto where = std::any_cast<SocketAddress>(r.first->get_extra_info("sockname"));
+  DatagramEndpointOptions unconnected_options;
+  unconnected_options.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection u = co_await loop.create_datagram_endpoint(
+      give_datagrams(std::make_shared<Datagrams>(loop)), unconnected_options);
+  DatagramEndpointOptions connected_options;
+  connected_options.remote_addr = where;
+  DatagramConnection c = co_await loop.create_datagram_endpoint(
+      give_datagrams(std::make_shared<Datagrams>(loop)), connected_options);
+  u.first->sendto("before close", where);
+  u.first->close();
+  u.first->sendto("unconnected, after close", where);
+  c.first->close();
+  c.first->sendto("connected, after close");
+  co_await sleep(0);
+  co_await sleep(0);  // connection_lost has run for both
+  u.first->sendto("unconnected, after connection_lost", where);
+  c.first->sendto("connected, after connection_lost");
+  DatagramConnection last = co_await loop.create_datagram_endpoint(
+      give_datagrams(std::make_shared<Datagrams>(loop)), connected_options);
+  last.first->sendto("last");
+  co_await wait_for(receiver->got, 5.0);
+  std::vector<std::string> texts;
+  for (const auto& got : receiver->received) texts.push_back(got.first);
+  CHECK(texts == std::vector<std::string>{"before close", "unconnected, after close", "last"});
+  CHECK(u.first->is_closing());
+  CHECK(u.first->get_write_buffer_size() == 0);
+  last.first->close();
+  r.first->close();
+  co_await sleep(0);
+}
+
+LOOP_TEST(
+    "network: datagrams sent after close(): unconnected until connection_lost, connected never",
+    "[network][datagrams]") {
+  this->loop->run_until_complete(datagrams_after_close(*this->loop));
+}
+
 // A stream socket, on the loop's own network.
 static int stream_socket(EventLoop& loop) {
   if (vnet::Network* net = vnet::find_network(loop))

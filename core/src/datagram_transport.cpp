@@ -17,6 +17,7 @@ namespace eddy {
 namespace {
 
 constexpr std::size_t kMaxDatagram = 256 * 1024;
+constexpr std::size_t kDatagramHeaderBytes = 8;  // asyncio's _header_size
 
 class UdpTransport final : public DatagramTransport,
                            public inspect::TransportProbe,
@@ -105,7 +106,10 @@ class UdpTransport final : public DatagramTransport,
     if (addr && remote_ && !(*addr == *remote_))
       throw ValueError("Invalid address: must be None or " + remote_->to_string());
     if (!addr && !remote_) throw ValueError("sendto() without an address on an unconnected datagram transport");
-    if (conn_lost_) {
+    // As asyncio: once the transport is closing for good, a connected endpoint drops what is sent
+    // (warning from the fifth); an unconnected one still sends while it has its socket, that is
+    // until connection_lost.
+    if (conn_lost_ && (remote_ || !endpoint_)) {
       if (conn_lost_ >= 5) log(LogLevel::warning, "socket.send() raised exception.");
       ++conn_lost_;
       return;
@@ -125,7 +129,12 @@ class UdpTransport final : public DatagramTransport,
     flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
   }
   void abort() override { force_close(nullptr); }
-  std::size_t get_write_buffer_size() const override { return endpoint_ && !conn_lost_ ? endpoint_->queued_bytes() : 0; }
+  // As asyncio (3.12 on): the queued payload plus 8 bytes per queued datagram, so that a burst of
+  // empty or tiny datagrams also reaches the high-water mark.
+  std::size_t get_write_buffer_size() const override {
+    if (!endpoint_ || conn_lost_) return 0;
+    return endpoint_->queued_bytes() + kDatagramHeaderBytes * sends_in_flight_;
+  }
   std::pair<std::size_t, std::size_t> get_write_buffer_limits() const override {
     return {flow_.low(), flow_.high()};
   }
