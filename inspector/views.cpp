@@ -60,13 +60,20 @@ std::vector<float> series(const Model& model, std::size_t last, std::size_t max_
   return out;
 }
 
+// A line plot as wide as the current item width (PushItemWidth sets it for a column of plots).
 void plot(const char* label, const std::vector<float>& v, const char* fmt, float height = 60) {
   float top = 0;
   for (float x : v) top = std::max(top, x);
   char overlay[64];
   std::snprintf(overlay, sizeof overlay, fmt, v.empty() ? 0.0 : static_cast<double>(v.back()));
   ImGui::PlotLines(label, v.data(), static_cast<int>(v.size()), 0, overlay, 0.0f,
-                   top > 0 ? top * 1.15f : 1.0f, ImVec2(-1, height));
+                   top > 0 ? top * 1.15f : 1.0f, ImVec2(ImGui::CalcItemWidth(), height));
+}
+
+// Where the last item was drawn, under `name` in the views' report.
+void record_panel(Shown& shown, const char* name) {
+  const ImVec2 lo = ImGui::GetItemRectMin(), hi = ImGui::GetItemRectMax();
+  shown.panel_rects[name] = {lo.x, lo.y, hi.x, hi.y};
 }
 
 void toolbar(Model& model, ViewState& st, std::size_t& index) {
@@ -130,13 +137,16 @@ void overview(const Model& model, const Frame& f, std::size_t index, ViewState& 
   plot("##depth",
        series(model, index, 600, [](const Frame& x) { return double(x.metrics.ready_depth_max); }),
        "%.0f");
+  record_panel(st.shown, "depth");
   ImGui::TextUnformatted("Iterations per second");
   plot("##ips",
        series(model, index, 600, [](const Frame& x) { return x.metrics.iterations_per_s; }),
        "%.0f /s");
+  record_panel(st.shown, "ips");
   ImGui::TextUnformatted("Loop lag (timers' lateness, max)");
   plot("##lag", series(model, index, 600, [](const Frame& x) { return x.metrics.lag_max * 1e3; }),
        "%.2f ms");
+  record_panel(st.shown, "lag");
   ImGui::PopItemWidth();
   ImGui::EndGroup();
   ImGui::SameLine(0, 16);
@@ -145,11 +155,14 @@ void overview(const Model& model, const Frame& f, std::size_t index, ViewState& 
   ImGui::TextUnformatted("Time per iteration by phase");
   plot("##poll", series(model, index, 600, [](const Frame& x) { return x.metrics.poll_s * 1e6; }),
        "poll %.1f us", 40);
+  record_panel(st.shown, "poll");
   plot("##timers",
        series(model, index, 600, [](const Frame& x) { return x.metrics.timers_s * 1e6; }),
        "timers %.1f us", 40);
+  record_panel(st.shown, "timers");
   plot("##ready", series(model, index, 600, [](const Frame& x) { return x.metrics.ready_s * 1e6; }),
        "ready %.1f us", 40);
+  record_panel(st.shown, "ready");
   ImGui::PopItemWidth();
   ImGui::TextUnformatted("Live handles by kind");
   if (ImGui::BeginTable("kinds", 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) {
@@ -163,9 +176,9 @@ void overview(const Model& model, const Frame& f, std::size_t index, ViewState& 
       ImGui::Text("%" PRIu64, m.live[k]);
     }
     ImGui::EndTable();
+    record_panel(st.shown, "live_handles");
   }
   ImGui::EndGroup();
-  (void)st;
 }
 
 void ready_view(const Frame& f) {
@@ -552,6 +565,9 @@ void draw_inspector(Model& model, ViewState& st) {
   toolbar(model, st, index);
   st.shown = Shown{};
   st.shown.paused = st.paused;
+  const ImVec2 window_lo = ImGui::GetWindowPos(), window_size = ImGui::GetWindowSize();
+  st.shown.window_rect = {window_lo.x, window_lo.y, window_lo.x + window_size.x,
+                          window_lo.y + window_size.y};
   if (!model.frame_count()) {
     ImGui::Separator();
     ImGui::TextColored(kDim,
@@ -642,7 +658,18 @@ std::string shown_json(const Model& model, const ViewState& st) {
     s += buf;
     sep = ",";
   }
-  s += "}}";
+  s += "},\"panel_rects\":{";
+  sep = "";
+  for (const auto& [name, r] : st.shown.panel_rects) {
+    std::snprintf(buf, sizeof buf, "%s\"%s\":[%.0f,%.0f,%.0f,%.0f]", sep, name.c_str(), r[0], r[1],
+                  r[2], r[3]);
+    s += buf;
+    sep = ",";
+  }
+  const std::array<float, 4>& w = st.shown.window_rect;
+  std::snprintf(buf, sizeof buf, "},\"window_rect\":[%.0f,%.0f,%.0f,%.0f]}", w[0], w[1], w[2],
+                w[3]);
+  s += buf;
   s += ",\"source\":";
   inspect::json::append_string(s, st.source);
   s += ",\"server\":";

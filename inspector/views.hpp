@@ -27,6 +27,9 @@ struct Shown {
   std::string tab;  // the open view's name (kTabNames)
   // Each tab's rectangle on screen (x0, y0, x1, y1): where a test clicks to switch views.
   std::map<std::string, std::array<float, 4>, std::less<>> tab_rects;
+  // The Overview's plots and tables, and the window: a test checks that each lies inside it.
+  std::map<std::string, std::array<float, 4>, std::less<>> panel_rects;
+  std::array<float, 4> window_rect{};
 };
 
 struct ViewState {

@@ -9,10 +9,13 @@ APP=$1
 OUT=$2
 mkdir -p "$OUT"
 export ASAN_OPTIONS=detect_leaks=0  # Mesa and SDL keep allocations until exit; the model is leak-checked in eddy_tests
-rm -f "$OUT/desktop.json" "$OUT/clicked.json" "$OUT/tasks.png" "$OUT/desktop.png" "$OUT/recording.jsonl" "$OUT/replay.json" "$OUT/trace.json"
+rm -f "$OUT/desktop.json" "$OUT/overview.json" "$OUT/overview.png" "$OUT/clicked.json" "$OUT/tasks.png" "$OUT/desktop.png" "$OUT/recording.jsonl" "$OUT/replay.json" "$OUT/trace.json"
 xvfb-run -a -s "-screen 0 1280x720x24" sh -c "'$APP' --tab transports --seconds 5 --summary '$OUT/desktop.json' \
   --record '$OUT/recording.jsonl' --export '$OUT/trace.json' & A=\$!; sleep 4; import -window root '$OUT/desktop.png'; wait \$A"
 xvfb-run -a -s "-screen 0 1280x720x24" "$APP" --open "$OUT/recording.jsonl" --frames 30 --summary "$OUT/replay.json"
+# The Overview's two columns of plots and the handles table, each inside the window. (The phase
+# plots and the table were once drawn past its right edge, out of sight.)
+xvfb-run -a -s "-screen 0 1280x720x24" sh -c "'$APP' --tab overview --seconds 3 --summary '$OUT/overview.json' & A=\$!; sleep 2.5; import -window root '$OUT/overview.png'; wait \$A"
 # A view asked for with --tab is only the first one: a click on the Tasks tab (where the first
 # run drew it) must switch to it. (It once stayed on Transports whatever the user clicked.)
 TASKS_AT=$(/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['shown']['tab_rects']['tasks']; print(int((r[0]+r[2])/2), int((r[1]+r[3])/2))" "$OUT/desktop.json")
@@ -42,6 +45,15 @@ check("a transport went above its high water mark", any(x["above_high"] for x in
 check("the view asked for with --tab opened first", d["shown"].get("tab") == "transports", d["shown"])
 check("pause_writing markers drawn on the transport timeline", d["shown"]["pause_writing_markers"] >= 1, d["shown"])
 check("resume_writing markers drawn too", d["shown"].get("resume_writing_markers", 0) >= 1, d["shown"])
+o = json.load(open(os.path.join(out, "overview.json")))["shown"]
+panels, (wx0, wy0, wx1, wy1) = o["panel_rects"], o["window_rect"]
+left, right = ("depth", "ips", "lag"), ("poll", "timers", "ready", "live_handles")
+check("the Overview drew its plots and the live-handles table", set(left + right) <= set(panels), panels)
+inside = all(wx0 <= r[0] and r[2] <= wx1 and wy0 <= r[1] and r[3] <= wy1 and r[2] - r[0] >= 200
+             for r in panels.values())
+check("every Overview panel lies inside the window", inside, (panels, o["window_rect"]))
+check("the Overview's two columns do not overlap",
+      max(panels[k][2] for k in left if k in panels) <= min(panels[k][0] for k in right if k in panels), panels)
 c = json.load(open(os.path.join(out, "clicked.json")))
 check("a click on the Tasks tab leaves the view --tab chose", c["shown"].get("tab") == "tasks", c["shown"])
 check("the views showed tasks and transports", d["shown"]["tasks"] >= 5 and d["shown"]["transports"] >= 3, d["shown"])
