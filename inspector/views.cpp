@@ -299,7 +299,7 @@ void tasks_view(const Frame& f, ViewState& st) {
     ImGui::TableSetupColumn("age", ImGuiTableColumnFlags_WidthFixed, 80);
     ImGui::TableSetupColumn("runs", ImGuiTableColumnFlags_WidthFixed, 70);
     ImGui::TableSetupColumn("busy", ImGuiTableColumnFlags_WidthFixed, 80);
-    ImGui::TableSetupColumn("await chain", ImGuiTableColumnFlags_WidthStretch, 2.0f);
+    ImGui::TableSetupColumn("await chain", ImGuiTableColumnFlags_WidthStretch, 3.0f);
     ImGui::TableSetupColumn("created at", ImGuiTableColumnFlags_WidthStretch, 1.0f);
     ImGui::TableHeadersRow();
     std::string chain;
@@ -338,6 +338,7 @@ void tasks_view(const Frame& f, ViewState& st) {
         for (const AwaitInfo& a : t.await_chain) (chain += a.function) += " > ";
         if (!t.await_chain.empty()) chain += t.await_chain.back().awaiting;
         ImGui::TextUnformatted(chain.c_str());
+        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", chain.c_str());  // when cut short
         ImGui::TableNextColumn();
         ImGui::TextUnformatted(place(t.file, t.line).c_str());
       }
