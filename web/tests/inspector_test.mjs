@@ -67,6 +67,25 @@ try {
   const resumed = await page.evaluate(() => window.inspectorSummary());
   check('resumed: the view follows live data again', !resumed.shown.paused && resumed.shown.frame_seq >= summary.shown.frame_seq,
         resumed.shown);
+
+  // A click on the Overview tab (where the page drew it) opens it, and its two columns of plots
+  // and the live-handles table lie inside the canvas. (They were once drawn past its right edge.)
+  const r = resumed.shown.tab_rects.overview;
+  await page.mouse.move((r[0] + r[2]) / 2, (r[1] + r[3]) / 2);
+  await page.mouse.down();
+  await page.waitForTimeout(100);
+  await page.mouse.up();
+  await page.waitForTimeout(500);
+  const overview = (await page.evaluate(() => window.inspectorSummary())).shown;
+  check('a click on the Overview tab opens it', overview.tab === 'overview', overview.tab);
+  const panels = overview.panel_rects ?? {};
+  const [wx0, wy0, wx1, wy1] = overview.window_rect ?? [0, 0, 0, 0];
+  const names = ['depth', 'ips', 'lag', 'poll', 'timers', 'ready', 'live_handles'];
+  check('the Overview drew its plots and the live-handles table', names.every((n) => n in panels), panels);
+  check('every Overview panel lies inside the page\'s inspector',
+        Object.values(panels).every((p) => wx0 <= p[0] && p[2] <= wx1 && wy0 <= p[1] && p[3] <= wy1 && p[2] - p[0] >= 200),
+        { panels, window: overview.window_rect });
+  if (shot.endsWith('.png')) await page.screenshot({ path: shot.replace(/\.png$/, '-overview.png') });
   check('no page errors', errors.length === 0, errors);
 } finally {
   await context.close();
