@@ -151,7 +151,7 @@ class UdpTransport final : public DatagramTransport,
   }
 
   std::span<char> receive_buffer(std::size_t) override {
-    if (!buffer_) buffer_.reset(new char[kMaxDatagram]);
+    if (!buffer_) buffer_ = make_io_buffer(kMaxDatagram);
     return {buffer_.get(), kMaxDatagram};
   }
   void received(std::size_t n, const SocketAddress& from) override {
@@ -216,7 +216,7 @@ class UdpTransport final : public DatagramTransport,
   Ref<UdpTransport> self_;
   int socket_fd_ = -1;  // registered with the loop while this transport holds the socket
   WriteFlowControl flow_;
-  std::unique_ptr<char[]> buffer_;
+  IoBuffer buffer_;
   std::size_t sends_in_flight_ = 0;
   int conn_lost_ = 0;
   bool closing_ = false;

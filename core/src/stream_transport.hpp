@@ -5,7 +5,9 @@
 #pragma once
 
 #include <any>
+#include <cstddef>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 
@@ -18,6 +20,19 @@
 namespace eddy {
 
 class Server;
+
+// A buffer the platform reads into, page-aligned. The kernel's copy into a destination that is
+// not cache-line aligned ran at about half speed here (rep movsb on AMD EPYC): a Protocol echo
+// of 64 KiB messages spent twice the system time reading into a 256 KiB heap buffer 16 bytes
+// past a line boundary as into the same buffer page-aligned.
+inline constexpr std::align_val_t kIoBufferAlignment{4096};
+struct IoBufferDelete {
+  void operator()(char* p) const noexcept { ::operator delete[](p, kIoBufferAlignment); }
+};
+using IoBuffer = std::unique_ptr<char[], IoBufferDelete>;
+inline IoBuffer make_io_buffer(std::size_t bytes) {
+  return IoBuffer(new (kIoBufferAlignment) char[bytes]);
+}
 
 // get_extra_info for transports over an endpoint: the addresses cached when the transport was
 // made (asyncio keeps them after close), then whatever the endpoint knows.

@@ -204,7 +204,7 @@ namespace {
 constexpr std::size_t kGatherBlock = 64 * 1024;
 // Protocol (not Buffered) transports read into this; data_received sees it for the call only.
 constexpr std::size_t kReadBufferBytes = 256 * 1024;
-thread_local std::unique_ptr<char[]> shared_read_buffer;
+thread_local IoBuffer shared_read_buffer;
 // asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
 constexpr int kConnLostWritesLogThreshold = 5;
 }  // namespace
@@ -595,7 +595,7 @@ std::span<char> StreamTransport::read_buffer(std::size_t suggested) {
       return {};
     }
   }
-  if (!shared_read_buffer) shared_read_buffer.reset(new char[kReadBufferBytes]);
+  if (!shared_read_buffer) shared_read_buffer = make_io_buffer(kReadBufferBytes);
   return {shared_read_buffer.get(), kReadBufferBytes};
 }
 
