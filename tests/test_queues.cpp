@@ -143,6 +143,53 @@ Coro<void> woken_putter_cancelled(Trace* trace) {
   trace->push_back("left " + std::to_string(q.get_nowait()));
 }
 
+// A getter woken by a put whose item another takes before it runs waits again, at the end of the
+// line (asyncio's `while self.empty()` loop); cancelled there, it leaves the line. Both forms of
+// get: awaited inline (no frame of its own) and as a task of its own (a coroutine).
+Coro<void> woken_getter_robbed(Trace* trace) {
+  auto& loop = get_running_loop();
+  Queue<int> q;
+  auto a = loop.create_task(getter(q, "a", trace));
+  auto b = loop.create_task(getter(q, "b", trace));
+  co_await sleep(0);
+  q.put_nowait(1);
+  trace->push_back("took " + std::to_string(q.get_nowait()));
+  co_await sleep(0);
+  trace->push_back("size " + std::to_string(q.qsize()));
+  q.put_nowait(2);
+  q.put_nowait(3);
+  co_await a;
+  co_await b;
+
+  auto c = loop.create_task(getter(q, "c", trace));
+  auto d = loop.create_task(getter(q, "d", trace));
+  co_await sleep(0);
+  q.put_nowait(4);
+  trace->push_back("took " + std::to_string(q.get_nowait()));
+  co_await sleep(0);
+  c.cancel();
+  try {
+    co_await c;
+  } catch (const CancelledError&) {
+  }
+  q.put_nowait(5);
+  co_await d;
+
+  Task<int> x = loop.create_task(q.get());
+  auto y = loop.create_task(getter(q, "y", trace));
+  co_await sleep(0);
+  q.put_nowait(6);
+  trace->push_back("took " + std::to_string(q.get_nowait()));
+  co_await sleep(0);
+  q.put_nowait(7);
+  co_await sleep(0);
+  q.put_nowait(8);
+  int got = co_await x;
+  trace->push_back("x got " + std::to_string(got));
+  co_await y;
+  CHECK(q.empty());
+}
+
 Coro<void> join_waits(Trace* trace) {
   auto& loop = get_running_loop();
   Queue<std::string> q;
@@ -255,6 +302,14 @@ LOOP_TEST("Queue: a woken putter that is cancelled passes the free slot to the n
   Trace trace;
   this->loop->run_until_complete(woken_putter_cancelled(&trace));
   CHECK(joined(trace) == "got 0;a cancelled;b put 2;left 2;");
+}
+
+LOOP_TEST("Queue: a woken getter whose item was taken waits again at the end of the line",
+          "[queues]") {
+  Trace trace;
+  this->loop->run_until_complete(woken_getter_robbed(&trace));
+  CHECK(joined(trace) ==
+        "took 1;size 0;b got 2;a got 3;took 4;c cancelled;d got 5;took 6;y got 7;x got 8;");
 }
 
 LOOP_TEST("Queue: join waits for task_done of every item", "[queues]") {

@@ -329,7 +329,7 @@ LOOP_TEST("await chains name Eddy's own coroutines after the public call",
   loop.run_until_complete(sleep(0));
   using V = std::vector<std::string>;
   CHECK(chain_steps(t1.await_chain()) == V{"queue_getter @test_tasks.cpp > eddy::Queue::get",
-                                           "eddy::Queue::get @queues.hpp > <Future pending>"});
+                                           "eddy::Queue::get @queues.cpp > <Future pending>"});
   CHECK(chain_steps(t2.await_chain()) ==
         V{"line_reader @test_tasks.cpp > eddy::StreamReader::readline",
           "eddy::StreamReader::readline @streams.cpp > eddy::StreamReader::readuntil",

@@ -3,6 +3,8 @@
 // as a ready-queue entry of its own, later ones through a pooled handle record.
 #include "eddy/future.hpp"
 
+#include <cassert>
+
 #include "eddy/log.hpp"
 #include "eddy/task.hpp"
 
@@ -148,6 +150,17 @@ void FutureBase::finish_with_exception(std::exception_ptr e) {
   state_ = FutureState::finished;
   log_traceback_ = true;
   schedule_callbacks();
+}
+
+bool FutureBase::wait_again(TaskBase&) {
+  return false;
+}
+
+void FutureBase::reset_to_pending() noexcept {
+  assert(state_ == FutureState::finished && !exception_ && !first_.ops && !first_.scheduled &&
+         !more_);
+  state_ = FutureState::pending;
+  log_traceback_ = false;
 }
 
 void FutureBase::mark_abandoned() noexcept {

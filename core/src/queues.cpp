@@ -7,21 +7,59 @@ namespace eddy::detail {
 
 // A woken waiter that fails (is cancelled) passes the wake-up on when what it waited for is
 // still there; one cancelled before its wake-up only leaves the line.
-void QueueTurn::failed() noexcept {
-  turn_.cancel();
-  waiters_->remove(turn_);
-  if (!turn_.cancelled() && (putting_ ? !queue_->full() : !queue_->empty()))
-    waiters_->pop_and_wake();
+void QueueCore::turn_failed(FutureBase& turn, bool putting) noexcept {
+  turn.cancel();
+  Waiters& waiters = putting ? putters_ : getters_;
+  waiters.remove(&turn);
+  if (!turn.cancelled() && (putting ? !full() : !empty())) waiters.pop_and_wake();
 }
+
+void QueueTurn::failed() noexcept {
+  queue_->turn_failed(*turn_.base(), putting_);
+}
+
+// A getter's turn. Woken by a put, its task may find the item taken by another before it runs
+// (a get_nowait, or a get that found it there); it then goes back to the end of the line without
+// resuming, where asyncio's get() loop would append a new waiter.
+class GetterFuture final : public FutureBase {
+ public:
+  GetterFuture(EventLoop& loop, QueueCore& queue) : FutureBase(loop), queue_(&queue) {
+    slot_ = &value_;
+    rechecks_on_wake_ = true;
+  }
+  bool wait_again(TaskBase& task) override {
+    if (state() != FutureState::finished || failed() || !queue_->empty() || queue_->shutdown_)
+      return false;
+    value_.reset();
+    reset_to_pending();
+    queue_->getters_.add(Future<void>(Ref<FutureBase>(this)));
+    add_task_wakeup(&task);
+    return true;
+  }
+  const SourceLocation* waiting_call() const noexcept override {
+    static constexpr SourceLocation kGet{__FILE__, "eddy::Queue::get", __LINE__};
+    return &kGet;
+  }
+
+ private:
+  Slot<void> value_;
+  QueueCore* queue_;
+};
 
 QueueTurn QueueCore::next_put_turn() {
   if (shutdown_) throw QueueShutDown();
-  return QueueTurn(*this, putters_, true, putters_.add(bound_loop("Queue")));
+  return QueueTurn(*this, true, putters_.add(bound_loop("Queue")));
+}
+
+Future<void> QueueCore::new_get_turn() {
+  if (shutdown_) throw QueueShutDown();
+  Future<void> turn(Ref<FutureBase>(new GetterFuture(bound_loop("Queue"), *this)));
+  getters_.add(turn);
+  return turn;
 }
 
 QueueTurn QueueCore::next_get_turn() {
-  if (shutdown_) throw QueueShutDown();
-  return QueueTurn(*this, getters_, false, getters_.add(bound_loop("Queue")));
+  return QueueTurn(*this, false, new_get_turn());
 }
 
 void QueueCore::check_put() const {

@@ -189,6 +189,10 @@ void TaskBase::step() {
     finish_cancelled(pending_cancel_message());
     return;
   }
+  // Woken by a waiter whose condition was undone meanwhile: waits again, not running.
+  if (EDDY_UNLIKELY(fut_waiter_ && fut_waiter_->rechecks_on_wake()) && !must_cancel_ &&
+      fut_waiter_->wait_again(*this))
+    return;
   started_ = true;
   ++run_count_;
   Ref<TaskBase> keep(this);
@@ -314,6 +318,12 @@ const char* TaskBase::describe_await(const PromiseBase& p, std::string& scratch)
 const PromiseBase* TaskBase::awaited_coroutine(const PromiseBase& p) noexcept {
   return p.awaiting.kind == AwaitRecord::Kind::coroutine
              ? static_cast<const PromiseBase*>(p.awaiting.target)
+             : nullptr;
+}
+
+const SourceLocation* TaskBase::waiting_call(const PromiseBase& p) noexcept {
+  return p.awaiting.kind == AwaitRecord::Kind::future
+             ? static_cast<const FutureBase*>(p.awaiting.target)->waiting_call()
              : nullptr;
 }
 

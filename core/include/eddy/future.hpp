@@ -180,6 +180,9 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
  private:
   FutureState state_ = FutureState::pending;
 
+ protected:
+  bool rechecks_on_wake_ = false;  // see rechecks_on_wake()
+
  public:
   explicit FutureBase(EventLoop& loop);
   ~FutureBase() override;
@@ -242,10 +245,24 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
   // InvalidStateError if done; RuntimeError if the loop is closed, or for a task.
   void check_settable(const char* method) const;
 
+  // A waiter whose condition can be undone between its wake-up and its task's step (a queue's
+  // getter: another task may take the item first). The woken task then calls wait_again()
+  // before it resumes, and stays suspended if it returns true, as asyncio's `while
+  // self.empty(): await getter` loop would wait again without the awaiting frame noticing.
+  bool rechecks_on_wake() const noexcept { return rechecks_on_wake_; }
+  virtual bool wait_again(TaskBase& task);
+  // For a waiter made by one of Eddy's calls that waits in the awaiting frame, with no coroutine
+  // of its own (a queue's get): the call's name and where in Eddy it waits. Await chains show it
+  // as the frame the call would have had, as asyncio's stacks show Queue.get. Null otherwise.
+  virtual const SourceLocation* waiting_call() const noexcept { return nullptr; }
+
  protected:
   void destroy_self() noexcept override;
   // For a task whose loop closed under it: cancelled, callbacks dropped, nothing scheduled.
   void mark_abandoned() noexcept;
+  // Makes a future that finished with a result, and has no callbacks left, pending again (for
+  // wait_again; the subclass empties its value slot).
+  void reset_to_pending() noexcept;
   void* slot_ = nullptr;
 
  private:

@@ -47,6 +47,7 @@ class LoopBound {
 class Waiters {
  public:
   Future<void> add(EventLoop& loop);
+  void add(Future<void> waiter) { queue_.push_back(std::move(waiter)); }
   void remove(const Future<void>& f) noexcept { remove(f.base()); }
   void remove(const FutureBase* f) noexcept;
   // Sets the first waiter that is not done; false if there was none.

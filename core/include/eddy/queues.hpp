@@ -40,6 +40,7 @@ class QueueShutDown : public std::runtime_error {
 namespace detail {
 
 class QueueCore;
+class GetterFuture;
 
 // One wait for a queue's turn (an item to get, a slot to put into): awaits a waiter future in the
 // caller's own frame, and when that wait fails (the task was cancelled) takes the waiter out and
@@ -48,8 +49,8 @@ class QueueCore;
 class QueueTurn {
  public:
   using eddy_awaitable = void;
-  QueueTurn(QueueCore& queue, Waiters& waiters, bool putting, Future<void> turn) noexcept
-      : queue_(&queue), waiters_(&waiters), turn_(std::move(turn)), putting_(putting) {}
+  QueueTurn(QueueCore& queue, bool putting, Future<void> turn) noexcept
+      : queue_(&queue), turn_(std::move(turn)), putting_(putting) {}
 
   struct Awaiter;
   Awaiter make_awaiter(PromiseBase* awaiting, SourceLocation where);
@@ -58,7 +59,6 @@ class QueueTurn {
   void failed() noexcept;
 
   QueueCore* queue_;
-  Waiters* waiters_;
   Future<void> turn_;
   bool putting_;
 };
@@ -109,10 +109,15 @@ class QueueCore : public LoopBound {
 
  protected:
   friend class QueueTurn;
+  friend class GetterFuture;
   // One wait for a free slot / an item (QueueShutDown at once if shut down); callers loop on
-  // full() / empty().
+  // full() / empty(). A getter's wait re-checks on its wake-up (FutureBase::rechecks_on_wake),
+  // so it ends with an item or the shutdown.
   QueueTurn next_put_turn();
   QueueTurn next_get_turn();
+  Future<void> new_get_turn();
+  // A wait that failed (its task was cancelled): out of the line, and a wake-up it got handed on.
+  void turn_failed(FutureBase& turn, bool putting) noexcept;
   void check_put() const;  // QueueShutDown, QueueFull
   void check_get() const;  // QueueShutDown (shut down and empty), QueueEmpty
   void added();            // after an item went in
@@ -192,13 +197,9 @@ class BasicQueue : public detail::QueueCore {
     added();
   }
   // Waits while the queue is empty; QueueShutDown once it is shut down and empty. Awaited inline
-  // with an item there, it needs no coroutine frame (detail::QuickOps). Either way the queue is
-  // looked at when the call is awaited; whether it is empty now only picks the likely cheaper
-  // form (a get that will wait, and may have to wait again, runs best as a coroutine).
-  Coro<T> get() {
-    if (empty()) return get_coroutine();
-    return Coro<T>::quick(QuickGet::ops, detail::QuickCall::unowned(this));
-  }
+  // it needs no coroutine frame (detail::QuickOps): it takes an item there, or waits for its turn
+  // in the awaiting frame. The queue is looked at when the call is awaited.
+  Coro<T> get() { return Coro<T>::quick(QuickGet::ops, detail::QuickCall::unowned(this)); }
   T get_nowait() {
     check_get();
     T v = store_.pop();
@@ -218,15 +219,21 @@ class BasicQueue : public detail::QueueCore {
 
  private:
   struct QuickGet {
-    static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
-      return call.object<BasicQueue>().empty() ? detail::QuickStart::frame
-                                               : detail::QuickStart::ready;
+    static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
+      BasicQueue& queue = call.object<BasicQueue>();
+      if (!queue.empty()) return detail::QuickStart::ready;
+      waiting = queue.new_get_turn().take_state();
+      return detail::QuickStart::wait;
     }
+    static void stop_waiting(detail::QuickCall& call, FutureBase& turn, bool failed) noexcept {
+      if (failed) call.object<BasicQueue>().turn_failed(turn, false);
+    }
+    // (Woken with the queue still empty only when it was shut down: get_nowait raises that.)
     static T finish(detail::QuickCall& call) { return call.object<BasicQueue>().get_nowait(); }
     static Coro<T> coroutine(detail::QuickCall&& call) {
       return call.object<BasicQueue>().get_coroutine();
     }
-    static constexpr detail::QuickOps<T> ops{start, detail::never_waits, finish, coroutine};
+    static constexpr detail::QuickOps<T> ops{start, stop_waiting, finish, coroutine};
   };
   Coro<T> get_coroutine() {
     while (empty()) co_await detail::awaiting_as("eddy::Queue::get", next_get_turn());

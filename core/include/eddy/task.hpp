@@ -370,7 +370,14 @@ class TaskBase : public FutureBase {
     std::string scratch;
     for (const PromiseBase* p = frame_.promise(); p && !done(); p = awaited_coroutine(*p)) {
       const char* fixed = describe_await(*p, scratch);
-      visit(p->function(), p->awaiting, fixed, scratch);
+      const SourceLocation* call = waiting_call(*p);
+      if (!call) {
+        visit(p->function(), p->awaiting, fixed, scratch);
+        continue;
+      }
+      visit(p->function(), p->awaiting, call->function, scratch);
+      const AwaitRecord in_call(AwaitRecord::Kind::future, p->awaiting.target, *call);
+      visit(call->function, in_call, fixed, scratch);
     }
   }
   std::string describe() const override;
@@ -402,6 +409,7 @@ class TaskBase : public FutureBase {
   [[noreturn]] void throw_pending_cancel(FutureBase* awaited);
   const char* describe_await(const PromiseBase& p, std::string& scratch) const;
   static const PromiseBase* awaited_coroutine(const PromiseBase& p) noexcept;
+  static const SourceLocation* waiting_call(const PromiseBase& p) noexcept;
   // What few tasks have, out of line: a name (the default "Task-<id>" is made on first use) and
   // the message of a cancellation not yet delivered.
   struct Rare {
