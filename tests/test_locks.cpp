@@ -505,14 +505,18 @@ static Coro<void> quick_calls_as_coroutines() {
   } catch (const TimeoutError&) {
   }
   CHECK(lock.describe() == "<Lock [locked]>");  // the timed-out waiter left the line
-  // Awaited inline, the wait is the awaiting coroutine's own: a one-frame await chain.
+  // Awaited inline, the wait is the awaiting coroutine's own (no frame for acquire): the await
+  // chain names the call, then the future it made, at the caller's co_await.
   Trace trace;
   Task<void> inline_wait = loop.create_task(take_lock(lock, "inline", &trace));
   co_await sleep(0);
   auto chain = inline_wait.await_chain();
-  REQUIRE(chain.size() == 1);
+  REQUIRE(chain.size() == 2);
   CHECK(chain[0].function == std::string("take_lock"));
-  CHECK(chain[0].awaiting == "<Future pending>");
+  CHECK(chain[0].awaiting == "eddy::Lock::acquire");
+  CHECK(chain[1].function == std::string("eddy::Lock::acquire"));
+  CHECK(std::string(chain[1].where.file).ends_with("locks.cpp"));
+  CHECK(chain[1].awaiting == "<Future pending>");
   lock.release();
   co_await inline_wait;
   CHECK(trace == Trace{"inline"});

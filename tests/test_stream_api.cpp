@@ -490,14 +490,18 @@ static Coro<std::string> read_inline(std::shared_ptr<StreamReader> r) {
 // never-taken `while (false && ...)`.)
 static Coro<void> inline_reads(EventLoop& loop) {
   auto r = new_reader(loop);
-  // The wait is the awaiting coroutine's own: its await chain is one frame, at its co_await.
+  // The wait is the awaiting coroutine's own (read has no frame): the await chain names the
+  // call at the caller's co_await, then the future it waits for.
   Task<std::string> waiting = loop.create_task(read_inline(r));
   co_await sleep(0);
   auto chain = waiting.await_chain();
-  REQUIRE(chain.size() == 1);
+  REQUIRE(chain.size() == 2);
   CHECK(chain[0].function == std::string("read_inline"));
-  CHECK(chain[0].awaiting == "<Future pending>");
+  CHECK(chain[0].awaiting == "eddy::StreamReader::read");
   CHECK(chain[0].where.line == inline_read_line);
+  CHECK(chain[1].function == std::string("eddy::StreamReader::read"));
+  CHECK(std::string(chain[1].where.file).ends_with("streams.cpp"));
+  CHECK(chain[1].awaiting == "<Future pending>");
   r->feed_data("hi");
   std::string hi = co_await waiting;
   CHECK(hi == "hi");

@@ -298,6 +298,21 @@ Coro<void> condition_waiter(Condition& c) {
   auto held = co_await c.hold();
   co_await c.wait();
 }
+Coro<void> lock_taker(Lock& l) {
+  co_await l.acquire();
+  l.release();
+}
+Coro<void> event_waiter(Event& e) {
+  co_await e.wait();
+}
+Coro<void> semaphore_taker(Semaphore& s) {
+  co_await s.acquire();
+  s.release();
+}
+Coro<void> block_reader(std::shared_ptr<StreamReader> r) {
+  std::string block = co_await r->read(100);
+  (void)block;
+}
 
 // The await chain as "function > awaiting" steps, with each step's file's base name.
 std::vector<std::string> chain_steps(const std::vector<AwaitFrame>& chain) {
@@ -347,6 +362,40 @@ LOOP_TEST("await chains name Eddy's own coroutines after the public call",
   loop.run_until_complete(sleep(0));
   loop.run_until_complete(sleep(0));
   for (auto* t : {&t1, &t2, &t3, &t4, &t5}) CHECK(t->cancelled());
+}
+
+LOOP_TEST("await chains name Eddy's calls that wait without a coroutine frame",
+          "[task][introspection]") {
+  // Lock::acquire, Event::wait, Semaphore::acquire and StreamReader::read awaited inline wait in
+  // the caller's frame (detail::QuickOps); their waits still show under the call's name.
+  auto& loop = *this->loop;
+  Lock lock;
+  Event event;
+  Semaphore semaphore(0);
+  auto reader = std::make_shared<StreamReader>(kDefaultStreamLimit, &loop);
+  loop.run_until_complete(lock.acquire());
+  auto t1 = loop.create_task(lock_taker(lock));
+  auto t2 = loop.create_task(event_waiter(event));
+  auto t3 = loop.create_task(semaphore_taker(semaphore));
+  auto t4 = loop.create_task(block_reader(reader));
+  loop.run_until_complete(sleep(0));
+  using V = std::vector<std::string>;
+  CHECK(chain_steps(t1.await_chain()) == V{"lock_taker @test_tasks.cpp > eddy::Lock::acquire",
+                                           "eddy::Lock::acquire @locks.cpp > <Future pending>"});
+  CHECK(chain_steps(t2.await_chain()) == V{"event_waiter @test_tasks.cpp > eddy::Event::wait",
+                                           "eddy::Event::wait @locks.cpp > <Future pending>"});
+  CHECK(chain_steps(t3.await_chain()) ==
+        V{"semaphore_taker @test_tasks.cpp > eddy::Semaphore::acquire",
+          "eddy::Semaphore::acquire @locks.cpp > <Future pending>"});
+  CHECK(chain_steps(t4.await_chain()) ==
+        V{"block_reader @test_tasks.cpp > eddy::StreamReader::read",
+          "eddy::StreamReader::read @streams.cpp > <Future pending>"});
+  lock.release();
+  event.set();
+  semaphore.release();
+  reader->feed_data("data");
+  loop.run_until_complete(gather(t1, t2, t3, t4));
+  for (auto* t : {&t1, &t2, &t3, &t4}) CHECK(t->await_chain().empty());
 }
 
 LOOP_TEST("sleep(0) yields exactly one pass", "[task]") {

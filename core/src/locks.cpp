@@ -21,6 +21,12 @@ Future<void> Waiters::add(EventLoop& loop) {
   return f;
 }
 
+Future<void> Waiters::add(EventLoop& loop, const SourceLocation& call) {
+  Future<void> f = make_call_waiter(loop, call);
+  queue_.push_back(f);
+  return f;
+}
+
 void Waiters::remove(const FutureBase* f) noexcept {
   auto it = std::find_if(queue_.begin(), queue_.end(),
                          [f](const Future<void>& w) { return w.base() == f; });
@@ -74,7 +80,8 @@ struct Lock::Quick {
   static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
     Lock& lock = call.object<Lock>();
     if (!lock.locked_ && !lock.waiters_.any_live()) return detail::QuickStart::ready;
-    waiting = lock.waiters_.add(lock.bound_loop("Lock")).state();
+    static constexpr SourceLocation kCall{__FILE__, "eddy::Lock::acquire", __LINE__};
+    waiting = lock.waiters_.add(lock.bound_loop("Lock"), kCall).state();
     return detail::QuickStart::wait;
   }
   static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool failed) noexcept {
@@ -156,7 +163,8 @@ struct Event::Quick {
   static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
     Event& event = call.object<Event>();
     if (event.value_) return detail::QuickStart::ready;
-    waiting = event.waiters_.add(event.bound_loop("Event")).state();
+    static constexpr SourceLocation kCall{__FILE__, "eddy::Event::wait", __LINE__};
+    waiting = event.waiters_.add(event.bound_loop("Event"), kCall).state();
     return detail::QuickStart::wait;
   }
   static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool) noexcept {
@@ -274,7 +282,8 @@ struct Semaphore::Quick {
       --sem.value_;
       return detail::QuickStart::ready;
     }
-    waiting = sem.waiters_.add(sem.bound_loop("Semaphore")).state();
+    static constexpr SourceLocation kCall{__FILE__, "eddy::Semaphore::acquire", __LINE__};
+    waiting = sem.waiters_.add(sem.bound_loop("Semaphore"), kCall).state();
     return detail::QuickStart::wait;
   }
   static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool failed) noexcept {

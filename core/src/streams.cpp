@@ -125,7 +125,7 @@ std::string StreamReader::take(std::size_t n) {
   return out;
 }
 
-Future<void>& StreamReader::new_waiter(const char* function) {
+Future<void>& StreamReader::new_waiter(const char* function, const SourceLocation* call) {
   // Two readers at once could not know which of them gets the next data.
   if (waiter_)
     throw RuntimeError(std::string(function) +
@@ -136,7 +136,7 @@ Future<void>& StreamReader::new_waiter(const char* function) {
     transport_->resume_reading();
   }
   if (!loop_) loop_ = LoopRef(&get_running_loop());
-  waiter_ = loop_->create_future<void>();
+  waiter_ = call ? detail::make_call_waiter(*loop_, *call) : loop_->create_future<void>();
   return waiter_;
 }
 
@@ -167,7 +167,8 @@ struct StreamReader::QuickRead {
     if (self.exception_) std::rethrow_exception(self.exception_);
     if (call.arg < 0) return detail::QuickStart::frame;
     if (call.arg == 0 || self.size() > 0 || self.eof_) return detail::QuickStart::ready;
-    waiting = self.new_waiter("read").state();
+    static constexpr SourceLocation kCall{__FILE__, "eddy::StreamReader::read", __LINE__};
+    waiting = self.new_waiter("read", &kCall).state();
     return detail::QuickStart::wait;
   }
   static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool) noexcept {

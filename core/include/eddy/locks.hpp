@@ -47,6 +47,8 @@ class LoopBound {
 class Waiters {
  public:
   Future<void> add(EventLoop& loop);
+  // A waiter for a call awaited without a frame, named `call` in await chains.
+  Future<void> add(EventLoop& loop, const SourceLocation& call);
   void add(Future<void> waiter) { queue_.push_back(std::move(waiter)); }
   void remove(const Future<void>& f) noexcept { remove(f.base()); }
   void remove(const FutureBase* f) noexcept;

@@ -131,7 +131,8 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   struct QuickReadExactly;
   struct QuickReadline;
   struct QuickReadUntil;
-  Future<void>& new_waiter(const char* function);
+  // `call`: the waiter of a call awaited without a frame, named in await chains.
+  Future<void>& new_waiter(const char* function, const SourceLocation* call = nullptr);
 
   std::size_t limit_;
   LoopRef loop_;
