@@ -373,11 +373,13 @@ LOOP_TEST("await chains name Eddy's calls that wait without a coroutine frame",
   Event event;
   Semaphore semaphore(0);
   auto reader = std::make_shared<StreamReader>(kDefaultStreamLimit, &loop);
+  Queue<int> queue;
   loop.run_until_complete(lock.acquire());
   auto t1 = loop.create_task(lock_taker(lock));
   auto t2 = loop.create_task(event_waiter(event));
   auto t3 = loop.create_task(semaphore_taker(semaphore));
   auto t4 = loop.create_task(block_reader(reader));
+  auto t5 = loop.create_task(queue.get());  // get's coroutine form: its own frame names it
   loop.run_until_complete(sleep(0));
   using V = std::vector<std::string>;
   CHECK(chain_steps(t1.await_chain()) == V{"lock_taker @test_tasks.cpp > eddy::Lock::acquire",
@@ -390,11 +392,14 @@ LOOP_TEST("await chains name Eddy's calls that wait without a coroutine frame",
   CHECK(chain_steps(t4.await_chain()) ==
         V{"block_reader @test_tasks.cpp > eddy::StreamReader::read",
           "eddy::StreamReader::read @streams.cpp > <Future pending>"});
+  CHECK(chain_steps(t5.await_chain()) == V{"eddy::Queue::get @queues.hpp > <Future pending>"});
+  queue.put_nowait(1);
   lock.release();
   event.set();
   semaphore.release();
   reader->feed_data("data");
   loop.run_until_complete(gather(t1, t2, t3, t4));
+  CHECK(loop.run_until_complete(t5) == 1);
   for (auto* t : {&t1, &t2, &t3, &t4}) CHECK(t->await_chain().empty());
 }
 

@@ -21,9 +21,12 @@ void QueueTurn::failed() noexcept {
 // A getter's turn. Woken by a put, its task may find the item taken by another before it runs
 // (a get_nowait, or a get that found it there); it then goes back to the end of the line without
 // resuming, where asyncio's get() loop would append a new waiter.
+// `call` names get() in await chains when it waits in the caller's frame (the coroutine form's
+// frame names itself).
 class GetterFuture final : public FutureBase {
  public:
-  GetterFuture(EventLoop& loop, QueueCore& queue) : FutureBase(loop), queue_(&queue) {
+  GetterFuture(EventLoop& loop, QueueCore& queue, const SourceLocation* call)
+      : FutureBase(loop), queue_(&queue), call_(call) {
     slot_ = &value_;
     rechecks_on_wake_ = true;
   }
@@ -36,14 +39,12 @@ class GetterFuture final : public FutureBase {
     add_task_wakeup(&task);
     return true;
   }
-  const SourceLocation* waiting_call() const noexcept override {
-    static constexpr SourceLocation kGet{__FILE__, "eddy::Queue::get", __LINE__};
-    return &kGet;
-  }
+  const SourceLocation* waiting_call() const noexcept override { return call_; }
 
  private:
   Slot<void> value_;
   QueueCore* queue_;
+  const SourceLocation* call_;
 };
 
 QueueTurn QueueCore::next_put_turn() {
@@ -51,15 +52,17 @@ QueueTurn QueueCore::next_put_turn() {
   return QueueTurn(*this, true, putters_.add(bound_loop("Queue")));
 }
 
-Future<void> QueueCore::new_get_turn() {
+Future<void> QueueCore::new_get_turn(bool in_callers_frame) {
   if (shutdown_) throw QueueShutDown();
-  Future<void> turn(Ref<FutureBase>(new GetterFuture(bound_loop("Queue"), *this)));
+  static constexpr SourceLocation kGet{__FILE__, "eddy::Queue::get", __LINE__};
+  Future<void> turn(Ref<FutureBase>(
+      new GetterFuture(bound_loop("Queue"), *this, in_callers_frame ? &kGet : nullptr)));
   getters_.add(turn);
   return turn;
 }
 
 QueueTurn QueueCore::next_get_turn() {
-  return QueueTurn(*this, false, new_get_turn());
+  return QueueTurn(*this, false, new_get_turn(false));
 }
 
 void QueueCore::check_put() const {

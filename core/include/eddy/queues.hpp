@@ -115,7 +115,7 @@ class QueueCore : public LoopBound {
   // so it ends with an item or the shutdown.
   QueueTurn next_put_turn();
   QueueTurn next_get_turn();
-  Future<void> new_get_turn();
+  Future<void> new_get_turn(bool in_callers_frame);  // (true: for get() awaited inline)
   // A wait that failed (its task was cancelled): out of the line, and a wake-up it got handed on.
   void turn_failed(FutureBase& turn, bool putting) noexcept;
   void check_put() const;  // QueueShutDown, QueueFull
@@ -222,7 +222,7 @@ class BasicQueue : public detail::QueueCore {
     static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>& waiting) {
       BasicQueue& queue = call.object<BasicQueue>();
       if (!queue.empty()) return detail::QuickStart::ready;
-      waiting = queue.new_get_turn().take_state();
+      waiting = queue.new_get_turn(true).take_state();
       return detail::QuickStart::wait;
     }
     static void stop_waiting(detail::QuickCall& call, FutureBase& turn, bool failed) noexcept {
