@@ -23,7 +23,7 @@ Future<void> Waiters::add(EventLoop& loop) {
 
 Future<void> Waiters::add(EventLoop& loop, const SourceLocation& call) {
   Future<void> f = make_call_waiter(loop, call);
-  queue_.push_back(f);
+  add(f);
   return f;
 }
 

@@ -23,28 +23,23 @@ void QueueTurn::failed() noexcept {
 // resuming, where asyncio's get() loop would append a new waiter.
 // `call` names get() in await chains when it waits in the caller's frame (the coroutine form's
 // frame names itself).
-class GetterFuture final : public FutureBase {
+class GetterFuture final : public CallWaiter {
  public:
   GetterFuture(EventLoop& loop, QueueCore& queue, const SourceLocation* call)
-      : FutureBase(loop), queue_(&queue), call_(call) {
-    slot_ = &value_;
+      : CallWaiter(loop, call), queue_(&queue) {
     rechecks_on_wake_ = true;
   }
   bool wait_again(TaskBase& task) override {
     if (state() != FutureState::finished || failed() || !queue_->empty() || queue_->shutdown_)
       return false;
-    value_.reset();
-    reset_to_pending();
+    rearm();
     queue_->getters_.add(Future<void>(Ref<FutureBase>(this)));
     add_task_wakeup(&task);
     return true;
   }
-  const SourceLocation* waiting_call() const noexcept override { return call_; }
 
  private:
-  Slot<void> value_;
   QueueCore* queue_;
-  const SourceLocation* call_;
 };
 
 QueueTurn QueueCore::next_put_turn() {

@@ -387,20 +387,28 @@ Future<T> EventLoop::create_future() {  // a closed loop too, as asyncio: only s
 namespace detail {
 // The waiter of one of Eddy's calls awaited without a coroutine frame (QuickOps' one wait:
 // Lock::acquire, StreamReader::read, ...): a Future<void> that names the call, so await chains
-// show it between the caller and the future (FutureBase::waiting_call). `call` is static.
-class CallWaiter final : public FutureBase {
+// show it between the caller and the future (FutureBase::waiting_call). `call` is static (null:
+// unnamed, for a subclass whose waits the awaiting frame names itself).
+class CallWaiter : public FutureBase {
  public:
-  CallWaiter(EventLoop& loop, const SourceLocation& call) : FutureBase(loop), call_(&call) {
+  CallWaiter(EventLoop& loop, const SourceLocation* call) : FutureBase(loop), call_(call) {
     slot_ = &value_;
   }
   const SourceLocation* waiting_call() const noexcept override { return call_; }
+
+ protected:
+  // For wait_again: pending again, its (empty) result dropped.
+  void rearm() noexcept {
+    value_.reset();
+    reset_to_pending();
+  }
 
  private:
   Slot<void> value_;
   const SourceLocation* call_;
 };
 inline Future<void> make_call_waiter(EventLoop& loop, const SourceLocation& call) {
-  return Future<void>(Ref<FutureBase>(new CallWaiter(loop, call)));
+  return Future<void>(Ref<FutureBase>(new CallWaiter(loop, &call)));
 }
 
 // asyncio's futures._set_result_unless_cancelled as a timer callback: wakes what awaits `future`
