@@ -424,6 +424,52 @@ LOOP_TEST("StreamReader: one waiting reader at a time; a cancelled read leaves i
   this->loop->run_until_complete(two_readers(*this->loop));
 }
 
+// Reads awaited inline that wait reuse the reader's last waiter future when nothing else holds
+// it; a waiter that was cancelled is not reused, and the reader stays usable.
+static Coro<std::string> read_ten(std::shared_ptr<StreamReader> r) {
+  std::string s = co_await r->read(10);
+  co_return s;
+}
+
+static Coro<void> reused_waiters(EventLoop& loop) {
+  auto r = new_reader(loop);
+  loop.call_soon([r] { r->feed_data("a"); });
+  std::string first = co_await r->read(10);
+  CHECK(first == "a");
+  const std::uint64_t made = loop.stats().futures_created;
+  for (int i = 0; i < 3; ++i) {
+    loop.call_soon([r] { r->feed_data("b"); });
+    std::string b = co_await r->read(10);
+    CHECK(b == "b");
+  }
+  CHECK(loop.stats().futures_created == made);  // three waits, no new future
+
+  Task<std::string> cancelled = loop.create_task(read_ten(r));
+  co_await sleep(0);
+  CHECK(cancelled.cancel());
+  try {
+    co_await cancelled;
+    FAIL("cancelled read");
+  } catch (const CancelledError&) {
+  }
+  const std::uint64_t after_cancel = loop.stats().futures_created;
+  loop.call_soon([r] { r->feed_data("c"); });
+  std::string c = co_await r->read(10);
+  CHECK(c == "c");
+  CHECK(loop.stats().futures_created == after_cancel + 1);  // a new waiter
+
+  // An error set while a read waits reaches that read, and every later one.
+  Task<std::string> failing = loop.create_task(read_ten(r));
+  co_await sleep(0);
+  r->set_exception(std::make_exception_ptr(ValueError("boom")));
+  CHECK_THROWS_AS(co_await failing, ValueError);
+  CHECK_THROWS_AS(co_await r->read(10), ValueError);
+}
+
+LOOP_TEST("StreamReader: reads that wait reuse one waiter future", "[streams-api]") {
+  this->loop->run_until_complete(reused_waiters(*this->loop));
+}
+
 static Coro<void> reader_without_loop_argument() {
   // Inside a task the running loop is the default.
   auto r = std::make_shared<StreamReader>();

@@ -157,8 +157,7 @@ bool FutureBase::wait_again(TaskBase&) {
 }
 
 void FutureBase::reset_to_pending() noexcept {
-  assert(state_ == FutureState::finished && !exception_ && !first_.ops && !first_.scheduled &&
-         !more_);
+  assert(can_reset_to_pending());
   state_ = FutureState::pending;
   log_traceback_ = false;
 }

@@ -817,6 +817,7 @@ LoopStats EventLoop::stats() const noexcept {
   s.timers = timers_.size();
   s.cancelled_timers = timer_cancelled_count_;
   s.live_futures = live_futures_;
+  s.futures_created = futures_created_;
   s.live_tasks = task_count_;
   for (TaskBase* t = tasks_head_; t; t = t->next_task)
     if (!t->done()) ++s.pending_tasks;

@@ -263,6 +263,11 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
   // Makes a future that finished with a result, and has no callbacks left, pending again (for
   // wait_again; the subclass empties its value slot).
   void reset_to_pending() noexcept;
+  // Whether reset_to_pending() may be called.
+  bool can_reset_to_pending() const noexcept {
+    return state_ == FutureState::finished && !exception_ && !first_.ops && !first_.scheduled &&
+           !more_;
+  }
   void* slot_ = nullptr;
 
  private:
@@ -395,6 +400,15 @@ class CallWaiter : public FutureBase {
     slot_ = &value_;
   }
   const SourceLocation* waiting_call() const noexcept override { return call_; }
+  // Makes this waiter pending again if it finished with a result and nobody but the caller holds
+  // it, so that the caller's next wait reuses it instead of allocating another (a stream reader
+  // waits once per read). False, and unchanged, otherwise: cancelled, failed, or still referenced
+  // by a task, a callback or an inspector snapshot.
+  bool rearm_if_unused() noexcept {
+    if (ref_count() != 1 || !can_reset_to_pending()) return false;
+    rearm();
+    return true;
+  }
 
  protected:
   // For wait_again: pending again, its (empty) result dropped.

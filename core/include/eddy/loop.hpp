@@ -94,6 +94,7 @@ struct LoopStats {
   std::size_t timers = 0;          // entries in the timer heap (cancelled ones included)
   std::size_t cancelled_timers = 0;
   std::size_t live_futures = 0;    // Future and Task objects alive
+  std::uint64_t futures_created = 0;  // Future and Task objects made since the loop was created
   std::size_t live_tasks = 0;      // Task objects alive
   std::size_t pending_tasks = 0;   // Tasks not done
   std::size_t executor_jobs = 0;   // run_in_executor calls whose result has not come back
@@ -451,7 +452,10 @@ class EventLoop : public RefCounted {
   // ---- Used by Eddy's own types (not part of asyncio's API) --------------------------------------
   void register_task(TaskBase* task) noexcept;
   void unregister_task(TaskBase* task) noexcept;
-  void future_created() noexcept { ++live_futures_; }
+  void future_created() noexcept {
+    ++live_futures_;
+    ++futures_created_;
+  }
   void transport_created(inspect::TransportProbe* probe) noexcept;
   // The socket transports' descriptors (asyncio's loop._transports): add_reader, add_writer,
   // their removal and the sock_* calls refuse a descriptor a transport that is not closing uses.
@@ -571,6 +575,7 @@ class EventLoop : public RefCounted {
   bool asyncgens_shutdown_called_ = false;
   std::size_t task_count_ = 0;
   std::size_t live_futures_ = 0;
+  std::uint64_t futures_created_ = 0;
   std::size_t live_transports_ = 0;
   std::map<int, std::shared_ptr<detail::RepeatingCallback>> signal_handlers_;
   struct FdWatch {

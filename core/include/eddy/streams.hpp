@@ -141,6 +141,8 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   bool eof_ = false;
   bool paused_ = false;
   Future<void> waiter_;
+  // The last frame-free read's waiter, kept to be reused by the next one (new_waiter).
+  Ref<detail::CallWaiter> spare_waiter_;
   std::exception_ptr exception_;
   Ref<ReadTransport> transport_;
 };
