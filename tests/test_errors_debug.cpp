@@ -298,6 +298,11 @@ LOOP_TEST("KeyboardInterrupt raised by a callback or a task ends the run, as asy
     CHECK_THROWS_AS(std::rethrow_exception(task.exception()), KeyboardInterrupt);
     CHECK(loop.current_task() == nullptr);
     loop.run_until_complete(sleep(0));
+
+    // The task run_until_complete waits for raises it: its stop callback, already scheduled,
+    // must not stop the next run (asyncio's _run_until_complete_cb returns on it).
+    CHECK_THROWS_AS(loop.run_until_complete(interrupt_after_a_pass()), KeyboardInterrupt);
+    CHECK(loop.run_until_complete(sleep(0.01, 7)) == 7);
     CHECK(this->reported.empty());
   }
   loop.set_debug(false);

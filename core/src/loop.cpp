@@ -374,10 +374,12 @@ void EventLoop::close() {
       if (!t->done()) pending.emplace_back(t);
     if (pending.empty() && ready_.empty() && timers_.empty() && !inbox_->has_work()) break;
     for (auto& t : pending) {
-      ExceptionContext ctx("Task was destroyed but it is pending!");
-      ctx.task = t;
-      ctx.source = t->created_at();
-      call_exception_handler(ctx);
+      if (t->log_destroy_pending()) {
+        ExceptionContext ctx("Task was destroyed but it is pending!");
+        ctx.task = t;
+        ctx.source = t->created_at();
+        call_exception_handler(ctx);
+      }
       t->abandon();
     }
   }

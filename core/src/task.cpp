@@ -14,11 +14,26 @@ namespace {
 std::atomic<std::uint64_t> g_task_counter{0};       // ids, unique per process
 std::atomic<std::uint64_t> g_task_name_counter{0};  // "Task-<n>" names, for unnamed tasks only
 
-// Stops the loop when the future run_until_complete waits for is done.
+// Stops the loop when the future run_until_complete waits for is done (asyncio's
+// _run_until_complete_cb). A KeyboardInterrupt it finished with has already ended that run by
+// propagating out of it, and this callback, scheduled by then, cannot be removed any more:
+// stopping now would stop the next run instead.
 struct StopLoop {
   bool operator==(const StopLoop&) const noexcept { return true; }
   struct Invoke {
-    static void call(StopLoop&, FutureBase& f) { f.get_loop().stop(); }
+    static void call(StopLoop&, FutureBase& f) {
+      if (!f.cancelled()) {
+        if (std::exception_ptr e = f.exception()) {  // marks it retrieved, as asyncio does
+          try {
+            std::rethrow_exception(e);
+          } catch (const KeyboardInterrupt&) {
+            return;
+          } catch (...) {
+          }
+        }
+      }
+      f.get_loop().stop();
+    }
   };
 };
 
@@ -131,7 +146,7 @@ Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame,
 }
 
 void TaskBase::destroy_self() noexcept {
-  if (!done() && frame_) {
+  if (!done() && frame_ && log_destroy_pending_) {
     ExceptionContext ctx("Task was destroyed but it is pending!");
     ctx.extra["task"] = describe();
     ctx.source = created_at();

@@ -353,6 +353,11 @@ class TaskBase : public FutureBase {
   std::uint64_t id() const noexcept { return id_; }
   // Where create_task was called (its file and line; the function is not kept).
   SourceLocation created_at() const noexcept { return {created_file_, "", created_line_}; }
+  // Whether being destroyed (or dropped by close()) while pending is reported as "Task was
+  // destroyed but it is pending!": not for the task run_until_complete made for a coroutine,
+  // which told its caller already (asyncio's _log_destroy_pending).
+  bool log_destroy_pending() const noexcept { return log_destroy_pending_; }
+  void set_log_destroy_pending(bool on) noexcept { log_destroy_pending_ = on; }
   std::uint64_t run_count() const noexcept { return run_count_; }
   // For the inspector: seconds spent in steps while inspection was on, and the loop time at
   // creation (0 when inspection was off then).
@@ -439,7 +444,8 @@ class TaskBase : public FutureBase {
   bool must_cancel_ = false;
   bool started_ = false;
   mutable bool name_set_ = false;
-  bool scheduled_ = false;
+  bool scheduled_ : 1 = false;
+  bool log_destroy_pending_ : 1 = true;
   std::uint32_t name_number_ = 0;  // for the default name (in what would be padding)
 };
 
@@ -752,6 +758,7 @@ template <class T>
 T EventLoop::run_until_complete(Coro<T> coro, SourceLocation where) {
   check_can_run("run_until_complete");  // before the coroutine becomes a task that would run later
   Task<T> task = create_task(std::move(coro), TaskOptions{}, where);
+  task.task()->set_log_destroy_pending(false);
   detail::run_until_done(*this, task.base(), true);
   if constexpr (std::is_void_v<T>)
     task.result();
