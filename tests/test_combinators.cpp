@@ -765,6 +765,98 @@ LOOP_TEST("conformance: TaskGroup error collection and outside cancellation",
   CHECK(lines(trace) == conformance::taskgroup_errors);
 }
 
+namespace taskgroup_eager {
+
+Coro<void> fail_at_once() {
+  throw ValueError("x");
+  co_return;
+}
+
+Coro<void> wait_on(Event* never, Trace* trace, std::string name) {
+  try {
+    co_await never->wait();
+  } catch (const CancelledError&) {
+    trace->push_back(name + " cancelled");
+    throw;
+  }
+}
+
+// CPython's test_cancels_task_if_created_during_creation (gh-128550): a child, started eagerly,
+// creates a grandchild that fails at once, then waits. The child joined the group only after its
+// eager step, so a failure handled at once would not cancel it, and the group would wait for ever.
+Coro<void> creates_failing_then_waits(TaskGroup* tg, Event* never, Trace* trace) {
+  tg->create_task(fail_at_once(), {.eager_start = true});
+  co_await wait_on(never, trace, "child");
+}
+
+Coro<void> groups(Trace* trace) {
+  Event never;
+  auto nested = [&never, trace](TaskGroup& tg) -> Coro<void> {
+    tg.create_task(creates_failing_then_waits(&tg, &never, trace), {.eager_start = true});
+    co_return;
+  };
+  // The old code waited for ever for the child: this ends its wait (and the test) instead.
+  TimerHandle guard = get_running_loop().call_later(5.0, [&never] { never.set(); });
+  try {
+    co_await TaskGroup::run(nested);
+    FAIL("no ExceptionGroup");
+  } catch (const ExceptionGroup& g) {
+    trace->push_back("group of " + std::to_string(g.exceptions().size()) + ": " +
+                     exception_text(g.exceptions().at(0)));
+  }
+  guard.cancel();
+  // A task created after an eager one that failed at once is created, then cancelled with the
+  // rest.
+  auto after_failure = [&never, trace](TaskGroup& tg) -> Coro<void> {
+    tg.create_task(fail_at_once(), {.eager_start = true});
+    tg.create_task(wait_on(&never, trace, "next"));
+    co_return;
+  };
+  try {
+    co_await TaskGroup::run(after_failure);
+    FAIL("no ExceptionGroup");
+  } catch (const ExceptionGroup& g) {
+    trace->push_back("group of " + std::to_string(g.exceptions().size()) + ": " +
+                     exception_text(g.exceptions().at(0)));
+  }
+}
+
+// KeyboardInterrupt from the body: the children are cancelled and waited for, then the group
+// raises it as it is (asyncio's _base_error), not inside an ExceptionGroup.
+Coro<void> interrupted(Trace* trace) {
+  Event never;
+  auto body = [&never, trace](TaskGroup& tg) -> Coro<void> {
+    tg.create_task(wait_on(&never, trace, "sibling"));
+    co_await sleep(0);
+    throw KeyboardInterrupt();
+  };
+  try {
+    co_await TaskGroup::run(body);
+  } catch (const KeyboardInterrupt&) {
+    trace->push_back("KeyboardInterrupt");
+  } catch (const ExceptionGroup&) {
+    trace->push_back("ExceptionGroup");
+  }
+}
+
+}  // namespace taskgroup_eager
+
+LOOP_TEST("TaskGroup: a child that fails during an eager create_task is handled a pass later",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(taskgroup_eager::groups(&trace));
+  // ("next" was cancelled before its first step: its body never ran. The old code refused to
+  // create it, "TaskGroup is shutting down", a second error in the group.)
+  CHECK(trace == Trace{"child cancelled", "group of 1: x", "group of 1: x"});
+}
+
+LOOP_TEST("TaskGroup: KeyboardInterrupt is re-raised as it is, after the children",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(taskgroup_eager::interrupted(&trace));
+  CHECK(trace == Trace{"sibling cancelled", "KeyboardInterrupt"});
+}
+
 LOOP_TEST("TaskGroup: create_task before enter and after exit is a RuntimeError", "[combinators]") {
   this->loop->run_until_complete(taskgroup_misuse());
 }

@@ -24,6 +24,19 @@ bool is_cancellation(const std::exception_ptr& e) {
   }
 }
 
+// asyncio's TaskGroup._is_base_error: KeyboardInterrupt (and SystemExit, which C++ has not) is
+// re-raised by the group as it is, not inside an ExceptionGroup.
+bool is_base_error(const std::exception_ptr& e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const KeyboardInterrupt&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
 std::string group_what(const std::string& message, std::size_t n) {
   return message + " (" + std::to_string(n) + " sub-exception" + (n == 1 ? "" : "s") + ")";
 }
@@ -407,6 +420,7 @@ struct TaskGroup::State {
   Ref<TaskBase> parent;
   std::vector<Ref<TaskBase>> tasks;  // the children not done yet
   std::vector<std::exception_ptr> errors;
+  std::exception_ptr base_error;  // the first KeyboardInterrupt, raised by exit() as it is
   Future<void> on_completed;
   bool entered = false;
   bool exiting = false;
@@ -428,6 +442,7 @@ struct TaskGroup::State {
     std::exception_ptr e = task.exception();
     if (!e) return;
     errors.push_back(e);
+    if (!base_error && is_base_error(e)) base_error = e;
     if (parent->done()) {
       ExceptionContext ctx("Task has errored out but its parent task is already completed");
       ctx.exception = e;
@@ -484,10 +499,10 @@ EventLoop& TaskGroup::check_can_create() {
 }
 
 void TaskGroup::adopt(TaskBase* task) {
-  if (task->done()) {
-    state_->on_task_done(*task);  // an eager task that already finished
-    return;
-  }
+  // Also a task that already finished (started eagerly): its done callback runs a pass later,
+  // as asyncio 3.13.2 does (gh-128550). Handled at once, a failure would abort the group and
+  // cancel the parent in the middle of create_task: a task created next by the same eager step
+  // would miss the abort, or be refused as the group was already shutting down.
   state_->tasks.push_back(Ref<TaskBase>(task));
   task->add_done_callback_as<GroupTaskDone, GroupTaskDone::Invoke>(GroupTaskDone{state_});
 }
@@ -510,6 +525,7 @@ Coro<void> TaskGroup::exit(std::exception_ptr error) {
   std::shared_ptr<State> s = state_;
   if (!s->entered) throw RuntimeError("TaskGroup has not been entered");
   s->exiting = true;
+  if (!s->base_error && is_base_error(error)) s->base_error = error;
   const bool error_is_cancel = is_cancellation(error);
   std::exception_ptr propagate_cancel = error_is_cancel ? error : nullptr;
   if (error && !s->aborting) s->abort();  // the body failed or was cancelled
@@ -525,6 +541,7 @@ Coro<void> TaskGroup::exit(std::exception_ptr error) {
     }
     s->on_completed = Future<void>();
   }
+  if (s->base_error) std::rethrow_exception(s->base_error);
   if (s->parent_cancel_requested && s->parent->uncancel() == 0) propagate_cancel = nullptr;
   // Errors take priority over a cancellation.
   if (propagate_cancel && s->errors.empty()) std::rethrow_exception(propagate_cancel);
