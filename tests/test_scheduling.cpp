@@ -147,6 +147,27 @@ LOOP_TEST("call_soon_threadsafe wakes a loop blocked in its backend", "[scheduli
   CHECK(ran);
 }
 
+// asyncio's call_soon_threadsafe appends to the same ready queue as call_soon: from the loop's
+// thread, and before the loop runs, the two keep call order. (Eddy used to queue it for the next
+// pass's inbox drain, after the callbacks of later call_soons.)
+LOOP_TEST("call_soon_threadsafe keeps call order with call_soon", "[scheduling]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> trace;
+  auto note = [&trace](const char* what) { return [&trace, what] { trace.push_back(what); }; };
+  loop.call_soon_threadsafe(note("a"));  // the loop is not running yet
+  loop.call_soon(note("b"));
+  loop.call_soon([&] {
+    loop.call_soon_threadsafe(note("c"));  // from the running loop's thread
+    loop.call_soon(note("d"));
+    loop.call_soon_threadsafe([&] {
+      trace.push_back("e");
+      loop.stop();
+    });
+  });
+  loop.run_forever();
+  CHECK(trace == std::vector<std::string>{"a", "b", "c", "d", "e"});
+}
+
 LOOP_TEST("handles report their callback's name and where they were scheduled",
           "[scheduling][debug]") {
   auto& loop = *this->loop;

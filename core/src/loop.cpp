@@ -705,6 +705,7 @@ void EventLoop::schedule_entry(detail::ReadyEntry e) {
     detail::release_ready_entry(e);
     check_closed();
   }
+  if (EDDY_UNLIKELY(inbox_->has_work())) drain_inbox();  // see schedule_ready
 #if EDDY_INSPECT
   if (EDDY_UNLIKELY(inspector_ != nullptr) && inspector_->entry_scheduled(e)) e.set_traced();
 #endif

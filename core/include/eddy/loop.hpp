@@ -242,6 +242,9 @@ using TimerHeap = std::vector<TimerEntry, ArrayAllocator<TimerEntry>>;
 
 }  // namespace detail
 
+// The loop running on this thread, or null (with the other module-level calls in task.hpp).
+EventLoop* running_loop() noexcept;
+
 class EventLoop : public RefCounted {
  public:
   explicit EventLoop(std::unique_ptr<Backend> backend);
@@ -542,6 +545,9 @@ class EventLoop : public RefCounted {
     return wa < wb || (wa == wb && static_cast<std::int32_t>(a.seq - b.seq) < 0);
   }
   void schedule_ready(detail::HandleRecord* rec) {
+    // call_soon_threadsafe callbacks posted earlier go first: asyncio appends every callback to
+    // one ready queue, in call order.
+    if (EDDY_UNLIKELY(inbox_->has_work())) drain_inbox();
     ready_.push(rec);
     EDDY_INSPECT_HOOK(*this, callback_scheduled(rec));
     if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
@@ -629,7 +635,10 @@ Handle EventLoop::call_soon_threadsafe(F&& callback, SourceLocation where) {
   r->when = 0;
   detail::CallbackOpsFor<Fn>::construct(r->storage, std::forward<F>(callback));
   r->ops = &detail::CallbackOpsFor<Fn>::ops;
-  if (!inbox_->post(r)) {
+  if (running_loop() == this) {
+    // From the loop's own thread, as call_soon: queued in call order, and no wake-up to send.
+    schedule_ready(r);
+  } else if (!inbox_->post(r)) {
     detail::release_handle(r);
     check_closed();
   }
