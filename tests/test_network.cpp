@@ -1962,6 +1962,60 @@ LOOP_TEST(
   CHECK(outcome == "errno " + std::to_string(ECONNREFUSED));
 }
 
+// The same for UDP: a world of its own sends a datagram to an address nobody owns nowhere; a
+// loop that stands for a real host refuses it, naming the call, where it used to send it nowhere
+// without a word (a browser has no UDP).
+static Coro<void> foreign_datagrams(EventLoop& loop, std::vector<std::string>* outcomes) {
+  const SocketAddress far = SocketAddress::ip("203.0.113.9", 53);
+  DatagramEndpointOptions connected;
+  connected.remote_addr = far;
+  try {
+    DatagramConnection c = co_await loop.create_datagram_endpoint(
+        give_datagrams(std::make_shared<Datagrams>(loop)), connected);
+    outcomes->push_back("connected");
+    c.first->close();
+  } catch (const NotSupportedError& e) {
+    outcomes->push_back(e.method() + " on " + e.target());
+  }
+  DatagramEndpointOptions unconnected;
+  unconnected.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection u = co_await loop.create_datagram_endpoint(
+      give_datagrams(std::make_shared<Datagrams>(loop)), unconnected);
+  try {
+    u.first->sendto("x", far);
+    outcomes->push_back("sent");
+  } catch (const NotSupportedError& e) {
+    outcomes->push_back(e.method() + " on " + e.target());
+  }
+  u.first->close();
+  vnet::Network& net = vnet::network(loop);
+  const int fd = net.socket(AddressFamily::inet, SocketKind::datagram);
+  try {
+    co_await loop.sock_sendto(fd, "x", far);
+    outcomes->push_back("sent");
+  } catch (const NotSupportedError& e) {
+    outcomes->push_back(e.method() + " on " + e.target());
+  }
+  net.close(fd);
+  co_await sleep(0);  // connection_lost
+  co_await sleep(0);
+}
+
+LOOP_TEST(
+    "virtual network: UDP to an address nobody owns: sent nowhere, or NotSupported for a "
+    "real host",
+    "[network][vnet]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  std::vector<std::string> outcomes;
+  this->loop->run_until_complete(foreign_datagrams(*this->loop, &outcomes));
+  const std::string target = this->loop->capabilities().target;
+  if (net.options().foreign_hosts_target.empty())
+    CHECK(outcomes == std::vector<std::string>{"connected", "sent", "sent"});
+  else
+    CHECK(outcomes == std::vector<std::string>{"create_datagram_endpoint on " + target,
+                                               "sendto on " + target, "sock_sendto on " + target});
+}
+
 LOOP_TEST("vnet::network: NotSupportedError on loops that use the operating system's network",
           "[network][vnet]") {
   if (vnet::find_network(*this->loop)) {

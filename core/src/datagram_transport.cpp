@@ -115,6 +115,7 @@ class UdpTransport final : public DatagramTransport,
       return;
     }
     const SocketAddress* to = connected_ ? nullptr : addr ? &*addr : &*remote_;
+    if (to) endpoint_->check_destination(*to, "sendto");
     bytes_out += data.size();
     if (sends_in_flight_ == 0) {
       std::error_code ec;

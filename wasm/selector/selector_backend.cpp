@@ -198,7 +198,7 @@ DatagramEndpointPtr SelectorBackend::open_datagram(const DatagramOptions& option
     net_->get(fd).reuse_port = options.reuse_port;
     net_->get(fd).broadcast = options.allow_broadcast;
     if (options.local) net_->bind(fd, *options.local);
-    if (options.remote) net_->connect(fd, *options.remote);
+    if (options.remote) net_->connect(fd, *options.remote, "create_datagram_endpoint");
   } catch (...) {
     net_->close(fd);
     throw;
@@ -235,6 +235,10 @@ std::size_t SelectorBackend::sock_recv(int fd, std::span<char> buffer, SocketAdd
 
 std::size_t SelectorBackend::sock_send(int fd, std::string_view data, const SocketAddress* to,
                                        std::error_code& error) {
+  if (to) {
+    if (Socket* s = net_->find(fd); s && s->kind == Socket::Kind::datagram)
+      net_->check_datagram_destination(*to, "sock_sendto");
+  }
   return net_->send(fd, data, to, error);
 }
 

@@ -44,6 +44,9 @@ class VirtualDatagramEndpoint final : public DatagramEndpoint, public SocketOwne
     net_.mark(fd_);
   }
 
+  void check_destination(const SocketAddress& to, const char* method) const override {
+    net_.check_datagram_destination(to, method);
+  }
   std::size_t queued_bytes() const noexcept override { return queued_; }
 
   void close() noexcept override {

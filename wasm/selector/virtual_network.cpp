@@ -302,11 +302,22 @@ void NetworkCore::unlink_path(std::string_view path) {
       s->path_unlinked = true;
 }
 
+void NetworkCore::check_datagram_destination(const SocketAddress& to, const char* method) const {
+  if (options.foreign_hosts_target.empty() || to.family == AddressFamily::unix_socket) return;
+  if (!is_ipv4(to.host()) && !is_ipv6(to.host())) return;
+  if (owned(to) || to.host() == "255.255.255.255") return;  // the virtual LAN's broadcast
+  throw NotSupportedError(method, options.foreign_hosts_target,
+                          "no UDP to " + to.to_string() +
+                              " (nothing on the virtual network has that address): a browser "
+                              "cannot send datagrams to real hosts");
+}
+
 void NetworkCore::connect(int fd, const SocketAddress& remote, const char* method) {
   Socket& s = get(fd);
   check_unix_path(remote);
   if (remote.family != s.family) throw os_error(std::errc::address_family_not_supported, "connect");
   if (s.kind == Socket::Kind::datagram) {
+    check_datagram_destination(remote, method);
     // Linux checks a Unix peer at connect: nothing bound at the path is ENOENT.
     if (remote.family == AddressFamily::unix_socket && !find_receiver(remote))
       throw os_error(std::errc::no_such_file_or_directory, "connect");

@@ -144,6 +144,10 @@ class NetworkCore {
   // `method` is what a NotSupportedError names (an address off the network, a route without a
   // WebSocket).
   void connect(int fd, const SocketAddress& remote, const char* method = "create_connection");
+  // On a loop that stands for a real host (options.foreign_hosts_target): NotSupportedError
+  // naming `method` for a datagram to a numeric address nothing on the network has (a browser
+  // has no UDP), instead of sending it nowhere. Names are resolved, and refused, by the send.
+  void check_datagram_destination(const SocketAddress& to, const char* method) const;
   // The removal of a stale socket file that create_unix_server and create_datagram_endpoint make
   // (asyncio's, before they bind): sockets bound to `path` keep working through their fds but can
   // no longer be reached by it.

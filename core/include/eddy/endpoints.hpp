@@ -164,6 +164,13 @@ class DatagramEndpoint {
   virtual bool try_send(std::string_view data, const SocketAddress* to, std::error_code& error) noexcept = 0;
   // Queues a copy; send_done follows.
   virtual void send(std::string_view data, const SocketAddress* to) = 0;
+  // Throws NotSupportedError (naming `method` and the target) for a destination this backend can
+  // never reach, such as a real host from a browser's virtual network; sendto calls it before it
+  // accepts a datagram. Nothing by default.
+  virtual void check_destination(const SocketAddress& to, const char* method) const {
+    (void)to;
+    (void)method;
+  }
   virtual std::size_t queued_bytes() const noexcept = 0;
   virtual void close() noexcept = 0;
   virtual std::any extra_info(std::string_view name) const = 0;
