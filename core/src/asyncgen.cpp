@@ -6,6 +6,7 @@
 
 #include "eddy/combinators.hpp"
 #include "eddy/log.hpp"
+#include "exception_is.hpp"
 
 namespace eddy {
 namespace detail {
@@ -59,13 +60,7 @@ const char* step_name(AsyncGenPromiseBase::Resume how) {
 }
 
 bool is_generator_exit(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const GeneratorExit&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return detail::exception_is<GeneratorExit>(e);
 }
 
 }  // namespace

@@ -8,33 +8,20 @@
 #include <cstdio>
 
 #include "eddy/queues.hpp"
+#include "exception_is.hpp"
 
 namespace eddy {
 
 namespace {
 
 bool is_cancellation(const std::exception_ptr& e) {
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const CancelledError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return detail::exception_is<CancelledError>(e);
 }
 
 // asyncio's TaskGroup._is_base_error: KeyboardInterrupt (and SystemExit, which C++ has not) is
 // re-raised by the group as it is, not inside an ExceptionGroup.
 bool is_base_error(const std::exception_ptr& e) {
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const KeyboardInterrupt&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
+  return detail::exception_is<KeyboardInterrupt>(e);
 }
 
 std::string group_what(const std::string& message, std::size_t n) {

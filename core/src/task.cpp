@@ -3,6 +3,8 @@
 // started is cancelled without running its body.
 #include "eddy/task.hpp"
 
+#include "exception_is.hpp"
+
 #include <atomic>
 #include <cmath>
 #include <sstream>
@@ -22,16 +24,8 @@ struct StopLoop {
   bool operator==(const StopLoop&) const noexcept { return true; }
   struct Invoke {
     static void call(StopLoop&, FutureBase& f) {
-      if (!f.cancelled()) {
-        if (std::exception_ptr e = f.exception()) {  // marks it retrieved, as asyncio does
-          try {
-            std::rethrow_exception(e);
-          } catch (const KeyboardInterrupt&) {
-            return;
-          } catch (...) {
-          }
-        }
-      }
+      // (exception() marks it retrieved, as asyncio's does.)
+      if (!f.cancelled() && detail::exception_is<KeyboardInterrupt>(f.exception())) return;
       f.get_loop().stop();
     }
   };
