@@ -415,9 +415,18 @@ struct TlsLineEcho : Protocol {
   Ref<Transport> transport;
   std::string line;
   void connection_made(Ref<Transport> t) override { transport = t; }
+  // After start_tls, which does not call connection_made: its result. The line may be here
+  // already (data_received can come before start_tls's caller resumes, as in asyncio).
+  void adopt(Ref<Transport> t) {
+    transport = t;
+    answer_if_complete();
+  }
   void data_received(std::string_view d) override {
     line += d;
-    if (line.find('\n') != std::string::npos) {
+    answer_if_complete();
+  }
+  void answer_if_complete() {
+    if (transport && !transport->is_closing() && line.find('\n') != std::string::npos) {
       transport->write("echo: " + line);
       transport->close();
     }
@@ -497,7 +506,9 @@ static Coro<void> starttls_client(EventLoop& loop, std::uint16_t port, std::stri
   CHECK_THROWS_AS(co_await loop.start_tls(c.first, second, &tls), ValueError);  // no server_hostname
   Ref<Transport> upgraded = co_await loop.start_tls(c.first, second, &tls, {.server_hostname = "localhost"});
   CHECK(c.first->is_closing());  // the plain transport is retired
-  CHECK(second->transport == upgraded);
+  // As asyncio's (call_connection_made=False), the protocol is not told: the result is its transport.
+  CHECK(second->transport == nullptr);
+  second->transport = upgraded;
   CHECK_FALSE(std::any_cast<TlsCipher>(upgraded->get_extra_info("cipher")).name.empty());
   upgraded->write("hello\n");
   co_await second->lost;  // the server closes after answering
@@ -535,7 +546,8 @@ struct BulkThenUpgrade : Protocol {
   }
   static Coro<void> upgrade(BulkThenUpgrade* self) {
     auto secure = std::make_shared<TlsLineEcho>(self->done);
-    co_await self->loop.start_tls(self->plain, secure, self->tls);
+    Ref<Transport> upgraded = co_await self->loop.start_tls(self->plain, secure, self->tls);
+    secure->adopt(upgraded);
     self->plain = nullptr;
   }
   void connection_lost(std::exception_ptr) override { plain = nullptr; }

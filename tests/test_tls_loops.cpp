@@ -407,6 +407,182 @@ LOOP_TEST("start_tls over a TLS connection: TLS in TLS, as asyncio 3.11+",
   CHECK(answer == "secure: hello\n");
 }
 
+namespace {
+
+// A plain Protocol that asks for STARTTLS (starttls_handler answers) and counts connection_made.
+struct StartTlsClient : Protocol {
+  int made = 0;
+  Ref<Transport> transport;
+  std::string received;
+  Future<void> lost;
+  explicit StartTlsClient(EventLoop& loop) : lost(loop.create_future<void>()) {}
+  void connection_made(Ref<Transport> t) override {
+    ++made;
+    transport = t;
+  }
+  void data_received(std::string_view d) override { received += d; }
+  void connection_lost(std::exception_ptr) override {
+    transport.reset();
+    if (!lost.done()) lost.set_result();
+  }
+};
+
+Coro<void> starttls_protocol_client(EventLoop& loop, int* made, std::string* answer) {
+  TlsContexts tls;
+  ClientConnectedCallback handler = starttls_handler;
+  Ref<Server> server = co_await start_server(handler, "127.0.0.1", 0);
+  auto client = std::make_shared<StartTlsClient>(loop);
+  ProtocolFactory factory = [client] { return client; };
+  co_await loop.create_connection(factory, "127.0.0.1", server->sockets()[0].address.port);
+  client->transport->write("STARTTLS\n");
+  while (client->received != "GO\n" && !client->lost.done()) co_await sleep(0.001);
+  client->received.clear();
+  StartTlsOptions so;
+  so.server_hostname = "localhost";
+  Ref<Transport> plain = client->transport;
+  Ref<Transport> secure = co_await loop.start_tls(plain, client, &tls.client, so);
+  secure->write("hello\n");
+  while (client->received.find('\n') == std::string::npos && !client->lost.done())
+    co_await sleep(0.001);
+  *answer = client->received;
+  *made = client->made;
+  secure->close();
+  co_await client->lost;
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("start_tls does not call the protocol's connection_made again, as asyncio",
+          "[tls][loops][starttls]") {
+  int made = 0;
+  std::string answer;
+  this->loop->run_until_complete(starttls_protocol_client(*this->loop, &made, &answer));
+  CHECK(made == 1);
+  CHECK(answer == "secure: hello\n");
+}
+
+namespace {
+
+struct HandoverFacts {
+  bool handshaking = false;            // the server's handler reached start_tls
+  bool open_during_handshake = false;  // wait_closed() still waiting after close()
+  std::size_t active = 0;
+  std::error_code code;  // what the server's start_tls raised
+  std::string client_read = "(not read)";
+};
+
+// The server's side of a STARTTLS whose client never starts its handshake.
+Coro<void> starttls_until_aborted(std::shared_ptr<StreamReader> r, std::shared_ptr<StreamWriter> w,
+                                  const TlsContext* server_tls, double timeout,
+                                  HandoverFacts* out) {
+  std::string ask = co_await r->readline();
+  w->write("GO\n");
+  co_await w->drain();
+  out->handshaking = true;
+  StartTlsOptions so;
+  so.ssl_handshake_timeout = timeout;
+  try {
+    co_await w->start_tls(server_tls, so);
+  } catch (const std::system_error& e) {
+    out->code = e.code();
+  }
+  w->close();
+}
+
+Coro<void> stalled_starttls(EventLoop& loop, double pause, double timeout, HandoverFacts* out) {
+  TlsContexts tls;
+  const TlsContext* server_tls = &tls.server;
+  ClientConnectedCallback handler = [server_tls, timeout, out](std::shared_ptr<StreamReader> r,
+                                                               std::shared_ptr<StreamWriter> w) {
+    return starttls_until_aborted(std::move(r), std::move(w), server_tls, timeout, out);
+  };
+  Ref<Server> server = co_await start_server(handler, "127.0.0.1", 0);
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  pair.second->write("STARTTLS\n");
+  std::string go = co_await pair.first->readline();
+  CHECK(go == "GO\n");
+  while (!out->handshaking) co_await sleep(0.001);
+  co_await sleep(pause);  // the server's handshake is under way, with no ClientHello coming
+  server->close();
+  Task<void> closed = loop.create_task(server->wait_closed());
+  co_await sleep(pause);
+  out->open_during_handshake = !closed.done();
+  out->active = server->active_connections();
+  server->abort_clients();
+  co_await closed;
+  out->client_read = co_await pair.first->read();
+  pair.second->close();
+  co_await pair.second->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST(
+    "start_tls: the server counts the connection through the handshake; abort_clients ends it",
+    "[tls][loops][starttls][server]") {
+  HandoverFacts f;
+  // The handshake timeout only bounds a failure: abort_clients() comes long before it.
+  this->loop->run_until_complete(stalled_starttls(*this->loop, timeout_of<TestType>(1.0, 0.05),
+                                                  timeout_of<TestType>(60.0, 5.0), &f));
+  CHECK(f.open_during_handshake);
+  CHECK(f.active == 1);
+  CHECK(f.code == std::errc::connection_aborted);
+  CHECK(f.client_read.empty());  // the server's socket closed
+}
+
+namespace {
+
+struct CloseFacts {
+  std::size_t handshaking = 0;  // active_connections() with two handshakes under way
+  std::string echoed;           // from the connection that completed its handshake after close()
+  bool open_with_one_handshaking = false;
+  std::size_t active_before_close_clients = 0;
+  std::string dropped_read = "(not read)";
+};
+
+// Two plain clients of a TLS server: their handshakes wait until they start_tls.
+Coro<void> handshakes_across_close(EventLoop& loop, CloseFacts* out) {
+  TlsContexts tls;
+  Ref<Server> server = co_await tls_echo_server(tls);
+  const std::uint16_t port = server->sockets()[0].address.port;
+  StreamPair a = co_await open_connection("127.0.0.1", port);
+  StreamPair b = co_await open_connection("127.0.0.1", port);
+  for (int i = 0; i < 1000 && server->active_connections() < 2; ++i) co_await sleep(0.001);
+  out->handshaking = server->active_connections();
+  server->close();
+  Task<void> closed = loop.create_task(server->wait_closed());
+  StartTlsOptions so;
+  so.server_hostname = "localhost";
+  co_await a.second->start_tls(&tls.client, so);
+  a.second->write("after close\n");
+  out->echoed = co_await a.first->readline();
+  a.second->close();
+  co_await a.second->wait_closed();
+  for (int i = 0; i < 1000 && server->active_connections() > 1; ++i) co_await sleep(0.001);
+  out->open_with_one_handshaking = !closed.done();
+  out->active_before_close_clients = server->active_connections();
+  server->close_clients();
+  co_await closed;
+  out->dropped_read = co_await b.first->read();
+  b.second->close();
+  co_await b.second->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("TLS server: close() lets handshakes under way finish; close_clients() drops them",
+          "[tls][loops][server][close]") {
+  CloseFacts f;
+  this->loop->run_until_complete(handshakes_across_close(*this->loop, &f));
+  CHECK(f.handshaking == 2);
+  CHECK(f.echoed == "after close\n");
+  CHECK(f.open_with_one_handshaking);
+  CHECK(f.active_before_close_clients == 1);
+  CHECK(f.dropped_read.empty());
+}
+
 #endif  // __EMSCRIPTEN__
 
 // ---- Without TLS (WebAssembly) ------------------------------------------------------------------

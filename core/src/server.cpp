@@ -38,7 +38,7 @@ void Server::attach(StreamTransport* t) { transports_.push_back(t); }
 void Server::detach(StreamTransport* t) {
   auto it = std::find(transports_.begin(), transports_.end(), t);
   if (it != transports_.end()) transports_.erase(it);
-  if (transports_.empty() && closed_) wakeup();
+  if (closed_ && active_connections() == 0) wakeup();
 }
 
 void Server::wakeup() {
@@ -110,14 +110,18 @@ void Server::handshake_done(std::uint64_t id, std::error_code ec, const std::str
   PendingHandshake pending = std::move(it->second);
   handshakes_.erase(it);
   pending.timer.cancel();
-  if (ec || closed_) {
+  if (ec) {
     // A failed handshake is an OSError, which asyncio's transport only logs, in debug mode: a
     // port scan or a plain-HTTP request is not an error of the program.
-    if (ec && loop_->get_debug())
+    if (loop_->get_debug())
       log(LogLevel::debug,
           std::string("SSL handshake failed: ") + std::system_error(ec, why).what());
-    return;  // `pending.endpoint` closes here
+    pending.endpoint.reset();
+    if (closed_ && active_connections() == 0) wakeup();
+    return;
   }
+  // Also after close(): as in asyncio, closing a server stops it accepting, and the connections
+  // it has, handshaking or not, carry on.
   Ref<StreamTransport> t =
       StreamTransport::create(*loop_, std::move(pending.endpoint), std::move(protocol), this, {});
   t->set_tls_shutdown_timeout(tls_shutdown_timeout_);
@@ -127,12 +131,17 @@ void Server::close() {
   if (closed_) return;
   closed_ = true;
   serving_ = false;
-  listeners_.clear();  // closes the listening sockets
-  for (auto& [id, pending] : handshakes_) pending.timer.cancel();
-  handshakes_.clear();  // handshakes in progress are dropped
+  listeners_.clear();  // closes the listening sockets; handshakes in progress carry on
   if (serving_forever_ && !serving_forever_.done()) serving_forever_.cancel();
   serving_forever_ = {};
-  if (transports_.empty()) wakeup();
+  if (active_connections() == 0) wakeup();
+}
+
+void Server::drop_handshakes() {
+  if (handshakes_.empty()) return;
+  for (auto& [id, pending] : handshakes_) pending.timer.cancel();
+  handshakes_.clear();  // their endpoints close: the clients see the connection reset
+  if (closed_ && active_connections() == 0) wakeup();
 }
 
 void Server::loop_closed() noexcept {
@@ -146,11 +155,15 @@ void Server::loop_closed() noexcept {
 }
 
 void Server::close_clients() {
+  Ref<Server> keep(this);
+  drop_handshakes();
   auto copy = transports_;
   for (StreamTransport* t : copy) t->close();
 }
 
 void Server::abort_clients() {
+  Ref<Server> keep(this);
+  drop_handshakes();
   auto copy = transports_;
   for (StreamTransport* t : copy) t->abort();
 }
@@ -186,7 +199,7 @@ Coro<void> Server::serve_forever() {
 
 Coro<void> Server::wait_closed() {
   Ref<Server> keep(this);
-  if (closed_ && transports_.empty()) co_return;
+  if (closed_ && active_connections() == 0) co_return;
   Future<void> w = loop_->create_future<void>();
   waiters_.push_back(w);
   co_await detail::awaiting_as("eddy::Server::wait_closed", w);
@@ -420,11 +433,12 @@ std::system_error handshake_timeout(double timeout) {
 // The helpers below are not inlined into create_connection and friends in WebAssembly: inlined,
 // their frame set-up made create_connection's resume function large enough for V8's lazy
 // compilation of it to block the page for 30-90 ms at a page's first connection.
+// `done` is the caller's: failing it early (with the error to raise) abandons the handshake.
 EDDY_WASM_NOINLINE Coro<StreamEndpointPtr> tls_handshake(EventLoop& loop,
                                                          StreamEndpointPtr endpoint,
                                                          const TlsContext* context,
-                                                         std::string hostname, double timeout) {
-  Future<void> done = loop.create_future<void>();
+                                                         std::string hostname, double timeout,
+                                                         Future<void> done) {
   StreamEndpointPtr wrapped =
       loop.backend().wrap_tls(std::move(endpoint), *context, hostname, [done](std::error_code ec, std::string why) mutable {
         if (done.done()) return;
@@ -542,9 +556,9 @@ Coro<StreamEndpointPtr> secure_if_asked(EventLoop& loop, StreamEndpointPtr endpo
                                         const ConnectionOptions& options, std::string_view name) {
   if (!options.ssl) co_return std::move(endpoint);
   const std::string server_name(options.server_hostname.value_or(name));
-  StreamEndpointPtr secured =
-      co_await tls_handshake(loop, std::move(endpoint), options.ssl, server_name,
-                             options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout));
+  StreamEndpointPtr secured = co_await tls_handshake(
+      loop, std::move(endpoint), options.ssl, server_name,
+      options.ssl_handshake_timeout.value_or(kSslHandshakeTimeout), loop.create_future<void>());
   co_return std::move(secured);
 }
 
@@ -606,9 +620,29 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
   stream->pause_reading();
   co_await stream->flushed();
   StreamEndpointPtr endpoint = stream->take_endpoint();
-  StreamEndpointPtr secured = co_await tls_handshake(*this, std::move(endpoint), context, name, options.ssl_handshake_timeout);
+  // The old transport stands for the connection meanwhile: its server still counts it, and
+  // close_clients() / abort_clients() end the handshake.
+  Future<void> handshake = create_future<void>();
+  stream->watch_handover(handshake);
+  StreamEndpointPtr secured;
+  std::exception_ptr failure;
+  try {
+    secured = co_await tls_handshake(*this, std::move(endpoint), context, name,
+                                     options.ssl_handshake_timeout, handshake);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    stream->end_handover();
+    std::rethrow_exception(failure);
+  }
+  // As asyncio's start_tls (call_connection_made=False): the protocol is not told again; it gets
+  // the new transport from our result (StreamWriter.start_tls hands it to its protocol).
   Future<void> waiter = create_future<void>();
-  Ref<StreamTransport> t = StreamTransport::create(*this, std::move(secured), std::move(protocol), nullptr, waiter);
+  Ref<StreamTransport> t =
+      StreamTransport::create(*this, std::move(secured), std::move(protocol), stream->server(),
+                              waiter, StreamTransport::Mode::socket, false);
+  stream->end_handover();  // the TLS transport holds the server's count now
   t->set_tls_shutdown_timeout(options.ssl_shutdown_timeout.value_or(kSslShutdownTimeout));
   co_await waiter;
   Ref<Transport> result(t.get());

@@ -80,9 +80,12 @@ class StreamTransport final : public Transport,
   // its write_eof() is close() (asyncio's _UnixReadPipeTransport / _UnixWritePipeTransport).
   enum class Mode { socket, read_pipe, write_pipe };
   // Schedules connection_made (then reading, then `waiter`'s result) with call_soon, as asyncio.
+  // `announce` false (start_tls) skips the protocol's connection_made: asyncio's SSLProtocol with
+  // call_connection_made=False, for a protocol that already has a connection.
   static Ref<StreamTransport> create(EventLoop& loop, StreamEndpointPtr endpoint,
                                      std::shared_ptr<BaseProtocol> protocol, Server* server,
-                                     Future<void> waiter, Mode mode = Mode::socket);
+                                     Future<void> waiter, Mode mode = Mode::socket,
+                                     bool announce = true);
 
   void close() override;
   bool is_closing() const override { return closing_; }
@@ -103,7 +106,14 @@ class StreamTransport final : public Transport,
   // start_tls: hands the connected endpoint over (for wrapping) and retires this transport
   // without a connection_lost call, as asyncio replaces the old transport's protocol.
   // RuntimeError if closing or if written data is still buffered (await flushed() first).
+  // A server keeps counting the connection through the handshake, as asyncio's keeps the raw
+  // transport under the TLS one: close() or abort() meanwhile (Server.close_clients) fail
+  // `handshake` with ConnectionAbortedError, and end_handover() lets the server go once the
+  // TLS transport (attached to it in turn) exists or the handshake failed.
   StreamEndpointPtr take_endpoint();
+  void watch_handover(Future<void> handshake);
+  void end_handover() noexcept;
+  Server* server() const noexcept { return server_.get(); }
   // TLS endpoints are the ones that cannot half-close.
   bool over_tls() const noexcept { return endpoint_ && !endpoint_->can_shutdown(); }
   // Done once nothing written is still queued in the platform (at once if nothing is), or once
@@ -142,7 +152,9 @@ class StreamTransport final : public Transport,
   void shutdown_done(std::error_code error) override;
   void closing_handshake_done(std::error_code error) override;
 
-  void connection_made();
+  void connection_made(bool announce);
+  // close()/abort() during start_tls's handshake: true if there was one to fail.
+  bool abort_handover();
   // close() once the written data is out: the endpoint's closing handshake (TLS), then
   // connection_lost.
   void finish_closing();
@@ -193,6 +205,7 @@ class StreamTransport final : public Transport,
   Future<void> sendfile_writable_;  // set when the socket can take more, or the transport is lost
   double tls_shutdown_timeout_ = 30.0;  // asyncio's SSL_SHUTDOWN_TIMEOUT
   TimerHandle tls_shutdown_timer_;      // from close() until connection_lost, over TLS
+  Future<void> handover_;               // start_tls's handshake, while it runs
   int conn_lost_ = 0;
   bool closing_ = false;
   bool paused_ = false;       // pause_reading()

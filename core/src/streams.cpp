@@ -69,9 +69,10 @@ void StreamReader::set_transport(Ref<ReadTransport> transport) {
 }
 
 void StreamReader::replace_transport(Ref<ReadTransport> transport) {
-  // The old transport is retired (start_tls); the new one starts out reading.
+  // The old transport is retired (start_tls); the new one starts out reading, and stops if the
+  // buffer is still over the limit (resumed as the reads drain it).
   transport_ = std::move(transport);
-  paused_ = false;
+  if (paused_) transport_->pause_reading();
 }
 
 void StreamReader::maybe_resume_transport() {
@@ -513,13 +514,6 @@ StreamReaderProtocol::~StreamReaderProtocol() {
 
 void StreamReaderProtocol::connection_made(Ref<Transport> transport) {
   std::shared_ptr<StreamReader> reader = reader_.lock();
-  if (transport_) {
-    // start_tls: the upgraded transport replaces the retired one.
-    transport_ = transport;
-    if (reader) reader->replace_transport(Ref<ReadTransport>(transport));
-    over_ssl_ = over_tls(*transport);
-    return;
-  }
   transport_ = transport;
   if (reader) reader->set_transport(Ref<ReadTransport>(transport));
   over_ssl_ = over_tls(*transport);
@@ -553,6 +547,13 @@ void StreamReaderProtocol::connection_made(Ref<Transport> transport) {
       transport->close();
     }
   });
+}
+
+void StreamReaderProtocol::replace_transport(Ref<Transport> transport) {
+  transport_ = transport;
+  if (std::shared_ptr<StreamReader> reader = reader_.lock())
+    reader->replace_transport(Ref<ReadTransport>(transport));
+  over_ssl_ = over_tls(*transport);
 }
 
 void StreamReaderProtocol::connection_lost(std::exception_ptr exc) {
@@ -676,16 +677,16 @@ Coro<void> StreamWriter::start_tls(const TlsContext* context, StartTlsOptions op
 Coro<void> StreamWriter::start_tls_impl(std::shared_ptr<StreamWriter> keep, StreamWriter* self,
                                         const TlsContext* context, StartTlsOptions options) {
   (void)keep;
-  std::shared_ptr<BaseProtocol> protocol =
+  std::shared_ptr<StreamReaderProtocol> protocol =
       std::dynamic_pointer_cast<StreamReaderProtocol>(self->protocol_);
   if (!protocol) throw TypeError("start_tls needs a writer made by a StreamReaderProtocol");
   Ref<Transport> transport(dynamic_cast<Transport*>(self->transport_.get()));
   if (!transport) throw TypeError("start_tls needs a stream transport");
   co_await self->drain();
   EventLoop& loop = *self->loop_;
-  // The protocol's connection_made(new transport) switches it and the reader over.
   Ref<Transport> upgraded = co_await loop.start_tls(transport, protocol, context, options);
   self->transport_ = Ref<WriteTransport>(upgraded);
+  protocol->replace_transport(upgraded);
 }
 
 // ---- Module-level helpers -----------------------------------------------------------------------

@@ -211,11 +211,11 @@ constexpr int kConnLostWritesLogThreshold = 5;
 
 Ref<StreamTransport> StreamTransport::create(EventLoop& loop, StreamEndpointPtr endpoint,
                                              std::shared_ptr<BaseProtocol> protocol, Server* server,
-                                             Future<void> waiter, Mode mode) {
+                                             Future<void> waiter, Mode mode, bool announce) {
   Ref<StreamTransport> t(new StreamTransport(loop, std::move(endpoint), std::move(protocol), server));
   t->mode_ = mode;
-  loop.call_soon([t, waiter]() mutable {
-    t->connection_made();
+  loop.call_soon([t, waiter, announce]() mutable {
+    t->connection_made(announce);
     if (waiter && !waiter.done()) waiter.set_result();
   });
   return t;
@@ -240,6 +240,7 @@ StreamTransport::StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint,
 }
 
 StreamTransport::~StreamTransport() {
+  end_handover();  // a start_tls whose coroutine was destroyed mid-handshake
   release_socket_fd();
   loop_->transport_destroyed(this);
 }
@@ -277,16 +278,17 @@ void StreamTransport::set_protocol(std::shared_ptr<BaseProtocol> protocol) {
   protocol_ = std::move(protocol);
 }
 
-void StreamTransport::connection_made() {
+void StreamTransport::connection_made(bool announce) {
   if (conn_lost_) return;  // aborted before the first pass
   protocol_connected_ = true;
   Ref<Transport> self(this);
-  call_connection_made(*loop_, [&] {
-    if (buffered_protocol_)
-      buffered_protocol_->connection_made(self);
-    else
-      stream_protocol_->connection_made(self);
-  });
+  if (announce)
+    call_connection_made(*loop_, [&] {
+      if (buffered_protocol_)
+        buffered_protocol_->connection_made(self);
+      else
+        stream_protocol_->connection_made(self);
+    });
   if (mode_ == Mode::write_pipe) {
     // asyncio's write pipe watches its pipe for reading, to notice that the reader went away
     // (read_eof here) without waiting for the next write to fail. The watch is best effort.
@@ -424,14 +426,33 @@ StreamEndpointPtr StreamTransport::take_endpoint() {
   release_socket_fd();  // the socket goes to the TLS transport
   Ref<StreamTransport> self(this);
   loop_->call_soon([self] {
-    if (self->server_) std::exchange(self->server_, nullptr)->detach(self.get());
-    // The old protocol may hold this transport: dropping our side breaks the cycle.
+    // The old protocol may hold this transport: dropping our side breaks the cycle. The server
+    // still counts the connection until end_handover().
     self->stream_protocol_ = nullptr;
     self->buffered_protocol_ = nullptr;
     self->protocol_.reset();
     self->self_.reset();
   });
   return endpoint;
+}
+
+void StreamTransport::watch_handover(Future<void> handshake) {
+  handover_ = std::move(handshake);
+}
+
+bool StreamTransport::abort_handover() {
+  if (!handover_) return false;
+  Future<void> handshake = std::exchange(handover_, {});
+  if (!handshake.done())
+    handshake.set_exception(
+        std::system_error(std::make_error_code(std::errc::connection_aborted),
+                          "start_tls: the transport was closed during the TLS handshake"));
+  return true;
+}
+
+void StreamTransport::end_handover() noexcept {
+  handover_ = {};
+  if (server_) std::exchange(server_, nullptr)->detach(this);
 }
 
 void StreamTransport::write_eof() {
@@ -449,6 +470,7 @@ void StreamTransport::write_eof() {
 }
 
 void StreamTransport::close() {
+  if (abort_handover()) return;  // during start_tls's handshake
   if (closing_) return;
   closing_ = true;
   if (endpoint_) endpoint_->read_stop();
@@ -495,7 +517,10 @@ void StreamTransport::closing_handshake_done(std::error_code error) {
   loop_->call_soon([keep] { keep->call_connection_lost(nullptr); });
 }
 
-void StreamTransport::abort() { force_close(nullptr); }
+void StreamTransport::abort() {
+  if (abort_handover()) return;  // during start_tls's handshake
+  force_close(nullptr);
+}
 
 void StreamTransport::force_close(std::exception_ptr exc) {
   if (conn_lost_) return;

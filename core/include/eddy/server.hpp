@@ -33,18 +33,23 @@ class Server : public RefCounted {
 
   EventLoop& get_loop() const noexcept { return *loop_; }
   bool is_serving() const noexcept { return serving_; }
-  // Stops listening; existing connections stay open. Idempotent.
+  // Stops listening; existing connections stay open, and so do TLS connections still in their
+  // handshake (they get their protocol when it completes), as in asyncio. Idempotent.
   void close();
+  // Close / abort every connection, those in a TLS handshake included (dropped).
   void close_clients();
   void abort_clients();
   // Starts accepting (no-op if already serving or closed).
   Coro<void> start_serving();
   // Serves until cancelled; then closes and waits for connections to finish.
   Coro<void> serve_forever();
-  // Returns once the server is closed and no connection is left.
+  // Returns once the server is closed and no connection is left (handshaking ones included).
   Coro<void> wait_closed();
   std::vector<ServerSocket> sockets() const;
-  std::size_t active_connections() const noexcept { return transports_.size(); }
+  // Connections, those still in a TLS handshake included.
+  std::size_t active_connections() const noexcept {
+    return transports_.size() + handshakes_.size();
+  }
 
   void set_tls(const TlsContext* context, double handshake_timeout, double shutdown_timeout) {
     tls_ = context;
@@ -63,6 +68,7 @@ class Server : public RefCounted {
   void start_listening();
   void accepted(StreamEndpointPtr endpoint);
   void wakeup();
+  void drop_handshakes();
   void handshake_done(std::uint64_t id, std::error_code ec, const std::string& why,
                       std::shared_ptr<BaseProtocol> protocol);
   struct PendingHandshake {

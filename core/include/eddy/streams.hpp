@@ -254,7 +254,7 @@ class ClientConnectedCallback {
 // the error and resolves wait_closed. With a client_connected_cb (start_server) it makes the
 // StreamWriter and starts the callback; a callback task that fails is reported
 // ("Unhandled exception in client_connected_cb") and its connection closed. Create it with
-// make_shared. A second connection_made (start_tls) switches to the new transport.
+// make_shared. StreamWriter::start_tls switches it and its reader to the TLS transport.
 class StreamReaderProtocol : public Protocol,
                              public FlowControlMixin,
                              public std::enable_shared_from_this<StreamReaderProtocol> {
@@ -278,6 +278,10 @@ class StreamReaderProtocol : public Protocol,
   Task<void> client_task() const { return task_; }
 
  private:
+  friend class StreamWriter;
+  // start_tls (asyncio's _replace_transport): the TLS transport replaces the retired one.
+  void replace_transport(Ref<Transport> transport);
+
   std::weak_ptr<StreamReader> reader_;
   std::shared_ptr<StreamReader> strong_reader_;  // server side, until connection_made
   ClientConnectedCallback client_connected_cb_;
