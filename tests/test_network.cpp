@@ -321,8 +321,13 @@ static Coro<void> half_close(EventLoop& loop) {
   auto client = std::make_shared<Peer>(loop);  // closes once the answer ends
   Connection c = co_await loop.create_connection(give(client), "127.0.0.1", port_of(server));
   CHECK(c.first->can_write_eof());
-  c.first->write("question");
+  c.first->write("ques");
+  const std::vector<std::string> rest_owned = strings("ti", "", "on");
+  std::vector<std::string_view> rest(rest_owned.begin(), rest_owned.end());
+  c.first->writelines(rest);  // joined, in order
   c.first->write_eof();
+  // As asyncio: nothing may follow write_eof(), not even an empty list.
+  CHECK_THROWS_AS(c.first->writelines(std::span<const std::string_view>()), RuntimeError);
   while (server_side->events.back() != "eof") co_await sleep(0.001);
   CHECK(server_side->data == "question");
   server_side->transport->write("answer");

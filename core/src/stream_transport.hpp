@@ -99,6 +99,8 @@ class StreamTransport final : public Transport,
 
   using WriteTransport::write;
   void write(std::string_view data) override;
+  // RuntimeError after write_eof() even for an empty list, as asyncio's.
+  void writelines(std::span<const std::string_view> chunks) override;
   bool can_write_eof() const override { return mode_ != Mode::read_pipe && !over_tls(); }
   void write_eof() override;
   void abort() override;

@@ -357,6 +357,26 @@ void StreamTransport::set_write_buffer_limits(std::optional<long long> high, std
   flow_.maybe_pause(get_write_buffer_size(), protocol_.get(), *loop_, this);
 }
 
+void StreamTransport::writelines(std::span<const std::string_view> chunks) {
+  if (mode_ == Mode::read_pipe) throw RuntimeError("writelines() on a read pipe transport");
+  if (eof_written_) throw RuntimeError("Cannot call writelines() after write_eof()");
+  if (sendfile_active_) throw RuntimeError("unable to writelines; sendfile is in progress");
+  std::size_t total = 0;
+  for (std::string_view c : chunks) total += c.size();
+  if (total == 0) return;
+  // As asyncio's one send of the list: small chunks joined go out in one system call; while a
+  // write is in flight, write() gathers them anyway.
+  constexpr std::size_t kJoinAtMost = 64 * 1024;
+  if (chunks.size() > 1 && total <= kJoinAtMost && writes_in_flight_ == 0) {
+    std::string joined;
+    joined.reserve(total);
+    for (std::string_view c : chunks) joined += c;
+    write(joined);
+    return;
+  }
+  for (std::string_view c : chunks) write(c);
+}
+
 void StreamTransport::write(std::string_view data) {
   if (mode_ == Mode::read_pipe) throw RuntimeError("write() on a read pipe transport");
   if (eof_written_) throw RuntimeError("Cannot call write() after write_eof()");
@@ -375,7 +395,9 @@ void StreamTransport::write(std::string_view data) {
     ++conn_lost_;
     return;
   }
-  if (closing_handshake_) {  // TLS: nothing can follow close_notify; asyncio drops it too
+  if (closing_handshake_ || (closing_ && over_tls())) {
+    // TLS from close() on (asyncio's SSLProtocol is then FLUSHING): what is already written still
+    // goes, before close_notify; later writes are dropped.
     if (dropped_writes_++ >= kConnLostWritesLogThreshold)
       log(LogLevel::warning, "SSL connection is closed");
     return;
