@@ -39,6 +39,11 @@ struct RoundTrip {
   std::optional<PeerCertificate> peercert;
   bool ssl_object = false;
   bool can_write_eof = true;
+  // After wait_closed(), as asyncio: the cipher and certificate are still known, the TLS
+  // library's object is gone.
+  std::string cipher_after_close;
+  bool peercert_after_close = false;
+  bool ssl_object_after_close = true;
 };
 
 // A TLS stream server on 127.0.0.1 that echoes until EOF.
@@ -69,6 +74,11 @@ Coro<void> round_trip(EventLoop& loop, const std::string* payload, RoundTrip* ou
   out->echoed = co_await pair.first->readexactly(static_cast<long long>(payload->size()));
   writer->close();
   co_await writer->wait_closed();
+  std::any cipher_after = writer->get_extra_info("cipher");
+  if (const TlsCipher* c = std::any_cast<TlsCipher>(&cipher_after))
+    out->cipher_after_close = c->name;
+  out->peercert_after_close = writer->get_extra_info("peercert").has_value();
+  out->ssl_object_after_close = writer->get_extra_info("ssl_object").has_value();
   server->close();
   co_await server->wait_closed();
 }
@@ -86,6 +96,9 @@ LOOP_TEST("TLS between two Eddy endpoints: 3 MB echoed, the certificate verified
   CHECK_FALSE(r.can_write_eof);
   CHECK(r.cipher.protocol == "TLSv1.3");
   CHECK_FALSE(r.cipher.name.empty());
+  CHECK(r.cipher_after_close == r.cipher.name);
+  CHECK(r.peercert_after_close);
+  CHECK_FALSE(r.ssl_object_after_close);
   REQUIRE(r.peercert);
   using Attribute = PeerCertificate::Attribute;
   CHECK(r.peercert->subject == PeerCertificate::Name{{Attribute{"commonName", "localhost"}}});

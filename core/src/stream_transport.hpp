@@ -170,6 +170,8 @@ class StreamTransport final : public Transport,
   // Drops the endpoint, the server's count, the protocol and the self-reference (the last one
   // may destroy this).
   void let_go() noexcept;
+  // Lets the endpoint go, keeping what get_extra_info answers about TLS after the connection.
+  void drop_endpoint() noexcept;
   // Takes this transport's socket out of the loop's registry (asyncio's loop._transports).
   void release_socket_fd() noexcept;
   void report(const char* message, std::exception_ptr exc);
@@ -208,6 +210,12 @@ class StreamTransport final : public Transport,
   double tls_shutdown_timeout_ = 30.0;  // asyncio's SSL_SHUTDOWN_TIMEOUT
   TimerHandle tls_shutdown_timer_;      // from close() until connection_lost, over TLS
   Future<void> handover_;               // start_tls's handshake, while it runs
+  // As asyncio's SSLProtocol keeps peercert and cipher after connection_lost (not ssl_object:
+  // the TLS library's object goes with the endpoint).
+  struct RetainedTls {
+    std::any cipher, peercert, ssl_version;
+  };
+  std::unique_ptr<RetainedTls> retained_tls_;
   int conn_lost_ = 0;
   bool closing_ = false;
   bool paused_ = false;       // pause_reading()

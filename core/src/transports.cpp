@@ -316,7 +316,29 @@ void StreamTransport::connection_made(bool announce) {
 }
 
 std::any StreamTransport::get_extra_info(std::string_view name, std::any default_value) const {
+  if (EDDY_UNLIKELY(retained_tls_ != nullptr)) {
+    const std::any* kept = name == "cipher"        ? &retained_tls_->cipher
+                           : name == "peercert"    ? &retained_tls_->peercert
+                           : name == "ssl_version" ? &retained_tls_->ssl_version
+                                                   : nullptr;
+    if (kept) return kept->has_value() ? *kept : default_value;
+  }
   return lookup_extra_info(name, std::move(default_value), peername_, sockname_, endpoint_.get());
+}
+
+void StreamTransport::drop_endpoint() noexcept {
+  if (!endpoint_) return;
+  if (over_tls()) {
+    try {
+      auto kept = std::make_unique<RetainedTls>();
+      kept->cipher = endpoint_->extra_info("cipher");
+      kept->peercert = endpoint_->extra_info("peercert");
+      kept->ssl_version = endpoint_->extra_info("ssl_version");
+      retained_tls_ = std::move(kept);
+    } catch (...) {  // out of memory: the names answer their default, as before the handshake
+    }
+  }
+  endpoint_.reset();
 }
 
 void StreamTransport::pause_reading() {
@@ -550,7 +572,7 @@ void StreamTransport::force_close(std::exception_ptr exc) {
   if (writes_in_flight_ && endpoint_) {
     // Drop what is still queued: only closing the endpoint cancels the platform's writes.
     endpoint_->read_stop();
-    endpoint_.reset();
+    drop_endpoint();
     writes_in_flight_ = 0;
   }
   pending_ = {};
@@ -583,7 +605,7 @@ void StreamTransport::loop_closed() noexcept {
 void StreamTransport::let_go() noexcept {
   tls_shutdown_timer_.cancel();
   tls_shutdown_timer_ = {};
-  endpoint_.reset();
+  drop_endpoint();
   release_socket_fd();
   if (server_) std::exchange(server_, nullptr)->detach(this);
   // As asyncio, the transport lets its protocol go: a protocol holding the transport (a
