@@ -133,6 +133,33 @@ Coro<void> gather_return_exceptions(Trace* trace) {
   trace->push_back("empty " + std::to_string(values.size()));
 }
 
+Coro<void> gather_cancel_absorbed(Trace* trace) {
+  auto g = gather(stubborn("s1", trace), stubborn("s2", trace));
+  co_await sleep(0);
+  trace->push_back(std::string("cancel ") + (g.cancel("stop") ? "True" : "False"));
+  try {
+    co_await g;
+  } catch (const CancelledError& e) {
+    trace->push_back("gather cancelled '" + e.message() + "'");
+  }
+}
+
+// The last child in the arguments finished before the cancel: its (empty) message is the one.
+Coro<void> gather_cancel_after_last_done(Trace* trace) {
+  auto a = ensure_future(child("a", 5, trace));
+  auto t = ensure_future(child("b", 0, trace));
+  auto g = gather(return_exceptions, a, t);
+  co_await sleep(0);
+  const bool cancelled = g.cancel("stop");
+  trace->push_back(std::string("cancel ") + (cancelled ? "True" : "False") + " b.done " +
+                   (t.done() ? "True" : "False"));
+  try {
+    co_await g;
+  } catch (const CancelledError& e) {
+    trace->push_back("gather cancelled '" + e.message() + "'");
+  }
+}
+
 Coro<void> gather_void_and_values(Trace* trace) {
   auto g = gather(sleep(0), child("n", 1, trace));
   auto [nothing, n] = co_await g;
@@ -159,6 +186,10 @@ LOOP_TEST("conformance: gather under cancellation and failure", "[combinators][c
     co_await gather_child_cancelled(trace);
     trace->push_back("-- gather_return_exceptions");
     co_await gather_return_exceptions(trace);
+    trace->push_back("-- gather_cancel_absorbed");
+    co_await gather_cancel_absorbed(trace);
+    trace->push_back("-- gather_cancel_after_last_done");
+    co_await gather_cancel_after_last_done(trace);
   };
   Trace trace;
   this->loop->run_until_complete(all(&trace));

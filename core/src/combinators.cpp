@@ -112,8 +112,11 @@ void GatherBase::on_child_done(FutureBase& child) {
   }
   if (finished_ < children_.size()) return;
   if (cancel_requested_) {
-    // As asyncio: the outer future ends with the last child's CancelledError as its exception.
-    std::string msg = child.cancelled() ? child.cancel_message() : std::string();
+    // As asyncio: the outer future ends with a CancelledError as its exception, made by the last
+    // child in the arguments (not the last to finish): its message, or none if it was not
+    // cancelled.
+    const FutureBase& last = *children_.back();
+    std::string msg = last.cancelled() ? last.cancel_message() : std::string();
     end(std::make_exception_ptr(CancelledError(std::move(msg))));
     return;
   }

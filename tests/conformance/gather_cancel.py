@@ -1,6 +1,9 @@
 # Scenario: gather under cancellation. Cancelling the gather cancels its children with the
 # message; a failing child fails the gather while its siblings keep running; a child cancelled on
 # its own fails the gather with CancelledError; return_exceptions collects every outcome.
+# Once every child is done, a cancelled gather raises the cancellation of the *last child in its
+# arguments* (asyncio's loop variable), with that child's message: children that absorbed it still
+# carry it, a child that had finished before has none.
 # The C++ twin is in test_combinators.cpp.
 import asyncio
 
@@ -20,6 +23,15 @@ async def child(name, n, fail=False):
         raise ValueError(name)
     trace.append(f"{name} done")
     return n
+
+
+async def stubborn(name):
+    trace.append(f"{name} start")
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        trace.append(f"{name} absorbs the cancellation")
+    return 42
 
 
 def b(x):
@@ -75,8 +87,31 @@ async def gather_return_exceptions():
     trace.append(f"empty {len(await asyncio.gather())}")
 
 
+async def gather_cancel_absorbed():
+    g = asyncio.gather(stubborn("s1"), stubborn("s2"))
+    await asyncio.sleep(0)
+    trace.append(f"cancel {b(g.cancel('stop'))}")
+    try:
+        await g
+    except asyncio.CancelledError as e:
+        trace.append(f"gather cancelled '{e.args[0] if e.args else ''}'")
+
+
+async def gather_cancel_after_last_done():
+    a = asyncio.ensure_future(child("a", 5))
+    t = asyncio.ensure_future(child("b", 0))
+    g = asyncio.gather(a, t, return_exceptions=True)
+    await asyncio.sleep(0)
+    trace.append(f"cancel {b(g.cancel('stop'))} b.done {b(t.done())}")
+    try:
+        await g
+    except asyncio.CancelledError as e:
+        trace.append(f"gather cancelled '{e.args[0] if e.args else ''}'")
+
+
 async def main():
-    for part in (gather_cancel, gather_fail, gather_child_cancelled, gather_return_exceptions):
+    for part in (gather_cancel, gather_fail, gather_child_cancelled, gather_return_exceptions,
+                 gather_cancel_absorbed, gather_cancel_after_last_done):
         trace.append(f"-- {part.__name__}")
         await part()
 
