@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "selector/virtual_network.hpp"
+#include "selector/virtual_sockets.hpp"
 #include "support.hpp"
 
 #ifndef __EMSCRIPTEN__
@@ -1440,6 +1441,49 @@ LOOP_TEST("pipes: a regular file is refused by connect_read_pipe and add_reader"
   ::unlink(path.c_str());
 }
 
+// In WebAssembly, a device of Emscripten's (/dev/null here; stdin alike) cannot be waited on:
+// NotSupportedError naming the call, not EBADF or EPERM.
+static Coro<std::string> device_as_pipe(EventLoop& loop, int fd, bool write) {
+  std::string outcome = "adopted";
+  try {
+    if (write) {
+      WritePipeConnection w =
+          co_await loop.connect_write_pipe(give(std::make_shared<Peer>(loop)), fd);
+      w.first->close();
+    } else {
+      ReadPipeConnection r =
+          co_await loop.connect_read_pipe(give(std::make_shared<Peer>(loop)), fd);
+      r.first->close();
+    }
+  } catch (const NotSupportedError& e) {
+    outcome = e.method() + " on " + e.target() + ": " + e.what();
+  }
+  co_return outcome;
+}
+
+LOOP_TEST("pipes: in WebAssembly, a device descriptor is NotSupportedError naming the call",
+          "[network][pipes]") {
+  auto& loop = *this->loop;
+  const std::string target = loop.capabilities().target;
+  if (target.rfind("wasm", 0) != 0) SKIP("natively a device can be watched");
+  const int fd = ::open("/dev/null", O_RDWR);
+  REQUIRE(fd >= 0);
+  const std::string read = loop.run_until_complete(device_as_pipe(loop, fd, false));
+  const std::string write = loop.run_until_complete(device_as_pipe(loop, fd, true));
+  CHECK(read.rfind("connect_read_pipe on " + target + ": ", 0) == 0);
+  CHECK(write.rfind("connect_write_pipe on " + target + ": ", 0) == 0);
+  CHECK(read.find("is Emscripten's (stdin or another device)") != std::string::npos);
+  std::string watched;
+  try {
+    loop.add_reader(fd, [] {});
+  } catch (const NotSupportedError& e) {
+    watched = e.method();
+  }
+  CHECK(watched == "add_reader");
+  CHECK_FALSE(loop.remove_reader(fd));
+  ::close(fd);
+}
+
 // asyncio reports an add_reader callback that raised as "Exception in callback <the callback>".
 // Eddy named its own internal lambda and the place inside the loop that scheduled it; now the
 // caller's callable and the add_reader / add_writer call.
@@ -1832,13 +1876,25 @@ static Coro<void> names(EventLoop& loop) {
   REQUIRE(local.size() == 2);  // stream and datagram
   CHECK(local[0].address.host() == "127.0.0.1");
   CHECK(local[0].address.port == 80);
+  // An unknown name: the C library's error on the virtual-clock loop; in WebAssembly, which has
+  // no DNS, NotSupportedError naming the call (the name may exist out there).
   bool unknown = false;
+  std::string refused;
   try {
     co_await loop.getaddrinfo("nowhere.invalid", "80");
+  } catch (const NotSupportedError& e) {
+    refused = e.method() + " | " + e.what();
   } catch (const std::system_error& e) {
     unknown = std::string(e.what()).find("Name or service not known") != std::string::npos;
   }
-  CHECK(unknown);
+  if (vnet::network(loop).options().foreign_hosts_target.empty()) {
+    CHECK(unknown);
+  } else {
+    INFO(refused);
+    CHECK(refused.rfind("getaddrinfo | getaddrinfo is not supported on wasm", 0) == 0);
+    CHECK(refused.find("\"nowhere.invalid\" is no name on the virtual network") !=
+          std::string::npos);
+  }
   NameInfo n = co_await loop.getnameinfo(SocketAddress::ip("10.0.0.2", 80));
   CHECK(n.host == "server.example");
   CHECK(n.service == "80");
@@ -1916,6 +1972,62 @@ LOOP_TEST("virtual network: a WebSocket route needs a host with WebSockets",
   net.route_websocket("echo.example", 80, "ws://127.0.0.1:9/");
   if (net.has_gateway()) SKIP("this host has WebSockets: the browser test covers the route");
   this->loop->run_until_complete(routed_without_gateway(*this->loop));
+}
+
+namespace {
+
+// Stands in for the host's WebSockets: notes the routes it is asked to open.
+struct NotingGateway : vnet::detail::Gateway {
+  std::vector<std::string>* opened;
+  explicit NotingGateway(std::vector<std::string>* opened) : opened(opened) {}
+  void open(int, const std::string& url) override { opened->push_back(url); }
+  void send(int, std::string_view) override {}
+  std::size_t buffered(int) override { return 0; }
+  void close(int) override {}
+  std::string name() const override { return "noting"; }
+};
+
+Coro<void> routed_under_blocking_run(EventLoop& loop, std::string* refusal) {
+  auto nobody = std::make_shared<Peer>(loop);
+  try {
+    co_await loop.create_connection(give(nobody), "echo.example", 80);
+    *refusal = "connected";
+  } catch (const NotSupportedError& e) {
+    *refusal = e.method() + " | " + e.what();
+  }
+}
+
+// Driven by the host, the same connection goes to the gateway (and is cancelled there).
+Coro<void> routed_when_host_driven(EventLoop& loop, const std::vector<std::string>* opened) {
+  auto nobody = std::make_shared<Peer>(loop);
+  Task<Connection> t = loop.create_task(loop.create_connection(give(nobody), "echo.example", 80));
+  for (int i = 0; i < 10 && opened->empty(); ++i) co_await sleep(0);
+  t.cancel();
+  try {
+    co_await t;
+  } catch (const CancelledError&) {
+  }
+}
+
+}  // namespace
+
+LOOP_TEST("virtual network: a WebSocket route is refused while a blocking run keeps the host out",
+          "[network][vnet][websocket]") {
+  REQUIRE_VIRTUAL_NETWORK(*this->loop);
+  std::vector<std::string> opened;
+  net.core().set_gateway(std::make_unique<NotingGateway>(&opened));
+  net.route_websocket("echo.example", 80, "ws://127.0.0.1:9/");
+  std::string refusal;
+  this->loop->run_until_complete(routed_under_blocking_run(*this->loop, &refusal));
+  INFO(refusal);
+  CHECK(refusal.rfind("create_connection | create_connection is not supported on ", 0) == 0);
+  CHECK(refusal.find("drive this loop with eddy::wasm::run_main or eddy::wasm::drive") !=
+        std::string::npos);
+  CHECK(opened.empty());
+  net.core().host_driven = true;  // as eddy::wasm::drive sets it
+  this->loop->run_until_complete(routed_when_host_driven(*this->loop, &opened));
+  CHECK(opened == std::vector<std::string>{"ws://127.0.0.1:9/"});
+  net.core().host_driven = false;
 }
 
 static Coro<void> foreign_address(EventLoop& loop, std::string* outcome) {

@@ -16,7 +16,8 @@ namespace {
 // A pipe transport in `mode`, returned once connection_made has run.
 Coro<Ref<StreamTransport>> connect_pipe(EventLoop& loop, std::shared_ptr<BaseProtocol> protocol, int fd,
                                         StreamTransport::Mode mode) {
-  StreamEndpointPtr endpoint = loop.backend().adopt_pipe(fd);
+  StreamEndpointPtr endpoint = loop.backend().adopt_pipe(
+      fd, mode == StreamTransport::Mode::read_pipe ? "connect_read_pipe" : "connect_write_pipe");
   Future<void> waiter = loop.create_future<void>();
   Ref<StreamTransport> t = StreamTransport::create(loop, std::move(endpoint), std::move(protocol), nullptr, waiter, mode);
   co_await waiter;

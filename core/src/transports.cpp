@@ -84,7 +84,9 @@ void Backend::getaddrinfo(const std::string&, const std::string&, const AddrInfo
   backend_lacks("getaddrinfo");
 }
 void Backend::getnameinfo(const SocketAddress&, int, NameInfoDone) { backend_lacks("getnameinfo"); }
-StreamEndpointPtr Backend::adopt_pipe(int) { backend_lacks("connect_read_pipe"); }
+StreamEndpointPtr Backend::adopt_pipe(int, const char* method) {
+  backend_lacks(method);
+}
 SpawnedProcess Backend::spawn_process(const ProcessSpec&, std::function<void(int)>) {
   throw NotSupportedError("subprocess_exec", "this backend", "it has no processes");
 }

@@ -96,7 +96,7 @@ struct Fd {
 
 }  // namespace
 
-StreamEndpointPtr UvBackend::adopt_pipe(int fd) {
+StreamEndpointPtr UvBackend::adopt_pipe(int fd, const char*) {
   struct stat st;
   if (::fstat(fd, &st) != 0) throw std::system_error(errno, std::generic_category(), "fstat");
   if (!(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)))

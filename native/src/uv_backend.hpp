@@ -88,7 +88,7 @@ class UvBackend final : public Backend {
                    ResolveDone done) override;
   void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) override;
   DatagramEndpointPtr open_datagram(const DatagramOptions& options) override;
-  StreamEndpointPtr adopt_pipe(int fd) override;
+  StreamEndpointPtr adopt_pipe(int fd, const char* method) override;
   SpawnedProcess spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit) override;
   void watch_fd(int fd, bool readable, bool writable, std::function<void(bool, bool)> on_ready) override;
   void unwatch_fd(int fd) noexcept override;

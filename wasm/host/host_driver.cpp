@@ -4,6 +4,9 @@
 
 #include <string>
 
+#include "selector/virtual_network.hpp"
+#include "selector/virtual_sockets.hpp"
+
 // clang-format off
 EM_JS(void, eddy_js_schedule, (double delay_ms), {
   const host = Module.__eddyHost || (Module.__eddyHost = { immediate: false, timer: null, due: 0 });
@@ -71,10 +74,14 @@ void finish_main() {
 void drive(EventLoop& loop) {
   g_driver.loop = &loop;
   loop.set_host_driver(&g_driver);
+  vnet::network(loop).core().host_driven = true;  // WebSocket routes can work now
 }
 
 void stop_driving() {
-  if (g_driver.loop) g_driver.loop->set_host_driver(nullptr);
+  if (g_driver.loop) {
+    g_driver.loop->set_host_driver(nullptr);
+    vnet::network(*g_driver.loop).core().host_driven = false;
+  }
   g_driver.loop = nullptr;
   eddy_js_cancel_timer();
 }

@@ -160,10 +160,22 @@ StreamEndpointPtr SelectorBackend::adopt_stream(int fd, const ConnectOptions&) {
   return vnet::detail::make_stream_endpoint(*net_, fd);
 }
 
-StreamEndpointPtr SelectorBackend::adopt_pipe(int fd) {
-  // A descriptor of the file system (a regular file): asyncio's check on the file's mode.
-  if (!net_->find(fd) && platform::is_regular_file(fd))
-    throw ValueError("Pipe transport is for pipes/sockets only.");
+void SelectorBackend::refuse_host_descriptor(int fd, const char* method) const {
+  throw NotSupportedError(method, net_->options.foreign_hosts_target,
+                          "descriptor " + std::to_string(fd) +
+                              " is Emscripten's (stdin or another device), which WebAssembly "
+                              "cannot wait on; only the virtual network's pipes and sockets "
+                              "(eddy::vnet) can be watched");
+}
+
+StreamEndpointPtr SelectorBackend::adopt_pipe(int fd, const char* method) {
+  if (!net_->find(fd) && platform::is_open_file(fd)) {
+    // A descriptor of the file system. A regular file: asyncio's check on the file's mode. A
+    // device (stdin, say): in WebAssembly nothing can wait for it to be readable or writable.
+    if (platform::is_regular_file(fd))
+      throw ValueError("Pipe transport is for pipes/sockets only.");
+    if (!net_->options.foreign_hosts_target.empty()) refuse_host_descriptor(fd, method);
+  }
   Socket& s = net_->get(fd);
   if (s.owner)
     throw RuntimeError("virtual socket " + std::to_string(fd) + " is already used by a transport");
@@ -174,6 +186,17 @@ void SelectorBackend::getaddrinfo(const std::string& host, const std::string& se
                                   const AddrInfoOptions& options, ResolveDone done) {
   std::error_code ec;
   auto result = net_->resolve(host, service, options, ec);
+  // A page or Node module has no DNS: a name the virtual network does not know may well exist,
+  // so "Name or service not known" would mislead. The virtual-clock loop is a world of its own,
+  // where an unknown name is that C library error.
+  const std::string& target = net_->options.foreign_hosts_target;
+  if (ec && ec.value() == -2 && !target.empty() && !host.empty() &&
+      !(options.flags & kNumericHostFlag))
+    throw NotSupportedError("getaddrinfo", target,
+                            "no DNS: \"" + host +
+                                "\" is no name on the virtual network (name an address with "
+                                "eddy::vnet::Network::add_host, or reach a real server through a "
+                                "WebSocket route: route_websocket)");
   net_->at(net_->now(), [done = std::move(done), result = std::move(result), ec]() mutable {
     done(std::move(result), ec);
   });
@@ -218,9 +241,14 @@ DatagramEndpointPtr SelectorBackend::adopt_datagram(int fd) {
 
 void SelectorBackend::watch_fd(int fd, bool readable, bool writable,
                                std::function<void(bool, bool)> on_ready) {
-  // A file of the file system cannot be polled: EPERM, as epoll answers for a regular file.
-  if (!net_->find(fd) && platform::is_open_file(fd))
-    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted), "add_reader");
+  // A file of the file system cannot be polled: EPERM, as epoll answers for a regular file. Nor
+  // can a device in WebAssembly.
+  if (!net_->find(fd) && platform::is_open_file(fd)) {
+    if (!platform::is_regular_file(fd) && !net_->options.foreign_hosts_target.empty())
+      refuse_host_descriptor(fd, readable ? "add_reader" : "add_writer");
+    throw std::system_error(std::make_error_code(std::errc::operation_not_permitted),
+                            readable ? "add_reader" : "add_writer");
+  }
   net_->watch(fd, readable, writable, std::move(on_ready));
 }
 

@@ -104,7 +104,9 @@ class SelectorBackend final : public Backend {
                                    StreamEndpoint::ConnectDone done) override;
   StreamListenerPtr bind_stream(const SocketAddress& local, const ListenOptions& options) override;
   StreamEndpointPtr adopt_stream(int fd, const ConnectOptions& options) override;
-  StreamEndpointPtr adopt_pipe(int fd) override;
+  StreamEndpointPtr adopt_pipe(int fd, const char* method) override;
+  // NotSupportedError for a device descriptor of Emscripten's (WebAssembly only).
+  [[noreturn]] void refuse_host_descriptor(int fd, const char* method) const;
   void getaddrinfo(const std::string& host, const std::string& service,
                    const AddrInfoOptions& options, ResolveDone done) override;
   void getnameinfo(const SocketAddress& address, int flags, NameInfoDone done) override;

@@ -347,6 +347,19 @@ void NetworkCore::connect(int fd, const SocketAddress& remote, const char* metho
                                                                    : options.foreign_hosts_target,
                               "the route to " + *url + " needs a WebSocket, which this host lacks");
     }
+    if (!host_driven) {
+      // Node or a worker running the loop with run_forever / run_until_complete: the thread
+      // sleeps in Atomics.wait and never returns to the host, so the WebSocket would never open.
+      s.connecting = false;
+      throw NotSupportedError(
+          method,
+          options.foreign_hosts_target.empty() ? "this virtual network"
+                                               : options.foreign_hosts_target,
+          "the route to " + *url +
+              " is a WebSocket, whose events come from the host's event loop, which a blocking "
+              "run_forever or run_until_complete never returns to: drive this loop with "
+              "eddy::wasm::run_main or eddy::wasm::drive");
+    }
     s.in = new_flow(*url, -1, fd);
     s.out = new_flow(*url, fd, -1);
     s.in->external = s.out->external = true;

@@ -195,6 +195,9 @@ class NetworkCore {
   void gateway_data(int fd, std::string_view data);
   void gateway_closed(int fd, bool clean);
   std::function<void()> on_host_io;
+  // The host's event loop drives this loop (eddy::wasm::drive): gateway events can arrive. A
+  // blocking run never gives the host a turn, so a route is refused without it.
+  bool host_driven = false;
 
   NetworkOptions options;
   std::map<std::string, LinkOptions> links;

@@ -87,8 +87,9 @@ class Backend {
   // A bound and/or connected datagram socket (system_error on failure).
   virtual DatagramEndpointPtr open_datagram(const DatagramOptions& options);
   virtual DatagramEndpointPtr adopt_datagram(int fd);
-  // Pipes: takes over a pipe, socket or character-device fd (connect_read/write_pipe).
-  virtual StreamEndpointPtr adopt_pipe(int fd);
+  // Pipes: takes over a pipe, socket or character-device fd for `method` (connect_read_pipe or
+  // connect_write_pipe, which errors name).
+  virtual StreamEndpointPtr adopt_pipe(int fd, const char* method);
   // Starts a child; `on_exit(returncode)` is called once from poll() (negative: killed by that
   // signal, as asyncio reports it) unless the process endpoint is closed first.
   virtual SpawnedProcess spawn_process(const ProcessSpec& spec, std::function<void(int)> on_exit);
