@@ -3,6 +3,9 @@
 // broken stdin pipes. Real children (sh, cat, printf, sleep); loop kinds without processes must
 // refuse with NotSupportedError.
 #include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "support.hpp"
 
@@ -287,4 +290,59 @@ TEST_CASE_METHOD(NativeFixture, "a dropped Process closes the child's stdin",
                  "[process-api][lifetime]") {
   loop->run_until_complete(dropped_process(*loop));
 }
+// Children of this process running `sleep <seconds>` (a zombie has no command line).
+static int sleeping_children(const std::string& seconds) {
+  int n = 0;
+  const std::string wanted = std::string("sleep") + '\0' + seconds + '\0';
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const std::size_t comm_end = line.rfind(')');  // "pid (comm) state ppid ..."
+    if (comm_end == std::string::npos || comm_end + 2 > line.size()) continue;
+    std::istringstream rest(line.substr(comm_end + 2));
+    char state = 0;
+    int ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != ::getpid()) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    const std::string args((std::istreambuf_iterator<char>(cmdline)),
+                           std::istreambuf_iterator<char>());
+    if (args == wanted) ++n;
+  }
+  return n;
+}
+
+struct CancelledStart {
+  int running_before = -1, running_after = -1;
+  bool cancelled = false;
+};
+
+static Coro<void> cancelled_while_starting(EventLoop& loop, CancelledStart* out) {
+  ProcessOptions o{.stdout_ = subprocess::PIPE};
+  Task<Process> t = loop.create_task(create_subprocess_exec(strings("sleep", "37.25"), o));
+  co_await sleep(0);  // spawned; its pipe still connecting
+  out->running_before = sleeping_children("37.25");
+  t.cancel();
+  try {
+    co_await t;
+  } catch (const CancelledError&) {
+    out->cancelled = true;
+  }
+  out->running_after = sleeping_children("37.25");
+}
+
+// As asyncio's _make_subprocess_transport: a start that is cancelled kills the child and waits
+// for it, rather than leaving it running with nobody to reap or stop it.
+TEST_CASE_METHOD(NativeFixture, "create_subprocess_exec cancelled while starting leaves no child",
+                 "[process-api][cancel]") {
+  CancelledStart r;
+  loop->run_until_complete(cancelled_while_starting(*loop, &r));
+  CHECK(r.running_before == 1);
+  CHECK(r.cancelled);
+  CHECK(r.running_after == 0);
+}
+
 #endif  // __EMSCRIPTEN__

@@ -6,6 +6,7 @@
 #include "eddy/errors.hpp"
 #include "eddy/loop.hpp"
 #include "eddy/task.hpp"
+#include "exception_is.hpp"
 #include "stream_transport.hpp"
 
 namespace eddy {
@@ -99,8 +100,26 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
     pending_.clear();
   }
 
+  // The start failed or was cancelled, as asyncio's _make_subprocess_transport handles it: the
+  // child is killed and its pipes closed; the protocol, never connected, hears nothing. The
+  // result is done once the child is reaped.
+  Future<void> abandon() {
+    abandoned_ = true;
+    pending_.clear();
+    for (auto& r : relays_)
+      if (r) r->disown();
+    close();
+    exit_waiter_ = loop_->create_future<void>();
+    if (returncode_) finish_abandoned();
+    return exit_waiter_;
+  }
+
   void process_exited(int returncode) {
     returncode_ = returncode;
+    if (abandoned_) {
+      finish_abandoned();
+      return;
+    }
     // The child's stdin pipe stays open, as in asyncio: a grandchild may still read it. It
     // closes when its last reader goes (the pipe transport watches for that) or on close().
     call([this] {
@@ -210,6 +229,10 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
     }
     f();
   }
+  void finish_abandoned() {
+    if (exit_waiter_ && !exit_waiter_.done()) exit_waiter_.set_result();
+    let_go();
+  }
   void try_finish() {
     if (!returncode_ || open_pipes_ > 0 || finished_) return;
     finished_ = true;
@@ -236,6 +259,8 @@ class ProcessTransport final : public SubprocessTransport, public inspect::Trans
   bool connected_ = false;
   bool closed_ = false;
   bool finished_ = false;
+  bool abandoned_ = false;
+  Future<void> exit_waiter_;  // abandon()'s
 };
 
 void PipeRelay::data_received(std::string_view data) {
@@ -272,7 +297,21 @@ Coro<SubprocessConnection> EventLoop::subprocess_exec(SubprocessProtocolFactory 
   // The exit report holds a reference: the transport lives until the child is reaped.
   SpawnedProcess spawned = backend().spawn_process(spec, [keep = transport](int rc) { keep->process_exited(rc); });
   (void)raw;
-  co_await transport->start(std::move(spawned));
+  std::exception_ptr failure;
+  try {
+    co_await transport->start(std::move(spawned));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    // Cancelled (or failed) while the pipes connected: no child is left running unsupervised.
+    // A KeyboardInterrupt leaves at once, as in asyncio.
+    if (!detail::exception_is<KeyboardInterrupt>(failure)) {
+      Future<void> reaped = transport->abandon();
+      co_await reaped;
+    }
+    std::rethrow_exception(failure);
+  }
   SubprocessConnection result{Ref<SubprocessTransport>(transport.get()), protocol};
   co_return result;
 }
