@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "support.hpp"
 
@@ -190,7 +191,35 @@ LOOP_TEST("Unix datagrams: remote_addr nothing is bound to is ENOENT", "[datagra
   CHECK(loop.run_until_complete(unix_datagram_to_nobody(loop)) == ENOENT);
 }
 
+// Cancelled while it waits for connection_made: as asyncio, the transport it made is closed (the
+// protocol sees connection_made, then connection_lost), not left open with nobody holding it.
+static Coro<std::string> cancelled_endpoint(EventLoop& loop) {
+  auto r = std::make_shared<DatagramRecorder>(loop);
+  DatagramEndpointOptions o;
+  o.family = AddressFamily::inet;
+  Task<DatagramConnection> t = loop.create_task(loop.create_datagram_endpoint(give(r), o));
+  co_await sleep(0);
+  const bool cancelling = t.cancel();
+  bool cancelled = false;
+  try {
+    co_await t;
+  } catch (const CancelledError&) {
+    cancelled = true;
+  }
+  for (int i = 0; i < 10 && !r->lost.done(); ++i) co_await sleep(0);
+  co_return std::string(cancelling && cancelled ? "cancelled" : "not cancelled") +
+      (r->lost.done() ? ", closed" : ", still open");
+}
+
+LOOP_TEST("datagrams: create_datagram_endpoint cancelled before it returns closes its transport",
+          "[datagrams][cancel]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("create_datagram_endpoint")) SKIP("no sockets here");
+  CHECK(loop.run_until_complete(cancelled_endpoint(loop)) == "cancelled, closed");
+}
+
 #ifndef __EMSCRIPTEN__
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -221,6 +250,57 @@ static Coro<void> udp_client(EventLoop& loop, std::uint16_t port, std::shared_pt
   CHECK(c.first->is_closing());
   c.first->sendto("dropped after close");
   co_await r->lost;
+}
+
+struct AdoptedConnected {
+  std::string received;
+  bool peer_known = false;
+  int reuse_address = -1;
+};
+
+// A UDP socket connected before it is given (sock=): as asyncio, every datagram goes to its peer
+// (sendto without an address works), and its SO_REUSEADDR is left as it was (off).
+static Coro<void> adopted_connected_socket(EventLoop& loop, AdoptedConnected* out) {
+  auto receiver = std::make_shared<DatagramRecorder>(loop);
+  receiver->expect = 1;
+  receiver->enough = loop.create_future<void>();
+  DatagramEndpointOptions ro;
+  ro.local_addr = SocketAddress::ip("127.0.0.1", 0);
+  DatagramConnection rc = co_await loop.create_datagram_endpoint(give(receiver), ro);
+  const auto where = std::any_cast<SocketAddress>(rc.first->get_extra_info("sockname"));
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(where.port);
+  ::inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  auto sender = std::make_shared<DatagramRecorder>(loop);
+  DatagramEndpointOptions so;
+  so.sock = fd;
+  DatagramConnection sc = co_await loop.create_datagram_endpoint(give(sender), so);
+  int reuse = -1;
+  socklen_t len = sizeof reuse;
+  ::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &len);
+  out->reuse_address = reuse;
+  out->peer_known = sc.first->get_extra_info("peername").has_value();
+  sc.first->sendto("to the peer");
+  co_await receiver->enough;
+  out->received = receiver->received.front();
+  sc.first->close();
+  co_await sender->lost;
+  rc.first->close();
+  co_await receiver->lost;
+}
+
+TEST_CASE_METHOD(NativeFixture,
+                 "UDP: a socket given connected sends to its peer, options untouched",
+                 "[datagrams][sock]") {
+  AdoptedConnected r;
+  loop->run_until_complete(adopted_connected_socket(*loop, &r));
+  CHECK(r.received == "to the peer");
+  CHECK(r.peer_known);
+  CHECK(r.reuse_address == 0);
 }
 
 TEST_CASE_METHOD(NativeFixture, "UDP: datagrams echoed by an asyncio server", "[datagrams][peer]") {

@@ -23,8 +23,9 @@ class UdpTransport final : public DatagramTransport,
                            public inspect::TransportProbe,
                            private DatagramEvents {
  public:
-  // `remote`: sendto's default address; `connected`: the socket is connected to it (it is not
-  // for broadcast endpoints, which hear replies from any address, as in asyncio).
+  // `remote`: sendto's default address; `connected`: the socket is connected, to `remote` (not
+  // for broadcast endpoints, which hear replies from any address, as in asyncio) or, for a
+  // socket given already connected (sock=), to its peer, which every datagram then goes to.
   UdpTransport(EventLoop& loop, DatagramEndpointPtr endpoint,
                std::shared_ptr<DatagramProtocol> protocol, std::optional<SocketAddress> remote,
                bool connected)
@@ -32,10 +33,10 @@ class UdpTransport final : public DatagramTransport,
         endpoint_(std::move(endpoint)),
         protocol_(std::move(protocol)),
         remote_(std::move(remote)),
-        connected_(connected && remote_) {
+        connected_(connected) {
     endpoint_->set_events(this);
     sockname_ = endpoint_->extra_info("sockname");
-    if (connected_) peername_ = *remote_;
+    if (connected_) peername_ = remote_ ? std::any(*remote_) : endpoint_->extra_info("peername");
     const std::any socket = endpoint_->extra_info("socket");
     if (const int* fd = std::any_cast<int>(&socket)) {
       loop.socket_transport_opened(*fd, this);
@@ -105,7 +106,8 @@ class UdpTransport final : public DatagramTransport,
   void sendto(std::string_view data, std::optional<SocketAddress> addr) override {
     if (addr && remote_ && !(*addr == *remote_))
       throw ValueError("Invalid address: must be None or " + remote_->to_string());
-    if (!addr && !remote_) throw ValueError("sendto() without an address on an unconnected datagram transport");
+    if (!addr && !remote_ && !connected_)
+      throw ValueError("sendto() without an address on an unconnected datagram transport");
     // As asyncio: once the transport is closing for good, a connected endpoint drops what is sent
     // (warning from the fifth); an unconnected one still sends while it has its socket, that is
     // until connection_lost.
@@ -283,6 +285,7 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
   capabilities().require("create_datagram_endpoint");
   DatagramEndpointPtr endpoint;
   std::optional<SocketAddress> remote;
+  bool connected = false;
   if (options.sock) {
     const std::string given = modifiers_given(options);
     if (!given.empty())
@@ -290,6 +293,8 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
           "socket modifier keyword arguments can not be used when sock is specified. (" + given +
           ")");
     endpoint = backend().adopt_datagram(*options.sock);  // ValueError unless a datagram socket
+    // As asyncio, a socket connected beforehand sends every datagram to its peer.
+    connected = endpoint->extra_info("peername").has_value();
   } else {
     DatagramOptions d;
     d.family = options.family;
@@ -327,16 +332,22 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
         continue;
       }
       remote = pair.remote;
+      connected = remote && !options.allow_broadcast;
       break;
     }
     if (!endpoint) std::rethrow_exception(first_error);
   }
   std::shared_ptr<DatagramProtocol> protocol = factory();
   Ref<UdpTransport> transport(
-      new UdpTransport(*this, std::move(endpoint), protocol, remote, !options.allow_broadcast));
+      new UdpTransport(*this, std::move(endpoint), protocol, remote, connected));
   Future<void> waiter = create_future<void>();
   transport->start(waiter);
-  co_await waiter;
+  try {
+    co_await waiter;
+  } catch (...) {
+    transport->close();  // cancelled before we resumed: asyncio closes the transport too
+    throw;
+  }
   DatagramConnection result{Ref<DatagramTransport>(transport.get()), protocol};
   co_return result;
 }

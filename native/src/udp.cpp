@@ -211,9 +211,15 @@ DatagramEndpointPtr UvBackend::adopt_datagram(int fd) {
     throw ValueError("A datagram socket was expected, got a socket of another type (fd " +
                      std::to_string(fd) + ")");
   if (domain == AF_UNIX) return adopt_unix_datagram(&loop_, fd);
+  // libuv's uv_udp_open turns SO_REUSEADDR on; asyncio leaves a given socket's options alone
+  // (it dropped reuse_address for datagrams: another socket could take over the port).
+  int reuse = 0;
+  len = sizeof reuse;
+  ::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &len);
   auto* ep = new UvUdpEndpoint(&loop_, AF_UNSPEC);
   DatagramEndpointPtr owned(ep);
   if (int rc = uv_udp_open(ep->udp(), fd)) throw std::system_error(uv_error(rc), "uv_udp_open");
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof reuse);
   return owned;
 }
 
