@@ -191,6 +191,29 @@ LOOP_TEST("Unix datagrams: remote_addr nothing is bound to is ENOENT", "[datagra
   CHECK(loop.run_until_complete(unix_datagram_to_nobody(loop)) == ENOENT);
 }
 
+// Linux has no SO_REUSEPORT for AF_UNIX: asyncio raises its ValueError before anything is bound.
+static Coro<std::string> unix_reuse_port(EventLoop& loop) {
+  auto r = std::make_shared<DatagramRecorder>(loop);
+  DatagramEndpointOptions o;
+  o.local_addr = SocketAddress::unix_path(unix_dgram_name("reuse"));
+  o.reuse_port = true;
+  std::string what = "accepted";
+  try {
+    DatagramConnection c = co_await loop.create_datagram_endpoint(give(r), o);
+    c.first->close();
+  } catch (const ValueError& e) {
+    what = e.what();
+  }
+  co_return what;
+}
+
+LOOP_TEST("Unix datagrams: reuse_port is asyncio's ValueError", "[datagrams][unix]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("create_datagram_endpoint")) SKIP("no sockets here");
+  CHECK(loop.run_until_complete(unix_reuse_port(loop)) ==
+        "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.");
+}
+
 // Cancelled while it waits for connection_made: as asyncio, the transport it made is closed (the
 // protocol sees connection_made, then connection_lost), not left open with nobody holding it.
 static Coro<std::string> cancelled_endpoint(EventLoop& loop) {

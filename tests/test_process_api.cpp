@@ -315,6 +315,44 @@ static int sleeping_children(const std::string& seconds) {
   return n;
 }
 
+struct SessionFacts {
+  bool own_session = false;  // start_new_session: the child leads a session of its own
+  bool own_group = false;    // process_group=0: a group of its own, in our session
+  bool bad_group_refused = false;
+};
+
+static Coro<void> sessions_and_groups(SessionFacts* out) {
+  ProcessOptions a;
+  a.start_new_session = true;
+  Process p = co_await create_subprocess_exec(strings("sleep", "5"), a);
+  out->own_session = ::getsid(p.pid) == p.pid && ::getpgid(p.pid) == p.pid;
+  p.kill();
+  co_await p.wait();
+  ProcessOptions b;
+  b.process_group = 0;
+  Process q = co_await create_subprocess_exec(strings("sleep", "5"), b);
+  out->own_group = ::getpgid(q.pid) == q.pid && ::getsid(q.pid) == ::getsid(0);
+  q.kill();
+  co_await q.wait();
+  ProcessOptions c;
+  c.process_group = -2;
+  try {
+    co_await create_subprocess_exec(strings("true"), c);
+  } catch (const ValueError&) {
+    out->bad_group_refused = true;
+  }
+}
+
+// Popen's start_new_session and process_group, as asyncio passes them through.
+TEST_CASE_METHOD(NativeFixture, "create_subprocess_exec: start_new_session and process_group",
+                 "[process-api]") {
+  SessionFacts f;
+  loop->run_until_complete(sessions_and_groups(&f));
+  CHECK(f.own_session);
+  CHECK(f.own_group);
+  CHECK(f.bad_group_refused);
+}
+
 struct CancelledStart {
   int running_before = -1, running_after = -1;
   bool cancelled = false;

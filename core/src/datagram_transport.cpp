@@ -309,6 +309,10 @@ Coro<DatagramConnection> EventLoop::create_datagram_endpoint(DatagramProtocolFac
         (options.family == AddressFamily::unspec && (is_path(options.local_addr) || is_path(options.remote_addr)));
     std::vector<AddressPair> pairs;
     if (unix_socket) {
+      // Linux has no SO_REUSEPORT for AF_UNIX: asyncio's _set_reuseport turns the OSError into this.
+      if (options.reuse_port)
+        throw ValueError(
+            "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented.");
       for (const auto* a : {&options.local_addr, &options.remote_addr})
         if (*a && !is_path(*a)) throw ValueError("AF_UNIX datagram endpoints take path addresses: " + (*a)->to_string());
       pairs.push_back(

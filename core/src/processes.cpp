@@ -225,6 +225,8 @@ SubprocessOptions to_subprocess_options(const ProcessOptions& options) {
   o.stderr_ = options.stderr_;
   o.cwd = options.cwd;
   o.env = options.env;
+  o.start_new_session = options.start_new_session;
+  o.process_group = options.process_group;
   return o;
 }
 

@@ -291,6 +291,10 @@ Coro<SubprocessConnection> EventLoop::subprocess_exec(SubprocessProtocolFactory 
   spec.stdio[0] = options.stdin_;
   spec.stdio[1] = options.stdout_;
   spec.stdio[2] = options.stderr_;
+  if (options.process_group && *options.process_group < 0)
+    throw ValueError("process_group must be a process group id (>= 0)");
+  spec.start_new_session = options.start_new_session;
+  spec.process_group = options.process_group;
   std::shared_ptr<SubprocessProtocol> protocol = factory();
   Ref<ProcessTransport> transport(new ProcessTransport(*this, protocol));
   ProcessTransport* raw = transport.get();

@@ -234,7 +234,13 @@ SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<v
   sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+  if (spec.start_new_session) flags |= POSIX_SPAWN_SETSID;  // glibc 2.26+
+  if (spec.process_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, *spec.process_group);
+  }
+  posix_spawnattr_setflags(&attr, flags);
 
   std::vector<char*> argv;
   for (const std::string& a : spec.args) argv.push_back(const_cast<char*>(a.c_str()));

@@ -203,6 +203,8 @@ struct ProcessSpec {
   std::optional<std::string> cwd;
   std::optional<std::vector<std::string>> env;  // "NAME=value"; nullopt: inherit ours
   int stdio[3] = {-1, -1, -1};
+  bool start_new_session = false;    // setsid() in the child
+  std::optional<int> process_group;  // setpgid(0, n) in the child
 };
 
 class ProcessEndpoint {

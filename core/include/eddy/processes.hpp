@@ -34,6 +34,8 @@ struct ProcessOptions {
   long long limit = kDefaultStreamLimit;  // of the stdout / stderr readers
   std::optional<std::string_view> cwd;
   std::optional<std::span<const std::string_view>> env;  // "NAME=value" entries; nullopt: ours
+  bool start_new_session = false;                        // Popen's: setsid() in the child
+  std::optional<int> process_group;  // Popen's (3.11+): setpgid(0, n) in the child; 0: its own
 };
 static_assert(std::is_trivially_destructible_v<ProcessOptions>);
 
