@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
+#include <cstddef>
+#include <cstring>
 #include <thread>
 
 #include "support.hpp"
@@ -184,6 +187,42 @@ TEST_CASE_METHOD(NativeFixture, "sock_sendto and sock_recvfrom over UDP", "[sock
   socklen_t len = sizeof addr;
   ::getsockname(b, reinterpret_cast<sockaddr*>(&addr), &len);
   loop->run_until_complete(udp_roundtrip(*loop, a, b, ntohs(addr.sin_port)));
+  ::close(a);
+  ::close(b);
+}
+
+static Coro<void> abstract_roundtrip(EventLoop& loop, int a, int b, SocketAddress to,
+                                     std::pair<std::string, SocketAddress>* got) {
+  Task<std::pair<std::string, SocketAddress>> receiving =
+      loop.create_task(loop.sock_recvfrom(b, 1024));
+  co_await loop.sock_sendto(a, "abstract", to);
+  *got = co_await receiving;
+}
+
+static int bind_abstract(int fd, const std::string& name) {
+  sockaddr_un sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path, name.data(), name.size());
+  return ::bind(fd, reinterpret_cast<sockaddr*>(&sa),
+                static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size()));
+}
+
+// Linux abstract names are exactly their bytes (no padding to sun_path's size), as Python's
+// socket module passes them: sending to one reaches it, and the sender's comes back whole.
+TEST_CASE_METHOD(NativeFixture, "sock_sendto and sock_recvfrom with abstract AF_UNIX names",
+                 "[sockets][unix]") {
+  const std::string tag = std::to_string(::getpid());
+  const std::string dest = std::string(1, '\0') + "eddy-abstract-dest-" + tag;
+  const std::string src = std::string(1, '\0') + "eddy-abstract-src-" + tag;
+  const int a = nonblocking_socket(AF_UNIX, SOCK_DGRAM);
+  const int b = nonblocking_socket(AF_UNIX, SOCK_DGRAM);
+  REQUIRE(bind_abstract(b, dest) == 0);
+  REQUIRE(bind_abstract(a, src) == 0);
+  std::pair<std::string, SocketAddress> got;
+  loop->run_until_complete(abstract_roundtrip(*loop, a, b, SocketAddress::unix_path(dest), &got));
+  CHECK(got.first == "abstract");
+  CHECK(got.second == SocketAddress::unix_path(src));
   ::close(a);
   ::close(b);
 }

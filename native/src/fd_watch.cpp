@@ -20,14 +20,22 @@ struct FdPoll {
 
 std::error_code last_error() { return {errno, std::generic_category()}; }
 
+// What accept/recvfrom filled in: AF_UNIX by its length (abstract names, unnamed peers).
+SocketAddress address_of(const sockaddr_storage& ss, socklen_t len) {
+  if (ss.ss_family == AF_UNIX)
+    return from_unix_sockaddr(reinterpret_cast<const sockaddr_un&>(ss), len);
+  return to_socket_address(reinterpret_cast<const sockaddr*>(&ss));
+}
+
 socklen_t fill_sockaddr(const SocketAddress& a, sockaddr_storage& ss) {
   if (a.family == AddressFamily::unix_socket) {
-    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
-    std::memset(un, 0, sizeof *un);
-    un->sun_family = AF_UNIX;
-    if (a.host().size() >= sizeof un->sun_path) throw ValueError("unix socket path too long");
-    std::memcpy(un->sun_path, a.host().data(), a.host().size());
-    return sizeof(sockaddr_un);
+    if (a.host().size() >= sizeof(sockaddr_un::sun_path))
+      throw ValueError("unix socket path too long");
+    socklen_t len = 0;
+    std::error_code error;
+    if (!to_unix_sockaddr(a, *reinterpret_cast<sockaddr_un*>(&ss), len, error))
+      throw std::system_error(error);
+    return len;
   }
   to_sockaddr(a, ss);
   return a.family == AddressFamily::inet6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
@@ -88,7 +96,7 @@ std::size_t UvBackend::sock_recv(int fd, std::span<char> buffer, SocketAddress* 
     error = last_error();
     return 0;
   }
-  if (from && len > 0) *from = to_socket_address(reinterpret_cast<sockaddr*>(&ss));
+  if (from && len > 0) *from = address_of(ss, len);
   return static_cast<std::size_t>(n);
 }
 
@@ -116,7 +124,7 @@ int UvBackend::sock_accept(int fd, SocketAddress* peer, std::error_code& error) 
     error = last_error();
     return -1;
   }
-  if (peer) *peer = to_socket_address(reinterpret_cast<sockaddr*>(&ss));
+  if (peer) *peer = address_of(ss, len);
   return conn;
 }
 

@@ -19,12 +19,6 @@
 
 namespace eddy::native {
 
-namespace {
-
-std::error_code last_error() noexcept {
-  return {errno, std::generic_category()};
-}
-
 // Paths (and Linux abstract names, which start with NUL) as sockaddr_un.
 bool to_unix_sockaddr(const SocketAddress& a, sockaddr_un& out, socklen_t& len,
                       std::error_code& error) noexcept {
@@ -52,6 +46,12 @@ SocketAddress from_unix_sockaddr(const sockaddr_un& sa, socklen_t len) {
   if (n == 0) return SocketAddress::unix_path("");
   if (sa.sun_path[0] == '\0') return SocketAddress::unix_path(std::string_view(sa.sun_path, n));
   return SocketAddress::unix_path(std::string_view(sa.sun_path, strnlen(sa.sun_path, n)));
+}
+
+namespace {
+
+std::error_code last_error() noexcept {
+  return {errno, std::generic_category()};
 }
 
 class UnixDatagramEndpoint final : public DatagramEndpoint {

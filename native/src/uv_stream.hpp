@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <uv.h>
 
 #include <any>
@@ -19,6 +20,11 @@ namespace eddy::native {
 SocketAddress to_socket_address(const sockaddr* sa);
 // Fills `out` (a sockaddr_storage); throws std::system_error(EINVAL) for a bad address.
 void to_sockaddr(const SocketAddress& a, sockaddr_storage& out);
+// AF_UNIX addresses with their exact length: Linux abstract names (a leading NUL) are the bytes
+// given, not padded to sun_path's size (unix_datagram.cpp).
+bool to_unix_sockaddr(const SocketAddress& a, sockaddr_un& out, socklen_t& len,
+                      std::error_code& error) noexcept;
+SocketAddress from_unix_sockaddr(const sockaddr_un& sa, socklen_t len);
 
 // The libuv handle behind a TCP or Unix stream, connected or listening.
 union UvStreamHandle {
