@@ -315,6 +315,53 @@ static int sleeping_children(const std::string& seconds) {
   return n;
 }
 
+struct BadSpawnFacts {
+  std::error_code stdin_stdout, negative, empty_program;
+  std::string stdout_stdout;
+};
+
+static Coro<void> bad_spawns(BadSpawnFacts* out) {
+  ProcessOptions a;
+  a.stdin_ = subprocess::STDOUT;
+  try {
+    co_await create_subprocess_exec(strings("true"), a);
+  } catch (const std::system_error& e) {
+    out->stdin_stdout = e.code();
+  }
+  ProcessOptions b;
+  b.stdout_ = -7;
+  try {
+    co_await create_subprocess_exec(strings("true"), b);
+  } catch (const std::system_error& e) {
+    out->negative = e.code();
+  }
+  try {
+    co_await create_subprocess_exec(strings(""));
+  } catch (const std::system_error& e) {
+    out->empty_program = e.code();
+  }
+  ProcessOptions c;
+  c.stdout_ = subprocess::STDOUT;
+  try {
+    co_await create_subprocess_exec(strings("true"), c);
+  } catch (const ValueError& e) {
+    out->stdout_stdout = e.what();
+  }
+}
+
+// Popen's errors: a stdio value that is no descriptor is OSError(EBADF) (stdin=STDOUT too), only
+// stdout=STDOUT is its ValueError, and an empty program name is PermissionError (EACCES).
+TEST_CASE_METHOD(NativeFixture,
+                 "create_subprocess_exec: bad stdio values and programs raise Popen's errors",
+                 "[process-api][faults]") {
+  BadSpawnFacts f;
+  loop->run_until_complete(bad_spawns(&f));
+  CHECK(f.stdin_stdout == std::errc::bad_file_descriptor);
+  CHECK(f.negative == std::errc::bad_file_descriptor);
+  CHECK(f.empty_program == std::errc::permission_denied);
+  CHECK(f.stdout_stdout == "STDOUT can only be used for stderr");
+}
+
 struct SessionFacts {
   bool own_session = false;  // start_new_session: the child leads a session of its own
   bool own_group = false;    // process_group=0: a group of its own, in our session

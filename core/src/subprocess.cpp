@@ -282,8 +282,8 @@ Coro<SubprocessConnection> EventLoop::subprocess_exec(SubprocessProtocolFactory 
                                                       SubprocessOptions options) {
   capabilities().require("subprocess_exec");
   if (args.empty()) throw ValueError("subprocess_exec needs at least the program");
-  if (options.stdin_ == subprocess::STDOUT || options.stdout_ == subprocess::STDOUT)
-    throw ValueError("STDOUT can only be used for stderr");
+  // Popen's own check; stdin=STDOUT is, as any other negative number, a bad descriptor (EBADF).
+  if (options.stdout_ == subprocess::STDOUT) throw ValueError("STDOUT can only be used for stderr");
   ProcessSpec spec;
   spec.args = std::move(args);
   if (options.cwd) spec.cwd = std::string(*options.cwd);

@@ -115,7 +115,8 @@ namespace {
 // environment of its own (Python's os.get_exec_path(env); "/bin:/usr/bin" when it has none).
 std::string find_program(const ProcessSpec& spec) {
   const std::string& name = spec.args.at(0);
-  if (name.empty()) throw std::system_error(ENOENT, std::generic_category(), "spawn ''");
+  // As execvp: "" joined to each PATH directory names the directory, which is no program.
+  if (name.empty()) throw std::system_error(EACCES, std::generic_category(), "spawn ''");
   if (name.find('/') != std::string::npos) return name;
   std::string path;
   if (spec.env) {
@@ -172,8 +173,7 @@ SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<v
         throw std::system_error(uv_error(rc), "uv_pipe_open");
       }
       source[i] = child_ends[i].fd;
-    } else if (want == subprocess::STDOUT) {
-      if (i != 2) throw ValueError("STDOUT is only for stderr");
+    } else if (want == subprocess::STDOUT && i == 2) {
       source[i] = source[1];
     } else if (want == subprocess::DEVNULL) {
       if (devnull.fd < 0) devnull.fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -184,7 +184,9 @@ SpawnedProcess UvBackend::spawn_process(const ProcessSpec& spec, std::function<v
     } else if (want >= 0) {
       source[i] = want;
     } else {
-      throw ValueError("invalid stdio value " + std::to_string(want));
+      // As Popen, whose child then fails to dup2 it: OSError(EBADF).
+      throw std::system_error(EBADF, std::generic_category(),
+                              "spawn: stdio value " + std::to_string(want));
     }
   }
   // A source that is another of the child's stdio numbers would be overwritten by an earlier
