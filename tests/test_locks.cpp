@@ -84,6 +84,36 @@ Coro<void> lock_misuse() {
     CHECK(lock.locked());
   }
   CHECK_FALSE(lock.locked());
+  // `async with lock: lock.release()` raises at the exit in asyncio: so does an explicit
+  // release() of the guard; its destructor, which cannot throw, stays silent.
+  std::string at_exit = "no error";
+  {
+    auto held = co_await lock.hold();
+    lock.release();
+    try {
+      held.release();
+    } catch (const RuntimeError& e) {
+      at_exit = e.what();
+    }
+  }
+  CHECK(at_exit == "Lock is not acquired.");
+  BoundedSemaphore sem(1);
+  std::string too_many = "no error";
+  {
+    auto held = co_await sem.hold();
+    sem.release();
+    try {
+      held.release();
+    } catch (const ValueError& e) {
+      too_many = e.what();
+    }
+  }
+  CHECK(too_many == "BoundedSemaphore released too many times");
+  {
+    auto held = co_await lock.hold();
+    lock.release();
+  }  // the destructor swallows the same error
+  CHECK_FALSE(lock.locked());
 }
 
 }  // namespace
@@ -457,6 +487,19 @@ TEST_CASE("Lock: a primitive bound to one loop refuses another", "[locks]") {
   a->run_until_complete(contend(lock));
   CHECK_THROWS_WITH(b->run_until_complete(contend(lock)),
                     "Lock is bound to a different event loop");
+  // A BoundedSemaphore names itself, not its base class.
+  BoundedSemaphore sem(1);
+  auto contend_sem = [](BoundedSemaphore& sem) -> Coro<void> {
+    co_await sem.acquire();
+    auto t = get_running_loop().create_task(sem.acquire());
+    co_await sleep(0);
+    sem.release();
+    co_await t;
+    sem.release();
+  };
+  a->run_until_complete(contend_sem(sem));
+  CHECK_THROWS_WITH(b->run_until_complete(contend_sem(sem)),
+                    "BoundedSemaphore is bound to a different event loop");
   a->close();
   b->close();
 }

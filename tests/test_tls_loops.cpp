@@ -654,6 +654,44 @@ LOOP_TEST(
   CHECK(intact);
 }
 
+namespace {
+
+// A bad ssl_handshake_timeout is refused before the connection is touched, as asyncio's
+// SSLProtocol refuses it: the plain stream goes on working.
+Coro<void> start_tls_bad_timeout(std::string* refusal, bool* closing, std::string* echoed) {
+  TlsContexts tls;
+  ClientConnectedCallback echo = echo_until_eof;
+  Ref<Server> server = co_await start_server(echo, "127.0.0.1", 0);
+  StreamPair pair = co_await open_connection("127.0.0.1", server->sockets()[0].address.port);
+  StartTlsOptions so;
+  so.server_hostname = "localhost";
+  so.ssl_handshake_timeout = 0;
+  try {
+    co_await pair.second->start_tls(&tls.client, so);
+  } catch (const ValueError& e) {
+    *refusal = e.what();
+  }
+  *closing = pair.second->is_closing();
+  pair.second->write("still plain\n");
+  *echoed = co_await pair.first->readline();
+  pair.second->close();
+  co_await pair.second->wait_closed();
+  server->close();
+  co_await server->wait_closed();
+}
+
+}  // namespace
+
+LOOP_TEST("start_tls: ssl_handshake_timeout <= 0 is ValueError, the plain connection intact",
+          "[tls][loops][starttls]") {
+  std::string refusal, echoed;
+  bool closing = true;
+  this->loop->run_until_complete(start_tls_bad_timeout(&refusal, &closing, &echoed));
+  CHECK(refusal == "ssl_handshake_timeout should be a positive number, got 0.0");  // a float
+  CHECK_FALSE(closing);
+  CHECK(echoed == "still plain\n");
+}
+
 #endif  // __EMSCRIPTEN__
 
 // ---- Without TLS (WebAssembly) ------------------------------------------------------------------

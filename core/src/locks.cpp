@@ -283,7 +283,7 @@ struct Semaphore::Quick {
       return detail::QuickStart::ready;
     }
     static constexpr SourceLocation kCall{__FILE__, "eddy::Semaphore::acquire", __LINE__};
-    waiting = sem.waiters_.add(sem.bound_loop("Semaphore"), kCall).state();
+    waiting = sem.waiters_.add(sem.bound_loop(sem.kind()), kCall).state();
     return detail::QuickStart::wait;
   }
   static void stop_waiting(detail::QuickCall& call, FutureBase& waited, bool failed) noexcept {
@@ -317,7 +317,7 @@ Coro<void> Semaphore::acquire_coroutine() {
     --value_;
     co_return;
   }
-  Future<void> fut = waiters_.add(bound_loop("Semaphore"));
+  Future<void> fut = waiters_.add(bound_loop(kind()));
   std::exception_ptr error;
   try {
     co_await detail::awaiting_as("eddy::Semaphore::acquire", fut);

@@ -608,6 +608,10 @@ Coro<Ref<Transport>> EventLoop::start_tls(Ref<Transport> transport, std::shared_
                                           const TlsContext* context, StartTlsOptions options) {
   capabilities().require("start_tls");
   if (!context) throw TypeError("start_tls needs a TlsContext");
+  // As asyncio's SSLProtocol, before the connection is touched: it stays usable in plain text.
+  if (!(options.ssl_handshake_timeout > 0))
+    throw ValueError("ssl_handshake_timeout should be a positive number, got " +
+                     format_seconds(options.ssl_handshake_timeout));
   check_shutdown_timeout(context, options.ssl_shutdown_timeout);
   auto* stream = dynamic_cast<StreamTransport*>(transport.get());
   if (!stream) throw TypeError("start_tls needs a stream transport made by this loop");

@@ -20,9 +20,14 @@ std::string expected_text(std::optional<std::size_t> expected) {
   return expected ? std::to_string(*expected) : std::string("undefined");
 }
 
-std::system_error connection_lost_error() {
-  return std::system_error(std::make_error_code(std::errc::connection_reset), "Connection lost");
-}
+// ConnectionResetError('Connection lost'): ECONNRESET for `catch`, and a what() that is the
+// message alone, as str() of it in Python (libstdc++ would append ": Connection reset by peer").
+class ConnectionLost : public std::system_error {
+ public:
+  ConnectionLost()
+      : std::system_error(std::make_error_code(std::errc::connection_reset), "Connection lost") {}
+  const char* what() const noexcept override { return "Connection lost"; }
+};
 
 LoopRef default_loop(EventLoop* loop) {
   if (loop) return LoopRef(loop);
@@ -455,7 +460,7 @@ void FlowControlMixin::flow_connection_lost(std::exception_ptr exc) {
 }
 
 Coro<void> FlowControlMixin::drain_helper() {
-  if (connection_lost_) throw connection_lost_error();
+  if (connection_lost_) throw ConnectionLost();
   if (!paused_) co_return;
   Future<void> waiter = loop_->create_future<void>();
   drain_waiters_.push_back(waiter);

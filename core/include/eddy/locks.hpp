@@ -81,16 +81,19 @@ class [[nodiscard]] Held {
   explicit Held(Primitive& p) noexcept : p_(&p) {}
   Held(Held&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
   Held& operator=(Held&&) = delete;
-  ~Held() { release(); }
-  // Releases early; the destructor then does nothing.
-  void release() noexcept {
-    if (p_) {
-      try {
-        std::exchange(p_, nullptr)->release();
-      } catch (...) {
-        // Released by hand already: nothing left to do.
-      }
+  // A destructor cannot throw: a release that fails here (the primitive was already released
+  // by hand) is ignored. Call release() to see asyncio's error from `async with`'s exit.
+  ~Held() {
+    try {
+      release();
+    } catch (...) {
     }
+  }
+  // Releases early, as asyncio's __aexit__ does: the primitive's error (RuntimeError "Lock is
+  // not acquired.", ValueError "BoundedSemaphore released too many times") reaches the caller.
+  // The destructor then does nothing.
+  void release() {
+    if (p_) std::exchange(p_, nullptr)->release();
   }
 
  private:
@@ -163,6 +166,8 @@ class Semaphore : public detail::LoopBound {
   explicit Semaphore(int value = 1);
   Coro<void> acquire();
   virtual void release();
+  // The class's name, for errors ("BoundedSemaphore is bound to a different event loop").
+  virtual const char* kind() const noexcept { return "Semaphore"; }
   // True if acquire() would wait.
   bool locked() const noexcept;
   Coro<Held<Semaphore>> hold();
@@ -184,6 +189,7 @@ class BoundedSemaphore : public Semaphore {
  public:
   explicit BoundedSemaphore(int value = 1) : Semaphore(value), bound_(value) {}
   void release() override;
+  const char* kind() const noexcept override { return "BoundedSemaphore"; }
 
  private:
   int bound_;

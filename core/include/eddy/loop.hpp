@@ -312,7 +312,7 @@ class EventLoop : public RefCounted {
   Coro<Ref<Server>> create_server(ProtocolFactory factory, std::string host, std::uint16_t port,
                                   ServerOptions options = {});
   // Upgrades a connected stream transport to TLS; returns the new transport (the old one is
-  // retired without connection_lost). `protocol` gets connection_made with the new transport.
+  // retired without connection_lost). As asyncio, `protocol` is not told: it gets the result.
   Coro<Ref<Transport>> start_tls(Ref<Transport> transport, std::shared_ptr<BaseProtocol> protocol,
                                  const TlsContext* context, StartTlsOptions options = {});
   Coro<Connection> create_unix_connection(ProtocolFactory factory, std::string path,
