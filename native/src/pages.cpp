@@ -1,12 +1,11 @@
 // Native page source for the core's slabs and large arrays: anonymous mmap, trimmed to the
 // requested alignment. Arenas that will be used front to back soon are populated with one
-// MADV_POPULATE_WRITE (Linux 5.14+; older kernels fail the call and fault pages in lazily). Those
-// arenas and arrays of several huge pages are backed by huge pages when the kernel has free 2 MiB
-// blocks, so a huge page costs no compaction and spares 512 first-touch faults of microseconds
-// each on a VM. When free blocks are scarce they stay on 4 KiB pages: under the usual
-// `defrag=madvise` a huge-page fault would compact memory synchronously, which was measured to
-// slow first-touching runs up to 5x on a busy machine. A reservation (for an array that grows in
-// place) is a PROT_NONE mapping whose front mprotect opens as the array grows.
+// MADV_POPULATE_WRITE (Linux 5.14+; older kernels fail the call and fault pages in lazily). They
+// stay on 4 KiB pages unless EDDY_HUGE_PAGES=1 is set: on VMs that hand free 2 MiB blocks back to
+// the host (virtio-balloon free page reporting) a huge page is usually one the host must supply
+// again, which made a million pending callbacks or tasks three times slower than 4 KiB pages
+// (docs/architecture.md). A reservation (for an array that grows in place) is a PROT_NONE mapping
+// whose front mprotect opens as the array grows.
 #include <sys/mman.h>
 
 #include <fcntl.h>
@@ -27,50 +26,25 @@ constexpr int kPopulateWrite = MADV_POPULATE_WRITE;
 constexpr int kPopulateWrite = 23;  // Linux's value, for C library headers that predate it
 #endif
 
-// Whether /proc/buddyinfo shows enough free blocks of 2 MiB or more (orders 9 and 10 with 4 KiB
-// pages) that a huge page is taken from a free list, not made by compaction. Read per arena: a
-// few microseconds against the ~500 page faults a 2 MiB arena would otherwise cost.
-bool huge_pages_free() noexcept {
-  constexpr long kMinFreeHugePages = 16;
-  if (::sysconf(_SC_PAGESIZE) != 4096) return false;
-  const int fd = ::open("/proc/buddyinfo", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[2048];
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  long free_huge = 0;
-  // Each line: "Node 0, zone   Normal  c0 c1 ... c10", the free block count per order.
-  for (char* line = buf; line && *line;) {
-    char* next = std::strchr(line, '\n');
-    if (next) *next++ = 0;
-    if (char* zone = std::strstr(line, "zone")) {
-      char* p = zone + 4;
-      while (*p == ' ') ++p;
-      while (*p && *p != ' ') ++p;  // the zone's name
-      long counts[16];
-      int orders = 0;
-      for (char* end; orders < 16; ++orders, p = end) {
-        counts[orders] = std::strtol(p, &end, 10);
-        if (end == p) break;
-      }
-      for (int order = 9; order < orders; ++order) free_huge += counts[order] << (order - 9);
-    }
-    line = next;
-  }
-  return free_huge >= kMinFreeHugePages;
+// EDDY_HUGE_PAGES=1: back busy arenas and arrays of several huge pages with huge pages, where
+// the host keeps freed memory (bare metal, VMs without free page reporting).
+bool huge_pages_wanted() noexcept {
+  static const bool wanted = [] {
+    const char* v = std::getenv("EDDY_HUGE_PAGES");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  return wanted;
 }
 
-// Marks [p, p + bytes) for huge pages where that is worth it and free blocks exist, then
-// populates it if it will be used front to back soon.
+// Marks [p, p + bytes) for huge pages where that is wanted and worth it, then populates it if it
+// will be used front to back soon.
 void prepare_pages(void* p, std::size_t bytes, std::size_t align, PageUse use) noexcept {
 #ifdef MADV_HUGEPAGE
   // A lazy arena of one huge page (a thread's first) stays on 4 KiB pages: small programs keep a
   // small resident size.
   const bool worth_huge = use == PageUse::sequential || bytes >= 2 * detail::kHugePageBytes;
   if (worth_huge && align % detail::kHugePageBytes == 0 && bytes >= detail::kHugePageBytes &&
-      huge_pages_free())
+      huge_pages_wanted())
     ::madvise(p, bytes, MADV_HUGEPAGE);
 #endif
   if (use == PageUse::sequential) ::madvise(p, bytes, kPopulateWrite);
