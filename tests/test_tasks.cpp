@@ -294,6 +294,52 @@ LOOP_TEST("a task records its await chain with source locations", "[task][intros
 }
 
 namespace {
+// A result aligned past PromiseBase's alignment moves the promise in the frame (in WebAssembly,
+// from offset 8 to 16): the task must still find it (TaskBase::promise()).
+struct alignas(16) Wide {
+  double a;
+  double b;
+};
+Coro<Wide> wide_after(Future<void> f) {
+  co_await f;
+  co_return Wide{1.5, 2.5};
+}
+}  // namespace
+
+LOOP_TEST("a task whose result type is over-aligned runs, reports its chain and is cancelled",
+          "[task][introspection]") {
+  auto& loop = *this->loop;
+  static_assert(alignof(Coro<Wide>::promise_type) == 16);
+  auto gate = loop.template create_future<void>();
+  auto t = loop.create_task(wide_after(gate), "wide");
+  loop.stop();
+  loop.run_forever();
+  auto chain = t.await_chain();
+  REQUIRE(chain.size() == 1);
+  CHECK(chain[0].function == std::string("wide_after"));
+  CHECK(chain[0].awaiting == "<Future pending>");
+  gate.set_result();
+  const Wide w = loop.run_until_complete(t);
+  CHECK(w.a == 1.5);
+  CHECK(w.b == 2.5);
+  CHECK(t.get_name() == "wide");
+
+  auto gate2 = loop.template create_future<void>();
+  auto c = loop.create_task(wide_after(gate2));
+  loop.stop();
+  loop.run_forever();
+  c.cancel("enough");
+  std::string message;
+  try {
+    loop.run_until_complete(c);
+  } catch (const CancelledError& e) {
+    message = e.message();
+  }
+  CHECK(message == "enough");
+  CHECK(c.get_name().rfind("Task-", 0) == 0);
+}
+
+namespace {
 Coro<void> queue_getter(Queue<int>& q) {
   int v = co_await q.get();
   (void)v;

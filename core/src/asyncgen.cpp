@@ -87,7 +87,6 @@ bool AsyncGenStep::await_suspend(coro::coroutine_handle<> h) {
     consumer_->task->get_loop().register_asyncgen(&p);  // asyncio's firstiter hook
   }
   p.task = consumer_->task;
-  p.parent = consumer_;
   p.parent_handle = h;
   consumer_->awaiting = {AwaitRecord::Kind::coroutine, &p, where_};
   p.resume_with = how_;

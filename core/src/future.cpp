@@ -107,14 +107,14 @@ bool FutureBase::cancel(std::string message) {
 }
 
 std::exception_ptr FutureBase::exception() {
-  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_.get());
+  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message());
   if (state_ != FutureState::finished) throw InvalidStateError("Exception is not set.");
   log_traceback_ = false;
   return exception_;
 }
 
 void FutureBase::check_result_slow() {
-  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message_.get());
+  if (state_ == FutureState::cancelled) throw CancelledError(cancel_message());
   if (state_ != FutureState::finished) throw InvalidStateError("Result is not ready.");
   log_traceback_ = false;
   if (exception_) std::rethrow_exception(exception_);
@@ -141,7 +141,7 @@ void FutureBase::finish_with_result() {
 
 void FutureBase::finish_cancelled(std::string message) {
   state_ = FutureState::cancelled;
-  cancel_message_.set(std::move(message));
+  set_cancel_message(std::move(message));
   schedule_callbacks();
 }
 
@@ -150,6 +150,10 @@ void FutureBase::finish_with_exception(std::exception_ptr e) {
   state_ = FutureState::finished;
   log_traceback_ = true;
   schedule_callbacks();
+}
+
+void FutureBase::set_cancel_message(std::string message) {
+  if (rare_ || !message.empty()) rare().cancel_message = std::move(message);
 }
 
 bool FutureBase::wait_again(TaskBase&) {
@@ -164,7 +168,7 @@ void FutureBase::reset_to_pending() noexcept {
 
 void FutureBase::mark_abandoned() noexcept {
   state_ = FutureState::cancelled;
-  cancel_message_.set("event loop closed");
+  set_cancel_message("event loop closed");
   drop_pending_callbacks();
 }
 

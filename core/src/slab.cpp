@@ -24,7 +24,11 @@ void slab_free(void* p, std::size_t) noexcept { ::operator delete(p); }
 
 namespace {
 
-constexpr std::size_t kGranule = 16;
+// Sizes are rounded to 8 bytes, not 16: an object whose size is an odd multiple of 8 cannot need
+// more than 8-byte alignment (a size is a multiple of the alignment), and a coroutine frame of 88
+// bytes then takes 88, not 96. Such sizes are carved from an arena two at a time (the second goes
+// on the free list), so the arena's cursor stays 16-byte aligned for the other sizes.
+constexpr std::size_t kGranule = 8;
 constexpr std::size_t kMaxSlabBytes = 1024;
 constexpr std::size_t kClasses = kMaxSlabBytes / kGranule;
 
@@ -55,7 +59,8 @@ void* slab_allocate(std::size_t bytes) {
     return n;
   }
   const std::size_t rounded = (c + 1) * kGranule;
-  if (static_cast<std::size_t>(s.end - s.cursor) < rounded) {
+  const std::size_t carved = rounded % 16 == 0 ? rounded : 2 * rounded;
+  if (static_cast<std::size_t>(s.end - s.cursor) < carved) {
     // The first arena faults in as used, so a small program stays small; a thread that outgrew
     // it is making many objects, and later arenas are populated whole.
     const auto use = s.cursor ? platform::PageUse::sequential : platform::PageUse::lazy;
@@ -63,7 +68,12 @@ void* slab_allocate(std::size_t bytes) {
     s.end = s.cursor + kHugePageBytes;
   }
   void* p = s.cursor;
-  s.cursor += rounded;
+  if (carved != rounded) {
+    auto* second = reinterpret_cast<FreeNode*>(s.cursor + rounded);
+    second->next = nullptr;  // the list was empty
+    s.free[c] = second;
+  }
+  s.cursor += carved;
   return p;
 }
 

@@ -36,13 +36,13 @@ struct StopLoop {
 // ---- PromiseBase ----------------------------------------------------------------------------------
 
 void PromiseBase::FinalAwaiter::finish(PromiseBase& p) noexcept {
-  if (p.parent) {
+  if (p.parent_handle) {
     if (p.inline_start) return;  // the parent's co_await sees done() and continues itself
     coro::coroutine_handle<> parent = p.parent_handle;
     parent.resume();  // nothing of this frame may be touched after this line
     return;
   }
-  if (p.task) p.task->on_coroutine_done();
+  if (p.task) p.task->on_coroutine_done(p);
 }
 
 namespace detail {
@@ -101,15 +101,20 @@ void run_until_done(EventLoop& loop, FutureBase* f, bool new_task) {
 
 TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& options)
     : FutureBase(loop),
-      frame_(frame.take()),
       created_file_(options.created_at.file),
-      created_line_(options.created_at.line) {
-  static_assert(sizeof(void*) != 8 || sizeof(TaskBase) <= 208, "see the note on TaskBase's fields");
-  static_assert(sizeof(void*) != 8 || sizeof(Coro<void>::promise_type) <= 64,
+      created_line_(detail::HandleRecord::clamp_line(options.created_at.line)) {
+  static_assert(sizeof(void*) != 8 || sizeof(TaskBase) <= 176, "see the note on TaskBase's fields");
+  static_assert(sizeof(void*) != 8 || sizeof(Coro<void>::promise_type) <= 56,
                 "see the notes on AwaitRecord::where and PromiseBase::inline_start");
   is_task_ = true;
   slot_ = frame.slot();
-  frame_.promise()->task = this;
+  PromiseBase* root = frame.promise();
+  frame_ = frame.take().release();
+  if (EDDY_UNLIKELY(promise() != root)) {
+    rare().promise = root;
+    promise_in_rare_ = true;
+  }
+  root->task = this;
   id_ = ++g_task_counter;
   if (!options.name.empty()) {
     set_name(options.name);
@@ -124,7 +129,10 @@ TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& opt
   EDDY_INSPECT_HOOK(loop, task_created(this));
 }
 
-TaskBase::~TaskBase() { get_loop().unregister_task(this); }
+TaskBase::~TaskBase() {
+  get_loop().unregister_task(this);
+  if (frame_) frame_.destroy();
+}
 
 Ref<TaskBase> TaskBase::create(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options) {
   Ref<TaskBase> t(new TaskBase(loop, std::move(frame), options));
@@ -203,9 +211,9 @@ void TaskBase::step() {
       fut_waiter_->wait_again(*this))
     return;
   started_ = true;
-  ++run_count_;
+  run_count_ += run_count_ != UINT32_MAX;
   Ref<TaskBase> keep(this);
-  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_.handle();
+  coro::coroutine_handle<> h = resume_point_ ? std::exchange(resume_point_, {}) : frame_;
   loop.set_current_task(this);
   EDDY_INSPECT_HOOK(loop, task_stepping(this));  // its callback's duration is the step's
   h.resume();
@@ -249,7 +257,7 @@ bool TaskBase::cancel(std::string message) {
   ++num_cancels_requested_;
   if (fut_waiter_ && fut_waiter_->cancel(message)) return true;
   must_cancel_ = true;
-  if (rare_ || !message.empty()) rare().pending_cancel_message = std::move(message);
+  if (rare_fields() || !message.empty()) rare().pending_cancel_message = std::move(message);
   return true;
 }
 
@@ -261,8 +269,8 @@ int TaskBase::uncancel() noexcept {
   return num_cancels_requested_;
 }
 
-void TaskBase::on_coroutine_done() noexcept {
-  PromiseBase* p = frame_.promise();
+void TaskBase::on_coroutine_done(PromiseBase& root) noexcept {
+  PromiseBase* p = &root;
   resume_point_ = {};
   fut_waiter_.reset();
   try {
@@ -296,7 +304,7 @@ void TaskBase::abandon() noexcept {
   resume_point_ = {};
   fut_waiter_.reset();
   mark_abandoned();
-  frame_.destroy();
+  if (frame_) std::exchange(frame_, {}).destroy();
 }
 
 const char* TaskBase::describe_await(const PromiseBase& p, std::string& scratch) const {

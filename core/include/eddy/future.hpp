@@ -22,25 +22,20 @@ namespace eddy {
 
 enum class FutureState : std::uint8_t { pending, cancelled, finished };
 const char* to_string(FutureState s) noexcept;
+class PromiseBase;
 
 namespace detail {
 
 inline const std::string kNoString;
 
-// A string that is almost always empty (a cancel message, a task's name), in one pointer instead
-// of a std::string's 32 bytes: it is allocated only once something is stored in it.
-class RareString {
- public:
-  const std::string& get() const noexcept { return text_ ? *text_ : kNoString; }
-  void set(std::string s) {
-    if (text_)
-      *text_ = std::move(s);
-    else if (!s.empty())
-      text_ = std::make_unique<std::string>(std::move(s));
-  }
-
- private:
-  std::unique_ptr<std::string> text_;
+// What few futures and tasks have, in one allocation made the first time one of them is set: a
+// cancellation's message, and for a task its name, the message of a cancellation not yet
+// delivered and, for a frame laid out unusually, its promise (see TaskBase::promise()).
+struct RareFields {
+  std::string cancel_message;
+  std::string name;
+  std::string pending_cancel_message;
+  PromiseBase* promise = nullptr;
 };
 
 // A std::exception_ptr that costs nothing to destroy while empty. libc++ (WebAssembly) destroys
@@ -208,7 +203,9 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
   }
   void set_exception(std::exception_ptr exception);
   EventLoop& get_loop() const noexcept { return *loop_; }
-  const std::string& cancel_message() const noexcept { return cancel_message_.get(); }
+  const std::string& cancel_message() const noexcept {
+    return rare_ ? rare_->cancel_message : detail::kNoString;
+  }
   bool is_task() const noexcept { return is_task_; }
   // A one-line description, as asyncio's repr: <Future finished result=...> etc.
   virtual std::string describe() const;
@@ -269,9 +266,15 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
            !more_;
   }
   void* slot_ = nullptr;
+  detail::RareFields& rare() const {
+    if (!rare_) rare_ = std::make_unique<detail::RareFields>();
+    return *rare_;
+  }
+  const detail::RareFields* rare_fields() const noexcept { return rare_.get(); }
 
  private:
   void check_result_slow();
+  void set_cancel_message(std::string message);
   void schedule_callbacks();
   void drop_pending_callbacks() noexcept;
   void schedule_one(detail::DoneCallback* cb);
@@ -281,7 +284,7 @@ class alignas(8) FutureBase : public RefCounted, public detail::SlabAllocated {
 
   LoopRef loop_;
   detail::ExceptionSlot exception_;
-  detail::RareString cancel_message_;
+  mutable std::unique_ptr<detail::RareFields> rare_;
   detail::DoneCallback first_;
   detail::DoneCallbackNode* more_ = nullptr;  // further callbacks, in order
 };

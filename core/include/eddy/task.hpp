@@ -86,13 +86,13 @@ NamedAwait<A> awaiting_as(const char* function, A&& awaitable) noexcept {
 // Per-frame state shared by every Coro<T> promise.
 class PromiseBase : public detail::SlabAllocated {
  public:
-  TaskBase* task = nullptr;              // the task running this frame
-  PromiseBase* parent = nullptr;         // the frame awaiting this one inline
+  TaskBase* task = nullptr;  // the task running this frame
+  // The frame awaiting this one inline, resumed when this one finishes (null for a task's root).
   coro::coroutine_handle<> parent_handle;
   detail::ExceptionSlot exception;
   [[no_unique_address]] AwaitRecord awaiting;
   // (One byte for both: with `awaiting.kind` they leave two bytes of padding, where a
-  // Coro<void>'s result flag goes, keeping its promise at 64 bytes.)
+  // Coro<void>'s result flag goes, keeping its promise at 56 bytes.)
   bool inline_start : 1 = false;  // true while the parent's co_await is starting us
   bool consumed : 1 = false;      // already awaited or handed to a task
 
@@ -140,6 +140,11 @@ class OwnedCoroutine {
   explicit operator bool() const noexcept { return bool(handle_); }
   void destroy() noexcept {
     if (handle_) std::exchange(handle_, {}).destroy();
+  }
+  // Gives up ownership: the caller destroys the frame.
+  coro::coroutine_handle<> release() noexcept {
+    promise_ = nullptr;
+    return std::exchange(handle_, {});
   }
 
  private:
@@ -344,27 +349,29 @@ class TaskBase : public FutureBase {
       rare().name = "Task-" + std::to_string(name_number_);
       name_set_ = true;
     }
-    return rare_->name;
+    return rare_fields()->name;
   }
   void set_name(std::string name) {
     rare().name = std::move(name);
     name_set_ = true;
   }
   std::uint64_t id() const noexcept { return id_; }
-  // Where create_task was called (its file and line; the function is not kept).
+  // Where create_task was called (its file and line, clamped to 65535; the function is not kept).
   SourceLocation created_at() const noexcept { return {created_file_, "", created_line_}; }
   // Whether being destroyed (or dropped by close()) while pending is reported as "Task was
   // destroyed but it is pending!": not for the task run_until_complete made for a coroutine,
   // which told its caller already (asyncio's _log_destroy_pending).
   bool log_destroy_pending() const noexcept { return log_destroy_pending_; }
   void set_log_destroy_pending(bool on) noexcept { log_destroy_pending_ = on; }
+  // How many steps it has run (saturating at 2^32 - 1).
   std::uint64_t run_count() const noexcept { return run_count_; }
   // For the inspector: seconds spent in steps while inspection was on, and the loop time at
-  // creation (0 when inspection was off then).
-  double busy_time() const noexcept { return busy_; }
-  double created_time() const noexcept { return created_time_; }
-  void set_created_time(double t) noexcept { created_time_ = t; }
-  void add_busy_time(double seconds) noexcept { busy_ += seconds; }
+  // creation (0 when inspection was off then). Kept out of line, made when inspection first
+  // records either.
+  double busy_time() const noexcept { return stats_ ? stats_->busy : 0.0; }
+  double created_time() const noexcept { return stats_ ? stats_->created : 0.0; }
+  void set_created_time(double t) { stats().created = t; }
+  void add_busy_time(double seconds) { stats().busy += seconds; }
   // The chain of awaits this task is suspended in, outermost first.
   std::vector<AwaitFrame> await_chain() const;
   // The same chain without building it: calls visit(function, awaiting, fixed, scratch) for each
@@ -373,7 +380,8 @@ class TaskBase : public FutureBase {
   template <class Visit>
   void for_each_await(Visit&& visit) const {
     std::string scratch;
-    for (const PromiseBase* p = frame_.promise(); p && !done(); p = awaited_coroutine(*p)) {
+    for (const PromiseBase* p = frame_ ? promise() : nullptr; p && !done();
+         p = awaited_coroutine(*p)) {
       const char* fixed = describe_await(*p, scratch);
       const SourceLocation* call = waiting_call(*p);
       if (!call) {
@@ -399,7 +407,7 @@ class TaskBase : public FutureBase {
   void deliver_pending_cancel(FutureBase* awaited = nullptr) {
     if (EDDY_UNLIKELY(must_cancel_)) throw_pending_cancel(awaited);
   }
-  void on_coroutine_done() noexcept;
+  void on_coroutine_done(PromiseBase& root) noexcept;
   // Destroys the coroutine of a task that can never run again (its loop closed).
   void abandon() noexcept;
 
@@ -415,38 +423,44 @@ class TaskBase : public FutureBase {
   const char* describe_await(const PromiseBase& p, std::string& scratch) const;
   static const PromiseBase* awaited_coroutine(const PromiseBase& p) noexcept;
   static const SourceLocation* waiting_call(const PromiseBase& p) noexcept;
-  // What few tasks have, out of line: a name (the default "Task-<id>" is made on first use) and
-  // the message of a cancellation not yet delivered.
-  struct Rare {
-    std::string name;
-    std::string pending_cancel_message;
-  };
-  Rare& rare() const {
-    if (!rare_) rare_ = std::make_unique<Rare>();
-    return *rare_;
-  }
   const std::string& pending_cancel_message() const noexcept {
-    return rare_ ? rare_->pending_cancel_message : detail::kNoString;
+    return rare_fields() ? rare_fields()->pending_cancel_message : detail::kNoString;
+  }
+  // The root frame's promise. Compilers put a frame's promise right after its two function
+  // pointers, at the promise's alignment, so it is found from the frame's address; a frame whose
+  // promise is aligned otherwise (a result type over-aligned past PromiseBase's alignment) keeps
+  // its promise's address in the rare fields, as the constructor found.
+  PromiseBase* promise() const noexcept {
+    if (EDDY_UNLIKELY(promise_in_rare_)) return rare_fields()->promise;
+    return &coro::coroutine_handle<PromiseBase>::from_address(frame_.address()).promise();
+  }
+  struct InspectStats : detail::SlabAllocated {
+    double created = 0;
+    double busy = 0;
+  };
+  InspectStats& stats() {
+    if (!stats_) stats_.reset(new InspectStats);
+    return *stats_;
   }
 
-  // 208 bytes on 64-bit targets (a task and its coroutine are most of the memory that a million
-  // pending tasks take): keep the fields packed.
-  detail::OwnedCoroutine frame_;  // its result slot is FutureBase::slot_
+  // 176 bytes on 64-bit targets (a task and its coroutine are most of the memory that a million
+  // pending tasks take, and every byte is a first-touch cost): keep the fields packed.
+  coro::coroutine_handle<> frame_;  // owned; its result slot is FutureBase::slot_
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
-  mutable std::unique_ptr<Rare> rare_;
+  std::unique_ptr<InspectStats> stats_;
   std::uint64_t id_;
-  std::uint64_t run_count_ = 0;
-  double busy_ = 0, created_time_ = 0;
   const char* created_file_;
-  std::uint32_t created_line_;
-  int num_cancels_requested_ = 0;
-  bool must_cancel_ = false;
-  bool started_ = false;
-  mutable bool name_set_ = false;
+  std::uint16_t created_line_;
+  bool must_cancel_ : 1 = false;
+  bool started_ : 1 = false;
+  mutable bool name_set_ : 1 = false;
   bool scheduled_ : 1 = false;
   bool log_destroy_pending_ : 1 = true;
-  std::uint32_t name_number_ = 0;  // for the default name (in what would be padding)
+  bool promise_in_rare_ : 1 = false;
+  int num_cancels_requested_ = 0;
+  std::uint32_t name_number_ = 0;  // for the default name
+  std::uint32_t run_count_ = 0;
 };
 
 Ref<TaskBase> eager_task_factory(EventLoop& loop, CoroutineFrame&& frame, const TaskOptions& options);
@@ -586,7 +600,6 @@ struct CoroAwaiter {
     }
     auto& cp = child.promise();
     cp.task = promise->task;
-    cp.parent = promise;
     cp.parent_handle = h;
     promise->awaiting = {AwaitRecord::Kind::coroutine, &cp, where};
     cp.inline_start = true;

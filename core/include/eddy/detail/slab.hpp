@@ -17,7 +17,8 @@ void slab_free(void* p, std::size_t bytes) noexcept;
 struct SlabAllocated {
   static void* operator new(std::size_t bytes) { return slab_allocate(bytes); }
   static void operator delete(void* p, std::size_t bytes) noexcept { slab_free(p, bytes); }
-  // Over-aligned types bypass the slab (it aligns to 16 bytes).
+  // Over-aligned types bypass the slab (it aligns objects whose size is a multiple of 16 to 16
+  // bytes, others to 8).
   static void* operator new(std::size_t bytes, std::align_val_t al) { return ::operator new(bytes, al); }
   static void operator delete(void* p, std::size_t, std::align_val_t al) noexcept { ::operator delete(p, al); }
 };
