@@ -107,6 +107,67 @@ LOOP_TEST("Unix datagrams: a burst the receiver cannot hold waits in the sender,
   CHECK(r->errors.empty());
 }
 
+// As asyncio's selector datagram transport: pause_reading leaves datagrams in the socket (AF_UNIX
+// never drops them), resume_reading delivers them in order; paused from connection_made, the
+// transport never starts receiving; is_reading is false once closing.
+struct PausingRecorder : DatagramRecorder {
+  using DatagramRecorder::DatagramRecorder;
+  std::vector<int> reading_seen;
+  void connection_made(Ref<DatagramTransport> t) override {
+    DatagramRecorder::connection_made(t);
+    reading_seen.push_back(t->is_reading() ? 1 : 0);
+    t->pause_reading();
+    t->pause_reading();  // no effect
+    reading_seen.push_back(t->is_reading() ? 1 : 0);
+  }
+};
+
+static Coro<std::vector<std::string>> datagrams_paused_and_resumed(EventLoop& loop) {
+  auto r = std::make_shared<PausingRecorder>(loop);
+  const std::string path = unix_dgram_name("paused");
+  DatagramEndpointOptions receiving;
+  receiving.local_addr = SocketAddress::unix_path(path);
+  DatagramConnection rx = co_await loop.create_datagram_endpoint(give(r), receiving);
+  auto sender = std::make_shared<DatagramRecorder>(loop);
+  DatagramEndpointOptions sending;
+  sending.remote_addr = SocketAddress::unix_path(path);
+  DatagramConnection tx = co_await loop.create_datagram_endpoint(give(sender), sending);
+  std::vector<std::string> log;
+  for (int seen : r->reading_seen) log.push_back("in connection_made: " + std::to_string(seen));
+  for (int i = 0; i < 3; ++i) tx.first->sendto("d" + std::to_string(i));
+  co_await sleep(0.05);
+  log.push_back("paused: " + std::to_string(r->received.size()));
+  r->expect = 3;
+  r->enough = loop.create_future<void>();
+  rx.first->resume_reading();
+  log.push_back(std::string("reading: ") + (rx.first->is_reading() ? "yes" : "no"));
+  co_await r->enough;
+  for (const auto& d : r->received) log.push_back(d);
+  rx.first->pause_reading();
+  tx.first->sendto("d3");
+  co_await sleep(0.05);
+  log.push_back("paused again: " + std::to_string(r->received.size()));
+  rx.first->close();
+  log.push_back(std::string("closing, reading: ") + (rx.first->is_reading() ? "yes" : "no"));
+  rx.first->resume_reading();  // no effect once closing
+  co_await r->lost;
+  log.push_back("at the end: " + std::to_string(r->received.size()));
+  tx.first->close();
+  co_await sender->lost;
+  ::unlink(path.c_str());
+  co_return log;
+}
+
+LOOP_TEST("datagrams: pause_reading keeps datagrams waiting, resume_reading delivers them in order",
+          "[datagrams][unix][flow]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("create_datagram_endpoint")) SKIP("no sockets here");
+  CHECK(loop.run_until_complete(datagrams_paused_and_resumed(loop)) ==
+        std::vector<std::string>{"in connection_made: 1", "in connection_made: 0", "paused: 0",
+                                 "reading: yes", "d0", "d1", "d2", "paused again: 3",
+                                 "closing, reading: no", "at the end: 3"});
+}
+
 // Sending to a Unix path nothing is bound to: ENOENT, at connect for a connected endpoint.
 static Coro<int> unix_datagram_to_nobody(EventLoop& loop) {
   DatagramEndpointOptions o;

@@ -80,7 +80,7 @@ class UdpTransport final : public DatagramTransport,
         t->protocol_connected_ = true;
         call_connection_made(
             *t->loop_, [&] { t->protocol_->connection_made(Ref<DatagramTransport>(t.get())); });
-        if (t->endpoint_ && !t->closing_) t->endpoint_->receive_start();
+        if (t->endpoint_ && !t->closing_ && !t->paused_) t->endpoint_->receive_start();
       }
       if (!waiter.done()) waiter.set_result();
     });
@@ -93,6 +93,20 @@ class UdpTransport final : public DatagramTransport,
     if (sends_in_flight_ == 0) schedule_connection_lost(nullptr);
   }
   bool is_closing() const override { return closing_; }
+  // As asyncio's selector transport: datagrams wait in the socket's buffer while paused (and are
+  // dropped by the system once it is full, as UDP does).
+  bool is_reading() const override { return !closing_ && !paused_; }
+  void pause_reading() override {
+    if (!is_reading()) return;
+    paused_ = true;
+    if (endpoint_) endpoint_->receive_stop();
+  }
+  void resume_reading() override {
+    if (closing_ || !paused_) return;
+    paused_ = false;
+    // Before connection_made the start callback begins receiving.
+    if (endpoint_ && protocol_connected_) endpoint_->receive_start();
+  }
   std::any get_extra_info(std::string_view name, std::any default_value) const override {
     return lookup_extra_info(name, std::move(default_value), peername_, sockname_, endpoint_.get());
   }
@@ -224,6 +238,7 @@ class UdpTransport final : public DatagramTransport,
   int conn_lost_ = 0;
   bool closing_ = false;
   bool protocol_connected_ = false;
+  bool paused_ = false;  // pause_reading()
 };
 
 // Where create_datagram_endpoint may bind and connect: asyncio pairs the local and remote

@@ -86,6 +86,11 @@ class DatagramTransport : public virtual BaseTransport {
   // ValueError unless high >= low >= 0. Omitted values follow asyncio's defaults.
   virtual void set_write_buffer_limits(std::optional<long long> high = std::nullopt,
                                        std::optional<long long> low = std::nullopt) = 0;
+  // As asyncio's selector datagram transport (not in its abstract class): while paused, datagrams
+  // wait in the socket. False once closing.
+  virtual bool is_reading() const = 0;
+  virtual void pause_reading() = 0;
+  virtual void resume_reading() = 0;
 };
 
 class SubprocessTransport : public virtual BaseTransport {
