@@ -223,6 +223,34 @@ static Coro<void> buffered_lines(EventLoop& loop) {
   CHECK(r->buffer_size() == 4);
 }
 
+// `async for line in reader`: readline until it gives "" at EOF, the partial last line included;
+// waits for data in between; readline's errors come out of next().
+static Coro<std::vector<std::string>> lines_of(EventLoop& loop) {
+  auto r = new_reader(loop, 8);
+  r->feed_data("a\nbb\n");
+  loop.call_later(0.01, [r] { r->feed_data("c\nd"); });
+  loop.call_later(0.02, [r] { r->feed_eof(); });
+  std::vector<std::string> got;
+  while (auto line = co_await r->next()) got.push_back(*line);
+  std::optional<std::string> after = co_await r->next();
+  got.push_back(after ? "more" : "end");
+  auto small = new_reader(loop, 4);
+  small->feed_data("abcdefgh\n");
+  try {
+    co_await small->next();
+    got.push_back("no error");
+  } catch (const ValueError& e) {
+    got.push_back(e.what());
+  }
+  co_return got;
+}
+
+LOOP_TEST("StreamReader: next() iterates lines as `async for line in reader`", "[streams-api]") {
+  CHECK(this->loop->run_until_complete(lines_of(*this->loop)) ==
+        std::vector<std::string>{"a\n", "bb\n", "c\n", "d", "end",
+                                 "Separator is found, but chunk is longer than limit"});
+}
+
 LOOP_TEST("StreamReader: buffered lines are taken at once, by readuntil's rules", "[streams-api]") {
   this->loop->run_until_complete(buffered_lines(*this->loop));
 }

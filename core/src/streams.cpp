@@ -302,6 +302,17 @@ Coro<std::string> StreamReader::readline() {
                                   detail::QuickCall{detail::KeepAlive(quick_self(this)), 0});
 }
 
+Coro<std::optional<std::string>> StreamReader::next() {
+  return next_impl(keep_alive(), this);
+}
+
+Coro<std::optional<std::string>> StreamReader::next_impl(std::shared_ptr<StreamReader> keep,
+                                                         StreamReader* self) {
+  std::string line = co_await detail::awaiting_as("eddy::StreamReader::next", self->readline());
+  if (line.empty()) co_return std::nullopt;
+  co_return std::optional<std::string>(std::move(line));
+}
+
 Coro<std::string> StreamReader::readuntil(std::string_view separator) {
   if (separator.size() <= QuickReadUntil::kMaxSeparator)
     return Coro<std::string>::quick(

@@ -85,6 +85,9 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   // LimitOverrunError (data kept), IncompleteReadError at EOF (buffer emptied).
   Coro<std::string> readuntil(std::string_view separator = "\n");
   Coro<std::string> readuntil(std::vector<std::string> separators);
+  // `async for line in reader`: the next line (readline), nullopt once it gives "" (EOF).
+  //   while (auto line = co_await reader->next()) handle(*line);
+  Coro<std::optional<std::string>> next();
 
   bool at_eof() const noexcept { return eof_ && size() == 0; }
   void feed_data(std::string_view data);  // RuntimeError after feed_eof()
@@ -110,6 +113,8 @@ class StreamReader : public std::enable_shared_from_this<StreamReader> {
   static Coro<std::string> readexactly_impl(std::shared_ptr<StreamReader> keep, StreamReader* self,
                                             long long n);
   static Coro<std::string> readline_impl(std::shared_ptr<StreamReader> keep, StreamReader* self);
+  static Coro<std::optional<std::string>> next_impl(std::shared_ptr<StreamReader> keep,
+                                                    StreamReader* self);
   static Coro<std::string> readuntil_impl(std::shared_ptr<StreamReader> keep, StreamReader* self,
                                           std::vector<std::string> separators);
   // Awaited by the reads: resumes on feed_data, feed_eof or set_exception. A plain awaitable,
