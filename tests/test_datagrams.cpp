@@ -168,6 +168,32 @@ LOOP_TEST("datagrams: pause_reading keeps datagrams waiting, resume_reading deli
                                  "closing, reading: no", "at the end: 3"});
 }
 
+// A name with several addresses of one family: asyncio pairs the addresses by family and keeps
+// the last one getaddrinfo gave for each (its dict is overwritten), so the endpoint connects to
+// the last. Names exist only on the virtual network.
+static Coro<std::string> datagram_to_name_with_two_addresses(EventLoop& loop) {
+  vnet::Network& net = *vnet::find_network(loop);
+  net.add_host("two.test", "127.0.0.2");
+  net.add_host("two.test", "127.0.0.3");
+  auto r = std::make_shared<DatagramRecorder>(loop);
+  DatagramEndpointOptions o;
+  o.remote_addr = SocketAddress::ip("two.test", 9);
+  DatagramConnection c = co_await loop.create_datagram_endpoint(give(r), o);
+  const std::any peer = c.first->get_extra_info("peername");
+  const SocketAddress* a = std::any_cast<SocketAddress>(&peer);
+  std::string got = a ? a->to_string() : "none";
+  c.first->close();
+  co_await r->lost;
+  co_return got;
+}
+
+LOOP_TEST("datagrams: of several addresses of a family, the last is used, as asyncio",
+          "[datagrams]") {
+  auto& loop = *this->loop;
+  if (!vnet::find_network(loop)) SKIP("names need the virtual network");
+  CHECK(loop.run_until_complete(datagram_to_name_with_two_addresses(loop)) == "127.0.0.3:9");
+}
+
 // Sending to a Unix path nothing is bound to: ENOENT, at connect for a connected endpoint.
 static Coro<int> unix_datagram_to_nobody(EventLoop& loop) {
   DatagramEndpointOptions o;

@@ -1284,6 +1284,59 @@ Coro<std::string> recv_exactly(EventLoop& loop, int fd, std::size_t n) {
 }
 }  // namespace
 
+// As asyncio, sock_connect resolves the address for the socket's family: an IPv4 address on an
+// IPv6 socket is gaierror EAI_ADDRFAMILY (-9) before anything connects, and on the virtual
+// network (where "localhost" has both addresses) "localhost" on an IPv6 socket is ::1.
+static Coro<std::vector<std::string>> sock_connect_by_socket_family(EventLoop& loop) {
+  std::vector<std::string> log;
+  vnet::Network* net = vnet::find_network(loop);
+  auto open6 = [&] {
+    if (net) return net->socket(AddressFamily::inet6, SocketKind::stream);
+#ifndef __EMSCRIPTEN__
+    const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    REQUIRE(fd >= 0);
+    return fd;
+#else
+    FAIL("no network");
+    return -1;
+#endif
+  };
+  RawSockets raw{loop};
+  const int v6 = open6();
+  try {
+    co_await loop.sock_connect(v6, SocketAddress::ip("127.0.0.1", 9));
+    log.push_back("connected");
+  } catch (const std::system_error& e) {
+    log.push_back("error " + std::to_string(e.code().value()));
+  }
+  raw.close(v6);
+  if (net) {
+    const int listener = open6();
+    net->bind(listener, SocketAddress::ip("::1", 0));
+    net->listen(listener, 10);
+    const std::uint16_t port = net->getsockname(listener).port;
+    const int client = open6();
+    Task<std::pair<int, SocketAddress>> accepting = loop.create_task(loop.sock_accept(listener));
+    co_await loop.sock_connect(client, SocketAddress::ip("localhost", port));
+    std::pair<int, SocketAddress> accepted = co_await accepting;
+    log.push_back("accepted from " + std::string(accepted.second.host()));
+    raw.close(accepted.first);
+    raw.close(client);
+    raw.close(listener);
+  }
+  co_return log;
+}
+
+LOOP_TEST("network: sock_connect resolves for the socket's family, as asyncio",
+          "[network][sockets]") {
+  auto& loop = *this->loop;
+  if (!loop.capabilities().supports("sock_connect")) SKIP("no sockets here");
+  std::vector<std::string> log = loop.run_until_complete(sock_connect_by_socket_family(loop));
+  std::vector<std::string> expected{"error -9"};
+  if (vnet::find_network(loop)) expected.push_back("accepted from ::1");
+  CHECK(log == expected);
+}
+
 static Coro<void> raw_sockets(EventLoop& loop) {
   RawSockets raw{loop};
   RawConnection c = co_await raw_connection(loop, raw);

@@ -242,7 +242,8 @@ class UdpTransport final : public DatagramTransport,
 };
 
 // Where create_datagram_endpoint may bind and connect: asyncio pairs the local and remote
-// addresses by family, in the order getaddrinfo gives them, keeping the families both have.
+// addresses by family, in the order getaddrinfo gives the families, keeping the families both
+// have and, of several addresses of one family, the last.
 struct AddressPair {
   AddressFamily family = AddressFamily::unspec;
   std::optional<SocketAddress> local, remote;
@@ -282,8 +283,9 @@ Coro<std::vector<AddressPair>> resolve_pairs(EventLoop& loop, DatagramEndpointOp
                             [&](const AddressPair& q) { return q.family == info.address.family; });
       if (p == pairs.end())
         p = pairs.insert(p, address_pair(info.address.family, std::nullopt, std::nullopt));
+      // As asyncio's dict of pairs: a later address of the family replaces an earlier one.
       std::optional<SocketAddress>& slot = remote ? p->remote : p->local;
-      if (!slot) slot = info.address;
+      slot = info.address;
     }
   }
   std::erase_if(pairs, [&](const AddressPair& p) {

@@ -189,7 +189,10 @@ Coro<void> EventLoop::sock_connect(int fd, SocketAddress address) {
   capabilities().require("sock_connect");
   check_sock(fd);
   if (address.family == AddressFamily::inet || address.family == AddressFamily::inet6) {
-    // asyncio resolves a name first (numeric hosts resolve to themselves).
+    // As asyncio: a name is resolved first (a numeric host resolves to itself), for the socket's
+    // family: "localhost" on an IPv6 socket is ::1, and an IPv4 address on one is gaierror.
+    const AddressFamily family = backend().socket_facts(fd).family;
+    if (family == AddressFamily::inet || family == AddressFamily::inet6) address.family = family;
     std::vector<AddrInfo> r = co_await getaddrinfo(std::string(address.host()), std::to_string(address.port),
                                                    {.family = address.family});
     if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");

@@ -144,7 +144,14 @@ Backend::SocketFacts UvBackend::socket_facts(int fd) {
   const SocketKind kind = type == SOCK_STREAM  ? SocketKind::stream
                           : type == SOCK_DGRAM ? SocketKind::datagram
                                                : SocketKind::any;
-  return {kind, (flags & O_NONBLOCK) == 0};
+  int domain = AF_UNSPEC;
+  len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) domain = AF_UNSPEC;
+  const AddressFamily family = domain == AF_INET    ? AddressFamily::inet
+                               : domain == AF_INET6 ? AddressFamily::inet6
+                               : domain == AF_UNIX  ? AddressFamily::unix_socket
+                                                    : AddressFamily::unspec;
+  return {kind, (flags & O_NONBLOCK) == 0, family};
 }
 
 std::error_code UvBackend::sock_connect_result(int fd) {

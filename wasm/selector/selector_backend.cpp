@@ -321,9 +321,9 @@ Backend::SocketFacts SelectorBackend::socket_facts(int fd) {
   switch (s->kind) {
     case Socket::Kind::stream:
     case Socket::Kind::listener:
-      return {SocketKind::stream, false};
+      return {SocketKind::stream, false, s->family};
     case Socket::Kind::datagram:
-      return {SocketKind::datagram, false};
+      return {SocketKind::datagram, false, s->family};
     default:
       throw std::system_error(std::make_error_code(std::errc::not_a_socket));
   }

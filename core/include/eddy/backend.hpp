@@ -111,6 +111,7 @@ class Backend {
   struct SocketFacts {
     SocketKind kind;
     bool blocking;
+    AddressFamily family = AddressFamily::unspec;  // the socket's (sock_connect resolves with it)
   };
   virtual SocketFacts socket_facts(int fd);
   // Files for sendfile: zero-copy from `file` at `offset` to the socket (what the kernel took
