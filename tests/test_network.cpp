@@ -1213,11 +1213,12 @@ struct RawSockets {
   EventLoop& loop;
   vnet::Network* net = vnet::find_network(loop);
 
-  int open(SocketKind kind) {
-    if (net) return net->socket(AddressFamily::inet, kind);
+  int open(SocketKind kind, AddressFamily family = AddressFamily::inet) {
+    if (net) return net->socket(family, kind);
 #ifndef __EMSCRIPTEN__
-    const int fd = ::socket(
-        AF_INET, (kind == SocketKind::datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0);
+    const int fd =
+        ::socket(family == AddressFamily::inet6 ? AF_INET6 : AF_INET,
+                 (kind == SocketKind::datagram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0);
     REQUIRE(fd >= 0);
     return fd;
 #else
@@ -1290,18 +1291,8 @@ Coro<std::string> recv_exactly(EventLoop& loop, int fd, std::size_t n) {
 static Coro<std::vector<std::string>> sock_connect_by_socket_family(EventLoop& loop) {
   std::vector<std::string> log;
   vnet::Network* net = vnet::find_network(loop);
-  auto open6 = [&] {
-    if (net) return net->socket(AddressFamily::inet6, SocketKind::stream);
-#ifndef __EMSCRIPTEN__
-    const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    REQUIRE(fd >= 0);
-    return fd;
-#else
-    FAIL("no network");
-    return -1;
-#endif
-  };
   RawSockets raw{loop};
+  auto open6 = [&] { return raw.open(SocketKind::stream, AddressFamily::inet6); };
   const int v6 = open6();
   try {
     co_await loop.sock_connect(v6, SocketAddress::ip("127.0.0.1", 9));
