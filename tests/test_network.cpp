@@ -1378,6 +1378,10 @@ static Coro<void> raw_sockets(EventLoop& loop) {
   auto [data, from] = co_await loop.sock_recvfrom(b, 100);
   CHECK(data == "ping");
   CHECK(from.host() == "127.0.0.1");
+  // A name is resolved, as Python's socket.sendto does (for the socket's family: 127.0.0.1).
+  co_await loop.sock_sendto(a, "by name", SocketAddress::ip("localhost", bport));
+  std::pair<std::string, SocketAddress> named = co_await loop.sock_recvfrom(b, 100);
+  CHECK(named.first == "by name");
   raw.close(a);
   raw.close(b);
 }

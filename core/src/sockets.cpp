@@ -173,9 +173,35 @@ Coro<void> EventLoop::sock_sendall(int fd, std::string_view data) {
   }
 }
 
+namespace {
+// Whether an IP address's host is a literal (IPv4 digits and dots, or IPv6, the only hosts with a
+// colon), which needs no resolver; anything else is a name.
+bool literal_host(const SocketAddress& a) noexcept {
+  const std::string_view host = a.host();
+  if (host.find(':') != std::string_view::npos) return true;
+  return !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
+}
+}  // namespace
+
 Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string_view data, SocketAddress address) {
   capabilities().require("sock_sendto");
   check_sock(fd);
+  if ((address.family == AddressFamily::inet || address.family == AddressFamily::inet6) &&
+      !literal_host(address)) {
+    // Python's socket.sendto resolves a name (blocking); here the resolver runs off the loop,
+    // for the socket's family, as sock_connect's.
+    const AddressFamily family = backend().socket_facts(fd).family;
+    AddrInfoOptions ai{.family = family == AddressFamily::inet || family == AddressFamily::inet6
+                                     ? family
+                                     : AddressFamily::unspec,
+                       .kind = SocketKind::datagram};
+    std::vector<AddrInfo> r =
+        co_await getaddrinfo(std::string(address.host()), std::to_string(address.port), ai);
+    if (r.empty())
+      throw std::system_error(std::make_error_code(std::errc::host_unreachable),
+                              "getaddrinfo() returned empty list");
+    address = r.front().address;
+  }
   for (;;) {
     std::error_code ec;
     const std::size_t n = backend().sock_send(fd, data, &address, ec);
