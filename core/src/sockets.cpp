@@ -181,6 +181,24 @@ bool literal_host(const SocketAddress& a) noexcept {
   if (host.find(':') != std::string_view::npos) return true;
   return !host.empty() && host.find_first_not_of("0123456789.") == std::string_view::npos;
 }
+
+// `address` resolved as asyncio's sock_* calls resolve it: for the socket's family when it is an
+// IP one (so "localhost" on an IPv6 socket is ::1, and an IPv4 address there is gaierror), else
+// for the address's own.
+Coro<SocketAddress> resolved_for_socket(EventLoop& loop, SocketAddress address,
+                                        AddressFamily socket_family, SocketKind kind) {
+  AddrInfoOptions ai;
+  ai.family = socket_family == AddressFamily::inet || socket_family == AddressFamily::inet6
+                  ? socket_family
+                  : address.family;
+  ai.kind = kind;
+  std::vector<AddrInfo> r =
+      co_await loop.getaddrinfo(std::string(address.host()), std::to_string(address.port), ai);
+  if (r.empty())
+    throw std::system_error(std::make_error_code(std::errc::host_unreachable),
+                            "getaddrinfo() returned empty list");
+  co_return r.front().address;
+}
 }  // namespace
 
 Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string_view data, SocketAddress address) {
@@ -188,19 +206,9 @@ Coro<std::size_t> EventLoop::sock_sendto(int fd, std::string_view data, SocketAd
   check_sock(fd);
   if ((address.family == AddressFamily::inet || address.family == AddressFamily::inet6) &&
       !literal_host(address)) {
-    // Python's socket.sendto resolves a name (blocking); here the resolver runs off the loop,
-    // for the socket's family, as sock_connect's.
-    const AddressFamily family = backend().socket_facts(fd).family;
-    AddrInfoOptions ai{.family = family == AddressFamily::inet || family == AddressFamily::inet6
-                                     ? family
-                                     : AddressFamily::unspec,
-                       .kind = SocketKind::datagram};
-    std::vector<AddrInfo> r =
-        co_await getaddrinfo(std::string(address.host()), std::to_string(address.port), ai);
-    if (r.empty())
-      throw std::system_error(std::make_error_code(std::errc::host_unreachable),
-                              "getaddrinfo() returned empty list");
-    address = r.front().address;
+    // Python's socket.sendto resolves a name (blocking); here the resolver runs off the loop.
+    address = co_await resolved_for_socket(*this, address, backend().socket_facts(fd).family,
+                                           SocketKind::datagram);
   }
   for (;;) {
     std::error_code ec;
@@ -215,14 +223,9 @@ Coro<void> EventLoop::sock_connect(int fd, SocketAddress address) {
   capabilities().require("sock_connect");
   check_sock(fd);
   if (address.family == AddressFamily::inet || address.family == AddressFamily::inet6) {
-    // As asyncio: a name is resolved first (a numeric host resolves to itself), for the socket's
-    // family: "localhost" on an IPv6 socket is ::1, and an IPv4 address on one is gaierror.
-    const AddressFamily family = backend().socket_facts(fd).family;
-    if (family == AddressFamily::inet || family == AddressFamily::inet6) address.family = family;
-    std::vector<AddrInfo> r = co_await getaddrinfo(std::string(address.host()), std::to_string(address.port),
-                                                   {.family = address.family});
-    if (r.empty()) throw std::system_error(std::make_error_code(std::errc::host_unreachable), "getaddrinfo() returned empty list");
-    address = r.front().address;
+    // As asyncio: a name is resolved first (a numeric host resolves to itself).
+    address = co_await resolved_for_socket(*this, address, backend().socket_facts(fd).family,
+                                           SocketKind::any);
   }
   std::error_code ec;
   backend().sock_connect(fd, address, ec);
