@@ -2,10 +2,12 @@
 // megabytes on stdin, stdout and stderr at once, wait, return codes of killed children, and
 // broken stdin pipes. Real children (sh, cat, printf, sleep); loop kinds without processes must
 // refuse with NotSupportedError.
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "support.hpp"
 
@@ -151,6 +153,35 @@ TEST_CASE_METHOD(NativeFixture, "a child reaped elsewhere: returncode 255 and a 
   REQUIRE(warnings.messages.size() == 101);
   CHECK(warnings.messages[0].find("exit status already read: will report returncode 255") !=
         std::string::npos);
+}
+
+// A child that ended unseen (reaped by the kernel, SIGCHLD being ignored) before the loop heard
+// of it: send_signal does nothing, as asyncio's transport ignores ProcessLookupError from
+// os.kill; wait() then reports 255, and only then is the process gone for send_signal.
+static Coro<void> signalled_after_unseen_end(std::vector<int>* codes) {
+  Process p = co_await create_subprocess_exec(strings("true"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the loop does not run
+  CHECK_NOTHROW(p.send_signal(SIGTERM));
+  CHECK_NOTHROW(p.terminate());
+  codes->push_back(co_await p.wait());
+  try {
+    p.kill();
+    FAIL("kill after the end was reported");
+  } catch (const std::system_error& e) {
+    CHECK(e.code() == std::errc::no_such_process);  // ProcessLookupError
+  }
+}
+
+TEST_CASE_METHOD(NativeFixture, "send_signal to a child that ended unseen does nothing",
+                 "[process-api]") {
+  CapturedLog warnings;
+  std::vector<int> codes;
+  {
+    IgnoreSigchld ignored;
+    CHECK_NOTHROW(loop->run_until_complete(signalled_after_unseen_end(&codes)));
+  }
+  CHECK(codes == std::vector<int>{255});
+  CHECK(warnings.messages.size() == 1);
 }
 
 static Coro<void> line_by_line(std::vector<std::string>* lines) {

@@ -40,10 +40,12 @@ class SpawnedChild final : public ProcessEndpoint {
   }
   int pid() const noexcept override { return pid_; }
   void send_signal(int sig) override {
-    // Until it is reaped the pid cannot name another process.
-    if (reaped_ || gone_)
-      throw std::system_error(std::make_error_code(std::errc::no_such_process), "kill");
-    if (::kill(pid_, sig) != 0) throw std::system_error(errno, std::generic_category(), "kill");
+    // A child known to be dead gets nothing: once reaped, its pid may name another process.
+    // Until it is reaped the pid cannot. A child that died unseen (reaped elsewhere) is ESRCH,
+    // which asyncio's transport ignores too: the end is reported when the pidfd says so.
+    if (reaped_ || gone_) return;
+    if (::kill(pid_, sig) != 0 && errno != ESRCH)
+      throw std::system_error(errno, std::generic_category(), "kill");
   }
   void close() noexcept override {
     if (closed_) return;

@@ -210,7 +210,8 @@ struct ProcessSpec {
 class ProcessEndpoint {
  public:
   virtual int pid() const noexcept = 0;
-  // system_error(ESRCH) when the process is gone.
+  // Nothing when the process is known to be gone (its end is reported, or about to be);
+  // system_error for any other failure.
   virtual void send_signal(int sig) = 0;
   // No exit report after this; frees itself.
   virtual void close() noexcept = 0;
