@@ -202,13 +202,17 @@ void Event::set() {
 
 namespace {
 
-// Acquires `lock`, storing a CancelledError instead of raising it. (A separate coroutine because
-// Emscripten 3.1.6 mishandles an exception raised at a co_await inside a try inside a loop.)
-Coro<void> acquire_noting_cancel(Lock& lock, std::exception_ptr* cancelled) {
+// Acquires `lock`, storing a CancelledError in `cancelled` and any other error in `failed`
+// instead of raising them. (A separate coroutine because Emscripten 3.1.6 mishandles an
+// exception raised at a co_await inside a try inside a loop.)
+Coro<void> acquire_noting_errors(Lock& lock, std::exception_ptr* cancelled,
+                                 std::exception_ptr* failed) {
   try {
     co_await detail::awaiting_as("eddy::Condition::wait", lock.acquire());
   } catch (const CancelledError&) {
     *cancelled = std::current_exception();
+  } catch (...) {
+    *failed = std::current_exception();
   }
 }
 
@@ -236,20 +240,23 @@ Coro<void> Condition::wait() {
     }
     waiters_.remove(fut);
   }
-  // The lock is reacquired even when the wait is cancelled; the latest cancellation wins.
+  // The lock is reacquired even when the wait is cancelled; the latest cancellation wins. Any
+  // other error there ends the attempt, without the lock, as asyncio only retries cancellation.
   std::exception_ptr cancelled;
+  std::exception_ptr failed;
   for (;;) {
     std::exception_ptr this_time;
     co_await detail::awaiting_as("eddy::Condition::wait",
-                                 acquire_noting_cancel(*lock_, &this_time));
-    if (!this_time) break;
+                                 acquire_noting_errors(*lock_, &this_time, &failed));
+    if (!this_time || failed) break;
     cancelled = this_time;
   }
   if (cancelled) error = cancelled;
+  if (failed) error = failed;
   if (error) {
     // We may have been notified before the error reached us (while waiting, or while taking
-    // the lock back): notify someone else instead, now that we hold the lock, as asyncio 3.13
-    // does. A spurious wake-up is allowed; a lost one is not.
+    // the lock back): notify someone else instead, as asyncio 3.13 does. A spurious wake-up is
+    // allowed; a lost one is not.
     wake(1);
     std::rethrow_exception(error);
   }
