@@ -1703,7 +1703,8 @@ LOOP_TEST("network: sendfile on a transport between writes, to a reader that sta
 // ---- What only the virtual network has --------------------------------------------------------
 
 // asyncio's _ensure_fd_no_transport: the socket of a transport belongs to it until it closes, so
-// add_reader and its kin and the sock_* calls refuse it with a RuntimeError naming the transport.
+// add_reader and its kin, and the sock_* calls that would wait, refuse it with a RuntimeError
+// naming the transport.
 static Coro<void> transports_own_their_sockets(EventLoop& loop, std::shared_ptr<Peer> server_side,
                                                std::shared_ptr<Peer> client,
                                                std::shared_ptr<Datagrams> datagrams) {
@@ -1731,6 +1732,19 @@ static Coro<void> transports_own_their_sockets(EventLoop& loop, std::shared_ptr<
     recv_refused = std::string(e.what()).starts_with(used);
   }
   CHECK(recv_refused);
+  // As asyncio's sock_* calls, which try the system call first: only a call that would wait is
+  // refused. With the transport's reading paused, its data is there for sock_recv.
+  c.first->pause_reading();
+  while (!server_side->transport) co_await sleep(0.01);
+  server_side->transport->write("hello");
+  co_await sleep(0.1);
+  const std::string nothing = co_await loop.sock_recv(fd, 0);
+  CHECK(nothing.empty());
+  const std::string got = co_await loop.sock_recv(fd, 10);
+  CHECK(got == "hello");
+  co_await loop.sock_sendall(fd, "x");
+  while (server_side->data.empty()) co_await sleep(0.01);
+  CHECK(server_side->data == "x");
   c.first->close();  // a closing transport's socket is free for them again
   CHECK_FALSE(loop.remove_reader(fd));
   co_await client->lost;
@@ -1749,8 +1763,9 @@ static Coro<void> transports_own_their_sockets(EventLoop& loop, std::shared_ptr<
   co_await sleep(0);
 }
 
-LOOP_TEST("network: a transport's socket is refused to add_reader and sock_* until it closes",
-          "[network][sockets][bad-input]") {
+LOOP_TEST(
+    "network: a transport's socket is refused to add_reader and waiting sock_* until it closes",
+    "[network][sockets][bad-input]") {
   auto server_side = std::make_shared<Peer>(*this->loop);
   auto client = std::make_shared<Peer>(*this->loop);
   auto datagrams = std::make_shared<Datagrams>(*this->loop);

@@ -88,16 +88,19 @@ bool EventLoop::remove_fd_callback(int fd, int which) {
 }
 
 // asyncio's debug mode refuses a blocking socket in every sock_* call: the call would block the
-// whole loop.
+// whole loop. (A transport's socket is refused only when the call has to wait: see wait_fd.)
 SocketKind EventLoop::check_sock(int fd, bool need_kind) {
-  ensure_fd_no_transport(fd);
   if (!debug_ && !need_kind) return SocketKind::any;
   const Backend::SocketFacts facts = backend().socket_facts(fd);
   if (debug_ && facts.blocking) throw ValueError("the socket must be non-blocking");
   return facts.kind;
 }
 
+// As asyncio's sock_* calls, which try the system call first and check that no transport owns
+// the socket only when they must wait for it: a transport's socket with data (or room) at hand
+// is served at once, and one that would make the call wait is refused.
 Coro<void> EventLoop::wait_fd(int fd, int which) {
+  ensure_fd_no_transport(fd);
   Future<void> ready = create_future<void>();
   auto wake = [ready]() mutable {
     if (!ready.done()) ready.set_result();
