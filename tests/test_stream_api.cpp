@@ -424,6 +424,43 @@ LOOP_TEST("StreamReader: set_exception makes every read raise", "[streams-api][f
   this->loop->run_until_complete(reader_exceptions(*this->loop));
 }
 
+// asyncio's readline catches IncompleteReadError and LimitOverrunError from readuntil, whoever
+// raised them, so a stored one is handled as readline handles its own (python3.13: "readline ->
+// b'part'", and "ValueError x" with the buffer left empty). Awaited inline and as a task alike.
+static Coro<std::string> read_line(EventLoop& loop, StreamReader& r, bool as_task) {
+  if (!as_task) return r.readline();
+  return [](Task<std::string> t) -> Coro<std::string> {
+    std::string line = co_await t;
+    co_return line;
+  }(loop.create_task(r.readline()));
+}
+
+static Coro<void> readline_stored_errors(EventLoop& loop, bool as_task) {
+  auto r = new_reader(loop);
+  r->feed_data("abc\n");
+  r->set_exception(IncompleteReadError("part", std::nullopt));
+  const std::string line = co_await read_line(loop, *r, as_task);
+  CHECK(line == "part");
+
+  auto r2 = new_reader(loop);
+  r2->feed_data("abc\ndef");
+  r2->set_exception(LimitOverrunError("x", 1));
+  std::string raised;
+  try {
+    co_await read_line(loop, *r2, as_task);
+  } catch (const ValueError& e) {
+    raised = e.what();
+  }
+  CHECK(raised == "x");
+  CHECK(r2->buffer_size() == 0);
+}
+
+LOOP_TEST("StreamReader: readline handles a stored IncompleteReadError or LimitOverrunError",
+          "[streams-api][faults]") {
+  this->loop->run_until_complete(readline_stored_errors(*this->loop, false));
+  this->loop->run_until_complete(readline_stored_errors(*this->loop, true));
+}
+
 static Coro<void> two_readers(EventLoop& loop) {
   auto r = new_reader(loop);
   Task<std::string> first = loop.create_task(r->read(10));

@@ -272,11 +272,13 @@ struct StreamReader::QuickReadUntil {
 
 // readline() awaited inline with a whole line buffered, its newline within the limit: taken at
 // once, as readuntil("\n") takes it. Anything else (a line still coming, EOF, a line over the
-// limit) runs readline's coroutine, for its ValueError instead of LimitOverrunError.
+// limit, a stored exception) runs readline's coroutine, for its ValueError instead of
+// LimitOverrunError, and its handling of a stored IncompleteReadError or LimitOverrunError
+// (asyncio's readline catches them from readuntil whoever raised them).
 struct StreamReader::QuickReadline {
   static detail::QuickStart start(detail::QuickCall& call, Ref<FutureBase>&) {
     StreamReader& self = call.object<StreamReader>();
-    if (self.exception_) std::rethrow_exception(self.exception_);
+    if (self.exception_) return detail::QuickStart::frame;
     return QuickReadUntil::take_through(self, "\n", call);
   }
   static Coro<std::string> coroutine(detail::QuickCall&& call) {
