@@ -69,6 +69,9 @@ TEMPLATE_TEST_CASE("eddy::run and Runner", "[runner]", PlatformLoop, VirtualLoop
 
   auto nested = [](RunOptions o) -> Coro<void> {
     CHECK_THROWS_WITH(run(forty_two(), o),
+                      "eddy::run() cannot be called from a running event loop");
+    Runner inner(o);
+    CHECK_THROWS_WITH(inner.run(forty_two()),
                       "Runner.run() cannot be called from a running event loop");
     co_return;
   };
@@ -112,6 +115,57 @@ TEST_CASE("Runner: a loop factory that returns no loop is a TypeError, not a cra
   CHECK_THROWS_AS(runner.get_loop(), TypeError);
   runner.close();  // nothing to close
   CHECK(running_loop() == nullptr);
+}
+
+// Runner.close() from inside its own run (rc.py in the commit message, python3.13): every task is
+// cancelled, then RuntimeError "Cannot close a running event loop"; the runner is left as it was,
+// and closes afterwards. Eddy's close used to throw from a destructor here: std::terminate.
+namespace {
+Coro<void> sleeper(std::vector<std::string>* trace) {
+  try {
+    co_await sleep(10);
+  } catch (const CancelledError&) {
+    trace->push_back("other cancelled");
+    throw;
+  }
+}
+Coro<int> closes_its_runner(Runner* runner, std::vector<std::string>* trace) {
+  Task<void> other = get_running_loop().create_task(sleeper(trace));
+  co_await sleep(0);
+  try {
+    runner->close();
+  } catch (const RuntimeError& e) {
+    trace->push_back(std::string("close raised: ") + e.what());
+  }
+  trace->push_back("main cancelling: " + std::to_string(current_task()->cancelling()));
+  try {
+    co_await sleep(0);
+    trace->push_back("main continued");
+  } catch (const CancelledError&) {
+    trace->push_back("main cancelled at next await");
+    throw;
+  }
+  co_return 1;
+}
+}  // namespace
+
+TEST_CASE("Runner: close() from inside its run cancels every task and raises", "[runner]") {
+  std::vector<std::string> trace;
+  Runner runner;
+  try {
+    runner.run(closes_its_runner(&runner, &trace));
+    trace.push_back("run returned");
+  } catch (const CancelledError&) {
+    trace.push_back("run raised CancelledError");
+  }
+  CHECK(trace == std::vector<std::string>{"close raised: Cannot close a running event loop",
+                                          "main cancelling: 1", "other cancelled",
+                                          "main cancelled at next await",
+                                          "run raised CancelledError"});
+  LoopRef loop(&runner.get_loop());  // still there
+  runner.close();
+  CHECK(loop->is_closed());
+  CHECK(loop->stats().live_tasks == 0);
 }
 
 TEST_CASE("policy calls: get_running_loop, get/set/new_event_loop", "[policy]") {

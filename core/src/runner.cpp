@@ -81,6 +81,12 @@ EventLoop& Runner::get_loop() {
 
 void Runner::close() {
   if (closed_ || !loop_) return;  // a runner never used stays usable, as asyncio's
+  if (loop_->is_running()) {
+    // Called from inside its own run: asyncio's close() cancels every task, then fails to run
+    // the loop and to close it, and the runner stays as it was (a later close() works).
+    for (auto& t : loop_->all_tasks()) t->cancel();
+    throw RuntimeError("Cannot close a running event loop");
+  }
   closed_ = true;
   LoopRef loop = std::move(loop_);
   struct Finish {

@@ -68,6 +68,7 @@ class Runner {
 
 template <class T>
 T run(Coro<T> main, RunOptions options = {}, SourceLocation where = SourceLocation::current()) {
+  if (running_loop()) throw RuntimeError("eddy::run() cannot be called from a running event loop");
   Runner runner(std::move(options));
   return runner.run(std::move(main), where);
 }
