@@ -12,7 +12,7 @@ LOOP_TEST("Future state machine and its errors", "[future][bad-input]") {
   auto fut = this->loop->template create_future<int>();
   CHECK_FALSE(fut.done());
   CHECK_THROWS_MATCHES(fut.result(), InvalidStateError,
-                       Catch::Matchers::Message("Result is not ready."));
+                       Catch::Matchers::Message("Result is not set."));
   CHECK_THROWS_MATCHES(fut.exception(), InvalidStateError,
                        Catch::Matchers::Message("Exception is not set."));
   fut.set_result(3);

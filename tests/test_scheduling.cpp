@@ -103,6 +103,8 @@ LOOP_TEST("NaN deadlines are rejected; infinite ones never fire", "[scheduling][
   const double nan = std::numeric_limits<double>::quiet_NaN();
   CHECK_THROWS_AS(loop.call_later(nan, [] {}), ValueError);
   CHECK_THROWS_AS(loop.call_at(nan, [] {}), ValueError);
+  // asyncio.sleep refuses NaN too, in these words.
+  CHECK_THROWS_WITH(loop.run_until_complete(sleep(nan)), "Invalid delay: NaN (not a number)");
   bool fired = false;
   TimerHandle never = loop.call_later(std::numeric_limits<double>::infinity(), [&] { fired = true; });
   loop.call_later(0.001, [&] { loop.stop(); });

@@ -115,7 +115,8 @@ std::exception_ptr FutureBase::exception() {
 
 void FutureBase::check_result_slow() {
   if (state_ == FutureState::cancelled) throw CancelledError(cancel_message());
-  if (state_ != FutureState::finished) throw InvalidStateError("Result is not ready.");
+  if (state_ != FutureState::finished)
+    throw InvalidStateError("Result is not set.");  // CPython's C Future (the Python one: "ready")
   log_traceback_ = false;
   if (exception_) std::rethrow_exception(exception_);
 }

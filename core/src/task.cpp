@@ -381,7 +381,8 @@ std::vector<Ref<TaskBase>> all_tasks(EventLoop* loop) {
 }
 
 Coro<void> sleep(double delay, SourceLocation where) {
-  if (std::isnan(delay)) throw ValueError("sleep: delay must not be NaN");
+  if (std::isnan(delay))
+    throw ValueError("Invalid delay: NaN (not a number)");  // asyncio.sleep's words
   if (delay <= 0) {
     co_await detail::awaiting_as("eddy::sleep", detail::YieldOnce{});
     co_return;
