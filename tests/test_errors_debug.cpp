@@ -30,7 +30,7 @@ LOOP_TEST("an exception escaping a callback reaches the handler and the loop kee
 LOOP_TEST("an exception escaping a done callback is reported with its future; later ones run",
           "[errors][futures]") {
   EventLoop& loop = *this->loop;
-  Future<int> f = loop.create_future<int>();
+  Future<int> f = loop.template create_future<int>();
   std::vector<std::string> trace;
   f.add_done_callback([](Future<int>) { throw ValueError("first failed"); });
   f.add_done_callback(
@@ -71,6 +71,45 @@ LOOP_TEST("exception handler: get/set, default handler, and a handler that throw
   CHECK(logged[1].find("exception: v") != std::string::npos);
   CHECK(logged[2].find("Unhandled error in exception handler") != std::string::npos);
   CHECK(logged[2].find("handler bug") != std::string::npos);
+  // As asyncio, the report carries the whole context the handler was given, its exception too.
+  CHECK(logged[2].find("Exception in callback") != std::string::npos);
+  CHECK(logged[2].find("original") != std::string::npos);
+  loop.set_exception_handler(nullptr);
+}
+
+// asyncio re-raises KeyboardInterrupt (and SystemExit) from a custom exception handler: it ends
+// the run, and what was still ready runs in the next one (eh.py in the commit message).
+LOOP_TEST("exception handler: a KeyboardInterrupt from it ends the run", "[errors]") {
+  auto& loop = *this->loop;
+  std::vector<std::string> trace;
+  loop.set_exception_handler([&trace](EventLoop&, const ExceptionContext& c) {
+    trace.push_back("handler got " + c.exception_text());
+    throw KeyboardInterrupt();
+  });
+  loop.call_soon([] { throw ValueError("v"); });
+  loop.call_soon([&trace] { trace.push_back("second ran"); });
+  try {
+    loop.run_forever();
+    trace.push_back("run ended");
+  } catch (const KeyboardInterrupt&) {
+    trace.push_back("KI escaped");
+  }
+  loop.call_soon([&loop] { loop.stop(); });
+  loop.run_forever();
+  // The same from a task's done callback, a watched run (debug mode times each callback).
+  loop.set_debug(true);
+  Future<int> f = loop.template create_future<int>();
+  f.add_done_callback([](Future<int>) { throw ValueError("w"); });
+  f.set_result(1);
+  try {
+    loop.run_forever();
+  } catch (const KeyboardInterrupt&) {
+    trace.push_back("KI escaped again");
+  }
+  loop.set_debug(false);
+  loop.set_exception_handler(nullptr);
+  CHECK(trace == std::vector<std::string>{"handler got v", "KI escaped", "second ran",
+                                          "handler got w", "KI escaped again"});
 }
 
 LOOP_TEST("debug mode reports slow callbacks with their name and where they were scheduled",
@@ -156,7 +195,7 @@ LOOP_TEST("callbacks timed by debug mode or the inspector: every kind runs, rais
       loop.set_debug(true);
     loop.set_slow_callback_duration(0.05);
     std::vector<std::string> trace;
-    Future<int> f = loop.create_future<int>();
+    Future<int> f = loop.template create_future<int>();
     f.add_done_callback([](Future<int>) { throw ValueError("done callback failed"); });
     f.add_done_callback([&](Future<int> g) {
       trace.push_back("done:" + std::to_string(g.result()));

@@ -467,6 +467,8 @@ std::size_t EventLoop::run_pass(double max_wait) {
   run_ready(n);
   in_pass_ = false;
   if (host_driver_) notify_host();
+  // The exception handler raised KeyboardInterrupt outside any callback (I/O, a timer's check).
+  if (EDDY_UNLIKELY(interrupting_)) std::rethrow_exception(take_interrupting());
   return n;
 }
 
@@ -585,7 +587,15 @@ void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
     throw;
   } catch (...) {
     report_callback_exception(e, std::current_exception());
+    if (EDDY_UNLIKELY(interrupting_)) raise_interrupting(e);  // from the exception handler
   }
+}
+
+// A KeyboardInterrupt raised by the exception handler while the callback `e` was reported: it
+// ends the run as one from the callback itself would.
+EDDY_NOINLINE void EventLoop::raise_interrupting(detail::ReadyEntry e) {
+  finish_interrupted(e);
+  std::rethrow_exception(take_interrupting());
 }
 
 // As asyncio's Handle._run (which re-raises KeyboardInterrupt and SystemExit), a
@@ -634,6 +644,8 @@ EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
       throw;
     } catch (...) {
       report_callback_exception(e, std::current_exception());
+      // The exception handler raised KeyboardInterrupt: thrown on, as if from the callback.
+      if (EDDY_UNLIKELY(interrupting_)) std::rethrow_exception(take_interrupting());
     }
   };
   try {
@@ -758,24 +770,47 @@ void EventLoop::call_exception_handler(const ExceptionContext& context) noexcept
   }
   try {
     exception_handler_(*this, context);
+  } catch (const KeyboardInterrupt&) {
+    // As asyncio, it ends the run (after the current callback, which stays released). Outside a
+    // run there is nothing to end: it is reported as any other error of the handler.
+    if (running_) {
+      set_interrupting(std::current_exception());
+      return;
+    }
+    report_handler_error(context, std::current_exception());
   } catch (...) {
-    ExceptionContext ctx("Unhandled error in exception handler", std::current_exception());
-    ctx.extra["context"] = context.message;
-    default_exception_handler(ctx);
+    report_handler_error(context, std::current_exception());
   }
+}
+
+// asyncio's report of a custom handler that raised: the handler's error, and the whole context
+// it was given (its message, exception and objects), as the default handler would show it.
+void EventLoop::report_handler_error(const ExceptionContext& context,
+                                     std::exception_ptr error) noexcept {
+  try {
+    ExceptionContext ctx("Unhandled error in exception handler", std::move(error));
+    ctx.extra["context"] = describe_context(context);
+    default_exception_handler(ctx);
+  } catch (...) {
+    std::fputs("eddy: exception while reporting an exception\n", stderr);
+  }
+}
+
+std::string EventLoop::describe_context(const ExceptionContext& c) {
+  std::ostringstream os;
+  os << (c.message.empty() ? "Unhandled exception in event loop" : c.message);
+  if (c.future) os << "\nfuture: " << c.future->describe();
+  if (c.task) os << "\ntask: " << c.task->describe();
+  if (c.handle) os << "\nhandle: <Handle " << c.handle.callback_name() << '>';
+  if (c.source.known()) os << "\nsource: " << c.source.file << ':' << c.source.line;
+  for (const auto& [k, v] : c.extra) os << '\n' << k << ": " << v;
+  if (c.exception) os << "\nexception: " << c.exception_text();
+  return os.str();
 }
 
 void EventLoop::default_exception_handler(const ExceptionContext& c) noexcept {
   try {
-    std::ostringstream os;
-    os << (c.message.empty() ? "Unhandled exception in event loop" : c.message);
-    if (c.future) os << "\nfuture: " << c.future->describe();
-    if (c.task) os << "\ntask: " << c.task->describe();
-    if (c.handle) os << "\nhandle: <Handle " << c.handle.callback_name() << '>';
-    if (c.source.known()) os << "\nsource: " << c.source.file << ':' << c.source.line;
-    for (const auto& [k, v] : c.extra) os << '\n' << k << ": " << v;
-    if (c.exception) os << "\nexception: " << c.exception_text();
-    log(LogLevel::error, os.str());
+    log(LogLevel::error, describe_context(c));
   } catch (...) {
     std::fputs("eddy: exception while reporting an exception\n", stderr);
   }

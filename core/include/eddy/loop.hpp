@@ -522,6 +522,9 @@ class EventLoop : public RefCounted {
   bool callbacks_timed() const noexcept;  // the inspector or debug mode times each callback
   void run_watched(detail::ReadyEntry e);
   void finish_interrupted(detail::ReadyEntry e) noexcept;
+  [[noreturn]] void raise_interrupting(detail::ReadyEntry e);
+  void report_handler_error(const ExceptionContext& context, std::exception_ptr error) noexcept;
+  static std::string describe_context(const ExceptionContext& c);
   void push_timer(detail::HandleRecord* rec);
   void fire_due_timers(double now);  // now: time() as read after this pass polled
   void purge_cancelled_timers();
