@@ -879,6 +879,30 @@ LOOP_TEST("start_server: a handler that drops its writer closes the connection",
   CHECK(got == "hi");
 }
 
+// The same while someone holds the handler's task (a6.py in the commit message, python3.13: the
+// client reads b'bye' and EOF): Python frees a coroutine's locals when it returns, whoever keeps
+// the task; a finished void task lets its frame, and so the writer it was given, go.
+static Coro<void> handler_task_kept(std::vector<Task<void>>* kept, std::string* got) {
+  ClientConnectedCallback bye = [kept](std::shared_ptr<StreamReader>,
+                                       std::shared_ptr<StreamWriter> w) -> Coro<void> {
+    kept->push_back(Task<void>(Ref<TaskBase>(current_task())));
+    w->write("bye");
+    co_return;
+  };
+  Ref<Server> server = co_await start_server(bye, "127.0.0.1", 0);
+  *got = co_await read_all_then_close(server);
+}
+
+LOOP_TEST("start_server: a handler whose task is kept still lets its writer go", "[streams-api]") {
+  if (!this->loop->capabilities().supports("create_server")) SKIP("no sockets on this loop");
+  std::vector<Task<void>> kept;
+  std::string got;
+  this->loop->run_until_complete(handler_task_kept(&kept, &got));
+  CHECK(got == "bye");
+  REQUIRE(kept.size() == 1);
+  CHECK(kept[0].done());
+}
+
 // The per-connection task is shown (inspector, task repr) as created at the start_server call,
 // where the handler became a ClientConnectedCallback: not at a line inside Eddy.
 static Coro<void> handler_task_place(std::string* place, std::uint32_t* line) {

@@ -82,6 +82,43 @@ LOOP_TEST("create_task names, get_name/set_name, current_task and all_tasks", "[
   CHECK(loop.all_tasks().empty());
 }
 
+namespace {
+Coro<void> holds_token(std::shared_ptr<int> token) {
+  co_await sleep(0);
+}
+Coro<void> holds_token_long(std::shared_ptr<int> token) {
+  co_await sleep(3600);
+}
+Coro<int> holds_token_and_returns(std::shared_ptr<int> token) {
+  co_await sleep(0);
+  co_return *token;
+}
+}  // namespace
+
+// Python frees a coroutine's locals (its arguments among them) when it returns, however long
+// the task is kept. A void task lets its frame go then, whether it returned, raised or was
+// cancelled; a task with a result keeps the frame, which holds the result, until released.
+LOOP_TEST("a finished void task lets its coroutine's arguments go while it is held", "[task]") {
+  auto& loop = *this->loop;
+  auto token = std::make_shared<int>(7);
+  Task<void> t = loop.create_task(holds_token(token));
+  CHECK(token.use_count() == 2);
+  loop.run_until_complete(t);
+  CHECK(t.done());
+  CHECK(token.use_count() == 1);
+  Task<void> cancelled = loop.create_task(holds_token_long(token));
+  loop.run_until_complete(sleep(0));
+  cancelled.cancel();
+  CHECK_THROWS_AS(loop.run_until_complete(cancelled), CancelledError);
+  CHECK(token.use_count() == 1);
+  Task<int> with_result = loop.create_task(holds_token_and_returns(token));
+  CHECK(loop.run_until_complete(with_result) == 7);
+  CHECK(with_result.result() == 7);
+  CHECK(token.use_count() == 2);
+  with_result = Task<int>();
+  CHECK(token.use_count() == 1);
+}
+
 LOOP_TEST("cancellation is delivered at the await point with the message", "[task][cancel]") {
   auto& loop = *this->loop;
   std::vector<std::string> trace;

@@ -551,8 +551,8 @@ void StreamReaderProtocol::connection_made(Ref<Transport> transport) {
   EventLoop* loop = &get_loop();
   std::weak_ptr<StreamReaderProtocol> weak = self;
   task_.add_done_callback([transport, loop, weak](Task<void> task) {
-    // A finished task keeps its frame, and with it the callback's arguments (Python frees them
-    // when the coroutine returns): let it go, so a writer the handler dropped closes now.
+    // The protocol needs the finished task no more (its frame, with the writer it was given,
+    // went when the coroutine returned).
     if (auto protocol = weak.lock()) protocol->task_ = Task<void>();
     if (task.cancelled()) {
       transport->close();

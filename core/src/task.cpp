@@ -108,6 +108,7 @@ TaskBase::TaskBase(EventLoop& loop, CoroutineFrame frame, const TaskOptions& opt
                 "see the notes on AwaitRecord::where and PromiseBase::inline_start");
   is_task_ = true;
   slot_ = frame.slot();
+  frame_holds_result_ = frame.returns_value();
   PromiseBase* root = frame.promise();
   frame_ = frame.take().release();
   if (EDDY_UNLIKELY(promise() != root)) {
@@ -297,6 +298,13 @@ void TaskBase::on_coroutine_done(PromiseBase& root) noexcept {
     // Scheduling the done callbacks failed (the loop is closed); the state is final anyway.
   }
   EDDY_INSPECT_HOOK(get_loop(), task_done(this));
+  if (!frame_holds_result_) {
+    // Python frees a coroutine's locals when it returns; a C++ frame keeps the parameters until
+    // it is destroyed. With no result in it, it goes now (we are at its final suspend point), so
+    // what the coroutine was given (a writer, a socket) is let go even while the task is held.
+    slot_ = nullptr;
+    std::exchange(frame_, {}).destroy();
+  }
 }
 
 void TaskBase::abandon() noexcept {

@@ -157,11 +157,14 @@ class OwnedCoroutine {
 class CoroutineFrame {
  public:
   CoroutineFrame() = default;
-  CoroutineFrame(coro::coroutine_handle<> h, PromiseBase* p, void* slot) noexcept
-      : coroutine_(h, p), slot_(slot) {}
+  CoroutineFrame(coro::coroutine_handle<> h, PromiseBase* p, void* slot,
+                 bool returns_value = true) noexcept
+      : coroutine_(h, p), slot_(slot), returns_value_(returns_value) {}
   coro::coroutine_handle<> handle() const noexcept { return coroutine_.handle(); }
   PromiseBase* promise() const noexcept { return coroutine_.promise(); }
   void* slot() const noexcept { return slot_; }
+  // False for a Coro<void>: nothing in the frame is needed once the coroutine has returned.
+  bool returns_value() const noexcept { return returns_value_; }
   explicit operator bool() const noexcept { return bool(coroutine_); }
   void destroy() noexcept { coroutine_.destroy(); }
   // Hands the frame over (its result slot stays readable through slot()).
@@ -170,6 +173,7 @@ class CoroutineFrame {
  private:
   detail::OwnedCoroutine coroutine_;
   void* slot_ = nullptr;
+  bool returns_value_ = true;
 };
 
 namespace detail {
@@ -445,7 +449,8 @@ class TaskBase : public FutureBase {
 
   // 176 bytes on 64-bit targets (a task and its coroutine are most of the memory that a million
   // pending tasks take, and every byte is a first-touch cost): keep the fields packed.
-  coro::coroutine_handle<> frame_;  // owned; its result slot is FutureBase::slot_
+  coro::coroutine_handle<>
+      frame_;  // owned; its result slot is FutureBase::slot_ (see on_coroutine_done)
   coro::coroutine_handle<> resume_point_;
   Ref<FutureBase> fut_waiter_;
   std::unique_ptr<InspectStats> stats_;
@@ -458,6 +463,7 @@ class TaskBase : public FutureBase {
   bool scheduled_ : 1 = false;
   bool log_destroy_pending_ : 1 = true;
   bool promise_in_rare_ : 1 = false;
+  bool frame_holds_result_ : 1 = true;  // else the frame goes when the coroutine returns
   int num_cancels_requested_ = 0;
   std::uint32_t name_number_ = 0;  // for the default name
   std::uint32_t run_count_ = 0;
@@ -722,7 +728,7 @@ CoroutineFrame Coro<T>::release_frame() {
   if (!h_ || h_.promise().consumed || h_.done()) detail::throw_coroutine_reused();
   h_.promise().consumed = true;
   auto h = std::exchange(h_, {});
-  return CoroutineFrame(h, &h.promise(), &h.promise().value);
+  return CoroutineFrame(h, &h.promise(), &h.promise().value, !std::is_void_v<T>);
 }
 
 // ---- EventLoop templates that need Tasks -------------------------------------------------------------
