@@ -357,6 +357,13 @@ LOOP_TEST("gather: futures of another loop are refused, with or without a runnin
     same[2].set_result(100);
     CHECK(loop.run_until_complete(collect(std::move(moved), same[0])) == 111);
     CHECK(same[0].base()->ref_count() == refs_before);
+    // ensure_future with a loop that is not the future's: asyncio's ValueError.
+    Future<int> theirs = other->create_future<int>();
+    CHECK_THROWS_WITH(ensure_future(theirs, &loop),
+                      "The future belongs to a different loop than the one specified as the "
+                      "loop argument");
+    CHECK(ensure_future(theirs, other.get()).base() == theirs.base());
+    CHECK(ensure_future(theirs).base() == theirs.base());
   }
   other->close();
 }

@@ -252,13 +252,23 @@ void store_copy(FutureBase& from, FutureBase& to) {
 
 // ---- ensure_future ------------------------------------------------------------------------------
 
-// A Future or Task is returned as is; a coroutine becomes a Task on `loop` (default: running).
+// A Future or Task is returned as is (ValueError if `loop` is given and is not its loop); a
+// coroutine becomes a Task on `loop` (default: running).
+namespace detail {
+inline void check_future_loop(const EventLoop& own, const EventLoop* given) {
+  if (given && &own != given)
+    throw ValueError(
+        "The future belongs to a different loop than the one specified as the loop argument");
+}
+}  // namespace detail
 template <class T>
-Future<T> ensure_future(Future<T> f, EventLoop* = nullptr) {
+Future<T> ensure_future(Future<T> f, EventLoop* loop = nullptr) {
+  detail::check_future_loop(f.get_loop(), loop);
   return f;
 }
 template <class T>
-Task<T> ensure_future(Task<T> t, EventLoop* = nullptr) {
+Task<T> ensure_future(Task<T> t, EventLoop* loop = nullptr) {
+  detail::check_future_loop(t.get_loop(), loop);
   return t;
 }
 template <class T>
@@ -273,10 +283,7 @@ Ref<FutureBase> detail::to_future(A&& aw, EventLoop* loop) {
     EventLoop& l = loop ? *loop : get_running_loop();
     return l.create_task(std::move(aw)).state();
   } else {
-    if (loop && &aw.get_loop() != loop)
-      throw ValueError(
-          "The future belongs to a different loop than the one specified as the loop "
-          "argument");
+    check_future_loop(aw.get_loop(), loop);
     // An rvalue gives its reference up: the caller's handle then never touches the future again.
     if constexpr (std::is_rvalue_reference_v<A&&> && !std::is_const_v<std::remove_reference_t<A>>)
       return std::move(aw).take_state();
