@@ -220,12 +220,29 @@ static Coro<void> line_reads_main(long n, const std::string& test) {
               test.c_str(), n, seconds, peak_rss_kb());
 }
 
+// Not among the harness's tests: n children of one TaskGroup, each a coroutine that yields once
+// (asyncio keeps a group's children in a set; the cost per child must not grow with n).
+static Coro<void> yields_once() {
+  co_await sleep(0);
+}
+
+static Coro<void> taskgroup_main(long n) {
+  auto t0 = Clock::now();
+  auto body = [n](TaskGroup& group) -> Coro<void> {
+    for (long i = 0; i < n; ++i) group.create_task(yields_once());
+    co_return;
+  };
+  co_await TaskGroup::run(body);
+  std::printf("{\"test\": \"taskgroup\", \"n\": %ld, \"seconds\": %.6f, \"peak_rss_kb\": %ld}\n", n,
+              since(t0), peak_rss_kb());
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(
         stderr,
         "usage: %s call_soon_chain|call_soon_batch|timers|tasks|pingpong_future|pingpong_queue"
-        "|readline|readuntil|readuntil_list [N]\n",
+        "|readline|readuntil|readuntil_list|taskgroup [N]\n",
         argv[0]);
     return 2;
   }
@@ -244,6 +261,8 @@ int main(int argc, char** argv) {
     loop->run_until_complete(pingpong_main(n));
   else if (test == "pingpong_queue")
     loop->run_until_complete(pingpong_queue_main(n));
+  else if (test == "taskgroup")
+    loop->run_until_complete(taskgroup_main(n));
   else if (test == "readline" || test == "readuntil" || test == "readuntil_list")
     loop->run_until_complete(line_reads_main(n, test));
   else {
