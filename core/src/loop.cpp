@@ -694,9 +694,19 @@ void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_p
     case detail::ReadyEntry::Kind::task_wakeup:
       ctx.task = Ref<TaskBase>(e.task());
       break;
-    case detail::ReadyEntry::Kind::done_callback:
+    case detail::ReadyEntry::Kind::done_callback: {
+      // asyncio runs every done callback as a Handle and reports it under "handle". The first
+      // one runs here without a record: the report gets one, named as the callback, and the
+      // future too (which asyncio shows among the handle's arguments).
+      struct RanCallback {
+        std::string name;
+        const char* callback_name() const noexcept { return name.c_str(); }
+        void operator()() const noexcept {}
+      };
+      ctx.handle = Handle::adopt(make_record(RanCallback{detail::ready_entry_name(e)}, {}));
       ctx.future = Ref<FutureBase>(e.future());
       break;
+    }
     case detail::ReadyEntry::Kind::record:
       detail::retain_handle(e.record());
       ctx.handle = Handle::adopt(e.record());
