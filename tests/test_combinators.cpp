@@ -547,6 +547,31 @@ Coro<void> wait_repeated(Trace* trace) {
 
 }  // namespace
 
+namespace {
+// A future done in the pass its as_completed times out in, just before the timeout ran: its
+// callback is already queued when the timeout drops the rest, and must find that out (its place
+// in the list is gone), as asyncio's _on_completion finds the todo set empty.
+Coro<std::string> as_completed_timeout_race(EventLoop& loop) {
+  Future<int> f = loop.template create_future<int>();
+  loop.call_soon([f]() mutable { f.set_result(1); });  // queued before the timer comes due
+  std::vector<Future<int>> fs;
+  fs.push_back(f);
+  auto it = as_completed(std::move(fs), 0.0);
+  std::string outcome;
+  try {
+    Future<int> got = co_await it.next();
+    outcome = "got " + std::to_string(got.result());
+  } catch (const TimeoutError&) {
+    outcome = "timeout";
+  }
+  co_return outcome;
+}
+}  // namespace
+
+LOOP_TEST("as_completed: a future done in the pass of the timeout, after it", "[combinators]") {
+  CHECK(this->loop->run_until_complete(as_completed_timeout_race(*this->loop)) == "timeout");
+}
+
 LOOP_TEST("wait: FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED", "[combinators]") {
   Trace trace;
   this->loop->run_until_complete(waits(&trace));

@@ -259,7 +259,11 @@ void shield_copy(FutureBase& inner, FutureBase& outer, StoreFn store) {
 class AsCompletedCore {
  public:
   Queue<Ref<FutureBase>> done;
-  std::vector<Ref<FutureBase>> todo;
+  // The futures not done yet. A list: each one's done callback holds its place, so one leaves
+  // in O(1) however many there are (asyncio keeps a set).
+  using Todo = std::list<Ref<FutureBase>>;
+  Todo todo;
+  bool expired = false;  // the timeout came: todo was dropped, with its places
   Handle timer;
 };
 
@@ -267,14 +271,13 @@ namespace {
 
 struct AsCompletedDone {
   std::shared_ptr<AsCompletedCore> core;
+  AsCompletedCore::Todo::iterator place;
   bool operator==(const AsCompletedDone& o) const noexcept { return core == o.core; }
   struct Invoke {
     static void call(AsCompletedDone& cb, FutureBase& f) {
       AsCompletedCore& c = *cb.core;
-      auto it = std::find_if(c.todo.begin(), c.todo.end(),
-                             [&](const Ref<FutureBase>& r) { return r.get() == &f; });
-      if (it == c.todo.end()) return;  // the timeout came first
-      c.todo.erase(it);
+      if (c.expired) return;  // already scheduled when the timeout came
+      c.todo.erase(cb.place);
       c.done.put_nowait(Ref<FutureBase>(&f));
       if (c.todo.empty()) c.timer.cancel();
     }
@@ -287,8 +290,9 @@ struct AsCompletedTimeout {
   void operator()() {
     auto c = core.lock();
     if (!c) return;
-    for (const auto& f : c->todo) f->remove_done_callback(AsCompletedDone{c});
+    for (const auto& f : c->todo) f->remove_done_callback(AsCompletedDone{c, {}});
     c->todo.clear();
+    c->expired = true;
     c->done.put_nowait(Ref<FutureBase>());  // wakes next() to raise TimeoutError
   }
   static const char* callback_name() noexcept { return "eddy::as_completed"; }
@@ -300,14 +304,15 @@ std::shared_ptr<AsCompletedCore> start_as_completed(const std::vector<Ref<Future
                                                     std::optional<double> timeout,
                                                     SourceLocation where) {
   auto core = std::make_shared<AsCompletedCore>();
-  core->todo = fs;
   if (timeout) {
     EventLoop& loop = combinator_loop(fs.empty() ? nullptr : fs.front().get());
     AsCompletedTimeout expire{core};
     core->timer = loop.call_later(*timeout, std::move(expire), where);
   }
-  for (const auto& f : fs)
-    f->add_done_callback_as<AsCompletedDone, AsCompletedDone::Invoke>(AsCompletedDone{core});
+  for (const auto& f : fs) {
+    auto place = core->todo.insert(core->todo.end(), f);
+    f->add_done_callback_as<AsCompletedDone, AsCompletedDone::Invoke>(AsCompletedDone{core, place});
+  }
   return core;
 }
 
