@@ -11,7 +11,7 @@ LOOP_TEST("an exception escaping a callback reaches the handler and the loop kee
           "[errors]") {
   auto& loop = *this->loop;
   bool after = false;
-  loop.call_soon([] { throw ValueError("callback failed"); });
+  Handle failing = loop.call_soon([] { throw ValueError("callback failed"); });
   loop.call_soon([&] {
     after = true;
     loop.stop();
@@ -19,11 +19,25 @@ LOOP_TEST("an exception escaping a callback reaches the handler and the loop kee
   loop.run_forever();
   CHECK(after);
   REQUIRE(this->reported.size() == 1);
-  const auto& c = this->reported[0];
-  CHECK(c.message.rfind("Exception in callback ", 0) == 0);
-  CHECK(c.exception_text() == "callback failed");
-  CHECK(bool(c.handle));
-  CHECK(std::string(c.source.file).find("test_errors_debug.cpp") != std::string::npos);
+  {
+    const auto& c = this->reported[0];
+    CHECK(c.message.rfind("Exception in callback ", 0) == 0);
+    CHECK(c.message.find("lambda") != std::string::npos);
+    CHECK(c.exception_text() == "callback failed");
+    CHECK(c.handle == failing);  // as asyncio: the handle call_soon returned
+    CHECK(std::string(c.handle.callback_name()).find("lambda") != std::string::npos);
+    CHECK(std::string(c.source.file).empty());  // no place outside debug mode, as asyncio
+  }
+  this->reported.clear();
+  // In debug mode the report says where the callback was scheduled.
+  loop.set_debug(true);
+  Handle debug_failing = loop.call_soon([] { throw ValueError("callback failed"); });
+  loop.run_until_complete(sleep(0));
+  loop.set_debug(false);
+  REQUIRE(this->reported.size() == 1);
+  CHECK(this->reported[0].handle == debug_failing);
+  CHECK(std::string(this->reported[0].source.file).find("test_errors_debug.cpp") !=
+        std::string::npos);
   this->reported.clear();
 }
 

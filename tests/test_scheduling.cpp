@@ -170,14 +170,135 @@ LOOP_TEST("call_soon_threadsafe keeps call order with call_soon", "[scheduling]"
   CHECK(trace == std::vector<std::string>{"a", "b", "c", "d", "e"});
 }
 
-LOOP_TEST("handles report their callback's name and where they were scheduled",
+// As asyncio, which keeps a handle's source traceback only in debug mode: outside it, a small
+// callback (kept in the ready queue, with no record) has a name but no place.
+LOOP_TEST("handles report their callback's name, and in debug mode where they were scheduled",
           "[scheduling][debug]") {
   auto& loop = *this->loop;
+  Handle plain = loop.call_soon([] {});
+  CHECK(std::string(plain.where().file).empty());
+  CHECK(plain.where().line == 0);
+  CHECK(std::string(plain.callback_name()).find("lambda") != std::string::npos);
+  plain.cancel();
+  CHECK(std::string(plain.callback_name()) == "<no callback>");
+  loop.set_debug(true);
   Handle h = loop.call_soon([] {});
   CHECK(std::string(h.where().file).find("test_scheduling.cpp") != std::string::npos);
   CHECK(h.where().line == __LINE__ - 2);
   CHECK(std::string(h.callback_name()).find("lambda") != std::string::npos);
   h.cancel();
+  loop.set_debug(false);
+}
+
+// A small callback waits in the ready queue itself and its Handle names that entry. Everything
+// asyncio lets a caller do with the Handle still holds: cancel it while queued, copy it (the
+// copies are one handle), compare it, keep it after it ran, or after its loop is gone.
+LOOP_TEST("a small callback's handle: cancel, copies, equality and order, as a record's",
+          "[scheduling]") {
+  auto& loop = *this->loop;
+  std::vector<int> ran;
+  std::vector<int>* out = &ran;
+  Handle a = loop.call_soon([out] { out->push_back(1); });
+  Handle b = loop.call_soon([out] { out->push_back(2); });
+  Handle c = loop.call_soon([out] { out->push_back(3); });
+  Handle d = loop.call_soon([out] { out->push_back(4); });
+  Handle b2 = b;  // a copy while queued: one handle, still in its place in the queue
+  CHECK(b2 == b);
+  CHECK_FALSE(b2 == a);
+  b2.cancel();
+  CHECK(b.cancelled());
+  Handle c2 = c;  // copied, not cancelled: runs where it was
+  c.cancel();
+  c.cancel();  // twice is fine
+  CHECK(c2.cancelled());
+  CHECK_FALSE(d.cancelled());
+  Handle d2 = d;
+  loop.run_until_complete(sleep(0));
+  CHECK(ran == std::vector<int>{1, 4});
+  CHECK_FALSE(a.cancelled());
+  CHECK(std::string(a.callback_name()) == "<no callback>");
+  a.cancel();  // after it ran: marked, as asyncio's Handle.cancel() does
+  CHECK(a.cancelled());
+  Handle a2 = a;  // copied after it ran
+  CHECK(a2.cancelled());
+  CHECK(a2 == a);
+  CHECK(d2 == d);
+  CHECK_FALSE(d2.cancelled());
+}
+
+namespace scheduling_queue {
+std::vector<int>* ran_into = nullptr;  // where the small callbacks below write: they capture an int
+}  // namespace scheduling_queue
+
+LOOP_TEST("small callbacks keep their order and their handles while the queue grows and wraps",
+          "[scheduling]") {
+  using scheduling_queue::ran_into;
+  auto& loop = *this->loop;
+  // Enough entries for the queue to outgrow a huge page (where it grows in place), after a
+  // first pass has moved its head, so that entries wrap around its end. Every thousandth
+  // callback is too big for the queue and gets a record.
+  constexpr int kFirst = 700, kMany = 300000;
+  std::vector<int> ran;
+  ran.reserve(kFirst + kMany);
+  ran_into = &ran;
+  std::vector<Handle> handles;
+  handles.reserve(kFirst + kMany);
+  struct Big {
+    std::vector<int>* out;
+    std::int64_t i;
+    void operator()() const { out->push_back(static_cast<int>(i)); }
+  };
+  static_assert(sizeof(Big) > 8);
+  for (int i = 0; i < kFirst; ++i)
+    handles.push_back(loop.call_soon([i] { ran_into->push_back(i); }));
+  loop.run_until_complete(sleep(0));
+  REQUIRE(ran.size() == std::size_t(kFirst));
+  ran.clear();
+  for (int i = kFirst; i < kFirst + kMany; ++i) {
+    if (i % 1000 == 999)
+      handles.push_back(loop.call_soon(Big{&ran, i}));
+    else
+      handles.push_back(loop.call_soon([i] { ran_into->push_back(i); }));
+    if (i % 7 == 3) handles.back().cancel();
+  }
+  Handle copied = handles[kFirst + 5];  // copied after the queue grew: it keeps its place
+  Handle copied_late = handles[kFirst + kMany - 2];
+  copied_late.cancel();
+  loop.run_until_complete(sleep(0));
+  std::vector<int> expected;
+  for (int i = kFirst; i < kFirst + kMany; ++i)
+    if (i % 7 != 3 && i != kFirst + kMany - 2) expected.push_back(i);
+  CHECK(ran.size() == expected.size());
+  CHECK(ran == expected);
+  CHECK(handles[kFirst + kMany - 2].cancelled());
+  CHECK(copied == handles[kFirst + 5]);
+  ran_into = nullptr;
+}
+
+// A ticket names its entry by the loop's slot and a sequence number that carries on from one loop
+// to the next in that slot: a Handle kept after its loop is gone names nothing in the next loop.
+TEST_CASE("a small callback's handle outlives its loop and never touches the next one",
+          "[scheduling]") {
+  Handle old_handle;
+  {
+    LoopRef first = testing::new_virtual_clock_loop();
+    old_handle = first->call_soon([] {});
+    first->close();
+  }
+  LoopRef second = testing::new_virtual_clock_loop();
+  bool ran = false;
+  bool* flag = &ran;
+  Handle fresh = second->call_soon([flag] { *flag = true; });
+  CHECK_FALSE(old_handle == fresh);
+  old_handle.cancel();  // names the closed loop's entry, not the new loop's
+  CHECK(old_handle.cancelled());
+  CHECK(std::string(old_handle.callback_name()) == "<no callback>");
+  Handle copy = old_handle;
+  CHECK(copy.cancelled());
+  second->run_until_complete(sleep(0));
+  CHECK(ran);
+  CHECK_FALSE(fresh.cancelled());
+  second->close();
 }
 
 namespace scheduling_names {

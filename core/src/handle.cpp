@@ -135,9 +135,49 @@ std::string type_name_from_signature(const char* pretty) {
 
 }  // namespace detail
 
+void Handle::cancel() noexcept {
+  if (!is_ticket()) {
+    if (bits_) detail::cancel_handle(record());
+    return;
+  }
+  if (bits_ & detail::ticket::kCancelled) return;
+  bits_ |= detail::ticket::kCancelled;
+  if (EventLoop* loop = detail::ticket::loop_of(bits_))
+    loop->cancel_ticket(detail::ticket::seq(bits_));
+}
+
 const char* Handle::callback_name() const noexcept {
-  if (!rec_ || !rec_->ops) return "<no callback>";
-  return rec_->ops->name(rec_->storage);
+  if (is_ticket()) {
+    EventLoop* loop = cancelled() ? nullptr : detail::ticket::loop_of(bits_);
+    const char* name = loop ? loop->ticket_callback_name(detail::ticket::seq(bits_)) : nullptr;
+    return name ? name : "<no callback>";
+  }
+  detail::HandleRecord* r = record();
+  if (!r || !r->ops) return "<no callback>";
+  return r->ops->name(r->storage);
+}
+
+std::uint64_t Handle::share_ticket() const {
+  EventLoop* loop = cancelled() ? nullptr : detail::ticket::loop_of(bits_);
+  detail::HandleRecord* r;
+  if (loop) {
+    r = loop->share_ticket(detail::ticket::seq(bits_));
+  } else {
+    // Cancelled, or its loop is gone: nothing of the callback is left to share.
+    r = new detail::HandleRecord;
+    r->ops = nullptr;
+    r->file = nullptr;
+    r->refs = 1;
+    r->line = 0;
+    r->flags = cancelled() ? detail::kHandleCancelled : 0;
+    r->shared = 1;
+  }
+  r->flags |= detail::kHandleFromTicket;
+  r->ticket = bits_ & ~detail::ticket::kCancelled;
+  // The record has this handle's reference; the copy takes another.
+  detail::retain_handle(r);
+  bits_ = reinterpret_cast<std::uintptr_t>(r);
+  return bits_;
 }
 
 }  // namespace eddy

@@ -309,9 +309,9 @@ void Recorder::fill_state(Snapshot& s) {
   for (std::size_t i = 0; i < nready; ++i) {
     const detail::ReadyEntry e = L.ready_.at(i);
     const SourceLocation where = detail::ready_entry_source(e);
-    s.ready.push_back(HandleInfo{detail::ready_entry_name(e), where.file ? where.file : "",
-                                 where.line,
-                                 e.is_record() && e.record()->has(detail::kHandleCancelled), 0});
+    s.ready.push_back(HandleInfo{
+        detail::ready_entry_name(e), where.file ? where.file : "", where.line,
+        e.is_record() && (e.record() == nullptr || e.record()->has(detail::kHandleCancelled)), 0});
   }
 
   s.timers_total = L.timers_.size();

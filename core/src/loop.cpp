@@ -96,7 +96,7 @@ void Inbox::close() {
 
 static_assert(alignof(FutureBase) >= ReadyEntry::kAlignment, "ready entries tag future pointers");
 
-const char* ready_entry_name(ReadyEntry e) noexcept {
+const char* ready_entry_name(const ReadyEntry& e) noexcept {
   switch (e.kind()) {
     case ReadyEntry::Kind::task_step:
       return "Task.__step";
@@ -104,27 +104,32 @@ const char* ready_entry_name(ReadyEntry e) noexcept {
       return "Task.__wakeup";
     case ReadyEntry::Kind::done_callback:
       return e.future()->first_callback_name();
+    case ReadyEntry::Kind::inline_callback:
+      return e.ops()->name(e.payload());
     case ReadyEntry::Kind::record:
       break;
   }
   const HandleRecord* r = e.record();
-  return r->ops ? r->ops->name(r->storage) : "<cancelled>";
+  return r && r->ops ? r->ops->name(r->storage) : "<cancelled>";
 }
 
-SourceLocation ready_entry_source(ReadyEntry e) noexcept {
+SourceLocation ready_entry_source(const ReadyEntry& e) noexcept {
   switch (e.kind()) {
     case ReadyEntry::Kind::task_step:
     case ReadyEntry::Kind::task_wakeup:
       return e.task()->created_at();
     case ReadyEntry::Kind::done_callback:
       return SourceLocation{};  // as asyncio, which has no place for a done callback either
+    case ReadyEntry::Kind::inline_callback:
+      return SourceLocation{};  // scheduled outside debug mode: asyncio keeps no place either
     case ReadyEntry::Kind::record:
       break;
   }
+  if (e.record() == nullptr) return SourceLocation{};
   return SourceLocation{e.record()->file, "", e.record()->line};
 }
 
-void release_ready_entry(ReadyEntry e) noexcept {
+void release_ready_entry(const ReadyEntry& e) noexcept {
   switch (e.kind()) {
     case ReadyEntry::Kind::task_step:
     case ReadyEntry::Kind::task_wakeup:
@@ -133,8 +138,10 @@ void release_ready_entry(ReadyEntry e) noexcept {
     case ReadyEntry::Kind::done_callback:
       e.future()->release_first_callback();
       return;
+    case ReadyEntry::Kind::inline_callback:
+      return;  // plain bytes
     case ReadyEntry::Kind::record:
-      release_handle(e.record());
+      if (e.record()) release_handle(e.record());
       return;
   }
 }
@@ -148,39 +155,41 @@ void free_ring(ReadyEntry* ring, std::size_t slots) noexcept {
 }
 }  // namespace
 
-ReadyQueue::ReadyQueue() : buf_(allocate_ring(1024)), mask_(1023) {}
+ReadyQueue::ReadyQueue(std::uint64_t first_seq)
+    : buf_(allocate_ring(1024)), mask_(1023), head_(first_seq), tail_(first_seq) {}
 ReadyQueue::~ReadyQueue() {
   if (reserved_bytes_)
     platform::unreserve_pages(buf_, reserved_bytes_);
   else
-    free_ring(buf_, mask_ + 1);
+    free_ring(buf_, static_cast<std::size_t>(mask_ + 1));
 }
 
 void ReadyQueue::grow() {
-  const std::size_t slots = (mask_ + 1) * 2;
+  const std::size_t slots = static_cast<std::size_t>(mask_ + 1) * 2;
   if (grow_in_place(slots)) return;
   ReadyEntry* bigger = allocate_ring(slots);
   move_to(bigger, slots);
 }
 
 // A ring of a huge page or more is reserved room to double several times (1 GiB, or twice its
-// size), so growing it never copies the entries nor clears memory only to drop it.
+// size), so growing it never copies the whole ring nor clears memory only to drop it.
 bool ReadyQueue::grow_in_place(std::size_t slots) noexcept {
   constexpr std::size_t kReserveBytes = std::size_t{1} << 30;
-  const std::size_t bytes = slots * sizeof(ReadyEntry), old_slots = mask_ + 1;
+  const std::size_t bytes = slots * sizeof(ReadyEntry);
+  const std::size_t old_slots = static_cast<std::size_t>(mask_ + 1);
   if (bytes < kHugePageBytes) return false;
   if (bytes <= reserved_bytes_) {
     const std::size_t old_bytes = old_slots * sizeof(ReadyEntry);
     if (!platform::commit_pages(reinterpret_cast<char*>(buf_) + old_bytes, bytes - old_bytes,
                                 platform::PageUse::sequential))
       return false;
-    // The ring was full: its oldest entry is at `first`, and those at [0, first) wrapped around.
-    // They move to just past the old end, so the entries lie in order from `first`.
-    const std::size_t first = head_ & mask_, n = size();
-    std::memcpy(buf_ + old_slots, buf_, first * sizeof(ReadyEntry));
-    mask_ = slots - 1;
-    head_ = first;
-    tail_ = first + n;
+    // The ring was full. Entry s moves from s & mask_ to s & (slots - 1): those whose bit
+    // `old_slots` is set go to the new half, at the same offset. Those form one run, which
+    // wraps at the end of the old ring or not.
+    const std::uint64_t new_mask = slots - 1;
+    for (std::uint64_t s = head_; s != tail_; ++s)
+      if (s & old_slots) buf_[s & new_mask] = buf_[s & mask_];
+    mask_ = new_mask;
     return true;
   }
   const std::size_t reserve = std::max(kReserveBytes, 2 * bytes);
@@ -195,29 +204,96 @@ bool ReadyQueue::grow_in_place(std::size_t slots) noexcept {
   return true;
 }
 
-// Copies the entries in order to the front of `bigger`, a ring of `slots`, and frees the old one.
+// Copies the entries to their slots in `bigger`, a ring of `slots`, and frees the old one.
 void ReadyQueue::move_to(ReadyEntry* bigger, std::size_t slots) noexcept {
-  const std::size_t n = size();
-  for (std::size_t i = 0; i < n; ++i) bigger[i] = at(i);
+  const std::uint64_t new_mask = slots - 1;
+  for (std::uint64_t s = head_; s != tail_; ++s) bigger[s & new_mask] = buf_[s & mask_];
   if (reserved_bytes_) {
     platform::unreserve_pages(buf_, reserved_bytes_);
     reserved_bytes_ = 0;
   } else {
-    free_ring(buf_, mask_ + 1);
+    free_ring(buf_, static_cast<std::size_t>(mask_ + 1));
   }
   buf_ = bigger;
-  mask_ = slots - 1;
-  head_ = 0;
-  tail_ = n;
+  mask_ = new_mask;
+}
+
+// ---- The ticket table -----------------------------------------------------------------------
+// Slot i holds the loop that gives out tickets naming slot i, and the sequence number its queue
+// started at (tickets before it belong to an earlier loop in the slot). A loop claims a slot for
+// its life; the next loop there starts its queue where the last one stopped.
+namespace {
+struct TicketTable {
+  std::atomic<EventLoop*> loop[ticket::kSlots] = {};
+  std::atomic<std::uint64_t> first_seq[ticket::kSlots] = {};
+  std::uint64_t next_seq[ticket::kSlots] = {};  // under `mu`
+  std::vector<std::uint32_t> free_slots;        // under `mu`
+  std::uint32_t never_used = 0;                 // under `mu`
+  std::mutex mu;
+};
+TicketTable& ticket_table() {
+  static TicketTable* table = new TicketTable;  // never destroyed: loops may outlive statics
+  return *table;
+}
+}  // namespace
+
+TicketSlot claim_ticket_slot(EventLoop* loop) noexcept {
+  TicketTable& t = ticket_table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  TicketSlot slot;
+  if (!t.free_slots.empty()) {
+    slot.index = t.free_slots.back();
+    t.free_slots.pop_back();
+  } else if (t.never_used < ticket::kSlots) {
+    slot.index = t.never_used++;
+  } else {
+    return slot;
+  }
+  slot.first_seq = t.next_seq[slot.index];
+  t.first_seq[slot.index].store(slot.first_seq & ticket::kSeqMask, std::memory_order_relaxed);
+  t.loop[slot.index].store(loop, std::memory_order_release);
+  return slot;
+}
+
+void release_ticket_slot(TicketSlot slot, std::uint64_t next_seq) noexcept {
+  if (slot.index == ticket::kNoSlot) return;
+  TicketTable& t = ticket_table();
+  std::lock_guard<std::mutex> lock(t.mu);
+  t.loop[slot.index].store(nullptr, std::memory_order_release);
+  t.next_seq[slot.index] = next_seq;
+  try {
+    t.free_slots.push_back(slot.index);
+  } catch (...) {  // the slot stays unused
+  }
+}
+
+EventLoop* ticket::loop_of(std::uint64_t t) noexcept {
+  TicketTable& table = ticket_table();
+  const std::uint32_t i = slot(t);
+  EventLoop* loop = table.loop[i].load(std::memory_order_acquire);
+  if (loop == nullptr) return nullptr;
+  // Issued before this loop took the slot: its loop is gone.
+  const std::uint64_t since =
+      (seq(t) - table.first_seq[i].load(std::memory_order_relaxed)) & kSeqMask;
+  return since < (kSeqMask >> 1) ? loop : nullptr;
 }
 
 }  // namespace detail
 
 // ---- Construction and lifecycle -----------------------------------------------------------------
 
+namespace {
+std::unique_ptr<Backend> non_null(std::unique_ptr<Backend> backend) {
+  if (!backend) throw ValueError("EventLoop needs a backend");
+  return backend;
+}
+}  // namespace
+
 EventLoop::EventLoop(std::unique_ptr<Backend> backend)
-    : backend_(std::move(backend)), pool_(new detail::HandlePool(this)) {
-  if (!backend_) throw ValueError("EventLoop needs a backend");
+    : backend_(non_null(std::move(backend))),
+      pool_(new detail::HandlePool(this)),
+      ticket_slot_(detail::claim_ticket_slot(this)),
+      ready_(ticket_slot_.first_seq) {
   backend_->attach(this);
   inbox_ = std::make_shared<detail::Inbox>(backend_.get());
   backend_->describe(capabilities_);
@@ -234,6 +310,7 @@ EventLoop::~EventLoop() {
     }
   }
   delete std::exchange(inspector_, nullptr);
+  detail::release_ticket_slot(ticket_slot_, ready_.tail_seq());
   pool_->orphan();
 }
 
@@ -546,20 +623,29 @@ void EventLoop::fire_due_timers(double now) {
 // run_watched() when the inspector or debug mode times them.
 void EventLoop::run_ready(std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
-    const detail::ReadyEntry e = ready_.pop();
-    if (e.kind() == detail::ReadyEntry::Kind::done_callback) {
-      FutureBase* f = e.future();
-      run_callback(e, [f] { f->run_first_callback(); });
-      f->release_first_callback();
+    const detail::ReadyEntry& front = ready_.front();
+    if (front.is_inline() && !front.is_object()) {
+      detail::ReadyEntry e = front;  // a copy: the callback may grow the queue
+      ready_.drop_front();
+      run_callback(e, [&e] { e.ops()->invoke(e.payload()); });
       continue;
     }
-    if (!e.is_record()) {
-      TaskBase* t = e.task();
-      run_callback(e, [t] { t->step(); });
-      t->release();  // the queue's reference
+    const detail::ReadyEntry e = front.without_payload();
+    ready_.drop_front();
+    if (e.is_object()) {
+      if (e.is_future()) {
+        FutureBase* f = e.future();
+        run_callback(e, [f] { f->run_first_callback(); });
+        f->release_first_callback();
+      } else {
+        TaskBase* t = e.task();
+        run_callback(e, [t] { t->step(); });
+        t->release();  // the queue's reference
+      }
       continue;
     }
     detail::HandleRecord* r = e.record();
+    if (r == nullptr) continue;  // a cancelled inline callback
     if (r->has(detail::kHandleCancelled) || r->ops == nullptr) {
       detail::release_handle(r);
       continue;
@@ -610,6 +696,8 @@ EDDY_NOINLINE void EventLoop::finish_interrupted(detail::ReadyEntry e) noexcept 
     case detail::ReadyEntry::Kind::task_wakeup:
       e.task()->release();
       return;
+    case detail::ReadyEntry::Kind::inline_callback:
+      return;
     case detail::ReadyEntry::Kind::record:
       break;
   }
@@ -629,9 +717,11 @@ bool EventLoop::callbacks_timed() const noexcept {
 EDDY_NOINLINE void EventLoop::run_watched(detail::ReadyEntry e) {
   // As asyncio's _run_once, a callback that raises is reported and then still timed: a slow
   // callback is logged whether or not it failed.
-  auto invoke = [this, e] {
+  auto invoke = [this, &e] {
     try {
       switch (e.kind()) {
+        case detail::ReadyEntry::Kind::inline_callback:
+          return e.ops()->invoke(e.payload());
         case detail::ReadyEntry::Kind::done_callback:
           return e.future()->run_first_callback();
         case detail::ReadyEntry::Kind::task_step:
@@ -707,6 +797,19 @@ void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_p
       ctx.future = Ref<FutureBase>(e.future());
       break;
     }
+    case detail::ReadyEntry::Kind::inline_callback: {
+      // The caller's handle: a ticket for this entry, which left the queue as it ran. While the
+      // report lasts, the ticket still finds the callback's name (and a copy keeps it).
+      const std::uint64_t seq = ready_.head_seq() - 1;
+      ctx.handle = Handle::from_ticket(detail::ticket::make(ticket_slot_.index, seq));
+      ctx.source = detail::ready_entry_source(e);
+      const detail::ReadyEntry* outer = std::exchange(reporting_, &e);
+      const std::uint64_t outer_seq = std::exchange(reporting_seq_, seq & detail::ticket::kSeqMask);
+      call_exception_handler(ctx);
+      reporting_ = outer;
+      reporting_seq_ = outer_seq;
+      return;
+    }
     case detail::ReadyEntry::Kind::record:
       detail::retain_handle(e.record());
       ctx.handle = Handle::adopt(e.record());
@@ -714,6 +817,46 @@ void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_p
   }
   ctx.source = detail::ready_entry_source(e);
   call_exception_handler(ctx);
+}
+
+// ---- Tickets ------------------------------------------------------------------------------------
+
+void EventLoop::cancel_ticket(std::uint64_t seq) noexcept {
+  detail::ReadyEntry* e = ready_.find(seq, detail::ticket::kSeqMask);
+  if (e && e->kind() == detail::ReadyEntry::Kind::inline_callback)
+    *e = detail::ReadyEntry();  // a null record: skipped; the callback's bytes need no cleanup
+}
+
+const char* EventLoop::ticket_callback_name(std::uint64_t seq) noexcept {
+  const detail::ReadyEntry* e = ready_.find(seq, detail::ticket::kSeqMask);
+  if (e == nullptr && reporting_ != nullptr && seq == reporting_seq_) e = reporting_;
+  return e && e->kind() == detail::ReadyEntry::Kind::inline_callback ? e->ops()->name(e->payload())
+                                                                     : nullptr;
+}
+
+detail::HandleRecord* EventLoop::share_ticket(std::uint64_t seq) {
+  // A record of its own (as call_soon_threadsafe's), not the pool's: it may outlive the loop.
+  auto* r = new detail::HandleRecord;
+  r->ops = nullptr;
+  r->file = nullptr;
+  r->refs = 1;
+  r->line = 0;
+  r->flags = 0;
+  r->shared = 1;
+  detail::ReadyEntry* queued = ready_.find(seq, detail::ticket::kSeqMask);
+  if (queued && queued->kind() != detail::ReadyEntry::Kind::inline_callback) queued = nullptr;
+  const detail::ReadyEntry* from = queued                                ? queued
+                                   : reporting_ && seq == reporting_seq_ ? reporting_
+                                                                         : nullptr;
+  if (from != nullptr) {
+    std::memcpy(r->storage, from->payload(), detail::kReadyPayloadSize);
+    r->ops = from->ops();
+  }
+  if (queued != nullptr) {
+    r->refs = 2;  // the queue's reference too: the record takes the entry's place
+    *queued = detail::ReadyEntry(r);
+  }
+  return r;
 }
 
 void EventLoop::schedule_task_step(Ref<TaskBase> task, bool wakeup) {

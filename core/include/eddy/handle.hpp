@@ -1,8 +1,11 @@
-// Handle and TimerHandle: what call_soon / call_later / call_at return, as in asyncio. A handle is
-// a 48-byte record (40 in WebAssembly) from the loop's HandlePool (no heap allocation per callback
-// or timer); the Handle object is a counted reference to it. The loop owns one reference while
-// the handle is queued. Handles belong to their loop's thread, except those made by
-// call_soon_threadsafe, whose count is atomic.
+// Handle and TimerHandle: what call_soon / call_later / call_at return, as in asyncio. A timer, a
+// thread-safe call, or a callback that owns resources gets a 48-byte record (40 in WebAssembly)
+// from the loop's HandlePool, no heap allocation each; the Handle counts references to it. A
+// call_soon callback of eight trivially copyable bytes (a lambda capturing a pointer) needs no
+// record: it waits in the ready queue itself, and its Handle is a ticket naming that queue entry,
+// made into a record only if the Handle is copied. The loop owns one reference while a record is
+// queued. Handles belong to their loop's thread, except those made by call_soon_threadsafe, whose
+// count is atomic.
 #pragma once
 
 #include <cstddef>
@@ -21,11 +24,12 @@ class EventLoop;
 namespace detail {
 
 enum HandleFlag : std::uint8_t {
-  kHandleCancelled = 1,  // cancel() was called
-  kHandleTimer = 2,      // a TimerHandle (made by call_at / call_later)
-  kHandleTraced = 4,     // the inspector sampled it: its run is recorded as an event
-  kHandleScheduled = 8,  // a timer still in the loop's timer heap
-  kHandleRunning = 16,   // its callback is executing right now
+  kHandleCancelled = 1,    // cancel() was called
+  kHandleTimer = 2,        // a TimerHandle (made by call_at / call_later)
+  kHandleTraced = 4,       // the inspector sampled it: its run is recorded as an event
+  kHandleScheduled = 8,    // a timer still in the loop's timer heap
+  kHandleRunning = 16,     // its callback is executing right now
+  kHandleFromTicket = 32,  // made when a ticket's Handle was copied: `ticket` says which
 };
 
 struct HandleRecord {
@@ -35,7 +39,11 @@ struct HandleRecord {
     alignas(8) unsigned char storage[kInlineCallbackSize];
     HandleRecord* next_free;
   };
-  double when;  // timers: the loop.time() at which it is due
+  union {
+    double when;           // timers: the loop.time() at which it is due
+    std::uint64_t ticket;  // kHandleFromTicket: the ticket it was (see detail::ticket), so that
+                           // handles still holding that ticket compare equal to it
+  };
   std::uint32_t refs;
   std::uint16_t line;   // clamped to 65535
   std::uint8_t flags;   // HandleFlag bits; written by the loop's thread only
@@ -64,11 +72,13 @@ static_assert(sizeof(HandleRecord) == (sizeof(void*) == 8 ? 48 : 40),
 class HandlePool {
  public:
   static constexpr std::size_t kBlockBytes = 64 * 1024;
-  struct BlockHeader {
+  // Aligned as a record, so that the records after it are: a ready-queue entry tags a record's
+  // address with its low three bits clear (4-byte pointers would leave a 12-byte header).
+  struct alignas(alignof(HandleRecord)) BlockHeader {
     HandlePool* pool;
     std::uint32_t base_index;
-    std::uint32_t pad;
   };
+  static_assert(sizeof(BlockHeader) % alignof(HandleRecord) == 0 && alignof(HandleRecord) >= 8);
   static constexpr std::size_t kPerBlock = (kBlockBytes - sizeof(BlockHeader)) / sizeof(HandleRecord);
 
   explicit HandlePool(EventLoop* loop) : loop_(loop) {}
@@ -152,49 +162,105 @@ inline void release_handle(HandleRecord* r) noexcept {
     HandlePool::pool_of(r)->free(r);
 }
 
+// A ticket: the Handle of a callback kept in the ready queue without a record. It names the
+// loop by a slot of a process-wide table (tickets_of / claim_ticket_slot in loop.cpp) and the
+// entry by its sequence number in that loop's queue, whose numbering carries on from one loop
+// to the next in the same slot, so a ticket outliving its loop names nothing. Layout: bit 0 set
+// (a record pointer has it clear), bit 1 cancelled, then the slot, then the sequence number
+// modulo 2^50 (a handle kept while 10^15 later callbacks run might be confused; none is).
+namespace ticket {
+inline constexpr unsigned kSlotBits = 12;
+inline constexpr std::uint32_t kSlots = 1u << kSlotBits;
+inline constexpr std::uint32_t kNoSlot = ~0u;
+inline constexpr unsigned kSeqShift = 2 + kSlotBits;
+inline constexpr std::uint64_t kSeqMask = (std::uint64_t{1} << (64 - kSeqShift)) - 1;
+inline constexpr std::uint64_t kTag = 1, kCancelled = 2;
+inline constexpr std::uint64_t make(std::uint32_t slot, std::uint64_t seq) noexcept {
+  return kTag | (std::uint64_t{slot} << 2) | ((seq & kSeqMask) << kSeqShift);
+}
+inline constexpr std::uint32_t slot(std::uint64_t t) noexcept {
+  return static_cast<std::uint32_t>(t >> 2) & (kSlots - 1);
+}
+inline constexpr std::uint64_t seq(std::uint64_t t) noexcept {
+  return t >> kSeqShift;
+}
+// The loop whose queue the ticket's entry was in, if that loop still lives.
+EventLoop* loop_of(std::uint64_t t) noexcept;
+}  // namespace ticket
+
 }  // namespace detail
 
 // asyncio.Handle: a callback wrapper returned by call_soon(); cancel() keeps it from running.
 class Handle {
  public:
   Handle() noexcept = default;
-  Handle(const Handle& o) noexcept : rec_(o.rec_) {
-    if (rec_) detail::retain_handle(rec_);
+  Handle(const Handle& o) : bits_(o.bits_) {
+    if (is_ticket())
+      bits_ = o.share_ticket();
+    else if (bits_)
+      detail::retain_handle(record());
   }
-  Handle(Handle&& o) noexcept : rec_(std::exchange(o.rec_, nullptr)) {}
+  Handle(Handle&& o) noexcept : bits_(std::exchange(o.bits_, 0)) {}
   Handle& operator=(Handle o) noexcept {
-    std::swap(rec_, o.rec_);
+    std::swap(bits_, o.bits_);
     return *this;
   }
   ~Handle() {
-    if (rec_) detail::release_handle(rec_);
+    if (bits_ && !is_ticket()) detail::release_handle(record());
   }
 
   // Cancels the callback: it will not run, and what it captured is released now (unless the
   // callback is running at this moment, in which case it is released when it returns).
-  void cancel() noexcept {
-    if (rec_) detail::cancel_handle(rec_);
+  void cancel() noexcept;
+  bool cancelled() const noexcept {
+    return is_ticket() ? (bits_ & detail::ticket::kCancelled) != 0
+                       : bits_ && record()->has(detail::kHandleCancelled);
   }
-  bool cancelled() const noexcept { return rec_ && rec_->has(detail::kHandleCancelled); }
-  explicit operator bool() const noexcept { return rec_ != nullptr; }
+  explicit operator bool() const noexcept { return bits_ != 0; }
 
-  // For debug reports and the inspector: the callable's type name and where it was scheduled.
+  // For debug reports and the inspector: the callable's type name ("<no callback>" once it ran or
+  // was cancelled) and where it was scheduled. The place is kept in debug mode and while the
+  // inspector is on, as asyncio keeps a handle's source traceback only in debug mode.
   const char* callback_name() const noexcept;
   SourceLocation where() const noexcept {
-    return rec_ ? SourceLocation{rec_->file, "", rec_->line} : SourceLocation{};
+    return bits_ && !is_ticket() ? SourceLocation{record()->file, "", record()->line}
+                                 : SourceLocation{};
   }
-  friend bool operator==(const Handle& a, const Handle& b) noexcept { return a.rec_ == b.rec_; }
+  // The same handle: the same record, or the same ticket (held, or copied into a record).
+  friend bool operator==(const Handle& a, const Handle& b) noexcept {
+    return a.identity() == b.identity();
+  }
 
   // Adopts one reference to `r` (the loop's own API).
   static Handle adopt(detail::HandleRecord* r) noexcept {
     Handle h;
-    h.rec_ = r;
+    h.bits_ = reinterpret_cast<std::uintptr_t>(r);
     return h;
   }
-  detail::HandleRecord* record() const noexcept { return rec_; }
+  static Handle from_ticket(std::uint64_t t) noexcept {
+    Handle h;
+    h.bits_ = t;
+    return h;
+  }
+  // The record, or null for an empty handle or a ticket.
+  detail::HandleRecord* record() const noexcept {
+    return is_ticket()
+               ? nullptr
+               : reinterpret_cast<detail::HandleRecord*>(static_cast<std::uintptr_t>(bits_));
+  }
 
  protected:
-  detail::HandleRecord* rec_ = nullptr;
+  bool is_ticket() const noexcept { return (bits_ & detail::ticket::kTag) != 0; }
+  std::uint64_t identity() const noexcept {
+    if (is_ticket()) return bits_ & ~detail::ticket::kCancelled;
+    const detail::HandleRecord* r = record();
+    return r && r->has(detail::kHandleFromTicket) ? r->ticket : bits_;
+  }
+  // Turns this ticket into a record shared with a copy; returns the copy's reference.
+  std::uint64_t share_ticket() const;
+
+  // A HandleRecord* or a ticket. Mutable: copying a ticket turns the original into a record too.
+  mutable std::uint64_t bits_ = 0;
 };
 
 // asyncio.TimerHandle: a Handle with a deadline in the loop's time().
@@ -202,7 +268,7 @@ class TimerHandle : public Handle {
  public:
   TimerHandle() noexcept = default;
   explicit TimerHandle(Handle h) noexcept : Handle(std::move(h)) {}
-  double when() const noexcept { return rec_ ? rec_->when : 0.0; }
+  double when() const noexcept { return bits_ ? record()->when : 0.0; }
 };
 
 }  // namespace eddy

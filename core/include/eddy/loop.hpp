@@ -162,13 +162,21 @@ class Inbox {
   bool closed_ = false;
 };
 
-// One entry of the ready queue: a handle record, or work that needs no record because no user
-// code can see its handle: a task's next step (asyncio's Task.__step and __wakeup) or a future's
-// first done callback, which the future stores inline. Such an entry is the object's address with
-// tag bits, and it owns one reference to the object.
+// One entry of the ready queue. Most are a tagged address owning one reference: a handle record,
+// or work that needs no record because no user code can see its handle: a task's next step
+// (asyncio's Task.__step and __wakeup) or a future's first done callback, which the future stores
+// inline. A small call_soon callback (detail::fits_ready_entry) is kept in the entry itself: its
+// CallbackOps address, tagged, and its eight bytes; the caller's Handle is a ticket for it. A null
+// record is a cancelled inline callback.
 class ReadyEntry {
  public:
-  enum class Kind : unsigned { record = 0, task_step = 1, task_wakeup = 2, done_callback = 3 };
+  enum class Kind : unsigned {
+    record = 0,
+    task_step = 1,
+    task_wakeup = 2,
+    done_callback = 3,
+    inline_callback = 4
+  };
   ReadyEntry() noexcept = default;
   ReadyEntry(HandleRecord* r) noexcept : bits_(reinterpret_cast<std::uintptr_t>(r)) {}  // NOLINT
   static ReadyEntry step(TaskBase* t, bool wakeup) noexcept {
@@ -179,57 +187,101 @@ class ReadyEntry {
     return ReadyEntry(reinterpret_cast<std::uintptr_t>(f) |
                       static_cast<unsigned>(Kind::done_callback));
   }
-  Kind kind() const noexcept { return static_cast<Kind>(bits_ & kKindBits); }
-  bool is_record() const noexcept { return kind() == Kind::record; }
+  template <class F, class G>
+  static ReadyEntry inline_callback(G&& callback) noexcept {
+    static_assert(fits_ready_entry<F>);
+    ReadyEntry e(reinterpret_cast<std::uintptr_t>(&CallbackOpsFor<F>::ops) | kInline);
+    ::new (static_cast<void*>(e.payload_)) F(std::forward<G>(callback));
+    return e;
+  }
+  // Tags 1-3 may carry kTraced; a record (tag 0) never does, so 4 alone marks an inline callback.
+  Kind kind() const noexcept {
+    const std::uintptr_t k = bits_ & kKindBits;
+    return k != 0 ? static_cast<Kind>(k) : (bits_ & kInline) ? Kind::inline_callback : Kind::record;
+  }
+  // The same distinctions in the order the run loop makes them, fewest tests for a task's step.
+  bool is_object() const noexcept { return (bits_ & kKindBits) != 0; }  // task, or future
+  bool is_future() const noexcept { return (bits_ & kKindBits) == 3; }  // its first done callback
+  bool is_inline() const noexcept { return (bits_ & kInline) != 0; }    // when not an object
+  // A copy of the first word alone, for any entry but an inline callback.
+  ReadyEntry without_payload() const noexcept { return ReadyEntry(bits_); }
+  bool is_record() const noexcept { return (bits_ & kTagBits) == 0; }
   HandleRecord* record() const noexcept { return reinterpret_cast<HandleRecord*>(bits_); }
   TaskBase* task() const noexcept { return reinterpret_cast<TaskBase*>(bits_ & ~kTagBits); }
   FutureBase* future() const noexcept { return reinterpret_cast<FutureBase*>(bits_ & ~kTagBits); }
+  const CallbackOps* ops() const noexcept {
+    return reinterpret_cast<const CallbackOps*>(bits_ & ~kTagBits);
+  }
+  // An inline callback's bytes. They move with the queue: call it from a copy of the entry.
+  void* payload() noexcept { return payload_; }
+  const void* payload() const noexcept { return payload_; }
   // Tagged entries only (a record keeps kHandleTraced): the inspector sampled this entry.
-  bool traced() const noexcept { return (bits_ & kTraced) != 0; }
+  bool traced() const noexcept { return (bits_ & kKindBits) != 0 && (bits_ & kTraced) != 0; }
   void set_traced() noexcept { bits_ |= kTraced; }
   // The inspector's event id: pairs the entry's scheduling with its run.
   std::uintptr_t id() const noexcept { return bits_ & ~kTraced; }
   static constexpr std::size_t kAlignment = 8;
 
  private:
+  friend class ReadyQueue;
   explicit ReadyEntry(std::uintptr_t bits) noexcept : bits_(bits) {}
-  static constexpr std::uintptr_t kKindBits = 3, kTraced = 4, kTagBits = 7;
+  static constexpr std::uintptr_t kKindBits = 3, kTraced = 4, kInline = 4, kTagBits = 7;
   std::uintptr_t bits_ = 0;
+  alignas(8) unsigned char payload_[kReadyPayloadSize];
 };
+static_assert(sizeof(ReadyEntry) == 16);
 // For reports and the inspector: the callable's name ("Task.__step" and "Task.__wakeup" for
 // task steps) and where the handle was scheduled (a step: where its task was created).
-const char* ready_entry_name(ReadyEntry e) noexcept;
-SourceLocation ready_entry_source(ReadyEntry e) noexcept;
+const char* ready_entry_name(const ReadyEntry& e) noexcept;
+SourceLocation ready_entry_source(const ReadyEntry& e) noexcept;
 // Drops the queue's reference to an entry that will not run (a cancelled one, or the loop closed).
-void release_ready_entry(ReadyEntry e) noexcept;
+void release_ready_entry(const ReadyEntry& e) noexcept;
 
 // FIFO ring of ready entries; grows by doubling, never shrinks while the loop lives. From 2 MiB
-// on it lives in a reservation of address space where the platform has one, and doubles in place:
-// nothing is copied but the entries that had wrapped around.
+// on it lives in a reservation of address space where the platform has one, and doubles in place.
+// Entries are numbered by a sequence that never restarts (tickets name them by it): entry `s`
+// lives in slot `s & mask_`.
 class ReadyQueue {
  public:
-  ReadyQueue();
+  explicit ReadyQueue(std::uint64_t first_seq);
   ~ReadyQueue();
   ReadyQueue(const ReadyQueue&) = delete;
   ReadyQueue& operator=(const ReadyQueue&) = delete;
   bool empty() const noexcept { return head_ == tail_; }
-  std::size_t size() const noexcept { return tail_ - head_; }
-  void push(ReadyEntry e) {
+  std::size_t size() const noexcept { return static_cast<std::size_t>(tail_ - head_); }
+  // Queues a record or a tagged object (one word; the payload is left as it was).
+  void push(const ReadyEntry& e) {
     if (EDDY_UNLIKELY(tail_ - head_ == mask_ + 1)) grow();
-    buf_[tail_++ & mask_] = e;
+    buf_[tail_++ & mask_].bits_ = e.bits_;
+  }
+  // Queues an inline callback; returns its sequence number.
+  std::uint64_t push_inline(const ReadyEntry& e) {
+    if (EDDY_UNLIKELY(tail_ - head_ == mask_ + 1)) grow();
+    buf_[tail_ & mask_] = e;
+    return tail_++;
   }
   ReadyEntry pop() noexcept { return buf_[head_++ & mask_]; }
-  ReadyEntry at(std::size_t i) const noexcept { return buf_[(head_ + i) & mask_]; }
+  // The oldest entry, and dropping it: a cheaper pop when only its first word is read at once.
+  const ReadyEntry& front() const noexcept { return buf_[head_ & mask_]; }
+  void drop_front() noexcept { ++head_; }
+  const ReadyEntry& at(std::size_t i) const noexcept { return buf_[(head_ + i) & mask_]; }
+  // The queued entry whose sequence number is `seq` modulo 2^bits, or null once it left.
+  ReadyEntry* find(std::uint64_t seq, std::uint64_t seq_mask) noexcept {
+    const std::uint64_t back = (tail_ - seq) & seq_mask;  // 1 for the newest entry
+    return back != 0 && back <= tail_ - head_ ? &buf_[(tail_ - back) & mask_] : nullptr;
+  }
+  std::uint64_t head_seq() const noexcept { return head_; }
+  std::uint64_t tail_seq() const noexcept { return tail_; }
 
  private:
   void grow();
   bool grow_in_place(std::size_t slots) noexcept;
   void move_to(ReadyEntry* bigger, std::size_t slots) noexcept;
   ReadyEntry* buf_;  // a power-of-two ring; large rings live in page arenas
-  std::size_t mask_;
+  std::uint64_t mask_;
   std::size_t reserved_bytes_ = 0;  // nonzero: buf_ is the front of a reservation this large
-  std::size_t head_ = 0;
-  std::size_t tail_ = 0;
+  std::uint64_t head_;
+  std::uint64_t tail_;
 };
 
 // Timer heap entry: the record's pool index and an arming sequence number (FIFO among equal
@@ -239,6 +291,16 @@ struct TimerEntry {
   std::uint32_t seq;
 };
 using TimerHeap = std::vector<TimerEntry, ArrayAllocator<TimerEntry>>;
+
+// A loop's slot in the ticket table (see detail::ticket in handle.hpp), and the sequence number
+// its ready queue starts at. No slot (kNoSlot) when every slot is taken: the loop then gives
+// every call_soon a record.
+struct TicketSlot {
+  std::uint32_t index = ticket::kNoSlot;
+  std::uint64_t first_seq = 0;
+};
+TicketSlot claim_ticket_slot(EventLoop* loop) noexcept;
+void release_ticket_slot(TicketSlot slot, std::uint64_t next_seq) noexcept;
 
 }  // namespace detail
 
@@ -482,6 +544,12 @@ class EventLoop : public RefCounted {
   bool interrupting() const noexcept { return static_cast<bool>(interrupting_); }
   std::exception_ptr take_interrupting() noexcept { return std::exchange(interrupting_, nullptr); }
   void timer_cancelled() noexcept { ++timer_cancelled_count_; }
+  // For Handle, on a ticket of this loop (see detail::ticket): cancel its callback if still
+  // queued; its callback's name (null when it left the queue); make it a record shared with a
+  // copy of the handle, returned with the ticket holder's reference.
+  void cancel_ticket(std::uint64_t seq) noexcept;
+  const char* ticket_callback_name(std::uint64_t seq) noexcept;
+  detail::HandleRecord* share_ticket(std::uint64_t seq);
   // Queues an already-built record, taking over its one reference (used by futures to run
   // their done callbacks). RuntimeError if the loop is closed.
   void schedule_record(detail::HandleRecord* rec);
@@ -558,7 +626,12 @@ class EventLoop : public RefCounted {
 
   std::unique_ptr<Backend> backend_;
   detail::HandlePool* pool_;
+  detail::TicketSlot ticket_slot_;
   detail::ReadyQueue ready_;
+  // While an inline callback's exception is reported: its entry and sequence number, so that the
+  // report's handle (a ticket equal to the caller's) still has the callback's name.
+  const detail::ReadyEntry* reporting_ = nullptr;
+  std::uint64_t reporting_seq_ = 0;
   detail::TimerHeap timers_;
   std::uint32_t timer_seq_ = 0;
   std::size_t timer_cancelled_count_ = 0;
@@ -618,6 +691,19 @@ using LoopRef = Ref<EventLoop>;
 template <class F>
 Handle EventLoop::call_soon(F&& callback, SourceLocation where) {
   if (EDDY_UNLIKELY(closed_)) check_closed();
+  using Fn = std::decay_t<F>;
+  if constexpr (detail::fits_ready_entry<Fn>) {
+    // No record: the callback waits in the queue itself. Debug mode and the inspector want the
+    // place it was scheduled at, which only a record keeps.
+    if (EDDY_LIKELY(!debug_ && inspector_ == nullptr &&
+                    ticket_slot_.index != detail::ticket::kNoSlot)) {
+      if (EDDY_UNLIKELY(inbox_->has_work())) drain_inbox();  // see schedule_ready
+      const std::uint64_t seq =
+          ready_.push_inline(detail::ReadyEntry::inline_callback<Fn>(std::forward<F>(callback)));
+      if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
+      return Handle::from_ticket(detail::ticket::make(ticket_slot_.index, seq));
+    }
+  }
   if (EDDY_UNLIKELY(debug_)) check_thread("call_soon");
   detail::HandleRecord* r = make_record(std::forward<F>(callback), where);
   r->refs = 2;  // the ready queue's reference and the returned Handle's

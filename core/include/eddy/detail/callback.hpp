@@ -30,7 +30,8 @@ const char* callable_name() {
   return name.c_str();
 }
 
-struct CallbackOps {
+// Aligned to 8 so that a ready-queue entry can carry a pointer to it with tag bits.
+struct alignas(8) CallbackOps {
   void (*invoke)(void* storage);
   void (*destroy)(void* storage) noexcept;  // null: nothing to destroy (a trivial inline callable)
   const char* (*name)(const void* storage);
@@ -40,6 +41,14 @@ template <class F>
 inline constexpr bool fits_inline = sizeof(F) <= kInlineCallbackSize &&
                                     alignof(F) <= alignof(std::max_align_t) &&
                                     std::is_nothrow_move_constructible_v<F>;
+
+// A callable the loop may keep in its ready queue itself, with no handle record (see
+// detail::ReadyEntry): eight bytes or less, copied and dropped as plain bytes.
+inline constexpr std::size_t kReadyPayloadSize = 8;
+template <class F>
+inline constexpr bool fits_ready_entry =
+    sizeof(F) <= kReadyPayloadSize && alignof(F) <= 8 &&
+    std::is_trivially_copyable_v<F>&& std::is_trivially_destructible_v<F>&& fits_inline<F>;
 
 template <class F>
 struct CallbackOpsFor {
