@@ -147,75 +147,95 @@ void release_ready_entry(const ReadyEntry& e) noexcept {
 }
 
 namespace {
-ReadyEntry* allocate_ring(std::size_t slots) {
-  return static_cast<ReadyEntry*>(allocate_array(slots * sizeof(ReadyEntry)));
-}
-void free_ring(ReadyEntry* ring, std::size_t slots) noexcept {
-  free_array(ring, slots * sizeof(ReadyEntry));
-}
+constexpr std::size_t kBlockBytes = std::size_t{1} << 12 << 4;  // 4,096 entries of 16 bytes
+static_assert(sizeof(ReadyEntry) == 16);
 }  // namespace
 
 ReadyQueue::ReadyQueue(std::uint64_t first_seq)
-    : buf_(allocate_ring(1024)), mask_(1023), head_(first_seq), tail_(first_seq) {}
+    : head_(first_seq),
+      tail_(first_seq),
+      last_block_(first_seq >> kBlockShift),
+      blocks_(new ReadyEntry*[8]),
+      table_mask_(7) {
+  try {
+    head_block_ = tail_block_ = new_block();
+  } catch (...) {
+    delete[] blocks_;
+    throw;
+  }
+  blocks_[last_block_ & table_mask_] = head_block_;
+}
+
 ReadyQueue::~ReadyQueue() {
-  if (reserved_bytes_)
-    platform::unreserve_pages(buf_, reserved_bytes_);
-  else
-    free_ring(buf_, static_cast<std::size_t>(mask_ + 1));
+  for (std::size_t i = 0; i < heap_block_count_; ++i) ::operator delete(heap_blocks_[i]);
+  for (void* a : arenas_) platform::free_pages(a, kHugePageBytes, kHugePageBytes);
+  delete[] blocks_;
 }
 
-void ReadyQueue::grow() {
-  const std::size_t slots = static_cast<std::size_t>(mask_ + 1) * 2;
-  if (grow_in_place(slots)) return;
-  ReadyEntry* bigger = allocate_ring(slots);
-  move_to(bigger, slots);
-}
-
-// A ring of a huge page or more is reserved room to double several times (1 GiB, or twice its
-// size), so growing it never copies the whole ring nor clears memory only to drop it.
-bool ReadyQueue::grow_in_place(std::size_t slots) noexcept {
-  constexpr std::size_t kReserveBytes = std::size_t{1} << 30;
-  const std::size_t bytes = slots * sizeof(ReadyEntry);
-  const std::size_t old_slots = static_cast<std::size_t>(mask_ + 1);
-  if (bytes < kHugePageBytes) return false;
-  if (bytes <= reserved_bytes_) {
-    const std::size_t old_bytes = old_slots * sizeof(ReadyEntry);
-    if (!platform::commit_pages(reinterpret_cast<char*>(buf_) + old_bytes, bytes - old_bytes,
-                                platform::PageUse::sequential))
-      return false;
-    // The ring was full. Entry s moves from s & mask_ to s & (slots - 1): those whose bit
-    // `old_slots` is set go to the new half, at the same offset. Those form one run, which
-    // wraps at the end of the old ring or not.
-    const std::uint64_t new_mask = slots - 1;
-    for (std::uint64_t s = head_; s != tail_; ++s)
-      if (s & old_slots) buf_[s & new_mask] = buf_[s & mask_];
-    mask_ = new_mask;
-    return true;
+ReadyEntry* ReadyQueue::new_block() {
+  if (!free_blocks_.empty()) {
+    ReadyEntry* b = free_blocks_.back();
+    free_blocks_.pop_back();
+    return b;
   }
-  const std::size_t reserve = std::max(kReserveBytes, 2 * bytes);
-  void* room = platform::reserve_pages(reserve);
-  if (room == nullptr) return false;
-  if (!platform::commit_pages(room, bytes, platform::PageUse::sequential)) {
-    platform::unreserve_pages(room, reserve);
-    return false;
-  }
-  move_to(static_cast<ReadyEntry*>(room), slots);
-  reserved_bytes_ = reserve;
-  return true;
-}
-
-// Copies the entries to their slots in `bigger`, a ring of `slots`, and frees the old one.
-void ReadyQueue::move_to(ReadyEntry* bigger, std::size_t slots) noexcept {
-  const std::uint64_t new_mask = slots - 1;
-  for (std::uint64_t s = head_; s != tail_; ++s) bigger[s & new_mask] = buf_[s & mask_];
-  if (reserved_bytes_) {
-    platform::unreserve_pages(buf_, reserved_bytes_);
-    reserved_bytes_ = 0;
+  // Room for every block made to be free at once: letting one go never allocates.
+  free_blocks_.reserve(blocks_made_ + 1);
+  void* block;
+  if (heap_block_count_ < kHeapBlocks) {
+    block = heap_blocks_[heap_block_count_] = static_cast<ReadyEntry*>(::operator new(kBlockBytes));
+    ++heap_block_count_;
   } else {
-    free_ring(buf_, static_cast<std::size_t>(mask_ + 1));
+    if (arena_blocks_left_ == 0) {
+      arenas_.reserve(arenas_.size() + 1);
+      arenas_.push_back(
+          platform::allocate_pages(kHugePageBytes, kHugePageBytes, platform::PageUse::sequential));
+      arena_blocks_left_ = kHugePageBytes / kBlockBytes;
+    }
+    block =
+        static_cast<char*>(arenas_.back()) + (kHugePageBytes - arena_blocks_left_ * kBlockBytes);
+    --arena_blocks_left_;
   }
-  buf_ = bigger;
-  mask_ = new_mask;
+  ++blocks_made_;
+  return static_cast<ReadyEntry*>(block);
+}
+
+// Entry tail_ starts block last_block_ + 1: take a block for it, and room in the table.
+void ReadyQueue::add_block() {
+  ReadyEntry* block = new_block();
+  const std::uint64_t first = head_ >> kBlockShift, next = last_block_ + 1;
+  if (next - first > table_mask_) {  // the table is full: double it
+    const std::uint64_t slots = (table_mask_ + 1) * 2, mask = slots - 1;
+    ReadyEntry** bigger;
+    try {
+      bigger = new ReadyEntry*[slots];
+    } catch (...) {
+      free_blocks_.push_back(block);  // reserved above: cannot throw
+      throw;
+    }
+    for (std::uint64_t b = first; b <= last_block_; ++b)
+      bigger[b & mask] = blocks_[b & table_mask_];
+    delete[] blocks_;
+    blocks_ = bigger;
+    table_mask_ = mask;
+  }
+  blocks_[next & table_mask_] = block;
+  last_block_ = next;
+  tail_block_ = block;
+}
+
+// head_ has just passed the end of its block.
+void ReadyQueue::next_head_block() noexcept {
+  ReadyEntry* done = head_block_;
+  const std::uint64_t b = head_ >> kBlockShift;
+  if (b > last_block_) {
+    // The queue is empty and its next entry starts a block: this one serves as that block.
+    blocks_[b & table_mask_] = done;
+    last_block_ = b;
+    tail_block_ = done;
+    return;
+  }
+  head_block_ = blocks_[b & table_mask_];
+  free_blocks_.push_back(done);  // room reserved by new_block: cannot throw
 }
 
 // ---- The ticket table -----------------------------------------------------------------------

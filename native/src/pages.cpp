@@ -4,8 +4,7 @@
 // stay on 4 KiB pages unless EDDY_HUGE_PAGES=1 is set: on VMs that hand free 2 MiB blocks back to
 // the host (virtio-balloon free page reporting) a huge page is usually one the host must supply
 // again, which made a million pending callbacks or tasks three times slower than 4 KiB pages
-// (docs/architecture.md). A reservation (for an array that grows in place) is a PROT_NONE mapping
-// whose front mprotect opens as the array grows.
+// (docs/architecture.md).
 #include <sys/mman.h>
 
 #include <fcntl.h>
@@ -72,21 +71,5 @@ void* allocate_pages(std::size_t bytes, std::size_t align, PageUse use) {
 }
 
 void free_pages(void* p, std::size_t bytes, std::size_t) noexcept { ::munmap(p, bytes); }
-
-// A PROT_NONE mapping counts against no commit limit; commit_pages opens its front.
-void* reserve_pages(std::size_t bytes) noexcept {
-  return map_aligned(bytes, detail::kHugePageBytes, PROT_NONE, MAP_NORESERVE);
-}
-
-bool commit_pages(void* p, std::size_t bytes, PageUse use) noexcept {
-  if (::mprotect(p, bytes, PROT_READ | PROT_WRITE) != 0) return false;
-  const bool aligned = reinterpret_cast<std::uintptr_t>(p) % detail::kHugePageBytes == 0;
-  prepare_pages(p, bytes, aligned ? detail::kHugePageBytes : detail::kPageBytes, use);
-  return true;
-}
-
-void unreserve_pages(void* p, std::size_t bytes) noexcept {
-  ::munmap(p, bytes);
-}
 
 }  // namespace eddy::platform

@@ -14,12 +14,4 @@ void free_pages(void* p, std::size_t, std::size_t align) noexcept {
   ::operator delete(p, std::align_val_t{align});
 }
 
-void* reserve_pages(std::size_t) noexcept {
-  return nullptr;
-}
-bool commit_pages(void*, std::size_t, PageUse) noexcept {
-  return false;
-}
-void unreserve_pages(void*, std::size_t) noexcept {}
-
 }  // namespace eddy::platform

@@ -237,10 +237,11 @@ SourceLocation ready_entry_source(const ReadyEntry& e) noexcept;
 // Drops the queue's reference to an entry that will not run (a cancelled one, or the loop closed).
 void release_ready_entry(const ReadyEntry& e) noexcept;
 
-// FIFO ring of ready entries; grows by doubling, never shrinks while the loop lives. From 2 MiB
-// on it lives in a reservation of address space where the platform has one, and doubles in place.
-// Entries are numbered by a sequence that never restarts (tickets name them by it): entry `s`
-// lives in slot `s & mask_`.
+// FIFO of ready entries in blocks of 4,096 (64 KiB), so that growing it never copies an entry nor
+// touches memory twice: a million pending callbacks take 16 MB, once. Entries are numbered by a
+// sequence that never restarts (tickets name them by it); block `s >> kBlockShift` holds entry `s`,
+// found through a small ring of block pointers. Emptied blocks are kept for reuse while the loop
+// lives: the first few from the heap, later ones carved from 2 MiB arenas faulted in at once.
 class ReadyQueue {
  public:
   explicit ReadyQueue(std::uint64_t first_seq);
@@ -251,37 +252,58 @@ class ReadyQueue {
   std::size_t size() const noexcept { return static_cast<std::size_t>(tail_ - head_); }
   // Queues a record or a tagged object (one word; the payload is left as it was).
   void push(const ReadyEntry& e) {
-    if (EDDY_UNLIKELY(tail_ - head_ == mask_ + 1)) grow();
-    buf_[tail_++ & mask_].bits_ = e.bits_;
+    if (EDDY_UNLIKELY((tail_ >> kBlockShift) != last_block_)) add_block();
+    tail_block_[tail_++ & kInBlock].bits_ = e.bits_;
   }
   // Queues an inline callback; returns its sequence number.
   std::uint64_t push_inline(const ReadyEntry& e) {
-    if (EDDY_UNLIKELY(tail_ - head_ == mask_ + 1)) grow();
-    buf_[tail_ & mask_] = e;
+    if (EDDY_UNLIKELY((tail_ >> kBlockShift) != last_block_)) add_block();
+    tail_block_[tail_ & kInBlock] = e;
     return tail_++;
   }
-  ReadyEntry pop() noexcept { return buf_[head_++ & mask_]; }
-  // The oldest entry, and dropping it: a cheaper pop when only its first word is read at once.
-  const ReadyEntry& front() const noexcept { return buf_[head_ & mask_]; }
-  void drop_front() noexcept { ++head_; }
-  const ReadyEntry& at(std::size_t i) const noexcept { return buf_[(head_ + i) & mask_]; }
+  // The oldest entry, and dropping it (its block is let go once passed).
+  const ReadyEntry& front() const noexcept { return head_block_[head_ & kInBlock]; }
+  void drop_front() noexcept {
+    if (EDDY_UNLIKELY((++head_ & kInBlock) == 0)) next_head_block();
+  }
+  ReadyEntry pop() noexcept {
+    const ReadyEntry e = front();
+    drop_front();
+    return e;
+  }
+  const ReadyEntry& at(std::size_t i) const noexcept { return *slot(head_ + i); }
   // The queued entry whose sequence number is `seq` modulo 2^bits, or null once it left.
   ReadyEntry* find(std::uint64_t seq, std::uint64_t seq_mask) noexcept {
     const std::uint64_t back = (tail_ - seq) & seq_mask;  // 1 for the newest entry
-    return back != 0 && back <= tail_ - head_ ? &buf_[(tail_ - back) & mask_] : nullptr;
+    return back != 0 && back <= tail_ - head_ ? slot(tail_ - back) : nullptr;
   }
   std::uint64_t head_seq() const noexcept { return head_; }
   std::uint64_t tail_seq() const noexcept { return tail_; }
 
  private:
-  void grow();
-  bool grow_in_place(std::size_t slots) noexcept;
-  void move_to(ReadyEntry* bigger, std::size_t slots) noexcept;
-  ReadyEntry* buf_;  // a power-of-two ring; large rings live in page arenas
-  std::uint64_t mask_;
-  std::size_t reserved_bytes_ = 0;  // nonzero: buf_ is the front of a reservation this large
+  static constexpr unsigned kBlockShift = 12;
+  static constexpr std::uint64_t kInBlock = (std::uint64_t{1} << kBlockShift) - 1;
+  ReadyEntry* slot(std::uint64_t seq) const noexcept {
+    return blocks_[(seq >> kBlockShift) & table_mask_] + (seq & kInBlock);
+  }
+  void add_block();
+  void next_head_block() noexcept;
+  ReadyEntry* new_block();
+
   std::uint64_t head_;
   std::uint64_t tail_;
+  ReadyEntry* head_block_;    // holds entry head_
+  ReadyEntry* tail_block_;    // the newest block: holds entry tail_ unless that one starts a block
+  std::uint64_t last_block_;  // the newest block's number; blocks first..last_block_ are in use
+  ReadyEntry** blocks_;       // a power-of-two ring of block pointers, by block number
+  std::uint64_t table_mask_;
+  std::vector<ReadyEntry*> free_blocks_;
+  std::size_t blocks_made_ = 0;
+  static constexpr std::size_t kHeapBlocks = 4;  // then arenas: a small loop stays small
+  ReadyEntry* heap_blocks_[kHeapBlocks] = {};
+  std::size_t heap_block_count_ = 0;
+  std::vector<void*> arenas_;
+  std::size_t arena_blocks_left_ = 0;
 };
 
 // Timer heap entry: the record's pool index and an arming sequence number (FIFO among equal

@@ -15,14 +15,6 @@ enum class PageUse { lazy, sequential };
 // 2 MiB), or throws std::bad_alloc. Defined by native/ or wasm/.
 void* allocate_pages(std::size_t bytes, std::size_t align, PageUse use = PageUse::lazy);
 void free_pages(void* p, std::size_t bytes, std::size_t align) noexcept;
-// Address space for an array that grows in place: nothing is usable (or resident) until
-// commit_pages makes a part of it so, from the front. Aligned to a huge page. Null where the
-// platform cannot reserve (WebAssembly, whose heap is the address space) or the system refuses.
-void* reserve_pages(std::size_t bytes) noexcept;
-// Makes [p, p + bytes) of a reservation usable, populated as `use` says; false if the system
-// refused (out of memory), in which case nothing changed.
-bool commit_pages(void* p, std::size_t bytes, PageUse use) noexcept;
-void unreserve_pages(void* p, std::size_t bytes) noexcept;
 }  // namespace eddy::platform
 
 namespace eddy::detail {
