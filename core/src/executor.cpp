@@ -108,13 +108,7 @@ void post_executor_result(const std::shared_ptr<Inbox>& inbox, EventLoop* loop, 
 void post_to_loop(const std::shared_ptr<Inbox>& inbox, UniqueFunction fn) {
   auto deliver = [fn = std::move(fn)]() mutable { fn(); };
   using Ops = CallbackOpsFor<decltype(deliver)>;
-  auto* r = new HandleRecord;
-  r->file = __FILE__;
-  r->line = __LINE__;
-  r->flags = 0;
-  r->shared = 1;
-  r->refs = 1;
-  r->when = 0;
+  HandleRecord* r = new_shared_record(__FILE__, __LINE__);
   Ops::construct(r->storage, std::move(deliver));
   r->ops = &Ops::ops;
   if (!inbox->post(r)) release_handle(r);

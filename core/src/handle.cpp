@@ -16,20 +16,7 @@ void HandlePool::grow() {
   if (capacity() + kPerBlock > std::numeric_limits<std::uint32_t>::max())
     throw std::length_error("eddy: too many live handles");
   blocks_.reserve(blocks_.size() + 1);
-  void* mem;
-  if (blocks_.size() < kHeapBlocks) {
-    mem = ::operator new(kBlockBytes, std::align_val_t{kBlockBytes});
-  } else {
-    if (arena_blocks_left_ == 0) {
-      arenas_.reserve(arenas_.size() + 1);
-      arenas_.push_back(
-          platform::allocate_pages(kHugePageBytes, kHugePageBytes, platform::PageUse::sequential));
-      arena_blocks_left_ = kHugePageBytes / kBlockBytes;
-    }
-    mem = static_cast<char*>(arenas_.back()) + (kHugePageBytes / kBlockBytes - arena_blocks_left_) * kBlockBytes;
-    --arena_blocks_left_;
-  }
-  auto* header = static_cast<BlockHeader*>(mem);
+  auto* header = static_cast<BlockHeader*>(source_.take());
   header->pool = this;
   header->base_index = static_cast<std::uint32_t>(capacity());
   blocks_.push_back(header);
@@ -37,11 +24,7 @@ void HandlePool::grow() {
   fresh_end_ = fresh_ + kPerBlock;
 }
 
-HandlePool::~HandlePool() {
-  for (std::size_t i = 0; i < blocks_.size() && i < kHeapBlocks; ++i)
-    ::operator delete(blocks_[i], std::align_val_t{kBlockBytes});
-  for (void* a : arenas_) platform::free_pages(a, kHugePageBytes, kHugePageBytes);
-}
+HandlePool::~HandlePool() = default;
 
 void HandlePool::orphan() noexcept {
   loop_ = nullptr;
@@ -164,13 +147,8 @@ std::uint64_t Handle::share_ticket() const {
     r = loop->share_ticket(detail::ticket::seq(bits_));
   } else {
     // Cancelled, or its loop is gone: nothing of the callback is left to share.
-    r = new detail::HandleRecord;
-    r->ops = nullptr;
-    r->file = nullptr;
-    r->refs = 1;
-    r->line = 0;
-    r->flags = cancelled() ? detail::kHandleCancelled : 0;
-    r->shared = 1;
+    r = detail::new_shared_record();
+    if (cancelled()) r->flags = detail::kHandleCancelled;
   }
   r->flags |= detail::kHandleFromTicket;
   r->ticket = bits_ & ~detail::ticket::kCancelled;

@@ -146,11 +146,6 @@ void release_ready_entry(const ReadyEntry& e) noexcept {
   }
 }
 
-namespace {
-constexpr std::size_t kBlockBytes = std::size_t{1} << 12 << 4;  // 4,096 entries of 16 bytes
-static_assert(sizeof(ReadyEntry) == 16);
-}  // namespace
-
 ReadyQueue::ReadyQueue(std::uint64_t first_seq)
     : head_(first_seq),
       tail_(first_seq),
@@ -167,8 +162,6 @@ ReadyQueue::ReadyQueue(std::uint64_t first_seq)
 }
 
 ReadyQueue::~ReadyQueue() {
-  for (std::size_t i = 0; i < heap_block_count_; ++i) ::operator delete(heap_blocks_[i]);
-  for (void* a : arenas_) platform::free_pages(a, kHugePageBytes, kHugePageBytes);
   delete[] blocks_;
 }
 
@@ -180,21 +173,7 @@ ReadyEntry* ReadyQueue::new_block() {
   }
   // Room for every block made to be free at once: letting one go never allocates.
   free_blocks_.reserve(blocks_made_ + 1);
-  void* block;
-  if (heap_block_count_ < kHeapBlocks) {
-    block = heap_blocks_[heap_block_count_] = static_cast<ReadyEntry*>(::operator new(kBlockBytes));
-    ++heap_block_count_;
-  } else {
-    if (arena_blocks_left_ == 0) {
-      arenas_.reserve(arenas_.size() + 1);
-      arenas_.push_back(
-          platform::allocate_pages(kHugePageBytes, kHugePageBytes, platform::PageUse::sequential));
-      arena_blocks_left_ = kHugePageBytes / kBlockBytes;
-    }
-    block =
-        static_cast<char*>(arenas_.back()) + (kHugePageBytes - arena_blocks_left_ * kBlockBytes);
-    --arena_blocks_left_;
-  }
+  void* block = source_.take();
   ++blocks_made_;
   return static_cast<ReadyEntry*>(block);
 }
@@ -856,13 +835,7 @@ const char* EventLoop::ticket_callback_name(std::uint64_t seq) noexcept {
 
 detail::HandleRecord* EventLoop::share_ticket(std::uint64_t seq) {
   // A record of its own (as call_soon_threadsafe's), not the pool's: it may outlive the loop.
-  auto* r = new detail::HandleRecord;
-  r->ops = nullptr;
-  r->file = nullptr;
-  r->refs = 1;
-  r->line = 0;
-  r->flags = 0;
-  r->shared = 1;
+  detail::HandleRecord* r = detail::new_shared_record();
   detail::ReadyEntry* queued = ready_.find(seq, detail::ticket::kSeqMask);
   if (queued && queued->kind() != detail::ReadyEntry::Kind::inline_callback) queued = nullptr;
   const detail::ReadyEntry* from = queued                                ? queued

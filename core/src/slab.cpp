@@ -5,6 +5,31 @@
 
 #include "eddy/detail/pages.hpp"
 
+namespace eddy::detail {
+
+BlockSource::~BlockSource() {
+  for (void* b : heap_blocks_) ::operator delete (b, std::align_val_t{block_bytes_});
+  for (void* a : arenas_) platform::free_pages(a, kHugePageBytes, kHugePageBytes);
+}
+
+void* BlockSource::take() {
+  if (heap_blocks_.size() < heap_limit_) {
+    heap_blocks_.reserve(heap_limit_);
+    void* b = ::operator new (block_bytes_, std::align_val_t{block_bytes_});
+    heap_blocks_.push_back(b);
+    return b;
+  }
+  if (arena_blocks_left_ == 0) {
+    arenas_.reserve(arenas_.size() + 1);
+    arenas_.push_back(
+        platform::allocate_pages(kHugePageBytes, kHugePageBytes, platform::PageUse::sequential));
+    arena_blocks_left_ = kHugePageBytes / block_bytes_;
+  }
+  return static_cast<char*>(arenas_.back()) + kHugePageBytes - arena_blocks_left_-- * block_bytes_;
+}
+
+}  // namespace eddy::detail
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define EDDY_SLAB_PASSTHROUGH 1
 #elif defined(__has_feature)

@@ -16,6 +16,7 @@
 
 #include "eddy/config.hpp"
 #include "eddy/detail/callback.hpp"
+#include "eddy/detail/pages.hpp"
 
 namespace eddy {
 
@@ -132,18 +133,13 @@ class HandlePool {
     return reinterpret_cast<HandleRecord*>(b + 1);
   }
 
-  // The first blocks are single heap allocations (a small loop stays small); later ones are
-  // carved from 2 MiB page arenas (see detail/pages.hpp).
-  static constexpr std::size_t kHeapBlocks = 4;
-
   EventLoop* loop_;
   HandleRecord* free_ = nullptr;
   HandleRecord* fresh_ = nullptr;
   HandleRecord* fresh_end_ = nullptr;
   std::size_t live_ = 0;
   std::vector<BlockHeader*> blocks_;
-  std::vector<void*> arenas_;
-  std::size_t arena_blocks_left_ = 0;
+  BlockSource source_{kBlockBytes, 4};
 };
 
 void cancel_handle(HandleRecord* r) noexcept;
@@ -160,6 +156,21 @@ inline void release_handle(HandleRecord* r) noexcept {
     release_shared_handle(r);
   else if (--r->refs == 0)
     HandlePool::pool_of(r)->free(r);
+}
+
+// A record of its own allocation, with an atomic count: made on another thread
+// (call_soon_threadsafe, executor completions) or meant to outlive its loop. One reference, no
+// callback yet.
+inline HandleRecord* new_shared_record(const char* file = nullptr, std::uint32_t line = 0) {
+  auto* r = new HandleRecord;
+  r->ops = nullptr;
+  r->file = file;
+  r->when = 0;
+  r->refs = 1;
+  r->line = HandleRecord::clamp_line(line);
+  r->flags = 0;
+  r->shared = 1;
+  return r;
 }
 
 // A ticket: the Handle of a callback kept in the ready queue without a record. It names the

@@ -299,11 +299,7 @@ class ReadyQueue {
   std::uint64_t table_mask_;
   std::vector<ReadyEntry*> free_blocks_;
   std::size_t blocks_made_ = 0;
-  static constexpr std::size_t kHeapBlocks = 4;  // then arenas: a small loop stays small
-  ReadyEntry* heap_blocks_[kHeapBlocks] = {};
-  std::size_t heap_block_count_ = 0;
-  std::vector<void*> arenas_;
-  std::size_t arena_blocks_left_ = 0;
+  BlockSource source_{sizeof(ReadyEntry) << kBlockShift, 4};
 };
 
 // Timer heap entry: the record's pool index and an arming sequence number (FIFO among equal
@@ -737,13 +733,8 @@ template <class F>
 Handle EventLoop::call_soon_threadsafe(F&& callback, SourceLocation where) {
   if (EDDY_UNLIKELY(closed_)) check_closed();
   using Fn = std::decay_t<F>;
-  auto* r = new detail::HandleRecord;
-  r->file = where.file;
-  r->line = detail::HandleRecord::clamp_line(where.line);
-  r->flags = 0;
-  r->shared = 1;
+  detail::HandleRecord* r = detail::new_shared_record(where.file, where.line);
   r->refs = 2;
-  r->when = 0;
   detail::CallbackOpsFor<Fn>::construct(r->storage, std::forward<F>(callback));
   r->ops = &detail::CallbackOpsFor<Fn>::ops;
   if (running_loop() == this) {

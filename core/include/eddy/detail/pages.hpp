@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <new>
+#include <vector>
 
 namespace eddy::platform {
 // How the caller will use new pages. `sequential`: it hands the memory out front to back and will
@@ -45,6 +46,26 @@ inline void free_array(void* p, std::size_t bytes) noexcept {
   else
     ::operator delete(p);
 }
+
+// Fixed-size blocks for the loop's slabs (handle records, the ready queue): the first few from
+// the C++ heap, so that a small loop stays small, then carved from 2 MiB arenas faulted in at
+// once. Blocks are aligned to their size (at most an arena's); all go back with the source.
+class BlockSource {
+ public:
+  BlockSource(std::size_t block_bytes, std::size_t heap_blocks) noexcept
+      : block_bytes_(block_bytes), heap_limit_(heap_blocks) {}
+  ~BlockSource();
+  BlockSource(const BlockSource&) = delete;
+  BlockSource& operator=(const BlockSource&) = delete;
+  void* take();  // std::bad_alloc when out of memory
+
+ private:
+  std::size_t block_bytes_;
+  std::size_t heap_limit_;
+  std::vector<void*> heap_blocks_;
+  std::vector<void*> arenas_;
+  std::size_t arena_blocks_left_ = 0;
+};
 
 // A std allocator over allocate_array/free_array.
 template <class T>
