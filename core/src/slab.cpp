@@ -22,7 +22,8 @@ void* BlockSource::take() {
   if (arena_blocks_left_ == 0) {
     arenas_.reserve(arenas_.size() + 1);
     arenas_.push_back(
-        platform::allocate_pages(kHugePageBytes, kHugePageBytes, platform::PageUse::sequential));
+        platform::allocate_pages(kHugePageBytes, kHugePageBytes,
+                                 arenas_.empty() ? first_arena_ : platform::PageUse::sequential));
     arena_blocks_left_ = kHugePageBytes / block_bytes_;
   }
   return static_cast<char*>(arenas_.back()) + kHugePageBytes - arena_blocks_left_-- * block_bytes_;

@@ -241,7 +241,8 @@ void release_ready_entry(const ReadyEntry& e) noexcept;
 // touches memory twice: a million pending callbacks take 16 MB, once. Entries are numbered by a
 // sequence that never restarts (tickets name them by it); block `s >> kBlockShift` holds entry `s`,
 // found through a small ring of block pointers. Emptied blocks are kept for reuse while the loop
-// lives: the first few from the heap, later ones carved from 2 MiB arenas faulted in at once.
+// lives: the first few from the heap, later ones carved from 2 MiB arenas faulted in at once
+// (the first arena lazily).
 class ReadyQueue {
  public:
   explicit ReadyQueue(std::uint64_t first_seq);
@@ -299,7 +300,8 @@ class ReadyQueue {
   std::uint64_t table_mask_;
   std::vector<ReadyEntry*> free_blocks_;
   std::size_t blocks_made_ = 0;
-  BlockSource source_{sizeof(ReadyEntry) << kBlockShift, 4};
+  // A queue of a pass's timers or I/O often outgrows the heap's four blocks, seldom 2 MiB.
+  BlockSource source_{sizeof(ReadyEntry) << kBlockShift, 4, platform::PageUse::lazy};
 };
 
 // Timer heap entry: the record's pool index and an arming sequence number (FIFO among equal

@@ -49,11 +49,14 @@ inline void free_array(void* p, std::size_t bytes) noexcept {
 
 // Fixed-size blocks for the loop's slabs (handle records, the ready queue): the first few from
 // the C++ heap, so that a small loop stays small, then carved from 2 MiB arenas faulted in at
-// once. Blocks are aligned to their size (at most an arena's); all go back with the source.
+// once, but for the first when `first_arena` is lazy (for a slab that often needs a few blocks
+// more than the heap's, and seldom the whole arena). Blocks are aligned to their size (at most an
+// arena's); all go back with the source.
 class BlockSource {
  public:
-  BlockSource(std::size_t block_bytes, std::size_t heap_blocks) noexcept
-      : block_bytes_(block_bytes), heap_limit_(heap_blocks) {}
+  BlockSource(std::size_t block_bytes, std::size_t heap_blocks,
+              platform::PageUse first_arena = platform::PageUse::sequential) noexcept
+      : block_bytes_(block_bytes), heap_limit_(heap_blocks), first_arena_(first_arena) {}
   ~BlockSource();
   BlockSource(const BlockSource&) = delete;
   BlockSource& operator=(const BlockSource&) = delete;
@@ -62,6 +65,7 @@ class BlockSource {
  private:
   std::size_t block_bytes_;
   std::size_t heap_limit_;
+  platform::PageUse first_arena_;
   std::vector<void*> heap_blocks_;
   std::vector<void*> arenas_;
   std::size_t arena_blocks_left_ = 0;
