@@ -174,11 +174,11 @@ inline HandleRecord* new_shared_record(const char* file = nullptr, std::uint32_t
 }
 
 // A ticket: the Handle of a callback kept in the ready queue without a record. It names the
-// loop by a slot of a process-wide table (tickets_of / claim_ticket_slot in loop.cpp) and the
-// entry by its sequence number in that loop's queue, whose numbering carries on from one loop
-// to the next in the same slot, so a ticket outliving its loop names nothing. Layout: bit 0 set
-// (a record pointer has it clear), bit 1 cancelled, then the slot, then the sequence number
-// modulo 2^50 (a handle kept while 10^15 later callbacks run might be confused; none is).
+// loop by a slot of a process-wide table (the ticket table in loop.cpp) and the entry by its
+// sequence number in that loop's queue, whose numbering carries on from one loop to the next in
+// the same slot, so a ticket outliving its loop names nothing. Layout: bit 0 set (a record
+// pointer has it clear), bit 1 cancelled, then the slot, then the sequence number modulo 2^50
+// (only a handle kept while some 10^15 later callbacks run could name a newer entry).
 namespace ticket {
 inline constexpr unsigned kSlotBits = 12;
 inline constexpr std::uint32_t kSlots = 1u << kSlotBits;
