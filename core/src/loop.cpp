@@ -863,12 +863,12 @@ void EventLoop::schedule_entry(detail::ReadyEntry e) {
     detail::release_ready_entry(e);
     check_closed();
   }
-  if (EDDY_UNLIKELY(inbox_->has_work())) drain_inbox();  // see schedule_ready
+  before_push();
 #if EDDY_INSPECT
   if (EDDY_UNLIKELY(inspector_ != nullptr) && inspector_->entry_scheduled(e)) e.set_traced();
 #endif
   ready_.push(e);
-  if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
+  after_push();
 }
 
 void EventLoop::schedule_record(detail::HandleRecord* rec) {

@@ -635,13 +635,20 @@ class EventLoop : public RefCounted {
     const double wa = pool_->at(a.index)->when, wb = pool_->at(b.index)->when;
     return wa < wb || (wa == wb && static_cast<std::int32_t>(a.seq - b.seq) < 0);
   }
-  void schedule_ready(detail::HandleRecord* rec) {
-    // call_soon_threadsafe callbacks posted earlier go first: asyncio appends every callback to
-    // one ready queue, in call order.
+  // Around every push onto the ready queue: call_soon_threadsafe callbacks posted earlier go
+  // first (asyncio appends every callback to one ready queue, in call order), and a host driver
+  // learns that the queue is no longer empty.
+  void before_push() {
     if (EDDY_UNLIKELY(inbox_->has_work())) drain_inbox();
+  }
+  void after_push() {
+    if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
+  }
+  void schedule_ready(detail::HandleRecord* rec) {
+    before_push();
     ready_.push(rec);
     EDDY_INSPECT_HOOK(*this, callback_scheduled(rec));
-    if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
+    after_push();
   }
 
   std::unique_ptr<Backend> backend_;
@@ -717,10 +724,10 @@ Handle EventLoop::call_soon(F&& callback, SourceLocation where) {
     // place it was scheduled at, which only a record keeps.
     if (EDDY_LIKELY(!debug_ && inspector_ == nullptr &&
                     ticket_slot_.index != detail::ticket::kNoSlot)) {
-      if (EDDY_UNLIKELY(inbox_->has_work())) drain_inbox();  // see schedule_ready
+      before_push();
       const std::uint64_t seq =
           ready_.push_inline(detail::ReadyEntry::inline_callback<Fn>(std::forward<F>(callback)));
-      if (EDDY_UNLIKELY(host_driver_ != nullptr) && ready_.size() == 1 && !in_pass_) notify_host();
+      after_push();
       return Handle::from_ticket(detail::ticket::make(ticket_slot_.index, seq));
     }
   }
