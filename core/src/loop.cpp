@@ -820,27 +820,27 @@ void EventLoop::report_callback_exception(detail::ReadyEntry e, std::exception_p
 
 // ---- Tickets ------------------------------------------------------------------------------------
 
-void EventLoop::cancel_ticket(std::uint64_t seq) noexcept {
+detail::ReadyEntry* EventLoop::queued_ticket_entry(std::uint64_t seq) noexcept {
   detail::ReadyEntry* e = ready_.find(seq, detail::ticket::kSeqMask);
-  if (e && e->kind() == detail::ReadyEntry::Kind::inline_callback)
+  return e && e->kind() == detail::ReadyEntry::Kind::inline_callback ? e : nullptr;
+}
+
+void EventLoop::cancel_ticket(std::uint64_t seq) noexcept {
+  if (detail::ReadyEntry* e = queued_ticket_entry(seq))
     *e = detail::ReadyEntry();  // a null record: skipped; the callback's bytes need no cleanup
 }
 
 const char* EventLoop::ticket_callback_name(std::uint64_t seq) noexcept {
-  const detail::ReadyEntry* e = ready_.find(seq, detail::ticket::kSeqMask);
-  if (e == nullptr && reporting_ != nullptr && seq == reporting_seq_) e = reporting_;
-  return e && e->kind() == detail::ReadyEntry::Kind::inline_callback ? e->ops()->name(e->payload())
-                                                                     : nullptr;
+  const detail::ReadyEntry* e = queued_ticket_entry(seq);
+  if (e == nullptr) e = reported_ticket_entry(seq);
+  return e ? e->ops()->name(e->payload()) : nullptr;
 }
 
 detail::HandleRecord* EventLoop::share_ticket(std::uint64_t seq) {
   // A record of its own (as call_soon_threadsafe's), not the pool's: it may outlive the loop.
   detail::HandleRecord* r = detail::new_shared_record();
-  detail::ReadyEntry* queued = ready_.find(seq, detail::ticket::kSeqMask);
-  if (queued && queued->kind() != detail::ReadyEntry::Kind::inline_callback) queued = nullptr;
-  const detail::ReadyEntry* from = queued                                ? queued
-                                   : reporting_ && seq == reporting_seq_ ? reporting_
-                                                                         : nullptr;
+  detail::ReadyEntry* queued = queued_ticket_entry(seq);
+  const detail::ReadyEntry* from = queued ? queued : reported_ticket_entry(seq);
   if (from != nullptr) {
     std::memcpy(r->storage, from->payload(), detail::kReadyPayloadSize);
     r->ops = from->ops();

@@ -621,6 +621,11 @@ class EventLoop : public RefCounted {
   void enter_running(const char* method);
   void leave_running() noexcept;
   void notify_host();
+  // The inline entry a ticket names: still queued, or the one whose exception is being reported.
+  detail::ReadyEntry* queued_ticket_entry(std::uint64_t seq) noexcept;
+  const detail::ReadyEntry* reported_ticket_entry(std::uint64_t seq) const noexcept {
+    return reporting_ != nullptr && seq == reporting_seq_ ? reporting_ : nullptr;
+  }
   void report_slow_callback(detail::ReadyEntry e, double seconds);
   void report_callback_exception(detail::ReadyEntry e, std::exception_ptr exc);
   template <class F>
