@@ -1548,6 +1548,7 @@ LOOP_TEST("add_reader and add_writer callbacks that raise are reported under the
   auto& loop = *this->loop;
   if (!loop.capabilities().supports("add_reader")) SKIP("no file descriptors here");
   const PipeEnds ends = os_pipe(loop, /*socket_pair=*/true);
+  loop.set_debug(true);  // the place is kept in debug mode, as asyncio's source traceback
   const std::uint32_t reader_line = __LINE__ + 1;
   loop.add_reader(ends.read_end, FailingReader{&loop, ends.read_end});
   loop.add_writer(ends.write_end, [&] {
@@ -1570,6 +1571,7 @@ LOOP_TEST("add_reader and add_writer callbacks that raise are reported under the
   CHECK(reader.message == "Exception in callback FailingReader");
   CHECK(std::string(reader.source.file).find("test_network.cpp") != std::string::npos);
   CHECK(reader.source.line == reader_line);
+  loop.set_debug(false);
   this->reported.clear();
 }
 

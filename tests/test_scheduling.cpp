@@ -190,6 +190,48 @@ LOOP_TEST("handles report their callback's name, and in debug mode where they we
   loop.set_debug(false);
 }
 
+// Timers and callbacks too big for the ready queue have records: a record keeps its place only
+// when scheduled in debug mode, and a record used again outside debug mode has none (records
+// keep their files apart, per block, and the line says whether one is kept).
+LOOP_TEST("timers and records keep where they were scheduled in debug mode only",
+          "[scheduling][debug]") {
+  auto& loop = *this->loop;
+  const std::string big(40, 'x');  // too big for a queue entry: a record
+  TimerHandle plain_timer = loop.call_later(10, [] {});
+  Handle plain_record = loop.call_soon([big] {});
+  CHECK(plain_timer.where().line == 0);
+  CHECK(std::string(plain_timer.where().file).empty());
+  CHECK(plain_record.where().line == 0);
+  plain_timer.cancel();
+  plain_record.cancel();
+  loop.run_until_complete(sleep(0));
+
+  loop.set_debug(true);
+  const std::uint32_t timer_line = __LINE__ + 1;
+  TimerHandle timer = loop.call_later(10, [] {});
+  const std::uint32_t record_line = __LINE__ + 1;
+  Handle record = loop.call_soon([big] {});
+  CHECK(std::string(timer.where().file).find("test_scheduling.cpp") != std::string::npos);
+  CHECK(timer.where().line == timer_line);
+  CHECK(std::string(record.where().file).find("test_scheduling.cpp") != std::string::npos);
+  CHECK(record.where().line == record_line);
+  timer.cancel();
+  record.cancel();
+  timer = TimerHandle();
+  record = Handle();
+  loop.run_until_complete(sleep(0));  // the records go back to the pool
+
+  loop.set_debug(false);
+  std::vector<TimerHandle> again;  // reuses the records that kept a place
+  for (int i = 0; i < 8; ++i) again.push_back(loop.call_later(10, [] {}));
+  for (auto& t : again) {
+    CHECK(t.where().line == 0);
+    CHECK(std::string(t.where().file).empty());
+    t.cancel();
+  }
+  loop.run_until_complete(sleep(0));
+}
+
 // A small callback waits in the ready queue itself and its Handle names that entry. Everything
 // asyncio lets a caller do with the Handle still holds: cancel it while queued, copy it (the
 // copies are one handle), compare it, keep it after it ran, or after its loop is gone.

@@ -59,6 +59,7 @@ LOOP_TEST("signal handlers: real signals, validation, removal", "[signals]") {
 LOOP_TEST("a signal handler that raises is reported under its own name", "[signals][errors]") {
   auto& loop = *this->loop;
   if (!loop.capabilities().supports("add_signal_handler")) SKIP("no signals here");
+  loop.set_debug(true);  // the place is kept in debug mode, as asyncio's source traceback
   const std::uint32_t line = __LINE__ + 1;
   loop.add_signal_handler(SIGUSR1, [] { throw ValueError("handler failed"); });
   loop.call_soon([] { ::raise(SIGUSR1); });
@@ -71,6 +72,7 @@ LOOP_TEST("a signal handler that raises is reported under its own name", "[signa
   CHECK(c.message.find("add_signal_handler") == std::string::npos);
   CHECK(std::string(c.source.file).find("test_signals.cpp") != std::string::npos);
   CHECK(c.source.line == line);
+  loop.set_debug(false);
   this->reported.clear();
 }
 

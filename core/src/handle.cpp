@@ -18,13 +18,22 @@ void HandlePool::grow() {
   blocks_.reserve(blocks_.size() + 1);
   auto* header = static_cast<BlockHeader*>(source_.take());
   header->pool = this;
+  header->files = nullptr;
   header->base_index = static_cast<std::uint32_t>(capacity());
   blocks_.push_back(header);
   fresh_ = records_of(header);
   fresh_end_ = fresh_ + kPerBlock;
 }
 
-HandlePool::~HandlePool() = default;
+void HandlePool::set_file(HandleRecord* r, const char* file) {
+  auto* b = const_cast<BlockHeader*>(header_of(r));
+  if (b->files == nullptr) b->files = new const char*[kPerBlock];
+  b->files[r - records_of(b)] = file;
+}
+
+HandlePool::~HandlePool() {
+  for (BlockHeader* b : blocks_) delete[] b->files;
+}
 
 void HandlePool::orphan() noexcept {
   loop_ = nullptr;
@@ -34,7 +43,7 @@ void HandlePool::orphan() noexcept {
 void release_shared_handle(HandleRecord* r) noexcept {
   if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
     r->destroy_callback();
-    delete r;
+    delete static_cast<SharedHandleRecord*>(r);
   }
 }
 

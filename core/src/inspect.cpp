@@ -87,13 +87,7 @@ Recorder::Recorder(EventLoop& loop, Options options)
   calibrate_ticks();
   std::shared_ptr<detail::Inbox> inbox = loop_.inbox();
   feed_->set_waker([inbox] {
-    auto* r = new detail::HandleRecord;
-    r->file = __FILE__;
-    r->line = __LINE__;
-    r->flags = 0;
-    r->shared = 1;
-    r->refs = 1;  // the queue's only
-    r->when = 0;
+    detail::HandleRecord* r = detail::new_shared_record(__FILE__, __LINE__);  // the queue's ref
     detail::CallbackOpsFor<PublishRequest>::construct(r->storage, PublishRequest{});
     r->ops = &detail::CallbackOpsFor<PublishRequest>::ops;
     if (!inbox->post(r)) detail::release_handle(r);
@@ -157,8 +151,9 @@ void Recorder::record(EventKind kind, std::uint64_t id, double value, const char
 void Recorder::callback_scheduled(detail::HandleRecord* r) {
   if (!sampled()) return;
   r->flags |= detail::kHandleTraced;  // its run will be recorded too: the pair makes a flow arrow
-  record(EventKind::callback_scheduled, reinterpret_cast<std::uintptr_t>(r), 0, nullptr, r->file,
-         r->line);
+  const SourceLocation where = detail::record_where(r);
+  record(EventKind::callback_scheduled, reinterpret_cast<std::uintptr_t>(r), 0, nullptr, where.file,
+         where.line);
 }
 
 bool Recorder::entry_scheduled(detail::ReadyEntry e) {
@@ -187,14 +182,16 @@ void Recorder::callback_run(detail::ReadyEntry e, const char* name, double start
 
 void Recorder::timer_armed(const detail::HandleRecord* r) {
   if (!sampled()) return;
-  record(EventKind::timer_armed, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, r->file,
-         r->line);
+  const SourceLocation where = detail::record_where(r);
+  record(EventKind::timer_armed, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, where.file,
+         where.line);
 }
 
 void Recorder::timer_cancelled(const detail::HandleRecord* r) {
   if (!sampled()) return;
-  record(EventKind::timer_cancelled, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr, r->file,
-         r->line);
+  const SourceLocation where = detail::record_where(r);
+  record(EventKind::timer_cancelled, reinterpret_cast<std::uintptr_t>(r), r->when, nullptr,
+         where.file, where.line);
 }
 
 void Recorder::timer_fired(detail::HandleRecord* r, double now) {
@@ -204,8 +201,9 @@ void Recorder::timer_fired(detail::HandleRecord* r, double now) {
   ++window_lag_count_;
   if (!sampled()) return;
   r->flags |= detail::kHandleTraced;
-  record(EventKind::timer_fired, reinterpret_cast<std::uintptr_t>(r), late, nullptr, r->file,
-         r->line);
+  const SourceLocation where = detail::record_where(r);
+  record(EventKind::timer_fired, reinterpret_cast<std::uintptr_t>(r), late, nullptr, where.file,
+         where.line);
 }
 
 void Recorder::task_created(TaskBase* t) {
@@ -324,7 +322,8 @@ void Recorder::fill_state(Snapshot& s) {
   s.timers.reserve(ntimers);
   for (std::size_t i = 0; i < ntimers; ++i) {
     detail::HandleRecord* r = timers[i];
-    s.timers.push_back(HandleInfo{detail::ready_entry_name(r), r->file ? r->file : "", r->line,
+    const SourceLocation where = detail::record_where(r);
+    s.timers.push_back(HandleInfo{detail::ready_entry_name(r), where.file, where.line,
                                   r->has(detail::kHandleCancelled), r->when});
   }
 

@@ -126,7 +126,7 @@ SourceLocation ready_entry_source(const ReadyEntry& e) noexcept {
       break;
   }
   if (e.record() == nullptr) return SourceLocation{};
-  return SourceLocation{e.record()->file, "", e.record()->line};
+  return record_where(e.record());
 }
 
 void release_ready_entry(const ReadyEntry& e) noexcept {

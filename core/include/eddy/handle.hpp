@@ -1,6 +1,6 @@
 // Handle and TimerHandle: what call_soon / call_later / call_at return, as in asyncio. A timer, a
-// thread-safe call, or a callback that owns resources gets a 48-byte record (40 in WebAssembly)
-// from the loop's HandlePool, no heap allocation each; the Handle counts references to it. A
+// thread-safe call, or a callback that owns resources gets a 40-byte record from the loop's
+// HandlePool, no heap allocation each; the Handle counts references to it. A
 // call_soon callback of eight trivially copyable bytes (a lambda capturing a pointer) needs no
 // record: it waits in the ready queue itself, and its Handle is a ticket naming that queue entry,
 // made into a record only if the Handle is copied. The loop owns one reference while a record is
@@ -35,7 +35,6 @@ enum HandleFlag : std::uint8_t {
 
 struct HandleRecord {
   const CallbackOps* ops;  // null once the callback ran or was cancelled and destroyed
-  const char* file;  // where it was scheduled (next to `ops`: no padding with 4-byte pointers)
   union {
     alignas(8) unsigned char storage[kInlineCallbackSize];
     HandleRecord* next_free;
@@ -46,7 +45,7 @@ struct HandleRecord {
                            // handles still holding that ticket compare equal to it
   };
   std::uint32_t refs;
-  std::uint16_t line;   // clamped to 65535
+  std::uint16_t line;   // where it was scheduled, clamped to 65535; 0: not kept (record_where)
   std::uint8_t flags;   // HandleFlag bits; written by the loop's thread only
   std::uint8_t shared;  // made by call_soon_threadsafe: own allocation, atomic count. A byte of
                         // its own, set before publication, so other threads may read it while
@@ -64,8 +63,12 @@ struct HandleRecord {
     }
   }
 };
-static_assert(sizeof(HandleRecord) == (sizeof(void*) == 8 ? 48 : 40),
-              "handle records are sized for the timer memory budget");
+static_assert(sizeof(HandleRecord) == 40, "handle records are sized for the timer memory budget");
+
+// A record of its own allocation (see new_shared_record), which keeps its file itself.
+struct SharedHandleRecord : HandleRecord {
+  const char* file;
+};
 
 // Slab allocator for handle records. Blocks are aligned to their size so that a record finds
 // its pool (and so its loop) from its own address; records are addressed by a 32-bit index in
@@ -77,6 +80,10 @@ class HandlePool {
   // address with its low three bits clear (4-byte pointers would leave a 12-byte header).
   struct alignas(alignof(HandleRecord)) BlockHeader {
     HandlePool* pool;
+    // The file each record was scheduled from, for records that keep their place (debug mode,
+    // inspector on): made the first time one of the block's records does, so that records,
+    // most of which never keep one, are 8 bytes smaller.
+    const char** files;
     std::uint32_t base_index;
   };
   static_assert(sizeof(BlockHeader) % alignof(HandleRecord) == 0 && alignof(HandleRecord) >= 8);
@@ -114,6 +121,11 @@ class HandlePool {
     return b->base_index + static_cast<std::uint32_t>(r - records_of(const_cast<BlockHeader*>(b)));
   }
   static HandlePool* pool_of(const HandleRecord* r) noexcept { return header_of(r)->pool; }
+  static const char* file_of(const HandleRecord* r) noexcept {
+    const BlockHeader* b = header_of(r);
+    return b->files ? b->files[r - records_of(const_cast<BlockHeader*>(b))] : "";
+  }
+  void set_file(HandleRecord* r, const char* file);
 
   EventLoop* loop() const noexcept { return loop_; }
   std::size_t live() const noexcept { return live_; }
@@ -161,8 +173,8 @@ inline void release_handle(HandleRecord* r) noexcept {
 // A record of its own allocation, with an atomic count: made on another thread
 // (call_soon_threadsafe, executor completions) or meant to outlive its loop. One reference, no
 // callback yet.
-inline HandleRecord* new_shared_record(const char* file = nullptr, std::uint32_t line = 0) {
-  auto* r = new HandleRecord;
+inline HandleRecord* new_shared_record(const char* file = "", std::uint32_t line = 0) {
+  auto* r = new SharedHandleRecord;
   r->ops = nullptr;
   r->file = file;
   r->when = 0;
@@ -171,6 +183,19 @@ inline HandleRecord* new_shared_record(const char* file = nullptr, std::uint32_t
   r->flags = 0;
   r->shared = 1;
   return r;
+}
+
+// Where a record was scheduled, if it was kept (empty otherwise).
+inline SourceLocation record_where(const HandleRecord* r) noexcept {
+  if (r->line == 0) return SourceLocation{};
+  const char* file =
+      r->shared ? static_cast<const SharedHandleRecord*>(r)->file : HandlePool::file_of(r);
+  return SourceLocation{file, "", r->line};
+}
+// Keeps where a pooled record was scheduled.
+inline void keep_where(HandleRecord* r, const SourceLocation& where) {
+  r->line = HandleRecord::clamp_line(where.line);
+  if (r->line != 0) HandlePool::pool_of(r)->set_file(r, where.file);
 }
 
 // A ticket: the Handle of a callback kept in the ready queue without a record. It names the
@@ -234,8 +259,7 @@ class Handle {
   // inspector is on, as asyncio keeps a handle's source traceback only in debug mode.
   const char* callback_name() const noexcept;
   SourceLocation where() const noexcept {
-    return bits_ && !is_ticket() ? SourceLocation{record()->file, "", record()->line}
-                                 : SourceLocation{};
+    return bits_ && !is_ticket() ? detail::record_where(record()) : SourceLocation{};
   }
   // The same handle: the same record, or the same ticket (held, or copied into a record).
   friend bool operator==(const Handle& a, const Handle& b) noexcept {

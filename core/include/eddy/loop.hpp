@@ -579,10 +579,13 @@ class EventLoop : public RefCounted {
   // Queues a tagged entry (see detail::ReadyEntry), adopting its reference. RuntimeError (and
   // the entry is released) if the loop is closed.
   void schedule_entry(detail::ReadyEntry e);
+  // A pooled record with one reference and no callback yet. Where it was scheduled is kept in
+  // debug mode and while the inspector is on (asyncio keeps a handle's source traceback only in
+  // debug mode).
   detail::HandleRecord* new_record(SourceLocation where) {
     detail::HandleRecord* r = pool_->allocate();
-    r->file = where.file;
-    r->line = detail::HandleRecord::clamp_line(where.line);
+    r->line = 0;
+    if (EDDY_UNLIKELY(debug_ || inspector_ != nullptr)) detail::keep_where(r, where);
     r->flags = 0;
     r->shared = 0;
     r->refs = 1;
