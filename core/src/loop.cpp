@@ -660,7 +660,7 @@ void EventLoop::run_ready(std::size_t count) {
 // The plain path inlines each kind's call once; the timed one is out of line, so the loop's
 // hottest function stays small (in WebAssembly, V8 takes tens of milliseconds to optimise it).
 template <class Invoke>
-void EventLoop::run_callback(detail::ReadyEntry e, Invoke&& invoke) {
+void EventLoop::run_callback(const detail::ReadyEntry& e, Invoke&& invoke) {
   if (EDDY_UNLIKELY(callbacks_timed())) {
     run_watched(e);
     return;

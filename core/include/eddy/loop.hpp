@@ -609,7 +609,7 @@ class EventLoop : public RefCounted {
   std::size_t run_pass(double max_wait);
   void run_ready(std::size_t count);
   template <class Invoke>
-  void run_callback(detail::ReadyEntry e, Invoke&& invoke);
+  void run_callback(const detail::ReadyEntry& e, Invoke&& invoke);
   bool callbacks_timed() const noexcept;  // the inspector or debug mode times each callback
   void run_watched(detail::ReadyEntry e);
   void finish_interrupted(detail::ReadyEntry e) noexcept;
