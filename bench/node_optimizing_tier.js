@@ -7,5 +7,8 @@
 // default tiering, to compare.
 if (typeof process === 'object' && process.versions && process.versions.node &&
     !process.env.EDDY_WASM_BASELINE) {
+  // Both flags: with lazy compilation (Node 20's default) each function would still be compiled
+  // on its first call, inside the timed run (10 ms of a million-callback batch).
   require('v8').setFlagsFromString('--no-liftoff');
+  require('v8').setFlagsFromString('--no-wasm-lazy-compilation');
 }
