@@ -661,7 +661,7 @@ struct CoroAwaiter {
   }
   void end_quick_wait() {
     FutureBase* waiting = coro->waiting_;
-    std::exception_ptr error;
+    ExceptionSlot error;  // (libc++ destroys even a null std::exception_ptr out of line)
     if (suspended) {
       promise->awaiting.clear();
       promise->task->finish_wait();
@@ -673,7 +673,7 @@ struct CoroAwaiter {
       error = std::current_exception();
     }
     quick->stop_waiting(coro->call_, *waiting, static_cast<bool>(error));
-    if (error) std::rethrow_exception(error);
+    if (error) std::rethrow_exception(error.take());
   }
 };
 
