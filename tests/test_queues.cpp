@@ -126,6 +126,51 @@ Coro<void> woken_getter_cancelled(Trace* trace) {
   CHECK(q.qsize() == 0);
 }
 
+// A get() awaited inline keeps its finished wait, and the queue's next get() that has to wait
+// takes it again instead of a new one. A wait taken again must behave as a new one: pending until
+// a put, named in await chains, and cancelled without taking the item put after.
+Coro<void> get_items(Queue<int>* q, int n, Trace* trace) {
+  for (int i = 0; i < n + 1; ++i) {  // the last get waits until cancelled
+    const int v = co_await q->get();
+    trace->push_back("got " + std::to_string(v));
+  }
+}
+Coro<void> waits_taken_again(Trace* trace) {
+  auto& loop = get_running_loop();
+  Queue<int> q;
+  auto a = loop.create_task(get_items(&q, 3, trace));
+  for (int i = 0; i < 3; ++i) {
+    co_await sleep(0);  // a waits: a new wait, then the one it kept
+    trace->push_back("waiting " + std::to_string(q.qsize()));
+    q.put_nowait(i);
+  }
+  co_await sleep(0);
+  co_await sleep(0);
+  const std::vector<AwaitFrame> chain = a.await_chain();
+  REQUIRE_FALSE(chain.empty());
+  trace->push_back(chain.back().function + " > " + chain.back().awaiting);
+  a.cancel();
+  try {
+    co_await a;
+  } catch (const CancelledError&) {
+    trace->push_back("a cancelled");
+  }
+  q.put_nowait(7);
+  trace->push_back("left " + std::to_string(q.qsize()));
+  auto b = loop.create_task(get_items(&q, 2, trace));  // takes 7 at once, waits for 8, waits
+  co_await sleep(0);
+  q.put_nowait(8);
+  co_await sleep(0);  // b's wait (taken again, or new) ends with 8
+  co_await sleep(0);
+  b.cancel();
+  try {
+    co_await b;
+  } catch (const CancelledError&) {
+    trace->push_back("b cancelled");
+  }
+  CHECK(q.empty());
+}
+
 Coro<void> woken_putter_cancelled(Trace* trace) {
   auto& loop = get_running_loop();
   Queue<int> q(1);
@@ -302,6 +347,14 @@ LOOP_TEST("Queue: a woken putter that is cancelled passes the free slot to the n
   Trace trace;
   this->loop->run_until_complete(woken_putter_cancelled(&trace));
   CHECK(joined(trace) == "got 0;a cancelled;b put 2;left 2;");
+}
+
+LOOP_TEST("Queue: a getter's wait taken again by its next get behaves as a new one", "[queues]") {
+  Trace trace;
+  this->loop->run_until_complete(waits_taken_again(&trace));
+  CHECK(joined(trace) ==
+        "waiting 0;got 0;waiting 0;got 1;waiting 0;got 2;eddy::Queue::get > <Future pending>;"
+        "a cancelled;left 1;got 7;got 8;b cancelled;");
 }
 
 LOOP_TEST("Queue: a woken getter whose item was taken waits again at the end of the line",

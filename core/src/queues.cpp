@@ -50,10 +50,14 @@ QueueTurn QueueCore::next_put_turn() {
 Future<void> QueueCore::new_get_turn(bool in_callers_frame) {
   if (shutdown_) throw QueueShutDown();
   static constexpr SourceLocation kGet{__FILE__, "eddy::Queue::get", __LINE__};
-  Future<void> turn(Ref<FutureBase>(
-      new GetterFuture(bound_loop("Queue"), *this, in_callers_frame ? &kGet : nullptr)));
-  getters_.add(turn);
-  return turn;
+  EventLoop& loop = bound_loop("Queue");
+  Ref<FutureBase> turn = std::move(spare_get_turn_);  // kept by get() awaited inline only
+  if (!in_callers_frame || !turn || &turn->get_loop() != &loop ||
+      !static_cast<GetterFuture*>(turn.get())->rearm_if_unused())
+    turn = Ref<FutureBase>(new GetterFuture(loop, *this, in_callers_frame ? &kGet : nullptr));
+  Future<void> waiter(std::move(turn));
+  getters_.add(waiter);
+  return waiter;
 }
 
 QueueTurn QueueCore::next_get_turn() {

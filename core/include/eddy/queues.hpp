@@ -118,6 +118,9 @@ class QueueCore : public LoopBound {
   Future<void> new_get_turn(bool in_callers_frame);  // (true: for get() awaited inline)
   // A wait that failed (its task was cancelled): out of the line, and a wake-up it got handed on.
   void turn_failed(FutureBase& turn, bool putting) noexcept;
+  // A get() awaited inline got its item: its turn is kept for the next one that waits, which
+  // takes it if nothing else holds it by then (a getter waits once per item a consumer outruns).
+  void keep_spare_get_turn(FutureBase& turn) noexcept { spare_get_turn_ = Ref<FutureBase>(&turn); }
   void check_put() const;  // QueueShutDown, QueueFull
   void check_get() const;  // QueueShutDown (shut down and empty), QueueEmpty
   void added();            // after an item went in
@@ -128,6 +131,7 @@ class QueueCore : public LoopBound {
  private:
   Waiters getters_;
   Waiters putters_;
+  Ref<FutureBase> spare_get_turn_;
   Event finished_;
   std::size_t count_ = 0;
   std::size_t unfinished_ = 0;
@@ -226,7 +230,10 @@ class BasicQueue : public detail::QueueCore {
       return detail::QuickStart::wait;
     }
     static void stop_waiting(detail::QuickCall& call, FutureBase& turn, bool failed) noexcept {
-      if (failed) call.object<BasicQueue>().turn_failed(turn, false);
+      if (failed)
+        call.object<BasicQueue>().turn_failed(turn, false);
+      else
+        call.object<BasicQueue>().keep_spare_get_turn(turn);
     }
     // (Woken with the queue still empty only when it was shut down: get_nowait raises that.)
     static T finish(detail::QuickCall& call) { return call.object<BasicQueue>().get_nowait(); }
