@@ -28,7 +28,7 @@ void HandlePool::grow() {
 void HandlePool::set_file(HandleRecord* r, const char* file) {
   auto* b = const_cast<BlockHeader*>(header_of(r));
   if (b->files == nullptr) b->files = new const char*[kPerBlock];
-  b->files[r - records_of(b)] = file;
+  b->files[position_in_block(r)] = file;
 }
 
 HandlePool::~HandlePool() {

@@ -117,13 +117,12 @@ class HandlePool {
     return records_of(blocks_[block]) + (index - block * kPerBlock);
   }
   static std::uint32_t index_of(const HandleRecord* r) noexcept {
-    const BlockHeader* b = header_of(r);
-    return b->base_index + static_cast<std::uint32_t>(r - records_of(const_cast<BlockHeader*>(b)));
+    return header_of(r)->base_index + static_cast<std::uint32_t>(position_in_block(r));
   }
   static HandlePool* pool_of(const HandleRecord* r) noexcept { return header_of(r)->pool; }
   static const char* file_of(const HandleRecord* r) noexcept {
-    const BlockHeader* b = header_of(r);
-    return b->files ? b->files[r - records_of(const_cast<BlockHeader*>(b))] : "";
+    const char* const* files = header_of(r)->files;
+    return files ? files[position_in_block(r)] : "";
   }
   void set_file(HandleRecord* r, const char* file);
 
@@ -140,6 +139,10 @@ class HandlePool {
   static const BlockHeader* header_of(const HandleRecord* r) noexcept {
     return reinterpret_cast<const BlockHeader*>(reinterpret_cast<std::uintptr_t>(r) &
                                                 ~(std::uintptr_t{kBlockBytes} - 1));
+  }
+  // Which record of its block `r` is: its index past the block's base, and its file's slot.
+  static std::size_t position_in_block(const HandleRecord* r) noexcept {
+    return static_cast<std::size_t>(r - records_of(const_cast<BlockHeader*>(header_of(r))));
   }
   static HandleRecord* records_of(BlockHeader* b) noexcept {
     return reinterpret_cast<HandleRecord*>(b + 1);
