@@ -488,6 +488,53 @@ LOOP_TEST("network: a server made with start_serving=false refuses until it serv
         std::vector<std::string>{"early " + std::to_string(ECONNREFUSED), "server got hello"});
 }
 
+// Six clients; the second leaves, then the sixth (which took the second's place in the server's
+// list), then the first. The server counts what is left, and close_clients() ends exactly the
+// three still connected.
+static Coro<std::string> clients_leave_in_any_order(EventLoop& loop) {
+  std::vector<std::shared_ptr<Peer>> accepted;
+  ProtocolFactory keep = [&loop, &accepted] {
+    accepted.push_back(std::make_shared<Peer>(loop));
+    return std::static_pointer_cast<BaseProtocol>(accepted.back());
+  };
+  Ref<Server> server = co_await loop.create_server(keep, "127.0.0.1", 0);
+  std::vector<std::shared_ptr<Peer>> clients;
+  std::vector<Ref<Transport>> ends;
+  for (std::size_t i = 0; i < 6; ++i) {
+    clients.push_back(std::make_shared<Peer>(loop));
+    Connection c =
+        co_await loop.create_connection(give(clients.back()), "127.0.0.1", port_of(server));
+    ends.push_back(c.first);
+    while (server->active_connections() < i + 1) co_await sleep(0.001);
+  }
+  std::string trace;
+  const std::size_t leaving_order[] = {1, 5, 0};
+  for (std::size_t leaving : leaving_order) {
+    ends[leaving]->close();
+    co_await clients[leaving]->lost;
+    co_await accepted[leaving]->lost;
+    trace += std::to_string(server->active_connections()) + " ";
+  }
+  server->close();
+  server->close_clients();
+  for (std::size_t i = 2; i <= 4; ++i) co_await clients[i]->lost;
+  co_await wait_for(server->wait_closed(), 5.0);  // a connection it lost count of fails it here
+  for (std::size_t i = 0; i < 6; ++i) {
+    trace += "| " + joined(accepted[i]->events) + " " + joined(clients[i]->events);
+    ends[i].reset();
+  }
+  co_return trace;
+}
+
+LOOP_TEST("network: a server's clients leave in any order; close_clients ends the rest",
+          "[network][server]") {
+  if (!this->loop->capabilities().supports("create_server")) SKIP("no servers on this loop");
+  // Clients that left themselves: the server saw their EOF. The rest: closed by the server.
+  const std::string left = "| made;eof;lost; made;lost;", ended = "| made;lost; made;eof;lost;";
+  CHECK(this->loop->run_until_complete(clients_leave_in_any_order(*this->loop)) ==
+        "5 4 3 " + left + left + ended + ended + ended + left);
+}
+
 LOOP_TEST("network: writing to a peer that closed ends in EPIPE (BrokenPipeError)",
           "[network][faults]") {
   if (!this->loop->capabilities().supports("create_server")) SKIP("no servers on this loop");

@@ -33,11 +33,21 @@ Server::~Server() {
   loop_->server_destroyed(this);
 }
 
-void Server::attach(StreamTransport* t) { transports_.push_back(t); }
+void Server::attach(StreamTransport* t) {
+  t->server_slot_ = transports_.size();
+  transports_.push_back(t);
+}
 
 void Server::detach(StreamTransport* t) {
-  auto it = std::find(transports_.begin(), transports_.end(), t);
-  if (it != transports_.end()) transports_.erase(it);
+  // The last connection takes the leaving one's place (asyncio keeps its clients in a set: their
+  // order means nothing).
+  const std::size_t slot = t->server_slot_;
+  if (slot < transports_.size() && transports_[slot] == t) {
+    StreamTransport* last = transports_.back();
+    transports_[slot] = last;
+    last->server_slot_ = slot;
+    transports_.pop_back();
+  }
   if (closed_ && active_connections() == 0) wakeup();
 }
 

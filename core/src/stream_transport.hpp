@@ -141,6 +141,7 @@ class StreamTransport final : public Transport,
   void loop_closed() noexcept override;
 
  private:
+  friend class Server;  // keeps server_slot_
   StreamTransport(EventLoop& loop, StreamEndpointPtr endpoint, std::shared_ptr<BaseProtocol> protocol,
                   Server* server);
   ~StreamTransport() override;
@@ -191,6 +192,7 @@ class StreamTransport final : public Transport,
   Protocol* stream_protocol_ = nullptr;
   BufferedProtocol* buffered_protocol_ = nullptr;
   Ref<Server> server_;
+  std::size_t server_slot_ = 0;  // its index in server_->transports_ (Server::attach)
   Ref<StreamTransport> self_;  // held while the endpoint is open: the endpoint points at us
   int socket_fd_ = -1;         // registered with the loop while this transport holds it
   int dropped_writes_ = 0;     // write pipes after close or loss, TLS after close_notify

@@ -57,7 +57,8 @@ class Server : public RefCounted {
     tls_shutdown_timeout_ = shutdown_timeout;
   }
 
-  // Used by StreamTransport.
+  // Used by StreamTransport: a connection joins and leaves in constant time (it keeps its place
+  // in transports_), so closing a server's many clients is linear.
   void attach(StreamTransport* t);
   void detach(StreamTransport* t);
   // Used by EventLoop::close(): closes the listening sockets and drops handshakes in progress,
