@@ -545,6 +545,52 @@ Coro<void> wait_repeated(Trace* trace) {
   trace->push_back("as_completed steps " + std::to_string(steps));
 }
 
+// The plain-iterator form (`for coro in as_completed(aws): await coro`): results in completion
+// order, an exception raised by its step; steps count when taken; the timeout.
+Coro<void> as_completed_results(Trace* trace) {
+  auto& loop = get_running_loop();
+  std::vector<Task<int>> fs;
+  fs.push_back(ensure_future(child("a", 4, trace)));
+  fs.push_back(ensure_future(child("b", 1, trace)));
+  fs.push_back(ensure_future(child("c", 2, trace, true)));
+  for (Coro<int> next : as_completed(std::move(fs))) {
+    try {
+      int v = co_await next;
+      trace->push_back("got " + std::to_string(v));
+    } catch (const ValueError& e) {
+      trace->push_back(std::string("raised ") + e.what());
+    }
+  }
+  std::vector<Future<int>> two;
+  two.push_back(loop.create_future<int>());
+  two.push_back(loop.create_future<int>());
+  Coro<int> first, second;
+  {
+    auto it = as_completed(two);
+    auto step = it.begin();
+    first = *step;
+    second = *++step;
+    trace->push_back(++step == it.end() ? "two steps" : "third");
+  }  // the steps outlive the iterator
+  two[1].set_result(7);
+  int v = co_await first;
+  trace->push_back("first " + std::to_string(v));
+  two[0].set_result(8);
+  v = co_await second;
+  trace->push_back("second " + std::to_string(v));
+  std::vector<Future<void>> slow;
+  slow.push_back(loop.create_future<void>());
+  slow.push_back(loop.create_future<void>());
+  for (Coro<void> next : as_completed(slow, 0.01)) {
+    try {
+      co_await next;
+    } catch (const TimeoutError&) {
+      trace->push_back("timeout");
+    }
+  }
+  for (auto& f : slow) f.cancel();
+}
+
 }  // namespace
 
 namespace {
@@ -612,6 +658,16 @@ LOOP_TEST("as_completed: results in completion order; timeout", "[combinators]")
   CHECK(joined(trace) ==
         "a start;b start;c start;b done;c done;got 1;a done;got 2;got 4;as_completed timeout;"
         "as_completed timeout;");
+}
+
+// Python 3.13 prints the same trace for the same program with asyncio.as_completed.
+LOOP_TEST("as_completed: as a plain iterator, awaitables of the results in completion order",
+          "[combinators]") {
+  Trace trace;
+  this->loop->run_until_complete(as_completed_results(&trace));
+  CHECK(joined(trace) ==
+        "a start;b start;c start;b done;c fails;got 1;a done;raised c;got 4;two steps;first 7;"
+        "second 8;timeout;timeout;");
 }
 
 LOOP_TEST("wait and as_completed: a future given twice counts once", "[combinators]") {

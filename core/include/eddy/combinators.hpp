@@ -398,9 +398,16 @@ Coro<Ref<FutureBase>> next_completed(std::shared_ptr<AsCompletedCore> core);
 // asyncio.as_completed: next() gives the futures in the order they complete, each once (a
 // future given twice counts once). Once `timeout` has passed, each next() still owed raises
 // TimeoutError instead; either way done() is true after as many next() calls as futures.
+//
+// It is also asyncio's plain iterator: each element is an awaitable giving the result of the
+// next future to complete, or raising its exception (TimeoutError once the timeout passed):
+//
+//   for (Coro<int> next : eddy::as_completed(std::move(tasks))) int earliest = co_await next;
 template <class F>
 class AsCompleted {
  public:
+  using Result = typename F::value_type;
+
   AsCompleted(std::vector<F> fs, std::optional<double> timeout,
               SourceLocation where = SourceLocation::current()) {
     std::vector<Ref<FutureBase>> bases;
@@ -418,8 +425,46 @@ class AsCompleted {
     Ref<FutureBase> f = co_await detail::awaiting_as("eddy::as_completed", waiting);
     co_return by_state_.at(f.get());
   }
+  // One step of the plain iterator. As asyncio's __next__, the step counts when it is taken, not
+  // when it is awaited; the awaitable does not need this object to live on.
+  Coro<Result> next_result() {
+    if (remaining_ == 0) throw RuntimeError("as_completed: every future was already returned");
+    --remaining_;
+    return result_of(detail::next_completed(core_));
+  }
+
+  struct Sentinel {};
+  class Iterator {
+   public:
+    using value_type = Coro<Result>;
+    using difference_type = std::ptrdiff_t;
+    explicit Iterator(AsCompleted* owner) noexcept : owner_(owner) {}
+    Coro<Result> operator*() const { return owner_->next_result(); }
+    Iterator& operator++() noexcept { return *this; }  // dereferencing took the step
+    void operator++(int) noexcept {}
+    bool operator==(Sentinel) const noexcept { return owner_->done(); }
+
+   private:
+    AsCompleted* owner_;
+  };
+  Iterator begin() noexcept { return Iterator(this); }
+  Sentinel end() const noexcept { return {}; }
 
  private:
+  static Coro<Result> result_of(Coro<Ref<FutureBase>> waiting) {
+    Ref<FutureBase> f = co_await detail::awaiting_as("eddy::as_completed", waiting);
+    Future<Result> done(std::move(f));
+    if constexpr (std::is_void_v<Result>) {
+      done.result();
+    } else if constexpr (std::is_copy_constructible_v<Result>) {
+      Result r = done.result();
+      co_return r;
+    } else {
+      Result r = std::move(done.result());
+      co_return r;
+    }
+  }
+
   std::shared_ptr<detail::AsCompletedCore> core_;
   std::unordered_map<FutureBase*, F> by_state_;
   std::size_t remaining_;
