@@ -858,14 +858,43 @@ Coro<void> taskgroup_outer_cancel(Trace* trace) {
   }
 }
 
+Coro<void> raises_value_error(bool now = true) {
+  if (now) throw ValueError("child");
+  co_return;
+}
+
+// The messages are asyncio's, which name the group by its repr.
 Coro<void> taskgroup_misuse() {
   TaskGroup tg;
-  CHECK_THROWS_AS(tg.create_task(sleep(0)), RuntimeError);  // not entered
+  CHECK_THROWS_WITH(tg.create_task(sleep(0)), "TaskGroup <TaskGroup> has not been entered");
   tg.enter();
-  auto t = tg.create_task(sleep(0));
+  auto t = tg.create_task(sleep(0.01));
+  CHECK_THROWS_WITH(tg.enter(), "TaskGroup <TaskGroup tasks=1 entered> has already been entered");
   co_await tg.exit();
   CHECK(t.done());
-  CHECK_THROWS_AS(tg.create_task(sleep(0)), RuntimeError);  // finished
+  CHECK_THROWS_WITH(tg.create_task(sleep(0)), "TaskGroup <TaskGroup entered> is finished");
+  // A child failed: the group cancels the body and its other child; until they are done, it is
+  // shutting down.
+  TaskGroup failing;
+  failing.enter();
+  failing.create_task(sleep(1));
+  failing.create_task(raises_value_error());
+  std::exception_ptr error;
+  try {
+    co_await sleep(1);
+  } catch (const CancelledError&) {
+    error = std::current_exception();
+  }
+  REQUIRE(error);
+  CHECK_THROWS_WITH(failing.create_task(sleep(0)),
+                    "TaskGroup <TaskGroup tasks=1 errors=1 cancelling> is shutting down");
+  bool group_failed = false;
+  try {
+    co_await failing.exit(error);
+  } catch (const ExceptionGroup&) {
+    group_failed = true;
+  }
+  CHECK(group_failed);
 }
 
 }  // namespace

@@ -477,12 +477,24 @@ TaskGroup::~TaskGroup() {
   if (state_->entered && !state_->tasks.empty()) state_->abort();
 }
 
+std::string TaskGroup::describe() const {
+  const State& s = *state_;
+  std::string out = "<TaskGroup";
+  if (!s.tasks.empty()) out += " tasks=" + std::to_string(s.tasks.size());
+  if (!s.errors.empty()) out += " errors=" + std::to_string(s.errors.size());
+  if (s.aborting)
+    out += " cancelling";
+  else if (s.entered)
+    out += " entered";
+  return out + ">";
+}
+
 void TaskGroup::enter() {
   State& s = *state_;
-  if (s.entered) throw RuntimeError("TaskGroup has already been entered");
+  if (s.entered) throw RuntimeError("TaskGroup " + describe() + " has already been entered");
   EventLoop& loop = get_running_loop();
   TaskBase* parent = loop.current_task();
-  if (!parent) throw RuntimeError("TaskGroup cannot determine the parent task");
+  if (!parent) throw RuntimeError("TaskGroup " + describe() + " cannot determine the parent task");
   s.loop = &loop;
   s.parent = Ref<TaskBase>(parent);
   s.entered = true;
@@ -490,9 +502,9 @@ void TaskGroup::enter() {
 
 EventLoop& TaskGroup::check_can_create() {
   State& s = *state_;
-  if (!s.entered) throw RuntimeError("TaskGroup has not been entered");
-  if (s.exiting && s.tasks.empty()) throw RuntimeError("TaskGroup is finished");
-  if (s.aborting) throw RuntimeError("TaskGroup is shutting down");
+  if (!s.entered) throw RuntimeError("TaskGroup " + describe() + " has not been entered");
+  if (s.exiting && s.tasks.empty()) throw RuntimeError("TaskGroup " + describe() + " is finished");
+  if (s.aborting) throw RuntimeError("TaskGroup " + describe() + " is shutting down");
   return *s.loop;
 }
 
@@ -521,7 +533,7 @@ Coro<void> await_noting_cancel(Future<void> f, std::exception_ptr* cancelled) {
 
 Coro<void> TaskGroup::exit(std::exception_ptr error) {
   std::shared_ptr<State> s = state_;
-  if (!s->entered) throw RuntimeError("TaskGroup has not been entered");
+  if (!s->entered) throw RuntimeError("TaskGroup " + describe() + " has not been entered");
   s->exiting = true;
   if (!s->base_error && is_base_error(error)) s->base_error = error;
   const bool error_is_cancel = is_cancellation(error);

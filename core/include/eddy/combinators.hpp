@@ -623,6 +623,8 @@ class TaskGroup {
   // gets the exception the body ended with (null if none).
   void enter();
   Coro<void> exit(std::exception_ptr error = nullptr);
+  // asyncio's repr: "<TaskGroup tasks=2 errors=1 cancelling>" (its RuntimeErrors name it so).
+  std::string describe() const;
 
   struct State;
 
