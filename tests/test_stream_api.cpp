@@ -78,6 +78,19 @@ static Coro<void> plain_reads(EventLoop& loop) {
   loop.call_soon([r] { r->feed_data("late"); });
   std::string late = co_await r->read(10);
   CHECK(late == "late");
+  // Small reads are copied out of a buffer that is kept, larger ones take the buffer: either way
+  // the next read sees only what came after.
+  const std::string big(5000, 'q');
+  r->feed_data(big);
+  std::string got_big = co_await r->read(10000);
+  CHECK(got_big == big);
+  r->feed_data("xy");
+  std::string small = co_await r->read(10000);
+  CHECK(small == "xy");
+  r->feed_data(big);
+  r->feed_data("z");
+  std::string got_more = co_await r->read(10000);
+  CHECK(got_more == big + "z");
   loop.call_soon([r] { r->feed_data("a"); });
   loop.call_soon([r] { r->feed_data("b"); });
   loop.call_soon([r] { r->feed_eof(); });
